@@ -1,0 +1,406 @@
+//! From the configuration as written to an immutable `Policy`: every name resolved, every glob
+//! expanded against the catalogue, every mistake reported with the JSON path of the bad value.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use super::classify::{is_canonical_path, ApiFamily};
+use super::config::{Config, ConsumerConfig, Mode, ProviderConfig};
+use super::glob::Glob;
+
+/// A mistake in the configuration, at a JSON path such as `consumers.search-team.models[1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The largest body limit accepted: the filter holds a whole body in memory.
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The name under which requests without a known identity are evaluated.
+pub const DEFAULT_CONSUMER: &str = "default";
+
+/// A compiled policy. Built once per configuration and shared by every request.
+#[derive(Debug)]
+pub struct Policy {
+    pub mode: Mode,
+    pub route_header: String,
+    pub max_body_bytes: usize,
+    pub identity_header: Option<String>,
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) models: HashMap<String, Model>,
+    pub(crate) consumers: HashMap<String, Consumer>,
+    pub(crate) passthrough: Vec<Passthrough>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Provider {
+    pub name: String,
+    pub cluster: String,
+    pub families: Vec<ApiFamily>,
+    pub base_path: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub provider: usize,
+    pub upstream_model: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    pub name: String,
+    /// Catalogue names this consumer may use, globs already expanded.
+    pub approved: HashSet<String>,
+    pub mode: Mode,
+}
+
+#[derive(Debug)]
+pub(crate) struct Passthrough {
+    pub method: String,
+    pub path_prefix: String,
+    pub provider: usize,
+}
+
+impl Policy {
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Parses and compiles a configuration document, exactly as the filter does on load.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
+        let config = parse(bytes).map_err(|error| vec![error])?;
+        compile(config)
+    }
+}
+
+/// Deserializes with the path of any error. Duplicate keys are refused: struct fields by serde,
+/// the name-keyed maps by `unique_map`.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let config: Config =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ConfigError {
+            path: error.path().to_string(),
+            message: error.inner().to_string(),
+        })?;
+    deserializer.end().map_err(|error| ConfigError {
+        path: String::new(),
+        message: format!("invalid JSON: {error}"),
+    })?;
+    Ok(config)
+}
+
+/// Collects every mistake rather than stopping at the first, so one `posturio check` run shows
+/// them all.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+
+    check_header_name(&mut errors, "route_header", &config.route_header);
+    let identity_header = config.identity.map(|identity| identity.header);
+    if let Some(header) = &identity_header {
+        check_header_name(&mut errors, "identity.header", header);
+        if *header == config.route_header {
+            errors.add(
+                "identity.header",
+                "must differ from route_header: the route header is removed from every request",
+            );
+        }
+    }
+    let max_body_bytes = match usize::try_from(config.max_body_bytes) {
+        Ok(limit) if (1..=MAX_BODY_LIMIT).contains(&config.max_body_bytes) => limit,
+        _ => {
+            errors.add(
+                "max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_LIMIT} bytes"),
+            );
+            1
+        }
+    };
+
+    let providers = compile_providers(&mut errors, config.providers);
+    let provider_index: HashMap<&str, usize> = providers
+        .iter()
+        .enumerate()
+        .map(|(index, provider)| (provider.name.as_str(), index))
+        .collect();
+
+    if config.models.is_empty() {
+        errors.add(
+            "models",
+            "the catalogue is empty: no request could ever be served",
+        );
+    }
+    let mut models = HashMap::with_capacity(config.models.len());
+    for (name, model) in &config.models {
+        let path = format!("models.{name}");
+        check_name(&mut errors, &path, name, "a model name");
+        if name.contains('*') {
+            errors.add(
+                &path,
+                "a model name cannot contain '*', which consumers use as a glob",
+            );
+        }
+        if let Some(upstream) = &model.upstream_model {
+            check_name(
+                &mut errors,
+                format!("{path}.upstream_model"),
+                upstream,
+                "a model name",
+            );
+        }
+        match provider_index.get(model.provider.as_str()) {
+            Some(&provider) => {
+                models.insert(
+                    name.clone(),
+                    Model {
+                        provider,
+                        upstream_model: model.upstream_model.clone(),
+                    },
+                );
+            }
+            None => errors.add(
+                format!("{path}.provider"),
+                format!(
+                    "unknown provider \"{}\"; define it under \"providers\"",
+                    model.provider
+                ),
+            ),
+        }
+    }
+
+    for (index, rule) in config.rules.iter().enumerate() {
+        errors.add(
+            format!("rules[{index}]"),
+            format!(
+                "rule \"{}\": prompt inspection rules are not supported by this version of \
+                 Posturio; remove the rule rather than have it silently ignored",
+                rule.id
+            ),
+        );
+    }
+
+    let consumers = compile_consumers(&mut errors, &config.consumers, &config.models, config.mode);
+
+    let mut passthrough = Vec::with_capacity(config.passthrough.len());
+    for (index, entry) in config.passthrough.into_iter().enumerate() {
+        let path = format!("passthrough[{index}]");
+        if !matches!(entry.method.as_str(), "GET" | "HEAD" | "DELETE") {
+            errors.add(
+                format!("{path}.method"),
+                "must be GET, HEAD or DELETE: passthrough is for calls without a body",
+            );
+        }
+        if !is_canonical_path(&entry.path_prefix) {
+            errors.add(
+                format!("{path}.path_prefix"),
+                "must be a plain absolute path such as /v1/models (no '//', '.', '..', '%', '?')",
+            );
+        }
+        match provider_index.get(entry.provider.as_str()) {
+            Some(&provider) => passthrough.push(Passthrough {
+                method: entry.method,
+                path_prefix: entry.path_prefix,
+                provider,
+            }),
+            None => errors.add(
+                format!("{path}.provider"),
+                format!("unknown provider \"{}\"", entry.provider),
+            ),
+        }
+    }
+
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    Ok(Policy {
+        mode: config.mode,
+        route_header: config.route_header,
+        max_body_bytes,
+        identity_header,
+        providers,
+        models,
+        consumers,
+        passthrough,
+    })
+}
+
+fn compile_providers(
+    errors: &mut Errors,
+    providers: BTreeMap<String, ProviderConfig>,
+) -> Vec<Provider> {
+    if providers.is_empty() {
+        errors.add("providers", "at least one provider is needed");
+    }
+    let mut compiled = Vec::with_capacity(providers.len());
+    for (name, provider) in providers {
+        let path = format!("providers.{name}");
+        check_name(errors, &path, &name, "a provider name");
+        let cluster_ok = !provider.cluster.is_empty()
+            && provider.cluster.len() <= 256
+            && provider.cluster.bytes().all(|b| b.is_ascii_graphic());
+        if !cluster_ok {
+            errors.add(
+                format!("{path}.cluster"),
+                "must be an Envoy cluster name: 1 to 256 visible ASCII characters, no spaces",
+            );
+        }
+        let families = provider.api.0;
+        if families.is_empty() {
+            errors.add(format!("{path}.api"), "must name at least one API family");
+        }
+        for (index, family) in families.iter().enumerate() {
+            if families
+                .get(..index)
+                .is_some_and(|before| before.contains(family))
+            {
+                errors.add(
+                    format!("{path}.api[{index}]"),
+                    format!("\"{}\" is listed twice", family.as_str()),
+                );
+            }
+        }
+        if let Some(base_path) = &provider.base_path {
+            if !is_canonical_path(base_path) || base_path == "/" {
+                errors.add(
+                    format!("{path}.base_path"),
+                    "must be a plain absolute path without a trailing '/', such as /v1beta/openai",
+                );
+            }
+        }
+        compiled.push(Provider {
+            name,
+            cluster: provider.cluster,
+            families,
+            base_path: provider.base_path,
+        });
+    }
+    compiled
+}
+
+fn compile_consumers(
+    errors: &mut Errors,
+    consumers: &BTreeMap<String, ConsumerConfig>,
+    catalogue: &BTreeMap<String, super::config::ModelConfig>,
+    global_mode: Mode,
+) -> HashMap<String, Consumer> {
+    let mut compiled = HashMap::with_capacity(consumers.len());
+    for (name, consumer) in consumers {
+        let path = format!("consumers.{name}");
+        check_name(errors, &path, name, "a consumer name");
+        if name.contains(',') {
+            errors.add(&path, "a consumer name cannot contain ','");
+        }
+        let mut approved = HashSet::new();
+        for (index, pattern) in consumer.models.iter().enumerate() {
+            let entry = format!("{path}.models[{index}]");
+            let glob = match Glob::new(pattern) {
+                Ok(glob) => glob,
+                Err(message) => {
+                    errors.add(&entry, message);
+                    continue;
+                }
+            };
+            let mut matched = false;
+            for model in catalogue.keys().filter(|model| glob.matches(model)) {
+                matched = true;
+                approved.insert(model.clone());
+            }
+            if !matched {
+                errors.add(
+                    &entry,
+                    format!(
+                        "\"{pattern}\" matches no model in the catalogue (\"models\"); \
+                         consumers can only narrow the catalogue"
+                    ),
+                );
+            }
+        }
+        if let Some(rules) = &consumer.rules {
+            for (index, rule) in rules.iter().enumerate() {
+                errors.add(
+                    format!("{path}.rules[{index}]"),
+                    format!("unknown rule \"{rule}\"; define it under \"rules\""),
+                );
+            }
+        }
+        compiled.insert(
+            name.clone(),
+            Consumer {
+                name: name.clone(),
+                approved,
+                mode: consumer.mode.unwrap_or(global_mode),
+            },
+        );
+    }
+    compiled
+}
+
+/// Header names the filter reads or sets: lowercase token characters, not a pseudo-header,
+/// and not one whose meaning Envoy or HTTP owns.
+fn check_header_name(errors: &mut Errors, path: &str, name: &str) {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    const RESERVED: [&str; 10] = [
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "keep-alive",
+        "authorization",
+    ];
+    if !token {
+        errors.add(
+            path,
+            "must be a lowercase HTTP header name (a-z, 0-9, '-', '_')",
+        );
+    } else if RESERVED.contains(&name) {
+        errors.add(path, format!("\"{name}\" is a reserved header"));
+    }
+}
+
+/// Names of things in the config: non-empty, at most 256 bytes, no control characters.
+fn check_name(errors: &mut Errors, path: impl Into<String>, name: &str, what: &str) {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        errors.add(
+            path,
+            format!("{what} must be 1 to 256 bytes without control characters"),
+        );
+    }
+}

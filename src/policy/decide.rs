@@ -1,0 +1,381 @@
+//! Evaluation of a request against the policy: plain data in, a decision out.
+//!
+//! A request is decided in two steps because Envoy delivers it in two: `on_headers` refuses
+//! what the headers alone condemn and otherwise says to read the body; `on_body` decides with
+//! the whole body. A request without a body goes through both, with an empty body.
+
+use super::classify::{
+    classify, is_canonical_path, is_under, split_query, ApiFamily, Endpoint, API_ROOT,
+};
+use super::compile::{Consumer, Policy, DEFAULT_CONSUMER};
+use super::config::Mode;
+use super::extract::{display_model, read_body, replace_model, BodyError};
+use super::reply::{Code, Reply};
+use super::request::{self, check_json_body, Headers};
+use super::strict_json::JsonError;
+
+/// What a request is, once its headers are read. Kept until the body arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    target: Target,
+    /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
+    /// one) and the policy has no `default` consumer.
+    consumer: Option<String>,
+    /// The request path, query included, as the client sent it.
+    path: String,
+    shape: ApiFamily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Endpoint(Endpoint),
+    Passthrough(usize),
+}
+
+/// The decision on a request, with the facts worth recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Refuse(Reply),
+    Forward(Forward),
+}
+
+/// How to forward an allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub cluster: String,
+    /// The new `:path`, when the provider's `base_path` changes it.
+    pub path: Option<String>,
+    /// The new body, when the model is rewritten. The rest of the body is byte for byte the
+    /// client's.
+    pub body: Option<Vec<u8>>,
+    /// Set when the policy would have refused the request but audit mode let it through.
+    pub audited: Option<Reply>,
+}
+
+/// What a decision was about, for the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub consumer: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+}
+
+impl Pending {
+    /// The API shape replies to this request take.
+    pub fn shape(&self) -> ApiFamily {
+        self.shape
+    }
+}
+
+impl Policy {
+    /// Decides what the headers alone can decide.
+    pub fn on_headers(&self, headers: &Headers) -> Result<Pending, Reply> {
+        let shape = reply_shape(headers);
+        let method = request::single(headers, ":method")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Ok(Some(path)) = request::single(headers, ":path") else {
+            return Err(Reply::new(
+                Code::InvalidRequest,
+                shape,
+                "the request has no readable path",
+            ));
+        };
+        if request::values(headers, "upgrade").next().is_some()
+            || request::values(headers, ":protocol").next().is_some()
+        {
+            return Err(Reply::new(
+                Code::UnsupportedEndpoint,
+                shape,
+                "protocol upgrades (WebSocket and the like) are not forwarded",
+            ));
+        }
+
+        let target = match classify(method, path) {
+            Some(endpoint) => Target::Endpoint(endpoint),
+            None => match self.passthrough_for(method, path) {
+                Some(index) => Target::Passthrough(index),
+                None => {
+                    return Err(Reply::new(
+                        Code::UnsupportedEndpoint,
+                        shape,
+                        format!(
+                            "{} {} is not an endpoint this gateway serves",
+                            display_model(method),
+                            display_model(split_query(path).0)
+                        ),
+                    ))
+                }
+            },
+        };
+        let shape = match target {
+            Target::Endpoint(endpoint) => endpoint.family(),
+            Target::Passthrough(_) => shape,
+        };
+
+        let consumer = self.consumer_for(headers, shape)?;
+        if consumer.is_none() && self.mode == Mode::Enforce {
+            return Err(no_consumer(shape));
+        }
+
+        if let Target::Endpoint(_) = target {
+            if let Err(error) = check_json_body(headers) {
+                return Err(Reply::new(
+                    Code::UnsupportedMediaType,
+                    shape,
+                    error.to_string(),
+                ));
+            }
+            if request::content_length(headers)
+                .is_some_and(|length| length > self.max_body_bytes as u64)
+            {
+                return Err(self.too_large(shape));
+            }
+        }
+        Ok(Pending {
+            target,
+            consumer: consumer.map(|consumer| consumer.name.clone()),
+            path: path.to_owned(),
+            shape,
+        })
+    }
+
+    /// Decides with the whole body (empty for a request that ended with its headers).
+    pub fn on_body(&self, pending: &Pending, body: &[u8]) -> (Decision, Facts) {
+        let mut facts = Facts {
+            consumer: pending.consumer.clone(),
+            ..Facts::default()
+        };
+        let decision = match pending.target {
+            Target::Endpoint(endpoint) => self.decide_endpoint(pending, endpoint, body, &mut facts),
+            Target::Passthrough(index) => self.decide_passthrough(pending, index, body, &mut facts),
+        };
+        let decision = decision.unwrap_or_else(Decision::Refuse);
+        (decision, facts)
+    }
+
+    /// The reply for a body over `max_body_bytes`.
+    pub fn too_large(&self, shape: ApiFamily) -> Reply {
+        Reply::new(
+            Code::BodyTooLarge,
+            shape,
+            format!(
+                "the request body is larger than the gateway's limit of {} bytes",
+                self.max_body_bytes
+            ),
+        )
+    }
+
+    fn decide_endpoint(
+        &self,
+        pending: &Pending,
+        endpoint: Endpoint,
+        body: &[u8],
+        facts: &mut Facts,
+    ) -> Result<Decision, Reply> {
+        let shape = pending.shape;
+        if body.len() > self.max_body_bytes {
+            return Err(self.too_large(shape));
+        }
+        let parsed = read_body(body).map_err(|error| body_reply(error, shape))?;
+        let name = parsed.model.name.as_str();
+        facts.model = Some(name.to_owned());
+        let Some(model) = self.models.get(name) else {
+            return Err(Reply::new(
+                Code::ModelNotFound,
+                shape,
+                format!(
+                    "model \"{}\" is not in this gateway's catalogue of approved models",
+                    display_model(name)
+                ),
+            ));
+        };
+        let Some(provider) = self.providers.get(model.provider) else {
+            return Err(Reply::new(
+                Code::InternalError,
+                shape,
+                "the policy is inconsistent",
+            ));
+        };
+        facts.provider = Some(provider.name.clone());
+        if !provider.families.contains(&endpoint.family()) {
+            return Err(Reply::new(
+                Code::ProviderApiMismatch,
+                shape,
+                format!(
+                    "model \"{}\" is served by provider \"{}\", which does not accept the {} API \
+                     at {}",
+                    display_model(name),
+                    provider.name,
+                    endpoint.family().as_str(),
+                    endpoint.path()
+                ),
+            ));
+        }
+
+        let consumer = pending
+            .consumer
+            .as_deref()
+            .and_then(|consumer| self.consumers.get(consumer));
+        let audited = match consumer {
+            None => self.audit_or_refuse(self.mode, no_consumer(shape))?,
+            Some(consumer) if !consumer.approved.contains(name) => {
+                self.audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
+            }
+            Some(_) => None,
+        };
+
+        let body = match &model.upstream_model {
+            Some(upstream) if upstream != name => Some(
+                replace_model(body, &parsed.model.span, upstream).ok_or_else(|| {
+                    Reply::new(
+                        Code::InternalError,
+                        shape,
+                        "the model could not be rewritten",
+                    )
+                })?,
+            ),
+            _ => None,
+        };
+        Ok(Decision::Forward(Forward {
+            cluster: provider.cluster.clone(),
+            path: rebase(&pending.path, provider.base_path.as_deref()),
+            body,
+            audited,
+        }))
+    }
+
+    fn decide_passthrough(
+        &self,
+        pending: &Pending,
+        index: usize,
+        body: &[u8],
+        facts: &mut Facts,
+    ) -> Result<Decision, Reply> {
+        if !body.is_empty() {
+            return Err(Reply::new(
+                Code::InvalidRequest,
+                pending.shape,
+                "this endpoint is forwarded uninspected and so must have no body",
+            ));
+        }
+        let provider = self
+            .passthrough
+            .get(index)
+            .and_then(|entry| self.providers.get(entry.provider))
+            .ok_or_else(|| {
+                Reply::new(
+                    Code::InternalError,
+                    pending.shape,
+                    "the policy is inconsistent",
+                )
+            })?;
+        facts.provider = Some(provider.name.clone());
+        let audited = match pending.consumer {
+            None => self.audit_or_refuse(self.mode, no_consumer(pending.shape))?,
+            Some(_) => None,
+        };
+        Ok(Decision::Forward(Forward {
+            cluster: provider.cluster.clone(),
+            path: rebase(&pending.path, provider.base_path.as_deref()),
+            body: None,
+            audited,
+        }))
+    }
+
+    /// In audit mode a policy denial is recorded and the request goes on; in enforce mode it
+    /// is the reply.
+    fn audit_or_refuse(&self, mode: Mode, reply: Reply) -> Result<Option<Reply>, Reply> {
+        match mode {
+            Mode::Audit => Ok(Some(reply)),
+            Mode::Enforce => Err(reply),
+        }
+    }
+
+    fn passthrough_for(&self, method: &str, target: &str) -> Option<usize> {
+        let (path, _) = split_query(target);
+        if !is_canonical_path(path) {
+            return None;
+        }
+        self.passthrough
+            .iter()
+            .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+    }
+
+    /// The consumer named by the identity header, else `default`, else none.
+    fn consumer_for(
+        &self,
+        headers: &Headers,
+        shape: ApiFamily,
+    ) -> Result<Option<&Consumer>, Reply> {
+        let named = match &self.identity_header {
+            Some(header) => request::single(headers, header).map_err(|error| {
+                Reply::new(
+                    Code::InvalidIdentity,
+                    shape,
+                    format!("the identity header \"{header}\" {error}; send exactly one value"),
+                )
+            })?,
+            None => None,
+        };
+        let named = named.filter(|name| !name.is_empty());
+        Ok(named
+            .and_then(|name| self.consumers.get(name))
+            .or_else(|| self.consumers.get(DEFAULT_CONSUMER)))
+    }
+}
+
+/// The reply shape when the endpoint is not known: Anthropic's SDK always sends
+/// `anthropic-version`; everyone else gets OpenAI's shape.
+fn reply_shape(headers: &Headers) -> ApiFamily {
+    if request::values(headers, "anthropic-version")
+        .next()
+        .is_some()
+    {
+        ApiFamily::Anthropic
+    } else {
+        ApiFamily::OpenAi
+    }
+}
+
+/// The path with its leading `/v1` replaced by `base_path`, or `None` when unchanged.
+fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
+    let base_path = base_path?;
+    let rest = path.strip_prefix(API_ROOT)?;
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+        return None;
+    }
+    Some(format!("{base_path}{rest}"))
+}
+
+fn no_consumer(shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ConsumerNotAllowed,
+        shape,
+        "the request names no known consumer and the policy has no \"default\" consumer",
+    )
+}
+
+fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ModelNotApproved,
+        shape,
+        format!(
+            "model \"{}\" is not approved for consumer \"{}\"",
+            display_model(model),
+            consumer.name
+        ),
+    )
+}
+
+fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
+    let code = match &error {
+        BodyError::Json(JsonError::Violation(super::strict_json::Violation::DuplicateKey(_))) => {
+            Code::DuplicateKey
+        }
+        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
+        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
+    };
+    Reply::new(code, shape, error.to_string())
+}

@@ -1,0 +1,18 @@
+//! The policy layer: pure Rust, no proxy-wasm. It compiles the configuration once and decides
+//! each request from plain data, so it runs and is tested on the host.
+
+pub mod classify;
+pub mod compile;
+pub mod config;
+pub mod decide;
+pub mod extract;
+pub mod glob;
+pub mod reply;
+pub mod request;
+pub mod strict_json;
+
+pub use classify::ApiFamily;
+pub use compile::{ConfigError, Policy};
+pub use config::Mode;
+pub use decide::{Decision, Facts, Forward, Pending};
+pub use reply::{Code, Reply};

@@ -1,0 +1,196 @@
+//! Refusals as data, and their rendering in the caller's API shape, so the caller's SDK raises
+//! its usual error with our message.
+
+use serde_json::json;
+
+use super::classify::ApiFamily;
+
+/// A stable reason code. Clients and dashboards may match on these strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    ModelNotApproved,
+    ModelNotFound,
+    ConsumerNotAllowed,
+    InvalidIdentity,
+    InvalidRequest,
+    InvalidJson,
+    DuplicateKey,
+    InvalidModel,
+    UnsupportedEndpoint,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    ProviderApiMismatch,
+    InternalError,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::ModelNotApproved => "model_not_approved",
+            Code::ModelNotFound => "model_not_found",
+            Code::ConsumerNotAllowed => "consumer_not_allowed",
+            Code::InvalidIdentity => "invalid_identity",
+            Code::InvalidRequest => "invalid_request",
+            Code::InvalidJson => "invalid_json",
+            Code::DuplicateKey => "duplicate_key",
+            Code::InvalidModel => "invalid_model",
+            Code::UnsupportedEndpoint => "unsupported_endpoint",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::BodyTooLarge => "body_too_large",
+            Code::ProviderApiMismatch => "provider_api_mismatch",
+            Code::InternalError => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Code::ModelNotApproved | Code::ModelNotFound | Code::ConsumerNotAllowed => 403,
+            Code::InvalidIdentity
+            | Code::InvalidRequest
+            | Code::InvalidJson
+            | Code::DuplicateKey
+            | Code::InvalidModel
+            | Code::ProviderApiMismatch => 400,
+            Code::UnsupportedEndpoint => 404,
+            Code::BodyTooLarge => 413,
+            Code::UnsupportedMediaType => 415,
+            Code::InternalError => 500,
+        }
+    }
+
+    /// The request field the error is about, as OpenAI's `param`.
+    fn param(self) -> Option<&'static str> {
+        match self {
+            Code::ModelNotApproved
+            | Code::ModelNotFound
+            | Code::InvalidModel
+            | Code::ProviderApiMismatch => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// True for a refusal that audit mode records instead of enforcing. Everything else means
+    /// the request cannot be routed or read, and is refused in every mode.
+    pub fn is_policy_denial(self) -> bool {
+        matches!(self, Code::ModelNotApproved | Code::ConsumerNotAllowed)
+    }
+}
+
+/// A local reply to send instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: Code,
+    pub message: String,
+    /// The API shape the caller's SDK expects.
+    pub shape: ApiFamily,
+}
+
+impl Reply {
+    pub fn new(code: Code, shape: ApiFamily, message: impl Into<String>) -> Self {
+        Reply {
+            code,
+            message: message.into(),
+            shape,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The JSON body, in the shape of the caller's API.
+    pub fn body(&self) -> Vec<u8> {
+        let code = self.code.as_str();
+        let value = match self.shape {
+            ApiFamily::OpenAi => json!({
+                "error": {
+                    "message": self.message,
+                    "type": openai_type(self.code),
+                    "param": self.code.param(),
+                    "code": code,
+                }
+            }),
+            ApiFamily::Anthropic => json!({
+                "type": "error",
+                "error": {
+                    "type": anthropic_type(self.code),
+                    "message": self.message,
+                    "code": code,
+                }
+            }),
+        };
+        value.to_string().into_bytes()
+    }
+
+    /// Headers sent with the reply.
+    pub fn headers(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("content-type", "application/json"),
+            ("x-posturio-code", self.code.as_str()),
+        ]
+    }
+}
+
+fn openai_type(code: Code) -> &'static str {
+    match code.status() {
+        403 => "permission_error",
+        404 => "not_found_error",
+        500 => "server_error",
+        _ => "invalid_request_error",
+    }
+}
+
+fn anthropic_type(code: Code) -> &'static str {
+    match code.status() {
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn openai_shape() {
+        let reply = Reply::new(Code::ModelNotApproved, ApiFamily::OpenAi, "no \"x\"");
+        let body: Value = serde_json::from_slice(&reply.body()).unwrap();
+        assert_eq!(reply.status(), 403);
+        assert_eq!(
+            body,
+            json!({"error": {"message": "no \"x\"", "type": "permission_error",
+                             "param": "model", "code": "model_not_approved"}})
+        );
+    }
+
+    #[test]
+    fn anthropic_shape() {
+        let reply = Reply::new(Code::BodyTooLarge, ApiFamily::Anthropic, "too big");
+        let body: Value = serde_json::from_slice(&reply.body()).unwrap();
+        assert_eq!(reply.status(), 413);
+        assert_eq!(
+            body,
+            json!({"type": "error", "error": {"type": "request_too_large",
+                   "message": "too big", "code": "body_too_large"}})
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        for (code, status) in [
+            (Code::ModelNotFound, 403),
+            (Code::ConsumerNotAllowed, 403),
+            (Code::InvalidIdentity, 400),
+            (Code::DuplicateKey, 400),
+            (Code::UnsupportedEndpoint, 404),
+            (Code::UnsupportedMediaType, 415),
+            (Code::InternalError, 500),
+        ] {
+            assert_eq!(code.status(), status, "{}", code.as_str());
+        }
+    }
+}

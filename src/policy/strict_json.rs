@@ -1,0 +1,344 @@
+//! JSON read more strictly than serde_json reads it by default.
+//!
+//! serde_json already refuses what RFC 8259 forbids (bad syntax, invalid UTF-8, lone
+//! surrogates, trailing data once `end` is called). On top of that, a key that appears twice in
+//! one object is refused, because parsers disagree on which copy wins: a duplicate is a way to
+//! show the filter one value and the provider another. Nesting is bounded, so a deeply nested
+//! body is a clear error rather than a deep recursion.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+
+/// Deeper nesting than this is refused. LLM requests (tool schemas included) stay far below it,
+/// and serde_json's own limit (128) is never reached.
+pub const MAX_DEPTH: usize = 64;
+
+/// What made a syntactically valid document unacceptable. Carried out of serde's visitors
+/// through a `Cell`, since serde's error type only holds a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    DuplicateKey(String),
+    TooDeep,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Violation::DuplicateKey(key) => {
+                write!(
+                    f,
+                    "the key \"{}\" appears twice in one object",
+                    shorten(key)
+                )
+            }
+            Violation::TooDeep => write!(f, "JSON nested deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+/// At most 64 characters of untrusted text, for messages.
+pub fn shorten(text: &str) -> Cow<'_, str> {
+    const LIMIT: usize = 64;
+    match text.char_indices().nth(LIMIT) {
+        Some((end, _)) => Cow::Owned(format!("{}...", text.get(..end).unwrap_or_default())),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// The keys seen so far in one object. Small objects use a short list; large ones switch to a
+/// hash set, so a body made of one huge object cannot make the check quadratic.
+pub struct KeySet<'de> {
+    small: Vec<Cow<'de, str>>,
+    large: Option<HashSet<Cow<'de, str>>>,
+}
+
+const SMALL_OBJECT: usize = 16;
+
+impl<'de> KeySet<'de> {
+    pub fn new() -> Self {
+        KeySet {
+            small: Vec::new(),
+            large: None,
+        }
+    }
+
+    /// Adds a key; false if it was already there.
+    pub fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if let Some(large) = &mut self.large {
+            return large.insert(key);
+        }
+        if self.small.contains(&key) {
+            return false;
+        }
+        if self.small.len() < SMALL_OBJECT {
+            self.small.push(key);
+        } else {
+            let mut large: HashSet<Cow<'de, str>> = self.small.drain(..).collect();
+            large.insert(key);
+            self.large = Some(large);
+        }
+        true
+    }
+}
+
+impl Default for KeySet<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads an object key, borrowing it from the input when it has no escapes.
+pub struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+/// Walks any JSON value, checking every object for duplicate keys and the nesting depth,
+/// without building it.
+#[derive(Clone, Copy)]
+pub struct StrictValue<'v> {
+    pub depth: usize,
+    pub violation: &'v Cell<Option<Violation>>,
+}
+
+impl StrictValue<'_> {
+    fn fail<E: de::Error>(&self, violation: Violation) -> E {
+        let message = violation.to_string();
+        self.violation.set(Some(violation));
+        E::custom(message)
+    }
+
+    fn nested<E: de::Error>(&self) -> Result<Self, E> {
+        match self.depth.checked_add(1) {
+            Some(depth) if depth <= MAX_DEPTH => Ok(StrictValue {
+                depth,
+                violation: self.violation,
+            }),
+            _ => Err(self.fail(Violation::TooDeep)),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let element = self.nested()?;
+        while seq.next_element_seed(element)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let value = self.nested()?;
+        let mut keys = KeySet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if !keys.insert(key.clone()) {
+                return Err(self.fail(Violation::DuplicateKey(key.into_owned())));
+            }
+            map.next_value_seed(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The reason a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    /// Not JSON: the message is serde_json's, with line and column.
+    Syntax(String),
+    Violation(Violation),
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            JsonError::Syntax(message) => write!(f, "invalid JSON: {message}"),
+            JsonError::Violation(violation) => violation.fmt(f),
+        }
+    }
+}
+
+/// Turns serde_json's error into ours, preferring the violation a visitor recorded.
+pub fn classify_error(error: serde_json::Error, violation: &Cell<Option<Violation>>) -> JsonError {
+    match violation.take() {
+        Some(violation) => JsonError::Violation(violation),
+        None => JsonError::Syntax(error.to_string()),
+    }
+}
+
+/// Checks a whole document: valid JSON, no duplicate key anywhere, bounded depth, nothing after it.
+pub fn validate(bytes: &[u8]) -> Result<(), JsonError> {
+    let violation = Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let seed = StrictValue {
+        depth: 0,
+        violation: &violation,
+    };
+    seed.deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(|error| classify_error(error, &violation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn accepts_valid_documents() {
+        for good in [
+            r#"{}"#,
+            r#"{"a":1,"b":[1,2,{"a":2}],"c":{"a":{"a":null}}}"#,
+            r#"[true,false,null,-1.5e3,"x"]"#,
+            " {\"a\" : \"\\u00e9\\n\"} \n",
+        ] {
+            assert_eq!(validate(good.as_bytes()), Ok(()), "{good}");
+        }
+        assert_eq!(validate(nested(MAX_DEPTH).as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn refuses_duplicates_anywhere() {
+        for (bad, key) in [
+            (r#"{"a":1,"a":2}"#, "a"),
+            (r#"{"x":{"b":1,"c":2,"b":3}}"#, "b"),
+            (r#"[{"k":1},{"k":1,"k":1}]"#, "k"),
+            (r#"{"model":"a","mod\u0065l":"b"}"#, "model"),
+            (r#"{"\u0061":1,"a":2}"#, "a"),
+        ] {
+            assert_eq!(
+                validate(bad.as_bytes()),
+                Err(JsonError::Violation(Violation::DuplicateKey(key.into()))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_found_in_large_object() {
+        let mut body = String::from("{");
+        for i in 0..1000 {
+            body.push_str(&format!("\"k{i}\":{i},"));
+        }
+        body.push_str("\"k500\":0}");
+        assert_eq!(
+            validate(body.as_bytes()),
+            Err(JsonError::Violation(Violation::DuplicateKey("k500".into())))
+        );
+    }
+
+    #[test]
+    fn refuses_deep_nesting_without_recursing_far() {
+        let deep = nested(MAX_DEPTH + 1);
+        assert_eq!(
+            validate(deep.as_bytes()),
+            Err(JsonError::Violation(Violation::TooDeep))
+        );
+        let very_deep = "[".repeat(1_000_000);
+        assert!(validate(very_deep.as_bytes()).is_err());
+        let deep_objects = "{\"a\":".repeat(100_000);
+        assert!(validate(deep_objects.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn refuses_what_is_not_json() {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"{\"a\":1}x",
+            b"{\"a\":1}{}",
+            b"{'a':1}",
+            b"{\"a\":NaN}",
+            b"{\"a\":1,}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\\ud800\"}",
+            b"{\"a\":\"tab\there\"}",
+            b"\xef\xbb\xbf{}",
+            b"// comment\n{}",
+        ] {
+            assert!(
+                matches!(validate(bad), Err(JsonError::Syntax(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn shorten_keeps_char_boundaries() {
+        assert_eq!(shorten("abc"), "abc");
+        let long = "é".repeat(100);
+        let short = shorten(&long);
+        assert!(short.ends_with("..."));
+        assert_eq!(short.chars().count(), 67);
+    }
+}
