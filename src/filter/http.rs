@@ -1,0 +1,206 @@
+//! The per-request state machine: hold the headers, buffer the body, ask the policy, apply.
+
+use std::rc::Rc;
+
+use proxy_wasm::types::Action;
+use serde_json::json;
+
+use super::host::{Host, HostError};
+use crate::policy::config::DEFAULT_ROUTE_HEADER;
+use crate::policy::{ApiFamily, Code, Decision, Facts, Forward, Pending, Policy, Reply};
+
+enum Stage {
+    /// Nothing seen yet.
+    Headers,
+    /// Headers held; the body is being buffered until its end.
+    Body(Pending),
+    /// Decided: forwarded or answered. Later callbacks pass through untouched.
+    Done,
+}
+
+pub struct HttpFilter<H: Host> {
+    host: H,
+    /// The policy in force when the request started; a new configuration applies to new
+    /// requests only.
+    policy: Option<Rc<Policy>>,
+    stage: Stage,
+}
+
+impl<H: Host> HttpFilter<H> {
+    pub fn new(host: H, policy: Option<Rc<Policy>>) -> Self {
+        HttpFilter {
+            host,
+            policy,
+            stage: Stage::Headers,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
+        let Some(policy) = self.policy.clone() else {
+            // Still strip the route header, then refuse: never forward unchecked.
+            let _ = self.host.set_request_header(DEFAULT_ROUTE_HEADER, None);
+            return self.refuse(&Reply::new(
+                Code::InternalError,
+                ApiFamily::OpenAi,
+                "the gateway has no valid policy loaded",
+            ));
+        };
+        let headers = match self.host.request_headers() {
+            Ok(headers) => headers,
+            Err(error) => return self.host_failed(&error),
+        };
+        // The route header is the filter's alone: whatever the client sent is dropped first,
+        // on every request, before anything can return early.
+        if let Err(error) = self.host.set_request_header(&policy.route_header, None) {
+            return self.host_failed(&error);
+        }
+        match policy.on_headers(&headers) {
+            Err(reply) => {
+                log_decision(&reply_facts(&headers, &policy), Some(&reply), false);
+                self.refuse(&reply)
+            }
+            Ok(pending) if end_of_stream => self.decide(&policy, &pending, &[], 0),
+            Ok(pending) => {
+                self.stage = Stage::Body(pending);
+                Action::Pause
+            }
+        }
+    }
+
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
+            return Action::Continue;
+        };
+        if body_size > policy.max_body_bytes {
+            // Answer as soon as the limit is crossed, without buffering the rest.
+            let reply = policy.too_large(pending.shape());
+            log_decision(&Facts::default(), Some(&reply), false);
+            return self.refuse(&reply);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let pending = pending.clone();
+        match self.host.request_body(body_size) {
+            Ok(body) => self.decide(&policy, &pending, &body, body_size),
+            Err(error) => self.host_failed(&error),
+        }
+    }
+
+    /// With trailers the body never reaches end of stream, and the buffered body cannot be
+    /// rewritten reliably from here: refuse rather than forward it unread.
+    pub fn on_request_trailers(&mut self) -> Action {
+        let Stage::Body(pending) = &self.stage else {
+            return Action::Continue;
+        };
+        let reply = Reply::new(
+            Code::InvalidRequest,
+            pending.shape(),
+            "requests with trailers are not accepted; send the body without trailers",
+        );
+        self.refuse(&reply)
+    }
+
+    fn decide(
+        &mut self,
+        policy: &Policy,
+        pending: &Pending,
+        body: &[u8],
+        body_size: usize,
+    ) -> Action {
+        let (decision, facts) = policy.on_body(pending, body);
+        match decision {
+            Decision::Refuse(reply) => {
+                log_decision(&facts, Some(&reply), false);
+                self.refuse(&reply)
+            }
+            Decision::Forward(forward) => {
+                log_decision(&facts, forward.audited.as_ref(), true);
+                match self.forward(policy, &forward, body_size) {
+                    Ok(()) => {
+                        self.stage = Stage::Done;
+                        Action::Continue
+                    }
+                    Err(error) => self.host_failed(&error),
+                }
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        policy: &Policy,
+        forward: &Forward,
+        body_size: usize,
+    ) -> Result<(), HostError> {
+        if let Some(body) = &forward.body {
+            self.host.replace_request_body(body_size, body)?;
+            // The length changed: say the new one, and drop any chunked framing so the upstream
+            // request can never carry two conflicting lengths.
+            self.host.set_request_header("transfer-encoding", None)?;
+            self.host
+                .set_request_header("content-length", Some(&body.len().to_string()))?;
+        }
+        if let Some(path) = &forward.path {
+            self.host.set_request_header(":path", Some(path))?;
+        }
+        self.host
+            .set_request_header(&policy.route_header, Some(&forward.cluster))
+    }
+
+    fn refuse(&mut self, reply: &Reply) -> Action {
+        self.stage = Stage::Done;
+        if let Err(error) = self.host.send_reply(reply) {
+            log::error!("{error}; the request could not be answered");
+        }
+        Action::Pause
+    }
+
+    fn host_failed(&mut self, error: &HostError) -> Action {
+        log::error!("{error}; refusing the request");
+        self.refuse(&Reply::new(
+            Code::InternalError,
+            ApiFamily::OpenAi,
+            "the gateway could not read the request",
+        ))
+    }
+}
+
+/// Facts for a refusal decided on headers alone.
+fn reply_facts(headers: &[(String, Vec<u8>)], policy: &Policy) -> Facts {
+    let consumer = policy.identity_header.as_deref().and_then(|header| {
+        crate::policy::request::single(headers, header)
+            .ok()
+            .flatten()
+            .map(crate::policy::extract::display_model)
+    });
+    Facts {
+        consumer,
+        ..Facts::default()
+    }
+}
+
+/// One structured log line per decision. Never prompt text: only names and codes.
+fn log_decision(facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
+    let decision = match (reply, forwarded) {
+        (None, _) => "allow",
+        (Some(_), true) => "audit",
+        (Some(_), false) => "deny",
+    };
+    let line = json!({
+        "decision": decision,
+        "code": reply.map(|reply| reply.code.as_str()),
+        "consumer": facts.consumer,
+        "model": facts.model.as_deref().map(crate::policy::extract::display_model),
+        "provider": facts.provider,
+    });
+    if decision == "allow" {
+        log::debug!("{line}");
+    } else {
+        log::info!("{line}");
+    }
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -1,0 +1,89 @@
+//! The root context: compiles the plugin configuration into a `Policy` and hands it to every
+//! HTTP context. Wasm only.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType};
+
+use super::host::WasmHost;
+use super::http::HttpFilter;
+use crate::policy::Policy;
+
+#[derive(Default)]
+pub struct PosturioRoot {
+    policy: Option<Rc<Policy>>,
+}
+
+impl Context for PosturioRoot {}
+
+impl RootContext for PosturioRoot {
+    /// Returning false makes Envoy reject the configuration; the errors are in its log, each
+    /// with the JSON path of the mistake.
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                log::error!("invalid configuration: the plugin configuration is empty");
+                return false;
+            }
+            Err(status) => {
+                log::error!("the plugin configuration could not be read: {status:?}");
+                return false;
+            }
+        };
+        match Policy::from_json(&bytes) {
+            Ok(policy) => {
+                log::info!(
+                    "policy loaded: {} providers, {} models, {} consumers, mode {}",
+                    policy.provider_count(),
+                    policy.model_count(),
+                    policy.consumer_count(),
+                    policy.mode.as_str()
+                );
+                self.policy = Some(Rc::new(policy));
+                true
+            }
+            Err(errors) => {
+                for error in &errors {
+                    log::error!("invalid configuration: {error}");
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(PosturioHttp(HttpFilter::new(
+            WasmHost,
+            self.policy.clone(),
+        ))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct PosturioHttp(HttpFilter<WasmHost>);
+
+impl Context for PosturioHttp {}
+
+impl HttpContext for PosturioHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.0.on_request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.0.on_request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.0.on_request_trailers()
+    }
+}
