@@ -1,0 +1,141 @@
+//! `posturio eval`: one request through the policy, the decision printed as JSON.
+
+use serde_json::{json, Value};
+
+use super::{config_errors, read, CliError, Output};
+use crate::policy::extract::read_body;
+use crate::policy::{Decision, Policy, Reply};
+
+struct EvalArgs {
+    config: String,
+    method: String,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    request_file: String,
+}
+
+fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
+    let mut method = "POST".to_owned();
+    let mut path = None;
+    let mut headers = Vec::new();
+    let mut positional = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| {
+            args.next()
+                .cloned()
+                .ok_or_else(|| CliError::Usage(format!("{flag} needs a value")))
+        };
+        match arg.as_str() {
+            "--method" => method = value("--method")?,
+            "--path" => path = Some(value("--path")?),
+            "--header" => {
+                let header = value("--header")?;
+                let Some((name, header_value)) = header.split_once(':') else {
+                    return Err(CliError::Usage(format!(
+                        "--header \"{header}\" is not 'NAME: VALUE'"
+                    )));
+                };
+                headers.push((
+                    name.trim().to_ascii_lowercase(),
+                    header_value.trim().as_bytes().to_vec(),
+                ));
+            }
+            flag if flag.starts_with("--") => {
+                return Err(CliError::Usage(format!("unknown option {flag}")))
+            }
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let [config, request_file] = <[String; 2]>::try_from(positional)
+        .map_err(|_| CliError::Usage("eval takes a CONFIG file and a REQUEST_FILE".to_owned()))?;
+    let path = path.ok_or_else(|| CliError::Usage("eval needs --path".to_owned()))?;
+    Ok(EvalArgs {
+        config,
+        method,
+        path,
+        headers,
+        request_file,
+    })
+}
+
+pub fn eval(args: &[String]) -> Result<Output, CliError> {
+    let args = parse_args(args)?;
+    let policy = match Policy::from_json(&read(&args.config)?) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            return Ok(Output {
+                code: 2,
+                stdout: String::new(),
+                stderr: config_errors(&args.config, &errors),
+            })
+        }
+    };
+    let body = read(&args.request_file)?;
+
+    // The request as Envoy would hand it to the filter.
+    let mut headers = vec![
+        (":method".to_owned(), args.method.into_bytes()),
+        (":path".to_owned(), args.path.clone().into_bytes()),
+    ];
+    if !args.headers.iter().any(|(name, _)| name == "content-type") {
+        headers.push(("content-type".to_owned(), b"application/json".to_vec()));
+    }
+    headers.extend(args.headers);
+
+    let (decision, facts) = match policy.on_headers(&headers) {
+        Err(reply) => (Decision::Refuse(reply), Default::default()),
+        Ok(pending) if body.len() > policy.max_body_bytes => (
+            Decision::Refuse(policy.too_large(pending.shape())),
+            Default::default(),
+        ),
+        Ok(pending) => policy.on_body(&pending, &body),
+    };
+    let facts: crate::policy::Facts = facts;
+    let (code, verdict) = match decision {
+        Decision::Refuse(reply) => (
+            1,
+            json!({
+                "decision": "deny",
+                "status": reply.status(),
+                "code": reply.code.as_str(),
+                "consumer": facts.consumer,
+                "model": facts.model,
+                "provider": facts.provider,
+                "reply": reply_json(&reply),
+            }),
+        ),
+        Decision::Forward(forward) => {
+            let forwarded_model = match &forward.body {
+                Some(new_body) => read_body(new_body).ok().map(|parsed| parsed.model.name),
+                None => facts.model.clone(),
+            };
+            (
+                0,
+                json!({
+                    "decision": if forward.audited.is_some() { "audit" } else { "allow" },
+                    "cluster": forward.cluster,
+                    "path": forward.path.unwrap_or(args.path),
+                    "consumer": facts.consumer,
+                    "model": facts.model,
+                    "forwarded_model": forwarded_model,
+                    "provider": facts.provider,
+                    "body_rewritten": forward.body.is_some(),
+                    "audited": forward.audited.as_ref().map(|reply| json!({
+                        "code": reply.code.as_str(),
+                        "message": reply.message,
+                    })),
+                }),
+            )
+        }
+    };
+    Ok(Output {
+        code,
+        stdout: serde_json::to_string_pretty(&verdict).unwrap_or_default(),
+        stderr: String::new(),
+    })
+}
+
+fn reply_json(reply: &Reply) -> Value {
+    serde_json::from_slice(&reply.body()).unwrap_or(Value::Null)
+}

@@ -1,0 +1,104 @@
+//! The `posturio` command: checks and evaluates a policy with the same code the filter runs.
+
+mod eval;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::policy::{ConfigError, Policy};
+
+pub const USAGE: &str = "\
+usage:
+  posturio check CONFIG
+      Validate a policy file exactly as the filter does on load.
+      Exit 0 when valid; 1 with one line per mistake (JSON path: problem).
+  posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... REQUEST_FILE
+      Print, as JSON, the decision the filter would take on this request.
+      REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
+      --method defaults to POST; content-type application/json is assumed unless given.
+      Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
+Exit 2 on a usage error or an unreadable file.";
+
+/// A failure of the command itself, as opposed to a verdict.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    Read(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            CliError::Usage(message) => write!(f, "{message}\n\n{USAGE}"),
+            CliError::Read(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code and what to print on stdout and stderr.
+pub fn run(args: &[String]) -> Result<Output, CliError> {
+    match args.split_first() {
+        Some((command, rest)) if command == "check" => check(rest),
+        Some((command, rest)) if command == "eval" => eval::eval(rest),
+        Some((command, _)) if command == "help" || command == "--help" || command == "-h" => {
+            Ok(Output {
+                code: 0,
+                stdout: USAGE.to_owned(),
+                stderr: String::new(),
+            })
+        }
+        Some((command, _)) => Err(CliError::Usage(format!("unknown command \"{command}\""))),
+        None => Err(CliError::Usage("no command given".to_owned())),
+    }
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn check(args: &[String]) -> Result<Output, CliError> {
+    let [config_path] = args else {
+        return Err(CliError::Usage(
+            "check takes exactly one CONFIG file".to_owned(),
+        ));
+    };
+    let bytes = read(config_path)?;
+    Ok(match Policy::from_json(&bytes) {
+        Ok(policy) => Output {
+            code: 0,
+            stdout: format!(
+                "{config_path}: valid ({} providers, {} models, {} consumers, mode {})",
+                policy.provider_count(),
+                policy.model_count(),
+                policy.consumer_count(),
+                policy.mode.as_str()
+            ),
+            stderr: String::new(),
+        },
+        Err(errors) => Output {
+            code: 1,
+            stdout: String::new(),
+            stderr: config_errors(config_path, &errors),
+        },
+    })
+}
+
+fn config_errors(config_path: &str, errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("{config_path}: {error}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn read(path: &str) -> Result<Vec<u8>, CliError> {
+    let result = if path == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(Path::new(path))
+    };
+    result.map_err(|error| CliError::Read(format!("{path}: cannot read: {error}")))
+}
