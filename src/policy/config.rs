@@ -152,8 +152,11 @@ impl<'de> Deserialize<'de> for ApiList {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ApiList, A::Error> {
                 let mut families = Vec::new();
-                while let Some(family) = seq.next_element::<ApiFamily>()? {
-                    families.push(family);
+                // Read names as strings first, so a wrong type says "expected a string".
+                while let Some(name) = seq.next_element::<String>()? {
+                    families.push(ApiFamily::deserialize(de::value::StrDeserializer::<
+                        A::Error,
+                    >::new(&name))?);
                 }
                 Ok(ApiList(families))
             }

@@ -379,3 +379,7 @@ fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
     };
     Reply::new(code, shape, error.to_string())
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,283 @@
+//! Decisions, table by table: one named case a line.
+
+use super::*;
+use serde_json::Value;
+
+const POLICY: &str = r#"{
+  "identity": { "header": "x-team" },
+  "max_body_bytes": 1000,
+  "providers": {
+    "openai": { "cluster": "openai-cluster", "api": "openai" },
+    "anthropic": { "cluster": "anthropic-cluster", "api": "anthropic" },
+    "compat": { "cluster": "compat-cluster", "api": ["openai", "anthropic"], "base_path": "/v1beta/openai" }
+  },
+  "models": {
+    "gpt-4o": { "provider": "openai" },
+    "gpt-4o-mini": { "provider": "openai" },
+    "fast": { "provider": "openai", "upstream_model": "gpt-4o-mini" },
+    "claude-sonnet-4": { "provider": "anthropic", "upstream_model": "claude-sonnet-4-20250514" },
+    "gemini-flash": { "provider": "compat", "upstream_model": "gemini-2.5-flash" }
+  },
+  "consumers": {
+    "default": { "models": ["gpt-4o-mini", "fast"] },
+    "search": { "models": ["gpt-4o*", "claude-*", "gemini-*"] },
+    "trial": { "models": ["gpt-4o-mini"], "mode": "audit" }
+  },
+  "passthrough": [ { "method": "GET", "path_prefix": "/v1/models", "provider": "openai" } ]
+}"#;
+
+fn policy_from(text: &str) -> Policy {
+    Policy::from_json(text.as_bytes()).unwrap_or_else(|errors| panic!("{errors:?}"))
+}
+
+fn policy() -> Policy {
+    policy_from(POLICY)
+}
+
+fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut headers = vec![
+        (":method".to_string(), method.as_bytes().to_vec()),
+        (":path".to_string(), path.as_bytes().to_vec()),
+        ("content-type".to_string(), b"application/json".to_vec()),
+    ];
+    headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+    );
+    headers
+}
+
+/// Runs a request through both steps; `Ok((cluster, path, body))` when forwarded.
+fn run(
+    policy: &Policy,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Result<Forward, Reply> {
+    let pending = policy.on_headers(&headers(method, path, extra))?;
+    match policy.on_body(&pending, body.as_bytes()).0 {
+        Decision::Forward(forward) => Ok(forward),
+        Decision::Refuse(reply) => Err(reply),
+    }
+}
+
+fn chat(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+}
+
+/// The code of a refusal, or the cluster of a forward.
+fn outcome(result: Result<Forward, Reply>) -> String {
+    match result {
+        Ok(forward) => format!("forward {}", forward.cluster),
+        Err(reply) => format!("{} {}", reply.status(), reply.code.as_str()),
+    }
+}
+
+macro_rules! decisions {
+    ($($name:ident: $method:expr, $path:expr, [$($header:expr),*], $body:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let result = run(&policy(), $method, $path, &[$($header),*], &$body);
+            assert_eq!(outcome(result), $expected);
+        }
+    )*};
+}
+
+decisions! {
+    default_approved: "POST", "/v1/chat/completions", [], chat("gpt-4o-mini") => "forward openai-cluster";
+    default_not_approved: "POST", "/v1/chat/completions", [], chat("gpt-4o") => "403 model_not_approved";
+    not_in_catalogue: "POST", "/v1/chat/completions", [], chat("gpt-5") => "403 model_not_found";
+    upstream_name_is_not_a_catalogue_name: "POST", "/v1/messages", [("x-team", "search")], chat("claude-sonnet-4-20250514") => "403 model_not_found";
+    no_case_folding: "POST", "/v1/chat/completions", [], chat("GPT-4o-mini") => "403 model_not_found";
+    glob_approves: "POST", "/v1/chat/completions", [("x-team", "search")], chat("gpt-4o") => "forward openai-cluster";
+    glob_approves_other_family: "POST", "/v1/messages", [("x-team", "search")], chat("claude-sonnet-4") => "forward anthropic-cluster";
+    unknown_consumer_is_default: "POST", "/v1/chat/completions", [("x-team", "nobody")], chat("gpt-4o") => "403 model_not_approved";
+    empty_identity_is_default: "POST", "/v1/chat/completions", [("x-team", "")], chat("gpt-4o-mini") => "forward openai-cluster";
+    identity_twice: "POST", "/v1/chat/completions", [("x-team", "default"), ("x-team", "search")], chat("gpt-4o") => "400 invalid_identity";
+    identity_comma_list: "POST", "/v1/chat/completions", [("x-team", "default,search")], chat("gpt-4o") => "400 invalid_identity";
+    identity_case_exact: "POST", "/v1/chat/completions", [("x-team", "Search")], chat("gpt-4o") => "403 model_not_approved";
+    family_mismatch: "POST", "/v1/chat/completions", [("x-team", "search")], chat("claude-sonnet-4") => "400 provider_api_mismatch";
+    family_mismatch_other_way: "POST", "/v1/messages", [], chat("gpt-4o-mini") => "400 provider_api_mismatch";
+    audit_consumer_forwards_unapproved: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-4o") => "forward openai-cluster";
+    audit_consumer_still_refuses_unknown_model: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-5") => "403 model_not_found";
+    audit_consumer_still_refuses_bad_json: "POST", "/v1/chat/completions", [("x-team", "trial")], "{".to_string() => "400 invalid_json";
+    unsupported_path: "POST", "/v1/images/generations", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
+    trailing_slash: "POST", "/v1/chat/completions/", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
+    encoded_path: "POST", "/v1/chat%2Fcompletions", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
+    get_on_endpoint: "GET", "/v1/chat/completions", [], String::new() => "404 unsupported_endpoint";
+    upgrade_refused: "GET", "/v1/models", [("upgrade", "websocket")], String::new() => "404 unsupported_endpoint";
+    passthrough_get: "GET", "/v1/models", [], String::new() => "forward openai-cluster";
+    passthrough_below_prefix: "GET", "/v1/models/gpt-4o?x=1", [], String::new() => "forward openai-cluster";
+    passthrough_with_body: "GET", "/v1/models", [], "{}".to_string() => "400 invalid_request";
+    passthrough_wrong_method: "DELETE", "/v1/models/gpt-4o", [], String::new() => "404 unsupported_endpoint";
+    passthrough_dot_dot: "GET", "/v1/models/../chat/completions", [], String::new() => "404 unsupported_endpoint";
+    passthrough_sibling: "GET", "/v1/models2", [], String::new() => "404 unsupported_endpoint";
+    empty_body: "POST", "/v1/chat/completions", [], String::new() => "400 invalid_json";
+    missing_model: "POST", "/v1/chat/completions", [], r#"{"messages":[]}"#.to_string() => "400 invalid_model";
+    duplicate_model: "POST", "/v1/chat/completions", [], r#"{"model":"gpt-4o-mini","model":"gpt-4o"}"#.to_string() => "400 duplicate_key";
+    body_over_limit: "POST", "/v1/chat/completions", [], format!(r#"{{"model":"fast","x":"{}"}}"#, "a".repeat(1000)) => "413 body_too_large";
+    declared_length_over_limit: "POST", "/v1/chat/completions", [("content-length", "1001")], chat("fast") => "413 body_too_large";
+    text_plain: "POST", "/v1/chat/completions", [("content-type", "text/plain")], chat("fast") => "415 unsupported_media_type";
+    gzip: "POST", "/v1/chat/completions", [("content-encoding", "gzip")], chat("fast") => "415 unsupported_media_type";
+}
+
+#[test]
+fn missing_content_type_is_415() {
+    let policy = policy();
+    let mut request = headers("POST", "/v1/chat/completions", &[]);
+    request.retain(|(name, _)| name != "content-type");
+    let reply = policy.on_headers(&request).unwrap_err();
+    assert_eq!(reply.code, Code::UnsupportedMediaType);
+}
+
+#[test]
+fn alias_rewrites_only_the_model() {
+    let body = r#"{"messages":[{"role":"user","content":"fast"}], "model" : "fast","n":1}"#;
+    let forward = run(&policy(), "POST", "/v1/chat/completions", &[], body).unwrap();
+    let rewritten = String::from_utf8(forward.body.unwrap()).unwrap();
+    assert_eq!(
+        rewritten,
+        r#"{"messages":[{"role":"user","content":"fast"}], "model" : "gpt-4o-mini","n":1}"#
+    );
+    assert_eq!(forward.path, None);
+    assert_eq!(forward.audited, None);
+}
+
+#[test]
+fn model_without_alias_is_not_rewritten() {
+    let forward = run(
+        &policy(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o-mini"),
+    )
+    .unwrap();
+    assert_eq!(forward.body, None);
+}
+
+#[test]
+fn base_path_replaces_v1_and_keeps_the_query() {
+    let forward = run(
+        &policy(),
+        "POST",
+        "/v1/chat/completions?a=1&b=2",
+        &[("x-team", "search")],
+        &chat("gemini-flash"),
+    )
+    .unwrap();
+    assert_eq!(forward.cluster, "compat-cluster");
+    assert_eq!(
+        forward.path.as_deref(),
+        Some("/v1beta/openai/chat/completions?a=1&b=2")
+    );
+    let body: Value = serde_json::from_slice(&forward.body.unwrap()).unwrap();
+    assert_eq!(body["model"], "gemini-2.5-flash");
+}
+
+#[test]
+fn audit_records_what_it_let_through() {
+    let forward = run(
+        &policy(),
+        "POST",
+        "/v1/chat/completions",
+        &[("x-team", "trial")],
+        &chat("gpt-4o"),
+    )
+    .unwrap();
+    let audited = forward.audited.unwrap();
+    assert_eq!(audited.code, Code::ModelNotApproved);
+    assert!(audited.message.contains("\"trial\""), "{}", audited.message);
+}
+
+#[test]
+fn no_default_consumer_denies_unidentified_requests() {
+    let policy =
+        policy_from(&POLICY.replace(r#""default": { "models": ["gpt-4o-mini", "fast"] },"#, ""));
+    let reply = policy
+        .on_headers(&headers("POST", "/v1/chat/completions", &[]))
+        .unwrap_err();
+    assert_eq!(
+        (reply.status(), reply.code),
+        (403, Code::ConsumerNotAllowed)
+    );
+    let reply = policy
+        .on_headers(&headers("GET", "/v1/models", &[("x-team", "nobody")]))
+        .unwrap_err();
+    assert_eq!(reply.code, Code::ConsumerNotAllowed);
+    assert!(run(
+        &policy,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-team", "search")],
+        &chat("gpt-4o")
+    )
+    .is_ok());
+}
+
+#[test]
+fn global_audit_mode_forwards_unidentified_requests() {
+    let text = POLICY
+        .replace(r#""default": { "models": ["gpt-4o-mini", "fast"] },"#, "")
+        .replacen('{', r#"{ "mode": "audit","#, 1);
+    let policy = policy_from(&text);
+    let forward = run(
+        &policy,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o"),
+    )
+    .unwrap();
+    assert_eq!(
+        forward.audited.map(|reply| reply.code),
+        Some(Code::ConsumerNotAllowed)
+    );
+}
+
+#[test]
+fn replies_take_the_callers_shape() {
+    let policy = policy();
+    let reply = run(
+        &policy,
+        "POST",
+        "/v1/messages",
+        &[],
+        &chat("claude-sonnet-4"),
+    )
+    .unwrap_err();
+    assert_eq!(reply.shape, ApiFamily::Anthropic);
+    let reply = run(
+        &policy,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o"),
+    )
+    .unwrap_err();
+    assert_eq!(reply.shape, ApiFamily::OpenAi);
+    let reply = policy
+        .on_headers(&headers(
+            "POST",
+            "/v1/nope",
+            &[("anthropic-version", "2023-06-01")],
+        ))
+        .unwrap_err();
+    assert_eq!(reply.shape, ApiFamily::Anthropic);
+}
+
+#[test]
+fn refusals_never_echo_more_than_a_short_model_name() {
+    let long_model = "m".repeat(10_000);
+    let reply = run(
+        &policy(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat(&long_model),
+    )
+    .unwrap_err();
+    assert!(reply.message.len() < 200, "{}", reply.message.len());
+}

@@ -1,0 +1,178 @@
+//! The `posturio` command on the repository's own configs and fixtures: what security teams
+//! run in CI before they push a policy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn posturio(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posturio"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run posturio");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or_default())
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("posturio output")
+}
+
+/// Every policy file shipped in the repository (examples and docs).
+fn example_configs() -> Vec<PathBuf> {
+    let mut configs = Vec::new();
+    for dir in ["envoy", "docs", "docs/examples"] {
+        let Ok(entries) = std::fs::read_dir(repo().join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|ext| ext == "json")
+                && !path.to_string_lossy().contains("dashboard")
+            {
+                configs.push(path);
+            }
+        }
+    }
+    configs.sort();
+    configs
+}
+
+#[test]
+fn every_example_config_passes_check() {
+    let configs = example_configs();
+    assert!(
+        configs
+            .iter()
+            .any(|path| path.ends_with("envoy/policy.json")),
+        "envoy/policy.json not found among {configs:?}"
+    );
+    for config in configs {
+        let output = posturio(&["check", config.to_str().unwrap()], None);
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(": valid ("), "{stdout}");
+    }
+}
+
+/// Each `tests/fixtures/bad_configs/NAME.json` is refused, and the output has the line in
+/// `NAME.expect`: the JSON path of the mistake and what is wrong with it.
+#[test]
+fn every_bad_config_is_refused_with_its_path() {
+    let dir = repo().join("tests/fixtures/bad_configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("bad_configs") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        count += 1;
+        let expected = std::fs::read_to_string(path.with_extension("expect"))
+            .unwrap_or_else(|_| panic!("{} has no .expect file", path.display()));
+        let expected = expected.trim();
+
+        // The library, as the filter runs it.
+        let bytes = std::fs::read(&path).unwrap();
+        let errors = posturio::policy::Policy::from_json(&bytes)
+            .expect_err(&format!("{} was accepted", path.display()));
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            shown.iter().any(|line| line.contains(expected)),
+            "{}: expected {expected:?} in {shown:?}",
+            path.display()
+        );
+
+        // The command, with the same messages and exit code 1.
+        let output = posturio(&["check", path.to_str().unwrap()], None);
+        assert_eq!(output.status.code(), Some(1), "{}", path.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{}: {stderr}", path.display());
+    }
+    assert!(count >= 30, "only {count} bad configs found");
+}
+
+fn eval(path: &str, headers: &[&str], body: &[u8]) -> (i32, serde_json::Value) {
+    let mut args = vec!["eval", "envoy/policy.json", "--path", path];
+    for header in headers {
+        args.push("--header");
+        args.push(header);
+    }
+    args.push("-");
+    let output = posturio(&args, Some(body));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!(
+            "not JSON: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap(), verdict)
+}
+
+#[test]
+fn eval_shows_an_alias_rewritten() {
+    let (code, verdict) = eval(
+        "/v1/chat/completions",
+        &[],
+        br#"{"model":"fast","messages":[]}"#,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(verdict["decision"], "allow");
+    assert_eq!(verdict["cluster"], "openai");
+    assert_eq!(verdict["consumer"], "default");
+    assert_eq!(verdict["model"], "fast");
+    assert_eq!(verdict["forwarded_model"], "gpt-4o-mini");
+    assert_eq!(verdict["body_rewritten"], true);
+}
+
+#[test]
+fn eval_shows_a_denial_in_the_callers_shape() {
+    let (code, verdict) = eval(
+        "/v1/messages",
+        &[],
+        br#"{"model":"claude-sonnet-4","max_tokens":5}"#,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(verdict["decision"], "deny");
+    assert_eq!(verdict["status"], 403);
+    assert_eq!(verdict["code"], "model_not_approved");
+    assert_eq!(verdict["reply"]["type"], "error");
+    assert_eq!(verdict["reply"]["error"]["type"], "permission_error");
+}
+
+#[test]
+fn eval_uses_the_identity_header_and_base_path() {
+    let (code, verdict) = eval(
+        "/v1/chat/completions?trace=1",
+        &["x-posturio-consumer: search-team"],
+        br#"{"model":"gemini-flash"}"#,
+    );
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["cluster"], "gemini");
+    assert_eq!(verdict["path"], "/v1beta/openai/chat/completions?trace=1");
+    assert_eq!(verdict["forwarded_model"], "gemini-2.5-flash");
+}
+
+#[test]
+fn check_reports_unreadable_files_and_usage() {
+    let output = posturio(&["check", "no/such/file.json"], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+    let output = posturio(&["frobnicate"], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage:"));
+    assert!(Path::new(env!("CARGO_BIN_EXE_posturio")).exists());
+}
