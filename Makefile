@@ -1,0 +1,75 @@
+# Posturio: build, lint, test and run the gateway. `make` alone lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+WASM_TARGET := wasm32-wasip1
+MOCK_LISTENERS := --listen openai=18081 --listen anthropic=18082 --listen gemini=18083
+
+.PHONY: help venv wasm-target build cli lint fmt test run clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.stamp ## Create .venv with Envoy and the OpenAI/Anthropic SDKs
+
+# Rebuilt whenever the pinned requirements change.
+$(VENV)/.stamp: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+wasm-target: ## Install the Rust wasm32-wasip1 target (no-op when present)
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+build: wasm-target ## Build the filter: target/wasm32-wasip1/release/posturio.wasm
+	cargo build --lib --target $(WASM_TARGET) --release
+
+cli: ## Build the posturio command-line tool
+	cargo build --release --bin posturio
+
+lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of src/policy/
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+	@# The policy core must stay host-testable: no proxy_wasm inside it.
+	@if grep -rn 'proxy_wasm' src/policy/; then \
+	  echo 'lint: src/policy/ must not use proxy_wasm' >&2; exit 1; \
+	fi
+
+fmt: ## Format the Rust code
+	cargo fmt
+
+test: lint venv build ## Lint, build, then run every test (unit and Envoy integration)
+	POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
+	  cargo test --all-targets
+
+run: venv build ## Run Envoy with Posturio on 127.0.0.1:10000 in front of mock providers
+	@# The mock's first stdout line is its port map: reading it proves every port is bound.
+	@exec 3< <(exec $(VENV)/bin/python tests/mock_provider.py $(MOCK_LISTENERS)); \
+	mock=$$!; \
+	trap 'kill $$mock 2>/dev/null || true; wait $$mock 2>/dev/null || true' EXIT; \
+	if ! read -r _ <&3; then \
+	  echo 'run: the mock provider did not start (are ports 18081-18083 free?)' >&2; exit 1; \
+	fi; \
+	exec 3<&-; \
+	echo; \
+	echo '  Mock providers: openai 127.0.0.1:18081, anthropic :18082, gemini :18083'; \
+	echo '  Posturio in Envoy: http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:'; \
+	echo; \
+	echo "    curl -s http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \\"; \
+	echo "      -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'"; \
+	echo; \
+	echo '  Ctrl-C stops Envoy and the mock providers.'; \
+	echo; \
+	$(VENV)/bin/envoy -c envoy/envoy.yaml --concurrency 2 --log-level info --disable-hot-restart
+
+clean: ## Remove build output and .venv
+	cargo clean
+	rm -rf $(VENV) tests/__pycache__

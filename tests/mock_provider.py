@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""A local mock of the LLM providers that Posturio routes to (stdlib only).
+
+Serves OpenAI-, Anthropic- and OpenAI-compatible endpoints on one or more ports, so that
+`make run` works offline and integration tests can assert on exactly what reached the
+provider. Usage:
+
+    python3 tests/mock_provider.py --listen openai=18081 --listen anthropic=18082 \
+        --listen gemini=18083
+
+Port 0 picks a free port. Once every socket is bound, one JSON line on stdout maps each name
+to its port. Every request except the control endpoints below is recorded:
+
+    GET  /__mock/requests  -> JSON array of records, in arrival order, across all listeners
+    POST /__mock/reset     -> clears the records, answers {}
+
+A record is {"listener", "method", "path" (with its query), "headers" ([name, value] pairs in
+order, names lowercased, duplicates kept), "body_b64" (the exact body bytes, de-chunked),
+"body_length"}, plus "trailers" when a chunked body carried any.
+
+A request header `x-mock-status: NNN` makes the mock answer that status with an error body
+(and `x-should-retry: false`, so the SDKs do not retry it).
+"""
+
+import argparse
+import base64
+import json
+import signal
+import struct
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RECORDS: list[dict] = []
+RECORDS_LOCK = threading.Lock()
+
+PROMPT_TOKENS = 12
+COMPLETION_TOKENS = 7
+
+
+class BadRequest(Exception):
+    pass
+
+
+def ident(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def sse(data, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {payload}\n\n".encode()
+
+
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog of 5 drops connections in a burst (seen with 50
+    # concurrent SDK requests); Envoy's connection pool opens them in bursts too.
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # A client or Envoy hanging up mid-response is routine in tests: no traceback for it.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 gives keep-alive, which Envoy's connection pool relies on.
+    protocol_version = "HTTP/1.1"
+    listener = "mock"  # replaced per listener by a subclass
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write(f"[mock {self.listener}] {fmt % args}\n")
+
+    # --- request body -------------------------------------------------------------------
+
+    def read_body(self) -> tuple[bytes, list[list[str]]]:
+        codings = [c.strip().lower() for c in self.headers.get("transfer-encoding", "").split(",")]
+        if codings[-1] == "chunked":  # chunked wins over Content-Length (RFC 9112 6.3)
+            return self.read_chunked()
+        length = self.headers.get("content-length")
+        if length is None:
+            return b"", []
+        if not length.strip().isdigit():
+            raise BadRequest("bad content-length")
+        body = self.rfile.read(int(length))
+        if len(body) != int(length):
+            raise BadRequest("body shorter than content-length")
+        return body, []
+
+    def read_chunked(self) -> tuple[bytes, list[list[str]]]:
+        # http.server leaves chunked bodies undecoded; without this the connection desyncs.
+        parts = []
+        while True:
+            line = self.rfile.readline(65537)
+            if not line.endswith(b"\n"):
+                raise BadRequest("truncated chunk size line")
+            size_text = line.split(b";", 1)[0].strip()  # drop chunk extensions
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                size = -1
+            if size < 0:
+                raise BadRequest(f"bad chunk size {size_text!r}")
+            if size == 0:
+                break
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadRequest("truncated chunk")
+            parts.append(chunk)
+        trailers = []
+        while True:
+            line = self.rfile.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line.endswith(b"\n"):
+                raise BadRequest("truncated trailers")
+            name, _, value = line.decode("latin-1").partition(":")
+            trailers.append([name.strip().lower(), value.strip()])
+        return b"".join(parts), trailers
+
+    # --- responses ----------------------------------------------------------------------
+
+    def send_json(self, status: int, obj, extra_headers=()) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        for name, value in extra_headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_stream(self, events: list[bytes]) -> None:
+        # Chunked, so the connection survives the stream; each event is flushed on its own
+        # so clients see it as a separate read, as with a real provider.
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def send_error_json(self, status: int, message: str, kind: str) -> None:
+        # OpenAI's error shape, plus Anthropic's top-level "type", so both SDKs parse it.
+        # x-should-retry: false stops the SDKs from retrying, so a test sees one request.
+        error = {"type": "error",
+                 "error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+        self.send_json(status, error, [("x-should-retry", "false")])
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def handle_any(self) -> None:
+        try:
+            body, trailers = self.read_body()
+        except BadRequest as exc:
+            self.close_connection = True
+            self.send_error_json(400, f"mock: {exc}", "invalid_request_error")
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/__mock/requests" and self.command == "GET":
+            with RECORDS_LOCK:
+                snapshot = list(RECORDS)
+            self.send_json(200, snapshot)
+            return
+        if path == "/__mock/reset" and self.command == "POST":
+            with RECORDS_LOCK:
+                RECORDS.clear()
+            self.send_json(200, {})
+            return
+        record = {
+            "listener": self.listener,
+            "method": self.command,
+            "path": self.path,
+            "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            "body_b64": base64.b64encode(body).decode(),
+            "body_length": len(body),
+        }
+        if trailers:
+            record["trailers"] = trailers
+        with RECORDS_LOCK:
+            RECORDS.append(record)
+
+        forced = self.headers.get("x-mock-status", "").strip()
+        if forced.isdigit() and 200 <= int(forced) <= 599:
+            self.send_error_json(int(forced), f"mock: forced status {forced}", "mock_error")
+            return
+        try:
+            req = json.loads(body) if body else {}
+        except ValueError:
+            req = {}
+        if not isinstance(req, dict):
+            req = {}
+        self.respond(path, req)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
+
+    def respond(self, path: str, req: dict) -> None:
+        model = req.get("model") if isinstance(req.get("model"), str) else "mock-model"
+        stream = req.get("stream") is True
+        text = f"Hello from the mock {self.listener} provider."
+        pieces = ["Hello from the mock ", f"{self.listener} provider."]
+        if path.endswith("/chat/completions"):
+            include_usage = (req.get("stream_options") or {}).get("include_usage") is True
+            if stream:
+                self.send_stream(chat_stream(model, pieces, include_usage))
+            else:
+                self.send_json(200, chat_completion(model, text))
+        elif path.endswith("/completions"):
+            self.send_json(200, text_completion(model, text))
+        elif path.endswith("/embeddings"):
+            self.send_json(200, embeddings(model, req))
+        elif path.endswith("/responses"):
+            if stream:
+                self.send_stream(responses_stream(model, pieces))
+            else:
+                self.send_json(200, response_object(model, text, "completed"))
+        elif path.endswith("/messages/count_tokens"):
+            self.send_json(200, {"input_tokens": PROMPT_TOKENS})
+        elif path.endswith("/messages"):
+            if stream:
+                self.send_stream(anthropic_stream(model, pieces))
+            else:
+                self.send_json(200, anthropic_message(model, text))
+        elif path.endswith("/models") and self.command in ("GET", "HEAD"):
+            model_entry = {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "mock"}
+            self.send_json(200, {"object": "list", "data": [model_entry]})
+        else:
+            self.send_error_json(404, "mock: no such endpoint", "invalid_request_error")
+
+
+# --- response bodies ------------------------------------------------------------------------
+
+OPENAI_USAGE = {
+    "prompt_tokens": PROMPT_TOKENS,
+    "completion_tokens": COMPLETION_TOKENS,
+    "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+}
+
+
+def chat_completion(model: str, text: str) -> dict:
+    message = {"role": "assistant", "content": text, "refusal": None}
+    return {
+        "id": ident("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
+        "model": model, "system_fingerprint": "mock",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        "usage": OPENAI_USAGE,
+    }
+
+
+def chat_stream(model: str, pieces: list[str], include_usage: bool) -> list[bytes]:
+    base = {"id": ident("chatcmpl-"), "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model, "system_fingerprint": "mock"}
+
+    def chunk(delta: dict, finish=None) -> dict:
+        out = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None,
+                                   "finish_reason": finish}])
+        if include_usage:  # OpenAI sends usage: null on every chunk but the last
+            out["usage"] = None
+        return out
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": piece}) for piece in pieces]
+    chunks.append(chunk({}, "stop"))
+    if include_usage:
+        chunks.append(dict(base, choices=[], usage=OPENAI_USAGE))
+    return [sse(c) for c in chunks] + [sse("[DONE]")]
+
+
+def text_completion(model: str, text: str) -> dict:
+    return {
+        "id": ident("cmpl-"), "object": "text_completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+        "usage": OPENAI_USAGE,
+    }
+
+
+def embeddings(model: str, req: dict) -> dict:
+    inputs = req.get("input", "")
+    # A string or a list of token ids is one input; any other list is one input per item.
+    if isinstance(inputs, list) and inputs and not all(isinstance(i, int) for i in inputs):
+        count = len(inputs)
+    else:
+        count = 1
+    data = []
+    for index in range(count):
+        vector = [round(0.1 * (index + 1), 4), 0.25, -0.5, 0.75]
+        if req.get("encoding_format") == "base64":  # little-endian float32, as OpenAI sends
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    usage = {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS}
+    return {"object": "list", "data": data, "model": model, "usage": usage}
+
+
+def response_object(model: str, text: str, status: str, resp_id=None, msg_id=None) -> dict:
+    done = status == "completed"
+    message = {"type": "message", "id": msg_id or ident("msg_"), "status": "completed",
+               "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    usage = {"input_tokens": PROMPT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": COMPLETION_TOKENS,
+             "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+    return {
+        "id": resp_id or ident("resp_"), "object": "response", "created_at": int(time.time()),
+        "status": status, "model": model, "output": [message] if done else [],
+        "usage": usage if done else None, "error": None, "incomplete_details": None,
+        "instructions": None, "metadata": {}, "parallel_tool_calls": True,
+        "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto", "tools": [],
+    }
+
+
+def responses_stream(model: str, pieces: list[str]) -> list[bytes]:
+    # Beyond created/delta/completed, the item and part events are sent too: the SDK's
+    # responses.stream() helper builds its snapshot from them and fails without them.
+    resp_id, msg_id, text = ident("resp_"), ident("msg_"), "".join(pieces)
+    where = {"item_id": msg_id, "output_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    item = {"type": "message", "id": msg_id, "status": "in_progress", "role": "assistant",
+            "content": []}
+    done = response_object(model, text, "completed", resp_id, msg_id)
+    events = [
+        ("response.created", {"response": response_object(model, "", "in_progress", resp_id)}),
+        ("response.output_item.added", {"output_index": 0, "item": item}),
+        ("response.content_part.added", dict(where, content_index=0, part=part)),
+        *[("response.output_text.delta", dict(where, content_index=0, delta=p, logprobs=[]))
+          for p in pieces],
+        ("response.output_text.done", dict(where, content_index=0, text=text, logprobs=[])),
+        ("response.content_part.done",
+         dict(where, content_index=0, part=dict(part, text=text))),
+        ("response.output_item.done", {"output_index": 0, "item": done["output"][0]}),
+        ("response.completed", {"response": done}),
+    ]
+    return [sse(dict(data, type=name, sequence_number=n), name)
+            for n, (name, data) in enumerate(events)]
+
+
+def anthropic_message(model: str, text: str) -> dict:
+    return {
+        "id": ident("msg_"), "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+    }
+
+
+def anthropic_stream(model: str, pieces: list[str]) -> list[bytes]:
+    start = dict(anthropic_message(model, ""), content=[], stop_reason=None,
+                 usage={"input_tokens": PROMPT_TOKENS, "output_tokens": 1})
+    events = [
+        ("message_start", {"message": start}),
+        ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("ping", {}),
+        *[("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
+          for p in pieces],
+        ("content_block_stop", {"index": 0}),
+        ("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                           "usage": {"output_tokens": COMPLETION_TOKENS}}),
+        ("message_stop", {}),
+    ]
+    return [sse(dict(data, type=name), name) for name, data in events]
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    name, sep, port = value.partition("=")
+    if not sep or not name or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected NAME=PORT, got {value!r}")
+    return name, int(port)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", action="append", type=parse_listen, required=True,
+                        metavar="NAME=PORT", help="a listener name and its port (0: any free)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s)")
+    args = parser.parse_args()
+
+    servers: dict[str, Server] = {}
+    for name, port in args.listen:
+        if name in servers:
+            parser.error(f"listener {name!r} given twice")
+        handler = type(f"Handler_{name}", (Handler,), {"listener": name})
+        try:
+            servers[name] = Server((args.host, port), handler)
+        except OSError as exc:
+            print(f"mock_provider: cannot listen on {args.host}:{port} for {name}: {exc}",
+                  file=sys.stderr)
+            return 1
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for server in servers.values():
+        # A short poll interval keeps shutdown quick: each server notices it within 0.1 s.
+        threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
+    print(json.dumps({name: s.server_address[1] for name, s in servers.items()}), flush=True)
+
+    stop.wait()
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
