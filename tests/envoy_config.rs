@@ -1,0 +1,62 @@
+//! The shipped Envoy configurations are valid for Envoy 1.40, and the policy inlined in the
+//! example configuration is the same as `envoy/policy.json`.
+
+mod common;
+
+use std::process::Command;
+
+use common::envoy::{envoy_binary, module_path, replace_module_path};
+
+#[test]
+fn shipped_envoy_configs_validate() {
+    let envoy = envoy_binary();
+    let module = module_path();
+    let mut yamls: Vec<_> = std::fs::read_dir(common::repo_path("envoy"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    yamls.sort();
+    assert!(!yamls.is_empty(), "no envoy/*.yaml found");
+    let dir = tempfile::tempdir().unwrap();
+    for yaml in yamls {
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        let config = dir.path().join(yaml.file_name().unwrap());
+        // The shipped path is relative to the repository root: make it absolute.
+        let text = if text.contains("posturio.wasm") {
+            replace_module_path(&text, &module)
+        } else {
+            text
+        };
+        std::fs::write(&config, text).unwrap();
+        let output = Command::new(&envoy)
+            .arg("--mode")
+            .arg("validate")
+            .arg("--disable-hot-restart")
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "envoy --mode validate rejected {} ({}):\n{}\n{}",
+            yaml.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn embedded_policy_matches_policy_json() {
+    let yaml = common::read_repo_file(common::envoy::TEMPLATE);
+    let embedded: serde_json::Value = serde_json::from_str(&common::embedded_policy(&yaml))
+        .unwrap_or_else(|e| panic!("the policy inlined in envoy/envoy.yaml is not JSON: {e}"));
+    let file: serde_json::Value = serde_json::from_str(&common::example_policy())
+        .unwrap_or_else(|e| panic!("envoy/policy.json is not JSON: {e}"));
+    assert_eq!(
+        embedded, file,
+        "the policy inlined in envoy/envoy.yaml differs from envoy/policy.json"
+    );
+}
