@@ -79,7 +79,8 @@ macro_rules! decisions {
     ($($name:ident: $method:expr, $path:expr, [$($header:expr),*], $body:expr => $expected:expr;)*) => {$(
         #[test]
         fn $name() {
-            let result = run(&policy(), $method, $path, &[$($header),*], &$body);
+            let body: String = $body.into();
+            let result = run(&policy(), $method, $path, &[$($header),*], &body);
             assert_eq!(outcome(result), $expected);
         }
     )*};
@@ -102,21 +103,21 @@ decisions! {
     family_mismatch_other_way: "POST", "/v1/messages", [], chat("gpt-4o-mini") => "400 provider_api_mismatch";
     audit_consumer_forwards_unapproved: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-4o") => "forward openai-cluster";
     audit_consumer_still_refuses_unknown_model: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-5") => "403 model_not_found";
-    audit_consumer_still_refuses_bad_json: "POST", "/v1/chat/completions", [("x-team", "trial")], "{".to_string() => "400 invalid_json";
+    audit_consumer_still_refuses_bad_json: "POST", "/v1/chat/completions", [("x-team", "trial")], "{" => "400 invalid_json";
     unsupported_path: "POST", "/v1/images/generations", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
     trailing_slash: "POST", "/v1/chat/completions/", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
     encoded_path: "POST", "/v1/chat%2Fcompletions", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
-    get_on_endpoint: "GET", "/v1/chat/completions", [], String::new() => "404 unsupported_endpoint";
-    upgrade_refused: "GET", "/v1/models", [("upgrade", "websocket")], String::new() => "404 unsupported_endpoint";
-    passthrough_get: "GET", "/v1/models", [], String::new() => "forward openai-cluster";
-    passthrough_below_prefix: "GET", "/v1/models/gpt-4o?x=1", [], String::new() => "forward openai-cluster";
-    passthrough_with_body: "GET", "/v1/models", [], "{}".to_string() => "400 invalid_request";
-    passthrough_wrong_method: "DELETE", "/v1/models/gpt-4o", [], String::new() => "404 unsupported_endpoint";
-    passthrough_dot_dot: "GET", "/v1/models/../chat/completions", [], String::new() => "404 unsupported_endpoint";
-    passthrough_sibling: "GET", "/v1/models2", [], String::new() => "404 unsupported_endpoint";
-    empty_body: "POST", "/v1/chat/completions", [], String::new() => "400 invalid_json";
-    missing_model: "POST", "/v1/chat/completions", [], r#"{"messages":[]}"#.to_string() => "400 invalid_model";
-    duplicate_model: "POST", "/v1/chat/completions", [], r#"{"model":"gpt-4o-mini","model":"gpt-4o"}"#.to_string() => "400 duplicate_key";
+    get_on_endpoint: "GET", "/v1/chat/completions", [], "" => "404 unsupported_endpoint";
+    upgrade_refused: "GET", "/v1/models", [("upgrade", "websocket")], "" => "404 unsupported_endpoint";
+    passthrough_get: "GET", "/v1/models", [], "" => "forward openai-cluster";
+    passthrough_below_prefix: "GET", "/v1/models/gpt-4o?x=1", [], "" => "forward openai-cluster";
+    passthrough_with_body: "GET", "/v1/models", [], "{}" => "400 invalid_request";
+    passthrough_wrong_method: "DELETE", "/v1/models/gpt-4o", [], "" => "404 unsupported_endpoint";
+    passthrough_dot_dot: "GET", "/v1/models/../chat/completions", [], "" => "404 unsupported_endpoint";
+    passthrough_sibling: "GET", "/v1/models2", [], "" => "404 unsupported_endpoint";
+    empty_body: "POST", "/v1/chat/completions", [], "" => "400 invalid_json";
+    missing_model: "POST", "/v1/chat/completions", [], r#"{"messages":[]}"# => "400 invalid_model";
+    duplicate_model: "POST", "/v1/chat/completions", [], r#"{"model":"gpt-4o-mini","model":"gpt-4o"}"# => "400 duplicate_key";
     body_over_limit: "POST", "/v1/chat/completions", [], format!(r#"{{"model":"fast","x":"{}"}}"#, "a".repeat(1000)) => "413 body_too_large";
     declared_length_over_limit: "POST", "/v1/chat/completions", [("content-length", "1001")], chat("fast") => "413 body_too_large";
     text_plain: "POST", "/v1/chat/completions", [("content-type", "text/plain")], chat("fast") => "415 unsupported_media_type";
