@@ -2,7 +2,12 @@
 //! on what the client got back and on what the provider actually received.
 
 // Test helpers index JSON and fail loudly; the panic-free rules are for the filter's code.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -47,13 +52,13 @@ fn assert_openai_error(response: &Response, status: u16, code: &str) {
 fn allowed_request_reaches_its_provider_unchanged() {
     let (mock, envoy) = gateway();
     let body = br#"{"model":"gpt-4o-mini",  "messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00"}],"temperature":0.5}"#;
-    let response = http::post(envoy.port(), "/v1/chat/completions?trace=1", &[JSON], body);
+    let response = http::post(envoy.port(), "/v1/chat/completions?trace=1,2", &[JSON], body);
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["object"], "chat.completion");
 
     let upstream = mock.single_request();
     assert_eq!(upstream.listener, "openai");
-    assert_eq!(upstream.path, "/v1/chat/completions?trace=1");
+    assert_eq!(upstream.path, "/v1/chat/completions?trace=1,2");
     assert_eq!(
         upstream.body, body,
         "a body that needs no rewrite is forwarded byte for byte"

@@ -71,11 +71,11 @@ impl Policy {
     /// Decides what the headers alone can decide.
     pub fn on_headers(&self, headers: &Headers) -> Result<Pending, Reply> {
         let shape = reply_shape(headers);
-        let method = request::single(headers, ":method")
+        let method = request::only(headers, ":method")
             .ok()
             .flatten()
             .unwrap_or_default();
-        let Ok(Some(path)) = request::single(headers, ":path") else {
+        let Ok(Some(path)) = request::only(headers, ":path") else {
             return Err(Reply::new(
                 Code::InvalidRequest,
                 shape,

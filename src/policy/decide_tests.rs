@@ -88,6 +88,7 @@ macro_rules! decisions {
 
 decisions! {
     default_approved: "POST", "/v1/chat/completions", [], chat("gpt-4o-mini") => "forward openai-cluster";
+    comma_in_query: "POST", "/v1/chat/completions?fields=a,b", [], chat("gpt-4o-mini") => "forward openai-cluster";
     default_not_approved: "POST", "/v1/chat/completions", [], chat("gpt-4o") => "403 model_not_approved";
     not_in_catalogue: "POST", "/v1/chat/completions", [], chat("gpt-5") => "403 model_not_found";
     upstream_name_is_not_a_catalogue_name: "POST", "/v1/messages", [("x-team", "search")], chat("claude-sonnet-4-20250514") => "403 model_not_found";

@@ -32,14 +32,25 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// The single value of a header: none is `Ok(None)`, several (or one holding a comma-joined
-/// list) is an error, so a repeated header is never resolved in the caller's favour.
+/// The single value of a header whose value may be a comma-separated list (identity,
+/// content-type, content-encoding): none is `Ok(None)`; several, or one holding a
+/// comma-joined list, is an error, so a repeated header is never resolved in the caller's favour.
 pub fn single<'h>(headers: &'h Headers, name: &'h str) -> Result<Option<&'h str>, HeaderError> {
+    let value = only(headers, name)?;
+    if value.is_some_and(|value| value.contains(',')) {
+        return Err(HeaderError::Repeated);
+    }
+    Ok(value)
+}
+
+/// The value of a header that must appear at most once, commas allowed (`:path` may carry them
+/// in its query).
+pub fn only<'h>(headers: &'h Headers, name: &'h str) -> Result<Option<&'h str>, HeaderError> {
     let mut found = values(headers, name);
     let Some(value) = found.next() else {
         return Ok(None);
     };
-    if found.next().is_some() || value.contains(&b',') {
+    if found.next().is_some() {
         return Err(HeaderError::Repeated);
     }
     let text = std::str::from_utf8(value).map_err(|_| HeaderError::NotText)?;
