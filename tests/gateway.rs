@@ -52,7 +52,12 @@ fn assert_openai_error(response: &Response, status: u16, code: &str) {
 fn allowed_request_reaches_its_provider_unchanged() {
     let (mock, envoy) = gateway();
     let body = br#"{"model":"gpt-4o-mini",  "messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00"}],"temperature":0.5}"#;
-    let response = http::post(envoy.port(), "/v1/chat/completions?trace=1,2", &[JSON], body);
+    let response = http::post(
+        envoy.port(),
+        "/v1/chat/completions?trace=1,2",
+        &[JSON],
+        body,
+    );
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["object"], "chat.completion");
 

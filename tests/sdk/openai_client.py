@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Drives Posturio with the official OpenAI Python SDK, as a real client would.
+
+    python tests/sdk/openai_client.py BASE_URL SCENARIO [SCENARIO...]
+
+BASE_URL is Envoy's listener (http://127.0.0.1:PORT, without /v1). Each scenario makes its
+SDK call(s) with a fresh client and prints one JSON line:
+
+    {"scenario": NAME, "ok": true, ...what the SDK returned...,
+     "sent": [{"method", "path", "headers", "body"}, ...]}
+    {"scenario": NAME, "ok": false, "error_class": "PermissionDeniedError", "status": 403,
+     "code": ..., "body": ..., "message": ..., "sent": [...]}
+
+"sent" lists the HTTP requests the SDK made, headers and bodies as sent. Every request carries
+the header `x-sdk-scenario: NAME`, so the test can tell which scenario reached the provider.
+Retries are off: a refused call is exactly one request.
+"""
+
+import json
+import sys
+
+import openai
+
+API_KEY = "sk-posturio-sdk-test"
+SCENARIO_HEADER = "x-sdk-scenario"
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say hello to the gateway."},
+]
+
+
+def chat(client: openai.OpenAI, model: str) -> dict:
+    reply = client.chat.completions.create(model=model, messages=MESSAGES)
+    return {
+        "model": reply.model,
+        "content": reply.choices[0].message.content,
+        "usage": reply.usage.model_dump() if reply.usage else None,
+    }
+
+
+def chat_stream(client: openai.OpenAI) -> dict:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks, content, usage, model = 0, [], None, None
+    for chunk in stream:
+        chunks += 1
+        model = chunk.model
+        if chunk.choices and chunk.choices[0].delta.content:
+            content.append(chunk.choices[0].delta.content)
+        if chunk.usage:
+            usage = chunk.usage.model_dump()
+    return {"model": model, "content": "".join(content), "chunks": chunks, "usage": usage}
+
+
+def embeddings(client: openai.OpenAI) -> dict:
+    # No encoding_format: the SDK asks for base64 and decodes it back to floats.
+    reply = client.embeddings.create(model="text-embedding-3-small", input="hello gateway")
+    return {
+        "model": reply.model,
+        "embedding": reply.data[0].embedding,
+        "usage": reply.usage.model_dump(),
+    }
+
+
+def responses(client: openai.OpenAI) -> dict:
+    reply = client.responses.create(model="gpt-4o-mini", input="Say hello to the gateway.")
+    return {
+        "model": reply.model,
+        "content": reply.output_text,
+        "usage": reply.usage.model_dump() if reply.usage else None,
+    }
+
+
+def models(client: openai.OpenAI) -> dict:
+    return {"models": [model.id for model in client.models.list().data]}
+
+
+# name -> (extra default headers for the client, the call)
+SCENARIOS = {
+    "chat": ({}, lambda c: chat(c, "gpt-4o-mini")),
+    "chat_alias": ({}, lambda c: chat(c, "fast")),
+    "chat_stream": ({}, chat_stream),
+    "denied_model": ({}, lambda c: chat(c, "gpt-4o")),
+    "unknown_model": ({}, lambda c: chat(c, "gpt-5")),
+    "embeddings": ({}, embeddings),
+    "responses": ({}, responses),
+    "models_list": ({}, models),
+    "search_team_gemini": (
+        {"x-posturio-consumer": "search-team"},
+        lambda c: chat(c, "gemini-flash"),
+    ),
+    "spoofed_cluster": ({"x-posturio-cluster": "anthropic"}, lambda c: chat(c, "gpt-4o-mini")),
+}
+
+
+def run(base_url: str, name: str) -> dict:
+    headers, call = SCENARIOS[name]
+    sent = []
+
+    def record(request) -> None:
+        sent.append({
+            "method": request.method,
+            "path": request.url.raw_path.decode(),
+            "headers": [[name.lower(), value] for name, value in request.headers.items()],
+            "body": request.read().decode("utf-8", "replace"),
+        })
+
+    http_client = openai.DefaultHttpxClient(
+        trust_env=False,  # no proxy from the environment between the SDK and Envoy
+        event_hooks={"request": [record]},
+    )
+    client = openai.OpenAI(
+        base_url=f"{base_url}/v1",
+        api_key=API_KEY,
+        max_retries=0,
+        timeout=30,
+        default_headers={SCENARIO_HEADER: name, **headers},
+        http_client=http_client,
+    )
+    try:
+        outcome = {"ok": True, **call(client)}
+    except openai.APIStatusError as e:
+        outcome = {
+            "ok": False,
+            "error_class": type(e).__name__,
+            "status": e.status_code,
+            "code": e.code,
+            "body": e.body,
+            "message": e.message,
+            "posturio_code": e.response.headers.get("x-posturio-code"),
+        }
+    except openai.OpenAIError as e:
+        outcome = {"ok": False, "error_class": type(e).__name__, "status": None,
+                   "message": str(e)}
+    finally:
+        client.close()
+    return {"scenario": name, **outcome, "sent": sent}
+
+
+def main() -> int:
+    if len(sys.argv) < 3 or any(name not in SCENARIOS for name in sys.argv[2:]):
+        print(f"usage: {sys.argv[0]} BASE_URL SCENARIO... (scenarios: {', '.join(SCENARIOS)})",
+              file=sys.stderr)
+        return 2
+    for name in sys.argv[2:]:
+        print(json.dumps(run(sys.argv[1], name)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
