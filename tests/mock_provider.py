@@ -68,6 +68,9 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 gives keep-alive, which Envoy's connection pool relies on.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits
+    # for the peer's delayed ACK (~40 ms) on every reused connection.
+    disable_nagle_algorithm = True
     listener = "mock"  # replaced per listener by a subclass
 
     def log_message(self, fmt, *args):

@@ -540,6 +540,16 @@ impl Envoy {
         &self.config
     }
 
+    /// The process id of the Envoy this handle started.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether that process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Envoy's log so far (`--log-path`; it is flushed every 50 ms, critical lines at once).
     pub fn log(&self) -> String {
         self.read_file("envoy.log")
