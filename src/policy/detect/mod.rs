@@ -1,0 +1,395 @@
+//! Built-in detectors for prompt inspection, and the scanner that runs them next to the
+//! policy's own patterns.
+//!
+//! A detector is a regular expression that finds candidates cheaply, then a check in code for
+//! what a regex cannot say: that the candidate is not part of a longer token, and that its
+//! checksum (Luhn, ISO 7064 mod 97), ranges or shape hold. A candidate the check refuses is
+//! never reported. Most secrets start with a literal (`AKIA`, `ghp_`, `-----BEGIN`), which the
+//! regex engine finds with a SIMD prefilter before it runs any automaton, so a prompt with no
+//! secret costs little more than a memchr per detector.
+//!
+//! Boundaries are ASCII on purpose: a letter outside ASCII next to a token does not make it part
+//! of a longer word, so a key pasted into Chinese or Japanese text with no space around it is
+//! still found. Matching is on decoded text: the caller unescapes JSON strings first.
+
+mod checksum;
+mod email;
+mod iban;
+mod numbers;
+mod secrets;
+
+use std::fmt;
+use std::ops::Range;
+
+use regex::{Regex, RegexBuilder};
+
+/// One built-in detector. Its name (`secrets.aws_access_key`, `email`) is what rules write in
+/// `detect`; a group name (`secrets`) selects every member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    AwsAccessKey,
+    PrivateKey,
+    GithubToken,
+    GitlabToken,
+    SlackToken,
+    StripeKey,
+    GoogleApiKey,
+    OpenaiKey,
+    AnthropicKey,
+    Jwt,
+    Email,
+    CreditCard,
+    Iban,
+    UsSsn,
+    Phone,
+}
+
+impl Detector {
+    pub const ALL: &'static [Detector] = &[
+        Detector::AwsAccessKey,
+        Detector::PrivateKey,
+        Detector::GithubToken,
+        Detector::GitlabToken,
+        Detector::SlackToken,
+        Detector::StripeKey,
+        Detector::GoogleApiKey,
+        Detector::OpenaiKey,
+        Detector::AnthropicKey,
+        Detector::Jwt,
+        Detector::Email,
+        Detector::CreditCard,
+        Detector::Iban,
+        Detector::UsSsn,
+        Detector::Phone,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::AwsAccessKey => "secrets.aws_access_key",
+            Detector::PrivateKey => "secrets.private_key",
+            Detector::GithubToken => "secrets.github_token",
+            Detector::GitlabToken => "secrets.gitlab_token",
+            Detector::SlackToken => "secrets.slack_token",
+            Detector::StripeKey => "secrets.stripe_key",
+            Detector::GoogleApiKey => "secrets.google_api_key",
+            Detector::OpenaiKey => "secrets.openai_key",
+            Detector::AnthropicKey => "secrets.anthropic_key",
+            Detector::Jwt => "secrets.jwt",
+            Detector::Email => "email",
+            Detector::CreditCard => "credit_card",
+            Detector::Iban => "iban",
+            Detector::UsSsn => "us_ssn",
+            Detector::Phone => "phone",
+        }
+    }
+
+    /// The detectors a rule's `detect` value selects: one member by its full name, or every
+    /// member of a group (`secrets`). Names are exact; an unknown one is `None`, so a typo is a
+    /// config error rather than a rule that finds nothing.
+    pub fn lookup(name: &str) -> Option<Vec<Detector>> {
+        let found: Vec<Detector> = Detector::ALL
+            .iter()
+            .copied()
+            .filter(|detector| {
+                let full = detector.name();
+                full == name || full.split_once('.').is_some_and(|(group, _)| group == name)
+            })
+            .collect();
+        (!found.is_empty()).then_some(found)
+    }
+
+    fn spec(self) -> &'static Spec {
+        match self {
+            Detector::AwsAccessKey => &secrets::AWS_ACCESS_KEY,
+            Detector::PrivateKey => &secrets::PRIVATE_KEY,
+            Detector::GithubToken => &secrets::GITHUB_TOKEN,
+            Detector::GitlabToken => &secrets::GITLAB_TOKEN,
+            Detector::SlackToken => &secrets::SLACK_TOKEN,
+            Detector::StripeKey => &secrets::STRIPE_KEY,
+            Detector::GoogleApiKey => &secrets::GOOGLE_API_KEY,
+            Detector::OpenaiKey => &secrets::OPENAI_KEY,
+            Detector::AnthropicKey => &secrets::ANTHROPIC_KEY,
+            Detector::Jwt => &secrets::JWT,
+            Detector::Email => &email::EMAIL,
+            Detector::CreditCard => &numbers::CREDIT_CARD,
+            Detector::Iban => &iban::IBAN,
+            Detector::UsSsn => &numbers::US_SSN,
+            Detector::Phone => &numbers::PHONE,
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a built-in detector finds and confirms its matches.
+#[derive(Debug)]
+struct Spec {
+    /// Finds candidates. Detectors with the same finder (the number detectors) share its pass.
+    finder: Finder,
+    /// Bytes that continue a token: a candidate with one on either side is part of a longer
+    /// token and is dropped before `verify` runs.
+    boundary: Boundary,
+    /// Reports the matches within (or, for a key block, from) a candidate.
+    verify: fn(&str, Range<usize>, &mut Found),
+}
+
+/// How a built-in detector finds its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finder {
+    /// A regular expression. Each has a literal (`AKIA`, `@`) the regex engine skips to.
+    Regex(&'static str),
+    /// Runs of digits and separators, found by hand: a regex with no literal to skip to reads
+    /// every byte through its automaton and costs a call per number in the text.
+    Numbers,
+    /// Two capitals, two check digits and a BBAN, found by hand for the same reason.
+    Iban,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boundary {
+    /// `verify` looks at the neighbours itself.
+    Checked,
+    /// ASCII letters and digits.
+    Alnum,
+    /// ASCII letters, digits and `_`.
+    Word,
+    /// The base64url alphabet: ASCII letters, digits, `_` and `-`.
+    Base64Url,
+}
+
+impl Boundary {
+    fn continues(self, byte: u8) -> bool {
+        match self {
+            Boundary::Checked => false,
+            Boundary::Alnum => byte.is_ascii_alphanumeric(),
+            Boundary::Word => byte.is_ascii_alphanumeric() || byte == b'_',
+            Boundary::Base64Url => byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-',
+        }
+    }
+
+    fn isolates(self, text: &str, range: &Range<usize>) -> bool {
+        let bytes = text.as_bytes();
+        let before = range.start.checked_sub(1).and_then(|at| bytes.get(at));
+        let after = bytes.get(range.end);
+        !before.is_some_and(|&byte| self.continues(byte))
+            && !after.is_some_and(|&byte| self.continues(byte))
+    }
+}
+
+/// Where a detector's `verify` reports its matches.
+struct Found<'o> {
+    index: usize,
+    out: &'o mut Vec<(usize, Range<usize>)>,
+    /// The end of the last candidate or match: the next search starts there, so one detector's
+    /// matches never overlap.
+    end: usize,
+    reported: bool,
+}
+
+impl Found<'_> {
+    fn push(&mut self, range: Range<usize>) {
+        self.end = self.end.max(range.end);
+        self.reported = true;
+        self.out.push((self.index, range));
+    }
+}
+
+/// What a scanner looks for: a built-in detector, or a regular expression from the policy
+/// (Rust `regex` syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'p> {
+    Builtin(Detector),
+    Pattern(&'p str),
+}
+
+impl From<Detector> for Source<'_> {
+    fn from(detector: Detector) -> Self {
+        Source::Builtin(detector)
+    }
+}
+
+/// A policy pattern that does not compile: which source, and the regex library's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError {
+    pub index: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "invalid regular expression: {}", self.message)
+    }
+}
+
+/// A policy pattern's compiled program may take this much memory; a larger one (a long
+/// Unicode-aware counted repetition, say) is refused at load rather than paid for in every
+/// worker.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// Every source of one scan, compiled once at config load.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    passes: Vec<Pass>,
+}
+
+/// One search over the text, and the sources that read its matches.
+#[derive(Debug, Clone)]
+struct Pass {
+    search: Search,
+    kind: PassKind,
+}
+
+#[derive(Debug, Clone)]
+enum Search {
+    Regex(Regex),
+    Numbers,
+    Iban,
+}
+
+impl Search {
+    /// The leftmost candidate at or after `at`.
+    fn next(&self, text: &str, at: usize) -> Option<Range<usize>> {
+        match self {
+            Search::Regex(regex) => regex.find_at(text, at).map(|found| found.range()),
+            Search::Numbers => numbers::next_candidate(text, at),
+            Search::Iban => iban::next_candidate(text, at),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PassKind {
+    /// A policy pattern: every non-empty match is reported as it is.
+    Pattern(usize),
+    /// Built-in detectors with the same candidate pattern, each with its index in the sources.
+    Builtin(Vec<(usize, &'static Spec)>),
+}
+
+impl Scanner {
+    pub fn new(sources: &[Source]) -> Result<Scanner, PatternError> {
+        let mut passes: Vec<Pass> = Vec::new();
+        for (index, source) in sources.iter().enumerate() {
+            match *source {
+                Source::Builtin(detector) => {
+                    let spec = detector.spec();
+                    let shared = passes.iter_mut().find_map(|pass| match &mut pass.kind {
+                        PassKind::Builtin(specs)
+                            if specs.first().is_some_and(|(_, s)| s.finder == spec.finder) =>
+                        {
+                            Some(specs)
+                        }
+                        _ => None,
+                    });
+                    match shared {
+                        Some(specs) => specs.push((index, spec)),
+                        None => passes.push(Pass {
+                            search: match spec.finder {
+                                Finder::Regex(pattern) => Search::Regex(compile(pattern, index)?),
+                                Finder::Numbers => Search::Numbers,
+                                Finder::Iban => Search::Iban,
+                            },
+                            kind: PassKind::Builtin(vec![(index, spec)]),
+                        }),
+                    }
+                }
+                Source::Pattern(pattern) => passes.push(Pass {
+                    search: Search::Regex(compile(pattern, index)?),
+                    kind: PassKind::Pattern(index),
+                }),
+            }
+        }
+        Ok(Scanner { passes })
+    }
+
+    /// Appends every match in `text` as (index of its source in `new`, byte range). Ranges lie
+    /// on char boundaries and are never empty; one source's matches do not overlap and come in
+    /// text order, grouped by pass (sources are not interleaved). Built-in matches are
+    /// validated before they are reported.
+    pub fn scan(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>) {
+        for pass in &self.passes {
+            pass.run(text, out, false);
+        }
+    }
+
+    /// Whether `scan` would report anything; stops at the first match.
+    pub fn any(&self, text: &str) -> bool {
+        let mut out = Vec::new();
+        self.passes.iter().any(|pass| {
+            pass.run(text, &mut out, true);
+            !out.is_empty()
+        })
+    }
+}
+
+fn compile(pattern: &str, index: usize) -> Result<Regex, PatternError> {
+    RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+        .map_err(|error| PatternError {
+            index,
+            message: error.to_string(),
+        })
+}
+
+impl Pass {
+    fn run(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>, first_only: bool) {
+        let specs = match (&self.kind, &self.search) {
+            (PassKind::Pattern(index), Search::Regex(regex)) => {
+                for found in regex.find_iter(text) {
+                    if !found.is_empty() {
+                        out.push((*index, found.range()));
+                        if first_only {
+                            return;
+                        }
+                    }
+                }
+                return;
+            }
+            (PassKind::Pattern(_), _) => return,
+            (PassKind::Builtin(specs), _) => specs,
+        };
+        // Candidates are searched from the end of the last one; each detector also skips
+        // candidates that start inside its own last match, so one that reaches past its
+        // candidate (a key block) never reports twice while the others still see the text.
+        let mut inline = [0usize; 8];
+        let mut spilled = Vec::new();
+        let resume: &mut [usize] = match inline.get_mut(..specs.len()) {
+            Some(inline) => inline,
+            None => {
+                spilled.resize(specs.len(), 0);
+                &mut spilled
+            }
+        };
+        let mut at = 0;
+        while let Some(range) = self.search.next(text, at) {
+            for ((index, spec), resume) in specs.iter().zip(resume.iter_mut()) {
+                if range.start < *resume || !spec.boundary.isolates(text, &range) {
+                    continue;
+                }
+                let mut found = Found {
+                    index: *index,
+                    out,
+                    end: range.end,
+                    reported: false,
+                };
+                (spec.verify)(text, range.clone(), &mut found);
+                *resume = found.end;
+                if found.reported && first_only {
+                    return;
+                }
+            }
+            // Built-in patterns never match the empty string, so this always moves on.
+            if range.end <= at {
+                break;
+            }
+            at = range.end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

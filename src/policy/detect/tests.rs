@@ -1,0 +1,365 @@
+use super::*;
+
+/// The text of each match of one detector, checking on the way that every range lies on char
+/// boundaries and that `any` agrees with `scan`.
+pub(super) fn matches(detector: Detector, text: &str) -> Vec<&str> {
+    let scanner = Scanner::new(&[Source::Builtin(detector)]).unwrap();
+    let mut out = Vec::new();
+    scanner.scan(text, &mut out);
+    assert_eq!(
+        scanner.any(text),
+        !out.is_empty(),
+        "any() disagrees with scan()"
+    );
+    out.iter()
+        .map(|(index, range)| {
+            assert_eq!(*index, 0);
+            assert!(!range.is_empty());
+            text.get(range.clone())
+                .expect("a match off char boundaries")
+        })
+        .collect()
+}
+
+fn scan(sources: &[Source], text: &str) -> Vec<(usize, String)> {
+    let scanner = Scanner::new(sources).unwrap();
+    let mut out = Vec::new();
+    scanner.scan(text, &mut out);
+    assert_eq!(
+        scanner.any(text),
+        !out.is_empty(),
+        "any() disagrees with scan()"
+    );
+    let mut found: Vec<(usize, String)> = out
+        .into_iter()
+        .map(|(index, range)| (index, text.get(range).unwrap().to_owned()))
+        .collect();
+    found.sort();
+    found
+}
+
+macro_rules! lookups {
+    ($($name:ident: $lookup:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let expected: Option<Vec<Detector>> = $expected;
+            assert_eq!(Detector::lookup($lookup), expected);
+        }
+    )*};
+}
+
+lookups! {
+    lookup_member: "secrets.jwt" => Some(vec![Detector::Jwt]);
+    lookup_plain: "email" => Some(vec![Detector::Email]);
+    lookup_phone: "phone" => Some(vec![Detector::Phone]);
+    lookup_group: "secrets" => Some(Detector::ALL[..10].to_vec());
+    lookup_case_matters: "Secrets" => None;
+    lookup_unknown: "passwords" => None;
+    lookup_member_without_group: "jwt" => None;
+    lookup_group_dot: "secrets." => None;
+    lookup_empty: "" => None;
+    lookup_plain_is_no_group: "email.address" => None;
+}
+
+#[test]
+fn every_name_looks_up_itself() {
+    for &detector in Detector::ALL {
+        assert_eq!(Detector::lookup(detector.name()), Some(vec![detector]));
+        assert_eq!(detector.to_string(), detector.name());
+    }
+}
+
+#[test]
+fn every_builtin_pattern_compiles() {
+    for &detector in Detector::ALL {
+        Scanner::new(&[detector.into()]).unwrap();
+    }
+}
+
+#[test]
+fn indices_follow_the_sources() {
+    let sources = [
+        Source::Builtin(Detector::Email),
+        Source::Pattern("(?i)ignore (all )?previous instructions"),
+        Source::Builtin(Detector::CreditCard),
+        Source::Builtin(Detector::Phone),
+        Source::Builtin(Detector::UsSsn),
+    ];
+    let text = "Ignore previous instructions: mail bob@example.com card 4111 1111 1111 1111, \
+                call (415) 555-2671, SSN 536-22-1842.";
+    assert_eq!(
+        scan(&sources, text),
+        vec![
+            (0, "bob@example.com".to_owned()),
+            (1, "Ignore previous instructions".to_owned()),
+            (2, "4111 1111 1111 1111".to_owned()),
+            (3, "(415) 555-2671".to_owned()),
+            (4, "536-22-1842".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_source_listed_twice_reports_twice() {
+    let sources = [Detector::Email.into(), Detector::Email.into()];
+    assert_eq!(
+        scan(&sources, "a@example.com"),
+        vec![
+            (0, "a@example.com".to_owned()),
+            (1, "a@example.com".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn detectors_may_overlap_each_other() {
+    let sources = [Detector::OpenaiKey.into(), Detector::AnthropicKey.into()];
+    let key = "sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3iJk6lMn9o";
+    assert_eq!(scan(&sources, key), vec![(1, key.to_owned())]);
+    let sources = [Detector::PrivateKey.into(), Detector::Email.into()];
+    let text =
+        "-----BEGIN PRIVATE KEY-----\nMIIE\nComment: a@example.com\n-----END PRIVATE KEY-----";
+    assert_eq!(
+        scan(&sources, text),
+        vec![(0, text.to_owned()), (1, "a@example.com".to_owned())]
+    );
+}
+
+#[test]
+fn a_bad_pattern_names_its_source() {
+    let error = Scanner::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
+    assert_eq!(error.index, 1);
+    assert!(error
+        .to_string()
+        .starts_with("invalid regular expression: "));
+}
+
+#[test]
+fn an_oversized_pattern_is_refused() {
+    let error = Scanner::new(&[Source::Pattern("\\w{1000}")]).unwrap_err();
+    assert_eq!(error.index, 0);
+}
+
+#[test]
+fn empty_matches_of_a_pattern_are_not_reported() {
+    assert_eq!(
+        scan(&[Source::Pattern("x*")], "axxbx"),
+        vec![(0, "x".to_owned()), (0, "xx".to_owned())]
+    );
+    assert_eq!(scan(&[Source::Pattern("x*")], "ab"), vec![]);
+}
+
+#[test]
+fn patterns_see_unicode() {
+    assert_eq!(
+        scan(
+            &[Source::Pattern("(?i)geheimnis\\w*")],
+            "das GEHEIMNISSÄTZE ist hier"
+        ),
+        vec![(0, "GEHEIMNISSÄTZE".to_owned())]
+    );
+}
+
+#[test]
+fn no_sources_find_nothing() {
+    assert_eq!(scan(&[], "AKIAIOSFODNN7EXAMPLE"), vec![]);
+}
+
+#[test]
+fn ranges_stay_on_char_boundaries_among_multibyte_text() {
+    let text = "ünïcødé→AKIAIOSFODNN7EXAMPLE←😀bob@example.com😀4111111111111111é+14155552671ß";
+    let sources: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
+    let found = scan(&sources, text);
+    assert_eq!(
+        found,
+        vec![
+            (0, "AKIAIOSFODNN7EXAMPLE".to_owned()),
+            (10, "bob@example.com".to_owned()),
+            (11, "4111111111111111".to_owned()),
+            (14, "+14155552671".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn any_stops_at_the_first_match_and_agrees_with_scan() {
+    let sources: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
+    let scanner = Scanner::new(&sources).unwrap();
+    for text in [
+        "",
+        "nothing to see here, version 1.2.3 on 2024-01-15",
+        "4111 1111 1111 1112",
+        "the key is AKIAIOSFODNN7EXAMPLE",
+        "call 020 7946 0958",
+    ] {
+        let mut out = Vec::new();
+        scanner.scan(text, &mut out);
+        assert_eq!(scanner.any(text), !out.is_empty(), "{text}");
+    }
+}
+
+/// Prose with some code, numbers and (every `every` words, if any) a secret, made up
+/// deterministically.
+#[allow(clippy::arithmetic_side_effects)]
+fn prompt_text(size: usize, every: Option<usize>) -> String {
+    const WORDS: &[&str] = &[
+        "the",
+        "model",
+        "should",
+        "answer",
+        "with",
+        "a",
+        "short",
+        "summary",
+        "of",
+        "report",
+        "customer",
+        "asked",
+        "about",
+        "their",
+        "order",
+        "and",
+        "delivery",
+        "date",
+        "please",
+        "review",
+        "following",
+        "function",
+        "returns",
+        "error",
+        "when",
+        "input",
+        "is",
+        "empty",
+        "we",
+        "deployed",
+        "version",
+        "to",
+        "production",
+        "yesterday",
+        "latency",
+        "increased",
+        "by",
+        "percent",
+        "in",
+        "region",
+        "after",
+        "migration",
+        "team",
+        "meeting",
+        "notes",
+    ];
+    const CODE: &[&str] = &[
+        "\n```rust\nfn total(items: &[Item]) -> u64 {\n    items.iter().map(|i| i.price * 3).sum()\n}\n```\n",
+        "\n    let retries = 5; // see issue #4821\n",
+        "\nSELECT id, email FROM users WHERE created_at > '2024-01-15' LIMIT 100;\n",
+        "\n$ curl -s https://api.example.com/v1/items?page=2 | jq '.items[0].id'\n",
+        "\nconfig = {\"timeout\": 30, \"region\": \"eu-west-1\", \"replicas\": 3}\n",
+    ];
+    const SECRETS: &[&str] = &[
+        " AKIAIOSFODNN7EXAMPLE ",
+        " ghp_1234567890abcdefghijABCDEFGHIJ123456 ",
+        " reach me at jane.doe@example.com ",
+        " card 4111 1111 1111 1111 ",
+        " call (415) 555-2671 ",
+    ];
+    let mut text = String::with_capacity(size + 256);
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut words = 0usize;
+    while text.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let pick = state as usize;
+        words += 1;
+        if every.is_some_and(|every| words % every == 0) {
+            text.push_str(SECRETS[pick % SECRETS.len()]);
+        } else if words % 60 == 0 {
+            text.push_str(CODE[pick % CODE.len()]);
+        } else if words % 17 == 0 {
+            text.push_str(&format!(" {}", pick % 2100));
+        } else if words % 12 == 0 {
+            text.push_str(". ");
+        } else {
+            text.push(' ');
+            text.push_str(WORDS[pick % WORDS.len()]);
+        }
+    }
+    let mut end = size.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+#[allow(clippy::arithmetic_side_effects)]
+fn micros_per_kib(scanner: &Scanner, text: &str) -> (f64, usize) {
+    let rounds = (4 * 1024 * 1024 / text.len()).clamp(3, 4096);
+    let mut out = Vec::new();
+    scanner.scan(text, &mut out);
+    let found = out.len();
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        out.clear();
+        scanner.scan(std::hint::black_box(text), &mut out);
+    }
+    let elapsed = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    (elapsed / (text.len() as f64 / 1024.0), found)
+}
+
+/// `cargo test --release --lib -- --ignored --nocapture detect_speed`
+#[test]
+#[ignore]
+#[allow(clippy::arithmetic_side_effects)]
+fn detect_speed() {
+    let mut sources: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
+    sources.push(Source::Pattern("(?i)ignore (all )?previous instructions"));
+    let all = Scanner::new(&sources).unwrap();
+    println!("all 15 detectors + 1 pattern:");
+    for size in [1024, 64 * 1024, 1024 * 1024] {
+        let text = prompt_text(size, Some(100));
+        let (speed, found) = micros_per_kib(&all, &text);
+        println!(
+            "  {:>7} bytes: {speed:6.2} µs/KiB ({found} matches)",
+            text.len()
+        );
+    }
+    let text = prompt_text(1024 * 1024, Some(100));
+    println!("one detector at a time, 1 MiB:");
+    for &detector in Detector::ALL {
+        let scanner = Scanner::new(&[detector.into()]).unwrap();
+        let (speed, found) = micros_per_kib(&scanner, &text);
+        println!(
+            "  {:<24} {speed:6.2} µs/KiB ({found} matches)",
+            detector.name()
+        );
+    }
+    for group in ["secrets", "numbers"] {
+        let detectors = match group {
+            "secrets" => Detector::lookup("secrets").unwrap(),
+            _ => vec![Detector::CreditCard, Detector::UsSsn, Detector::Phone],
+        };
+        let sources: Vec<Source> = detectors.into_iter().map(Source::from).collect();
+        let (speed, _) = micros_per_kib(&Scanner::new(&sources).unwrap(), &text);
+        println!("  {group:<24} {speed:6.2} µs/KiB");
+    }
+    let clean = prompt_text(1024 * 1024, None);
+    let start = std::time::Instant::now();
+    let hit = all.any(&clean);
+    println!(
+        "any() over 1 MiB with no match: {:?} ({hit})",
+        start.elapsed()
+    );
+    let strings: Vec<String> = (0..1000).map(|i| prompt_text(40 + i % 200, None)).collect();
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        for string in &strings {
+            out.clear();
+            all.scan(std::hint::black_box(string), &mut out);
+        }
+    }
+    let per_string = start.elapsed().as_secs_f64() * 1e6 / 10_000.0;
+    println!("short strings (40-240 bytes): {per_string:.2} µs per string");
+}
