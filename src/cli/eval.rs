@@ -3,7 +3,6 @@
 use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
-use crate::policy::extract::read_body;
 use crate::policy::{Decision, Policy, Reply};
 
 struct EvalArgs {
@@ -11,6 +10,8 @@ struct EvalArgs {
     method: String,
     path: String,
     headers: Vec<(String, Vec<u8>)>,
+    /// The consumer as the identity metadata would name it (for `identity.metadata` policies).
+    identity: Option<String>,
     request_file: String,
 }
 
@@ -18,6 +19,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
     let mut method = "POST".to_owned();
     let mut path = None;
     let mut headers = Vec::new();
+    let mut identity = None;
     let mut positional = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -29,6 +31,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
         match arg.as_str() {
             "--method" => method = value("--method")?,
             "--path" => path = Some(value("--path")?),
+            "--identity" => identity = Some(value("--identity")?),
             "--header" => {
                 let header = value("--header")?;
                 let Some((name, header_value)) = header.split_once(':') else {
@@ -55,6 +58,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
         method,
         path,
         headers,
+        identity,
         request_file,
     })
 }
@@ -83,15 +87,23 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
     }
     headers.extend(args.headers);
 
-    let (decision, facts) = match policy.on_headers(&headers) {
-        Err(reply) => (Decision::Refuse(reply), Default::default()),
-        Ok(pending) if body.len() > policy.max_body_bytes => (
-            Decision::Refuse(policy.too_large(pending.shape())),
-            Default::default(),
-        ),
-        Ok(pending) => policy.on_body(&pending, &body),
-    };
+    let (decision, facts) =
+        match policy.on_headers(&headers, args.identity.as_deref().map(str::as_bytes)) {
+            Err(reply) => (Decision::Refuse(reply), Default::default()),
+            Ok(pending) if body.len() > policy.max_body_bytes => (
+                Decision::Refuse(policy.too_large(pending.shape())),
+                Default::default(),
+            ),
+            Ok(pending) => policy.on_body(&pending, &body),
+        };
     let facts: crate::policy::Facts = facts;
+    let rules: Vec<Value> = facts
+        .rules
+        .iter()
+        .map(|fired| {
+            json!({"id": fired.rule, "action": fired.action.as_str(), "enforced": fired.enforced})
+        })
+        .collect();
     let (code, verdict) = match decision {
         Decision::Refuse(reply) => (
             1,
@@ -102,14 +114,15 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                 "consumer": facts.consumer,
                 "model": facts.model,
                 "provider": facts.provider,
+                "rules": rules,
                 "reply": reply_json(&reply),
             }),
         ),
         Decision::Forward(forward) => {
-            let forwarded_model = match &forward.body {
-                Some(new_body) => read_body(new_body).ok().map(|parsed| parsed.model.name),
-                None => facts.model.clone(),
-            };
+            let forwarded_body = forward
+                .body
+                .as_deref()
+                .map(|new_body| serde_json::from_slice::<Value>(new_body).unwrap_or(Value::Null));
             (
                 0,
                 json!({
@@ -118,9 +131,12 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                     "path": forward.path.unwrap_or(args.path),
                     "consumer": facts.consumer,
                     "model": facts.model,
-                    "forwarded_model": forwarded_model,
+                    "forwarded_model": facts.upstream_model,
                     "provider": facts.provider,
+                    "rules": rules,
+                    "redactions": facts.redactions,
                     "body_rewritten": forward.body.is_some(),
+                    "forwarded_body": forwarded_body,
                     "audited": forward.audited.as_ref().map(|reply| json!({
                         "code": reply.code.as_str(),
                         "message": reply.message,

@@ -12,8 +12,10 @@ usage:
   posturio check CONFIG
       Validate a policy file exactly as the filter does on load.
       Exit 0 when valid; 1 with one line per mistake (JSON path: problem).
-  posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... REQUEST_FILE
-      Print, as JSON, the decision the filter would take on this request.
+  posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME] REQUEST_FILE
+      Print, as JSON, the decision the filter would take on this request: the route, the
+      model forwarded, the rules that fired, and the body as it would be forwarded.
+      --identity gives the consumer as identity.metadata would name it.
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --method defaults to POST; content-type application/json is assumed unless given.
       Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.

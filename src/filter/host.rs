@@ -33,6 +33,12 @@ pub trait Host {
     fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
     /// Answers the request locally.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
+    /// A stream property, such as dynamic metadata another filter wrote; `None` when absent.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// Stores a value in the stream's filter state, for Envoy's access log.
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Adds a response header.
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -83,12 +89,21 @@ mod wasm {
 
         fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
             let body = reply.body();
-            hostcalls::send_http_response(
-                u32::from(reply.status()),
-                reply.headers().to_vec(),
-                Some(&body),
-            )
-            .map_err(failed("send_http_response"))
+            hostcalls::send_http_response(u32::from(reply.status()), reply.headers(), Some(&body))
+                .map_err(failed("send_http_response"))
+        }
+
+        fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+            hostcalls::get_property(path.to_vec()).map_err(failed("get_property"))
+        }
+
+        fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+            hostcalls::set_property(path.to_vec(), Some(value)).map_err(failed("set_property"))
+        }
+
+        fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+                .map_err(failed("add_map_value(response header)"))
         }
     }
 }

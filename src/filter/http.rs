@@ -6,6 +6,7 @@ use proxy_wasm::types::Action;
 use serde_json::json;
 
 use super::host::{Host, HostError};
+use crate::policy::compile::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::{ApiFamily, Code, Decision, Facts, Forward, Pending, Policy, Reply};
 
@@ -24,6 +25,8 @@ pub struct HttpFilter<H: Host> {
     /// requests only.
     policy: Option<Rc<Policy>>,
     stage: Stage,
+    /// The `x-posturio-decision` value, when the policy asks for debug headers.
+    debug_header: Option<String>,
 }
 
 impl<H: Host> HttpFilter<H> {
@@ -32,6 +35,7 @@ impl<H: Host> HttpFilter<H> {
             host,
             policy,
             stage: Stage::Headers,
+            debug_header: None,
         }
     }
 
@@ -54,9 +58,20 @@ impl<H: Host> HttpFilter<H> {
         if let Err(error) = self.host.set_request_header(&policy.route_header, None) {
             return self.host_failed(&error);
         }
-        match policy.on_headers(&headers) {
+        let metadata_identity = match &policy.identity {
+            Identity::Metadata { namespace, path } => {
+                let mut property = vec!["metadata", "filter_metadata", namespace.as_str()];
+                property.extend(path.iter().map(String::as_str));
+                match self.host.property(&property) {
+                    Ok(value) => value,
+                    Err(error) => return self.host_failed(&error),
+                }
+            }
+            _ => None,
+        };
+        match policy.on_headers(&headers, metadata_identity.as_deref()) {
             Err(reply) => {
-                log_decision(&reply_facts(&headers, &policy), Some(&reply), false);
+                self.record(&Facts::default(), Some(&reply), false);
                 self.refuse(&reply)
             }
             Ok(pending) if end_of_stream => self.decide(&policy, &pending, &[], 0),
@@ -74,7 +89,7 @@ impl<H: Host> HttpFilter<H> {
         if body_size > policy.max_body_bytes {
             // Answer as soon as the limit is crossed, without buffering the rest.
             let reply = policy.too_large(pending.shape());
-            log_decision(&Facts::default(), Some(&reply), false);
+            self.record(&Facts::default(), Some(&reply), false);
             return self.refuse(&reply);
         }
         if !end_of_stream {
@@ -111,11 +126,11 @@ impl<H: Host> HttpFilter<H> {
         let (decision, facts) = policy.on_body(pending, body);
         match decision {
             Decision::Refuse(reply) => {
-                log_decision(&facts, Some(&reply), false);
+                self.record(&facts, Some(&reply), false);
                 self.refuse(&reply)
             }
             Decision::Forward(forward) => {
-                log_decision(&facts, forward.audited.as_ref(), true);
+                self.record(&facts, forward.audited.as_ref(), true);
                 match self.forward(policy, &forward, body_size) {
                     Ok(()) => {
                         self.stage = Stage::Done;
@@ -166,38 +181,106 @@ impl<H: Host> HttpFilter<H> {
     }
 }
 
-/// Facts for a refusal decided on headers alone.
-fn reply_facts(headers: &[(String, Vec<u8>)], policy: &Policy) -> Facts {
-    let consumer = policy.identity_header.as_deref().and_then(|header| {
-        crate::policy::request::single(headers, header)
-            .ok()
-            .flatten()
-            .map(crate::policy::extract::display_model)
-    });
-    Facts {
-        consumer,
-        ..Facts::default()
-    }
-}
-
-/// One structured log line per decision. Never prompt text: only names and codes.
-fn log_decision(facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
+/// The decision as one JSON object: what the log line, the access log and the debug header
+/// say. Names and codes only, never prompt text.
+fn decision_record(
+    facts: &Facts,
+    reply: Option<&Reply>,
+    forwarded: bool,
+) -> (&'static str, String) {
     let decision = match (reply, forwarded) {
         (None, _) => "allow",
         (Some(_), true) => "audit",
         (Some(_), false) => "deny",
     };
+    let rules: Vec<_> = facts
+        .rules
+        .iter()
+        .map(|fired| {
+            json!({
+                "id": fired.rule,
+                "action": fired.action.as_str(),
+                "enforced": fired.enforced,
+            })
+        })
+        .collect();
     let line = json!({
         "decision": decision,
         "code": reply.map(|reply| reply.code.as_str()),
         "consumer": facts.consumer,
+        "api": facts.family,
         "model": facts.model.as_deref().map(crate::policy::extract::display_model),
+        "upstream_model": facts.upstream_model,
         "provider": facts.provider,
+        "rules": rules,
+        "redactions": facts.redactions,
     });
-    if decision == "allow" {
-        log::debug!("{line}");
-    } else {
-        log::info!("{line}");
+    (decision, line.to_string())
+}
+
+impl<H: Host> HttpFilter<H> {
+    /// One log line per decision, the same facts in filter state for the access log, and the
+    /// debug header if asked for.
+    fn record(&mut self, facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
+        let (decision, line) = decision_record(facts, reply, forwarded);
+        if decision == "allow" {
+            log::debug!("{line}");
+        } else {
+            log::info!("{line}");
+        }
+        let state = [
+            ("posturio.decision", decision),
+            (
+                "posturio.code",
+                reply.map_or("", |reply| reply.code.as_str()),
+            ),
+            ("posturio.consumer", facts.consumer.as_deref().unwrap_or("")),
+            ("posturio.model", facts.model.as_deref().unwrap_or("")),
+            (
+                "posturio.upstream_model",
+                facts.upstream_model.as_deref().unwrap_or(""),
+            ),
+            ("posturio.provider", facts.provider.as_deref().unwrap_or("")),
+            ("posturio.api", facts.family.unwrap_or("")),
+        ];
+        for (key, value) in state {
+            if let Err(error) = self.host.set_property(&[key], value.as_bytes()) {
+                log::warn!("{error}; the access log will miss {key}");
+            }
+        }
+        let rules = facts
+            .rules
+            .iter()
+            .map(|fired| format!("{}:{}", fired.rule, fired.action.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Err(error) = self
+            .host
+            .set_property(&["posturio.rules"], rules.as_bytes())
+        {
+            log::warn!("{error}; the access log will miss posturio.rules");
+        }
+        if self
+            .policy
+            .as_ref()
+            .is_some_and(|policy| policy.debug_headers)
+        {
+            self.debug_header = Some(if rules.is_empty() {
+                decision.to_owned()
+            } else {
+                format!("{decision}; rules={rules}")
+            });
+        }
+    }
+
+    /// Adds the debug header to the response, when the policy asks for it.
+    pub fn on_response_headers(&mut self) -> Action {
+        if let Some(value) = self.debug_header.take() {
+            if let Err(error) = self.host.add_response_header("x-posturio-decision", &value) {
+                log::warn!("{error}; no debug header");
+            }
+        }
+        Action::Continue
     }
 }
 

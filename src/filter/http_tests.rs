@@ -15,6 +15,8 @@ struct FakeHost {
     replies: RefCell<Vec<Reply>>,
     new_body: RefCell<Option<Vec<u8>>>,
     fail_headers: bool,
+    properties: RefCell<Vec<(String, Vec<u8>)>>,
+    response_headers: RefCell<Vec<(String, String)>>,
 }
 
 impl FakeHost {
@@ -77,6 +79,29 @@ impl Host for &FakeHost {
 
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.replies.borrow_mut().push(reply.clone());
+        Ok(())
+    }
+
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .properties
+            .borrow()
+            .iter()
+            .find(|(key, _)| key == &path.join("."))
+            .map(|(_, value)| value.clone()))
+    }
+
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.properties
+            .borrow_mut()
+            .push((path.join("."), value.to_vec()));
+        Ok(())
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.response_headers
+            .borrow_mut()
+            .push((name.to_string(), value.to_string()));
         Ok(())
     }
 }

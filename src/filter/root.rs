@@ -86,4 +86,8 @@ impl HttpContext for PosturioHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.0.on_request_trailers()
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.0.on_response_headers()
+    }
 }

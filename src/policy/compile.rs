@@ -5,8 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use super::classify::{is_canonical_path, ApiFamily};
-use super::config::{Config, ConsumerConfig, Mode, ProviderConfig};
+use super::config::{
+    Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, ProviderConfig, RuleAction,
+    RuleConfig,
+};
 use super::glob::Glob;
+use super::inspect::{RuleSource, Scanner};
 
 /// A mistake in the configuration, at a JSON path such as `consumers.search-team.models[1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +41,39 @@ pub struct Policy {
     pub mode: Mode,
     pub route_header: String,
     pub max_body_bytes: usize,
-    pub identity_header: Option<String>,
+    pub identity: Identity,
+    pub debug_headers: bool,
     pub(crate) providers: Vec<Provider>,
     pub(crate) models: HashMap<String, Model>,
     pub(crate) consumers: HashMap<String, Consumer>,
     pub(crate) passthrough: Vec<Passthrough>,
+    pub(crate) rules: Vec<Rule>,
+    /// One scanner over every rule's detectors and patterns; `None` without rules.
+    pub(crate) scanner: Option<Scanner>,
+}
+
+/// Where the consumer's name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Every request is `default`.
+    None,
+    /// A request header (clients can set it: see the security model).
+    Header(String),
+    /// Dynamic metadata written by an earlier filter: `namespace`, then the keys down to a
+    /// string.
+    Metadata {
+        namespace: String,
+        path: Vec<String>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub id: String,
+    pub action: RuleAction,
+    pub roles: Option<Vec<String>>,
+    pub fields: Option<Vec<Field>>,
+    pub mode: Option<Mode>,
 }
 
 #[derive(Debug)]
@@ -64,6 +96,15 @@ pub(crate) struct Consumer {
     /// Catalogue names this consumer may use, globs already expanded.
     pub approved: HashSet<String>,
     pub mode: Mode,
+    /// Which rules apply, by index into `Policy::rules`.
+    pub rules: Vec<bool>,
+    pub opaque_content: OpaqueContent,
+}
+
+impl Consumer {
+    pub fn has_rules(&self) -> bool {
+        self.rules.contains(&true)
+    }
 }
 
 #[derive(Debug)]
@@ -127,16 +168,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
     let mut errors = Errors::default();
 
     check_header_name(&mut errors, "route_header", &config.route_header);
-    let identity_header = config.identity.map(|identity| identity.header);
-    if let Some(header) = &identity_header {
-        check_header_name(&mut errors, "identity.header", header);
-        if *header == config.route_header {
-            errors.add(
-                "identity.header",
-                "must differ from route_header: the route header is removed from every request",
-            );
-        }
-    }
+    let identity = compile_identity(&mut errors, config.identity, &config.route_header);
     let max_body_bytes = match usize::try_from(config.max_body_bytes) {
         Ok(limit) if (1..=MAX_BODY_LIMIT).contains(&config.max_body_bytes) => limit,
         _ => {
@@ -199,18 +231,15 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         }
     }
 
-    for (index, rule) in config.rules.iter().enumerate() {
-        errors.add(
-            format!("rules[{index}]"),
-            format!(
-                "rule \"{}\": prompt inspection rules are not supported by this version of \
-                 Posturio; remove the rule rather than have it silently ignored",
-                rule.id
-            ),
-        );
-    }
-
-    let consumers = compile_consumers(&mut errors, &config.consumers, &config.models, config.mode);
+    let (rules, scanner) = compile_rules(&mut errors, &config.rules);
+    let opaque_content = config.opaque_content.unwrap_or(OpaqueContent::Block);
+    let consumers = compile_consumers(
+        &mut errors,
+        &config.consumers,
+        &config.models,
+        &rules,
+        (config.mode, opaque_content),
+    );
 
     let mut passthrough = Vec::with_capacity(config.passthrough.len());
     for (index, entry) in config.passthrough.into_iter().enumerate() {
@@ -247,12 +276,152 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         mode: config.mode,
         route_header: config.route_header,
         max_body_bytes,
-        identity_header,
+        identity,
+        debug_headers: config.debug_headers,
         providers,
         models,
         consumers,
         passthrough,
+        rules,
+        scanner,
     })
+}
+
+fn compile_identity(
+    errors: &mut Errors,
+    identity: Option<IdentityConfig>,
+    route_header: &str,
+) -> Identity {
+    let Some(identity) = identity else {
+        return Identity::None;
+    };
+    match (identity.header, identity.metadata) {
+        (Some(header), None) => {
+            check_header_name(errors, "identity.header", &header);
+            if header == route_header {
+                errors.add(
+                    "identity.header",
+                    "must differ from route_header: the route header is removed from every request",
+                );
+            }
+            Identity::Header(header)
+        }
+        (None, Some(metadata)) => {
+            if metadata.namespace.is_empty() || metadata.namespace.chars().any(char::is_control) {
+                errors.add(
+                    "identity.metadata.namespace",
+                    "must be a filter name such as envoy.filters.http.jwt_authn",
+                );
+            }
+            if metadata.path.is_empty() {
+                errors.add(
+                    "identity.metadata.path",
+                    "must name at least one key, such as [\"jwt_payload\", \"sub\"]",
+                );
+            }
+            for (index, key) in metadata.path.iter().enumerate() {
+                if key.is_empty() {
+                    errors.add(
+                        format!("identity.metadata.path[{index}]"),
+                        "must not be empty",
+                    );
+                }
+            }
+            Identity::Metadata {
+                namespace: metadata.namespace,
+                path: metadata.path,
+            }
+        }
+        _ => {
+            errors.add("identity", "give exactly one of \"header\" or \"metadata\"");
+            Identity::None
+        }
+    }
+}
+
+/// Rule ids appear in replies, logs and redaction markers: keep them plain.
+fn valid_rule_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn compile_rules(errors: &mut Errors, configs: &[RuleConfig]) -> (Vec<Rule>, Option<Scanner>) {
+    let mut rules = Vec::with_capacity(configs.len());
+    let mut sources = Vec::new();
+    for (index, rule) in configs.iter().enumerate() {
+        let path = format!("rules[{index}]");
+        if !valid_rule_id(&rule.id) {
+            errors.add(
+                format!("{path}.id"),
+                "must be 1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'",
+            );
+        } else if configs
+            .get(..index)
+            .is_some_and(|before| before.iter().any(|other| other.id == rule.id))
+        {
+            errors.add(
+                format!("{path}.id"),
+                format!("\"{}\" is used by an earlier rule", rule.id),
+            );
+        }
+        match (&rule.detect, &rule.pattern) {
+            (Some(name), None) => match super::inspect::detectors(name) {
+                Some(found) => sources.extend(
+                    found
+                        .into_iter()
+                        .map(|detector| (index, RuleSource::Detector(detector))),
+                ),
+                None => errors.add(
+                    format!("{path}.detect"),
+                    format!(
+                        "unknown detector \"{name}\"; known: {}",
+                        super::inspect::detector_names().join(", ")
+                    ),
+                ),
+            },
+            (None, Some(pattern)) => sources.push((index, RuleSource::Pattern(pattern.clone()))),
+            _ => errors.add(&path, "give exactly one of \"detect\" or \"pattern\""),
+        }
+        if let Some(roles) = &rule.roles {
+            if roles.is_empty() {
+                errors.add(
+                    format!("{path}.roles"),
+                    "an empty list matches nothing; omit it to look at all text",
+                );
+            }
+            for (role_index, role) in roles.iter().enumerate() {
+                if role.is_empty() {
+                    errors.add(format!("{path}.roles[{role_index}]"), "must not be empty");
+                }
+            }
+        }
+        if rule.fields.as_ref().is_some_and(Vec::is_empty) {
+            errors.add(
+                format!("{path}.fields"),
+                "an empty list matches nothing; omit it to look at all text",
+            );
+        }
+        rules.push(Rule {
+            id: rule.id.clone(),
+            action: rule.action,
+            roles: rule.roles.clone(),
+            fields: rule.fields.clone(),
+            mode: rule.mode,
+        });
+    }
+    if sources.is_empty() {
+        return (rules, None);
+    }
+    match Scanner::new(sources) {
+        Ok(scanner) => (rules, Some(scanner)),
+        Err((rule_index, message)) => {
+            errors.add(format!("rules[{rule_index}].pattern"), message);
+            (rules, None)
+        }
+    }
 }
 
 fn compile_providers(
@@ -312,7 +481,8 @@ fn compile_consumers(
     errors: &mut Errors,
     consumers: &BTreeMap<String, ConsumerConfig>,
     catalogue: &BTreeMap<String, super::config::ModelConfig>,
-    global_mode: Mode,
+    rules: &[Rule],
+    (global_mode, global_opaque): (Mode, OpaqueContent),
 ) -> HashMap<String, Consumer> {
     let mut compiled = HashMap::with_capacity(consumers.len());
     for (name, consumer) in consumers {
@@ -346,12 +516,19 @@ fn compile_consumers(
                 );
             }
         }
-        if let Some(rules) = &consumer.rules {
-            for (index, rule) in rules.iter().enumerate() {
-                errors.add(
+        // Safe by default: a consumer that does not list its rules gets every rule.
+        let mut applies = vec![consumer.rules.is_none(); rules.len()];
+        for (index, id) in consumer.rules.iter().flatten().enumerate() {
+            match rules.iter().position(|rule| rule.id == *id) {
+                Some(rule) => {
+                    if let Some(flag) = applies.get_mut(rule) {
+                        *flag = true;
+                    }
+                }
+                None => errors.add(
                     format!("{path}.rules[{index}]"),
-                    format!("unknown rule \"{rule}\"; define it under \"rules\""),
-                );
+                    format!("unknown rule \"{id}\"; define it under \"rules\""),
+                ),
             }
         }
         compiled.insert(
@@ -360,6 +537,8 @@ fn compile_consumers(
                 name: name.clone(),
                 approved,
                 mode: consumer.mode.unwrap_or(global_mode),
+                rules: applies,
+                opaque_content: consumer.opaque_content.unwrap_or(global_opaque),
             },
         );
     }

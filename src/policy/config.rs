@@ -35,6 +35,13 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub passthrough: Vec<PassthroughConfig>,
+    /// What to do with content parts that cannot be inspected (images, audio, files) when
+    /// inspection rules apply to the request.
+    #[serde(default)]
+    pub opaque_content: Option<OpaqueContent>,
+    /// Adds `x-posturio-decision` to responses, naming the decision and the rules that fired.
+    #[serde(default)]
+    pub debug_headers: bool,
 }
 
 fn default_route_header() -> String {
@@ -63,11 +70,32 @@ impl Mode {
     }
 }
 
+/// Where the consumer's name comes from: a request header, or dynamic metadata written by an
+/// earlier Envoy filter (such as `jwt_authn`), which clients cannot set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// The request header that names the consumer.
-    pub header: String,
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<MetadataIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataIdentity {
+    /// The dynamic metadata namespace, e.g. `envoy.filters.http.jwt_authn`.
+    pub namespace: String,
+    /// The keys from the namespace down to the string, e.g. `["jwt_payload", "team"]`.
+    pub path: Vec<String>,
+}
+
+/// For content parts the filter cannot read as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpaqueContent {
+    Allow,
+    Block,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,23 +130,67 @@ pub struct ConsumerConfig {
     pub rules: Option<Vec<String>>,
     #[serde(default)]
     pub mode: Option<Mode>,
+    #[serde(default)]
+    pub opaque_content: Option<OpaqueContent>,
 }
 
-/// A prompt inspection rule. The keys are parsed so that mistakes are reported where they are,
-/// but this version does not inspect prompts, so `compile` refuses any rule (fail closed).
+/// A prompt inspection rule: what to look for, where, and what to do about it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub id: String,
+    /// A built-in detector or group (`secrets`, `secrets.aws_access_key`, `email`, ...).
     #[serde(default)]
     pub detect: Option<String>,
+    /// A regular expression in Rust's `regex` syntax.
     #[serde(default)]
     pub pattern: Option<String>,
-    pub action: String,
+    pub action: RuleAction,
+    /// Message roles the rule looks at; absent means all text, inside messages or not.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// Kinds of text the rule looks at; absent means all.
+    #[serde(default)]
+    pub fields: Option<Vec<Field>>,
     #[serde(default)]
     pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Refuse the request (403 `prompt_blocked`).
+    Block,
+    /// Replace each match with `[REDACTED:<rule id>]` in the forwarded body.
+    Redact,
+    /// Only record the match.
+    Audit,
+}
+
+impl RuleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Block => "block",
+            RuleAction::Redact => "redact",
+            RuleAction::Audit => "audit",
+        }
+    }
+}
+
+/// Kinds of text a rule can be restricted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// Message content from users and assistants, completions prompts, embeddings input.
+    Prompt,
+    /// System and developer messages, `system`, `instructions`, `systemInstruction`.
+    System,
+    /// Tool call arguments (`tool_calls`, `tool_use.input`, `functionCall.args`, ...).
+    ToolArguments,
+    /// Tool results (`tool` messages, `tool_result`, `functionResponse`, ...).
+    ToolResults,
+    /// Everything else that reaches the provider: tool definitions, metadata, unknown keys.
+    Other,
 }
 
 /// A bodiless call forwarded without inspection, such as `GET /v1/models`.

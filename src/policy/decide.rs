@@ -2,37 +2,38 @@
 //!
 //! A request is decided in two steps because Envoy delivers it in two: `on_headers` refuses
 //! what the headers alone condemn and otherwise says to read the body; `on_body` decides with
-//! the whole body. A request without a body goes through both, with an empty body.
+//! the whole body (see `decide_body`). A request without a body goes through both, with an
+//! empty body.
 
 use super::classify::{
-    classify, is_canonical_path, is_under, split_query, ApiFamily, Endpoint, API_ROOT,
+    classify, is_canonical_path, is_under, split_query, ApiFamily, Classified, API_ROOT,
 };
-use super::compile::{Consumer, Policy, DEFAULT_CONSUMER};
+use super::compile::{Consumer, Identity, Policy, DEFAULT_CONSUMER};
 use super::config::Mode;
-use super::extract::{display_model, read_body, replace_model, BodyError};
+use super::extract::display_model;
+use super::inspect::Fired;
 use super::reply::{Code, Reply};
 use super::request::{self, check_json_body, Headers};
-use super::strict_json::JsonError;
 
 /// What a request is, once its headers are read. Kept until the body arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
-    target: Target,
+    pub(crate) target: Target,
     /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
     /// one) and the policy has no `default` consumer.
-    consumer: Option<String>,
+    pub(crate) consumer: Option<String>,
     /// The request path, query included, as the client sent it.
-    path: String,
-    shape: ApiFamily,
+    pub(crate) path: String,
+    pub(crate) shape: ApiFamily,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Endpoint(Endpoint),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Endpoint(Classified),
     Passthrough(usize),
 }
 
-/// The decision on a request, with the facts worth recording.
+/// The decision on a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Refuse(Reply),
@@ -43,21 +44,25 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     pub cluster: String,
-    /// The new `:path`, when the provider's `base_path` changes it.
+    /// The new `:path`, when the model is in the path or the provider's `base_path` applies.
     pub path: Option<String>,
-    /// The new body, when the model is rewritten. The rest of the body is byte for byte the
+    /// The new body, when the model is rewritten or text redacted. Every other byte is the
     /// client's.
     pub body: Option<Vec<u8>>,
     /// Set when the policy would have refused the request but audit mode let it through.
     pub audited: Option<Reply>,
 }
 
-/// What a decision was about, for the log.
+/// What a decision was about, for the log and the access log. Never prompt text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     pub consumer: Option<String>,
+    pub family: Option<&'static str>,
     pub model: Option<String>,
+    pub upstream_model: Option<String>,
     pub provider: Option<String>,
+    pub rules: Vec<Fired>,
+    pub redactions: usize,
 }
 
 impl Pending {
@@ -68,8 +73,13 @@ impl Pending {
 }
 
 impl Policy {
-    /// Decides what the headers alone can decide.
-    pub fn on_headers(&self, headers: &Headers) -> Result<Pending, Reply> {
+    /// Decides what the headers alone can decide. `metadata_identity` is the value found at
+    /// the identity's metadata path, when the identity comes from metadata.
+    pub fn on_headers(
+        &self,
+        headers: &Headers,
+        metadata_identity: Option<&[u8]>,
+    ) -> Result<Pending, Reply> {
         let shape = reply_shape(headers);
         let method = request::only(headers, ":method")
             .ok()
@@ -93,7 +103,7 @@ impl Policy {
         }
 
         let target = match classify(method, path) {
-            Some(endpoint) => Target::Endpoint(endpoint),
+            Some(classified) => Target::Endpoint(classified),
             None => match self.passthrough_for(method, path) {
                 Some(index) => Target::Passthrough(index),
                 None => {
@@ -109,12 +119,12 @@ impl Policy {
                 }
             },
         };
-        let shape = match target {
-            Target::Endpoint(endpoint) => endpoint.family(),
+        let shape = match &target {
+            Target::Endpoint(classified) => classified.endpoint.family(),
             Target::Passthrough(_) => shape,
         };
 
-        let consumer = self.consumer_for(headers, shape)?;
+        let consumer = self.consumer_for(headers, metadata_identity, shape)?;
         if consumer.is_none() && self.mode == Mode::Enforce {
             return Err(no_consumer(shape));
         }
@@ -147,12 +157,15 @@ impl Policy {
             consumer: pending.consumer.clone(),
             ..Facts::default()
         };
-        let decision = match pending.target {
-            Target::Endpoint(endpoint) => self.decide_endpoint(pending, endpoint, body, &mut facts),
-            Target::Passthrough(index) => self.decide_passthrough(pending, index, body, &mut facts),
+        let decision = match &pending.target {
+            Target::Endpoint(classified) => {
+                self.decide_endpoint(pending, classified, body, &mut facts)
+            }
+            Target::Passthrough(index) => {
+                self.decide_passthrough(pending, *index, body, &mut facts)
+            }
         };
-        let decision = decision.unwrap_or_else(Decision::Refuse);
-        (decision, facts)
+        (decision.unwrap_or_else(Decision::Refuse), facts)
     }
 
     /// The reply for a body over `max_body_bytes`.
@@ -165,85 +178,6 @@ impl Policy {
                 self.max_body_bytes
             ),
         )
-    }
-
-    fn decide_endpoint(
-        &self,
-        pending: &Pending,
-        endpoint: Endpoint,
-        body: &[u8],
-        facts: &mut Facts,
-    ) -> Result<Decision, Reply> {
-        let shape = pending.shape;
-        if body.len() > self.max_body_bytes {
-            return Err(self.too_large(shape));
-        }
-        let parsed = read_body(body).map_err(|error| body_reply(error, shape))?;
-        let name = parsed.model.name.as_str();
-        facts.model = Some(name.to_owned());
-        let Some(model) = self.models.get(name) else {
-            return Err(Reply::new(
-                Code::ModelNotFound,
-                shape,
-                format!(
-                    "model \"{}\" is not in this gateway's catalogue of approved models",
-                    display_model(name)
-                ),
-            ));
-        };
-        let Some(provider) = self.providers.get(model.provider) else {
-            return Err(Reply::new(
-                Code::InternalError,
-                shape,
-                "the policy is inconsistent",
-            ));
-        };
-        facts.provider = Some(provider.name.clone());
-        if !provider.families.contains(&endpoint.family()) {
-            return Err(Reply::new(
-                Code::ProviderApiMismatch,
-                shape,
-                format!(
-                    "model \"{}\" is served by provider \"{}\", which does not accept the {} API \
-                     at {}",
-                    display_model(name),
-                    provider.name,
-                    endpoint.family().as_str(),
-                    endpoint.path()
-                ),
-            ));
-        }
-
-        let consumer = pending
-            .consumer
-            .as_deref()
-            .and_then(|consumer| self.consumers.get(consumer));
-        let audited = match consumer {
-            None => self.audit_or_refuse(self.mode, no_consumer(shape))?,
-            Some(consumer) if !consumer.approved.contains(name) => {
-                self.audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
-            }
-            Some(_) => None,
-        };
-
-        let body = match &model.upstream_model {
-            Some(upstream) if upstream != name => Some(
-                replace_model(body, &parsed.model.span, upstream).ok_or_else(|| {
-                    Reply::new(
-                        Code::InternalError,
-                        shape,
-                        "the model could not be rewritten",
-                    )
-                })?,
-            ),
-            _ => None,
-        };
-        Ok(Decision::Forward(Forward {
-            cluster: provider.cluster.clone(),
-            path: rebase(&pending.path, provider.base_path.as_deref()),
-            body,
-            audited,
-        }))
     }
 
     fn decide_passthrough(
@@ -273,7 +207,7 @@ impl Policy {
             })?;
         facts.provider = Some(provider.name.clone());
         let audited = match pending.consumer {
-            None => self.audit_or_refuse(self.mode, no_consumer(pending.shape))?,
+            None => audit_or_refuse(self.mode, no_consumer(pending.shape))?,
             Some(_) => None,
         };
         Ok(Decision::Forward(Forward {
@@ -282,15 +216,6 @@ impl Policy {
             body: None,
             audited,
         }))
-    }
-
-    /// In audit mode a policy denial is recorded and the request goes on; in enforce mode it
-    /// is the reply.
-    fn audit_or_refuse(&self, mode: Mode, reply: Reply) -> Result<Option<Reply>, Reply> {
-        match mode {
-            Mode::Audit => Ok(Some(reply)),
-            Mode::Enforce => Err(reply),
-        }
     }
 
     fn passthrough_for(&self, method: &str, target: &str) -> Option<usize> {
@@ -303,26 +228,41 @@ impl Policy {
             .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
     }
 
-    /// The consumer named by the identity header, else `default`, else none.
+    /// The consumer the identity names, else `default`, else none.
     fn consumer_for(
         &self,
         headers: &Headers,
+        metadata_identity: Option<&[u8]>,
         shape: ApiFamily,
     ) -> Result<Option<&Consumer>, Reply> {
-        let named = match &self.identity_header {
-            Some(header) => request::single(headers, header).map_err(|error| {
+        let named = match &self.identity {
+            Identity::None => None,
+            Identity::Header(header) => request::single(headers, header).map_err(|error| {
                 Reply::new(
                     Code::InvalidIdentity,
                     shape,
                     format!("the identity header \"{header}\" {error}; send exactly one value"),
                 )
             })?,
-            None => None,
+            // Written by a trusted filter, but still only a name: bytes that are not text
+            // name nobody.
+            Identity::Metadata { .. } => {
+                metadata_identity.and_then(|value| std::str::from_utf8(value).ok())
+            }
         };
         let named = named.filter(|name| !name.is_empty());
         Ok(named
             .and_then(|name| self.consumers.get(name))
             .or_else(|| self.consumers.get(DEFAULT_CONSUMER)))
+    }
+}
+
+/// In audit mode a policy denial is recorded and the request goes on; in enforce mode it is
+/// the reply.
+pub(crate) fn audit_or_refuse(mode: Mode, reply: Reply) -> Result<Option<Reply>, Reply> {
+    match mode {
+        Mode::Audit => Ok(Some(reply)),
+        Mode::Enforce => Err(reply),
     }
 }
 
@@ -340,7 +280,7 @@ fn reply_shape(headers: &Headers) -> ApiFamily {
 }
 
 /// The path with its leading `/v1` replaced by `base_path`, or `None` when unchanged.
-fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
+pub(crate) fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
     let base_path = base_path?;
     let rest = path.strip_prefix(API_ROOT)?;
     if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
@@ -349,35 +289,12 @@ fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
     Some(format!("{base_path}{rest}"))
 }
 
-fn no_consumer(shape: ApiFamily) -> Reply {
+pub(crate) fn no_consumer(shape: ApiFamily) -> Reply {
     Reply::new(
         Code::ConsumerNotAllowed,
         shape,
         "the request names no known consumer and the policy has no \"default\" consumer",
     )
-}
-
-fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {
-    Reply::new(
-        Code::ModelNotApproved,
-        shape,
-        format!(
-            "model \"{}\" is not approved for consumer \"{}\"",
-            display_model(model),
-            consumer.name
-        ),
-    )
-}
-
-fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
-    let code = match &error {
-        BodyError::Json(JsonError::Violation(super::strict_json::Violation::DuplicateKey(_))) => {
-            Code::DuplicateKey
-        }
-        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
-        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
-    };
-    Reply::new(code, shape, error.to_string())
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ fn run(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Result<Forward, Reply> {
-    let pending = policy.on_headers(&headers(method, path, extra))?;
+    let pending = policy.on_headers(&headers(method, path, extra), None)?;
     match policy.on_body(&pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
@@ -130,7 +130,7 @@ fn missing_content_type_is_415() {
     let policy = policy();
     let mut request = headers("POST", "/v1/chat/completions", &[]);
     request.retain(|(name, _)| name != "content-type");
-    let reply = policy.on_headers(&request).unwrap_err();
+    let reply = policy.on_headers(&request, None).unwrap_err();
     assert_eq!(reply.code, Code::UnsupportedMediaType);
 }
 
@@ -199,14 +199,14 @@ fn no_default_consumer_denies_unidentified_requests() {
     let policy =
         policy_from(&POLICY.replace(r#""default": { "models": ["gpt-4o-mini", "fast"] },"#, ""));
     let reply = policy
-        .on_headers(&headers("POST", "/v1/chat/completions", &[]))
+        .on_headers(&headers("POST", "/v1/chat/completions", &[]), None)
         .unwrap_err();
     assert_eq!(
         (reply.status(), reply.code),
         (403, Code::ConsumerNotAllowed)
     );
     let reply = policy
-        .on_headers(&headers("GET", "/v1/models", &[("x-team", "nobody")]))
+        .on_headers(&headers("GET", "/v1/models", &[("x-team", "nobody")]), None)
         .unwrap_err();
     assert_eq!(reply.code, Code::ConsumerNotAllowed);
     assert!(run(
@@ -261,11 +261,10 @@ fn replies_take_the_callers_shape() {
     .unwrap_err();
     assert_eq!(reply.shape, ApiFamily::OpenAi);
     let reply = policy
-        .on_headers(&headers(
-            "POST",
-            "/v1/nope",
-            &[("anthropic-version", "2023-06-01")],
-        ))
+        .on_headers(
+            &headers("POST", "/v1/nope", &[("anthropic-version", "2023-06-01")]),
+            None,
+        )
         .unwrap_err();
     assert_eq!(reply.shape, ApiFamily::Anthropic);
 }

@@ -1,20 +1,14 @@
-//! Reading what the policy needs out of a request body, in one strict pass.
+//! What the policy takes out of a request body, and the in-place edits it makes to it.
 //!
-//! The body is walked once: the whole document is validated (see `strict_json`) and the
-//! top-level `model` is taken out with its byte span, so an alias can be swapped in place
-//! without re-serialising the rest of the body.
+//! The body is read in one strict pass (`walk`); the top-level `model` comes out with its byte
+//! span, so an alias is swapped in place without re-serialising the rest of the body.
 
-use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
-use serde::Deserializer;
-use serde_json::value::RawValue;
-
-use super::strict_json::{
-    classify_error, shorten, JsonError, KeySeed, KeySet, StrictValue, Violation,
-};
+use super::classify::Endpoint;
+use super::strict_json::{shorten, JsonError};
+use super::walk::{walk, NoText};
 
 /// The top-level `model` of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,142 +46,12 @@ impl fmt::Display for BodyError {
     }
 }
 
-/// Validates a whole body and extracts its `model`.
+/// Validates a whole body and extracts its `model`, without looking at its text.
 pub fn read_body(body: &[u8]) -> Result<RequestBody, BodyError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BodyError::Empty);
-    }
-    let violation = Cell::new(None);
-    let found = Cell::new(Found::default());
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let top = TopLevel {
-        body,
-        violation: &violation,
-        found: &found,
-    };
-    top.deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end())
-        .map_err(|error| match found.take() {
-            Found {
-                shape_error: Some(shape),
-                ..
-            } => shape,
-            _ => BodyError::Json(classify_error(error, &violation)),
-        })?;
-    match found.take() {
-        Found {
-            model: Some(model), ..
-        } => Ok(RequestBody { model }),
-        _ => Err(BodyError::ModelMissing),
-    }
-}
-
-#[derive(Default)]
-struct Found {
-    model: Option<ModelField>,
-    /// A well-formed body of the wrong shape; reported in preference to the abort it caused.
-    shape_error: Option<BodyError>,
-}
-
-struct TopLevel<'v, 'b> {
-    body: &'b [u8],
-    violation: &'v Cell<Option<Violation>>,
-    found: &'v Cell<Found>,
-}
-
-impl TopLevel<'_, '_> {
-    fn shape<E: de::Error>(&self, error: BodyError) -> E {
-        let message = error.to_string();
-        self.found.set(Found {
-            model: None,
-            shape_error: Some(error),
-        });
-        E::custom(message)
-    }
-
-    /// The span of `raw` inside the body: it borrows from the body, so its address says where.
-    fn span_of(&self, raw: &RawValue) -> Option<Range<usize>> {
-        let start = (raw.get().as_ptr() as usize).checked_sub(self.body.as_ptr() as usize)?;
-        let end = start.checked_add(raw.get().len())?;
-        (self.body.get(start..end) == Some(raw.get().as_bytes())).then_some(start..end)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopLevel<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let nested = StrictValue {
-            depth: 1,
-            violation: self.violation,
-        };
-        let mut keys = KeySet::new();
-        let mut model = None;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if !keys.insert(key.clone()) {
-                let violation = Violation::DuplicateKey(key.into_owned());
-                let message = violation.to_string();
-                self.violation.set(Some(violation));
-                return Err(de::Error::custom(message));
-            }
-            if key == "model" {
-                let raw: &'de RawValue = map.next_value()?;
-                let Ok(name) = serde_json::from_str::<String>(raw.get()) else {
-                    return Err(self.shape(BodyError::ModelNotString));
-                };
-                let Some(span) = self.span_of(raw) else {
-                    return Err(de::Error::custom("the model value could not be located"));
-                };
-                model = Some(ModelField { name, span });
-            } else {
-                map.next_value_seed(nested)?;
-            }
-        }
-        self.found.set(Found {
-            model,
-            shape_error: None,
-        });
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(self.shape(BodyError::NotAnObject))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.shape(BodyError::NotAnObject))
+    let walked = walk(body, Endpoint::ChatCompletions, &mut NoText)?;
+    match walked.model {
+        Some(model) => Ok(RequestBody { model }),
+        None => Err(BodyError::ModelMissing),
     }
 }
 
@@ -215,6 +79,7 @@ pub fn display_model(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::strict_json::Violation;
 
     /// The model, or the error with serde_json's message blanked (only the kind is compared).
     fn model_of(body: &str) -> Result<String, BodyError> {

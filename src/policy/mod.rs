@@ -5,11 +5,16 @@ pub mod classify;
 pub mod compile;
 pub mod config;
 pub mod decide;
+mod decide_body;
+pub mod detect;
 pub mod extract;
 pub mod glob;
+pub mod inspect;
+pub mod redact;
 pub mod reply;
 pub mod request;
 pub mod strict_json;
+pub mod walk;
 
 pub use classify::ApiFamily;
 pub use compile::{ConfigError, Policy};

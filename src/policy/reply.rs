@@ -20,6 +20,8 @@ pub enum Code {
     UnsupportedMediaType,
     BodyTooLarge,
     ProviderApiMismatch,
+    PromptBlocked,
+    OpaqueContent,
     InternalError,
 }
 
@@ -38,13 +40,19 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::BodyTooLarge => "body_too_large",
             Code::ProviderApiMismatch => "provider_api_mismatch",
+            Code::PromptBlocked => "prompt_blocked",
+            Code::OpaqueContent => "opaque_content",
             Code::InternalError => "internal_error",
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
-            Code::ModelNotApproved | Code::ModelNotFound | Code::ConsumerNotAllowed => 403,
+            Code::ModelNotApproved
+            | Code::ModelNotFound
+            | Code::ConsumerNotAllowed
+            | Code::PromptBlocked
+            | Code::OpaqueContent => 403,
             Code::InvalidIdentity
             | Code::InvalidRequest
             | Code::InvalidJson
@@ -72,7 +80,13 @@ impl Code {
     /// True for a refusal that audit mode records instead of enforcing. Everything else means
     /// the request cannot be routed or read, and is refused in every mode.
     pub fn is_policy_denial(self) -> bool {
-        matches!(self, Code::ModelNotApproved | Code::ConsumerNotAllowed)
+        matches!(
+            self,
+            Code::ModelNotApproved
+                | Code::ConsumerNotAllowed
+                | Code::PromptBlocked
+                | Code::OpaqueContent
+        )
     }
 }
 
@@ -83,6 +97,8 @@ pub struct Reply {
     pub message: String,
     /// The API shape the caller's SDK expects.
     pub shape: ApiFamily,
+    /// The inspection rule that caused the refusal, if one did.
+    pub rule: Option<String>,
 }
 
 impl Reply {
@@ -91,7 +107,13 @@ impl Reply {
             code,
             message: message.into(),
             shape,
+            rule: None,
         }
+    }
+
+    pub fn with_rule(mut self, rule: &str) -> Self {
+        self.rule = Some(rule.to_owned());
+        self
     }
 
     pub fn status(&self) -> u16 {
@@ -101,8 +123,8 @@ impl Reply {
     /// The JSON body, in the shape of the caller's API.
     pub fn body(&self) -> Vec<u8> {
         let code = self.code.as_str();
-        let value = match self.shape {
-            ApiFamily::OpenAi => json!({
+        let mut value = match self.shape {
+            ApiFamily::OpenAi | ApiFamily::AzureOpenAi => json!({
                 "error": {
                     "message": self.message,
                     "type": openai_type(self.code),
@@ -118,16 +140,60 @@ impl Reply {
                     "code": code,
                 }
             }),
+            ApiFamily::Gemini => json!({
+                "error": {
+                    "code": self.status(),
+                    "message": self.message,
+                    "status": google_status(self.code),
+                    "reason": code,
+                }
+            }),
+            ApiFamily::Bedrock => json!({
+                "message": self.message,
+                "code": code,
+            }),
         };
+        if let (Some(rule), Some(object)) = (&self.rule, value.as_object_mut()) {
+            let target = match object
+                .get_mut("error")
+                .and_then(|error| error.as_object_mut())
+            {
+                Some(error) => error,
+                None => object,
+            };
+            target.insert("rule".to_owned(), json!(rule));
+        }
         value.to_string().into_bytes()
     }
 
     /// Headers sent with the reply.
-    pub fn headers(&self) -> [(&'static str, &'static str); 2] {
-        [
+    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut headers = vec![
             ("content-type", "application/json"),
             ("x-posturio-code", self.code.as_str()),
-        ]
+        ];
+        if self.shape == ApiFamily::Bedrock {
+            headers.push(("x-amzn-errortype", bedrock_type(self.code)));
+        }
+        headers
+    }
+}
+
+fn google_status(code: Code) -> &'static str {
+    match code.status() {
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        500 => "INTERNAL",
+        _ => "INVALID_ARGUMENT",
+    }
+}
+
+fn bedrock_type(code: Code) -> &'static str {
+    match code.status() {
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        500 => "InternalServerException",
+        _ => "ValidationException",
     }
 }
 
@@ -177,6 +243,28 @@ mod tests {
             json!({"type": "error", "error": {"type": "request_too_large",
                    "message": "too big", "code": "body_too_large"}})
         );
+    }
+
+    #[test]
+    fn gemini_shape() {
+        let reply =
+            Reply::new(Code::PromptBlocked, ApiFamily::Gemini, "blocked").with_rule("no-secrets");
+        let body: Value = serde_json::from_slice(&reply.body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": 403, "message": "blocked", "status": "PERMISSION_DENIED",
+                             "reason": "prompt_blocked", "rule": "no-secrets"}})
+        );
+    }
+
+    #[test]
+    fn bedrock_shape() {
+        let reply = Reply::new(Code::ModelNotApproved, ApiFamily::Bedrock, "no");
+        let body: Value = serde_json::from_slice(&reply.body()).unwrap();
+        assert_eq!(body, json!({"message": "no", "code": "model_not_approved"}));
+        assert!(reply
+            .headers()
+            .contains(&("x-amzn-errortype", "AccessDeniedException")));
     }
 
     #[test]

@@ -1,0 +1,230 @@
+//! The decision on a request the gateway reads: its body walked once (validated, model taken
+//! out, text scanned), the model approved, the inspection judged, the edits made.
+
+use std::collections::BTreeMap;
+
+use super::classify::{encode_segment, Classified};
+use super::compile::{Consumer, Policy};
+use super::config::RuleAction;
+use super::decide::{audit_or_refuse, no_consumer, rebase, Decision, Facts, Forward, Pending};
+use super::extract::{display_model, BodyError};
+use super::inspect::{ScanSink, Verdict};
+use super::redact::{apply, redact_string, string_value_spans, Edit};
+use super::reply::{Code, Reply};
+use super::strict_json::{JsonError, Violation};
+use super::walk::{walk, NoText};
+use super::ApiFamily;
+
+impl Policy {
+    pub(crate) fn decide_endpoint(
+        &self,
+        pending: &Pending,
+        classified: &Classified,
+        body: &[u8],
+        facts: &mut Facts,
+    ) -> Result<Decision, Reply> {
+        let shape = pending.shape;
+        let endpoint = classified.endpoint;
+        facts.family = Some(endpoint.family().as_str());
+        if body.len() > self.max_body_bytes {
+            return Err(self.too_large(shape));
+        }
+        let consumer = pending
+            .consumer
+            .as_deref()
+            .and_then(|consumer| self.consumers.get(consumer));
+
+        // One pass: scan only when some rule applies to this consumer.
+        let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
+        let (walked, hits) = match self.scanner.as_ref().filter(|_| inspected) {
+            Some(scanner) => {
+                let mut sink = ScanSink::new(scanner);
+                let walked = walk(body, endpoint, &mut sink);
+                (walked, sink.hits)
+            }
+            None => (walk(body, endpoint, &mut NoText), Vec::new()),
+        };
+        let walked = walked.map_err(|error| body_reply(error, shape))?;
+
+        // The model: from the path for the families that put it there, else from the body.
+        let name = match (&classified.path_model, &walked.model) {
+            (Some(path_model), _) => path_model.name.as_str(),
+            (None, Some(body_model)) => body_model.name.as_str(),
+            (None, None) => return Err(body_reply(BodyError::ModelMissing, shape)),
+        };
+        facts.model = Some(name.to_owned());
+        let Some(model) = self.models.get(name) else {
+            return Err(Reply::new(
+                Code::ModelNotFound,
+                shape,
+                format!(
+                    "model \"{}\" is not in this gateway's catalogue of approved models",
+                    display_model(name)
+                ),
+            ));
+        };
+        let Some(provider) = self.providers.get(model.provider) else {
+            return Err(Reply::new(
+                Code::InternalError,
+                shape,
+                "the policy is inconsistent",
+            ));
+        };
+        facts.provider = Some(provider.name.clone());
+        let upstream = model.upstream_model.as_deref().unwrap_or(name);
+        facts.upstream_model = Some(upstream.to_owned());
+        if !provider.families.contains(&endpoint.family()) {
+            return Err(Reply::new(
+                Code::ProviderApiMismatch,
+                shape,
+                format!(
+                    "model \"{}\" is served by provider \"{}\", which does not accept the {} API",
+                    display_model(name),
+                    provider.name,
+                    endpoint.family().as_str(),
+                ),
+            ));
+        }
+
+        let mut audited = match consumer {
+            None => audit_or_refuse(self.mode, no_consumer(shape))?,
+            Some(consumer) if !consumer.approved.contains(name) => {
+                audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
+            }
+            Some(_) => None,
+        };
+
+        let verdict = self.judge(consumer, &walked, &hits);
+        facts.rules.clone_from(&verdict.fired);
+        facts.redactions = verdict.redactions.len();
+        if let Some(rule) = verdict.blocked_by {
+            let id = self.rule_id(rule);
+            return Err(Reply::new(
+                Code::PromptBlocked,
+                shape,
+                format!("the request was blocked by rule \"{id}\": its text matched what the rule forbids"),
+            )
+            .with_rule(id));
+        }
+        // A block or redaction that audit mode turned into a record makes the decision an audit.
+        if let Some(trial) = verdict
+            .fired
+            .iter()
+            .find(|fired| !fired.enforced && fired.action != RuleAction::Audit)
+        {
+            audited.get_or_insert_with(|| {
+                Reply::new(
+                    Code::PromptBlocked,
+                    shape,
+                    format!("rule \"{}\" matched (audit mode)", trial.rule),
+                )
+                .with_rule(&trial.rule)
+            });
+        }
+        if let Some((kind, enforced)) = verdict.opaque {
+            let reply = opaque_reply(kind, shape);
+            if enforced {
+                return Err(reply);
+            }
+            audited.get_or_insert(reply);
+        }
+
+        // Edits: the model (in the path or the body) and the redactions, in one copy.
+        let mut path = None;
+        let mut edits = Vec::new();
+        if upstream != name {
+            match (&classified.path_model, &walked.model) {
+                (Some(path_model), _) => {
+                    let before = pending.path.get(..path_model.segment.start);
+                    let after = pending.path.get(path_model.segment.end..);
+                    if let (Some(before), Some(after)) = (before, after) {
+                        path = Some(format!("{before}{}{after}", encode_segment(upstream)));
+                    }
+                }
+                (None, Some(body_model)) => edits.push(Edit {
+                    span: body_model.span.clone(),
+                    text: serde_json::to_string(upstream).unwrap_or_default(),
+                }),
+                (None, None) => {}
+            }
+        }
+        edits.extend(self.redaction_edits(body, &verdict).ok_or_else(|| {
+            Reply::new(Code::InternalError, shape, "the body could not be redacted")
+        })?);
+        let body = if edits.is_empty() {
+            None
+        } else {
+            Some(apply(body, edits).ok_or_else(|| {
+                Reply::new(
+                    Code::InternalError,
+                    shape,
+                    "the body could not be rewritten",
+                )
+            })?)
+        };
+        let current = path.as_deref().unwrap_or(&pending.path);
+        let path = rebase(current, provider.base_path.as_deref()).or(path);
+        Ok(Decision::Forward(Forward {
+            cluster: provider.cluster.clone(),
+            path,
+            body,
+            audited,
+        }))
+    }
+
+    /// One edit per redacted string: its span in the body, and its redacted re-encoding.
+    fn redaction_edits(&self, body: &[u8], verdict: &Verdict) -> Option<Vec<Edit>> {
+        if verdict.redactions.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut by_string: BTreeMap<u32, Vec<(std::ops::Range<usize>, &str)>> = BTreeMap::new();
+        for (ordinal, range, rule) in &verdict.redactions {
+            by_string
+                .entry(*ordinal)
+                .or_default()
+                .push((range.clone(), self.rule_id(*rule)));
+        }
+        let wanted = by_string.keys().map(|ordinal| (*ordinal, ())).collect();
+        let spans = string_value_spans(body, &wanted);
+        by_string
+            .iter()
+            .map(|(ordinal, ranges)| {
+                let span = spans.get(ordinal)?.clone();
+                let text = redact_string(body.get(span.clone())?, ranges)?;
+                Some(Edit { span, text })
+            })
+            .collect()
+    }
+}
+
+fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ModelNotApproved,
+        shape,
+        format!(
+            "model \"{}\" is not approved for consumer \"{}\"",
+            display_model(model),
+            consumer.name
+        ),
+    )
+}
+
+fn opaque_reply(kind: &str, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::OpaqueContent,
+        shape,
+        format!(
+            "the request has {kind} content, which the gateway cannot inspect, and inspection \
+             rules apply; send text only, or ask for \"opaque_content\": \"allow\""
+        ),
+    )
+}
+
+pub(crate) fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
+    let code = match &error {
+        BodyError::Json(JsonError::Violation(Violation::DuplicateKey(_))) => Code::DuplicateKey,
+        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
+        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
+    };
+    Reply::new(code, shape, error.to_string())
+}

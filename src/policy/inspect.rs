@@ -1,0 +1,247 @@
+//! Prompt inspection: every rule's detectors and patterns compiled into one scanner at config
+//! load; each piece of text the walk hands out scanned once; the matches judged against the
+//! consumer's rules, their roles and fields, and their modes.
+
+use std::ops::Range;
+
+use super::compile::{Consumer, Policy, Rule};
+use super::config::{Field, Mode, OpaqueContent, RuleAction};
+use super::detect::{self, Detector};
+use super::walk::{Slot, TextAt, TextSink, Walked};
+
+/// What a rule looks for.
+#[derive(Debug, Clone)]
+pub enum RuleSource {
+    Detector(Detector),
+    Pattern(String),
+}
+
+/// The detectors a `detect` name selects: one, or every member of a group.
+pub fn detectors(name: &str) -> Option<Vec<Detector>> {
+    Detector::lookup(name)
+}
+
+/// Every name `detect` accepts, for error messages.
+pub fn detector_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Detector::ALL.iter().map(|d| d.name()).collect();
+    names.insert(0, "secrets");
+    names
+}
+
+/// Scans text for every rule at once: the built-in detectors and patterns of all rules in one
+/// `detect::Scanner`, each source remembered with its rule.
+#[derive(Debug)]
+pub struct Scanner {
+    sources: detect::Scanner,
+    /// The rule of each source, by the source's index.
+    rules: Vec<usize>,
+}
+
+impl Scanner {
+    /// Builds the scanner from `(rule index, source)` pairs. A bad pattern is reported with
+    /// its rule's index and the regex error.
+    pub fn new(sources: Vec<(usize, RuleSource)>) -> Result<Scanner, (usize, String)> {
+        let rules: Vec<usize> = sources.iter().map(|(rule, _)| *rule).collect();
+        let compiled: Vec<detect::Source> = sources
+            .iter()
+            .map(|(_, source)| match source {
+                RuleSource::Detector(detector) => detect::Source::Builtin(*detector),
+                RuleSource::Pattern(pattern) => detect::Source::Pattern(pattern),
+            })
+            .collect();
+        let sources = detect::Scanner::new(&compiled).map_err(|error| {
+            let rule = rules.get(error.index).copied().unwrap_or_default();
+            (rule, error.to_string())
+        })?;
+        Ok(Scanner { sources, rules })
+    }
+
+    /// Appends `(rule index, byte range)` for every match in `text`.
+    pub fn scan(
+        &self,
+        text: &str,
+        scratch: &mut Vec<(usize, Range<usize>)>,
+        out: &mut Vec<(usize, Range<usize>)>,
+    ) {
+        scratch.clear();
+        self.sources.scan(text, scratch);
+        out.extend(
+            scratch
+                .drain(..)
+                .filter_map(|(source, range)| Some((*self.rules.get(source)?, range))),
+        );
+    }
+}
+
+/// A match, before roles are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: usize,
+    pub at: TextAt,
+    /// In the decoded text.
+    pub range: Range<usize>,
+}
+
+/// The sink the walk feeds: scans each string as it is read.
+pub struct ScanSink<'p> {
+    scanner: &'p Scanner,
+    scratch: Vec<(usize, Range<usize>)>,
+    found: Vec<(usize, Range<usize>)>,
+    pub hits: Vec<Hit>,
+}
+
+impl<'p> ScanSink<'p> {
+    pub fn new(scanner: &'p Scanner) -> Self {
+        ScanSink {
+            scanner,
+            scratch: Vec::new(),
+            found: Vec::new(),
+            hits: Vec::new(),
+        }
+    }
+}
+
+impl TextSink for ScanSink<'_> {
+    fn text(&mut self, text: &str, at: TextAt) {
+        self.found.clear();
+        self.scanner.scan(text, &mut self.scratch, &mut self.found);
+        self.hits.extend(
+            self.found
+                .drain(..)
+                .map(|(rule, range)| Hit { rule, at, range }),
+        );
+    }
+}
+
+/// A rule that fired, for the log and the debug header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub rule: String,
+    pub action: RuleAction,
+    /// False when audit mode turned the action into a record.
+    pub enforced: bool,
+}
+
+/// What inspection decided.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The first enforced blocking rule, by index.
+    pub blocked_by: Option<usize>,
+    /// Enforced redactions: `(string ordinal, range in the decoded string, rule index)`.
+    pub redactions: Vec<(u32, Range<usize>, usize)>,
+    pub fired: Vec<Fired>,
+    /// Set when an opaque part is refused (enforced) or recorded (audit).
+    pub opaque: Option<(&'static str, bool)>,
+}
+
+/// The field a piece of text counts as, now that its message's role is known.
+fn field_of(slot: Slot, role: Option<&str>) -> Field {
+    match slot {
+        Slot::MessageContent => match role {
+            Some("system" | "developer") => Field::System,
+            Some("tool" | "function") => Field::ToolResults,
+            _ => Field::Prompt,
+        },
+        Slot::Prompt => Field::Prompt,
+        Slot::System => Field::System,
+        Slot::ToolArguments => Field::ToolArguments,
+        Slot::ToolResults => Field::ToolResults,
+        Slot::Other => Field::Other,
+    }
+}
+
+/// The role a piece of text is judged under: its message's, or `system` for system text, or
+/// `user` for bare prompts.
+fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
+    match at.message {
+        Some(index) => walked
+            .roles
+            .get(index as usize)
+            .and_then(|role| role.as_deref()),
+        None => match at.slot {
+            Slot::System => Some("system"),
+            Slot::Prompt => Some("user"),
+            _ => None,
+        },
+    }
+}
+
+fn rule_looks_at(rule: &Rule, field: Field, role: Option<&str>) -> bool {
+    let field_ok = rule
+        .fields
+        .as_ref()
+        .is_none_or(|fields| fields.contains(&field));
+    let role_ok = rule
+        .roles
+        .as_ref()
+        .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
+    field_ok && role_ok
+}
+
+impl Policy {
+    /// Judges the hits of one request for one consumer (`None`: no consumer, every rule).
+    pub(crate) fn judge(
+        &self,
+        consumer: Option<&Consumer>,
+        walked: &Walked,
+        hits: &[Hit],
+    ) -> Verdict {
+        let mut verdict = Verdict::default();
+        let consumer_mode = consumer.map_or(self.mode, |consumer| consumer.mode);
+        let applies = |rule: usize| {
+            consumer.is_none_or(|consumer| consumer.rules.get(rule).copied().unwrap_or(false))
+        };
+        for hit in hits {
+            let Some(rule) = self.rules.get(hit.rule) else {
+                continue;
+            };
+            let role = role_of(&hit.at, walked);
+            if !applies(hit.rule) || !rule_looks_at(rule, field_of(hit.at.slot, role), role) {
+                continue;
+            }
+            // Audit anywhere (rule or consumer) turns the action into a record.
+            let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
+            let mut action = rule.action;
+            match (action, enforced, hit.at.ordinal) {
+                (RuleAction::Block, true, _) => {
+                    verdict.blocked_by.get_or_insert(hit.rule);
+                }
+                (RuleAction::Redact, true, Some(ordinal)) => {
+                    verdict
+                        .redactions
+                        .push((ordinal, hit.range.clone(), hit.rule));
+                }
+                // A key cannot be redacted without risking a duplicate key: block instead.
+                (RuleAction::Redact, true, None) => {
+                    action = RuleAction::Block;
+                    verdict.blocked_by.get_or_insert(hit.rule);
+                }
+                _ => {}
+            }
+            let fired = Fired {
+                rule: rule.id.clone(),
+                action,
+                enforced: enforced && action != RuleAction::Audit,
+            };
+            if !verdict.fired.contains(&fired) {
+                verdict.fired.push(fired);
+            }
+        }
+        let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
+        let opaque_policy =
+            consumer.map_or(OpaqueContent::Block, |consumer| consumer.opaque_content);
+        if let (true, OpaqueContent::Block, Some(kind)) = (inspected, opaque_policy, walked.opaque)
+        {
+            verdict.opaque = Some((kind, consumer_mode == Mode::Enforce));
+        }
+        verdict
+    }
+
+    pub(crate) fn rule_id(&self, index: usize) -> &str {
+        self.rules.get(index).map_or("?", |rule| rule.id.as_str())
+    }
+}
+
+#[cfg(test)]
+#[path = "inspect_tests.rs"]
+mod tests;

@@ -1,0 +1,440 @@
+//! One strict pass over a request body: validate it, take out the top-level `model`, and hand
+//! every string (and object key) to a sink together with where it sits, so prompt inspection
+//! scans each piece of text once, as decoded text, never as raw bytes.
+//!
+//! Where a string sits is told by the keys above it, never by sibling values such as `"type"`,
+//! which may come after the content they describe. A message's role may also come after its
+//! content, so strings carry their message's index and the roles are resolved after the walk.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+use serde_json::value::RawValue;
+
+use super::classify::Endpoint;
+use super::extract::{BodyError, ModelField};
+use super::strict_json::{classify_error, KeySeed, KeySet, Violation, MAX_DEPTH};
+
+/// What a piece of text is to the model, before its message's role is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Content of a message: prompt, system or tool result depending on the role.
+    MessageContent,
+    /// Prompt text outside messages (completions `prompt`, embeddings `input`).
+    Prompt,
+    System,
+    ToolArguments,
+    ToolResults,
+    /// Anything else: tool definitions, metadata, unknown keys. Still reaches the provider.
+    Other,
+}
+
+/// Where a string sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextAt {
+    /// The index of this string among the body's string values in document order (keys are
+    /// not counted); `None` for an object key.
+    pub ordinal: Option<u32>,
+    /// The message it belongs to, if any: an index into `Walked::roles`.
+    pub message: Option<u32>,
+    pub slot: Slot,
+}
+
+/// Receives every string of the body as it is read.
+pub trait TextSink {
+    fn text(&mut self, text: &str, at: TextAt);
+}
+
+/// A sink that ignores text: validation and model extraction only.
+pub struct NoText;
+
+impl TextSink for NoText {
+    fn text(&mut self, _: &str, _: TextAt) {}
+}
+
+/// What the walk found besides the text it handed out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Walked {
+    pub model: Option<ModelField>,
+    /// The role of each message, by index; `None` where the message named none.
+    pub roles: Vec<Option<String>>,
+    /// The first content part the filter cannot read as text (an image, audio, a file).
+    pub opaque: Option<&'static str>,
+}
+
+/// Walks a whole body. `endpoint` says which keys carry prompts.
+pub fn walk<S: TextSink>(
+    body: &[u8],
+    endpoint: Endpoint,
+    sink: &mut S,
+) -> Result<Walked, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    let state = RefCell::new(State {
+        sink,
+        walked: Walked::default(),
+        ordinal: 0,
+        shape_error: None,
+    });
+    let violation = Cell::new(None);
+    let root = Node {
+        shared: &Shared {
+            state: &state,
+            violation: &violation,
+            body,
+            endpoint,
+        },
+        place: Place::Top,
+        message: None,
+        depth: 0,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let result = root
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    let state = state.into_inner();
+    match (result, state.shape_error) {
+        (Ok(()), _) => Ok(state.walked),
+        (Err(_), Some(shape)) => Err(shape),
+        (Err(error), None) => Err(BodyError::Json(classify_error(error, &violation))),
+    }
+}
+
+struct State<'s, S> {
+    sink: &'s mut S,
+    walked: Walked,
+    ordinal: u32,
+    shape_error: Option<BodyError>,
+}
+
+struct Shared<'a, 's, S> {
+    state: &'a RefCell<State<'s, S>>,
+    violation: &'a Cell<Option<Violation>>,
+    body: &'a [u8],
+    endpoint: Endpoint,
+}
+
+/// What the value being read is, judged from the keys above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The top-level object.
+    Top,
+    /// A list of messages (or of Responses API input items).
+    Messages,
+    /// One message or input item.
+    Message,
+    /// A message's `role`.
+    Role,
+    /// Responses API `input`: a prompt string or a list of items.
+    ResponsesInput,
+    /// Text, or parts holding text, of the given kind. Objects here are content parts.
+    Text(Slot),
+    /// Everything beneath is of this kind, keys included (tool arguments are free-form JSON).
+    Subtree(Slot),
+}
+
+struct Node<'n, 'a, 's, S> {
+    shared: &'n Shared<'a, 's, S>,
+    place: Place,
+    message: Option<u32>,
+    depth: usize,
+}
+
+// Written by hand: derived impls would require the sink itself to be `Copy`.
+impl<S> Clone for Node<'_, '_, '_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Node<'_, '_, '_, S> {}
+
+impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
+    fn child<E: de::Error>(&self, place: Place) -> Result<Self, E> {
+        match self.depth.checked_add(1) {
+            Some(depth) if depth <= MAX_DEPTH => Ok(Node {
+                place,
+                depth,
+                ..*self
+            }),
+            _ => Err(self.violate(Violation::TooDeep)),
+        }
+    }
+
+    fn violate<E: de::Error>(&self, violation: Violation) -> E {
+        let message = violation.to_string();
+        self.shared.violation.set(Some(violation));
+        E::custom(message)
+    }
+
+    fn shape<E: de::Error>(&self, error: BodyError) -> E {
+        let message = error.to_string();
+        if let Ok(mut state) = self.shared.state.try_borrow_mut() {
+            state.shape_error = Some(error);
+        }
+        E::custom(message)
+    }
+
+    fn slot(&self) -> Slot {
+        match self.place {
+            Place::Text(slot) | Place::Subtree(slot) => slot,
+            Place::ResponsesInput => Slot::Prompt,
+            _ => Slot::Other,
+        }
+    }
+
+    /// A string value: counted, and handed to the sink (a role is recorded instead).
+    fn string<E: de::Error>(&self, text: &str) -> Result<(), E> {
+        let mut state = self
+            .shared
+            .state
+            .try_borrow_mut()
+            .map_err(|_| E::custom("internal: walk state busy"))?;
+        let ordinal = state.ordinal;
+        state.ordinal = ordinal.saturating_add(1);
+        if self.place == Place::Role {
+            if let Some(role) = self
+                .message
+                .and_then(|index| state.walked.roles.get_mut(index as usize))
+            {
+                *role = Some(text.to_owned());
+            }
+            return Ok(());
+        }
+        let at = TextAt {
+            ordinal: Some(ordinal),
+            message: self.message,
+            slot: self.slot(),
+        };
+        state.sink.text(text, at);
+        Ok(())
+    }
+
+    fn key<E: de::Error>(&self, key: &str, slot: Slot) -> Result<(), E> {
+        let mut state = self
+            .shared
+            .state
+            .try_borrow_mut()
+            .map_err(|_| E::custom("internal: walk state busy"))?;
+        let at = TextAt {
+            ordinal: None,
+            message: self.message,
+            slot,
+        };
+        state.sink.text(key, at);
+        Ok(())
+    }
+
+    /// A new message: its index, with room for its role.
+    fn new_message<E: de::Error>(&self) -> Result<u32, E> {
+        let mut state = self
+            .shared
+            .state
+            .try_borrow_mut()
+            .map_err(|_| E::custom("internal: walk state busy"))?;
+        let index =
+            u32::try_from(state.walked.roles.len()).map_err(|_| E::custom("too many messages"))?;
+        state.walked.roles.push(None);
+        Ok(index)
+    }
+
+    fn opaque(&self, kind: &'static str) {
+        if let Ok(mut state) = self.shared.state.try_borrow_mut() {
+            state.walked.opaque.get_or_insert(kind);
+        }
+    }
+
+    /// Where the value under `key` sits, in an object at this node's place.
+    fn place_of(&self, key: &str) -> Place {
+        match self.place {
+            Place::Top => top_level_place(self.shared.endpoint, key),
+            Place::Message => match key {
+                "role" => Place::Role,
+                "content" | "parts" | "name" => Place::Text(Slot::MessageContent),
+                "tool_calls" | "function_call" | "arguments" => Place::Subtree(Slot::ToolArguments),
+                "output" => Place::Subtree(Slot::ToolResults),
+                _ => Place::Subtree(Slot::Other),
+            },
+            Place::Text(slot) => match key {
+                "text" | "thinking" | "parts" => Place::Text(slot),
+                "input" | "args" | "arguments" | "functionCall" | "function_call" | "toolUse" => {
+                    Place::Subtree(Slot::ToolArguments)
+                }
+                "content" | "output" | "functionResponse" | "toolResult" => {
+                    Place::Subtree(Slot::ToolResults)
+                }
+                _ => Place::Subtree(Slot::Other),
+            },
+            Place::Subtree(slot) => Place::Subtree(slot),
+            Place::Messages | Place::Role | Place::ResponsesInput => Place::Subtree(Slot::Other),
+        }
+    }
+}
+
+/// Content parts that hold no text the filter can read.
+fn opaque_part(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "image_url" | "image" | "input_image" => "image",
+        "input_audio" | "audio" => "audio",
+        "file" | "input_file" | "document" | "fileData" => "file",
+        "inlineData" | "source" => "inline data",
+        "video" => "video",
+        _ => return None,
+    })
+}
+
+fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
+    use Endpoint::*;
+    match (endpoint, key) {
+        (Completions | AzureCompletions, "prompt")
+        | (Embeddings | AzureEmbeddings, "input")
+        | (BedrockInvoke, "prompt" | "inputText" | "input") => Place::Text(Slot::Prompt),
+        (Responses, "input") => Place::ResponsesInput,
+        (Responses, "instructions") => Place::Text(Slot::System),
+        (GeminiGenerate, "contents") => Place::Messages,
+        (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
+        (_, "messages") => Place::Messages,
+        (_, "system") => Place::Text(Slot::System),
+        _ => Place::Subtree(Slot::Other),
+    }
+}
+
+impl<'de, S: TextSink> DeserializeSeed<'de> for Node<'_, '_, '_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        if self.place == Place::Top {
+            return Err(self.shape(BodyError::NotAnObject));
+        }
+        self.string(text)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.place == Place::Top {
+            return Err(self.shape(BodyError::NotAnObject));
+        }
+        let element = match self.place {
+            Place::Messages | Place::ResponsesInput => Place::Message,
+            other => other,
+        };
+        let element = self.child(element)?;
+        loop {
+            let node = match element.place {
+                Place::Message => Node {
+                    message: Some(self.new_message()?),
+                    ..element
+                },
+                _ => element,
+            };
+            if seq.next_element_seed(node)?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = KeySet::new();
+        let mut node = self;
+        // A bare object where messages are expected is one message (Responses API items).
+        if node.place == Place::ResponsesInput {
+            node = Node {
+                place: Place::Message,
+                message: Some(self.new_message()?),
+                ..self
+            };
+        }
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if !keys.insert(key.clone()) {
+                return Err(node.violate(Violation::DuplicateKey(key.into_owned())));
+            }
+            if node.place == Place::Top && key == "model" {
+                let raw: &'de RawValue = map.next_value()?;
+                node.model(raw)?;
+                continue;
+            }
+            let place = node.place_of(&key);
+            if let Place::Text(_) = node.place {
+                if let Some(kind) = opaque_part(&key) {
+                    node.opaque(kind);
+                }
+            }
+            let key_slot = match place {
+                Place::Subtree(slot) => slot,
+                _ => Slot::Other,
+            };
+            node.key(&key, key_slot)?;
+            map.next_value_seed(node.child(place)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: TextSink> Node<'_, '_, '_, S> {
+    fn scalar<E: de::Error>(&self) -> Result<(), E> {
+        if self.place == Place::Top {
+            return Err(self.shape(BodyError::NotAnObject));
+        }
+        Ok(())
+    }
+
+    /// The top-level `model`: a string, located by its span so it can be swapped in place.
+    fn model<E: de::Error>(&self, raw: &RawValue) -> Result<(), E> {
+        let Ok(name) = serde_json::from_str::<String>(raw.get()) else {
+            return Err(self.shape(BodyError::ModelNotString));
+        };
+        let body = self.shared.body;
+        let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+        let span = start
+            .and_then(|start| Some(start..start.checked_add(raw.get().len())?))
+            .filter(|span| body.get(span.clone()) == Some(raw.get().as_bytes()))
+            .ok_or_else(|| E::custom("internal: the model value could not be located"))?;
+        let mut state = self
+            .shared
+            .state
+            .try_borrow_mut()
+            .map_err(|_| E::custom("internal: walk state busy"))?;
+        // The model is a string value: it takes an ordinal like any other.
+        state.ordinal = state.ordinal.saturating_add(1);
+        state.walked.model = Some(ModelField { name, span });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "walk_tests.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! Every place prompt text can hide, per API family: which slot and role the walk gives it.
+
+use super::*;
+
+/// Collects (text, slot, role) for string values, resolving roles after the walk.
+#[derive(Default)]
+struct Collect(Vec<(String, TextAt)>);
+
+impl TextSink for Collect {
+    fn text(&mut self, text: &str, at: TextAt) {
+        self.0.push((text.to_owned(), at));
+    }
+}
+
+fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, Slot, Option<String>)> {
+    let mut sink = Collect::default();
+    let walked = walk(body.as_bytes(), endpoint, &mut sink).unwrap();
+    sink.0
+        .into_iter()
+        .filter(|(_, at)| at.ordinal.is_some())
+        .map(|(text, at)| {
+            let role = at
+                .message
+                .and_then(|index| walked.roles.get(index as usize).cloned().flatten());
+            (text, at.slot, role)
+        })
+        .collect()
+}
+
+/// The slot and role of the string value `needle`.
+fn place_of(endpoint: Endpoint, body: &str, needle: &str) -> (Slot, Option<String>) {
+    let found = texts(endpoint, body);
+    found
+        .iter()
+        .find(|(text, _, _)| text == needle)
+        .map(|(_, slot, role)| (*slot, role.clone()))
+        .unwrap_or_else(|| panic!("{needle:?} not handed out; got {found:?}"))
+}
+
+macro_rules! places {
+    ($($name:ident: $endpoint:ident, $body:expr, $needle:expr => $slot:ident, $role:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let role: Option<&str> = $role;
+            assert_eq!(
+                place_of(Endpoint::$endpoint, $body, $needle),
+                (Slot::$slot, role.map(str::to_owned))
+            );
+        }
+    )*};
+}
+
+places! {
+    chat_string_content: ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_role_after_content: ChatCompletions, r#"{"messages":[{"content":"HELLO","role":"system"}],"model":"m"}"#, "HELLO" => MessageContent, Some("system");
+    chat_developer: ChatCompletions, r#"{"model":"m","messages":[{"role":"developer","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("developer");
+    chat_text_part: ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_part_type_after_text: ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":[{"text":"HELLO","type":"text"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_escaped_text: ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"HE\u004cLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_tool_call_arguments: ChatCompletions, r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"HELLO"}}]}]}"#, "HELLO" => ToolArguments, Some("assistant");
+    chat_tool_message: ChatCompletions, r#"{"model":"m","messages":[{"role":"tool","tool_call_id":"1","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("tool");
+    chat_name: ChatCompletions, r#"{"model":"m","messages":[{"role":"user","name":"HELLO","content":"x"}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_tool_definition: ChatCompletions, r#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":"f","description":"HELLO"}}]}"#, "HELLO" => Other, None;
+    chat_unknown_field: ChatCompletions, r#"{"model":"m","messages":[],"metadata":{"note":"HELLO"}}"#, "HELLO" => Other, None;
+    completions_prompt: Completions, r#"{"model":"m","prompt":"HELLO"}"#, "HELLO" => Prompt, None;
+    completions_prompt_list: Completions, r#"{"model":"m","prompt":["a","HELLO"]}"#, "HELLO" => Prompt, None;
+    embeddings_input: Embeddings, r#"{"model":"m","input":"HELLO"}"#, "HELLO" => Prompt, None;
+    embeddings_input_list: Embeddings, r#"{"model":"m","input":["a","HELLO"]}"#, "HELLO" => Prompt, None;
+    responses_input_string: Responses, r#"{"model":"m","input":"HELLO"}"#, "HELLO" => Prompt, None;
+    responses_instructions: Responses, r#"{"model":"m","instructions":"HELLO","input":"x"}"#, "HELLO" => System, None;
+    responses_input_item: Responses, r#"{"model":"m","input":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_input_part: Responses, r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_function_call: Responses, r#"{"model":"m","input":[{"type":"function_call","call_id":"1","name":"f","arguments":"HELLO"}]}"#, "HELLO" => ToolArguments, None;
+    responses_function_output: Responses, r#"{"model":"m","input":[{"type":"function_call_output","call_id":"1","output":"HELLO"}]}"#, "HELLO" => ToolResults, None;
+    anthropic_system_string: Messages, r#"{"model":"m","system":"HELLO","messages":[]}"#, "HELLO" => System, None;
+    anthropic_system_blocks: Messages, r#"{"model":"m","system":[{"type":"text","text":"HELLO"}],"messages":[]}"#, "HELLO" => System, None;
+    anthropic_string_content: Messages, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    anthropic_text_block: Messages, r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("assistant");
+    anthropic_tool_use_input: Messages, r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"q":"HELLO"}}]}]}"#, "HELLO" => ToolArguments, Some("assistant");
+    anthropic_tool_result_string: Messages, r#"{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"HELLO"}]}]}"#, "HELLO" => ToolResults, Some("user");
+    anthropic_tool_result_blocks: Messages, r#"{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"HELLO"}]}]}]}"#, "HELLO" => ToolResults, Some("user");
+    gemini_part_text: GeminiGenerate, r#"{"contents":[{"role":"user","parts":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    gemini_model_turn: GeminiGenerate, r#"{"contents":[{"parts":[{"text":"HELLO"}],"role":"model"}]}"#, "HELLO" => MessageContent, Some("model");
+    gemini_system_instruction: GeminiGenerate, r#"{"systemInstruction":{"parts":[{"text":"HELLO"}]},"contents":[]}"#, "HELLO" => System, None;
+    gemini_function_call_args: GeminiGenerate, r#"{"contents":[{"role":"model","parts":[{"functionCall":{"name":"f","args":{"q":"HELLO"}}}]}]}"#, "HELLO" => ToolArguments, Some("model");
+    gemini_function_response: GeminiGenerate, r#"{"contents":[{"role":"user","parts":[{"functionResponse":{"name":"f","response":{"r":"HELLO"}}}]}]}"#, "HELLO" => ToolResults, Some("user");
+    azure_chat_content: AzureChatCompletions, r#"{"messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    azure_embeddings_input: AzureEmbeddings, r#"{"input":["HELLO"]}"#, "HELLO" => Prompt, None;
+    bedrock_converse_text: BedrockConverse, r#"{"messages":[{"role":"user","content":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    bedrock_converse_system: BedrockConverse, r#"{"system":[{"text":"HELLO"}],"messages":[]}"#, "HELLO" => System, None;
+    bedrock_tool_use: BedrockConverse, r#"{"messages":[{"role":"assistant","content":[{"toolUse":{"toolUseId":"1","name":"f","input":{"q":"HELLO"}}}]}]}"#, "HELLO" => ToolArguments, Some("assistant");
+    bedrock_tool_result: BedrockConverse, r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"1","content":[{"text":"HELLO"}]}}]}]}"#, "HELLO" => ToolResults, Some("user");
+    bedrock_invoke_anthropic: BedrockInvoke, r#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    bedrock_invoke_titan: BedrockInvoke, r#"{"inputText":"HELLO"}"#, "HELLO" => Prompt, None;
+    count_tokens_messages: CountTokens, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+}
+
+#[test]
+fn keys_of_tool_arguments_are_handed_out() {
+    let mut sink = Collect::default();
+    let body = r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","input":{"HELLO":1}}]}]}"#;
+    walk(body.as_bytes(), Endpoint::Messages, &mut sink).unwrap();
+    let key = sink.0.iter().find(|(text, _)| text == "HELLO").unwrap();
+    assert_eq!(key.1.ordinal, None);
+    assert_eq!(key.1.slot, Slot::ToolArguments);
+}
+
+#[test]
+fn every_string_value_is_handed_out_once_in_order() {
+    let body =
+        r#"{"a":"1","model":"m","b":["2",{"c":"3"}],"messages":[{"role":"user","content":"4"}]}"#;
+    let mut sink = Collect::default();
+    walk(body.as_bytes(), Endpoint::ChatCompletions, &mut sink).unwrap();
+    let values: Vec<(String, Option<u32>)> = sink
+        .0
+        .iter()
+        .filter(|(_, at)| at.ordinal.is_some())
+        .map(|(text, at)| (text.clone(), at.ordinal))
+        .collect();
+    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are not handed out.
+    assert_eq!(
+        values,
+        vec![
+            ("1".into(), Some(0)),
+            ("2".into(), Some(2)),
+            ("3".into(), Some(3)),
+            ("4".into(), Some(5)),
+        ]
+    );
+}
+
+#[test]
+fn opaque_parts_are_noticed() {
+    for (body, kind) in [
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#,
+            "image",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"x"}}]}]}"#,
+            "audio",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"x"}}]}]}"#,
+            "inline data",
+        ),
+    ] {
+        let walked = walk(body.as_bytes(), Endpoint::ChatCompletions, &mut NoText).unwrap();
+        assert_eq!(walked.opaque, Some(kind), "{body}");
+    }
+    let plain = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"image":"not a part"}"#;
+    assert_eq!(
+        walk(plain.as_bytes(), Endpoint::ChatCompletions, &mut NoText)
+            .unwrap()
+            .opaque,
+        None
+    );
+}
+
+#[test]
+fn strictness_is_kept() {
+    for body in [
+        r#"{"model":"m","messages":[{"role":"user","role":"system","content":"x"}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[{"text":"a","text":"b"}]}]}"#,
+    ] {
+        assert!(matches!(
+            walk(body.as_bytes(), Endpoint::ChatCompletions, &mut NoText),
+            Err(BodyError::Json(
+                crate::policy::strict_json::JsonError::Violation(Violation::DuplicateKey(_))
+            ))
+        ));
+    }
+    let deep = format!(
+        r#"{{"model":"m","messages":{}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert!(walk(deep.as_bytes(), Endpoint::ChatCompletions, &mut NoText).is_err());
+}
