@@ -181,18 +181,16 @@ impl<H: Host> HttpFilter<H> {
     }
 }
 
-/// The decision as one JSON object: what the log line, the access log and the debug header
-/// say. Names and codes only, never prompt text.
-fn decision_record(
-    facts: &Facts,
-    reply: Option<&Reply>,
-    forwarded: bool,
-) -> (&'static str, String) {
-    let decision = match (reply, forwarded) {
+fn decision_name(reply: Option<&Reply>, forwarded: bool) -> &'static str {
+    match (reply, forwarded) {
         (None, _) => "allow",
         (Some(_), true) => "audit",
         (Some(_), false) => "deny",
-    };
+    }
+}
+
+/// The decision as one JSON line for Envoy's log. Names and codes only, never prompt text.
+fn decision_line(decision: &str, facts: &Facts, reply: Option<&Reply>) -> String {
     let rules: Vec<_> = facts
         .rules
         .iter()
@@ -204,7 +202,7 @@ fn decision_record(
             })
         })
         .collect();
-    let line = json!({
+    json!({
         "decision": decision,
         "code": reply.map(|reply| reply.code.as_str()),
         "consumer": facts.consumer,
@@ -214,19 +212,23 @@ fn decision_record(
         "provider": facts.provider,
         "rules": rules,
         "redactions": facts.redactions,
-    });
-    (decision, line.to_string())
+    })
+    .to_string()
 }
 
 impl<H: Host> HttpFilter<H> {
     /// One log line per decision, the same facts in filter state for the access log, and the
     /// debug header if asked for.
     fn record(&mut self, facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
-        let (decision, line) = decision_record(facts, reply, forwarded);
-        if decision == "allow" {
-            log::debug!("{line}");
+        let decision = decision_name(reply, forwarded);
+        // Allows are logged at debug: build their line only when it will be written.
+        let level = if decision == "allow" {
+            log::Level::Debug
         } else {
-            log::info!("{line}");
+            log::Level::Info
+        };
+        if log::log_enabled!(level) {
+            log::log!(level, "{}", decision_line(decision, facts, reply));
         }
         let state = [
             ("posturio.decision", decision),

@@ -287,3 +287,79 @@ fn bodiless_passthrough_is_routed_on_headers() {
     assert_eq!(filter.on_request_headers(true), Action::Continue);
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
 }
+
+fn policy_with(text: &str) -> Option<Rc<Policy>> {
+    Some(Rc::new(Policy::from_json(text.as_bytes()).unwrap()))
+}
+
+const METADATA_POLICY: &str = r#"{
+  "identity": { "metadata": { "namespace": "envoy.filters.http.jwt_authn", "path": ["jwt_payload", "team"] } },
+  "debug_headers": true,
+  "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+  "models": { "gpt-4o": { "provider": "openai" }, "gpt-4o-mini": { "provider": "openai" } },
+  "consumers": { "default": { "models": ["gpt-4o-mini"] }, "search": { "models": ["gpt-4o*"] } },
+  "rules": [ { "id": "no-email", "detect": "email", "action": "redact" } ]
+}"#;
+
+#[test]
+fn identity_comes_from_metadata_not_the_header() {
+    let host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-posturio-consumer", "search")],
+        &chat("gpt-4o"),
+    );
+    run_with(&host, METADATA_POLICY);
+    assert_eq!(
+        host.replies.borrow()[0].code,
+        Code::ModelNotApproved,
+        "the header is not read"
+    );
+
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o"));
+    host.properties.borrow_mut().push((
+        "metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.team".into(),
+        b"search".to_vec(),
+    ));
+    run_with(&host, METADATA_POLICY);
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
+}
+
+fn run_with(host: &FakeHost, policy: &str) -> (Action, Action) {
+    let mut filter = HttpFilter::new(host, policy_with(policy));
+    let on_headers = filter.on_request_headers(host.body.is_empty());
+    let on_body = filter.on_request_body(host.body.len(), true);
+    filter.on_response_headers();
+    (on_headers, on_body)
+}
+
+#[test]
+fn decision_goes_to_filter_state_and_debug_header() {
+    let body =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail jane@example.com"}]}"#;
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], body);
+    assert_eq!(
+        run_with(&host, METADATA_POLICY),
+        (Action::Pause, Action::Continue)
+    );
+    let state: std::collections::HashMap<String, String> = host
+        .properties
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    assert_eq!(state["posturio.decision"], "allow");
+    assert_eq!(state["posturio.consumer"], "default");
+    assert_eq!(state["posturio.model"], "gpt-4o-mini");
+    assert_eq!(state["posturio.rules"], "no-email:redact");
+    assert_eq!(
+        host.response_headers.borrow().as_slice(),
+        [(
+            "x-posturio-decision".to_string(),
+            "allow; rules=no-email:redact".to_string()
+        )]
+    );
+    let forwarded = String::from_utf8(host.new_body.borrow().clone().unwrap()).unwrap();
+    assert!(forwarded.contains("[REDACTED:no-email]") && !forwarded.contains("jane@"));
+}
