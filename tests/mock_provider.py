@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A local mock of the LLM providers that Posturio routes to (stdlib only).
 
-Serves OpenAI-, Anthropic- and OpenAI-compatible endpoints on one or more ports, so that
+Serves OpenAI-, Anthropic- and OpenAI-compatible endpoints, Azure OpenAI deployments, Gemini
+generateContent and Bedrock Converse on one or more ports, so that
 `make run` works offline and integration tests can assert on exactly what reached the
 provider. Usage:
 
@@ -230,6 +231,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_stream(anthropic_stream(model, pieces))
             else:
                 self.send_json(200, anthropic_message(model, text))
+        elif path.endswith(":generateContent"):
+            self.send_json(200, gemini_response(gemini_model(path), text))
+        elif path.endswith(":streamGenerateContent"):
+            self.send_stream(gemini_stream(gemini_model(path), pieces))
+        elif path.endswith("/converse"):
+            self.send_json(200, bedrock_converse(text))
         elif path.endswith("/models") and self.command in ("GET", "HEAD"):
             model_entry = {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "mock"}
             self.send_json(200, {"object": "list", "data": [model_entry]})
@@ -368,6 +375,41 @@ def anthropic_stream(model: str, pieces: list[str]) -> list[bytes]:
         ("message_stop", {}),
     ]
     return [sse(dict(data, type=name), name) for name, data in events]
+
+
+def gemini_model(path: str) -> str:
+    # /v1beta/models/{model}:generateContent
+    return path.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def gemini_response(model: str, text: str) -> dict:
+    usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
+             "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS}
+    candidate = {"content": {"role": "model", "parts": [{"text": text}]},
+                 "finishReason": "STOP", "index": 0}
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
+            "responseId": ident("")}
+
+
+def gemini_stream(model: str, pieces: list[str]) -> list[bytes]:
+    # ?alt=sse: each event is a whole GenerateContentResponse; usage comes with the last.
+    chunks = []
+    for n, piece in enumerate(pieces):
+        chunk = gemini_response(model, piece)
+        if n < len(pieces) - 1:
+            del chunk["candidates"][0]["finishReason"]
+        chunks.append(chunk)
+    return [sse(c) for c in chunks]
+
+
+def bedrock_converse(text: str) -> dict:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS,
+                  "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS},
+        "metrics": {"latencyMs": 1},
+    }
 
 
 # --- main -----------------------------------------------------------------------------------

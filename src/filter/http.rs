@@ -221,8 +221,9 @@ impl<H: Host> HttpFilter<H> {
     /// debug header if asked for.
     fn record(&mut self, facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
         let decision = decision_name(reply, forwarded);
-        // Allows are logged at debug: build their line only when it will be written.
-        let level = if decision == "allow" {
+        // Plain allows are logged at debug, and their line built only when it will be
+        // written; anything a rule matched is logged at info, audits and redactions included.
+        let level = if decision == "allow" && facts.rules.is_empty() {
             log::Level::Debug
         } else {
             log::Level::Info

@@ -22,6 +22,11 @@ impl RootContext for PosturioRoot {
     /// Returning false makes Envoy reject the configuration; the errors are in its log, each
     /// with the JSON path of the mistake.
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        // Follow Envoy's level for the wasm component (`--component-log-level wasm:debug`),
+        // so that debug lines can be switched on without a rebuild.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = match hostcalls::get_buffer(
             BufferType::PluginConfiguration,
             0,

@@ -102,6 +102,10 @@ pub struct EnvoyOptions {
     /// Applied to the rendered configuration before Envoy reads it, for a test that needs
     /// a change the template does not have.
     pub edit_config: Option<fn(String) -> String>,
+    /// The configuration to render, relative to the repository (default `TEMPLATE`). Another
+    /// shipped example can be run as long as it has the same ports, one module `filename`
+    /// and one inline policy.
+    pub template: &'static str,
 }
 
 impl EnvoyOptions {
@@ -115,6 +119,7 @@ impl EnvoyOptions {
             log_level: "info".to_string(),
             extra_args: Vec::new(),
             edit_config: None,
+            template: TEMPLATE,
         }
     }
 
@@ -151,6 +156,12 @@ impl EnvoyOptions {
 
     pub fn edit_config(mut self, edit: fn(String) -> String) -> EnvoyOptions {
         self.edit_config = Some(edit);
+        self
+    }
+
+    /// Runs another shipped configuration, such as `envoy/envoy-jwt.yaml`.
+    pub fn template(mut self, relative: &'static str) -> EnvoyOptions {
+        self.template = relative;
         self
     }
 }
@@ -435,7 +446,7 @@ impl Envoy {
             Some(path) => path.clone(),
             None => module_path(),
         };
-        let template = super::read_repo_file(TEMPLATE);
+        let template = super::read_repo_file(options.template);
         let listener = reserve_port();
         let admin = reserve_port();
         let params = ConfigParams {
