@@ -20,7 +20,9 @@ use super::{Boundary, Finder, Found, Spec};
 /// text that is not an address, such as `pass@host.com` in a URL's userinfo (a credential
 /// anyway) or npm-style `pkg@scope.name` specifiers.
 pub(super) const EMAIL: Spec = Spec {
-    finder: Finder::Regex("[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,63}"),
+    finders: &[Finder::Regex(
+        "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,63}",
+    )],
     boundary: Boundary::Checked,
     verify: email,
 };

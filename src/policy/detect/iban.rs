@@ -16,7 +16,7 @@ use super::{Boundary, Finder, Found, Spec};
 /// three), and an IBAN glued to a following letter or digit. Candidates are found by hand
 /// (see `next_candidate`): a regex for them has no literal to skip to.
 pub(super) const IBAN: Spec = Spec {
-    finder: Finder::Iban,
+    finders: &[Finder::Iban],
     boundary: Boundary::Checked,
     verify: iban,
 };

@@ -1,22 +1,26 @@
 //! Built-in detectors for prompt inspection, and the scanner that runs them next to the
 //! policy's own patterns.
 //!
-//! A detector is a regular expression that finds candidates cheaply, then a check in code for
-//! what a regex cannot say: that the candidate is not part of a longer token, and that its
-//! checksum (Luhn, ISO 7064 mod 97), ranges or shape hold. A candidate the check refuses is
-//! never reported. Most secrets start with a literal (`AKIA`, `ghp_`, `-----BEGIN`), which the
-//! regex engine finds with a SIMD prefilter before it runs any automaton, so a prompt with no
-//! secret costs little more than a memchr per detector.
+//! A detector finds candidates cheaply, then checks in code what a regex cannot say: that the
+//! candidate is not part of a longer token, and that its checksum (Luhn, ISO 7064 mod 97),
+//! ranges or shape hold. A candidate the check refuses is never reported. Secrets and email
+//! are found by regular expressions that start with (or, for email, contain) a literal such as
+//! `AKIA`, `ghp_` or `@`, which the regex engine skips to with a prefilter before it runs an
+//! automaton; numbers have no such literal, so they are found by hand, skipping from digit to
+//! digit. A prompt with no secret costs little more than a memchr per detector.
 //!
 //! Boundaries are ASCII on purpose: a letter outside ASCII next to a token does not make it part
 //! of a longer word, so a key pasted into Chinese or Japanese text with no space around it is
 //! still found. Matching is on decoded text: the caller unescapes JSON strings first.
 
+mod card;
 mod checksum;
 mod email;
 mod iban;
 mod numbers;
+mod phone;
 mod secrets;
+mod ssn;
 
 use std::fmt;
 use std::ops::Range;
@@ -111,10 +115,10 @@ impl Detector {
             Detector::AnthropicKey => &secrets::ANTHROPIC_KEY,
             Detector::Jwt => &secrets::JWT,
             Detector::Email => &email::EMAIL,
-            Detector::CreditCard => &numbers::CREDIT_CARD,
+            Detector::CreditCard => &card::CREDIT_CARD,
             Detector::Iban => &iban::IBAN,
-            Detector::UsSsn => &numbers::US_SSN,
-            Detector::Phone => &numbers::PHONE,
+            Detector::UsSsn => &ssn::US_SSN,
+            Detector::Phone => &phone::PHONE,
         }
     }
 }
@@ -128,8 +132,11 @@ impl fmt::Display for Detector {
 /// How a built-in detector finds and confirms its matches.
 #[derive(Debug)]
 struct Spec {
-    /// Finds candidates. Detectors with the same finder (the number detectors) share its pass.
-    finder: Finder,
+    /// Find candidates, one pass each. Detectors with the same finder (the number detectors)
+    /// share its pass. A detector whose shapes have unrelated prefixes (GitHub's `ghp_` and
+    /// `github_pat_`) gets one regex per prefix: an alternation of them leaves the regex engine
+    /// without a single fast prefilter, which in Wasm (no Teddy) costs ten times as much.
+    finders: &'static [Finder],
     /// Bytes that continue a token: a candidate with one on either side is part of a longer
     /// token and is dropped before `verify` runs.
     boundary: Boundary,
@@ -236,11 +243,17 @@ pub struct Scanner {
     passes: Vec<Pass>,
 }
 
-/// One search over the text, and the sources that read its matches.
+/// One search over the text, and the sources that read what it finds.
 #[derive(Debug, Clone)]
-struct Pass {
-    search: Search,
-    kind: PassKind,
+enum Pass {
+    /// A policy pattern: every non-empty match is reported as it is.
+    Pattern { index: usize, regex: Regex },
+    /// Built-in detectors that share a finder, each with its index in the sources.
+    Builtin {
+        finder: Finder,
+        search: Search,
+        specs: Vec<(usize, &'static Spec)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +264,14 @@ enum Search {
 }
 
 impl Search {
+    fn new(finder: Finder, index: usize) -> Result<Search, PatternError> {
+        Ok(match finder {
+            Finder::Regex(pattern) => Search::Regex(compile(pattern, index)?),
+            Finder::Numbers => Search::Numbers,
+            Finder::Iban => Search::Iban,
+        })
+    }
+
     /// The leftmost candidate at or after `at`.
     fn next(&self, text: &str, at: usize) -> Option<Range<usize>> {
         match self {
@@ -261,57 +282,52 @@ impl Search {
     }
 }
 
-#[derive(Debug, Clone)]
-enum PassKind {
-    /// A policy pattern: every non-empty match is reported as it is.
-    Pattern(usize),
-    /// Built-in detectors with the same candidate pattern, each with its index in the sources.
-    Builtin(Vec<(usize, &'static Spec)>),
-}
-
 impl Scanner {
     pub fn new(sources: &[Source]) -> Result<Scanner, PatternError> {
         let mut passes: Vec<Pass> = Vec::new();
         for (index, source) in sources.iter().enumerate() {
-            match *source {
-                Source::Builtin(detector) => {
-                    let spec = detector.spec();
-                    let shared = passes.iter_mut().find_map(|pass| match &mut pass.kind {
-                        PassKind::Builtin(specs)
-                            if specs.first().is_some_and(|(_, s)| s.finder == spec.finder) =>
-                        {
-                            Some(specs)
-                        }
-                        _ => None,
-                    });
-                    match shared {
-                        Some(specs) => specs.push((index, spec)),
-                        None => passes.push(Pass {
-                            search: match spec.finder {
-                                Finder::Regex(pattern) => Search::Regex(compile(pattern, index)?),
-                                Finder::Numbers => Search::Numbers,
-                                Finder::Iban => Search::Iban,
-                            },
-                            kind: PassKind::Builtin(vec![(index, spec)]),
-                        }),
-                    }
+            let detector = match *source {
+                Source::Builtin(detector) => detector,
+                Source::Pattern(pattern) => {
+                    let regex = compile(pattern, index)?;
+                    passes.push(Pass::Pattern { index, regex });
+                    continue;
                 }
-                Source::Pattern(pattern) => passes.push(Pass {
-                    search: Search::Regex(compile(pattern, index)?),
-                    kind: PassKind::Pattern(index),
-                }),
+            };
+            let spec = detector.spec();
+            for &finder in spec.finders {
+                let shared = passes.iter_mut().find_map(|pass| match pass {
+                    Pass::Builtin {
+                        finder: existing,
+                        specs,
+                        ..
+                    } if *existing == finder => Some(specs),
+                    _ => None,
+                });
+                match shared {
+                    Some(specs) => specs.push((index, spec)),
+                    None => passes.push(Pass::Builtin {
+                        finder,
+                        search: Search::new(finder, index)?,
+                        specs: vec![(index, spec)],
+                    }),
+                }
             }
         }
         Ok(Scanner { passes })
     }
 
-    /// Appends every match in `text` as (index of its source in `new`, byte range). Ranges lie
-    /// on char boundaries and are never empty; one source's matches do not overlap and come in
-    /// text order, grouped by pass (sources are not interleaved). Built-in matches are
+    /// Appends every match in `text` as (index of its source in `new`, byte range), sorted by
+    /// source, then by position. Ranges lie on char boundaries and are never empty; one
+    /// source's matches do not overlap, while different sources' may. Built-in matches are
     /// validated before they are reported.
     pub fn scan(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>) {
+        let before = out.len();
         for pass in &self.passes {
             pass.run(text, out, false);
+        }
+        if let Some(appended) = out.get_mut(before..) {
+            appended.sort_unstable_by_key(|(index, range)| (*index, range.start));
         }
     }
 
@@ -331,14 +347,35 @@ fn compile(pattern: &str, index: usize) -> Result<Regex, PatternError> {
         .build()
         .map_err(|error| PatternError {
             index,
-            message: error.to_string(),
+            message: describe(&error),
         })
+}
+
+/// The regex library's message on one line: its syntax errors span three (the pattern, a
+/// caret, the reason), which reads badly in a log.
+fn describe(error: &regex::Error) -> String {
+    match error {
+        regex::Error::CompiledTooBig(limit) => format!(
+            "it compiles to more than {limit} bytes (a long counted repetition of a Unicode \
+             class, such as \\w{{1000}}, is the usual cause)"
+        ),
+        other => {
+            let text = other.to_string();
+            let reason = text
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|line| !line.is_empty());
+            let reason = reason.unwrap_or_default();
+            reason.strip_prefix("error: ").unwrap_or(reason).to_owned()
+        }
+    }
 }
 
 impl Pass {
     fn run(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>, first_only: bool) {
-        let specs = match (&self.kind, &self.search) {
-            (PassKind::Pattern(index), Search::Regex(regex)) => {
+        let (search, specs) = match self {
+            Pass::Pattern { index, regex } => {
                 for found in regex.find_iter(text) {
                     if !found.is_empty() {
                         out.push((*index, found.range()));
@@ -349,8 +386,7 @@ impl Pass {
                 }
                 return;
             }
-            (PassKind::Pattern(_), _) => return,
-            (PassKind::Builtin(specs), _) => specs,
+            Pass::Builtin { search, specs, .. } => (search, specs),
         };
         // Candidates are searched from the end of the last one; each detector also skips
         // candidates that start inside its own last match, so one that reaches past its
@@ -365,7 +401,7 @@ impl Pass {
             }
         };
         let mut at = 0;
-        while let Some(range) = self.search.next(text, at) {
+        while let Some(range) = search.next(text, at) {
             for ((index, spec), resume) in specs.iter().zip(resume.iter_mut()) {
                 if range.start < *resume || !spec.boundary.isolates(text, &range) {
                     continue;

@@ -16,7 +16,7 @@ use super::{Boundary, Finder, Found, Spec};
 /// which cannot be told from a hash. False positives: an uppercase identifier that happens to
 /// start with one of these prefixes and is exactly 20 characters long.
 pub(super) const AWS_ACCESS_KEY: Spec = Spec {
-    finder: Finder::Regex("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),
+    finders: &[Finder::Regex("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}")],
     boundary: Boundary::Alnum,
     verify: accept,
 };
@@ -27,7 +27,9 @@ pub(super) const AWS_ACCESS_KEY: Spec = Spec {
 /// (base64, or a `Name: value` header such as `Proc-Type`). Public keys and certificates are not
 /// matched. Misses: PuTTY `.ppk` files and SSH2 (`---- BEGIN SSH2 …`) armour.
 pub(super) const PRIVATE_KEY: Spec = Spec {
-    finder: Finder::Regex("-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"),
+    finders: &[Finder::Regex(
+        "-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----",
+    )],
     boundary: Boundary::Checked,
     verify: private_key_block,
 };
@@ -37,7 +39,10 @@ pub(super) const PRIVATE_KEY: Spec = Spec {
 /// `github_pat_` tokens. False positives: hardly any; a placeholder such as `ghp_` followed by
 /// 36 `x` is reported.
 pub(super) const GITHUB_TOKEN: Spec = Spec {
-    finder: Finder::Regex("gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,251}"),
+    finders: &[
+        Finder::Regex("gh[pousr]_[A-Za-z0-9]{36,251}"),
+        Finder::Regex("github_pat_[A-Za-z0-9_]{22,251}"),
+    ],
     boundary: Boundary::Word,
     verify: accept,
 };
@@ -47,10 +52,10 @@ pub(super) const GITHUB_TOKEN: Spec = Spec {
 /// (`glimt-`) and OAuth app secrets (`gloas-`), with at least 20 base64url characters, and the
 /// dotted tail of the newer routable tokens.
 pub(super) const GITLAB_TOKEN: Spec = Spec {
-    finder: Finder::Regex(
+    finders: &[Finder::Regex(
         "(?:glpat|gldt|glrt|glptt|glft|glsoat|glcbt|glimt|gloas)-[A-Za-z0-9_-]{20,255}\
          (?:\\.[A-Za-z0-9_-]+){0,2}",
-    ),
+    )],
     boundary: Boundary::Base64Url,
     verify: accept,
 };
@@ -60,10 +65,12 @@ pub(super) const GITLAB_TOKEN: Spec = Spec {
 /// parts, and incoming webhook URLs (`hooks.slack.com/services/…`, `/workflows/…`,
 /// `/triggers/…`), with their scheme when present.
 pub(super) const SLACK_TOKEN: Spec = Spec {
-    finder: Finder::Regex(
-        "(?:xox[abposre]|xoxe\\.xox[bp]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+)+\
-         |(?:https?://)?hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{16,}",
-    ),
+    finders: &[
+        Finder::Regex("(?:xox[abposre]|xoxe\\.xox[bp]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+)+"),
+        Finder::Regex(
+            "(?:https?://)?hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{16,}",
+        ),
+    ],
     boundary: Boundary::Alnum,
     verify: slack,
 };
@@ -71,7 +78,7 @@ pub(super) const SLACK_TOKEN: Spec = Spec {
 /// Stripe secret (`sk_`) and restricted (`rk_`) keys, live and test, with at least 20 base62
 /// characters. Publishable keys (`pk_`) are meant to be public and are not matched.
 pub(super) const STRIPE_KEY: Spec = Spec {
-    finder: Finder::Regex("[sr]k_(?:live|test)_[A-Za-z0-9]{20,247}"),
+    finders: &[Finder::Regex("[sr]k_(?:live|test)_[A-Za-z0-9]{20,247}")],
     boundary: Boundary::Word,
     verify: accept,
 };
@@ -80,7 +87,7 @@ pub(super) const STRIPE_KEY: Spec = Spec {
 /// Google Cloud APIs use the same shape). Firebase keys are often public by design; they are
 /// still reported.
 pub(super) const GOOGLE_API_KEY: Spec = Spec {
-    finder: Finder::Regex("AIza[A-Za-z0-9_-]{35}"),
+    finders: &[Finder::Regex("AIza[A-Za-z0-9_-]{35}")],
     boundary: Boundary::Base64Url,
     verify: accept,
 };
@@ -92,7 +99,7 @@ pub(super) const GOOGLE_API_KEY: Spec = Spec {
 /// False positives: other vendors' `sk-` keys of the same shape (DeepSeek, many
 /// OpenAI-compatible gateways): secrets all the same.
 pub(super) const OPENAI_KEY: Spec = Spec {
-    finder: Finder::Regex("sk-[A-Za-z0-9_-]{32,}"),
+    finders: &[Finder::Regex("sk-[A-Za-z0-9_-]{32,}")],
     boundary: Boundary::Base64Url,
     verify: openai,
 };
@@ -100,7 +107,7 @@ pub(super) const OPENAI_KEY: Spec = Spec {
 /// Anthropic keys: `sk-ant-` with at least 32 base64url characters (`sk-ant-api03-…` API keys,
 /// `sk-ant-admin01-…`, `sk-ant-oat01-…`).
 pub(super) const ANTHROPIC_KEY: Spec = Spec {
-    finder: Finder::Regex("sk-ant-[A-Za-z0-9_-]{32,}"),
+    finders: &[Finder::Regex("sk-ant-[A-Za-z0-9_-]{32,}")],
     boundary: Boundary::Base64Url,
     verify: accept,
 };
@@ -110,7 +117,9 @@ pub(super) const ANTHROPIC_KEY: Spec = Spec {
 /// `none`). Encrypted JWTs (five segments) are not matched. False positives: any base64url
 /// JSON pair in that shape, which in practice is a JWT.
 pub(super) const JWT: Spec = Spec {
-    finder: Finder::Regex("eyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]*"),
+    finders: &[Finder::Regex(
+        "eyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]*",
+    )],
     boundary: Boundary::Base64Url,
     verify: accept,
 };
@@ -130,7 +139,13 @@ fn private_key_block(text: &str, candidate: Range<usize>, found: &mut Found) {
         .and_then(|rest| rest.strip_suffix("-----"))
         .unwrap_or_default();
     let end_line = format!("-----END {label}-----");
-    let window_end = floor_char_boundary(text, candidate.end.saturating_add(MAX_KEY_BLOCK));
+    // A block ends before the next BEGIN line, and looking no further keeps a text of many
+    // BEGIN lines without END lines linear.
+    let limit = floor_char_boundary(text, candidate.end.saturating_add(MAX_KEY_BLOCK));
+    let window = text.get(candidate.end..limit).unwrap_or_default();
+    let window_end = window
+        .find("-----BEGIN ")
+        .map_or(limit, |at| candidate.end.saturating_add(at));
     let window = text.get(candidate.end..window_end).unwrap_or_default();
     let end = match window.find(&end_line) {
         Some(at) => candidate
@@ -271,11 +286,13 @@ mod tests {
         pem_public_key: PrivateKey, "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----" => [];
         pem_certificate: PrivateKey, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----" => [];
         pem_two_blocks: PrivateKey, "-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----\n-----BEGIN EC PRIVATE KEY-----\nB\n-----END EC PRIVATE KEY-----" => ["-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----\nB\n-----END EC PRIVATE KEY-----"];
+        pem_begin_inside_unended_block: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----" => ["-----BEGIN RSA PRIVATE KEY-----\nMIIE", "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----"];
         github_classic: GithubToken, "token ghp_1234567890abcdefghijABCDEFGHIJ123456 ok" => [GHP];
         github_oauth: GithubToken, "gho_16C7e42F292c6912E7710c838347Ae178B4a" => ["gho_16C7e42F292c6912E7710c838347Ae178B4a"];
         github_server: GithubToken, "ghs_abcdefghijklmnopqrstuvwxyz0123456789" => ["ghs_abcdefghijklmnopqrstuvwxyz0123456789"];
         github_fine_grained: GithubToken, "github_pat_11ABCDEFG0123456789abc_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456" => ["github_pat_11ABCDEFG0123456789abc_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456"];
         github_url_userinfo: GithubToken, "https://ghp_1234567890abcdefghijABCDEFGHIJ123456@github.com/o/r" => [GHP];
+        github_both_kinds_in_order: GithubToken, "github_pat_11ABCDEFG0123456789abc_xyz then ghp_1234567890abcdefghijABCDEFGHIJ123456" => ["github_pat_11ABCDEFG0123456789abc_xyz", GHP];
         github_short: GithubToken, "ghp_1234567890abcdefghijABCDEFGHIJ12345" => [];
         github_wrong_letter: GithubToken, "ghx_1234567890abcdefghijABCDEFGHIJ123456" => [];
         github_embedded: GithubToken, "xghp_1234567890abcdefghijABCDEFGHIJ123456" => [];
@@ -294,6 +311,7 @@ mod tests {
         slack_rotating: SlackToken, "xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAxMjM0" => ["xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAxMjM0"];
         slack_webhook: SlackToken, "post to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX now" => ["https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
         slack_webhook_no_scheme: SlackToken, "hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghij0123456789" => ["hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghij0123456789"];
+        slack_webhook_then_token: SlackToken, "hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghij0123456789 xoxb-1234567890123-1234567890123-AbCd" => ["hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghij0123456789", "xoxb-1234567890123-1234567890123-AbCd"];
         slack_too_short: SlackToken, "xoxb-123-456" => [];
         slack_no_parts: SlackToken, "xoxb-12345678901234567890" => [];
         slack_wrong_letter: SlackToken, "xoxz-1234567890123-1234567890123-AbCd" => [];
@@ -328,6 +346,12 @@ mod tests {
         jwt_two_segments: Jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9" => [];
         jwt_payload_not_json: Jwt, "eyJhbGciOiJub25lIn0.abcdefghijk.sig" => [];
         jwt_embedded: Jwt, "xeyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.sig" => [];
+    }
+
+    #[test]
+    fn many_begin_lines_without_end_stay_linear() {
+        let text = "-----BEGIN PRIVATE KEY-----\nMIIE\n".repeat(20_000);
+        assert_eq!(matches(PrivateKey, &text).len(), 20_000);
     }
 
     #[test]

@@ -129,15 +129,19 @@ fn detectors_may_overlap_each_other() {
 fn a_bad_pattern_names_its_source() {
     let error = Scanner::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
     assert_eq!(error.index, 1);
-    assert!(error
-        .to_string()
-        .starts_with("invalid regular expression: "));
+    assert_eq!(
+        error.to_string(),
+        "invalid regular expression: unclosed group"
+    );
 }
 
 #[test]
 fn an_oversized_pattern_is_refused() {
     let error = Scanner::new(&[Source::Pattern("\\w{1000}")]).unwrap_err();
     assert_eq!(error.index, 0);
+    assert!(error
+        .message
+        .starts_with("it compiles to more than 1048576 bytes"));
 }
 
 #[test]
