@@ -38,9 +38,9 @@ impl Policy {
         let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
         let (walked, hits) = match self.scanner.as_ref().filter(|_| inspected) {
             Some(scanner) => {
-                let mut sink = ScanSink::new(scanner);
+                let mut sink = ScanSink::new(scanner, body.len());
                 let walked = walk(body, endpoint, &mut sink);
-                (walked, sink.hits)
+                (walked, sink.finish())
             }
             None => (walk(body, endpoint, &mut NoText), Vec::new()),
         };

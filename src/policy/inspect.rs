@@ -82,34 +82,58 @@ pub struct Hit {
     pub range: Range<usize>,
 }
 
-/// The sink the walk feeds: scans each string as it is read.
+/// The sink the walk feeds. Each scan has a fixed cost per detector pass, and a body holds
+/// hundreds of short strings and keys, so the text is gathered into one buffer, joined by
+/// newlines, and scanned once; each match is mapped back to its piece. A match that crosses a
+/// join (only a policy pattern that matches a newline can) spans two strings and is dropped.
 pub struct ScanSink<'p> {
     scanner: &'p Scanner,
-    scratch: Vec<(usize, Range<usize>)>,
-    found: Vec<(usize, Range<usize>)>,
-    pub hits: Vec<Hit>,
+    text: String,
+    /// Each piece's start and end in `text`, in order.
+    pieces: Vec<(usize, usize, TextAt)>,
 }
 
 impl<'p> ScanSink<'p> {
-    pub fn new(scanner: &'p Scanner) -> Self {
+    pub fn new(scanner: &'p Scanner, capacity: usize) -> Self {
         ScanSink {
             scanner,
-            scratch: Vec::new(),
-            found: Vec::new(),
-            hits: Vec::new(),
+            text: String::with_capacity(capacity),
+            pieces: Vec::new(),
         }
+    }
+
+    /// Scans everything gathered; the matches with ranges relative to their own piece.
+    pub fn finish(self) -> Vec<Hit> {
+        let mut scratch = Vec::new();
+        let mut found = Vec::new();
+        self.scanner.scan(&self.text, &mut scratch, &mut found);
+        found
+            .into_iter()
+            .filter_map(|(rule, range)| {
+                let index = self
+                    .pieces
+                    .partition_point(|(start, _, _)| *start <= range.start)
+                    .checked_sub(1)?;
+                let (start, end, at) = self.pieces.get(index)?;
+                if range.end > *end {
+                    return None;
+                }
+                Some(Hit {
+                    rule,
+                    at: *at,
+                    range: range.start.checked_sub(*start)?..range.end.checked_sub(*start)?,
+                })
+            })
+            .collect()
     }
 }
 
 impl TextSink for ScanSink<'_> {
     fn text(&mut self, text: &str, at: TextAt) {
-        self.found.clear();
-        self.scanner.scan(text, &mut self.scratch, &mut self.found);
-        self.hits.extend(
-            self.found
-                .drain(..)
-                .map(|(rule, range)| Hit { rule, at, range }),
-        );
+        let start = self.text.len();
+        self.text.push_str(text);
+        self.pieces.push((start, self.text.len(), at));
+        self.text.push('\n');
     }
 }
 

@@ -388,7 +388,8 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                 continue;
             }
             let place = node.place_of(&key);
-            if let Place::Text(_) = node.place {
+            // Content parts, and Responses API items, which are parts in their own right.
+            if let Place::Text(_) | Place::Message = node.place {
                 if let Some(kind) = opaque_part(&key) {
                     node.opaque(kind);
                 }
