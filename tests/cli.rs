@@ -184,3 +184,24 @@ fn check_reports_unreadable_files_and_usage() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("usage:"));
     assert!(Path::new(env!("CARGO_BIN_EXE_posturio")).exists());
 }
+
+#[test]
+fn eval_shows_the_rules_that_fired_and_the_redacted_body() {
+    let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#;
+    let (code, verdict) = eval("/v1/chat/completions", &[], body);
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["rules"][0]["id"], "no-email");
+    assert_eq!(verdict["rules"][0]["action"], "redact");
+    assert_eq!(verdict["redactions"], 1);
+    assert_eq!(
+        verdict["forwarded_body"]["messages"][0]["content"],
+        "mail [REDACTED:no-email]"
+    );
+
+    let secret = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"key AKIAIOSFODNN7EXAMPLE"}]}"#;
+    let (code, verdict) = eval("/v1/chat/completions", &[], secret);
+    assert_eq!(code, 1);
+    assert_eq!(verdict["code"], "prompt_blocked");
+    assert_eq!(verdict["reply"]["error"]["rule"], "no-secrets");
+    assert!(!verdict.to_string().contains("AKIAIOSFODNN7EXAMPLE"));
+}
