@@ -27,6 +27,9 @@ pub struct HttpFilter<H: Host> {
     stage: Stage,
     /// The `x-posturio-decision` value, when the policy asks for debug headers.
     debug_header: Option<String>,
+    /// For the decision log line: Envoy's `x-request-id`, and the body's size.
+    request_id: Option<String>,
+    body_bytes: usize,
 }
 
 impl<H: Host> HttpFilter<H> {
@@ -36,6 +39,8 @@ impl<H: Host> HttpFilter<H> {
             policy,
             stage: Stage::Headers,
             debug_header: None,
+            request_id: None,
+            body_bytes: 0,
         }
     }
 
@@ -58,6 +63,10 @@ impl<H: Host> HttpFilter<H> {
         if let Err(error) = self.host.set_request_header(&policy.route_header, None) {
             return self.host_failed(&error);
         }
+        self.request_id = crate::policy::request::only(&headers, "x-request-id")
+            .ok()
+            .flatten()
+            .map(crate::policy::extract::display_model);
         let metadata_identity = match &policy.identity {
             Identity::Metadata { namespace, path } => {
                 let mut property = vec!["metadata", "filter_metadata", namespace.as_str()];
@@ -86,6 +95,7 @@ impl<H: Host> HttpFilter<H> {
         let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
             return Action::Continue;
         };
+        self.body_bytes = body_size;
         if body_size > policy.max_body_bytes {
             // Answer as soon as the limit is crossed, without buffering the rest.
             let reply = policy.too_large(pending.shape());
@@ -190,7 +200,13 @@ fn decision_name(reply: Option<&Reply>, forwarded: bool) -> &'static str {
 }
 
 /// The decision as one JSON line for Envoy's log. Names and codes only, never prompt text.
-fn decision_line(decision: &str, facts: &Facts, reply: Option<&Reply>) -> String {
+fn decision_line(
+    decision: &str,
+    facts: &Facts,
+    reply: Option<&Reply>,
+    request_id: Option<&str>,
+    body_bytes: usize,
+) -> String {
     let rules: Vec<_> = facts
         .rules
         .iter()
@@ -203,6 +219,7 @@ fn decision_line(decision: &str, facts: &Facts, reply: Option<&Reply>) -> String
         })
         .collect();
     json!({
+        "request_id": request_id,
         "decision": decision,
         "code": reply.map(|reply| reply.code.as_str()),
         "consumer": facts.consumer,
@@ -212,6 +229,7 @@ fn decision_line(decision: &str, facts: &Facts, reply: Option<&Reply>) -> String
         "provider": facts.provider,
         "rules": rules,
         "redactions": facts.redactions,
+        "body_bytes": body_bytes,
     })
     .to_string()
 }
@@ -229,7 +247,14 @@ impl<H: Host> HttpFilter<H> {
             log::Level::Info
         };
         if log::log_enabled!(level) {
-            log::log!(level, "{}", decision_line(decision, facts, reply));
+            let line = decision_line(
+                decision,
+                facts,
+                reply,
+                self.request_id.as_deref(),
+                self.body_bytes,
+            );
+            log::log!(level, "{line}");
         }
         let state = [
             ("posturio.decision", decision),
