@@ -530,12 +530,14 @@ fn decision_log_never_holds_prompt_text() {
     );
     let keys = [
         "api",
+        "body_bytes",
         "code",
         "consumer",
         "decision",
         "model",
         "provider",
         "redactions",
+        "request_id",
         "rules",
         "upstream_model",
     ];
