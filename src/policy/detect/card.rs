@@ -58,20 +58,11 @@ fn card_shape(text: &str, prev: Option<&Group>, window: &[Group]) -> Shape {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::detect::tests::matches;
+    use crate::policy::detect::tests::detector_cases;
     use crate::policy::detect::Detector::CreditCard;
 
-    macro_rules! cases {
-        ($($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
-            #[test]
-            fn $name() {
-                let expected: Vec<&str> = vec![$($expected),*];
-                assert_eq!(matches(CreditCard, $text), expected);
-            }
-        )*};
-    }
-
-    cases! {
+    detector_cases! {
+        CreditCard;
         card_visa_solid: "card 4111111111111111 exp" => ["4111111111111111"];
         card_visa_spaced: "4111 1111 1111 1111" => ["4111 1111 1111 1111"];
         card_visa_dashed: "4111-1111-1111-1111" => ["4111-1111-1111-1111"];

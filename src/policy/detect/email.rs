@@ -70,20 +70,11 @@ fn continues(bytes: &[u8], end: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::detect::tests::matches;
+    use crate::policy::detect::tests::detector_cases;
     use crate::policy::detect::Detector::Email;
 
-    macro_rules! cases {
-        ($($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
-            #[test]
-            fn $name() {
-                let expected: Vec<&str> = vec![$($expected),*];
-                assert_eq!(matches(Email, $text), expected);
-            }
-        )*};
-    }
-
-    cases! {
+    detector_cases! {
+        Email;
         plain: "mail jane.doe@example.com today" => ["jane.doe@example.com"];
         plus_tag: "jane+llm@mail.example.co.uk" => ["jane+llm@mail.example.co.uk"];
         uppercase: "JANE@EXAMPLE.ORG" => ["JANE@EXAMPLE.ORG"];

@@ -148,20 +148,11 @@ fn iban(text: &str, candidate: Range<usize>, found: &mut Found) {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::detect::tests::matches;
+    use crate::policy::detect::tests::detector_cases;
     use crate::policy::detect::Detector::Iban;
 
-    macro_rules! cases {
-        ($($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
-            #[test]
-            fn $name() {
-                let expected: Vec<&str> = vec![$($expected),*];
-                assert_eq!(matches(Iban, $text), expected);
-            }
-        )*};
-    }
-
-    cases! {
+    detector_cases! {
+        Iban;
         gb_spaced: "IBAN: GB29 NWBK 6016 1331 9268 19." => ["GB29 NWBK 6016 1331 9268 19"];
         gb_solid: "GB29NWBK60161331926819" => ["GB29NWBK60161331926819"];
         de_spaced: "DE89 3704 0044 0532 0130 00" => ["DE89 3704 0044 0532 0130 00"];

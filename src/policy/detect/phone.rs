@@ -128,20 +128,11 @@ fn trunk_national(text: &str, prev: Option<&Group>, window: &[Group]) -> Shape {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::detect::tests::matches;
+    use crate::policy::detect::tests::detector_cases;
     use crate::policy::detect::Detector::Phone;
 
-    macro_rules! cases {
-        ($($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
-            #[test]
-            fn $name() {
-                let expected: Vec<&str> = vec![$($expected),*];
-                assert_eq!(matches(Phone, $text), expected);
-            }
-        )*};
-    }
-
-    cases! {
+    detector_cases! {
+        Phone;
         phone_e164: "call +14155552671 now" => ["+14155552671"];
         phone_intl_spaced: "+44 20 7946 0958" => ["+44 20 7946 0958"];
         phone_intl_trunk_in_parens: "+44 (0)20 7946 0958" => ["+44 (0)20 7946 0958"];

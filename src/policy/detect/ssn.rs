@@ -56,20 +56,11 @@ fn ssn_shape(text: &str, prev: Option<&Group>, window: &[Group]) -> Shape {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::detect::tests::matches;
+    use crate::policy::detect::tests::detector_cases;
     use crate::policy::detect::Detector::UsSsn;
 
-    macro_rules! cases {
-        ($($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
-            #[test]
-            fn $name() {
-                let expected: Vec<&str> = vec![$($expected),*];
-                assert_eq!(matches(UsSsn, $text), expected);
-            }
-        )*};
-    }
-
-    cases! {
+    detector_cases! {
+        UsSsn;
         ssn_dashed: "SSN: 536-22-1842." => ["536-22-1842"];
         ssn_spaced: "ssn 536 22 1842" => ["536 22 1842"];
         ssn_cjk_around: "号码536-22-1842号" => ["536-22-1842"];

@@ -2,7 +2,19 @@ use super::*;
 
 /// The text of each match of one detector, checking on the way that every range lies on char
 /// boundaries and that `any` agrees with `scan`.
-pub(super) fn matches(detector: Detector, text: &str) -> Vec<&str> {
+/// One named test a line for one detector: `name: text => [expected matches];`.
+macro_rules! detector_cases {
+    ($detector:expr; $($name:ident: $text:expr => [$($expected:expr),*];)*) => {$(
+        #[test]
+        fn $name() {
+            let expected: Vec<&str> = vec![$($expected),*];
+            assert_eq!($crate::policy::detect::tests::matches($detector, $text), expected);
+        }
+    )*};
+}
+pub(crate) use detector_cases;
+
+pub(crate) fn matches(detector: Detector, text: &str) -> Vec<&str> {
     let scanner = Scanner::new(&[Source::Builtin(detector)]).unwrap();
     let mut out = Vec::new();
     scanner.scan(text, &mut out);
