@@ -10,8 +10,9 @@ PYTHON ?= python3
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
 MOCK_LISTENERS := --listen openai=18081 --listen anthropic=18082 --listen gemini=18083
+FUZZ_SECS ?= 60
 
-.PHONY: help venv wasm-target build cli lint fmt test run clean
+.PHONY: help venv wasm-target build cli lint fmt test run clean bench soak fuzz
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -69,6 +70,16 @@ run: venv build ## Run Envoy with Posturio on 127.0.0.1:10000 in front of mock p
 	echo '  Ctrl-C stops Envoy and the mock providers.'; \
 	echo; \
 	$(VENV)/bin/envoy -c envoy/envoy.yaml --concurrency 2 --log-level info --disable-hot-restart
+
+bench: venv build ## Benchmarks: the policy natively, then Envoy with Posturio vs bare Envoy
+	cargo bench --bench policy
+	$(VENV)/bin/python benches/load.py
+
+soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's RSS bounded
+	$(VENV)/bin/python benches/soak.py
+
+fuzz: ## Run each fuzz target for FUZZ_SECS seconds (60); crashers go to fuzz/regressions/
+	FUZZ_SECS=$(FUZZ_SECS) fuzz/run.sh
 
 clean: ## Remove build output and .venv
 	cargo clean

@@ -1,0 +1,152 @@
+//! Bytes through `strict_json::validate`, compared with serde_json: they must agree on every
+//! document that has no duplicate key and is nested at most `MAX_DEPTH` deep, and `validate`
+//! must refuse every other one. `read_body` must agree with `validate` too, and find the
+//! top-level model where serde_json finds it.
+#![no_main]
+
+use std::fmt;
+
+use libfuzzer_sys::fuzz_target;
+use posturio::policy::extract::{read_body, BodyError};
+use posturio::policy::strict_json::{validate, JsonError, Violation, MAX_DEPTH};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A JSON document as serde_json reads it, keys kept in order and duplicates kept.
+enum Json {
+    Scalar,
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn depth(&self) -> usize {
+        match self {
+            Json::Scalar | Json::Str(_) => 0,
+            Json::Array(items) => 1 + items.iter().map(Json::depth).max().unwrap_or(0),
+            Json::Object(pairs) => 1 + pairs.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
+        }
+    }
+
+    /// Every key that appears twice in one object, anywhere.
+    fn duplicates(&self, out: &mut Vec<String>) {
+        match self {
+            Json::Scalar | Json::Str(_) => {}
+            Json::Array(items) => items.iter().for_each(|item| item.duplicates(out)),
+            Json::Object(pairs) => {
+                for (i, (key, value)) in pairs.iter().enumerate() {
+                    if pairs[..i].iter().any(|(k, _)| k == key) {
+                        out.push(key.clone());
+                    }
+                    value.duplicates(out);
+                }
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Scalar)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json, E> {
+        Ok(Json::Scalar)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json, E> {
+        Ok(Json::Scalar)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::Scalar)
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Scalar)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::Str(s.to_string()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Json>()? {
+            pairs.push((key, value));
+        }
+        Ok(Json::Object(pairs))
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let strict = validate(data);
+    let body = read_body(data);
+    // serde_json's own reading (its recursion limit, 128, is above ours).
+    let Ok(doc) = serde_json::from_slice::<Json>(data) else {
+        assert!(
+            strict.is_err(),
+            "strict_json accepted what serde_json refuses"
+        );
+        assert!(body.is_err(), "read_body accepted what serde_json refuses");
+        return;
+    };
+    let mut duplicates = Vec::new();
+    doc.duplicates(&mut duplicates);
+    let depth = doc.depth();
+    match (&strict, duplicates.is_empty(), depth <= MAX_DEPTH) {
+        (Ok(()), true, true) => {}
+        (Err(error), true, true) => panic!("strict_json refused a plain document: {error}"),
+        (Ok(()), false, _) => panic!("strict_json accepted duplicate keys {duplicates:?}"),
+        (Ok(()), _, false) => panic!("strict_json accepted depth {depth}"),
+        (Err(JsonError::Violation(Violation::DuplicateKey(key))), false, _) => {
+            assert!(
+                duplicates.contains(key),
+                "named {key:?}, duplicates {duplicates:?}"
+            );
+        }
+        (Err(JsonError::Violation(Violation::TooDeep)), _, false) => {}
+        (Err(error), _, _) => {
+            panic!("strict_json refused with {error} (duplicates {duplicates:?}, depth {depth})")
+        }
+    }
+
+    // read_body: the same strictness, plus a top-level object with a string model.
+    match (&strict, &body) {
+        (Err(_), Ok(_)) => panic!("read_body accepted what validate refuses"),
+        (Ok(()), Err(BodyError::Json(error))) => {
+            panic!("read_body refused as JSON ({error}) what validate accepts")
+        }
+        _ => {}
+    }
+    if let Ok(parsed) = &body {
+        let Json::Object(pairs) = &doc else {
+            panic!("read_body accepted a document that is not an object");
+        };
+        let model = pairs.iter().find(|(k, _)| k == "model").map(|(_, v)| v);
+        match model {
+            Some(Json::Str(name)) => assert_eq!(&parsed.model.name, name),
+            _ => panic!("read_body found a model serde_json does not"),
+        }
+        let raw = &data[parsed.model.span.clone()];
+        let from_span: String = serde_json::from_slice(raw).unwrap();
+        assert_eq!(
+            from_span, parsed.model.name,
+            "the model's span is not its value"
+        );
+    }
+});
