@@ -16,13 +16,13 @@ the header `x-sdk-scenario: NAME`, so the test can tell which scenario reached t
 Retries are off: a refused call is exactly one request.
 """
 
-import json
 import sys
 
 import anthropic
 
+import scenarios  # tests/sdk/scenarios.py, beside this script
+
 API_KEY = "sk-ant-posturio-sdk-test"
-SCENARIO_HEADER = "x-sdk-scenario"
 MESSAGES = [{"role": "user", "content": "Say hello to the gateway."}]
 
 
@@ -62,59 +62,21 @@ SCENARIOS = {
 }
 
 
-def run(base_url: str, name: str) -> dict:
-    headers, call = SCENARIOS[name]
-    sent = []
-
-    def record(request) -> None:
-        sent.append({
-            "method": request.method,
-            "path": request.url.raw_path.decode(),
-            "headers": [[name.lower(), value] for name, value in request.headers.items()],
-            "body": request.read().decode("utf-8", "replace"),
-        })
-
-    http_client = anthropic.DefaultHttpxClient(
-        trust_env=False,  # no proxy from the environment between the SDK and Envoy
-        event_hooks={"request": [record]},
-    )
-    client = anthropic.Anthropic(
+def make_client(base_url: str, http_client, headers: dict) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
         base_url=base_url,
         api_key=API_KEY,
         max_retries=0,
         timeout=30,
-        default_headers={SCENARIO_HEADER: name, **headers},
+        default_headers=headers,
         http_client=http_client,
     )
-    try:
-        outcome = {"ok": True, **call(client)}
-    except anthropic.APIStatusError as e:
-        outcome = {
-            "ok": False,
-            "error_class": type(e).__name__,
-            "status": e.status_code,
-            "type": e.type,
-            "body": e.body,
-            "message": e.message,
-            "posturio_code": e.response.headers.get("x-posturio-code"),
-        }
-    except anthropic.AnthropicError as e:
-        outcome = {"ok": False, "error_class": type(e).__name__, "status": None,
-                   "message": str(e)}
-    finally:
-        client.close()
-    return {"scenario": name, **outcome, "sent": sent}
 
 
-def main() -> int:
-    if len(sys.argv) < 3 or any(name not in SCENARIOS for name in sys.argv[2:]):
-        print(f"usage: {sys.argv[0]} BASE_URL SCENARIO... (scenarios: {', '.join(SCENARIOS)})",
-              file=sys.stderr)
-        return 2
-    for name in sys.argv[2:]:
-        print(json.dumps(run(sys.argv[1], name)), flush=True)
-    return 0
+def run(base_url: str, name: str) -> dict:
+    return scenarios.run(anthropic, anthropic.AnthropicError, make_client, lambda e: {"type": e.type}, SCENARIOS,
+                         base_url, name)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenarios.main(SCENARIOS, run))

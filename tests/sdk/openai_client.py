@@ -16,13 +16,13 @@ the header `x-sdk-scenario: NAME`, so the test can tell which scenario reached t
 Retries are off: a refused call is exactly one request.
 """
 
-import json
 import sys
 
 import openai
 
+import scenarios  # tests/sdk/scenarios.py, beside this script
+
 API_KEY = "sk-posturio-sdk-test"
-SCENARIO_HEADER = "x-sdk-scenario"
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say hello to the gateway."},
@@ -97,59 +97,21 @@ SCENARIOS = {
 }
 
 
-def run(base_url: str, name: str) -> dict:
-    headers, call = SCENARIOS[name]
-    sent = []
-
-    def record(request) -> None:
-        sent.append({
-            "method": request.method,
-            "path": request.url.raw_path.decode(),
-            "headers": [[name.lower(), value] for name, value in request.headers.items()],
-            "body": request.read().decode("utf-8", "replace"),
-        })
-
-    http_client = openai.DefaultHttpxClient(
-        trust_env=False,  # no proxy from the environment between the SDK and Envoy
-        event_hooks={"request": [record]},
-    )
-    client = openai.OpenAI(
+def make_client(base_url: str, http_client, headers: dict) -> openai.OpenAI:
+    return openai.OpenAI(
         base_url=f"{base_url}/v1",
         api_key=API_KEY,
         max_retries=0,
         timeout=30,
-        default_headers={SCENARIO_HEADER: name, **headers},
+        default_headers=headers,
         http_client=http_client,
     )
-    try:
-        outcome = {"ok": True, **call(client)}
-    except openai.APIStatusError as e:
-        outcome = {
-            "ok": False,
-            "error_class": type(e).__name__,
-            "status": e.status_code,
-            "code": e.code,
-            "body": e.body,
-            "message": e.message,
-            "posturio_code": e.response.headers.get("x-posturio-code"),
-        }
-    except openai.OpenAIError as e:
-        outcome = {"ok": False, "error_class": type(e).__name__, "status": None,
-                   "message": str(e)}
-    finally:
-        client.close()
-    return {"scenario": name, **outcome, "sent": sent}
 
 
-def main() -> int:
-    if len(sys.argv) < 3 or any(name not in SCENARIOS for name in sys.argv[2:]):
-        print(f"usage: {sys.argv[0]} BASE_URL SCENARIO... (scenarios: {', '.join(SCENARIOS)})",
-              file=sys.stderr)
-        return 2
-    for name in sys.argv[2:]:
-        print(json.dumps(run(sys.argv[1], name)), flush=True)
-    return 0
+def run(base_url: str, name: str) -> dict:
+    return scenarios.run(openai, openai.OpenAIError, make_client, lambda e: {"code": e.code}, SCENARIOS,
+                         base_url, name)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenarios.main(SCENARIOS, run))
