@@ -37,8 +37,8 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// Stores a value in the stream's filter state, for Envoy's access log.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
-    /// Adds a response header.
-    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Sets a response header, replacing any value the upstream sent.
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -101,9 +101,9 @@ mod wasm {
             hostcalls::set_property(path.to_vec(), Some(value)).map_err(failed("set_property"))
         }
 
-        fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
-            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
-                .map_err(failed("add_map_value(response header)"))
+        fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+            hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+                .map_err(failed("set_map_value(response header)"))
         }
     }
 }

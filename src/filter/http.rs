@@ -304,7 +304,7 @@ impl<H: Host> HttpFilter<H> {
     /// Adds the debug header to the response, when the policy asks for it.
     pub fn on_response_headers(&mut self) -> Action {
         if let Some(value) = self.debug_header.take() {
-            if let Err(error) = self.host.add_response_header("x-posturio-decision", &value) {
+            if let Err(error) = self.host.set_response_header("x-posturio-decision", &value) {
                 log::warn!("{error}; no debug header");
             }
         }

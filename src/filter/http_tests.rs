@@ -98,7 +98,7 @@ impl Host for &FakeHost {
         Ok(())
     }
 
-    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         self.response_headers
             .borrow_mut()
             .push((name.to_string(), value.to_string()));
