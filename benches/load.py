@@ -55,6 +55,7 @@ CASES = [
     Case("denied-1k", "denied model (local 403), 1 KiB", KIB, "gpt-4o", "posturio", 403),
     Case("detectors-1k", "every detector on, 1 KiB", KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-64k", "every detector on, 64 KiB", 64 * KIB, "gpt-4o-mini", "detectors", 200),
+    Case("detectors-1m", "every detector on, 1 MiB", MIB, "gpt-4o-mini", "detectors", 200),
 ]
 
 # The targets Posturio is held to (see docs/performance.md).
