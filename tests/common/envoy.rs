@@ -106,6 +106,11 @@ pub struct EnvoyOptions {
     /// shipped example can be run as long as it has the same ports, one module `filename`
     /// and one inline policy.
     pub template: &'static str,
+    /// For a template whose filter comes from ECDS: the filter configuration file (relative
+    /// to the repository) that the template's `path_config_source` names. The module path
+    /// and the policy are then substituted in that file, not in the template; the file is
+    /// written to Envoy's directory and the template pointed at it (`Envoy::ecds_path`).
+    pub ecds: Option<&'static str>,
 }
 
 impl EnvoyOptions {
@@ -120,6 +125,7 @@ impl EnvoyOptions {
             extra_args: Vec::new(),
             edit_config: None,
             template: TEMPLATE,
+            ecds: None,
         }
     }
 
@@ -164,6 +170,13 @@ impl EnvoyOptions {
         self.template = relative;
         self
     }
+
+    /// Delivers the filter by ECDS from a copy of `relative`, such as `envoy/ecds/posturio.yaml`
+    /// (with `template("envoy/envoy-ecds.yaml")`).
+    pub fn ecds(mut self, relative: &'static str) -> EnvoyOptions {
+        self.ecds = Some(relative);
+        self
+    }
 }
 
 /// Why Envoy did not become ready.
@@ -193,6 +206,8 @@ pub struct Envoy {
     port: u16,
     admin_port: u16,
     config: String,
+    /// The filter configuration file Envoy watches, with `EnvoyOptions::ecds`.
+    ecds: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -247,7 +262,7 @@ fn reserve_port() -> TcpListener {
 
 /// Replaces the one occurrence of `from` in `text` with `to`; panics if there is not
 /// exactly one (so a change to the template cannot silently break the tests).
-fn replace_once(text: &str, from: &str, to: &str) -> String {
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
     let count = text.matches(from).count();
     assert_eq!(
         count, 1,
@@ -388,6 +403,13 @@ pub struct ConfigParams {
 /// The template with ports, module path and policy substituted. Panics if the template
 /// lacks any of the expected tokens.
 pub fn render_config(template: &str, params: &ConfigParams) -> String {
+    let text = render_ports(template, params);
+    let text = replace_module_path(&text, &params.module);
+    replace_policy(&text, &params.policy)
+}
+
+/// The template with its listener, admin and provider ports substituted.
+pub fn render_ports(template: &str, params: &ConfigParams) -> String {
     let port = |p: u16| format!("port_value: {p}");
     let mut text = template.to_string();
     text = replace_once(
@@ -404,8 +426,7 @@ pub fn render_config(template: &str, params: &ConfigParams) -> String {
     for (from, to) in TEMPLATE_PROVIDER_PORTS.iter().zip(providers) {
         text = replace_once(&text, &port(*from), &port(to));
     }
-    text = replace_module_path(&text, &params.module);
-    replace_policy(&text, &params.policy)
+    text
 }
 
 impl Envoy {
@@ -456,15 +477,22 @@ impl Envoy {
             module,
             policy: options.policy.clone(),
         };
-        let mut config = render_config(&template, &params);
-        if let Some(edit) = options.edit_config {
-            config = edit(config);
-        }
-
         let dir = tempfile::Builder::new()
             .prefix("posturio-envoy-")
             .tempdir()
             .unwrap();
+        let (mut config, ecds) = match options.ecds {
+            None => (render_config(&template, &params), None),
+            Some(relative) => {
+                let (config, path) =
+                    super::rollout::render_ecds(&template, relative, &params, dir.path());
+                (config, Some(path))
+            }
+        };
+        if let Some(edit) = options.edit_config {
+            config = edit(config);
+        }
+
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, &config).unwrap();
         let mut command = Command::new(&binary);
@@ -494,6 +522,7 @@ impl Envoy {
             port: params.listener_port,
             admin_port: params.admin_port,
             config,
+            ecds,
             dir,
         };
         match envoy.wait_ready() {
@@ -549,6 +578,11 @@ impl Envoy {
     /// The configuration Envoy was started with.
     pub fn config(&self) -> &str {
         &self.config
+    }
+
+    /// The filter configuration file Envoy watches, when started with `EnvoyOptions::ecds`.
+    pub fn ecds_path(&self) -> Option<&Path> {
+        self.ecds.as_deref()
     }
 
     /// The process id of the Envoy this handle started.
