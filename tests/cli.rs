@@ -205,3 +205,77 @@ fn eval_shows_the_rules_that_fired_and_the_redacted_body() {
     assert_eq!(verdict["reply"]["error"]["rule"], "no-secrets");
     assert!(!verdict.to_string().contains("AKIAIOSFODNN7EXAMPLE"));
 }
+
+/// Each `tests/fixtures/diffs/NAME/` holds `old.json`, `new.json` and the exact output of
+/// `posturio check --diff old.json new.json` in `expected.txt`.
+#[test]
+fn check_diff_prints_what_each_change_does() {
+    let dir = repo().join("tests/fixtures/diffs");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("diffs")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "only {names:?}");
+    for name in names {
+        let old = format!("tests/fixtures/diffs/{name}/old.json");
+        let new = format!("tests/fixtures/diffs/{name}/new.json");
+        let output = posturio(&["check", "--diff", &old, &new], None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected =
+            std::fs::read_to_string(dir.join(&name).join("expected.txt")).expect("expected.txt");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{name}");
+    }
+}
+
+#[test]
+fn check_diff_marks_glob_widening_from_catalogue_growth() {
+    let output = posturio(
+        &[
+            "check",
+            "--diff",
+            "tests/fixtures/diffs/catalogue_growth/old.json",
+            "tests/fixtures/diffs/catalogue_growth/new.json",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let changes = report["changes"].as_array().unwrap();
+    assert!(changes.contains(&serde_json::json!({
+        "change": "widen",
+        "line": "consumer search-team: model claude-opus-4 approved"
+    })));
+    assert!(changes.contains(&serde_json::json!({
+        "change": "neutral",
+        "line": "model gpt-4o: provider openai -> azure"
+    })));
+}
+
+#[test]
+fn check_diff_refuses_an_invalid_side_and_bad_usage() {
+    let good = "envoy/policy.json";
+    let bad = "tests/fixtures/bad_configs/consumer_glob_matches_nothing.json";
+    for args in [[good, bad], [bad, good]] {
+        let output = posturio(&["check", "--diff", args[0], args[1]], None);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{bad}: consumers.t.models[0]")),
+            "{stderr}"
+        );
+    }
+    let output = posturio(&["check", "--diff", good], None);
+    assert_eq!(output.status.code(), Some(2));
+    let output = posturio(&["check", "--diff", good, good, "--colour"], None);
+    assert_eq!(output.status.code(), Some(2));
+    let output = posturio(&["check", "--diff", good, "no/such/file.json"], None);
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -1,6 +1,8 @@
 //! The `posturio` command: checks and evaluates a policy with the same code the filter runs.
 
+mod diff;
 mod eval;
+pub mod schema;
 
 use std::fmt;
 use std::path::Path;
@@ -12,6 +14,12 @@ usage:
   posturio check CONFIG
       Validate a policy file exactly as the filter does on load.
       Exit 0 when valid; 1 with one line per mistake (JSON path: problem).
+  posturio check --diff OLD NEW [--json]
+      Validate both policies, then print what the change does, one line per fact: models
+      approved or withdrawn per consumer (globs expanded), consumers, catalogue, providers,
+      rules, modes, identity and limits. '+' widens access or weakens inspection, '-' narrows
+      it, '~' neither. --json prints the same as a JSON object.
+      Exit 0 when both are valid (whatever changed); 1 with the mistakes otherwise.
   posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME] REQUEST_FILE
       Print, as JSON, the decision the filter would take on this request: the route, the
       model forwarded, the rules that fired, and the body as it would be forwarded.
@@ -19,6 +27,9 @@ usage:
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --method defaults to POST; content-type application/json is assumed unless given.
       Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
+  posturio schema
+      Print the JSON Schema (draft 2020-12) of the policy, for editors and CI. It checks keys,
+      types and enum values; only check resolves names and expands globs.
 Exit 2 on a usage error or an unreadable file.";
 
 /// A failure of the command itself, as opposed to a verdict.
@@ -42,6 +53,7 @@ pub fn run(args: &[String]) -> Result<Output, CliError> {
     match args.split_first() {
         Some((command, rest)) if command == "check" => check(rest),
         Some((command, rest)) if command == "eval" => eval::eval(rest),
+        Some((command, rest)) if command == "schema" => schema::schema(rest),
         Some((command, _)) if command == "help" || command == "--help" || command == "-h" => {
             Ok(Output {
                 code: 0,
@@ -61,6 +73,9 @@ pub struct Output {
 }
 
 fn check(args: &[String]) -> Result<Output, CliError> {
+    if args.iter().any(|arg| arg == "--diff") {
+        return diff::check_diff(args);
+    }
     let [config_path] = args else {
         return Err(CliError::Usage(
             "check takes exactly one CONFIG file".to_owned(),

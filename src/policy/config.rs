@@ -15,24 +15,38 @@ pub const DEFAULT_ROUTE_HEADER: &str = "x-posturio-cluster";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `enforce` refuses what the policy denies; `audit` records it and forwards the request.
     #[serde(default)]
     pub mode: Mode,
+    /// The request header the filter sets to the chosen cluster (the route's `cluster_header`).
     #[serde(default = "default_route_header")]
     pub route_header: String,
+    /// The largest request body read, in bytes; a larger one gets 413.
     #[serde(default = "default_max_body_bytes")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = 1, max = super::compile::MAX_BODY_LIMIT))
+    )]
     pub max_body_bytes: u64,
+    /// Where the consumer's name comes from; without it every request is `default`.
     #[serde(default)]
     pub identity: Option<IdentityConfig>,
+    /// Provider name to provider: the Envoy cluster and the API families it accepts.
     #[serde(deserialize_with = "unique_map")]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The catalogue of approved models, by the name clients send.
     #[serde(deserialize_with = "unique_map")]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Consumer name to the models and rules that apply to it; `default` serves the rest.
     #[serde(default, deserialize_with = "unique_map")]
     pub consumers: BTreeMap<String, ConsumerConfig>,
+    /// Prompt inspection rules.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Bodiless calls forwarded without inspection, such as `GET /v1/models`.
     #[serde(default)]
     pub passthrough: Vec<PassthroughConfig>,
     /// What to do with content parts that cannot be inspected (images, audio, files) when
@@ -54,6 +68,10 @@ fn default_max_body_bytes() -> u64 {
 
 /// `enforce` refuses what the policy denies; `audit` records the denial and forwards anyway.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema, serde::Serialize)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -73,15 +91,19 @@ impl Mode {
 /// Where the consumer's name comes from: a request header, or dynamic metadata written by an
 /// earlier Envoy filter (such as `jwt_authn`), which clients cannot set.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
+    /// A request header naming the consumer (clients can set it).
     #[serde(default)]
     pub header: Option<String>,
+    /// Dynamic metadata written by an earlier filter, such as a verified JWT claim.
     #[serde(default)]
     pub metadata: Option<MetadataIdentity>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MetadataIdentity {
     /// The dynamic metadata namespace, e.g. `envoy.filters.http.jwt_authn`.
@@ -92,6 +114,7 @@ pub struct MetadataIdentity {
 
 /// For content parts the filter cannot read as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OpaqueContent {
     Allow,
@@ -99,6 +122,7 @@ pub enum OpaqueContent {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// The Envoy cluster that serves this provider; the route header is set to it.
@@ -112,8 +136,10 @@ pub struct ProviderConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// The provider that serves this model.
     pub provider: String,
     /// The name the provider knows the model by, written into the forwarded body.
     #[serde(default)]
@@ -121,6 +147,7 @@ pub struct ModelConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Catalogue names or `*` globs over them.
@@ -136,8 +163,10 @@ pub struct ConsumerConfig {
 
 /// A prompt inspection rule: what to look for, where, and what to do about it.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
+    /// Named in replies, logs and redaction markers.
     pub id: String,
     /// A built-in detector or group (`secrets`, `secrets.aws_access_key`, `email`, ...).
     #[serde(default)]
@@ -148,15 +177,18 @@ pub struct RuleConfig {
     pub action: RuleAction,
     /// Message roles the rule looks at; absent means all text, inside messages or not.
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
     pub roles: Option<Vec<String>>,
     /// Kinds of text the rule looks at; absent means all.
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
     pub fields: Option<Vec<Field>>,
     #[serde(default)]
     pub mode: Option<Mode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAction {
     /// Refuse the request (403 `prompt_blocked`).
@@ -179,6 +211,7 @@ impl RuleAction {
 
 /// Kinds of text a rule can be restricted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
     /// Message content from users and assistants, completions prompts, embeddings input.
@@ -195,10 +228,14 @@ pub enum Field {
 
 /// A bodiless call forwarded without inspection, such as `GET /v1/models`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassthroughConfig {
+    /// `GET`, `HEAD` or `DELETE`.
     pub method: String,
+    /// This path and everything below it, segment-wise.
     pub path_prefix: String,
+    /// The provider whose cluster serves these calls.
     pub provider: String,
 }
 
