@@ -11,8 +11,13 @@ VENV := .venv
 WASM_TARGET := wasm32-wasip1
 MOCK_LISTENERS := --listen openai=18081 --listen anthropic=18082 --listen gemini=18083
 FUZZ_SECS ?= 60
+WASM := target/$(WASM_TARGET)/release/posturio.wasm
+OCI_DIR := target/oci/posturio
+VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# Debian packages the OCI test needs: skopeo pushes and pulls, docker-registry is the registry.
+TEST_APT_PACKAGES := skopeo docker-registry
 
-.PHONY: help venv wasm-target build cli lint fmt test run clean bench soak fuzz
+.PHONY: help venv wasm-target build cli lint fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -32,6 +37,12 @@ wasm-target: ## Install the Rust wasm32-wasip1 target (no-op when present)
 build: wasm-target ## Build the filter: target/wasm32-wasip1/release/posturio.wasm
 	cargo build --lib --target $(WASM_TARGET) --release
 
+oci: build ## OCI image of the module for Istio and Envoy Gateway: target/oci/posturio
+	$(PYTHON) packaging/oci_layout.py --wasm $(WASM) --out $(OCI_DIR) --version $(VERSION)
+
+release: build ## Versioned module, checksum, policy JSON Schema and OCI image in target/release-artifacts/
+	PYTHON=$(PYTHON) packaging/release.sh
+
 cli: ## Build the posturio command-line tool
 	cargo build --release --bin posturio
 
@@ -47,7 +58,16 @@ lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of
 fmt: ## Format the Rust code
 	cargo fmt
 
-test: lint venv build ## Lint, build, then run every test (unit and Envoy integration)
+test-deps: ## Install skopeo and docker-registry with apt when missing (for tests/oci.rs)
+	@missing=; for tool in $(TEST_APT_PACKAGES); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  $$apt install -y --no-install-recommends $(TEST_APT_PACKAGES) \
+	    || { $$apt update && $$apt install -y --no-install-recommends $(TEST_APT_PACKAGES); }; \
+	fi
+
+test: lint venv build oci test-deps ## Lint, build, then run every test (unit, Envoy integration, OCI image)
 	POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
 	  cargo test --all-targets
 
