@@ -7,10 +7,9 @@ use std::fmt;
 use super::classify::{is_canonical_path, ApiFamily};
 use super::config::{
     Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, ProviderConfig, RuleAction,
-    RuleConfig,
 };
 use super::glob::Glob;
-use super::inspect::{RuleSource, Scanner};
+use super::inspect::Scanner;
 
 /// A mistake in the configuration, at a JSON path such as `consumers.search-team.models[1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,10 +152,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 /// Collects every mistake rather than stopping at the first, so one `posturio check` run shows
 /// them all.
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(crate) struct Errors(Vec<ConfigError>);
 
 impl Errors {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError {
             path: path.into(),
             message: message.into(),
@@ -231,7 +230,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         }
     }
 
-    let (rules, scanner) = compile_rules(&mut errors, &config.rules);
+    let (rules, scanner) = super::rules::compile_rules(&mut errors, &config.rules);
     let opaque_content = config.opaque_content.unwrap_or(OpaqueContent::Block);
     let consumers = compile_consumers(
         &mut errors,
@@ -335,91 +334,6 @@ fn compile_identity(
         _ => {
             errors.add("identity", "give exactly one of \"header\" or \"metadata\"");
             Identity::None
-        }
-    }
-}
-
-/// Rule ids appear in replies, logs and redaction markers: keep them plain.
-fn valid_rule_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-fn compile_rules(errors: &mut Errors, configs: &[RuleConfig]) -> (Vec<Rule>, Option<Scanner>) {
-    let mut rules = Vec::with_capacity(configs.len());
-    let mut sources = Vec::new();
-    for (index, rule) in configs.iter().enumerate() {
-        let path = format!("rules[{index}]");
-        if !valid_rule_id(&rule.id) {
-            errors.add(
-                format!("{path}.id"),
-                "must be 1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'",
-            );
-        } else if configs
-            .get(..index)
-            .is_some_and(|before| before.iter().any(|other| other.id == rule.id))
-        {
-            errors.add(
-                format!("{path}.id"),
-                format!("\"{}\" is used by an earlier rule", rule.id),
-            );
-        }
-        match (&rule.detect, &rule.pattern) {
-            (Some(name), None) => match super::inspect::detectors(name) {
-                Some(found) => sources.extend(
-                    found
-                        .into_iter()
-                        .map(|detector| (index, RuleSource::Detector(detector))),
-                ),
-                None => errors.add(
-                    format!("{path}.detect"),
-                    format!(
-                        "unknown detector \"{name}\"; known: {}",
-                        super::inspect::detector_names().join(", ")
-                    ),
-                ),
-            },
-            (None, Some(pattern)) => sources.push((index, RuleSource::Pattern(pattern.clone()))),
-            _ => errors.add(&path, "give exactly one of \"detect\" or \"pattern\""),
-        }
-        if let Some(roles) = &rule.roles {
-            if roles.is_empty() {
-                errors.add(
-                    format!("{path}.roles"),
-                    "an empty list matches nothing; omit it to look at all text",
-                );
-            }
-            for (role_index, role) in roles.iter().enumerate() {
-                if role.is_empty() {
-                    errors.add(format!("{path}.roles[{role_index}]"), "must not be empty");
-                }
-            }
-        }
-        if rule.fields.as_ref().is_some_and(Vec::is_empty) {
-            errors.add(
-                format!("{path}.fields"),
-                "an empty list matches nothing; omit it to look at all text",
-            );
-        }
-        rules.push(Rule {
-            id: rule.id.clone(),
-            action: rule.action,
-            roles: rule.roles.clone(),
-            fields: rule.fields.clone(),
-            mode: rule.mode,
-        });
-    }
-    if sources.is_empty() {
-        return (rules, None);
-    }
-    match Scanner::new(sources) {
-        Ok(scanner) => (rules, Some(scanner)),
-        Err((rule_index, message)) => {
-            errors.add(format!("rules[{rule_index}].pattern"), message);
-            (rules, None)
         }
     }
 }

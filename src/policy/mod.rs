@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod redact;
 pub mod reply;
 pub mod request;
+mod rules;
 pub mod strict_json;
 pub mod walk;
 
