@@ -25,13 +25,14 @@ mod common;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::envoy::replace_policy;
-use common::{http, Connection, Envoy, EnvoyOptions, MockProvider, Response};
+use common::rollout::{
+    chat, chat_request, forwarded, invalid_policy, not_approved, policy_approving_gated,
+    write_atomically, Traffic, GATED,
+};
+use common::{Connection, Envoy, EnvoyOptions, MockProvider, Response};
 
 /// The file Envoy reads its listeners from, in a directory of the test's own.
 const LDS_FILE: &str = "lds.yaml";
@@ -46,11 +47,6 @@ const POLL: Duration = Duration::from_millis(50);
 const TRAFFIC_MARGIN: Duration = Duration::from_millis(300);
 /// Background clients that open a connection per request, besides one keep-alive client.
 const FRESH_CLIENTS: usize = 3;
-const CHAT: &str = "/v1/chat/completions";
-/// Approved for the default consumer by every policy here.
-const ALLOWED: &str = "gpt-4o-mini";
-/// Approved for the default consumer only once the policy allows it.
-const GATED: &str = "gpt-4o";
 /// Markers of a Wasm VM that failed while serving, as opposed to a configuration it refused.
 const TRAP_MARKERS: &[&str] = &[
     "Function: proxy_on_",
@@ -154,14 +150,6 @@ fn bootstrap_with_lds(bootstrap: &str, lds: &Path) -> String {
     )
 }
 
-/// Writes `text` to `path` the way Envoy's file watch expects a change: into a new file in
-/// the same directory, then renamed over `path`, so that Envoy never reads half a file.
-fn write_atomically(path: &Path, text: &str) {
-    let temp = path.with_extension("yaml.new");
-    std::fs::write(&temp, text).unwrap();
-    std::fs::rename(&temp, path).unwrap();
-}
-
 /// The harness's `edit_config`: moves the rendered listener into the listener file, in the
 /// directory set in `LDS_DIR`, and points the bootstrap at that file.
 fn deliver_listeners_by_lds(config: String) -> String {
@@ -172,62 +160,6 @@ fn deliver_listeners_by_lds(config: String) -> String {
     let lds = dir.join(LDS_FILE);
     write_atomically(&lds, &lds_resources(&listeners));
     bootstrap_with_lds(&bootstrap, &lds)
-}
-
-fn example_policy_json() -> serde_json::Value {
-    serde_json::from_str(&common::example_policy()).unwrap()
-}
-
-/// The shipped policy with `GATED` also approved for the default consumer.
-fn policy_approving_gated() -> String {
-    let mut policy = example_policy_json();
-    let models = policy["consumers"]["default"]["models"]
-        .as_array_mut()
-        .expect("envoy/policy.json has no list consumers.default.models");
-    assert!(
-        !models.iter().any(|m| m == GATED),
-        "envoy/policy.json already approves {GATED} for the default consumer"
-    );
-    models.push(GATED.into());
-    serde_json::to_string_pretty(&policy).unwrap()
-}
-
-/// The shipped policy with a misspelt top-level key, which the filter refuses.
-fn invalid_policy() -> String {
-    let mut policy = example_policy_json();
-    policy["consumerz"] = serde_json::json!({});
-    serde_json::to_string_pretty(&policy).unwrap()
-}
-
-fn chat_request(port: u16, model: &str, keep_alive: bool) -> Vec<u8> {
-    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
-    let mut headers = vec![
-        ("Content-Type", "application/json"),
-        ("x-posturio-consumer", "default"),
-    ];
-    if keep_alive {
-        headers.push(("Connection", "keep-alive"));
-    }
-    http::build_request(port, "POST", CHAT, &headers, body.to_string().as_bytes())
-}
-
-/// A chat request from the default consumer, on a new connection.
-fn chat(port: u16, model: &str) -> Response {
-    http::send_raw(port, &chat_request(port, model, false))
-}
-
-/// Whether `response` is the mock openai provider's answer for `model`: it was forwarded.
-fn forwarded(response: &Response, model: &str) -> bool {
-    response.status == 200
-        && response.text().contains("mock openai provider")
-        && serde_json::from_slice::<serde_json::Value>(&response.body)
-            .is_ok_and(|body| body["model"] == model)
-}
-
-fn not_approved(response: &Response) -> bool {
-    response.status == 403
-        && serde_json::from_slice::<serde_json::Value>(&response.body)
-            .is_ok_and(|body| body["error"]["code"] == "model_not_approved")
 }
 
 /// An Envoy whose listener comes from a watched listener file. Two workers, each with its
@@ -352,85 +284,6 @@ impl LdsEnvoy {
     }
 }
 
-/// Clients that request `ALLOWED` in a loop on threads until stopped: `FRESH_CLIENTS` that
-/// open a connection per request, and one that keeps its connection open (opening another
-/// only when Envoy closes it).
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<(usize, Vec<String>)>>,
-}
-
-impl Traffic {
-    fn start(port: u16) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for client in 0..=FRESH_CLIENTS {
-            let stop = Arc::clone(&stop);
-            let keep_alive = client == FRESH_CLIENTS;
-            threads.push(std::thread::spawn(move || {
-                Traffic::run(port, keep_alive, &stop)
-            }));
-        }
-        Traffic { stop, threads }
-    }
-
-    /// Returns how many requests were sent and a description of each that failed.
-    fn run(port: u16, keep_alive: bool, stop: &AtomicBool) -> (usize, Vec<String>) {
-        let mut sent = 0;
-        let mut failures = Vec::new();
-        let mut connection: Option<Connection> = None;
-        let client = if keep_alive { "keep-alive" } else { "fresh" };
-        while !stop.load(Ordering::Relaxed) {
-            sent += 1;
-            let mut conn = match connection.take() {
-                Some(conn) => conn,
-                None => match Connection::try_open(port) {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        failures.push(format!("{client} request {sent}: {e}"));
-                        continue;
-                    }
-                },
-            };
-            let result = conn
-                .try_send(&chat_request(port, ALLOWED, keep_alive))
-                .and_then(|()| conn.try_read_response());
-            match result {
-                Ok(response) => {
-                    let closing = response.header("connection") == Some("close");
-                    if !forwarded(&response, ALLOWED) {
-                        failures.push(format!("{client} request {sent}: {response:?}"));
-                    } else if keep_alive && !closing {
-                        connection = Some(conn);
-                    }
-                }
-                Err(e) => failures.push(format!("{client} request {sent}: {e}")),
-            }
-        }
-        (sent, failures)
-    }
-
-    /// Stops the clients; panics unless every request was forwarded. Returns how many were.
-    fn finish(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut total = 0;
-        let mut failures = Vec::new();
-        for thread in self.threads {
-            let (sent, failed) = thread.join().unwrap();
-            assert!(sent > 0, "a background client sent nothing");
-            total += sent;
-            failures.extend(failed);
-        }
-        assert!(
-            failures.is_empty(),
-            "{} of {total} requests for an allowed model failed during the change; the first:\n{}",
-            failures.len(),
-            failures[..failures.len().min(10)].join("\n")
-        );
-        total
-    }
-}
-
 /// Requests that start before a change and finish after it: the first request on a
 /// keep-alive connection is complete, the second has its headers and part of its body sent.
 struct Pending {
@@ -503,13 +356,13 @@ fn a_new_policy_takes_effect_without_restarting_envoy() {
     let (pending, first) = Pending::start(gateway.port, GATED);
     assert!(not_approved(&first), "{first:?}");
 
-    let traffic = Traffic::start(gateway.port);
+    let traffic = Traffic::start(gateway.port, FRESH_CLIENTS);
     std::thread::sleep(TRAFFIC_MARGIN);
     gateway.deliver(&policy_approving_gated());
     let took = gateway.wait_until_gated(true);
     gateway.wait_counter_above(LDS_SUCCESS, 1);
     std::thread::sleep(TRAFFIC_MARGIN);
-    let sent = traffic.finish();
+    let sent = traffic.finish().sent;
     eprintln!("new policy in effect {took:?} after delivery; {sent} requests meanwhile");
 
     gateway.assert_gated(true);
@@ -540,7 +393,7 @@ fn an_invalid_policy_is_rejected_and_the_previous_one_keeps_serving() {
     let mock = MockProvider::start();
     let mut gateway = LdsEnvoy::start(&common::example_policy(), &mock);
     let pid = gateway.envoy.pid();
-    let traffic = Traffic::start(gateway.port);
+    let traffic = Traffic::start(gateway.port, FRESH_CLIENTS);
 
     // A valid change first, so that the policy to keep is not the one Envoy started with.
     gateway.deliver(&policy_approving_gated());
@@ -567,7 +420,7 @@ fn an_invalid_policy_is_rejected_and_the_previous_one_keeps_serving() {
     gateway.wait_until_gated(false);
     gateway.wait_counter_above(LDS_SUCCESS, 2);
     std::thread::sleep(TRAFFIC_MARGIN);
-    let sent = traffic.finish();
+    let sent = traffic.finish().sent;
     eprintln!("invalid policy rejected {took:?} after delivery; {sent} requests meanwhile");
 
     gateway.assert_gated(false);
