@@ -105,7 +105,11 @@ impl<H: Host> HttpFilter<H> {
         if !end_of_stream {
             return Action::Pause;
         }
-        let pending = pending.clone();
+        // The body is complete: the request is decided now, so its pending state is taken
+        // rather than copied.
+        let Stage::Body(pending) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return Action::Continue;
+        };
         match self.host.request_body(body_size) {
             Ok(body) => self.decide(&policy, &pending, &body, body_size),
             Err(error) => self.host_failed(&error),

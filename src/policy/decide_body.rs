@@ -133,17 +133,26 @@ impl Policy {
         let mut path = None;
         let mut edits = Vec::new();
         if upstream != name {
+            // A rewrite that cannot be made is refused: never forward the client's name.
+            let failed = || {
+                Reply::new(
+                    Code::InternalError,
+                    shape,
+                    "the model could not be rewritten",
+                )
+            };
             match (&classified.path_model, &walked.model) {
                 (Some(path_model), _) => {
                     let before = pending.path.get(..path_model.segment.start);
                     let after = pending.path.get(path_model.segment.end..);
-                    if let (Some(before), Some(after)) = (before, after) {
-                        path = Some(format!("{before}{}{after}", encode_segment(upstream)));
-                    }
+                    let (Some(before), Some(after)) = (before, after) else {
+                        return Err(failed());
+                    };
+                    path = Some(format!("{before}{}{after}", encode_segment(upstream)));
                 }
                 (None, Some(body_model)) => edits.push(Edit {
                     span: body_model.span.clone(),
-                    text: serde_json::to_string(upstream).unwrap_or_default(),
+                    text: serde_json::to_string(upstream).map_err(|_| failed())?,
                 }),
                 (None, None) => {}
             }
