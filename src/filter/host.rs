@@ -89,7 +89,12 @@ mod wasm {
 
         fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
             let body = reply.body();
-            hostcalls::send_http_response(u32::from(reply.status()), reply.headers(), Some(&body))
+            let headers = reply.headers();
+            let headers = headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_str()))
+                .collect();
+            hostcalls::send_http_response(u32::from(reply.status()), headers, Some(&body))
                 .map_err(failed("send_http_response"))
         }
 

@@ -301,7 +301,7 @@ fn bedrock_model_id_is_percent_decoded() {
     assert_eq!(reply.code, Code::PromptBlocked);
     assert!(reply
         .headers()
-        .contains(&("x-amzn-errortype", "AccessDeniedException")));
+        .contains(&("x-amzn-errortype", "AccessDeniedException".to_owned())));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The policy layer: pure Rust, no proxy-wasm. It compiles the configuration once and decides
 //! each request from plain data, so it runs and is tested on the host.
 
+pub mod budget;
 pub mod classify;
 pub mod compile;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod reply;
 pub mod request;
 mod rules;
 pub mod strict_json;
+pub mod usage;
 pub mod walk;
 
 pub use classify::ApiFamily;

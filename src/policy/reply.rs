@@ -22,6 +22,8 @@ pub enum Code {
     ProviderApiMismatch,
     PromptBlocked,
     OpaqueContent,
+    MaxOutputTokensExceeded,
+    BudgetExceeded,
     InternalError,
 }
 
@@ -42,6 +44,8 @@ impl Code {
             Code::ProviderApiMismatch => "provider_api_mismatch",
             Code::PromptBlocked => "prompt_blocked",
             Code::OpaqueContent => "opaque_content",
+            Code::MaxOutputTokensExceeded => "max_output_tokens_exceeded",
+            Code::BudgetExceeded => "budget_exceeded",
             Code::InternalError => "internal_error",
         }
     }
@@ -52,7 +56,8 @@ impl Code {
             | Code::ModelNotFound
             | Code::ConsumerNotAllowed
             | Code::PromptBlocked
-            | Code::OpaqueContent => 403,
+            | Code::OpaqueContent
+            | Code::MaxOutputTokensExceeded => 403,
             Code::InvalidIdentity
             | Code::InvalidRequest
             | Code::InvalidJson
@@ -62,6 +67,7 @@ impl Code {
             Code::UnsupportedEndpoint => 404,
             Code::BodyTooLarge => 413,
             Code::UnsupportedMediaType => 415,
+            Code::BudgetExceeded => 429,
             Code::InternalError => 500,
         }
     }
@@ -86,6 +92,8 @@ impl Code {
                 | Code::ConsumerNotAllowed
                 | Code::PromptBlocked
                 | Code::OpaqueContent
+                | Code::MaxOutputTokensExceeded
+                | Code::BudgetExceeded
         )
     }
 }
@@ -99,6 +107,8 @@ pub struct Reply {
     pub shape: ApiFamily,
     /// The inspection rule that caused the refusal, if one did.
     pub rule: Option<String>,
+    /// Seconds until the request may succeed, sent as `Retry-After` (budgets).
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -108,7 +118,13 @@ impl Reply {
             message: message.into(),
             shape,
             rule: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn with_rule(mut self, rule: &str) -> Self {
@@ -167,13 +183,16 @@ impl Reply {
     }
 
     /// Headers sent with the reply.
-    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![
-            ("content-type", "application/json"),
-            ("x-posturio-code", self.code.as_str()),
+            ("content-type", "application/json".to_owned()),
+            ("x-posturio-code", self.code.as_str().to_owned()),
         ];
         if self.shape == ApiFamily::Bedrock {
-            headers.push(("x-amzn-errortype", bedrock_type(self.code)));
+            headers.push(("x-amzn-errortype", bedrock_type(self.code).to_owned()));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.push(("retry-after", seconds.to_string()));
         }
         headers
     }
@@ -182,6 +201,7 @@ impl Reply {
 fn google_status(code: Code) -> &'static str {
     match code.status() {
         403 => "PERMISSION_DENIED",
+        429 => "RESOURCE_EXHAUSTED",
         404 => "NOT_FOUND",
         500 => "INTERNAL",
         _ => "INVALID_ARGUMENT",
@@ -191,6 +211,7 @@ fn google_status(code: Code) -> &'static str {
 fn bedrock_type(code: Code) -> &'static str {
     match code.status() {
         403 => "AccessDeniedException",
+        429 => "ThrottlingException",
         404 => "ResourceNotFoundException",
         500 => "InternalServerException",
         _ => "ValidationException",
@@ -200,6 +221,7 @@ fn bedrock_type(code: Code) -> &'static str {
 fn openai_type(code: Code) -> &'static str {
     match code.status() {
         403 => "permission_error",
+        429 => "rate_limit_error",
         404 => "not_found_error",
         500 => "server_error",
         _ => "invalid_request_error",
@@ -211,6 +233,7 @@ fn anthropic_type(code: Code) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
+        429 => "rate_limit_error",
         500 => "api_error",
         _ => "invalid_request_error",
     }
@@ -264,7 +287,24 @@ mod tests {
         assert_eq!(body, json!({"message": "no", "code": "model_not_approved"}));
         assert!(reply
             .headers()
-            .contains(&("x-amzn-errortype", "AccessDeniedException")));
+            .contains(&("x-amzn-errortype", "AccessDeniedException".to_owned())));
+    }
+
+    #[test]
+    fn budget_reply_says_when_to_retry() {
+        let reply =
+            Reply::new(Code::BudgetExceeded, ApiFamily::Anthropic, "over").with_retry_after(42);
+        let body: Value = serde_json::from_slice(&reply.body()).unwrap();
+        assert_eq!(reply.status(), 429);
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        assert!(reply.headers().contains(&("retry-after", "42".to_owned())));
+        let gemini = Reply::new(Code::BudgetExceeded, ApiFamily::Gemini, "over");
+        let body: Value = serde_json::from_slice(&gemini.body()).unwrap();
+        assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert!(!gemini
+            .headers()
+            .iter()
+            .any(|(name, _)| *name == "retry-after"));
     }
 
     #[test]
@@ -277,6 +317,8 @@ mod tests {
             (Code::UnsupportedEndpoint, 404),
             (Code::UnsupportedMediaType, 415),
             (Code::InternalError, 500),
+            (Code::BudgetExceeded, 429),
+            (Code::MaxOutputTokensExceeded, 403),
         ] {
             assert_eq!(code.status(), status, "{}", code.as_str());
         }
