@@ -3,8 +3,9 @@
 
 Seeds come from the repository (the example and benchmark policies, tests/fixtures) and from a
 few generated requests: chat bodies like the benchmark's, every endpoint, identities, secrets
-and personal data in prompts, duplicate keys, escapes and deep nesting. run.sh calls this
-before each run; libFuzzer adds what it finds to the same directories.
+and personal data in prompts, duplicate keys, escapes and deep nesting; and from provider
+responses (JSON and SSE, every usage format) for the usage reader. run.sh calls this before
+each run; libFuzzer adds what it finds to the same directories.
 """
 
 import hashlib
@@ -137,6 +138,107 @@ def request_seeds() -> list[bytes]:
     return seeds
 
 
+# The usage target's input: a byte choosing format and framing, a byte counting cuts, two
+# bytes per cut, then the body (fuzz_targets/usage.rs).
+FORMATS = ["openai_chat", "openai_responses", "anthropic", "gemini", "bedrock_converse"]
+
+
+def usage_input(format_name: str, sse: bool, body: bytes, cuts: tuple[int, ...] = ()) -> bytes:
+    choice = FORMATS.index(format_name) + (5 if sse else 0)
+    head = bytes([choice, len(cuts)]) + b"".join(cut.to_bytes(2, "little") for cut in cuts)
+    return head + body
+
+
+def sse(events: list[tuple[str | None, dict | str]], end: str = "\n") -> bytes:
+    out = ""
+    for name, data in events:
+        if name:
+            out += f"event: {name}{end}"
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        out += f"data: {text}{end}{end}"
+    return out.encode()
+
+
+def usage_seeds() -> list[bytes]:
+    chat_usage = {"prompt_tokens": 1219, "completion_tokens": 10, "total_tokens": 1229,
+                  "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0}}
+    chat = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant",
+                                                 "content": "Hi \"usage\":{\"prompt_tokens\":9} caf\u00e9"},
+                         "finish_reason": "stop"}],
+            "usage": chat_usage}
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}], "usage": None}
+    chat_stream = sse([(None, chunk), (None, chunk),
+                       (None, dict(chunk, choices=[], usage={"prompt_tokens": 9, "completion_tokens": 12})),
+                       (None, "[DONE]")])
+    embeddings = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2]}],
+                  "model": "text-embedding-3-small", "usage": {"prompt_tokens": 5, "total_tokens": 5}}
+    responses_usage = {"input_tokens": 37, "input_tokens_details": {"cached_tokens": 32},
+                       "output_tokens": 11, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 48}
+    response = {"id": "resp_1", "object": "response", "status": "completed", "output": [],
+                "usage": responses_usage, "metadata": {}}
+    responses_stream = sse([
+        ("response.created", {"type": "response.created", "response": dict(response, status="in_progress", usage=None)}),
+        ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hi"}),
+        ("response.completed", {"type": "response.completed", "response": response}),
+    ])
+    anthropic_usage = {"input_tokens": 12, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2048,
+                       "output_tokens": 6}
+    anthropic = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+                 "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn", "usage": anthropic_usage}
+    anthropic_stream = sse([
+        ("message_start", {"type": "message_start", "message": dict(anthropic, content=[], usage=dict(anthropic_usage, output_tokens=1))}),
+        ("ping", {"type": "ping"}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}}),
+        ("message_stop", {"type": "message_stop"}),
+    ])
+    gemini_chunk = {"candidates": [{"content": {"parts": [{"text": "The"}], "role": "model"}}],
+                    "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+                    "modelVersion": "gemini-2.5-flash"}
+    gemini_last = dict(gemini_chunk, usageMetadata={"promptTokenCount": 8, "candidatesTokenCount": 5,
+                                                    "thoughtsTokenCount": 27, "cachedContentTokenCount": 4})
+    gemini_array = ("[" + json.dumps(gemini_chunk, indent=2) + "\n,\r\n" + json.dumps(gemini_last, indent=2) + "\n]").encode()
+    gemini_sse = sse([(None, gemini_chunk), (None, gemini_last)], end="\r\n")
+    bedrock = {"metrics": {"latencyMs": 1175}, "output": {"message": {"content": [{"text": "Hi"}], "role": "assistant"}},
+               "stopReason": "end_turn", "usage": {"cacheReadInputTokens": 512, "cacheWriteInputTokens": 64,
+                                                   "inputTokens": 20, "outputTokens": 7, "totalTokens": 603}}
+    dumps = lambda value: json.dumps(value, indent=2).encode()  # noqa: E731
+    seeds = [
+        usage_input("openai_chat", False, dumps(chat)),
+        usage_input("openai_chat", False, dumps(chat), (40, 300, 301)),
+        usage_input("openai_chat", True, chat_stream),
+        usage_input("openai_chat", True, chat_stream.replace(b"\n", b"\r\n"), (5, 6)),
+        usage_input("openai_chat", False, dumps(embeddings)),
+        usage_input("openai_responses", False, dumps(response)),
+        usage_input("openai_responses", True, responses_stream, (100,)),
+        usage_input("anthropic", False, dumps(anthropic)),
+        usage_input("anthropic", True, anthropic_stream, (3, 64, 200)),
+        usage_input("gemini", False, dumps(gemini_last)),
+        usage_input("gemini", False, gemini_array, (1, 2)),
+        usage_input("gemini", True, gemini_sse),
+        usage_input("bedrock_converse", False, json.dumps(bedrock).encode()),
+        usage_input("openai_chat", False, b'{"us\\u0061ge":{"prompt_tokens":5,"completion_tokens":1}}'),
+        usage_input("openai_chat", False, b'{"metadata":{"usage":{"prompt_tokens":5}},"usage":null}'),
+        usage_input("openai_chat", True, b"data: {\"usage\":\ndata: {\"prompt_tokens\":2}}\n\n: comment\nid: 1\n\n"),
+        usage_input("openai_chat", False, b'{"usage":{"prompt_tokens":-1,"completion_tokens":1.5}}'),
+    ]
+    return seeds
+
+
+def redact_seeds() -> list[bytes]:
+    seeds = json_seeds()
+    seeds += [
+        rb'{"a" : "x\\"  ,"b\\":["\\\"", {"c":"w\u00e9\ud83d\ude00"}], "d\"" :"v\n\t\/"}',
+        '{"messages":[{"role":"user","content":"mail dev@example.com, caf\\u00e9 \u00e9\u2028\U0001f600"}]}'.encode(),
+        rb'["", "a", "\"", "\\", {"":""}]',
+        b'"just a string"',
+    ]
+    return seeds
+
+
 def main() -> None:
     for data in config_seeds():
         write("config", data)
@@ -144,6 +246,10 @@ def main() -> None:
         write("strict_json", data)
     for data in request_seeds():
         write("request", data)
+    for data in usage_seeds():
+        write("usage", data)
+    for data in redact_seeds():
+        write("redact", data)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 //! Token usage read from provider responses, chunk by chunk, without holding the response.
 //!
-//! (Skeleton: the reader is being written.)
+//! A [`UsageReader`] sees the body as it passes. It runs a small JSON scanner (strings,
+//! escapes, depth, and the keys of the few objects that can lead to usage) over the body, or
+//! over each server-sent event's `data:` payload, and copies out only the usage object itself.
+//! A copied object is parsed once it closes. Results never depend on how the body was split.
+
+use serde_json::{Map, Value};
 
 /// How a response reports its usage: decided by the endpoint the request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,35 @@ pub enum Framing {
     Sse,
 }
 
+impl Framing {
+    /// From the response's content-type header value: `text/event-stream` -> Sse,
+    /// `application/json` (and `+json` types; parameters such as charset ignored,
+    /// case-insensitive) -> Json, anything else -> None.
+    pub fn from_content_type(value: &[u8]) -> Option<Framing> {
+        let essence = value
+            .split(|&byte| byte == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if essence.eq_ignore_ascii_case(b"text/event-stream") {
+            return Some(Framing::Sse);
+        }
+        let mut parts = essence.splitn(2, |&byte| byte == b'/');
+        let kind = parts.next().unwrap_or_default();
+        let subtype = parts.next().unwrap_or_default();
+        let plus_json = subtype
+            .len()
+            .checked_sub(5)
+            .filter(|&at| at > 0)
+            .and_then(|at| subtype.get(at..))
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(b"+json"));
+        let json = (kind.eq_ignore_ascii_case(b"application")
+            && subtype.eq_ignore_ascii_case(b"json"))
+            || (!kind.is_empty() && plus_json);
+        json.then_some(Framing::Json)
+    }
+}
+
 /// Token counts, normalised across providers: `input` counts every prompt token, cached ones
 /// included; `cached` is the part of `input` read from a prompt cache; `output` counts every
 /// generated token, reasoning included.
@@ -40,3 +74,642 @@ pub struct Usage {
     pub output: u64,
     pub cached: u64,
 }
+
+/// Bedrock returns counts in response headers `x-amzn-bedrock-input-token-count` /
+/// `x-amzn-bedrock-output-token-count` (decimal). Some only when both parse as u64.
+pub fn usage_from_bedrock_headers(input: Option<&[u8]>, output: Option<&[u8]>) -> Option<Usage> {
+    Some(Usage {
+        input: decimal(input?)?,
+        output: decimal(output?)?,
+        cached: 0,
+    })
+}
+
+/// A header's decimal count: ASCII digits only (surrounding whitespace allowed).
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The longest usage object copied out of a body. A longer one is dropped (its usage counts as
+/// unknown): real ones are a few hundred bytes.
+const CAPTURE_LIMIT: usize = 4096;
+
+/// The longest key, as written (quotes and escapes included), that is decoded and compared.
+/// The longest target, `usageMetadata`, written entirely as `\uXXXX` escapes is 80 bytes with
+/// its quotes, so every spelling of every target fits.
+const KEY_LIMIT: usize = 80;
+
+/// Levels whose kind and key are tracked: a top-level array, a document, and `response` or
+/// `message` inside it. Deeper levels only count depth.
+const TRACKED_DEPTH: usize = 3;
+
+/// Reads usage from a response body fed chunk by chunk; keeps a bounded amount of state.
+///
+/// Memory: at most `CAPTURE_LIMIT` (4 KiB) of heap, allocated at the first usage object,
+/// plus the reader itself (under 256 bytes), whatever the size or shape of the body. Parsing
+/// a completed copy briefly allocates in proportion to that copy.
+pub struct UsageReader {
+    framing: Framing,
+    lines: Lines,
+    scanner: Scanner,
+}
+
+impl UsageReader {
+    pub fn new(format: UsageFormat, framing: Framing) -> Self {
+        UsageReader {
+            framing,
+            lines: Lines::new(),
+            scanner: Scanner::new(format),
+        }
+    }
+
+    /// Feed the next chunk of the body (any split, including mid-UTF-8, mid-escape,
+    /// mid-"data:" prefix, mid-CRLF).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match self.framing {
+            Framing::Json => self.scanner.feed(chunk),
+            Framing::Sse => self.lines.feed(chunk, &mut self.scanner),
+        }
+    }
+
+    /// The usage known so far: `None` if no usage object has been seen (or every one seen
+    /// was null/unreadable).
+    pub fn usage(&self) -> Option<Usage> {
+        self.scanner
+            .found
+            .map(|counts| counts.normalise(self.scanner.format))
+    }
+}
+
+/// The counts one usage object gives, under the provider's own meaning; `None` where absent.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// The provider's input count: every prompt token for OpenAI and Gemini, only the
+    /// uncached ones for Anthropic and Bedrock.
+    input: Option<u64>,
+    output: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+}
+
+/// A usage object with a missing required count or a count that is not a u64.
+struct Unreadable;
+
+impl Counts {
+    fn read(format: UsageFormat, object: &Map<String, Value>) -> Result<Counts, Unreadable> {
+        let counts = match format {
+            UsageFormat::OpenAiChat => Counts {
+                input: Some(required(object, "prompt_tokens")?),
+                output: count(object, &["completion_tokens"])?,
+                cache_read: count(object, &["prompt_tokens_details", "cached_tokens"])?,
+                cache_write: None,
+            },
+            UsageFormat::OpenAiResponses => Counts {
+                input: Some(required(object, "input_tokens")?),
+                output: Some(required(object, "output_tokens")?),
+                cache_read: count(object, &["input_tokens_details", "cached_tokens"])?,
+                cache_write: None,
+            },
+            // `message_delta` repeats only the output count (newer API versions repeat the
+            // rest too), so input and cache counts are optional here and merged later.
+            UsageFormat::Anthropic => Counts {
+                input: count(object, &["input_tokens"])?,
+                output: Some(required(object, "output_tokens")?),
+                cache_read: count(object, &["cache_read_input_tokens"])?,
+                cache_write: count(object, &["cache_creation_input_tokens"])?,
+            },
+            // Gemini leaves out zero counts (proto3 JSON), and early stream chunks carry only
+            // the prompt count.
+            UsageFormat::Gemini => {
+                let candidates = count(object, &["candidatesTokenCount"])?.unwrap_or(0);
+                let thoughts = count(object, &["thoughtsTokenCount"])?.unwrap_or(0);
+                Counts {
+                    input: Some(required(object, "promptTokenCount")?),
+                    output: Some(candidates.saturating_add(thoughts)),
+                    cache_read: count(object, &["cachedContentTokenCount"])?,
+                    cache_write: None,
+                }
+            }
+            UsageFormat::BedrockConverse => Counts {
+                input: Some(required(object, "inputTokens")?),
+                output: Some(required(object, "outputTokens")?),
+                cache_read: count(object, &["cacheReadInputTokens"])?,
+                cache_write: count(object, &["cacheWriteInputTokens"])?,
+            },
+        };
+        Ok(counts)
+    }
+
+    /// Anthropic's later objects restate some counts: those present override.
+    fn merged(self, later: Counts) -> Counts {
+        Counts {
+            input: later.input.or(self.input),
+            output: later.output.or(self.output),
+            cache_read: later.cache_read.or(self.cache_read),
+            cache_write: later.cache_write.or(self.cache_write),
+        }
+    }
+
+    fn normalise(self, format: UsageFormat) -> Usage {
+        let input = self.input.unwrap_or(0);
+        let cache_read = self.cache_read.unwrap_or(0);
+        let input = match format {
+            UsageFormat::Anthropic | UsageFormat::BedrockConverse => input
+                .saturating_add(cache_read)
+                .saturating_add(self.cache_write.unwrap_or(0)),
+            UsageFormat::OpenAiChat | UsageFormat::OpenAiResponses | UsageFormat::Gemini => input,
+        };
+        Usage {
+            input,
+            output: self.output.unwrap_or(0),
+            // Cached tokens are part of the input, whatever a provider claims.
+            cached: cache_read.min(input),
+        }
+    }
+}
+
+fn required(object: &Map<String, Value>, key: &str) -> Result<u64, Unreadable> {
+    count(object, &[key])?.ok_or(Unreadable)
+}
+
+/// The count at `path`: `None` when it (or an object on the way) is absent or null.
+fn count(object: &Map<String, Value>, path: &[&str]) -> Result<Option<u64>, Unreadable> {
+    let Some((last, parents)) = path.split_last() else {
+        return Ok(None);
+    };
+    let mut object = object;
+    for key in parents {
+        match object.get(*key) {
+            Some(Value::Object(inner)) => object = inner,
+            None | Some(Value::Null) => return Ok(None),
+            Some(_) => return Err(Unreadable),
+        }
+    }
+    match object.get(*last) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or(Unreadable),
+    }
+}
+
+/// Where a container sits, as far as finding usage goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Other,
+    /// A top-level array: each element is a document (Gemini without `alt=sse`).
+    List,
+    /// A document's top-level object: its keys are compared with the targets.
+    Document,
+    /// `response` (Responses API) or `message` (Anthropic) in a document: its `usage` counts.
+    Prefix,
+}
+
+/// What the value after the current key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Other,
+    Prefix,
+    Usage,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    place: Place,
+    is_object: bool,
+    /// The next string in this object is a key.
+    expect_key: bool,
+    slot: Slot,
+}
+
+const UNTRACKED: Level = Level {
+    place: Place::Other,
+    is_object: false,
+    expect_key: false,
+    slot: Slot::Other,
+};
+
+/// An incremental JSON scanner over a sequence of documents that copies out usage objects.
+struct Scanner {
+    format: UsageFormat,
+    /// Open containers.
+    depth: u32,
+    /// Levels 1..=TRACKED_DEPTH, by depth minus one.
+    levels: [Level; TRACKED_DEPTH],
+    in_string: bool,
+    /// The previous byte was the backslash of an escape in a string.
+    escaped: bool,
+    /// Key being read at a tracked document or prefix level, quotes included.
+    key: [u8; KEY_LIMIT],
+    key_len: usize,
+    reading_key: bool,
+    key_too_long: bool,
+    key_has_escape: bool,
+    /// The usage object being copied, from its `{`.
+    capture: Vec<u8>,
+    capturing: bool,
+    capture_too_long: bool,
+    /// Depth at which the object being copied opened (the depth of its key's object).
+    capture_depth: u32,
+    found: Option<Counts>,
+}
+
+impl Scanner {
+    fn new(format: UsageFormat) -> Self {
+        Scanner {
+            format,
+            depth: 0,
+            levels: [UNTRACKED; TRACKED_DEPTH],
+            in_string: false,
+            escaped: false,
+            key: [0; KEY_LIMIT],
+            key_len: 0,
+            reading_key: false,
+            key_too_long: false,
+            key_has_escape: false,
+            capture: Vec::new(),
+            capturing: false,
+            capture_too_long: false,
+            capture_depth: 0,
+            found: None,
+        }
+    }
+
+    /// The document-level key holding usage, and the document-level key of an object whose
+    /// own `usage` counts too.
+    fn targets(&self) -> (&'static [u8], Option<&'static [u8]>) {
+        match self.format {
+            UsageFormat::OpenAiChat | UsageFormat::BedrockConverse => (b"usage", None),
+            UsageFormat::OpenAiResponses => (b"usage", Some(b"response")),
+            UsageFormat::Anthropic => (b"usage", Some(b"message")),
+            UsageFormat::Gemini => (b"usageMetadata", None),
+        }
+    }
+
+    /// Forgets the document in progress (an SSE event ended), keeping what was found.
+    fn end_document(&mut self) {
+        self.depth = 0;
+        self.in_string = false;
+        self.escaped = false;
+        self.reading_key = false;
+        self.capturing = false;
+        self.capture.clear();
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some((&byte, after)) = rest.split_first() {
+            if !self.in_string {
+                self.keep(std::slice::from_ref(&byte));
+                self.structural(byte);
+                rest = after;
+                continue;
+            }
+            if self.escaped {
+                // The escaped character (or the first of \uXXXX) cannot end the string.
+                self.escaped = false;
+                self.keep(std::slice::from_ref(&byte));
+                rest = after;
+                continue;
+            }
+            // Most of a body is string text: skip to its next quote or backslash at once.
+            let Some(at) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+                self.keep(rest);
+                return;
+            };
+            let Some((text, tail)) = rest.split_at_checked(at) else {
+                return;
+            };
+            self.keep(text);
+            let Some((&special, after)) = tail.split_first() else {
+                return;
+            };
+            self.keep(std::slice::from_ref(&special));
+            if special == b'\\' {
+                self.escaped = true;
+                self.key_has_escape |= self.reading_key;
+            } else {
+                self.in_string = false;
+                if self.reading_key {
+                    self.end_key();
+                }
+            }
+            rest = after;
+        }
+    }
+
+    /// Copies bytes into the usage object and the key being read, where one is open.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.capturing && !self.capture_too_long {
+            match self.capture.len().checked_add(bytes.len()) {
+                Some(len) if len <= CAPTURE_LIMIT => self.capture.extend_from_slice(bytes),
+                _ => self.capture_too_long = true,
+            }
+        }
+        if self.reading_key && !self.key_too_long {
+            let end = self.key_len.checked_add(bytes.len());
+            match end.and_then(|end| self.key.get_mut(self.key_len..end)) {
+                Some(space) => {
+                    space.copy_from_slice(bytes);
+                    self.key_len = self.key_len.saturating_add(bytes.len());
+                }
+                None => self.key_too_long = true,
+            }
+        }
+    }
+
+    /// The level of the innermost open container, if it is tracked.
+    fn level(&mut self) -> Option<&mut Level> {
+        let index = usize::try_from(self.depth).ok()?.checked_sub(1)?;
+        self.levels.get_mut(index)
+    }
+
+    /// A byte outside strings.
+    fn structural(&mut self, byte: u8) {
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                let (_, prefix_key) = self.targets();
+                if let Some(level) = self.level() {
+                    if level.is_object && level.expect_key {
+                        level.expect_key = false;
+                        level.slot = Slot::Other;
+                        let targets_here = match level.place {
+                            Place::Document => true,
+                            Place::Prefix => prefix_key.is_some(),
+                            Place::Other | Place::List => false,
+                        };
+                        if targets_here {
+                            self.start_key();
+                        }
+                    } else {
+                        level.slot = Slot::Other;
+                    }
+                }
+            }
+            b'{' | b'[' => self.open(byte == b'{'),
+            b'}' | b']' => self.close(),
+            b',' => {
+                if let Some(level) = self.level() {
+                    level.expect_key = level.is_object;
+                    level.slot = Slot::Other;
+                }
+            }
+            b':' | b' ' | b'\t' | b'\n' | b'\r' => {}
+            // A scalar (or stray byte): whatever was after the key is not usage.
+            _ => {
+                if let Some(level) = self.level() {
+                    level.slot = Slot::Other;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, is_object: bool) {
+        let top = self.depth == 0;
+        let place = match self.level() {
+            None if top => {
+                if is_object {
+                    Place::Document
+                } else {
+                    Place::List
+                }
+            }
+            None => Place::Other,
+            Some(level) => {
+                let place = match (level.place, level.slot, is_object) {
+                    (Place::List, _, true) => Place::Document,
+                    (_, Slot::Prefix, true) => Place::Prefix,
+                    _ => Place::Other,
+                };
+                let starts_usage = level.slot == Slot::Usage && is_object;
+                level.slot = Slot::Other;
+                if starts_usage {
+                    self.start_capture();
+                }
+                place
+            }
+        };
+        self.depth = self.depth.saturating_add(1);
+        if let Some(level) = self.level() {
+            *level = Level {
+                place,
+                is_object,
+                expect_key: is_object,
+                slot: Slot::Other,
+            };
+        }
+    }
+
+    fn close(&mut self) {
+        let Some(depth) = self.depth.checked_sub(1) else {
+            return;
+        };
+        self.depth = depth;
+        if self.capturing && depth == self.capture_depth {
+            self.end_capture();
+        }
+    }
+
+    fn start_key(&mut self) {
+        self.reading_key = true;
+        self.key_too_long = false;
+        self.key_has_escape = false;
+        self.key_len = 0;
+        self.keep(b"\"");
+    }
+
+    fn end_key(&mut self) {
+        self.reading_key = false;
+        let slot = if self.key_too_long {
+            Slot::Other
+        } else {
+            let (usage_key, prefix_key) = self.targets();
+            let place = self.level().map(|level| level.place);
+            let raw = self.key.get(..self.key_len).unwrap_or_default();
+            let decoded: Option<String>;
+            let key: &[u8] = if self.key_has_escape {
+                decoded = serde_json::from_slice(raw).ok();
+                decoded.as_deref().map(str::as_bytes).unwrap_or_default()
+            } else {
+                raw.strip_prefix(b"\"")
+                    .and_then(|key| key.strip_suffix(b"\""))
+                    .unwrap_or_default()
+            };
+            match place {
+                Some(Place::Document) if key == usage_key => Slot::Usage,
+                Some(Place::Document) if Some(key) == prefix_key => Slot::Prefix,
+                Some(Place::Prefix) if key == b"usage" => Slot::Usage,
+                _ => Slot::Other,
+            }
+        };
+        if let Some(level) = self.level() {
+            level.slot = slot;
+        }
+    }
+
+    fn start_capture(&mut self) {
+        if self.capture.capacity() == 0 {
+            self.capture.reserve_exact(CAPTURE_LIMIT);
+        }
+        self.capture.clear();
+        self.capturing = true;
+        self.capture_too_long = false;
+        self.capture_depth = self.depth;
+        // The `{` itself was kept before the scanner knew it opened usage.
+        self.keep(b"{");
+    }
+
+    fn end_capture(&mut self) {
+        self.capturing = false;
+        if !self.capture_too_long {
+            if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&self.capture) {
+                if let Ok(counts) = Counts::read(self.format, &object) {
+                    self.found = Some(match (self.format, self.found) {
+                        (UsageFormat::Anthropic, Some(earlier)) => earlier.merged(counts),
+                        _ => counts,
+                    });
+                }
+            }
+        }
+        self.capture.clear();
+    }
+}
+
+/// Where the SSE line reader is within a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// At the stream's start: this many bytes of a UTF-8 byte order mark seen.
+    Bom(u8),
+    /// In a field name: this many bytes of `data` matched so far, or [`NOT_DATA`].
+    Field(u8),
+    /// After `data:`, where one space may follow.
+    DataStart,
+    Data,
+    /// A line whose field is not `data`, or a comment.
+    Skip,
+}
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
+const DATA: &[u8] = b"data";
+const NOT_DATA: u8 = u8::MAX;
+
+/// Splits an event stream into events and hands their `data:` payloads to the scanner.
+struct Lines {
+    line: Line,
+    /// The last line ended with CR: an LF right after it belongs to the same line end.
+    after_cr: bool,
+    /// The event in progress has had a `data` line.
+    event_has_data: bool,
+}
+
+impl Lines {
+    fn new() -> Self {
+        Lines {
+            line: Line::Bom(0),
+            after_cr: false,
+            event_has_data: false,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], scanner: &mut Scanner) {
+        let mut rest = chunk;
+        while let Some((&byte, after)) = rest.split_first() {
+            if self.after_cr {
+                self.after_cr = false;
+                if byte == b'\n' {
+                    rest = after;
+                    continue;
+                }
+            }
+            if byte == b'\n' || byte == b'\r' {
+                self.end_line(byte == b'\r', scanner);
+                rest = after;
+                continue;
+            }
+            if let Line::Data | Line::Skip = self.line {
+                // The rest of the line at once.
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n' || b == b'\r')
+                    .unwrap_or(rest.len());
+                let (text, tail) = rest.split_at_checked(end).unwrap_or((rest, &[]));
+                if self.line == Line::Data {
+                    scanner.feed(text);
+                }
+                rest = tail;
+                continue;
+            }
+            match self.line {
+                Line::Bom(seen) => {
+                    let seen_next = seen.saturating_add(1);
+                    if BOM.get(usize::from(seen)) == Some(&byte) {
+                        self.line = if usize::from(seen_next) == BOM.len() {
+                            Line::Field(0)
+                        } else {
+                            Line::Bom(seen_next)
+                        };
+                        rest = after;
+                    } else {
+                        // Not a byte order mark: read this byte as the line's first.
+                        self.line = Line::Field(0);
+                    }
+                    continue;
+                }
+                Line::Field(matched) => {
+                    self.line = if byte == b':' {
+                        if usize::from(matched) == DATA.len() {
+                            self.start_data(scanner);
+                            Line::DataStart
+                        } else {
+                            Line::Skip
+                        }
+                    } else if DATA.get(usize::from(matched)) == Some(&byte) {
+                        Line::Field(matched.saturating_add(1))
+                    } else {
+                        Line::Field(NOT_DATA)
+                    };
+                }
+                Line::DataStart => {
+                    self.line = Line::Data;
+                    if byte != b' ' {
+                        continue;
+                    }
+                }
+                Line::Data | Line::Skip => {}
+            }
+            rest = after;
+        }
+    }
+
+    fn start_data(&mut self, scanner: &mut Scanner) {
+        // The SSE spec joins an event's data lines with a line feed.
+        if self.event_has_data {
+            scanner.feed(b"\n");
+        }
+        self.event_has_data = true;
+    }
+
+    fn end_line(&mut self, cr: bool, scanner: &mut Scanner) {
+        self.after_cr = cr;
+        match self.line {
+            // An empty line dispatches the event.
+            Line::Bom(_) | Line::Field(0) => {
+                if self.event_has_data {
+                    scanner.end_document();
+                }
+                self.event_has_data = false;
+            }
+            // `data` alone on its line is a data line with an empty value.
+            Line::Field(matched) if usize::from(matched) == DATA.len() => self.start_data(scanner),
+            Line::Field(_) | Line::DataStart | Line::Data | Line::Skip => {}
+        }
+        self.line = Line::Field(0);
+    }
+}
+
+#[cfg(test)]
+#[path = "usage_tests.rs"]
+mod tests;

@@ -1,0 +1,107 @@
+//! A response body through `UsageReader`, fed in chunks cut where the input says: the usage it
+//! reads must not depend on the cuts. For one JSON document in OpenAI's format, it must also
+//! agree with serde_json on the document's `usage`.
+//!
+//! Input: byte 0 picks the format (modulo 5) and the framing (the next bit of byte 0 / 5);
+//! byte 1 the number of cuts (modulo 8), each then given by two bytes (little-endian, modulo
+//! the body's length + 1); the rest is the body.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use posturio::policy::usage::{Framing, Usage, UsageFormat, UsageReader};
+use serde_json::Value;
+
+const FORMATS: [UsageFormat; 5] = [
+    UsageFormat::OpenAiChat,
+    UsageFormat::OpenAiResponses,
+    UsageFormat::Anthropic,
+    UsageFormat::Gemini,
+    UsageFormat::BedrockConverse,
+];
+
+/// The reader copies out usage objects up to this size (`usage.rs`); a body no longer than
+/// it cannot hold a longer one.
+const CAPTURE_LIMIT: usize = 4096;
+
+fn read<'a>(
+    format: UsageFormat,
+    framing: Framing,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<Usage> {
+    let mut reader = UsageReader::new(format, framing);
+    for chunk in chunks {
+        reader.feed(chunk);
+    }
+    reader.usage()
+}
+
+/// What the reader must find in a single OpenAI JSON document, where serde_json can say.
+fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
+    let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let Some(usage) = document.get("usage") else {
+        // No key decodes to `usage`, under any spelling.
+        return Some(None);
+    };
+    let usage = usage.as_object()?;
+    let input = usage.get("prompt_tokens")?.as_u64()?;
+    let output = match usage.get("completion_tokens") {
+        None | Some(Value::Null) => 0,
+        Some(count) => count.as_u64()?,
+    };
+    if !matches!(usage.get("prompt_tokens_details"), None | Some(Value::Null)) {
+        return None;
+    }
+    Some(Some(Usage {
+        input,
+        output,
+        cached: 0,
+    }))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&choice, rest)) = data.split_first() else {
+        return;
+    };
+    let format = FORMATS[usize::from(choice) % FORMATS.len()];
+    let framing = if (choice / 5) % 2 == 0 {
+        Framing::Json
+    } else {
+        Framing::Sse
+    };
+    let Some((&count, rest)) = rest.split_first() else {
+        return;
+    };
+    let count = usize::from(count % 8);
+    if rest.len() < 2 * count {
+        return;
+    }
+    let (offsets, body) = rest.split_at(2 * count);
+    let mut cuts: Vec<usize> = offsets
+        .chunks(2)
+        .map(|pair| usize::from(u16::from_le_bytes([pair[0], pair[1]])) % (body.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+
+    let whole = read(format, framing, [body]);
+    let mut chunks = Vec::with_capacity(cuts.len() + 1);
+    let mut at = 0;
+    for &cut in &cuts {
+        chunks.push(&body[at..cut]);
+        at = cut;
+    }
+    chunks.push(&body[at..]);
+    assert_eq!(read(format, framing, chunks), whole, "cut at {cuts:?}");
+    assert_eq!(read(format, framing, body.chunks(1)), whole, "byte by byte");
+
+    if format == UsageFormat::OpenAiChat && framing == Framing::Json && body.len() <= CAPTURE_LIMIT
+    {
+        if let Some(expected) = openai_oracle(body) {
+            assert_eq!(
+                whole, expected,
+                "serde_json reads the document's usage otherwise"
+            );
+        }
+    }
+});

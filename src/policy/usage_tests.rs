@@ -1,0 +1,887 @@
+//! The usage reader on bodies modelled on each provider's wire format, at every split, and on
+//! the edge cases: nested and look-alike keys, escapes, SSE framing, limits, malformed input.
+// Split points and expected sums are computed from small test values.
+#![allow(clippy::arithmetic_side_effects)]
+
+use super::*;
+
+const OPENAI_CHAT: &str = r#"{
+  "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+  "object": "chat.completion",
+  "created": 1741569952,
+  "model": "gpt-4.1-2025-04-14",
+  "choices": [
+    {
+      "index": 0,
+      "message": {
+        "role": "assistant",
+        "content": "Sure: {\"usage\": {\"prompt_tokens\": 999, \"completion_tokens\": 999}} \\ caf\u00e9 \ud83d\ude00 ✓",
+        "refusal": null,
+        "annotations": []
+      },
+      "logprobs": null,
+      "finish_reason": "stop"
+    }
+  ],
+  "usage": {
+    "prompt_tokens": 1219,
+    "completion_tokens": 10,
+    "total_tokens": 1229,
+    "prompt_tokens_details": {
+      "cached_tokens": 1024,
+      "audio_tokens": 0
+    },
+    "completion_tokens_details": {
+      "reasoning_tokens": 0,
+      "audio_tokens": 0,
+      "accepted_prediction_tokens": 0,
+      "rejected_prediction_tokens": 0
+    }
+  },
+  "service_tier": "default",
+  "system_fingerprint": "fp_4b9ba5c1a2"
+}
+"#;
+
+const OPENAI_CHAT_STREAM: &str = concat!(
+    r#"data: {"id":"chatcmpl-AyPRgcS2GbcdDLAG4UYqLBlT8TRSn","object":"chat.completion.chunk","created":1738960440,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_72ed7ab54c","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-AyPRgcS2GbcdDLAG4UYqLBlT8TRSn","object":"chat.completion.chunk","created":1738960440,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_72ed7ab54c","choices":[{"index":0,"delta":{"content":"Hello \"usage\":{\"prompt_tokens\":1}"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-AyPRgcS2GbcdDLAG4UYqLBlT8TRSn","object":"chat.completion.chunk","created":1738960440,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_72ed7ab54c","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-AyPRgcS2GbcdDLAG4UYqLBlT8TRSn","object":"chat.completion.chunk","created":1738960440,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_72ed7ab54c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":4,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+    "\n\n",
+    "data: [DONE]\n\n",
+);
+
+const OPENAI_EMBEDDINGS: &str = r#"{
+  "object": "list",
+  "data": [
+    {
+      "object": "embedding",
+      "index": 0,
+      "embedding": [-0.006929283495992422, -0.005336422007530928, 0.00047350498, -2.4e-05]
+    }
+  ],
+  "model": "text-embedding-3-small",
+  "usage": {
+    "prompt_tokens": 5,
+    "total_tokens": 5
+  }
+}"#;
+
+const OPENAI_RESPONSES: &str = r#"{
+  "id": "resp_67ccd3a9da748190baa7f1570fe91ac604becb25c45c1d41",
+  "object": "response",
+  "created_at": 1741476777,
+  "status": "completed",
+  "error": null,
+  "incomplete_details": null,
+  "instructions": null,
+  "max_output_tokens": null,
+  "model": "gpt-4o-2024-08-06",
+  "output": [
+    {
+      "type": "message",
+      "id": "msg_67ccd3acc8d48190a77525dc6de64b4104becb25c45c1d41",
+      "status": "completed",
+      "role": "assistant",
+      "content": [
+        {
+          "type": "output_text",
+          "text": "The image depicts a scenic landscape with a wooden boardwalk.",
+          "annotations": []
+        }
+      ]
+    }
+  ],
+  "parallel_tool_calls": true,
+  "previous_response_id": null,
+  "reasoning": {"effort": null, "summary": null},
+  "store": true,
+  "temperature": 1.0,
+  "text": {"format": {"type": "text"}},
+  "tool_choice": "auto",
+  "tools": [],
+  "top_p": 1.0,
+  "truncation": "disabled",
+  "usage": {
+    "input_tokens": 328,
+    "input_tokens_details": {"cached_tokens": 128},
+    "output_tokens": 52,
+    "output_tokens_details": {"reasoning_tokens": 16},
+    "total_tokens": 380
+  },
+  "user": null,
+  "metadata": {"usage": {"input_tokens": 1, "output_tokens": 1}}
+}"#;
+
+const OPENAI_RESPONSES_STREAM: &str = concat!(
+    "event: response.created\n",
+    r#"data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_67c9fdcecf488190bdd9a0409de3a1ec07b8b0ad4e5eb654","object":"response","created_at":1741290958,"status":"in_progress","error":null,"incomplete_details":null,"instructions":"You are a helpful assistant.","max_output_tokens":null,"model":"gpt-4.1-2025-04-14","output":[],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":true,"temperature":1.0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1.0,"truncation":"disabled","usage":null,"user":null,"metadata":{}}}"#,
+    "\n\n",
+    "event: response.in_progress\n",
+    r#"data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_67c9fdcecf488190bdd9a0409de3a1ec07b8b0ad4e5eb654","object":"response","status":"in_progress","output":[],"usage":null,"metadata":{}}}"#,
+    "\n\n",
+    "event: response.output_item.added\n",
+    r#"data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"id":"msg_67c9fdcf37fc8190ba82116e33fb28c507b8b0ad4e5eb654","type":"message","status":"in_progress","role":"assistant","content":[]}}"#,
+    "\n\n",
+    "event: response.output_text.delta\n",
+    r#"data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_67c9fdcf37fc8190ba82116e33fb28c507b8b0ad4e5eb654","output_index":0,"content_index":0,"delta":"Hi \"usage\":{\"input_tokens\":7,\"output_tokens\":7}","logprobs":[]}"#,
+    "\n\n",
+    "event: response.output_text.done\n",
+    r#"data: {"type":"response.output_text.done","sequence_number":5,"item_id":"msg_67c9fdcf37fc8190ba82116e33fb28c507b8b0ad4e5eb654","output_index":0,"content_index":0,"text":"Hi there!","logprobs":[]}"#,
+    "\n\n",
+    "event: response.completed\n",
+    r#"data: {"type":"response.completed","sequence_number":8,"response":{"id":"resp_67c9fdcecf488190bdd9a0409de3a1ec07b8b0ad4e5eb654","object":"response","created_at":1741290958,"status":"completed","error":null,"model":"gpt-4.1-2025-04-14","output":[{"id":"msg_67c9fdcf37fc8190ba82116e33fb28c507b8b0ad4e5eb654","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hi there!","annotations":[]}]}],"usage":{"input_tokens":37,"input_tokens_details":{"cached_tokens":32},"output_tokens":11,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":48},"user":null,"metadata":{"usage":{"input_tokens":5,"output_tokens":5}}}}"#,
+    "\n\n",
+);
+
+const ANTHROPIC: &str = r#"{
+  "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+  "type": "message",
+  "role": "assistant",
+  "model": "claude-sonnet-4-20250514",
+  "content": [
+    {"type": "text", "text": "Hello! {\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}"}
+  ],
+  "stop_reason": "end_turn",
+  "stop_sequence": null,
+  "usage": {
+    "input_tokens": 12,
+    "cache_creation_input_tokens": 100,
+    "cache_read_input_tokens": 2048,
+    "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 0},
+    "output_tokens": 6,
+    "service_tier": "standard"
+  }
+}"#;
+
+const ANTHROPIC_STREAM: &str = concat!(
+    "event: message_start\n",
+    r#"data: {"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-20250514","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":0,"cache_read_input_tokens":1500,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":1,"service_tier":"standard"}}}"#,
+    "\n\n",
+    "event: content_block_start\n",
+    r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    "\n\n",
+    "event: ping\n",
+    r#"data: {"type": "ping"}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello \"usage\": {\"output_tokens\": 99}"}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"!"}}"#,
+    "\n\n",
+    "event: content_block_stop\n",
+    r#"data: {"type":"content_block_stop","index":0}"#,
+    "\n\n",
+    "event: message_delta\n",
+    r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+    "\n\n",
+    "event: message_stop\n",
+    r#"data: {"type":"message_stop"}"#,
+    "\n\n",
+);
+
+const GEMINI: &str = r#"{
+  "candidates": [
+    {
+      "content": {
+        "parts": [{"text": "Hi there, \"usageMetadata\": {\"promptTokenCount\": 1}"}],
+        "role": "model"
+      },
+      "finishReason": "STOP",
+      "avgLogprobs": -0.0537
+    }
+  ],
+  "usageMetadata": {
+    "promptTokenCount": 2051,
+    "candidatesTokenCount": 9,
+    "totalTokenCount": 2110,
+    "cachedContentTokenCount": 2048,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 2051}],
+    "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 2048}],
+    "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 9}],
+    "thoughtsTokenCount": 50
+  },
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "yVzqaLOcGvD0xN8Po5WkqQ8"
+}"#;
+
+/// `streamGenerateContent` without `alt=sse`: one JSON array, element by element.
+const GEMINI_ARRAY: &str = "[{\n  \"candidates\": [\n    {\n      \"content\": {\n        \"parts\": [\n          {\n            \"text\": \"The\"\n          }\n        ],\n        \"role\": \"model\"\n      }\n    }\n  ],\n  \"usageMetadata\": {\n    \"promptTokenCount\": 8,\n    \"totalTokenCount\": 8,\n    \"promptTokensDetails\": [\n      {\n        \"modality\": \"TEXT\",\n        \"tokenCount\": 8\n      }\n    ]\n  },\n  \"modelVersion\": \"gemini-2.0-flash\"\n}\n,\r\n{\n  \"candidates\": [\n    {\n      \"content\": {\n        \"parts\": [\n          {\n            \"text\": \" sky is blue.\"\n          }\n        ],\n        \"role\": \"model\"\n      },\n      \"finishReason\": \"STOP\"\n    }\n  ],\n  \"usageMetadata\": {\n    \"promptTokenCount\": 8,\n    \"candidatesTokenCount\": 24,\n    \"totalTokenCount\": 32,\n    \"promptTokensDetails\": [\n      {\n        \"modality\": \"TEXT\",\n        \"tokenCount\": 8\n      }\n    ],\n    \"candidatesTokensDetails\": [\n      {\n        \"modality\": \"TEXT\",\n        \"tokenCount\": 24\n      }\n    ]\n  },\n  \"modelVersion\": \"gemini-2.0-flash\"\n}\n]";
+
+/// `streamGenerateContent?alt=sse`: events end with CRLF CRLF.
+const GEMINI_SSE: &str = concat!(
+    r#"data: {"candidates": [{"content": {"parts": [{"text": "The"}],"role": "model"}}],"usageMetadata": {"promptTokenCount": 8,"totalTokenCount": 8,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 8}]},"modelVersion": "gemini-2.5-flash","responseId": "cA7qaMf7EYqZ1dkPw9S0gAI"}"#,
+    "\r\n\r\n",
+    r#"data: {"candidates": [{"content": {"parts": [{"text": " sky is blue."}],"role": "model"}}],"usageMetadata": {"promptTokenCount": 8,"candidatesTokenCount": 5,"totalTokenCount": 40,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 8}],"thoughtsTokenCount": 27},"modelVersion": "gemini-2.5-flash","responseId": "cA7qaMf7EYqZ1dkPw9S0gAI"}"#,
+    "\r\n\r\n",
+    r#"data: {"candidates": [{"content": {"parts": [{"text": ""}],"role": "model"},"finishReason": "STOP"}],"usageMetadata": {"promptTokenCount": 8,"candidatesTokenCount": 6,"totalTokenCount": 41,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 8}],"thoughtsTokenCount": 27},"modelVersion": "gemini-2.5-flash","responseId": "cA7qaMf7EYqZ1dkPw9S0gAI"}"#,
+    "\r\n\r\n",
+);
+
+const BEDROCK_CONVERSE: &str = r#"{"metrics":{"latencyMs":1175},"output":{"message":{"content":[{"text":"Hello! \"usage\":{\"inputTokens\":1,\"outputTokens\":1}"}],"role":"assistant"}},"stopReason":"end_turn","usage":{"cacheReadInputTokens":512,"cacheWriteInputTokens":64,"inputTokens":20,"outputTokens":7,"totalTokens":603}}"#;
+
+fn read(format: UsageFormat, framing: Framing, chunks: &[&[u8]]) -> Option<Usage> {
+    let mut reader = UsageReader::new(format, framing);
+    for chunk in chunks {
+        reader.feed(chunk);
+    }
+    reader.usage()
+}
+
+fn usage(input: u64, output: u64, cached: u64) -> Option<Usage> {
+    Some(Usage {
+        input,
+        output,
+        cached,
+    })
+}
+
+/// The same result whole, at every two-way split, at a spread of three-way splits, and one
+/// byte at a time.
+fn check(format: UsageFormat, framing: Framing, body: &str, expected: Option<Usage>) {
+    let body = body.as_bytes();
+    assert_eq!(read(format, framing, &[body]), expected, "whole");
+    for at in 0..=body.len() {
+        let (a, b) = body.split_at(at);
+        assert_eq!(read(format, framing, &[a, b]), expected, "split at {at}");
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..300 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let x = (seed >> 33) as usize % (body.len() + 1);
+        let y = (seed >> 11) as usize % (body.len() + 1);
+        let (i, j) = (x.min(y), x.max(y));
+        let chunks = [&body[..i], &body[i..j], &body[j..]];
+        assert_eq!(
+            read(format, framing, &chunks),
+            expected,
+            "split at {i}, {j}"
+        );
+    }
+    let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    assert_eq!(read(format, framing, &bytes), expected, "byte by byte");
+}
+
+#[test]
+fn openai_chat() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        OPENAI_CHAT,
+        usage(1219, 10, 1024),
+    );
+}
+
+#[test]
+fn openai_chat_stream_with_include_usage() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        OPENAI_CHAT_STREAM,
+        usage(9, 12, 0),
+    );
+}
+
+#[test]
+fn openai_chat_stream_without_include_usage() {
+    let body = OPENAI_CHAT_STREAM.replace(r#""usage":{"prompt_tokens""#, r#""other":{"p""#);
+    check(UsageFormat::OpenAiChat, Framing::Sse, &body, None);
+}
+
+#[test]
+fn openai_embeddings() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        OPENAI_EMBEDDINGS,
+        usage(5, 0, 0),
+    );
+}
+
+#[test]
+fn openai_responses() {
+    check(
+        UsageFormat::OpenAiResponses,
+        Framing::Json,
+        OPENAI_RESPONSES,
+        usage(328, 52, 128),
+    );
+}
+
+#[test]
+fn openai_responses_stream() {
+    check(
+        UsageFormat::OpenAiResponses,
+        Framing::Sse,
+        OPENAI_RESPONSES_STREAM,
+        usage(37, 11, 32),
+    );
+}
+
+#[test]
+fn openai_responses_incomplete_and_failed_events() {
+    for kind in ["response.incomplete", "response.failed"] {
+        let body = OPENAI_RESPONSES_STREAM.replace("response.completed", kind);
+        check(
+            UsageFormat::OpenAiResponses,
+            Framing::Sse,
+            &body,
+            usage(37, 11, 32),
+        );
+    }
+}
+
+#[test]
+fn anthropic() {
+    check(
+        UsageFormat::Anthropic,
+        Framing::Json,
+        ANTHROPIC,
+        usage(2160, 6, 2048),
+    );
+}
+
+#[test]
+fn anthropic_stream_combines_start_and_delta() {
+    check(
+        UsageFormat::Anthropic,
+        Framing::Sse,
+        ANTHROPIC_STREAM,
+        usage(1525, 15, 1500),
+    );
+}
+
+#[test]
+fn anthropic_stream_delta_restating_input_overrides() {
+    let body = ANTHROPIC_STREAM.replace(
+        r#""usage":{"output_tokens":15}"#,
+        r#""usage":{"input_tokens":30,"cache_creation_input_tokens":7,"cache_read_input_tokens":null,"output_tokens":15,"server_tool_use":{"web_search_requests":0}}"#,
+    );
+    // cache_read stays 1500 (null is absent); input and cache_creation are overridden.
+    check(
+        UsageFormat::Anthropic,
+        Framing::Sse,
+        &body,
+        usage(30 + 7 + 1500, 15, 1500),
+    );
+}
+
+#[test]
+fn gemini() {
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        GEMINI,
+        usage(2051, 59, 2048),
+    );
+}
+
+#[test]
+fn gemini_json_array_stream() {
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        GEMINI_ARRAY,
+        usage(8, 24, 0),
+    );
+}
+
+#[test]
+fn gemini_sse() {
+    check(
+        UsageFormat::Gemini,
+        Framing::Sse,
+        GEMINI_SSE,
+        usage(8, 33, 0),
+    );
+}
+
+#[test]
+fn bedrock_converse() {
+    check(
+        UsageFormat::BedrockConverse,
+        Framing::Json,
+        BEDROCK_CONVERSE,
+        usage(596, 7, 512),
+    );
+}
+
+#[test]
+fn no_usage() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"id":"x","choices":[]}"#,
+        None,
+    );
+    check(UsageFormat::OpenAiChat, Framing::Json, "", None);
+    check(UsageFormat::Anthropic, Framing::Sse, "", None);
+    check(
+        UsageFormat::Gemini,
+        Framing::Sse,
+        "data: {\"candidates\":[]}\n\n",
+        None,
+    );
+}
+
+#[test]
+fn null_usage_only() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"usage":null}"#,
+        None,
+    );
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        "data: {\"usage\":null}\n\ndata: {\"usage\": null }\n\n",
+        None,
+    );
+}
+
+#[test]
+fn later_null_or_unreadable_usage_keeps_earlier() {
+    let body = concat!(
+        "data: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+        "data: {\"usage\":null}\n\n",
+        "data: {\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":4}}\n\n",
+        "data: {\"usage\":{\"completion_tokens\":4}}\n\n",
+        "data: {\"usage\":\"many\"}\n\n",
+        "data: {\"usage\":[1,2]}\n\n",
+    );
+    check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(3, 4, 0));
+}
+
+#[test]
+fn unreadable_counts_are_ignored() {
+    for usage_object in [
+        r#"{"prompt_tokens":-1,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":1.5,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":"1","completion_tokens":1}"#,
+        r#"{"prompt_tokens":18446744073709551616,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":1,"completion_tokens":true}"#,
+        r#"{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":-3}}"#,
+        r#"{"prompt_tokens":1,"prompt_tokens_details":7}"#,
+        r#"{"completion_tokens":1}"#,
+        r#"{}"#,
+    ] {
+        let body = format!(r#"{{"usage":{usage_object}}}"#);
+        check(UsageFormat::OpenAiChat, Framing::Json, &body, None);
+    }
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":0,"prompt_tokens_details":null}}"#,
+        usage(u64::MAX, 0, 0),
+    );
+    for usage_object in [
+        r#"{"input_tokens":1}"#,
+        r#"{"output_tokens":1}"#,
+        r#"{"input_tokens":1,"output_tokens":1e3}"#,
+    ] {
+        let body = format!(r#"{{"usage":{usage_object}}}"#);
+        check(UsageFormat::OpenAiResponses, Framing::Json, &body, None);
+    }
+    check(
+        UsageFormat::Anthropic,
+        Framing::Json,
+        r#"{"usage":{"input_tokens":1}}"#,
+        None,
+    );
+    check(
+        UsageFormat::BedrockConverse,
+        Framing::Json,
+        r#"{"usage":{"inputTokens":1,"outputTokens":2,"cacheReadInputTokens":-1}}"#,
+        None,
+    );
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        r#"{"usageMetadata":{"candidatesTokenCount":1}}"#,
+        None,
+    );
+}
+
+#[test]
+fn sums_saturate_and_cached_stays_within_input() {
+    check(
+        UsageFormat::BedrockConverse,
+        Framing::Json,
+        r#"{"usage":{"inputTokens":18446744073709551615,"outputTokens":1,"cacheReadInputTokens":5,"cacheWriteInputTokens":5}}"#,
+        usage(u64::MAX, 1, 5),
+    );
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        r#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":18446744073709551615,"thoughtsTokenCount":9,"cachedContentTokenCount":10}}"#,
+        usage(3, u64::MAX, 3),
+    );
+}
+
+#[test]
+fn usage_in_a_nested_place_is_not_taken() {
+    let bodies = [
+        r#"{"metadata":{"usage":{"prompt_tokens":1,"completion_tokens":1}}}"#,
+        r#"{"choices":[{"message":{"content":"x","usage":{"prompt_tokens":1,"completion_tokens":1}}}]}"#,
+        r#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#,
+        r#"{"a":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#,
+        r#"{"a":{"b":{"c":{"d":{"usage":{"prompt_tokens":1,"completion_tokens":1}}}}}}"#,
+        r#"{"response":{"usage":{"prompt_tokens":1,"completion_tokens":1}}}"#,
+        r#"[[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]]"#,
+    ];
+    for body in bodies {
+        check(UsageFormat::OpenAiChat, Framing::Json, body, None);
+    }
+    // `response.usage` belongs to the Responses API, `message.usage` to Anthropic only.
+    check(
+        UsageFormat::Anthropic,
+        Framing::Json,
+        r#"{"response":{"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+        None,
+    );
+    check(
+        UsageFormat::OpenAiResponses,
+        Framing::Json,
+        r#"{"message":{"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+        None,
+    );
+    check(
+        UsageFormat::OpenAiResponses,
+        Framing::Json,
+        r#"{"response":{"meta":{"usage":{"input_tokens":1,"output_tokens":1}}}}"#,
+        None,
+    );
+    // A document-level key that only looks like a target.
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"usage ":{"prompt_tokens":1},"Usage":{"prompt_tokens":2},"usag":{"prompt_tokens":3}}"#,
+        None,
+    );
+}
+
+#[test]
+fn usage_text_inside_strings_is_not_taken() {
+    let bodies = [
+        r#"{"content":"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":5}"}"#,
+        r#"{"content":"\\\"usage\":{\"prompt_tokens\":5}"}"#,
+        r#"{"a":"usage","b":{"prompt_tokens":5}}"#,
+        r#"{"a":["usage",{"prompt_tokens":5}]}"#,
+        r#"["usage",{"prompt_tokens":5}]"#,
+    ];
+    for body in bodies {
+        check(UsageFormat::OpenAiChat, Framing::Json, body, None);
+    }
+    // A value string named like a key, followed by a real usage key.
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"x":"usage","usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+        usage(5, 1, 0),
+    );
+}
+
+#[test]
+fn escaped_keys() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"us\u0061ge":{"prompt_tokens":5,"completion_tokens":1}}"#,
+        usage(5, 1, 0),
+    );
+    // Every character escaped: the longest spelling of the longest target key.
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        r#"{"\u0075\u0073\u0061\u0067\u0065\u004d\u0065\u0074\u0061\u0064\u0061\u0074\u0061":{"promptTokenCount":5}}"#,
+        usage(5, 0, 0),
+    );
+    check(
+        UsageFormat::Anthropic,
+        Framing::Sse,
+        "data: {\"mess\\u0061ge\":{\"\\u0075sage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        usage(5, 1, 0),
+    );
+    // Escapes that decode to something else, or do not decode.
+    for body in [
+        r#"{"usage\u0000":{"prompt_tokens":5}}"#,
+        r#"{"usage\n":{"prompt_tokens":5}}"#,
+        r#"{"us\age":{"prompt_tokens":5}}"#,
+        r#"{"\ud800usage":{"prompt_tokens":5}}"#,
+    ] {
+        check(UsageFormat::OpenAiChat, Framing::Json, body, None);
+    }
+    // An escaped quote inside a key does not end it.
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"a\"usage":{"prompt_tokens":5},"usage":{"prompt_tokens":6}}"#,
+        usage(6, 0, 0),
+    );
+    // A long key neither matches nor disturbs the next one.
+    let long = "k".repeat(500);
+    let body = format!(r#"{{"{long}":{{"prompt_tokens":5}},"usage":{{"prompt_tokens":6}}}}"#);
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        &body,
+        usage(6, 0, 0),
+    );
+}
+
+#[test]
+fn last_usage_wins() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2,"completion_tokens":3}}"#,
+        usage(2, 3, 0),
+    );
+    // Gemini counts are cumulative: a later chunk replaces, it does not add.
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        r#"[{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1}},{"usageMetadata":{"promptTokenCount":4}}]"#,
+        usage(4, 0, 0),
+    );
+}
+
+#[test]
+fn sse_line_endings() {
+    let event = "data: {\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}";
+    for end in ["\n", "\r\n", "\r"] {
+        let body = format!("event: x{end}{event}{end}{end}data: [DONE]{end}{end}");
+        check(UsageFormat::OpenAiChat, Framing::Sse, &body, usage(2, 3, 0));
+    }
+    // CR CR is a blank line: the event ends before its usage.
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        "data: {\"usage\":\r\rdata: {\"prompt_tokens\":2}}\r\n\r\n",
+        None,
+    );
+}
+
+#[test]
+fn sse_multi_line_data() {
+    let body = concat!(
+        ": keep-alive comment\n",
+        "id: 7\n",
+        "retry: 1000\n",
+        "data: {\"usage\":\n",
+        "event: ignored-in-between\n",
+        "data:{\"prompt_tokens\":2,\n",
+        "data\n",
+        "data:  \"completion_tokens\":3}}\n",
+        "\n",
+    );
+    check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(2, 3, 0));
+    // The line feed that joins data lines lands inside a string: not valid JSON, but only
+    // the usage object has to be.
+    let body = "data: {\"a\":\"x\ndata: y\",\"usage\":{\"prompt_tokens\":2}}\n\n";
+    check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(2, 0, 0));
+}
+
+#[test]
+fn sse_field_names_are_exact() {
+    for line in [
+        "Data: {\"usage\":{\"prompt_tokens\":2}}",
+        "dat: {\"usage\":{\"prompt_tokens\":2}}",
+        "datas: {\"usage\":{\"prompt_tokens\":2}}",
+        " data: {\"usage\":{\"prompt_tokens\":2}}",
+        ":data: {\"usage\":{\"prompt_tokens\":2}}",
+        "event: {\"usage\":{\"prompt_tokens\":2}}",
+    ] {
+        let body = format!("{line}\n\n");
+        check(UsageFormat::OpenAiChat, Framing::Sse, &body, None);
+    }
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        "\u{feff}data:{\"usage\":{\"prompt_tokens\":2}}\n\n",
+        usage(2, 0, 0),
+    );
+}
+
+#[test]
+fn sse_truncated_event_is_forgotten_at_its_end() {
+    // An event cut mid-document must not leave the scanner inside it for the next one.
+    let body = concat!(
+        "data: {\"choices\":[{\"text\":\"unterminated\n\n",
+        "data: {\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\n",
+        "data: {\"usage\":{\"prompt_tokens\":9,\n\n",
+        "data: {\"id\":1}\n\n",
+    );
+    check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(2, 1, 0));
+}
+
+#[test]
+fn done_is_ignored() {
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        "data: [DONE]\n\n",
+        None,
+    );
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Sse,
+        "data: {\"usage\":{\"prompt_tokens\":2}}\n\ndata: [DONE]\n\n",
+        usage(2, 0, 0),
+    );
+}
+
+#[test]
+fn over_long_capture_is_dropped() {
+    let padding = "x".repeat(CAPTURE_LIMIT);
+    let body =
+        format!(r#"{{"usage":{{"prompt_tokens":2,"completion_tokens":1,"note":"{padding}"}}}}"#);
+    check(UsageFormat::OpenAiChat, Framing::Json, &body, None);
+    // An earlier good one stands.
+    let body = format!(
+        "data: {{\"usage\":{{\"prompt_tokens\":2}}}}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3,\"n\":\"{padding}\"}}}}\n\n"
+    );
+    check(UsageFormat::OpenAiChat, Framing::Sse, &body, usage(2, 0, 0));
+    // Exactly at the limit is read.
+    let note = "y".repeat(CAPTURE_LIMIT - r#"{"prompt_tokens":2,"n":""}"#.len());
+    let body = format!(r#"{{"usage":{{"prompt_tokens":2,"n":"{note}"}}}}"#);
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        &body,
+        usage(2, 0, 0),
+    );
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let mut reader = UsageReader::new(UsageFormat::OpenAiChat, Framing::Json);
+    reader.feed(br#"{"choices":[{"message":{"content":""#);
+    let text = vec![b'a'; 1 << 20];
+    for _ in 0..10 {
+        reader.feed(&text);
+    }
+    reader.feed(br#""}}],"usage":{"prompt_tokens":2,"n":""#);
+    for _ in 0..10 {
+        reader.feed(&text);
+    }
+    reader.feed(br#""}}"#);
+    assert_eq!(reader.usage(), None);
+    assert!(reader.scanner.capture.capacity() <= CAPTURE_LIMIT);
+    assert!(std::mem::size_of::<UsageReader>() < 256);
+
+    // Deep nesting, and an SSE line that never ends.
+    let mut reader = UsageReader::new(UsageFormat::OpenAiChat, Framing::Sse);
+    reader.feed(b"data: {\"usage\":");
+    reader.feed(&vec![b'['; 10 << 20]);
+    reader.feed(&vec![b']'; 10 << 20]);
+    assert_eq!(reader.usage(), None);
+    assert!(reader.scanner.capture.capacity() <= CAPTURE_LIMIT);
+}
+
+#[test]
+fn malformed_json_does_not_panic() {
+    let inputs: [&[u8]; 14] = [
+        b"}}}]]]",
+        b"{{{{",
+        b"{\"usage\":{\"prompt_tokens\":1,}}",
+        b"{\"usage\" {\"prompt_tokens\":1}}",
+        b"{\"usage\":{\"prompt_tokens\":1]]",
+        b"\"\\",
+        b"{\"usage\\",
+        b"{\"usage\":{\"prompt_tokens\":1}\xff\xfe",
+        b"\xef\xbb\xbf{\"usage\":{\"prompt_tokens\":1}}",
+        b"data: data: data:\r\r\r\n\n:",
+        b"data: {\"usage\":{\"prompt_tokens\":1}\n\ndata: }}}}\n\n",
+        b"[[[[[[[[{\"usage\":{\"prompt_tokens\":1}}]]]]]]]]",
+        b"{\"usage\":{\"prompt_tokens\":1,\"x\":[{\"y\":\"\\ud800\"}]}}",
+        b"\x00\x01\x02{\"\x00\":1}",
+    ];
+    let formats = [
+        UsageFormat::OpenAiChat,
+        UsageFormat::OpenAiResponses,
+        UsageFormat::Anthropic,
+        UsageFormat::Gemini,
+        UsageFormat::BedrockConverse,
+    ];
+    for input in inputs {
+        for format in formats {
+            for framing in [Framing::Json, Framing::Sse] {
+                let whole = read(format, framing, &[input]);
+                let bytes: Vec<&[u8]> = input.chunks(1).collect();
+                assert_eq!(read(format, framing, &bytes), whole);
+            }
+        }
+    }
+    // Lenient where it cannot matter: stray bytes before a document are skipped.
+    assert_eq!(
+        read(UsageFormat::OpenAiChat, Framing::Json, &[inputs[8]]),
+        usage(1, 0, 0)
+    );
+}
+
+#[test]
+fn bedrock_headers() {
+    assert_eq!(
+        usage_from_bedrock_headers(Some(b"120"), Some(b"45")),
+        usage(120, 45, 0)
+    );
+    assert_eq!(
+        usage_from_bedrock_headers(Some(b" 0 "), Some(b"18446744073709551615")),
+        usage(0, u64::MAX, 0)
+    );
+    for (input, output) in [
+        (None, Some(&b"1"[..])),
+        (Some(&b"1"[..]), None),
+        (None, None),
+        (Some(&b""[..]), Some(&b"1"[..])),
+        (Some(&b"-1"[..]), Some(&b"1"[..])),
+        (Some(&b"+1"[..]), Some(&b"1"[..])),
+        (Some(&b"1.0"[..]), Some(&b"1"[..])),
+        (Some(&b"0x10"[..]), Some(&b"1"[..])),
+        (Some(&b"1"[..]), Some(&b"18446744073709551616"[..])),
+        (Some(&b"1 2"[..]), Some(&b"1"[..])),
+        (Some(&b"\xff"[..]), Some(&b"1"[..])),
+    ] {
+        assert_eq!(
+            usage_from_bedrock_headers(input, output),
+            None,
+            "{input:?} {output:?}"
+        );
+    }
+}
+
+#[test]
+fn framing_from_content_type() {
+    for (value, framing) in [
+        (&b"text/event-stream"[..], Some(Framing::Sse)),
+        (b"text/event-stream; charset=utf-8", Some(Framing::Sse)),
+        (b"Text/Event-Stream", Some(Framing::Sse)),
+        (b"application/json", Some(Framing::Json)),
+        (b"application/json; charset=UTF-8", Some(Framing::Json)),
+        (b"  APPLICATION/JSON ;charset=utf-8", Some(Framing::Json)),
+        (b"application/problem+json", Some(Framing::Json)),
+        (b"application/vnd.api+JSON; q=1", Some(Framing::Json)),
+        (b"application/x-ndjson", None),
+        (b"application/jsonl", None),
+        (b"application/+json", None),
+        (b"/json", None),
+        (b"+json", None),
+        (b"json", None),
+        (b"text/plain", None),
+        (b"text/event-streams", None),
+        (b"application/vnd.amazon.eventstream", None),
+        (b"", None),
+        (b"\xff\xfe", None),
+    ] {
+        assert_eq!(Framing::from_content_type(value), framing, "{value:?}");
+    }
+}
