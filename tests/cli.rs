@@ -174,6 +174,73 @@ fn eval_uses_the_identity_header_and_base_path() {
     assert_eq!(verdict["forwarded_model"], "gemini-2.5-flash");
 }
 
+/// `eval` with a policy written for the test.
+fn eval_with(policy: &str, path: &str, headers: &[&str], body: &[u8]) -> (i32, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("policy.json");
+    std::fs::write(&config, policy).unwrap();
+    let mut args = vec!["eval", config.to_str().unwrap(), "--path", path];
+    for header in headers {
+        args.push("--header");
+        args.push(header);
+    }
+    args.push("-");
+    let output = posturio(&args, Some(body));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout}"));
+    (output.status.code().unwrap(), verdict)
+}
+
+const CAPPED_POLICY: &str = r#"{
+  "identity": { "header": "x-team" },
+  "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+  "models": { "gpt-4o": { "provider": "openai" }, "fast": { "provider": "openai", "upstream_model": "gpt-4o-mini" } },
+  "consumers": {
+    "default": { "models": ["*"], "max_output_tokens": 256 },
+    "strict": { "models": ["*"], "max_output_tokens": 256, "max_output_tokens_action": "refuse" }
+  }
+}"#;
+
+#[test]
+fn eval_shows_the_body_with_the_limits_applied() {
+    let body = br#"{"model":"fast","stream":true,"max_tokens":4096,"messages":[]}"#;
+    let (code, verdict) = eval_with(CAPPED_POLICY, "/v1/chat/completions", &[], body);
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(
+        verdict["forwarded_body"],
+        serde_json::json!({
+            "model": "gpt-4o-mini",
+            "stream": true,
+            "max_tokens": 256,
+            "messages": [],
+            "stream_options": {"include_usage": true}
+        })
+    );
+    assert_eq!(verdict["output_cap_clamped"], true);
+    assert_eq!(verdict["output_cap_added"], false);
+    assert_eq!(verdict["stream_usage_added"], true);
+    assert_eq!(verdict["usage_format"], "openai_chat");
+
+    let (code, verdict) = eval_with(
+        CAPPED_POLICY,
+        "/v1/chat/completions",
+        &["x-team: strict"],
+        body,
+    );
+    assert_eq!(code, 1, "{verdict}");
+    assert_eq!(verdict["status"], 403);
+    assert_eq!(verdict["code"], "max_output_tokens_exceeded");
+
+    let (code, verdict) = eval_with(
+        CAPPED_POLICY,
+        "/v1/chat/completions",
+        &[],
+        br#"{"model":"gpt-4o","max_tokens":1.5}"#,
+    );
+    assert_eq!(code, 1, "{verdict}");
+    assert_eq!(verdict["code"], "invalid_request");
+}
+
 #[test]
 fn check_reports_unreadable_files_and_usage() {
     let output = posturio(&["check", "no/such/file.json"], None);

@@ -136,6 +136,8 @@ fn the_schema_is_identified_and_closed() {
         "ConsumerConfig",
         "RuleConfig",
         "PassthroughConfig",
+        "BudgetConfig",
+        "UsageConfig",
     ] {
         assert_eq!(
             schema["$defs"][name]["additionalProperties"], false,
@@ -156,15 +158,25 @@ fn the_schema_is_identified_and_closed() {
             .contains("Envoy cluster")
     );
     assert_eq!(schema["required"], json!(["providers", "models"]));
+    assert_eq!(
+        schema["properties"]["usage"]["default"],
+        json!({"inject_stream_usage": true})
+    );
+    assert_eq!(
+        schema["$defs"]["ConsumerConfig"]["dependentRequired"],
+        json!({"max_output_tokens_action": ["max_output_tokens"]})
+    );
 }
 
 /// The fixtures whose mistake only the loader can see: it needs the whole document (names
-/// resolved, globs expanded, regexes compiled), a rule a schema cannot state, or the duplicate
-/// keys that JSON parsers drop before a schema sees them.
-const SEMANTIC_ONLY: [&str; 31] = [
+/// resolved, globs expanded, regexes compiled), a rule a schema cannot state (JSON Schema
+/// counts `1e6` as an integer; the loader wants an integer literal), or the duplicate keys that
+/// JSON parsers drop before a schema sees them.
+const SEMANTIC_ONLY: [&str; 32] = [
     "base_path_dot_dot",
     "base_path_trailing_slash",
     "cluster_with_space",
+    "consumer_budget_float",
     "consumer_empty_pattern",
     "consumer_exact_not_in_catalogue",
     "consumer_glob_matches_nothing",
@@ -239,7 +251,16 @@ fn base() -> Value {
     json!({
         "providers": { "openai": { "cluster": "openai", "api": "openai" } },
         "models": { "gpt-4o": { "provider": "openai" } },
-        "consumers": { "default": { "models": ["gpt-4o"] } },
+        "consumers": {
+            "default": { "models": ["gpt-4o"] },
+            "capped": {
+                "models": ["gpt-4o"],
+                "max_output_tokens": 1024,
+                "max_output_tokens_action": "refuse",
+                "budget": { "tokens_per_minute": 10000, "tokens_per_day": 1000000 }
+            }
+        },
+        "usage": { "inject_stream_usage": true },
         "rules": [ { "id": "r", "detect": "email", "action": "block" } ],
         "passthrough": [ { "method": "GET", "path_prefix": "/v1/models", "provider": "openai" } ],
         "identity": { "metadata": { "namespace": "jwt", "path": ["team"] } }
@@ -305,6 +326,59 @@ fn typos_are_rejected_at_every_level() {
         ("rules as an object", "/rules", json!({"id": "r"})),
         ("rule roles empty", "/rules/0/roles", json!([])),
         ("cluster as a number", "/providers/openai/cluster", json!(1)),
+        ("usage key", "/usage/inject_usage", json!(false)),
+        (
+            "inject_stream_usage as a string",
+            "/usage/inject_stream_usage",
+            json!("false"),
+        ),
+        ("usage as a bool", "/usage", json!(false)),
+        (
+            "budget key",
+            "/consumers/capped/budget/tokens_per_week",
+            json!(1),
+        ),
+        ("budget empty", "/consumers/capped/budget", json!({})),
+        (
+            "budget zero",
+            "/consumers/capped/budget/tokens_per_minute",
+            json!(0),
+        ),
+        (
+            "budget negative",
+            "/consumers/capped/budget/tokens_per_day",
+            json!(-5),
+        ),
+        (
+            "budget as a number",
+            "/consumers/default/budget",
+            json!(1000),
+        ),
+        (
+            "max_output_tokens zero",
+            "/consumers/capped/max_output_tokens",
+            json!(0),
+        ),
+        (
+            "max_output_tokens as a string",
+            "/consumers/capped/max_output_tokens",
+            json!("1024"),
+        ),
+        (
+            "max_output_tokens fraction",
+            "/consumers/capped/max_output_tokens",
+            json!(10.5),
+        ),
+        (
+            "cap action typo",
+            "/consumers/capped/max_output_tokens_action",
+            json!("truncate"),
+        ),
+        (
+            "cap action without a cap",
+            "/consumers/default/max_output_tokens_action",
+            json!("clamp"),
+        ),
     ];
     for (what, pointer, value) in typos {
         let mut instance = base();

@@ -3,7 +3,8 @@
 //! Both files are validated by the filter's own loader first. The comparison is then made on
 //! what the filter would enforce, not on the text: consumers' globs are expanded against each
 //! file's catalogue, a consumer without its own `mode`, `opaque_content` or `rules` gets the
-//! inherited value, and a consumer name that is not defined is evaluated as `default`.
+//! inherited value, and a consumer name that is not defined is evaluated as `default` (its
+//! budget and output-token cap included).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,8 @@ use serde_json::{json, Value};
 use super::{config_errors, read, CliError, Output};
 use crate::policy::compile::{parse, DEFAULT_CONSUMER};
 use crate::policy::config::{
-    Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, RuleAction, RuleConfig,
+    CapAction, Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, RuleAction,
+    RuleConfig,
 };
 use crate::policy::glob::Glob;
 use crate::policy::Policy;
@@ -151,6 +153,9 @@ struct Effective {
     mode: Mode,
     opaque: OpaqueContent,
     rules: BTreeSet<String>,
+    /// Tokens per window, by the window's key (`tokens_per_minute`, ...), shortest first.
+    budget: [(&'static str, Option<u64>); 3],
+    output_cap: Option<(u64, CapAction)>,
 }
 
 fn global_opaque(config: &Config) -> OpaqueContent {
@@ -174,6 +179,7 @@ fn effective(config: &Config, consumer: &ConsumerConfig) -> Effective {
         Some(ids) => ids.iter().cloned().collect(),
         None => config.rules.iter().map(|rule| rule.id.clone()).collect(),
     };
+    let budget = consumer.budget.as_ref();
     Effective {
         approved,
         mode: consumer.mode.unwrap_or(config.mode),
@@ -181,6 +187,23 @@ fn effective(config: &Config, consumer: &ConsumerConfig) -> Effective {
             .opaque_content
             .unwrap_or_else(|| global_opaque(config)),
         rules,
+        budget: [
+            (
+                "tokens_per_minute",
+                budget.and_then(|budget| budget.tokens_per_minute),
+            ),
+            (
+                "tokens_per_hour",
+                budget.and_then(|budget| budget.tokens_per_hour),
+            ),
+            (
+                "tokens_per_day",
+                budget.and_then(|budget| budget.tokens_per_day),
+            ),
+        ],
+        output_cap: consumer
+            .max_output_tokens
+            .map(|limit| (limit, consumer.max_output_tokens_action.unwrap_or_default())),
     }
 }
 
@@ -334,6 +357,69 @@ fn globals(changes: &mut Changes, old: &Config, new: &Config) {
                 old.debug_headers, new.debug_headers
             ),
         );
+    }
+    let (old_inject, new_inject) = (old.usage.inject_stream_usage, new.usage.inject_stream_usage);
+    if old_inject != new_inject {
+        let (sign, note) = if new_inject {
+            (Sign::Narrow, "")
+        } else {
+            (
+                Sign::Widen,
+                " (streamed chat completions may report no usage: budgets cannot count them)",
+            )
+        };
+        changes.add(
+            sign,
+            format!("usage.inject_stream_usage: {old_inject} -> {new_inject}{note}"),
+        );
+    }
+}
+
+/// A limit where `None` is no limit: raising or removing it widens, adding or lowering it
+/// narrows.
+fn limit_change(changes: &mut Changes, subject: &str, old: Option<u64>, new: Option<u64>) {
+    let sign = match (old, new) {
+        (Some(before), Some(after)) if after > before => Sign::Widen,
+        (Some(_), None) => Sign::Widen,
+        (Some(before), Some(after)) if after == before => return,
+        (None, None) => return,
+        _ => Sign::Narrow,
+    };
+    let show = |limit: Option<u64>| limit.map_or_else(|| "none".to_owned(), |n| n.to_string());
+    changes.add(sign, format!("{subject} {} -> {}", show(old), show(new)));
+}
+
+fn limits(changes: &mut Changes, subject: &str, before: &Effective, after: &Effective) {
+    for ((key, old), (_, new)) in before.budget.iter().zip(&after.budget) {
+        limit_change(changes, &format!("{subject}: budget {key}"), *old, *new);
+    }
+    let cap = format!("{subject}: max_output_tokens");
+    match (before.output_cap, after.output_cap) {
+        (None, Some((limit, action))) => changes.add(
+            Sign::Narrow,
+            format!("{cap} none -> {limit} ({})", action.as_str()),
+        ),
+        (Some((limit, _)), None) => changes.add(Sign::Widen, format!("{cap} {limit} -> none")),
+        (Some((old_limit, old_action)), Some((new_limit, new_action))) => {
+            limit_change(changes, &cap, Some(old_limit), Some(new_limit));
+            if old_action != new_action {
+                // A request over the cap is shortened rather than refused, or the reverse.
+                let sign = if new_action == CapAction::Clamp {
+                    Sign::Widen
+                } else {
+                    Sign::Narrow
+                };
+                changes.add(
+                    sign,
+                    format!(
+                        "{subject}: max_output_tokens_action {} -> {}",
+                        old_action.as_str(),
+                        new_action.as_str()
+                    ),
+                );
+            }
+        }
+        (None, None) => {}
     }
 }
 
@@ -501,6 +587,7 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
                     format!("{subject}: rule {rule} no longer applies"),
                 );
             }
+            limits(changes, &subject, before, after);
         }
     }
 }

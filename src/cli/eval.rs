@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
+use crate::policy::usage::UsageFormat;
 use crate::policy::{Decision, Policy, Reply};
 
 struct EvalArgs {
@@ -135,6 +136,10 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                     "provider": facts.provider,
                     "rules": rules,
                     "redactions": facts.redactions,
+                    "output_cap_clamped": facts.output_cap_clamped,
+                    "output_cap_added": facts.output_cap_added,
+                    "stream_usage_added": facts.stream_usage_added,
+                    "usage_format": forward.usage.map(usage_format_name),
                     "body_rewritten": forward.body.is_some(),
                     "forwarded_body": forwarded_body,
                     "audited": forward.audited.as_ref().map(|reply| json!({
@@ -150,6 +155,17 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
         stdout: serde_json::to_string_pretty(&verdict).unwrap_or_default(),
         stderr: String::new(),
     })
+}
+
+/// The response usage format, as eval prints it.
+fn usage_format_name(format: UsageFormat) -> &'static str {
+    match format {
+        UsageFormat::OpenAiChat => "openai_chat",
+        UsageFormat::OpenAiResponses => "openai_responses",
+        UsageFormat::Anthropic => "anthropic",
+        UsageFormat::Gemini => "gemini",
+        UsageFormat::BedrockConverse => "bedrock_converse",
+    }
 }
 
 fn reply_json(reply: &Reply) -> Value {

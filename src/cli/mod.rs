@@ -17,12 +17,13 @@ usage:
   posturio check --diff OLD NEW [--json]
       Validate both policies, then print what the change does, one line per fact: models
       approved or withdrawn per consumer (globs expanded), consumers, catalogue, providers,
-      rules, modes, identity and limits. '+' widens access or weakens inspection, '-' narrows
+      rules, modes, identity, budgets, output-token caps and limits. '+' widens access or weakens inspection, '-' narrows
       it, '~' neither. --json prints the same as a JSON object.
       Exit 0 when both are valid (whatever changed); 1 with the mistakes otherwise.
   posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME] REQUEST_FILE
       Print, as JSON, the decision the filter would take on this request: the route, the
-      model forwarded, the rules that fired, and the body as it would be forwarded.
+      model forwarded, the rules that fired, the output-token cap and stream usage edits, and
+      the body as it would be forwarded.
       --identity gives the consumer as identity.metadata would name it.
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --method defaults to POST; content-type application/json is assumed unless given.

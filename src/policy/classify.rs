@@ -71,6 +71,8 @@ pub struct PathModel {
 pub struct Classified {
     pub endpoint: Endpoint,
     pub path_model: Option<PathModel>,
+    /// A token count (Anthropic `count_tokens`, Gemini `:countTokens`): nothing is generated.
+    pub counts_tokens: bool,
 }
 
 /// Every endpoint's canonical path. All of them live under `/v1`, which a provider's
@@ -138,6 +140,7 @@ pub fn classify(method: &str, target: &str) -> Option<Classified> {
         return Some(Classified {
             endpoint: *endpoint,
             path_model: None,
+            counts_tokens: *endpoint == Endpoint::CountTokens,
         });
     }
     classify_path_model(path)
@@ -201,6 +204,7 @@ fn classify_path_model(path: &str) -> Option<Classified> {
                     name,
                     segment: start..start.checked_add(segment.len())?,
                 }),
+                counts_tokens: *suffix == ":countTokens",
             })
         })
 }
@@ -326,6 +330,24 @@ mod tests {
         bedrock_invoke: "POST", "/model/m/invoke" => Some(Endpoint::BedrockInvoke);
         bedrock_bad_escape: "POST", "/model/m%zz/invoke" => None;
         bedrock_nul: "POST", "/model/m%00/invoke" => None;
+    }
+
+    #[test]
+    fn token_counts_are_told_apart() {
+        for (path, counts) in [
+            ("/v1/messages/count_tokens", true),
+            ("/v1/messages", false),
+            ("/v1beta/models/g:countTokens", true),
+            ("/v1beta/models/g:generateContent", false),
+            ("/v1beta/models/g:streamGenerateContent?alt=sse", false),
+            ("/model/m/converse", false),
+        ] {
+            assert_eq!(
+                classify("POST", path).unwrap().counts_tokens,
+                counts,
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use super::budget::{Budget, Limit, Window};
 use super::classify::{is_canonical_path, ApiFamily};
 use super::config::{
-    Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, ProviderConfig, RuleAction,
+    BudgetConfig, CapAction, Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent,
+    ProviderConfig, RuleAction,
 };
 use super::glob::Glob;
 use super::inspect::Scanner;
@@ -42,6 +44,9 @@ pub struct Policy {
     pub max_body_bytes: usize,
     pub identity: Identity,
     pub debug_headers: bool,
+    /// Whether streamed OpenAI-style requests are made to report their usage
+    /// (`usage.inject_stream_usage`).
+    pub inject_stream_usage: bool,
     pub(crate) providers: Vec<Provider>,
     pub(crate) models: HashMap<String, Model>,
     pub(crate) consumers: HashMap<String, Consumer>,
@@ -98,6 +103,16 @@ pub(crate) struct Consumer {
     /// Which rules apply, by index into `Policy::rules`.
     pub rules: Vec<bool>,
     pub opaque_content: OpaqueContent,
+    /// The most output tokens one request may ask for.
+    pub output_cap: Option<OutputCap>,
+    pub budget: Option<Budget>,
+}
+
+/// A consumer's cap on the output tokens of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    pub limit: u64,
+    pub action: CapAction,
 }
 
 impl Consumer {
@@ -124,6 +139,16 @@ impl Policy {
 
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// The token budget of a consumer (by the name `Pending` evaluates it as).
+    pub fn budget_for(&self, consumer: &str) -> Option<&Budget> {
+        self.consumers.get(consumer)?.budget.as_ref()
+    }
+
+    /// A consumer's effective mode: its own, else the global one.
+    pub fn consumer_mode(&self, consumer: &str) -> Option<Mode> {
+        self.consumers.get(consumer).map(|consumer| consumer.mode)
     }
 
     /// Parses and compiles a configuration document, exactly as the filter does on load.
@@ -277,6 +302,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         max_body_bytes,
         identity,
         debug_headers: config.debug_headers,
+        inject_stream_usage: config.usage.inject_stream_usage,
         providers,
         models,
         consumers,
@@ -445,6 +471,11 @@ fn compile_consumers(
                 ),
             }
         }
+        let output_cap = compile_output_cap(errors, &path, consumer);
+        let budget = consumer
+            .budget
+            .as_ref()
+            .and_then(|budget| compile_budget(errors, &format!("{path}.budget"), budget));
         compiled.insert(
             name.clone(),
             Consumer {
@@ -453,10 +484,79 @@ fn compile_consumers(
                 mode: consumer.mode.unwrap_or(global_mode),
                 rules: applies,
                 opaque_content: consumer.opaque_content.unwrap_or(global_opaque),
+                output_cap,
+                budget,
             },
         );
     }
     compiled
+}
+
+fn compile_output_cap(
+    errors: &mut Errors,
+    path: &str,
+    consumer: &ConsumerConfig,
+) -> Option<OutputCap> {
+    match (
+        consumer.max_output_tokens,
+        consumer.max_output_tokens_action,
+    ) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            errors.add(
+                format!("{path}.max_output_tokens_action"),
+                "needs max_output_tokens: there is no cap to act on",
+            );
+            None
+        }
+        (Some(0), _) => {
+            errors.add(
+                format!("{path}.max_output_tokens"),
+                "must be at least 1: a request needs room for one output token",
+            );
+            None
+        }
+        (Some(limit), action) => Some(OutputCap {
+            limit,
+            action: action.unwrap_or_default(),
+        }),
+    }
+}
+
+/// The budget's limits, shortest window first; `None` when it has a mistake.
+fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Option<Budget> {
+    let windows = [
+        (
+            Window::Minute,
+            "tokens_per_minute",
+            budget.tokens_per_minute,
+        ),
+        (Window::Hour, "tokens_per_hour", budget.tokens_per_hour),
+        (Window::Day, "tokens_per_day", budget.tokens_per_day),
+    ];
+    let mut limits = Vec::with_capacity(windows.len());
+    let mut valid = true;
+    for (window, key, tokens) in windows {
+        match tokens {
+            None => {}
+            Some(0) => {
+                errors.add(
+                    format!("{path}.{key}"),
+                    "must be at least 1; to stop a consumer, withdraw its models instead",
+                );
+                valid = false;
+            }
+            Some(tokens) => limits.push(Limit { window, tokens }),
+        }
+    }
+    if valid && limits.is_empty() {
+        errors.add(
+            path,
+            "give at least one of tokens_per_minute, tokens_per_hour, tokens_per_day",
+        );
+        valid = false;
+    }
+    valid.then_some(Budget { limits })
 }
 
 /// Header names the filter reads or sets: lowercase token characters, not a pseudo-header,

@@ -56,6 +56,9 @@ pub struct Config {
     /// Adds `x-posturio-decision` to responses, naming the decision and the rules that fired.
     #[serde(default)]
     pub debug_headers: bool,
+    /// How the gateway makes responses report their token usage.
+    #[serde(default)]
+    pub usage: UsageConfig,
 }
 
 fn default_route_header() -> String {
@@ -148,6 +151,10 @@ pub struct ModelConfig {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("dependentRequired" = {"max_output_tokens_action": ["max_output_tokens"]}))
+)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Catalogue names or `*` globs over them.
@@ -159,6 +166,91 @@ pub struct ConsumerConfig {
     pub mode: Option<Mode>,
     #[serde(default)]
     pub opaque_content: Option<OpaqueContent>,
+    /// The most output tokens one request may ask for; a request that asks for none is given
+    /// this many.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub max_output_tokens: Option<u64>,
+    /// What happens to a request that asks for more than `max_output_tokens`: `clamp` lowers
+    /// it to the cap, `refuse` answers 403. Default `clamp`.
+    #[serde(default)]
+    pub max_output_tokens_action: Option<CapAction>,
+    /// Tokens (input plus output) this consumer may use per minute, hour or day.
+    #[serde(default)]
+    pub budget: Option<BudgetConfig>,
+}
+
+/// What to do with a request that asks for more output tokens than its consumer's cap.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CapAction {
+    /// Lower the request's value to the cap and forward it.
+    #[default]
+    Clamp,
+    /// Refuse the request (403 `max_output_tokens_exceeded`).
+    Refuse,
+}
+
+impl CapAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapAction::Clamp => "clamp",
+            CapAction::Refuse => "refuse",
+        }
+    }
+}
+
+/// A consumer's token budget: at least one window.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minProperties" = 1)))]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of tokens per window, such as {\"tokens_per_minute\": 100000}"
+)]
+pub struct BudgetConfig {
+    /// Tokens per minute (UTC, aligned to :00).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub tokens_per_minute: Option<u64>,
+    /// Tokens per hour (UTC, aligned to the hour).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub tokens_per_hour: Option<u64>,
+    /// Tokens per day (UTC, from 00:00).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub tokens_per_day: Option<u64>,
+}
+
+/// How responses are made to report their token usage.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema, serde::Serialize)
+)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"inject_stream_usage\": true}"
+)]
+pub struct UsageConfig {
+    /// Adds `stream_options.include_usage: true` to streamed OpenAI-style chat completions and
+    /// completions, so their last chunk reports the tokens used.
+    #[serde(default = "default_true")]
+    pub inject_stream_usage: bool,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            inject_stream_usage: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A prompt inspection rule: what to look for, where, and what to do about it.

@@ -14,6 +14,7 @@ use super::extract::display_model;
 use super::inspect::Fired;
 use super::reply::{Code, Reply};
 use super::request::{self, check_json_body, Headers};
+use super::usage::UsageFormat;
 
 /// What a request is, once its headers are read. Kept until the body arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +47,14 @@ pub struct Forward {
     pub cluster: String,
     /// The new `:path`, when the model is in the path or the provider's `base_path` applies.
     pub path: Option<String>,
-    /// The new body, when the model is rewritten or text redacted. Every other byte is the
-    /// client's.
+    /// The new body, when the model is rewritten, text redacted, the output-token cap applied
+    /// or stream usage asked for. Every other byte is the client's.
     pub body: Option<Vec<u8>>,
     /// Set when the policy would have refused the request but audit mode let it through.
     pub audited: Option<Reply>,
+    /// The format the response reports its token usage in; `None` when it reports none
+    /// (token counts, passthrough calls).
+    pub usage: Option<UsageFormat>,
 }
 
 /// What a decision was about, for the log and the access log. Never prompt text.
@@ -63,6 +67,12 @@ pub struct Facts {
     pub provider: Option<String>,
     pub rules: Vec<Fired>,
     pub redactions: usize,
+    /// An output-token value over the consumer's cap was lowered to it.
+    pub output_cap_clamped: bool,
+    /// The request asked for no output-token limit and was given the consumer's cap.
+    pub output_cap_added: bool,
+    /// `stream_options.include_usage: true` was set so the stream reports its usage.
+    pub stream_usage_added: bool,
 }
 
 impl Pending {
@@ -215,6 +225,7 @@ impl Policy {
             path: rebase(&pending.path, provider.base_path.as_deref()),
             body: None,
             audited,
+            usage: None,
         }))
     }
 

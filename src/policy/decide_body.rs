@@ -1,18 +1,20 @@
 //! The decision on a request the gateway reads: its body walked once (validated, model taken
-//! out, text scanned), the model approved, the inspection judged, the edits made.
+//! out, text scanned, the limits' fields located), the model approved, the inspection judged,
+//! the limits applied, the edits made in one copy.
 
 use std::collections::BTreeMap;
 
 use super::classify::{encode_segment, Classified};
 use super::compile::{Consumer, Policy};
-use super::config::RuleAction;
+use super::config::{Mode, RuleAction};
 use super::decide::{audit_or_refuse, no_consumer, rebase, Decision, Facts, Forward, Pending};
 use super::extract::{display_model, BodyError};
 use super::inspect::{ScanSink, Verdict};
+use super::limits::{self, CapRequest, Change};
 use super::redact::{apply, redact_string, string_value_spans, Edit};
 use super::reply::{Code, Reply};
 use super::strict_json::{JsonError, Violation};
-use super::walk::{walk, NoText};
+use super::walk::{walk_watching, NoText, Walked, Watch};
 use super::ApiFamily;
 
 impl Policy {
@@ -34,15 +36,24 @@ impl Policy {
             .as_deref()
             .and_then(|consumer| self.consumers.get(consumer));
 
-        // One pass: scan only when some rule applies to this consumer.
+        // One pass: scan only when some rule applies to this consumer; locate the limits'
+        // fields only when a limit applies.
         let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
+        let watch = Watch {
+            stream: self.inject_stream_usage && limits::reports_stream_usage(endpoint),
+            output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())
+                && limits::has_cap_fields(classified),
+        };
         let (walked, hits) = match self.scanner.as_ref().filter(|_| inspected) {
             Some(scanner) => {
                 let mut sink = ScanSink::new(scanner, body.len());
-                let walked = walk(body, endpoint, &mut sink);
+                let walked = walk_watching(body, endpoint, watch, &mut sink);
                 (walked, sink.finish())
             }
-            None => (walk(body, endpoint, &mut NoText), Vec::new()),
+            None => (
+                walk_watching(body, endpoint, watch, &mut NoText),
+                Vec::new(),
+            ),
         };
         let walked = walked.map_err(|error| body_reply(error, shape))?;
 
@@ -129,9 +140,13 @@ impl Policy {
             audited.get_or_insert(reply);
         }
 
-        // Edits: the model (in the path or the body) and the redactions, in one copy.
+        let changes =
+            self.limit_changes(classified, consumer, body, &walked, facts, &mut audited)?;
+
+        // Edits: the model (in the path or the body), the redactions and the limits' changes,
+        // in one copy.
         let mut path = None;
-        let mut edits = Vec::new();
+        let mut edits = limits::into_edits(changes);
         if upstream != name {
             // A rewrite that cannot be made is refused: never forward the client's name.
             let failed = || {
@@ -178,7 +193,53 @@ impl Policy {
             path,
             body,
             audited,
+            usage: limits::usage_format(classified),
         }))
+    }
+
+    /// The changes the request limits make: usage asked of a stream, and the consumer's
+    /// output-token cap. In audit mode the cap changes nothing and what it would have done is
+    /// recorded; a refusal is a policy denial.
+    fn limit_changes(
+        &self,
+        classified: &Classified,
+        consumer: Option<&Consumer>,
+        body: &[u8],
+        walked: &Walked,
+        facts: &mut Facts,
+        audited: &mut Option<Reply>,
+    ) -> Result<Vec<Change>, Reply> {
+        let mut changes = Vec::new();
+        if let Some(change) = limits::stream_usage(body, &walked.located) {
+            changes.push(change);
+            facts.stream_usage_added = true;
+        }
+        let Some((consumer, cap)) =
+            consumer.and_then(|consumer| Some((consumer, consumer.output_cap?)))
+        else {
+            return Ok(changes);
+        };
+        let request = CapRequest {
+            cap,
+            consumer: &consumer.name,
+            shape: classified.endpoint.family(),
+        };
+        let outcome = limits::output_cap(classified, body, &walked.located, request)?;
+        match (consumer.mode, outcome.over) {
+            (Mode::Enforce, Some(over)) if outcome.refused => Err(over),
+            (Mode::Enforce, _) => {
+                changes.extend(outcome.changes);
+                facts.output_cap_clamped = outcome.clamped;
+                facts.output_cap_added = outcome.added;
+                Ok(changes)
+            }
+            (Mode::Audit, over) => {
+                if let Some(over) = over {
+                    audited.get_or_insert(over);
+                }
+                Ok(changes)
+            }
+        }
     }
 
     /// One edit per redacted string: its span in the body, and its redacted re-encoding.

@@ -282,3 +282,129 @@ fn refusals_never_echo_more_than_a_short_model_name() {
     .unwrap_err();
     assert!(reply.message.len() < 200, "{}", reply.message.len());
 }
+
+#[test]
+fn passthrough_reports_no_usage() {
+    let forward = run(&policy(), "GET", "/v1/models", &[], "").unwrap();
+    assert_eq!(forward.usage, None);
+    let forward = run(
+        &policy(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o-mini"),
+    )
+    .unwrap();
+    assert_eq!(
+        forward.usage,
+        Some(crate::policy::usage::UsageFormat::OpenAiChat)
+    );
+}
+
+#[test]
+fn budgets_caps_and_modes_are_compiled_per_consumer() {
+    use crate::policy::budget::{Limit, Window};
+    use crate::policy::compile::OutputCap;
+    use crate::policy::config::CapAction;
+    let text = POLICY
+        .replace(
+            r#""search": { "models": ["gpt-4o*", "claude-*", "gemini-*"] },"#,
+            r#""search": { "models": ["gpt-4o*", "claude-*", "gemini-*"],
+                "budget": { "tokens_per_day": 900000, "tokens_per_minute": 1000 },
+                "max_output_tokens": 512, "max_output_tokens_action": "refuse" },"#,
+        )
+        .replace(
+            r#""trial": { "models": ["gpt-4o-mini"], "mode": "audit" }"#,
+            r#""trial": { "models": ["gpt-4o-mini"], "mode": "audit",
+                "budget": { "tokens_per_hour": 5 }, "max_output_tokens": 7 }"#,
+        );
+    let policy = policy_from(&text);
+    assert_eq!(
+        policy
+            .budget_for("search")
+            .map(|budget| budget.limits.clone()),
+        Some(vec![
+            Limit {
+                window: Window::Minute,
+                tokens: 1000
+            },
+            Limit {
+                window: Window::Day,
+                tokens: 900000
+            },
+        ])
+    );
+    assert_eq!(
+        policy
+            .budget_for("trial")
+            .map(|budget| budget.limits.clone()),
+        Some(vec![Limit {
+            window: Window::Hour,
+            tokens: 5
+        }])
+    );
+    assert_eq!(policy.budget_for("default"), None);
+    assert_eq!(policy.budget_for("nobody"), None);
+    assert_eq!(policy.consumer_mode("trial"), Some(Mode::Audit));
+    assert_eq!(policy.consumer_mode("search"), Some(Mode::Enforce));
+    assert_eq!(policy.consumer_mode("nobody"), None);
+    assert_eq!(
+        policy.consumers.get("search").and_then(|c| c.output_cap),
+        Some(OutputCap {
+            limit: 512,
+            action: CapAction::Refuse
+        })
+    );
+    assert_eq!(
+        policy.consumers.get("trial").and_then(|c| c.output_cap),
+        Some(OutputCap {
+            limit: 7,
+            action: CapAction::Clamp
+        })
+    );
+    assert!(policy.inject_stream_usage);
+    // The global mode is what a consumer without its own gets.
+    let audit = policy_from(&POLICY.replacen('{', r#"{ "mode": "audit","#, 1));
+    assert_eq!(audit.consumer_mode("search"), Some(Mode::Audit));
+}
+
+#[test]
+fn limit_mistakes_name_their_path() {
+    for (consumer, path) in [
+        (
+            r#""max_output_tokens_action": "clamp""#,
+            "consumers.x.max_output_tokens_action",
+        ),
+        (r#""max_output_tokens": 0"#, "consumers.x.max_output_tokens"),
+        (r#""budget": {}"#, "consumers.x.budget"),
+        (
+            r#""budget": { "tokens_per_hour": 0 }"#,
+            "consumers.x.budget.tokens_per_hour",
+        ),
+        (
+            r#""budget": { "tokens_per_week": 1 }"#,
+            "consumers.x.budget.tokens_per_week",
+        ),
+        (
+            r#""max_output_tokens": 1.5"#,
+            "consumers.x.max_output_tokens",
+        ),
+        (
+            r#""max_output_tokens": 10, "max_output_tokens_action": "truncate""#,
+            "consumers.x.max_output_tokens_action",
+        ),
+    ] {
+        let text = POLICY.replace(
+            r#""trial": {"#,
+            &format!(r#""x": {{ "models": ["gpt-4o"], {consumer} }}, "trial": {{"#),
+        );
+        let errors = Policy::from_json(text.as_bytes()).unwrap_err();
+        assert!(
+            errors.iter().any(|error| error.path == path),
+            "{consumer}: {errors:?}"
+        );
+    }
+    let text = POLICY.replacen('{', r#"{ "usage": { "inject_stream_usage": "yes" },"#, 1);
+    let errors = Policy::from_json(text.as_bytes()).unwrap_err();
+    assert_eq!(errors[0].path, "usage.inject_stream_usage");
+}

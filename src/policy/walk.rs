@@ -5,6 +5,10 @@
 //! Where a string sits is told by the keys above it, never by sibling values such as `"type"`,
 //! which may come after the content they describe. A message's role may also come after its
 //! content, so strings carry their message's index and the roles are resolved after the walk.
+//!
+//! On request (`Watch`), the same pass also locates the values the request limits edit (see
+//! `limits`): the output-token fields, `stream` and `stream_options`, and where the objects
+//! holding them close, so a key can be inserted without re-serialising the body.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -15,6 +19,7 @@ use serde_json::value::RawValue;
 
 use super::classify::Endpoint;
 use super::extract::{BodyError, ModelField};
+use super::limits::{watched, Watched, WATCHED_KINDS};
 use super::strict_json::{classify_error, KeySeed, KeySet, Violation, MAX_DEPTH};
 
 /// What a piece of text is to the model, before its message's role is known.
@@ -62,12 +67,82 @@ pub struct Walked {
     pub roles: Vec<Option<String>>,
     /// The first content part the filter cannot read as text (an image, audio, a file).
     pub opaque: Option<&'static str>,
+    /// The values a `Watch` asked for. Empty without one.
+    pub located: Located,
+}
+
+/// Which values the walk locates for the request limits, besides its usual work.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// `stream`, `stream_options` and `stream_options.include_usage`.
+    pub stream: bool,
+    /// The endpoint's output-token fields and the objects that hold them.
+    pub output_tokens: bool,
+}
+
+impl Watch {
+    pub fn any(self) -> bool {
+        self.stream || self.output_tokens
+    }
+}
+
+/// Where an object closes: the offset of its `}`, and whether it has no members (so a key
+/// inserted before the brace needs no comma).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectEnd {
+    pub close: usize,
+    pub empty: bool,
+}
+
+/// A located value: the span of its raw JSON text in the body, and where it closes if it is an
+/// object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: usize,
+    pub end: usize,
+    pub object: Option<ObjectEnd>,
+}
+
+impl Found {
+    pub fn span(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// The values located for a `Watch`. A fixed table: locating allocates nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The top-level object; set whenever something was watched.
+    pub top: Option<ObjectEnd>,
+    found: [Option<Found>; WATCHED_KINDS],
+}
+
+impl Located {
+    pub fn get(&self, what: Watched) -> Option<Found> {
+        self.found.get(what as usize).copied().flatten()
+    }
+
+    fn set(&mut self, what: Watched, found: Found) {
+        if let Some(slot) = self.found.get_mut(what as usize) {
+            *slot = Some(found);
+        }
+    }
 }
 
 /// Walks a whole body. `endpoint` says which keys carry prompts.
 pub fn walk<S: TextSink>(
     body: &[u8],
     endpoint: Endpoint,
+    sink: &mut S,
+) -> Result<Walked, BodyError> {
+    walk_watching(body, endpoint, Watch::default(), sink)
+}
+
+/// Walks a whole body, also locating what `watch` asks for.
+pub fn walk_watching<S: TextSink>(
+    body: &[u8],
+    endpoint: Endpoint,
+    watch: Watch,
     sink: &mut S,
 ) -> Result<Walked, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -86,10 +161,12 @@ pub fn walk<S: TextSink>(
             violation: &violation,
             body,
             endpoint,
+            watch,
         },
         place: Place::Top,
         message: None,
         depth: 0,
+        watched: None,
     };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let result = root
@@ -97,10 +174,27 @@ pub fn walk<S: TextSink>(
         .and_then(|()| deserializer.end());
     let state = state.into_inner();
     match (result, state.shape_error) {
-        (Ok(()), _) => Ok(state.walked),
+        (Ok(()), _) => {
+            let mut walked = state.walked;
+            if watch.any() {
+                walked.located.top = top_object_end(body);
+            }
+            Ok(walked)
+        }
         (Err(_), Some(shape)) => Err(shape),
         (Err(error), None) => Err(BodyError::Json(classify_error(error, &violation))),
     }
+}
+
+/// Where the top-level object of a walked body closes: its last byte but white space.
+fn top_object_end(body: &[u8]) -> Option<ObjectEnd> {
+    let close = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let inside = body.get(open.checked_add(1)?..close)?;
+    Some(ObjectEnd {
+        close,
+        empty: inside.iter().all(u8::is_ascii_whitespace),
+    })
 }
 
 struct State<'s, S> {
@@ -115,6 +209,7 @@ struct Shared<'a, 's, S> {
     violation: &'a Cell<Option<Violation>>,
     body: &'a [u8],
     endpoint: Endpoint,
+    watch: Watch,
 }
 
 /// What the value being read is, judged from the keys above it.
@@ -141,6 +236,8 @@ struct Node<'n, 'a, 's, S> {
     place: Place,
     message: Option<u32>,
     depth: usize,
+    /// Set on a watched object whose own keys are watched too (`stream_options`, ...).
+    watched: Option<Watched>,
 }
 
 // Written by hand: derived impls would require the sink itself to be `Copy`.
@@ -158,6 +255,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             Some(depth) if depth <= MAX_DEPTH => Ok(Node {
                 place,
                 depth,
+                watched: None,
                 ..*self
             }),
             _ => Err(self.violate(Violation::TooDeep)),
@@ -369,6 +467,8 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = KeySet::new();
+        let watching =
+            self.shared.watch.any() && (self.place == Place::Top || self.watched.is_some());
         let mut node = self;
         // A bare object where messages are expected is one message (Responses API items).
         if node.place == Place::ResponsesInput {
@@ -399,6 +499,14 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                 _ => Slot::Other,
             };
             node.key(&key, key_slot)?;
+            if watching {
+                let shared = node.shared;
+                if let Some(what) = watched(shared.endpoint, shared.watch, node.watched, &key) {
+                    let raw: &'de RawValue = map.next_value()?;
+                    node.capture(what, raw, place)?;
+                    continue;
+                }
+            }
             map.next_value_seed(node.child(place)?)?;
         }
         Ok(())
@@ -413,17 +521,63 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
         Ok(())
     }
 
+    /// Where a raw value borrowed from the body sits in it.
+    fn span_of<E: de::Error>(&self, raw: &RawValue) -> Result<std::ops::Range<usize>, E> {
+        let body = self.shared.body;
+        let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+        start
+            .and_then(|start| Some(start..start.checked_add(raw.get().len())?))
+            .filter(|span| body.get(span.clone()) == Some(raw.get().as_bytes()))
+            .ok_or_else(|| E::custom("internal: a value could not be located"))
+    }
+
+    /// A watched value: located, then walked like any other value at `place` (its text is
+    /// still scanned and counted). Only the few small values the limits edit are read twice.
+    fn capture<E: de::Error>(&self, what: Watched, raw: &RawValue, place: Place) -> Result<(), E> {
+        let span = self.span_of(raw)?;
+        let text = raw.get();
+        let object = match text.as_bytes() {
+            [b'{', inside @ .., b'}'] => Some(ObjectEnd {
+                close: span
+                    .end
+                    .checked_sub(1)
+                    .ok_or_else(|| E::custom("internal: empty span"))?,
+                empty: inside.iter().all(u8::is_ascii_whitespace),
+            }),
+            _ => None,
+        };
+        {
+            let mut state = self
+                .shared
+                .state
+                .try_borrow_mut()
+                .map_err(|_| E::custom("internal: walk state busy"))?;
+            state.walked.located.set(
+                what,
+                Found {
+                    start: span.start,
+                    end: span.end,
+                    object,
+                },
+            );
+        }
+        if let Some(b'{' | b'[' | b'"') = text.as_bytes().first() {
+            let node = Node {
+                watched: object.map(|_| what),
+                ..self.child(place)?
+            };
+            let mut inner = serde_json::Deserializer::from_str(text);
+            node.deserialize(&mut inner).map_err(E::custom)?;
+        }
+        Ok(())
+    }
+
     /// The top-level `model`: a string, located by its span so it can be swapped in place.
     fn model<E: de::Error>(&self, raw: &RawValue) -> Result<(), E> {
         let Ok(name) = serde_json::from_str::<String>(raw.get()) else {
             return Err(self.shape(BodyError::ModelNotString));
         };
-        let body = self.shared.body;
-        let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize);
-        let span = start
-            .and_then(|start| Some(start..start.checked_add(raw.get().len())?))
-            .filter(|span| body.get(span.clone()) == Some(raw.get().as_bytes()))
-            .ok_or_else(|| E::custom("internal: the model value could not be located"))?;
+        let span = self.span_of(raw)?;
         let mut state = self
             .shared
             .state

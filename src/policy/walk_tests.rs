@@ -177,3 +177,218 @@ fn strictness_is_kept() {
     );
     assert!(walk(deep.as_bytes(), Endpoint::ChatCompletions, &mut NoText).is_err());
 }
+
+fn located(endpoint: Endpoint, watch: Watch, body: &str) -> Located {
+    walk_watching(body.as_bytes(), endpoint, watch, &mut NoText)
+        .unwrap()
+        .located
+}
+
+const ALL: Watch = Watch {
+    stream: true,
+    output_tokens: true,
+};
+
+/// The raw text of a located value.
+fn text_of(body: &str, found: Option<Found>) -> Option<&str> {
+    found.and_then(|found| body.get(found.span()))
+}
+
+#[test]
+fn nothing_is_located_without_a_watch() {
+    let body = r#"{"model":"m","stream":true,"max_tokens":5}"#;
+    assert_eq!(
+        located(Endpoint::ChatCompletions, Watch::default(), body),
+        Located::default()
+    );
+}
+
+#[test]
+fn watched_values_are_located_by_their_raw_text() {
+    let body = r#"{ "model":"m", "max_tokens" : 1e3 ,"stream":true,
+        "stream_options" : { "include_usage" : null } ,"max_completion_tokens":null }"#;
+    let found = located(Endpoint::ChatCompletions, ALL, body);
+    assert_eq!(text_of(body, found.get(Watched::MaxTokens)), Some("1e3"));
+    assert_eq!(text_of(body, found.get(Watched::Stream)), Some("true"));
+    assert_eq!(
+        text_of(body, found.get(Watched::StreamOptions)),
+        Some(r#"{ "include_usage" : null }"#)
+    );
+    assert_eq!(
+        text_of(body, found.get(Watched::IncludeUsage)),
+        Some("null")
+    );
+    assert_eq!(
+        text_of(body, found.get(Watched::MaxCompletionTokens)),
+        Some("null")
+    );
+    let options = found.get(Watched::StreamOptions).unwrap().object.unwrap();
+    assert_eq!(body.as_bytes()[options.close], b'}');
+    assert!(!options.empty);
+    let top = found.top.unwrap();
+    assert_eq!(top.close, body.len() - 1);
+    assert!(!top.empty);
+}
+
+#[test]
+fn object_ends_and_emptiness() {
+    for (body, empty) in [
+        (r#"{"generationConfig":{}}"#, true),
+        ("{\"generationConfig\":{ \n\t}}", true),
+        (r#"{"generationConfig":{"topK":1}}"#, false),
+        (r#"{"generationConfig":{"x":{}}}"#, false),
+    ] {
+        let found = located(Endpoint::GeminiGenerate, ALL, body);
+        let config = found.get(Watched::GenerationConfig).unwrap();
+        let object = config.object.unwrap();
+        assert_eq!(object.empty, empty, "{body}");
+        assert_eq!(object.close, config.end - 1, "{body}");
+        assert_eq!(body.as_bytes()[object.close], b'}');
+    }
+    for (body, empty, close) in [
+        ("{}", true, 1),
+        (" {\n} \n", true, 3),
+        (r#"{"a":1} "#, false, 6),
+    ] {
+        let top = located(Endpoint::GeminiGenerate, ALL, body).top.unwrap();
+        assert_eq!((top.empty, top.close), (empty, close), "{body:?}");
+    }
+    let found = located(Endpoint::GeminiGenerate, ALL, r#"{"generationConfig":[1]}"#);
+    assert_eq!(found.get(Watched::GenerationConfig).unwrap().object, None);
+}
+
+#[test]
+fn only_the_endpoints_fields_are_located() {
+    let body = r#"{"stream":true,"max_tokens":1,"max_output_tokens":2,"generationConfig":{"maxOutputTokens":3},"inferenceConfig":{"maxTokens":4}}"#;
+    let get = |endpoint, what| text_of(body, located(endpoint, ALL, body).get(what));
+    assert_eq!(
+        get(Endpoint::Responses, Watched::MaxOutputTokens),
+        Some("2")
+    );
+    assert_eq!(get(Endpoint::Responses, Watched::MaxTokens), None);
+    assert_eq!(get(Endpoint::Responses, Watched::Stream), None);
+    assert_eq!(get(Endpoint::Messages, Watched::MaxTokens), Some("1"));
+    assert_eq!(
+        get(Endpoint::GeminiGenerate, Watched::GeminiMaxOutputTokens),
+        Some("3")
+    );
+    assert_eq!(
+        get(Endpoint::GeminiGenerate, Watched::MaxOutputTokens),
+        None
+    );
+    assert_eq!(
+        get(Endpoint::BedrockConverse, Watched::InferenceMaxTokens),
+        Some("4")
+    );
+    assert_eq!(get(Endpoint::Embeddings, Watched::MaxTokens), None);
+    // Nested keys only count inside their own object.
+    let nested = r#"{"metadata":{"max_tokens":9,"maxOutputTokens":9},"contents":[]}"#;
+    let found = located(Endpoint::GeminiGenerate, ALL, nested);
+    assert_eq!(found.get(Watched::GeminiMaxOutputTokens), None);
+    let found = located(Endpoint::ChatCompletions, ALL, nested);
+    assert_eq!(found.get(Watched::MaxTokens), None);
+}
+
+#[test]
+fn located_values_are_walked_like_any_other() {
+    // Strings inside located values are handed out, in order, with the ordinals the redaction
+    // spans are counted by.
+    let body = r#"{"a":"1","stream_options":{"x":"2","include_usage":"3"},"max_tokens":"4","model":"m","b":"5"}"#;
+    let mut sink = Collect::default();
+    let walked = walk_watching(body.as_bytes(), Endpoint::ChatCompletions, ALL, &mut sink).unwrap();
+    let values: Vec<(String, Option<u32>, Slot)> = sink
+        .0
+        .iter()
+        .filter(|(_, at)| at.ordinal.is_some())
+        .map(|(text, at)| (text.clone(), at.ordinal, at.slot))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            ("1".into(), Some(0), Slot::Other),
+            ("2".into(), Some(1), Slot::Other),
+            ("3".into(), Some(2), Slot::Other),
+            ("4".into(), Some(3), Slot::Other),
+            ("5".into(), Some(5), Slot::Other),
+        ]
+    );
+    let keys: Vec<&str> = sink
+        .0
+        .iter()
+        .filter(|(_, at)| at.ordinal.is_none())
+        .map(|(text, _)| text.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "a",
+            "stream_options",
+            "x",
+            "include_usage",
+            "max_tokens",
+            "b"
+        ]
+    );
+    assert_eq!(walked.model.unwrap().name, "m");
+    // The same ordinals as without a watch.
+    let mut plain = Collect::default();
+    walk(body.as_bytes(), Endpoint::ChatCompletions, &mut plain).unwrap();
+    assert_eq!(plain.0, sink.0);
+}
+
+#[test]
+fn located_values_are_read_as_strictly() {
+    for body in [
+        r#"{"model":"m","stream_options":{"include_usage":true,"include_usage":false}}"#,
+        r#"{"model":"m","stream_options":{"x":{"a":1,"a":2}}}"#,
+        r#"{"model":"m","max_tokens":{"a":1,"a":2}}"#,
+    ] {
+        assert!(
+            matches!(
+                walk_watching(body.as_bytes(), Endpoint::ChatCompletions, ALL, &mut NoText),
+                Err(BodyError::Json(
+                    crate::policy::strict_json::JsonError::Violation(Violation::DuplicateKey(_))
+                ))
+            ),
+            "{body}"
+        );
+    }
+    // Depth counts through a located value as through any other.
+    let deep = |levels: usize| {
+        format!(
+            r#"{{"model":"m","stream_options":{}{}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    let deepest = (1..100)
+        .take_while(|levels| {
+            walk(
+                deep(*levels).as_bytes(),
+                Endpoint::ChatCompletions,
+                &mut NoText,
+            )
+            .is_ok()
+        })
+        .last()
+        .unwrap();
+    assert!(deepest >= 60, "{deepest}");
+    assert!(walk_watching(
+        deep(deepest).as_bytes(),
+        Endpoint::ChatCompletions,
+        ALL,
+        &mut NoText
+    )
+    .is_ok());
+    assert!(matches!(
+        walk_watching(
+            deep(deepest + 1).as_bytes(),
+            Endpoint::ChatCompletions,
+            ALL,
+            &mut NoText
+        ),
+        Err(BodyError::Json(
+            crate::policy::strict_json::JsonError::Violation(Violation::TooDeep)
+        ))
+    ));
+}

@@ -1,0 +1,531 @@
+//! Request limits that edit the body: a consumer's cap on output tokens, and usage reporting
+//! for OpenAI-style streams. Pure functions of the walked body; `decide_body` merges the edits
+//! they ask for with the model rewrite and the redactions, into one copy of the body.
+//!
+//! The walk locates the values these read (`Watch`); nothing here parses the body again.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use super::classify::{ApiFamily, Classified, Endpoint};
+use super::compile::OutputCap;
+use super::config::CapAction;
+use super::redact::Edit;
+use super::reply::{Code, Reply};
+use super::usage::UsageFormat;
+use super::walk::{Found, Located, ObjectEnd, Watch};
+
+/// A value the walk can locate for the limits. The discriminant indexes `Located`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Top-level `stream`.
+    Stream,
+    /// Top-level `stream_options`.
+    StreamOptions,
+    /// `stream_options.include_usage`.
+    IncludeUsage,
+    /// Top-level `max_tokens` (chat completions, completions, Anthropic Messages).
+    MaxTokens,
+    /// Top-level `max_completion_tokens` (chat completions).
+    MaxCompletionTokens,
+    /// Top-level `max_output_tokens` (Responses).
+    MaxOutputTokens,
+    /// Gemini `generationConfig`.
+    GenerationConfig,
+    /// Gemini `generation_config`, the same field as Google's parser reads it.
+    GenerationConfigSnake,
+    /// `maxOutputTokens` in either spelling of Gemini's generation config.
+    GeminiMaxOutputTokens,
+    /// `max_output_tokens` in either spelling of Gemini's generation config.
+    GeminiMaxOutputTokensSnake,
+    /// Bedrock Converse `inferenceConfig`.
+    InferenceConfig,
+    /// `inferenceConfig.maxTokens`.
+    InferenceMaxTokens,
+}
+
+/// How many `Watched` values there are.
+pub const WATCHED_KINDS: usize = 12;
+
+/// Whether a key is watched: at the top level (`parent` `None`) or inside a watched object.
+pub fn watched(
+    endpoint: Endpoint,
+    watch: Watch,
+    parent: Option<Watched>,
+    key: &str,
+) -> Option<Watched> {
+    use Endpoint::*;
+    match parent {
+        None => {
+            if watch.stream && reports_stream_usage(endpoint) {
+                match key {
+                    "stream" => return Some(Watched::Stream),
+                    "stream_options" => return Some(Watched::StreamOptions),
+                    _ => {}
+                }
+            }
+            if !watch.output_tokens {
+                return None;
+            }
+            Some(match (endpoint, key) {
+                (ChatCompletions | AzureChatCompletions, "max_completion_tokens") => {
+                    Watched::MaxCompletionTokens
+                }
+                (
+                    ChatCompletions | AzureChatCompletions | Completions | AzureCompletions
+                    | Messages,
+                    "max_tokens",
+                ) => Watched::MaxTokens,
+                (Responses, "max_output_tokens") => Watched::MaxOutputTokens,
+                (GeminiGenerate, "generationConfig") => Watched::GenerationConfig,
+                (GeminiGenerate, "generation_config") => Watched::GenerationConfigSnake,
+                (BedrockConverse, "inferenceConfig") => Watched::InferenceConfig,
+                _ => return None,
+            })
+        }
+        Some(Watched::StreamOptions) => (key == "include_usage").then_some(Watched::IncludeUsage),
+        Some(Watched::GenerationConfig | Watched::GenerationConfigSnake) => match key {
+            "maxOutputTokens" => Some(Watched::GeminiMaxOutputTokens),
+            "max_output_tokens" => Some(Watched::GeminiMaxOutputTokensSnake),
+            _ => None,
+        },
+        Some(Watched::InferenceConfig) => {
+            (key == "maxTokens").then_some(Watched::InferenceMaxTokens)
+        }
+        Some(_) => None,
+    }
+}
+
+/// The endpoints whose streams report usage only when asked (`stream_options.include_usage`).
+pub fn reports_stream_usage(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::ChatCompletions
+            | Endpoint::Completions
+            | Endpoint::AzureChatCompletions
+            | Endpoint::AzureCompletions
+    )
+}
+
+/// The format the response's usage comes in; `None` when the response reports none.
+pub fn usage_format(classified: &Classified) -> Option<UsageFormat> {
+    use Endpoint::*;
+    match classified.endpoint {
+        ChatCompletions | Completions | Embeddings | AzureChatCompletions | AzureCompletions
+        | AzureEmbeddings => Some(UsageFormat::OpenAiChat),
+        Responses => Some(UsageFormat::OpenAiResponses),
+        Messages => Some(UsageFormat::Anthropic),
+        CountTokens => None,
+        GeminiGenerate if classified.counts_tokens => None,
+        GeminiGenerate => Some(UsageFormat::Gemini),
+        BedrockConverse | BedrockInvoke => Some(UsageFormat::BedrockConverse),
+    }
+}
+
+/// A change the limits ask of the body, before the changes are merged into edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The value at `span` becomes `text`.
+    Replace { span: Range<usize>, text: String },
+    /// `member` (`"key":value`) is added to the object that closes at `object`.
+    Insert { object: ObjectEnd, member: String },
+}
+
+/// The edits for a set of changes. Members added to one object become one insertion before
+/// its brace, with a comma only where one is needed.
+pub fn into_edits(changes: Vec<Change>) -> Vec<Edit> {
+    let mut edits = Vec::with_capacity(changes.len());
+    let mut inserts: BTreeMap<usize, (bool, String)> = BTreeMap::new();
+    for change in changes {
+        match change {
+            Change::Replace { span, text } => edits.push(Edit { span, text }),
+            Change::Insert { object, member } => {
+                let (empty, text) = inserts
+                    .entry(object.close)
+                    .or_insert_with(|| (object.empty, String::new()));
+                if !(*empty && text.is_empty()) {
+                    text.push(',');
+                }
+                text.push_str(&member);
+            }
+        }
+    }
+    edits.extend(inserts.into_iter().map(|(close, (_, text))| Edit {
+        span: close..close,
+        text,
+    }));
+    edits
+}
+
+fn raw<'b>(body: &'b [u8], found: &Found) -> &'b [u8] {
+    body.get(found.span()).unwrap_or_default()
+}
+
+const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
+
+/// The change that makes a streamed response end with its usage, if the body needs one:
+/// `stream_options.include_usage` set to `true` when `stream` is `true`. A `stream_options`
+/// or `include_usage` of a type the provider refuses anyway is left for it to refuse.
+pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
+    let stream = located.get(Watched::Stream)?;
+    if raw(body, &stream) != b"true" {
+        return None;
+    }
+    let Some(options) = located.get(Watched::StreamOptions) else {
+        return Some(Change::Insert {
+            object: located.top?,
+            member: format!(r#""stream_options":{INCLUDE_USAGE}"#),
+        });
+    };
+    if raw(body, &options) == b"null" {
+        return Some(Change::Replace {
+            span: options.span(),
+            text: INCLUDE_USAGE.to_owned(),
+        });
+    }
+    let object = options.object?;
+    match located.get(Watched::IncludeUsage) {
+        None => Some(Change::Insert {
+            object,
+            member: r#""include_usage":true"#.to_owned(),
+        }),
+        Some(include) if matches!(raw(body, &include), b"false" | b"null") => {
+            Some(Change::Replace {
+                span: include.span(),
+                text: "true".to_owned(),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// A field by the name clients send.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    what: Watched,
+    name: &'static str,
+}
+
+const fn field(what: Watched, name: &'static str) -> Field {
+    Field { what, name }
+}
+
+/// Where an endpoint's output-token fields are.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Nothing is generated (embeddings, token counts): no cap.
+    None,
+    /// The body is the model's own format: a cap cannot be enforced.
+    Unenforceable,
+    Fields {
+        /// Empty: the fields are top-level. Otherwise the spellings of the key of the object
+        /// that holds them (giving two is refused).
+        container: &'static [Field],
+        /// The first is the one added when none is given.
+        fields: &'static [Field],
+        /// The fields are spellings of one field (giving two is refused), each matching the
+        /// container spelling at the same index; otherwise distinct fields, each checked.
+        spellings: bool,
+    },
+}
+
+const CHAT: &[Field] = &[
+    field(Watched::MaxCompletionTokens, "max_completion_tokens"),
+    field(Watched::MaxTokens, "max_tokens"),
+];
+const MAX_TOKENS: &[Field] = &[field(Watched::MaxTokens, "max_tokens")];
+const RESPONSES: &[Field] = &[field(Watched::MaxOutputTokens, "max_output_tokens")];
+const GENERATION_CONFIG: &[Field] = &[
+    field(Watched::GenerationConfig, "generationConfig"),
+    field(Watched::GenerationConfigSnake, "generation_config"),
+];
+const GEMINI: &[Field] = &[
+    field(Watched::GeminiMaxOutputTokens, "maxOutputTokens"),
+    field(Watched::GeminiMaxOutputTokensSnake, "max_output_tokens"),
+];
+const INFERENCE_CONFIG: &[Field] = &[field(Watched::InferenceConfig, "inferenceConfig")];
+const BEDROCK: &[Field] = &[field(Watched::InferenceMaxTokens, "maxTokens")];
+
+fn target(classified: &Classified) -> Target {
+    use Endpoint::*;
+    let top = |fields| Target::Fields {
+        container: &[],
+        fields,
+        spellings: false,
+    };
+    match classified.endpoint {
+        ChatCompletions | AzureChatCompletions => top(CHAT),
+        Completions | AzureCompletions | Messages => top(MAX_TOKENS),
+        Responses => top(RESPONSES),
+        GeminiGenerate if classified.counts_tokens => Target::None,
+        GeminiGenerate => Target::Fields {
+            container: GENERATION_CONFIG,
+            fields: GEMINI,
+            spellings: true,
+        },
+        BedrockConverse => Target::Fields {
+            container: INFERENCE_CONFIG,
+            fields: BEDROCK,
+            spellings: false,
+        },
+        BedrockInvoke => Target::Unenforceable,
+        Embeddings | AzureEmbeddings | CountTokens => Target::None,
+    }
+}
+
+/// Whether a request to this endpoint has output-token fields for the walk to locate.
+pub fn has_cap_fields(classified: &Classified) -> bool {
+    matches!(target(classified), Target::Fields { .. })
+}
+
+/// What the cap makes of one request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CapOutcome {
+    /// The changes enforcement makes: values over the cap lowered (with `clamp`), the field
+    /// added when the request gives none.
+    pub changes: Vec<Change>,
+    /// A value was over the cap and is lowered to it.
+    pub clamped: bool,
+    /// The request gave no value, and is given the cap.
+    pub added: bool,
+    /// 403 `max_output_tokens_exceeded`: the request asks for more than the cap (or the cap
+    /// cannot be enforced on this API).
+    pub over: Option<Reply>,
+    /// Whether `over` refuses the request (action `refuse`, or an API the cap cannot be
+    /// enforced on) rather than being clamped.
+    pub refused: bool,
+}
+
+/// The consumer and its cap, and the shape of replies to the request.
+#[derive(Debug, Clone, Copy)]
+pub struct CapRequest<'a> {
+    pub cap: OutputCap,
+    pub consumer: &'a str,
+    pub shape: ApiFamily,
+}
+
+/// A token count as a request gives it.
+enum TokenValue {
+    Null,
+    Count(u64),
+    Invalid,
+}
+
+/// Only a JSON integer literal (no sign, fraction or exponent) that fits a u64, or `null`:
+/// providers differ on what else they accept, and the filter must read what they read.
+fn token_value(text: &[u8]) -> TokenValue {
+    if text == b"null" {
+        return TokenValue::Null;
+    }
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return TokenValue::Invalid;
+    }
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .map_or(TokenValue::Invalid, TokenValue::Count)
+}
+
+/// Checks and enforces the output-token cap on a walked body. `Err` is a 400: the body gives
+/// the cap's fields in a form the filter will not guess at.
+pub fn output_cap(
+    classified: &Classified,
+    body: &[u8],
+    located: &Located,
+    request: CapRequest<'_>,
+) -> Result<CapOutcome, Reply> {
+    let (container, fields, spellings) = match target(classified) {
+        Target::None => return Ok(CapOutcome::default()),
+        Target::Unenforceable => {
+            return Ok(CapOutcome {
+                over: Some(Reply::new(
+                    Code::MaxOutputTokensExceeded,
+                    request.shape,
+                    format!(
+                        "consumer \"{}\" may ask for at most {} output tokens, which cannot be \
+                         enforced on {}: its body is the model's own format; use the Converse \
+                         API (/model/{{modelId}}/converse) instead",
+                        request.consumer,
+                        request.cap.limit,
+                        classified.endpoint.name()
+                    ),
+                )),
+                refused: true,
+                ..CapOutcome::default()
+            })
+        }
+        Target::Fields {
+            container,
+            fields,
+            spellings,
+        } => (container, fields, spellings),
+    };
+    let invalid = |message: String| Reply::new(Code::InvalidRequest, request.shape, message);
+    let limit = request.cap.limit;
+    let mut outcome = CapOutcome::default();
+
+    // The object that holds the fields, and the spelling of its key (for names in messages,
+    // and for the spelling of a field added to it).
+    let (object, prefix, spelling) = match container {
+        [] => (located.top, "", 0),
+        _ => {
+            let mut present = container
+                .iter()
+                .enumerate()
+                .filter_map(|(index, key)| Some((index, *key, located.get(key.what)?)));
+            let first = present.next();
+            if let (Some((_, one, _)), Some((_, other, _))) = (first, present.next()) {
+                return Err(invalid(both_spellings(one.name, other.name)));
+            }
+            let (Some(default_key), Some(default_field)) = (container.first(), fields.first())
+            else {
+                return Ok(outcome);
+            };
+            match first {
+                None => {
+                    outcome.changes.push(Change::Insert {
+                        object: top_of(located, request.shape)?,
+                        member: format!(
+                            r#""{}":{{"{}":{limit}}}"#,
+                            default_key.name, default_field.name
+                        ),
+                    });
+                    outcome.added = true;
+                    return Ok(outcome);
+                }
+                Some((index, key, found)) => {
+                    let field = fields.get(index).unwrap_or(default_field);
+                    if raw(body, &found) == b"null" {
+                        outcome.changes.push(Change::Replace {
+                            span: found.span(),
+                            text: format!(r#"{{"{}":{limit}}}"#, field.name),
+                        });
+                        outcome.added = true;
+                        return Ok(outcome);
+                    }
+                    let Some(object) = found.object else {
+                        return Err(invalid(format!("\"{}\" must be an object", key.name)));
+                    };
+                    (Some(object), key.name, index)
+                }
+            }
+        }
+    };
+    let name = |field: &Field| {
+        if prefix.is_empty() {
+            field.name.to_owned()
+        } else {
+            format!("{prefix}.{}", field.name)
+        }
+    };
+
+    let mut given = false;
+    let mut nulls = Vec::new();
+    let mut spelled: Option<&Field> = None;
+    for field in fields {
+        let Some(found) = located.get(field.what) else {
+            continue;
+        };
+        if spellings {
+            if let Some(other) = spelled {
+                return Err(invalid(both_spellings(&name(other), &name(field))));
+            }
+            spelled = Some(field);
+        }
+        match token_value(raw(body, &found)) {
+            TokenValue::Null => nulls.push((field.what, found)),
+            TokenValue::Invalid => {
+                return Err(invalid(format!(
+                    "\"{}\" must be a whole number of tokens (a JSON integer, 0 or more) or null",
+                    name(field)
+                )))
+            }
+            TokenValue::Count(asked) => {
+                given = true;
+                if asked <= limit {
+                    continue;
+                }
+                outcome.over.get_or_insert_with(|| {
+                    Reply::new(
+                        Code::MaxOutputTokensExceeded,
+                        request.shape,
+                        format!(
+                            "\"{}\" asks for {asked} output tokens; consumer \"{}\" may ask for \
+                             at most {limit}",
+                            name(field),
+                            request.consumer
+                        ),
+                    )
+                });
+                outcome.changes.push(Change::Replace {
+                    span: found.span(),
+                    text: limit.to_string(),
+                });
+                outcome.clamped = true;
+            }
+        }
+    }
+    if outcome.over.is_some() && request.cap.action == CapAction::Refuse {
+        return Ok(CapOutcome {
+            over: outcome.over,
+            refused: true,
+            ..CapOutcome::default()
+        });
+    }
+    if given {
+        return Ok(outcome);
+    }
+
+    // None given: the cap is. A spelling given as null is replaced (adding the other spelling
+    // would give two); otherwise the first field, in the container's spelling, is added.
+    let added = if spellings {
+        fields.get(spelling).or(fields.first())
+    } else {
+        fields.first()
+    };
+    let Some(added) = added else {
+        return Ok(outcome);
+    };
+    let null = nulls
+        .iter()
+        .find(|(what, _)| spellings || *what == added.what);
+    match null {
+        Some((_, found)) => outcome.changes.push(Change::Replace {
+            span: found.span(),
+            text: limit.to_string(),
+        }),
+        None => {
+            let object = match object {
+                Some(object) => object,
+                None => top_of(located, request.shape)?,
+            };
+            outcome.changes.push(Change::Insert {
+                object,
+                member: format!(r#""{}":{limit}"#, added.name),
+            });
+        }
+    }
+    outcome.added = true;
+    Ok(outcome)
+}
+
+fn top_of(located: &Located, shape: ApiFamily) -> Result<ObjectEnd, Reply> {
+    located.top.ok_or_else(|| {
+        Reply::new(
+            Code::InternalError,
+            shape,
+            "the body could not be rewritten",
+        )
+    })
+}
+
+fn both_spellings(one: &str, other: &str) -> String {
+    format!(
+        "the body gives both \"{one}\" and \"{other}\", which the provider reads as one field; \
+         send one of them"
+    )
+}
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod tests;
