@@ -39,6 +39,31 @@ pub trait Host {
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
     /// Sets a response header, replacing any value the upstream sent.
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// One response header's value (the first, if repeated); `None` when absent.
+    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// The response body chunk Envoy is passing through (`size` bytes).
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Wall-clock time, in nanoseconds since the Unix epoch.
+    fn now_nanos(&self) -> Result<u64, HostError>;
+    /// A value shared by every worker of this Envoy, with its compare-and-swap token.
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
+    /// Stores a shared value if it was not changed since `cas` was read; `Ok(false)` when it
+    /// was, so the caller can read again and retry.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>)
+        -> Result<bool, HostError>;
+    /// Defines (or finds) a metric by its full name.
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError>;
+    /// Adds to a counter.
+    fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError>;
+    /// Records one value in a histogram.
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+}
+
+/// The metric types the filter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -46,10 +71,12 @@ pub use wasm::WasmHost;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
-    use proxy_wasm::hostcalls;
-    use proxy_wasm::types::{BufferType, MapType, Status};
+    use std::time::UNIX_EPOCH;
 
-    use super::{Host, HostError};
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+
+    use super::{Host, HostError, MetricKind};
     use crate::policy::Reply;
 
     pub struct WasmHost;
@@ -109,6 +136,59 @@ mod wasm {
         fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
             hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
                 .map_err(failed("set_map_value(response header)"))
+        }
+
+        fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+            hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+                .map_err(failed("get_map_value_bytes(response header)"))
+        }
+
+        fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+            hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+                .map(Option::unwrap_or_default)
+                .map_err(failed("get_buffer(response body)"))
+        }
+
+        fn now_nanos(&self) -> Result<u64, HostError> {
+            let since_epoch = hostcalls::get_current_time()
+                .map_err(failed("get_current_time"))?
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            Ok(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+        }
+
+        fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+            hostcalls::get_shared_data(key).map_err(failed("get_shared_data"))
+        }
+
+        fn set_shared_data(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<bool, HostError> {
+            match hostcalls::set_shared_data(key, Some(value), cas) {
+                Ok(()) => Ok(true),
+                Err(Status::CasMismatch) => Ok(false),
+                Err(status) => Err(failed("set_shared_data")(status)),
+            }
+        }
+
+        fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+            let kind = match kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            hostcalls::define_metric(kind, name).map_err(failed("define_metric"))
+        }
+
+        fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError> {
+            let by = i64::try_from(by).unwrap_or(i64::MAX);
+            hostcalls::increment_metric(id, by).map_err(failed("increment_metric"))
+        }
+
+        fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
+            hostcalls::record_metric(id, value).map_err(failed("record_metric"))
         }
     }
 }

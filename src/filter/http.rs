@@ -1,11 +1,16 @@
 //! The per-request state machine: hold the headers, buffer the body, ask the policy, apply.
+//! The response half (usage, budgets, upstream metrics) is in `response`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::types::Action;
 use serde_json::json;
 
 use super::host::{Host, HostError};
+use super::metrics::{self, MetricIds};
+use super::response::Upstream;
+use crate::policy::budget;
 use crate::policy::compile::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::{ApiFamily, Code, Decision, Facts, Forward, Pending, Policy, Reply};
@@ -20,20 +25,37 @@ enum Stage {
 }
 
 pub struct HttpFilter<H: Host> {
-    host: H,
+    pub(super) host: H,
     /// The policy in force when the request started; a new configuration applies to new
     /// requests only.
-    policy: Option<Rc<Policy>>,
+    pub(super) policy: Option<Rc<Policy>>,
     stage: Stage,
     /// The `x-posturio-decision` value, when the policy asks for debug headers.
     debug_header: Option<String>,
     /// For the decision log line: Envoy's `x-request-id`, and the body's size.
     request_id: Option<String>,
     body_bytes: usize,
+    pub(super) metrics: Rc<RefCell<MetricIds>>,
+    /// When the request's headers arrived, in nanoseconds since the epoch.
+    pub(super) started_at: Option<u64>,
+    /// The metric labels of the decided request.
+    pub(super) labels: Option<Labels>,
+    /// A budget overrun that audit mode let through, recorded with the decision.
+    budget_audit: Option<Reply>,
+    /// Set once the request is forwarded: what to read from the response.
+    pub(super) upstream: Option<Upstream>,
+}
+
+/// Label values of a decided request: names from the configuration only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Labels {
+    pub consumer: String,
+    pub model: String,
+    pub provider: String,
 }
 
 impl<H: Host> HttpFilter<H> {
-    pub fn new(host: H, policy: Option<Rc<Policy>>) -> Self {
+    pub fn new(host: H, policy: Option<Rc<Policy>>, metrics: Rc<RefCell<MetricIds>>) -> Self {
         HttpFilter {
             host,
             policy,
@@ -41,10 +63,16 @@ impl<H: Host> HttpFilter<H> {
             debug_header: None,
             request_id: None,
             body_bytes: 0,
+            metrics,
+            started_at: None,
+            labels: None,
+            budget_audit: None,
+            upstream: None,
         }
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
+        self.started_at = self.host.now_nanos().ok();
         let Some(policy) = self.policy.clone() else {
             // Still strip the route header, then refuse: never forward unchecked.
             let _ = self.host.set_request_header(DEFAULT_ROUTE_HEADER, None);
@@ -83,11 +111,69 @@ impl<H: Host> HttpFilter<H> {
                 self.record(&Facts::default(), Some(&reply), false);
                 self.refuse(&reply)
             }
-            Ok(pending) if end_of_stream => self.decide(&policy, &pending, &[], 0),
             Ok(pending) => {
+                if let Err(reply) = self.check_budget(&policy, &pending) {
+                    let facts = Facts {
+                        consumer: pending.consumer.clone(),
+                        ..Facts::default()
+                    };
+                    self.record(&facts, Some(&reply), false);
+                    return self.refuse(&reply);
+                }
+                self.after_headers(&policy, pending, end_of_stream)
+            }
+        }
+    }
+
+    fn after_headers(&mut self, policy: &Policy, pending: Pending, end_of_stream: bool) -> Action {
+        match pending {
+            pending if end_of_stream => self.decide(policy, &pending, &[], 0),
+            pending => {
                 self.stage = Stage::Body(pending);
                 Action::Pause
             }
+        }
+    }
+
+    /// Refuses a consumer whose token budget is used up (429 with `Retry-After`); in audit
+    /// mode the overrun is kept to be recorded with the decision.
+    fn check_budget(&mut self, policy: &Policy, pending: &Pending) -> Result<(), Reply> {
+        let Some(consumer) = pending.consumer.as_deref() else {
+            return Ok(());
+        };
+        let Some(limits) = policy.budget_for(consumer) else {
+            return Ok(());
+        };
+        let now = match self.host.now_nanos() {
+            Ok(nanos) => nanos / 1_000_000_000,
+            Err(error) => {
+                log::warn!("{error}; budget of {consumer} not checked");
+                return Ok(());
+            }
+        };
+        let host = &self.host;
+        let over = budget::exceeded(limits, now, |window| {
+            let stored = host
+                .shared_data(&budget::shared_key(consumer, window))
+                .map(|(value, _)| value)
+                .unwrap_or_default();
+            budget::Counter::decode(stored.as_deref())
+        });
+        let Some(over) = over else {
+            return Ok(());
+        };
+        let reply = Reply::new(
+            Code::BudgetExceeded,
+            pending.shape(),
+            over.message(consumer),
+        )
+        .with_retry_after(over.retry_after);
+        match policy.consumer_mode(consumer) {
+            Some(crate::policy::Mode::Audit) => {
+                self.budget_audit = Some(reply);
+                Ok(())
+            }
+            _ => Err(reply),
         }
     }
 
@@ -144,10 +230,13 @@ impl<H: Host> HttpFilter<H> {
                 self.refuse(&reply)
             }
             Decision::Forward(forward) => {
-                self.record(&facts, forward.audited.as_ref(), true);
+                let audited = forward.audited.clone().or_else(|| self.budget_audit.take());
+                self.record(&facts, audited.as_ref(), true);
                 match self.forward(policy, &forward, body_size) {
                     Ok(()) => {
                         self.stage = Stage::Done;
+                        self.upstream =
+                            Some(Upstream::new(forward.usage, self.host.now_nanos().ok()));
                         Action::Continue
                     }
                     Err(error) => self.host_failed(&error),
@@ -172,6 +261,10 @@ impl<H: Host> HttpFilter<H> {
         }
         if let Some(path) = &forward.path {
             self.host.set_request_header(":path", Some(path))?;
+        }
+        if forward.usage.is_some() {
+            // Usage is read from the response, which a compressed body would hide.
+            self.host.set_request_header("accept-encoding", None)?;
         }
         self.host
             .set_request_header(&policy.route_header, Some(&forward.cluster))
@@ -243,6 +336,7 @@ impl<H: Host> HttpFilter<H> {
     /// debug header if asked for.
     fn record(&mut self, facts: &Facts, reply: Option<&Reply>, forwarded: bool) {
         let decision = decision_name(reply, forwarded);
+        self.count_decision(facts, reply, decision);
         // Plain allows are logged at debug, and their line built only when it will be
         // written; anything a rule matched is logged at info, audits and redactions included.
         let level = if decision == "allow" && facts.rules.is_empty() {
@@ -305,13 +399,58 @@ impl<H: Host> HttpFilter<H> {
         }
     }
 
-    /// Adds the debug header to the response, when the policy asks for it.
-    pub fn on_response_headers(&mut self) -> Action {
+    /// The request and rule counters, and the labels the response's metrics will carry.
+    fn count_decision(&mut self, facts: &Facts, reply: Option<&Reply>, decision: &str) {
+        let catalogue_model = facts.model.as_deref().filter(|model| {
+            self.policy
+                .as_ref()
+                .is_some_and(|policy| policy.models.contains_key(*model))
+        });
+        let labels = Labels {
+            consumer: facts.consumer.clone().unwrap_or_default(),
+            model: catalogue_model.unwrap_or_default().to_owned(),
+            provider: facts.provider.clone().unwrap_or_default(),
+        };
+        let Ok(mut metrics) = self.metrics.try_borrow_mut() else {
+            return;
+        };
+        metrics.count(
+            &self.host,
+            metrics::REQUESTS,
+            &[
+                ("consumer", &labels.consumer),
+                ("model", &labels.model),
+                ("provider", &labels.provider),
+                ("decision", decision),
+                ("code", reply.map_or("", |reply| reply.code.as_str())),
+            ],
+            1,
+        );
+        for fired in &facts.rules {
+            metrics.count(
+                &self.host,
+                metrics::RULE_HITS,
+                &[
+                    ("rule", &fired.rule),
+                    ("action", fired.action.as_str()),
+                    ("consumer", &labels.consumer),
+                ],
+                1,
+            );
+        }
+        drop(metrics);
+        self.labels = Some(labels);
+    }
+
+    /// Adds the debug header to the response, when the policy asks for it, and starts
+    /// reading the upstream's response.
+    pub fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
         if let Some(value) = self.debug_header.take() {
             if let Err(error) = self.host.set_response_header("x-posturio-decision", &value) {
                 log::warn!("{error}; no debug header");
             }
         }
+        self.response_started(end_of_stream);
         Action::Continue
     }
 }

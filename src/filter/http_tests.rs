@@ -1,11 +1,16 @@
 //! The HTTP state machine against a fake host: what it reads, sets and answers, per callback.
 
-use std::cell::RefCell;
+// Test arithmetic (clocks, counts) cannot overflow with these small values.
+#![allow(clippy::arithmetic_side_effects)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::types::Action;
 
 use super::*;
+use crate::filter::host::MetricKind;
 
 /// Records every call; serves canned headers and body; can be told to fail.
 #[derive(Default)]
@@ -17,6 +22,17 @@ struct FakeHost {
     fail_headers: bool,
     properties: RefCell<Vec<(String, Vec<u8>)>>,
     response_headers: RefCell<Vec<(String, String)>>,
+    /// What the upstream answered: headers and body chunks.
+    upstream_headers: Vec<(String, Vec<u8>)>,
+    upstream_chunks: RefCell<Vec<Vec<u8>>>,
+    now: Cell<u64>,
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// Makes this many compare-and-swap writes fail first, as if another worker won.
+    cas_losses: Cell<usize>,
+    metric_names: RefCell<Vec<(String, MetricKind)>>,
+    /// Counter totals and histogram samples, by full metric name.
+    counters: RefCell<HashMap<String, u64>>,
+    samples: RefCell<HashMap<String, Vec<u64>>>,
 }
 
 impl FakeHost {
@@ -104,6 +120,104 @@ impl Host for &FakeHost {
             .push((name.to_string(), value.to_string()));
         Ok(())
     }
+
+    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .upstream_headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone()))
+    }
+
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let chunk = self.upstream_chunks.borrow_mut().remove(0);
+        assert_eq!(chunk.len(), size);
+        Ok(chunk)
+    }
+
+    fn now_nanos(&self) -> Result<u64, HostError> {
+        Ok(self.now.get())
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok(match self.shared.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared_data(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<bool, HostError> {
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map(|(_, cas)| *cas);
+        if self.cas_losses.get() > 0 {
+            self.cas_losses.set(self.cas_losses.get() - 1);
+            // Another worker wrote in between: the stored token moves on.
+            if let Some(entry) = shared.get_mut(key) {
+                entry.1 += 1;
+            }
+            return Ok(false);
+        }
+        if cas.is_some() && cas != current {
+            return Ok(false);
+        }
+        shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+        Ok(true)
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        let mut names = self.metric_names.borrow_mut();
+        names.push((name.to_string(), kind));
+        Ok(u32::try_from(names.len() - 1).unwrap())
+    }
+
+    fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError> {
+        let (name, kind) = self.metric_names.borrow()[id as usize].clone();
+        assert_eq!(kind, MetricKind::Counter);
+        *self.counters.borrow_mut().entry(name).or_default() += by;
+        Ok(())
+    }
+
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
+        let (name, kind) = self.metric_names.borrow()[id as usize].clone();
+        assert_eq!(kind, MetricKind::Histogram);
+        self.samples
+            .borrow_mut()
+            .entry(name)
+            .or_default()
+            .push(value);
+        Ok(())
+    }
+}
+
+impl FakeHost {
+    fn counter(&self, name: &str) -> u64 {
+        self.counters.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    /// Tokens charged to a consumer's budget window.
+    fn budget_used(&self, consumer: &str, window: budget::Window) -> u64 {
+        let shared = self.shared.borrow();
+        let stored = shared.get(&budget::shared_key(consumer, window));
+        budget::Counter::decode(stored.map(|(value, _)| value.as_slice())).used
+    }
+
+    fn property_value(&self, key: &str) -> Option<String> {
+        self.properties
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    }
+}
+
+fn filter(host: &FakeHost, policy: Option<Rc<Policy>>) -> HttpFilter<&FakeHost> {
+    HttpFilter::new(host, policy, Rc::default())
 }
 
 fn policy() -> Option<Rc<Policy>> {
@@ -117,7 +231,7 @@ fn chat(model: &str) -> String {
 
 /// Headers, then the whole body in one callback.
 fn run(host: &FakeHost) -> (Action, Action) {
-    let mut filter = HttpFilter::new(host, policy());
+    let mut filter = filter(host, policy());
     let on_headers = filter.on_request_headers(host.body.is_empty());
     let on_body = filter.on_request_body(host.body.len(), true);
     (on_headers, on_body)
@@ -162,7 +276,7 @@ fn spoofed_route_header_is_removed_from_refused_and_bodiless_requests() {
         &[("x-posturio-cluster", "openai")],
         "",
     );
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     assert_eq!(filter.on_request_headers(true), Action::Pause);
     assert_eq!(host.header("x-posturio-cluster"), None);
     assert_eq!(host.replies.borrow()[0].code, Code::UnsupportedEndpoint);
@@ -215,7 +329,7 @@ fn denied_request_is_answered_and_not_routed() {
 #[test]
 fn body_is_buffered_until_its_end() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     assert_eq!(filter.on_request_headers(false), Action::Pause);
     assert_eq!(filter.on_request_body(10, false), Action::Pause);
     assert_eq!(host.header("x-posturio-cluster"), None);
@@ -229,7 +343,7 @@ fn body_is_buffered_until_its_end() {
 #[test]
 fn oversized_body_is_refused_before_its_end() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     filter.on_request_headers(false);
     assert_eq!(
         filter.on_request_body(4 * 1024 * 1024 + 1, false),
@@ -247,7 +361,7 @@ fn oversized_body_is_refused_before_its_end() {
 #[test]
 fn trailers_are_refused() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     filter.on_request_headers(false);
     filter.on_request_body(host.body.len(), false);
     assert_eq!(filter.on_request_trailers(), Action::Pause);
@@ -263,7 +377,7 @@ fn no_policy_refuses_everything() {
         &[("x-posturio-cluster", "openai")],
         &chat("gpt-4o-mini"),
     );
-    let mut filter = HttpFilter::new(&host, None);
+    let mut filter = filter(&host, None);
     assert_eq!(filter.on_request_headers(false), Action::Pause);
     assert_eq!(host.replies.borrow()[0].code, Code::InternalError);
     assert_eq!(host.header("x-posturio-cluster"), None);
@@ -275,7 +389,7 @@ fn host_failure_refuses() {
         fail_headers: true,
         ..FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"))
     };
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     assert_eq!(filter.on_request_headers(false), Action::Pause);
     assert_eq!(host.replies.borrow()[0].status(), 500);
 }
@@ -283,7 +397,7 @@ fn host_failure_refuses() {
 #[test]
 fn bodiless_passthrough_is_routed_on_headers() {
     let host = FakeHost::request("GET", "/v1/models", &[], "");
-    let mut filter = HttpFilter::new(&host, policy());
+    let mut filter = filter(&host, policy());
     assert_eq!(filter.on_request_headers(true), Action::Continue);
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
 }
@@ -327,10 +441,10 @@ fn identity_comes_from_metadata_not_the_header() {
 }
 
 fn run_with(host: &FakeHost, policy: &str) -> (Action, Action) {
-    let mut filter = HttpFilter::new(host, policy_with(policy));
+    let mut filter = filter(host, policy_with(policy));
     let on_headers = filter.on_request_headers(host.body.is_empty());
     let on_body = filter.on_request_body(host.body.len(), true);
-    filter.on_response_headers();
+    filter.on_response_headers(false);
     (on_headers, on_body)
 }
 
@@ -362,4 +476,283 @@ fn decision_goes_to_filter_state_and_debug_header() {
     );
     let forwarded = String::from_utf8(host.new_body.borrow().clone().unwrap()).unwrap();
     assert!(forwarded.contains("[REDACTED:no-email]") && !forwarded.contains("jane@"));
+}
+
+const BUDGET_POLICY: &str = r#"{
+  "identity": { "header": "x-posturio-consumer" },
+  "providers": { "openai": { "cluster": "openai", "api": "openai" },
+                 "anthropic": { "cluster": "anthropic", "api": "anthropic" } },
+  "models": { "gpt-4.1": { "provider": "openai" },
+              "claude-sonnet-4": { "provider": "anthropic" } },
+  "consumers": {
+    "default": { "models": ["gpt-4.1"] },
+    "capped": { "models": ["*"], "budget": { "tokens_per_minute": 100, "tokens_per_day": 1000 } },
+    "watched": { "models": ["*"], "mode": "audit", "budget": { "tokens_per_minute": 10 } }
+  }
+}"#;
+
+/// 90 s into a day, 30 s into a minute.
+const NOW_SECS: u64 = 86_400 * 20_000 + 90;
+
+fn upstream(status: &str, content_type: &str, chunks: &[&str]) -> FakeHost {
+    let host = FakeHost {
+        upstream_headers: vec![
+            (":status".into(), status.as_bytes().to_vec()),
+            ("content-type".into(), content_type.as_bytes().to_vec()),
+        ],
+        ..FakeHost::default()
+    };
+    *host.upstream_chunks.borrow_mut() = chunks.iter().map(|c| c.as_bytes().to_vec()).collect();
+    host.properties
+        .borrow_mut()
+        .push(("response.code_details".into(), b"via_upstream".to_vec()));
+    host.now.set(NOW_SECS * 1_000_000_000);
+    host
+}
+
+/// Sends `body` as `consumer`, then plays the upstream's response chunk by chunk, then ends
+/// the stream (`on_log`).
+fn exchange(host: &mut FakeHost, consumer: &str, path: &str, body: &str) -> Action {
+    let request = FakeHost::request("POST", path, &[("x-posturio-consumer", consumer)], body);
+    host.headers = request.headers;
+    host.body = request.body;
+    let replies = host.replies.borrow().len();
+    let mut filter = filter(host, policy_with(BUDGET_POLICY));
+    filter.on_request_headers(false);
+    let mut action = filter.on_request_body(host.body.len(), true);
+    if host.replies.borrow().len() > replies {
+        action = Action::Pause;
+    } else {
+        filter.on_response_headers(false);
+        host.now.set(host.now.get() + 250_000_000);
+        let chunks = host.upstream_chunks.borrow().clone();
+        for (index, chunk) in chunks.iter().enumerate() {
+            filter.on_response_body(chunk.len(), index + 1 == chunks.len());
+        }
+    }
+    filter.on_log();
+    action
+}
+
+const CHAT_STREAM: [&str; 3] = [
+    "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"cho",
+    "ices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":12,\"prompt_tokens_details\":{\"cached_tokens\":8}}}\n",
+    "\ndata: [DONE]\n\n",
+];
+
+const BY_CAPPED: &str = ".consumer=capped;.model=gpt-4.1;.provider=openai;";
+
+#[test]
+fn streamed_usage_is_counted_put_in_filter_state_and_charged() {
+    let mut host = upstream("200", "text/event-stream", &CHAT_STREAM);
+    let body = r#"{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_input_tokens_total{BY_CAPPED}")),
+        30
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_output_tokens_total{BY_CAPPED}")),
+        12
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_cached_input_tokens_total{BY_CAPPED}")),
+        8
+    );
+    assert_eq!(
+        host.counter(&format!(
+            "posturio_requests_total{BY_CAPPED}.decision=allow;.code=none;"
+        )),
+        1
+    );
+    assert_eq!(
+        host.counter(&format!(
+            "posturio_upstream_responses_total{BY_CAPPED}.class=2xx;"
+        )),
+        1
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
+        0
+    );
+    assert_eq!(
+        host.property_value("posturio.input_tokens").as_deref(),
+        Some("30")
+    );
+    assert_eq!(
+        host.property_value("posturio.output_tokens").as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        host.property_value("posturio.tokens").as_deref(),
+        Some("42")
+    );
+    assert_eq!(
+        host.samples.borrow()["posturio_upstream_first_byte_ms.model=gpt-4.1;"],
+        [0]
+    );
+    assert_eq!(
+        host.samples.borrow()["posturio_request_duration_ms.model=gpt-4.1;"],
+        [250]
+    );
+    // Both windows were charged 42 tokens; the request asked for usage in the stream.
+    for window in [budget::Window::Minute, budget::Window::Day] {
+        assert_eq!(host.budget_used("capped", window), 42, "{window:?}");
+    }
+    let forwarded = host.new_body.borrow().clone().unwrap();
+    let forwarded: serde_json::Value = serde_json::from_slice(&forwarded).unwrap();
+    assert_eq!(forwarded["stream_options"]["include_usage"], true);
+    assert_eq!(host.header("accept-encoding"), None);
+}
+
+#[test]
+fn a_consumer_over_budget_gets_429_until_the_window_ends() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let json = r#"{"usage":{"prompt_tokens":60,"completion_tokens":40}}"#;
+    let mut host = upstream("200", "application/json", &[json]);
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    // 100 of 100 tokens per minute are used now.
+    *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Pause
+    );
+    let reply = host.replies.borrow().last().cloned().unwrap();
+    assert_eq!(reply.code, Code::BudgetExceeded);
+    assert_eq!(reply.status(), 429);
+    assert_eq!(reply.retry_after, Some(30));
+    assert!(
+        reply.message.contains("100 of its 100 tokens per minute"),
+        "{}",
+        reply.message
+    );
+    assert_eq!(
+        host.counter(
+            ".consumer=capped;.model=none;.provider=none;.decision=deny;.code=budget_exceeded;"
+                .replace(".consumer", "posturio_requests_total.consumer")
+                .as_str()
+        ),
+        1
+    );
+    // Another consumer is not affected, and the next minute the budget is back.
+    *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+    assert_eq!(
+        exchange(&mut host, "default", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    host.now.set((NOW_SECS + 30) * 1_000_000_000);
+    *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Continue
+    );
+}
+
+#[test]
+fn audit_mode_records_a_budget_overrun_and_forwards() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let json = r#"{"usage":{"prompt_tokens":6,"completion_tokens":6}}"#;
+    let mut host = upstream("200", "application/json", &[json]);
+    exchange(&mut host, "watched", "/v1/chat/completions", body);
+    *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+    assert_eq!(
+        exchange(&mut host, "watched", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(
+        host.property_value("posturio.decision").as_deref(),
+        Some("audit")
+    );
+    assert_eq!(
+        host.property_value("posturio.code").as_deref(),
+        Some("budget_exceeded")
+    );
+}
+
+#[test]
+fn budget_charges_survive_lost_compare_and_swap_races() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let json = r#"{"usage":{"prompt_tokens":5,"completion_tokens":5}}"#;
+    let mut host = upstream("200", "application/json", &[json]);
+    exchange(&mut host, "capped", "/v1/chat/completions", body);
+    host.cas_losses.set(3);
+    *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+    exchange(&mut host, "capped", "/v1/chat/completions", body);
+    assert_eq!(host.budget_used("capped", budget::Window::Minute), 20);
+}
+
+#[test]
+fn unreadable_usage_is_counted_as_unknown_and_errors_are_not() {
+    let body = r#"{"model":"claude-sonnet-4","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+    let by = ".consumer=capped;.model=claude-sonnet-4;.provider=anthropic;";
+    // Compressed: the body cannot be read.
+    let mut host = upstream("200", "application/json", &["\x1f\u{8b}binary"]);
+    host.upstream_headers
+        .push(("content-encoding".into(), b"gzip".to_vec()));
+    exchange(&mut host, "capped", "/v1/messages", body);
+    assert_eq!(
+        host.counter(&format!("posturio_usage_unknown_total{by}")),
+        1
+    );
+    assert_eq!(host.counter(&format!("posturio_input_tokens_total{by}")), 0);
+    // An error from the provider reports no usage, and that is not "unknown".
+    let mut host = upstream("529", "application/json", &[r#"{"type":"error"}"#]);
+    exchange(&mut host, "capped", "/v1/messages", body);
+    assert_eq!(
+        host.counter(&format!("posturio_usage_unknown_total{by}")),
+        0
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_upstream_responses_total{by}.class=5xx;")),
+        1
+    );
+}
+
+#[test]
+fn denials_are_counted_with_config_names_only() {
+    let mut host = upstream("200", "application/json", &[]);
+    let body = r#"{"model":"gpt-attacker-chosen","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Pause
+    );
+    let names: Vec<String> = host.counters.borrow().keys().cloned().collect();
+    assert_eq!(
+        names,
+        ["posturio_requests_total.consumer=capped;.model=none;.provider=none;.decision=deny;.code=model_not_found;"]
+    );
+}
+
+#[test]
+fn a_reply_from_a_later_filter_is_not_an_upstream_response() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut host = upstream("429", "application/json", &[r#"{"error":"rate limited"}"#]);
+    host.properties.borrow_mut().clear();
+    host.properties.borrow_mut().push((
+        "response.code_details".into(),
+        b"request_rate_limited".to_vec(),
+    ));
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    let counters = host.counters.borrow();
+    assert!(
+        counters
+            .keys()
+            .all(|name| name.starts_with("posturio_requests_total")),
+        "{counters:?}"
+    );
+    assert!(host
+        .samples
+        .borrow()
+        .keys()
+        .all(|name| name.starts_with("posturio_request_duration_ms")));
 }

@@ -3,5 +3,7 @@
 
 pub mod host;
 pub mod http;
+pub mod metrics;
+mod response;
 #[cfg(target_arch = "wasm32")]
 pub mod root;

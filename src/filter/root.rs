@@ -1,6 +1,7 @@
 //! The root context: compiles the plugin configuration into a `Policy` and hands it to every
 //! HTTP context. Wasm only.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -9,11 +10,34 @@ use proxy_wasm::types::{Action, BufferType, ContextType};
 
 use super::host::WasmHost;
 use super::http::HttpFilter;
+use super::metrics::MetricIds;
+use crate::policy::budget::{self, Counter};
 use crate::policy::Policy;
 
 #[derive(Default)]
 pub struct PosturioRoot {
     policy: Option<Rc<Policy>>,
+    /// Metric ids of this VM, shared by its HTTP contexts.
+    metrics: Rc<RefCell<MetricIds>>,
+}
+
+/// Creates every budget counter that does not exist yet, so that later updates always carry a
+/// compare-and-swap token: two workers can then never both write the first value of a key.
+fn create_budget_counters(policy: &Policy) {
+    for consumer in policy.consumers.values() {
+        let Some(limits) = &consumer.budget else {
+            continue;
+        };
+        for limit in &limits.limits {
+            let key = budget::shared_key(&consumer.name, limit.window);
+            if let Ok((None, _)) = hostcalls::get_shared_data(&key) {
+                let empty = Counter::default().encode();
+                if let Err(status) = hostcalls::set_shared_data(&key, Some(&empty), None) {
+                    log::warn!("budget counter {key} could not be created: {status:?}");
+                }
+            }
+        }
+    }
 }
 
 impl Context for PosturioRoot {}
@@ -51,6 +75,7 @@ impl RootContext for PosturioRoot {
                     policy.consumer_count(),
                     policy.mode.as_str()
                 );
+                create_budget_counters(&policy);
                 self.policy = Some(Rc::new(policy));
                 true
             }
@@ -67,6 +92,7 @@ impl RootContext for PosturioRoot {
         Some(Box::new(PosturioHttp(HttpFilter::new(
             WasmHost,
             self.policy.clone(),
+            Rc::clone(&self.metrics),
         ))))
     }
 
@@ -92,7 +118,16 @@ impl HttpContext for PosturioHttp {
         self.0.on_request_trailers()
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.0.on_response_headers()
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.0.on_response_headers(end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.0.on_response_body(body_size, end_of_stream);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.0.on_log();
     }
 }

@@ -1,0 +1,133 @@
+//! The filter's metrics. Labels travel in the metric's name as `.label=value;` segments, which
+//! the `stats_tags` in `envoy/envoy.yaml` turn into Prometheus labels (see docs/metrics.md).
+//! Every label value comes from the configuration (consumer, model, provider and rule names)
+//! or from a fixed set (decisions, codes, status classes), never from request data, so the
+//! number of series is bounded by the policy.
+
+use std::collections::HashMap;
+
+use super::host::{Host, MetricKind};
+
+pub const REQUESTS: &str = "posturio_requests_total";
+pub const RULE_HITS: &str = "posturio_rule_hits_total";
+pub const INPUT_TOKENS: &str = "posturio_input_tokens_total";
+pub const OUTPUT_TOKENS: &str = "posturio_output_tokens_total";
+pub const CACHED_INPUT_TOKENS: &str = "posturio_cached_input_tokens_total";
+pub const USAGE_UNKNOWN: &str = "posturio_usage_unknown_total";
+pub const UPSTREAM_RESPONSES: &str = "posturio_upstream_responses_total";
+pub const UPSTREAM_FIRST_BYTE: &str = "posturio_upstream_first_byte_ms";
+pub const REQUEST_DURATION: &str = "posturio_request_duration_ms";
+
+/// The value of a label that does not apply or is not known.
+pub const NONE: &str = "none";
+
+/// Metric ids by full name, defined on first use. One per Wasm VM (worker): Envoy joins
+/// metrics of the same name across workers.
+#[derive(Default)]
+pub struct MetricIds {
+    ids: HashMap<String, u32>,
+    /// Reused to build names, so a metric already defined costs no allocation.
+    name: String,
+}
+
+impl MetricIds {
+    /// Adds `by` to a counter.
+    pub fn count<H: Host>(&mut self, host: &H, base: &str, labels: &[(&str, &str)], by: u64) {
+        if let Some(id) = self.id(host, MetricKind::Counter, base, labels) {
+            if let Err(error) = host.increment_metric(id, by) {
+                log::debug!("{error}");
+            }
+        }
+    }
+
+    /// Records one value in a histogram.
+    pub fn record<H: Host>(&mut self, host: &H, base: &str, labels: &[(&str, &str)], value: u64) {
+        if let Some(id) = self.id(host, MetricKind::Histogram, base, labels) {
+            if let Err(error) = host.record_metric(id, value) {
+                log::debug!("{error}");
+            }
+        }
+    }
+
+    fn id<H: Host>(
+        &mut self,
+        host: &H,
+        kind: MetricKind,
+        base: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<u32> {
+        full_name(&mut self.name, base, labels);
+        if let Some(id) = self.ids.get(self.name.as_str()) {
+            return Some(*id);
+        }
+        match host.define_metric(kind, &self.name) {
+            Ok(id) => {
+                self.ids.insert(self.name.clone(), id);
+                Some(id)
+            }
+            Err(error) => {
+                log::warn!("{error}; metric {} is not recorded", self.name);
+                None
+            }
+        }
+    }
+}
+
+/// `base.label=value;.label=value;` — a `;` inside a value would end it early, so it becomes
+/// `_`; an empty value is `none`.
+pub fn full_name(out: &mut String, base: &str, labels: &[(&str, &str)]) {
+    out.clear();
+    out.push_str(base);
+    for (label, value) in labels {
+        out.push('.');
+        out.push_str(label);
+        out.push('=');
+        if value.is_empty() {
+            out.push_str(NONE);
+        } else {
+            out.extend(value.chars().map(|c| if c == ';' { '_' } else { c }));
+        }
+        out.push(';');
+    }
+}
+
+/// `2xx` for 200..=299, and so on; `none` for a status outside 100..=599.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => NONE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_segments_of_the_name() {
+        let mut name = String::new();
+        full_name(
+            &mut name,
+            REQUESTS,
+            &[("consumer", "team-a"), ("model", "gpt-4.1"), ("code", "")],
+        );
+        assert_eq!(
+            name,
+            "posturio_requests_total.consumer=team-a;.model=gpt-4.1;.code=none;"
+        );
+        full_name(&mut name, RULE_HITS, &[("rule", "a;b")]);
+        assert_eq!(name, "posturio_rule_hits_total.rule=a_b;");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(42), "none");
+    }
+}

@@ -1,0 +1,251 @@
+//! The response half of a forwarded request: upstream status and timing metrics, token usage
+//! read from the body as it passes (never held back), and the consumer's budget charged once
+//! the usage is known.
+
+use super::host::Host;
+use super::http::HttpFilter;
+use super::metrics;
+use crate::policy::budget::{self, Counter, CAS_RETRIES};
+use crate::policy::usage::{usage_from_bedrock_headers, Framing, Usage, UsageFormat, UsageReader};
+
+/// What the filter reads from the response of a request it forwarded.
+pub(super) struct Upstream {
+    /// The usage format the endpoint answers with; `None` when it reports no usage.
+    format: Option<UsageFormat>,
+    /// When the request went upstream, in nanoseconds since the epoch.
+    forwarded_at: Option<u64>,
+    /// Set when the response is a success whose body can be read for usage.
+    reader: Option<UsageReader>,
+    /// Usage given in response headers (Bedrock).
+    header_usage: Option<Usage>,
+    /// A successful response on an endpoint that reports usage: its absence is counted.
+    expects_usage: bool,
+    /// Usage has been counted (or found missing); later callbacks do nothing.
+    settled: bool,
+}
+
+impl Upstream {
+    pub(super) fn new(format: Option<UsageFormat>, forwarded_at: Option<u64>) -> Self {
+        Upstream {
+            format,
+            forwarded_at,
+            reader: None,
+            header_usage: None,
+            expects_usage: false,
+            settled: false,
+        }
+    }
+}
+
+fn millis_between(start: Option<u64>, end: Option<u64>) -> Option<u64> {
+    Some(end?.checked_sub(start?)? / 1_000_000)
+}
+
+impl<H: Host> HttpFilter<H> {
+    /// The response's headers: count its status class, time the first byte, and decide
+    /// whether its body can be read for usage.
+    pub(super) fn response_started(&mut self, end_of_stream: bool) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        // A filter after this one (rate limiting, say) may answer in the provider's stead:
+        // that reply is neither an upstream response nor a source of usage.
+        let from_upstream = self
+            .host
+            .property(&["response", "code_details"])
+            .ok()
+            .flatten()
+            .is_some_and(|details| details == b"via_upstream");
+        if !from_upstream {
+            upstream.settled = true;
+            return;
+        }
+        let now = self.host.now_nanos().ok();
+        let status = self
+            .host
+            .response_header(":status")
+            .ok()
+            .flatten()
+            .and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        if let Some(format) = upstream.format.filter(|_| (200..300).contains(&status)) {
+            upstream.expects_usage = true;
+            if format == UsageFormat::BedrockConverse {
+                let input = self
+                    .host
+                    .response_header("x-amzn-bedrock-input-token-count");
+                let output = self
+                    .host
+                    .response_header("x-amzn-bedrock-output-token-count");
+                if let (Ok(input), Ok(output)) = (input, output) {
+                    upstream.header_usage =
+                        usage_from_bedrock_headers(input.as_deref(), output.as_deref());
+                }
+            }
+            let identity = match self.host.response_header("content-encoding") {
+                Ok(None) => true,
+                Ok(Some(encoding)) => encoding.eq_ignore_ascii_case(b"identity"),
+                Err(_) => false,
+            };
+            let framing = self
+                .host
+                .response_header("content-type")
+                .ok()
+                .flatten()
+                .and_then(|value| Framing::from_content_type(&value));
+            if let (true, Some(framing), None) = (identity, framing, upstream.header_usage) {
+                upstream.reader = Some(UsageReader::new(format, framing));
+            }
+        }
+        let first_byte = millis_between(upstream.forwarded_at, now);
+        if let (Some(labels), Ok(mut metrics)) = (&self.labels, self.metrics.try_borrow_mut()) {
+            metrics.count(
+                &self.host,
+                metrics::UPSTREAM_RESPONSES,
+                &[
+                    ("consumer", &labels.consumer),
+                    ("model", &labels.model),
+                    ("provider", &labels.provider),
+                    ("class", metrics::status_class(status)),
+                ],
+                1,
+            );
+            if let Some(first_byte) = first_byte {
+                metrics.record(
+                    &self.host,
+                    metrics::UPSTREAM_FIRST_BYTE,
+                    &[("model", &labels.model)],
+                    first_byte,
+                );
+            }
+        }
+        if end_of_stream {
+            self.settle_usage();
+        }
+    }
+
+    /// A chunk of the response body: read for usage and passed on untouched.
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        if upstream.settled {
+            return;
+        }
+        if let Some(reader) = upstream.reader.as_mut() {
+            match self.host.response_body(body_size) {
+                Ok(chunk) => reader.feed(&chunk),
+                Err(error) => {
+                    log::warn!("{error}; usage of this response is unknown");
+                    upstream.reader = None;
+                }
+            }
+        }
+        if end_of_stream {
+            self.settle_usage();
+        }
+    }
+
+    /// The stream is over, whole or cut short: time it, and count whatever usage is known.
+    pub fn on_log(&mut self) {
+        if self.upstream.is_some() {
+            self.settle_usage();
+        }
+        let duration = millis_between(self.started_at, self.host.now_nanos().ok());
+        if let (Some(labels), Some(duration), Ok(mut metrics)) =
+            (&self.labels, duration, self.metrics.try_borrow_mut())
+        {
+            metrics.record(
+                &self.host,
+                metrics::REQUEST_DURATION,
+                &[("model", &labels.model)],
+                duration,
+            );
+        }
+    }
+
+    /// Counts the response's tokens (or their absence) once, puts them in filter state for
+    /// the access log, and charges the consumer's budget.
+    fn settle_usage(&mut self) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        if upstream.settled {
+            return;
+        }
+        upstream.settled = true;
+        if !upstream.expects_usage {
+            return;
+        }
+        let usage = upstream
+            .header_usage
+            .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
+        upstream.reader = None;
+        let Some(labels) = self.labels.clone() else {
+            return;
+        };
+        let by = [
+            ("consumer", labels.consumer.as_str()),
+            ("model", labels.model.as_str()),
+            ("provider", labels.provider.as_str()),
+        ];
+        let Some(usage) = usage else {
+            if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+                metrics.count(&self.host, metrics::USAGE_UNKNOWN, &by, 1);
+            }
+            return;
+        };
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            metrics.count(&self.host, metrics::INPUT_TOKENS, &by, usage.input);
+            metrics.count(&self.host, metrics::OUTPUT_TOKENS, &by, usage.output);
+            metrics.count(&self.host, metrics::CACHED_INPUT_TOKENS, &by, usage.cached);
+        }
+        let total = usage.input.saturating_add(usage.output);
+        for (key, value) in [
+            ("posturio.input_tokens", usage.input),
+            ("posturio.output_tokens", usage.output),
+            ("posturio.cached_tokens", usage.cached),
+            ("posturio.tokens", total),
+        ] {
+            if let Err(error) = self.host.set_property(&[key], value.to_string().as_bytes()) {
+                log::debug!("{error}; the access log will miss {key}");
+            }
+        }
+        self.charge_budget(&labels.consumer, total);
+    }
+
+    /// Adds `tokens` to each of the consumer's budget windows, shared by every worker:
+    /// compare-and-swap, retried a few times when another worker wrote first.
+    fn charge_budget(&self, consumer: &str, tokens: u64) {
+        let Some(limits) = self
+            .policy
+            .as_ref()
+            .and_then(|policy| policy.budget_for(consumer))
+        else {
+            return;
+        };
+        let Ok(now) = self.host.now_nanos() else {
+            return;
+        };
+        let now = now / 1_000_000_000;
+        for limit in &limits.limits {
+            let key = budget::shared_key(consumer, limit.window);
+            let charged = (0..CAS_RETRIES).any(|_| {
+                let Ok((stored, cas)) = self.host.shared_data(&key) else {
+                    return false;
+                };
+                let next = Counter::decode(stored.as_deref()).plus(limit.window, now, tokens);
+                self.host
+                    .set_shared_data(&key, &next.encode(), cas)
+                    .unwrap_or(false)
+            });
+            if !charged {
+                log::warn!(
+                    "budget of {consumer} per {} not charged {tokens} tokens: shared data kept \
+                     changing or failed",
+                    limit.window.as_str()
+                );
+            }
+        }
+    }
+}
