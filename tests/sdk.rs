@@ -25,6 +25,7 @@ fn openai_sdk_as_the_default_consumer() {
             "chat",
             "chat_alias",
             "chat_stream",
+            "chat_stream_naive",
             "denied_model",
             "unknown_model",
             "embeddings",
@@ -80,6 +81,20 @@ fn openai_sdk_as_the_default_consumer() {
     assert_eq!(upstream.json()["stream"], true);
     assert_eq!(upstream.json()["stream_options"]["include_usage"], true);
     assert_eq!(upstream.text(), outcomes.sent_body("chat_stream"));
+
+    // 3b. A stream that did not ask for usage: the gateway asks the provider for it (to count
+    // the tokens) and takes the usage chunk back out, so the SDK gets exactly the stream it
+    // asked for and a loop that indexes `choices[0]` on every chunk works.
+    let naive = outcomes.ok("chat_stream_naive");
+    assert_eq!(naive["content"], "Hello from the mock openai provider.");
+    assert_eq!(naive["chunks"], 4, "{naive:#}");
+    let upstream = sdk::single_upstream(&records, "chat_stream_naive");
+    assert_eq!(upstream.json()["stream_options"]["include_usage"], true);
+    assert_eq!(
+        envoy.counter("wasmcustom.posturio_output_tokens_total.consumer=default;.model=gpt-4o-mini;.provider=openai;"),
+        Some(4 * 7),
+        "chat, chat_stream, chat_stream_naive and responses each reported 7 output tokens for gpt-4o-mini"
+    );
 
     // 4. A catalogued model the consumer may not use: the SDK's own 403 error, one request.
     let denied = outcomes.refused("denied_model", "PermissionDeniedError", 403);
@@ -158,6 +173,7 @@ fn openai_sdk_as_the_default_consumer() {
             "chat",
             "chat_alias",
             "chat_stream",
+            "chat_stream_naive",
             "embeddings",
             "responses",
             "models_list",
@@ -434,16 +450,25 @@ mod sdk {
 
         /// Every header the SDK sent in `scenario` reached the provider in `record` with
         /// the same value, except those the gateway may change: `content-length` (a model
-        /// rewrite changes it), the hop-by-hop `connection`, and the gateway's own
-        /// `x-posturio-*` headers (the route header, the identity header).
+        /// rewrite changes it), the hop-by-hop `connection`, the gateway's own
+        /// `x-posturio-*` headers (the route header, the identity header), and
+        /// `accept-encoding`, which the gateway drops from the calls whose response it reads
+        /// for token usage (checked: the provider never gets it on a POST).
         pub fn assert_headers_reached(&self, scenario: &str, record: &Recorded) {
+            if record.method == "POST" {
+                assert_eq!(
+                    record.header("accept-encoding"),
+                    None,
+                    "{scenario}: the provider was allowed to compress the response"
+                );
+            }
             let sent = &self.sent_request(scenario)["headers"];
             let sent = sent
                 .as_array()
                 .unwrap_or_else(|| panic!("{scenario}: no headers in {sent}"));
             for pair in sent {
                 let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
-                if ["content-length", "connection"].contains(&name)
+                if ["content-length", "connection", "accept-encoding"].contains(&name)
                     || name.starts_with("x-posturio-")
                 {
                     continue;

@@ -143,7 +143,7 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     let gateway = Gateway::start(1);
 
     // OpenAI chat, whole and streamed. The stream did not ask for usage: the filter asks for
-    // it, the client receives the extra usage chunk, and the tokens are counted.
+    // it, counts the tokens, and takes the usage chunk out of what the client receives.
     assert_eq!(
         gateway
             .post("team-a", "/v1/chat/completions", &chat("gpt-4.1"))
@@ -154,14 +154,31 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     streamed["stream"] = json!(true);
     let response = gateway.post("team-a", "/v1/chat/completions", &streamed);
     assert_eq!(response.status, 200, "{response:?}");
-    let last = events(&response).pop().unwrap();
-    assert_eq!(last["usage"]["prompt_tokens"], INPUT, "{last}");
+    let chunks = events(&response);
+    assert!(chunks.len() >= 2, "{response:?}");
+    assert!(
+        chunks
+            .iter()
+            .all(|chunk| chunk["choices"].as_array().is_some_and(|c| !c.is_empty())),
+        "a chunk without choices reached a client that did not ask for usage: {chunks:#?}"
+    );
+    assert!(
+        response.text().ends_with("data: [DONE]\n\n"),
+        "{response:?}"
+    );
     let upstream = gateway.mock.requests().pop().unwrap();
     assert_eq!(
         upstream.json()["stream_options"],
         json!({"include_usage": true})
     );
     assert_eq!(upstream.header("accept-encoding"), None);
+
+    // A client that asked for usage gets its usage chunk.
+    streamed["stream_options"] = json!({"include_usage": true});
+    let response = gateway.post("team-a", "/v1/chat/completions", &streamed);
+    let last = events(&response).pop().unwrap();
+    assert_eq!(last["choices"], json!([]), "{last}");
+    assert_eq!(last["usage"]["prompt_tokens"], INPUT, "{last}");
 
     // Anthropic and Gemini streams, the Responses API stream.
     assert_eq!(
@@ -226,10 +243,10 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
         ("model", "gemini-2.5-flash"),
         ("provider", "gemini"),
     ];
-    // Chat twice and the Responses stream: three OpenAI responses with usage.
+    // Chat three times and the Responses stream: four OpenAI responses with usage.
     let expected = [
-        ("posturio_input_tokens_total", &openai, 3 * INPUT),
-        ("posturio_output_tokens_total", &openai, 3 * OUTPUT),
+        ("posturio_input_tokens_total", &openai, 4 * INPUT),
+        ("posturio_output_tokens_total", &openai, 4 * OUTPUT),
         ("posturio_input_tokens_total", &claude, INPUT),
         ("posturio_output_tokens_total", &claude, OUTPUT),
         ("posturio_input_tokens_total", &gemini, INPUT),
@@ -255,7 +272,7 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
             requests,
             &with(&[("decision", "allow"), ("code", "none")])
         ),
-        Some(4.0),
+        Some(5.0),
         "{samples:#?}"
     );
     assert_eq!(
@@ -298,7 +315,7 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     let upstream = "posturio_upstream_responses_total";
     assert_eq!(
         sample(&samples, upstream, &with(&[("class", "2xx")])),
-        Some(3.0)
+        Some(4.0)
     );
     assert_eq!(
         sample(&samples, upstream, &with(&[("class", "5xx")])),
@@ -318,14 +335,14 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
             "posturio_request_duration_ms_count",
             &[("model", "gpt-4.1")],
         );
-        // Chat twice, the Responses stream, the blocked prompt and the failed call.
-        if count == Some(5.0) {
+        // Chat three times, the Responses stream, the blocked prompt and the failed call.
+        if count == Some(6.0) {
             assert!(
                 sample(
                     &samples,
                     "posturio_upstream_first_byte_ms_count",
                     &[("model", "gpt-4.1")]
-                ) == Some(4.0),
+                ) == Some(5.0),
                 "{samples:#?}"
             );
             break;

@@ -43,6 +43,10 @@ pub trait Host {
     fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// The response body chunk Envoy is passing through (`size` bytes).
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the response body chunk Envoy is passing through (`size` bytes).
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// Removes a response header.
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
     /// Wall-clock time, in nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> Result<u64, HostError>;
     /// A value shared by every worker of this Envoy, with its compare-and-swap token.
@@ -147,6 +151,16 @@ mod wasm {
             hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
                 .map(Option::unwrap_or_default)
                 .map_err(failed("get_buffer(response body)"))
+        }
+
+        fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+            hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body)
+                .map_err(failed("set_buffer(response body)"))
+        }
+
+        fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+            hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None)
+                .map_err(failed("set_map_value(response header)"))
         }
 
         fn now_nanos(&self) -> Result<u64, HostError> {

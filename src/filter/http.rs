@@ -235,8 +235,11 @@ impl<H: Host> HttpFilter<H> {
                 match self.forward(policy, &forward, body_size) {
                     Ok(()) => {
                         self.stage = Stage::Done;
-                        self.upstream =
-                            Some(Upstream::new(forward.usage, self.host.now_nanos().ok()));
+                        self.upstream = Some(Upstream::new(
+                            forward.usage,
+                            self.host.now_nanos().ok(),
+                            facts.stream_usage_added,
+                        ));
                         Action::Continue
                     }
                     Err(error) => self.host_failed(&error),

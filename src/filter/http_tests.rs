@@ -25,6 +25,8 @@ struct FakeHost {
     /// What the upstream answered: headers and body chunks.
     upstream_headers: Vec<(String, Vec<u8>)>,
     upstream_chunks: RefCell<Vec<Vec<u8>>>,
+    /// The body chunks as the client receives them, after any replacement.
+    delivered: RefCell<Vec<Vec<u8>>>,
     now: Cell<u64>,
     shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     /// Makes this many compare-and-swap writes fail first, as if another worker won.
@@ -132,7 +134,23 @@ impl Host for &FakeHost {
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         let chunk = self.upstream_chunks.borrow_mut().remove(0);
         assert_eq!(chunk.len(), size);
+        self.delivered.borrow_mut().push(chunk.clone());
         Ok(chunk)
+    }
+
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        let mut delivered = self.delivered.borrow_mut();
+        let last = delivered.last_mut().unwrap();
+        assert_eq!(last.len(), size, "the whole chunk is replaced");
+        *last = body.to_vec();
+        Ok(())
+    }
+
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+        self.response_headers
+            .borrow_mut()
+            .push((name.to_string(), "<removed>".to_string()));
+        Ok(())
     }
 
     fn now_nanos(&self) -> Result<u64, HostError> {
@@ -602,6 +620,16 @@ fn streamed_usage_is_counted_put_in_filter_state_and_charged() {
     for window in [budget::Window::Minute, budget::Window::Day] {
         assert_eq!(host.budget_used("capped", window), 42, "{window:?}");
     }
+    // The client did not ask for usage: it receives the stream without the usage chunk.
+    let delivered = String::from_utf8(host.delivered.borrow().concat()).unwrap();
+    assert_eq!(
+        delivered,
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n"
+    );
+    assert!(host
+        .response_headers
+        .borrow()
+        .contains(&("content-length".to_string(), "<removed>".to_string())));
     let forwarded = host.new_body.borrow().clone().unwrap();
     let forwarded: serde_json::Value = serde_json::from_slice(&forwarded).unwrap();
     assert_eq!(forwarded["stream_options"]["include_usage"], true);
@@ -755,4 +783,19 @@ fn a_reply_from_a_later_filter_is_not_an_upstream_response() {
         .borrow()
         .keys()
         .all(|name| name.starts_with("posturio_request_duration_ms")));
+}
+
+#[test]
+fn a_client_that_asked_for_stream_usage_gets_the_usage_chunk() {
+    let mut host = upstream("200", "text/event-stream", &CHAT_STREAM);
+    let body = r#"{"model":"gpt-4.1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    exchange(&mut host, "capped", "/v1/chat/completions", body);
+    assert_eq!(
+        host.delivered.borrow().concat(),
+        CHAT_STREAM.concat().into_bytes()
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_output_tokens_total{BY_CAPPED}")),
+        12
+    );
 }

@@ -7,6 +7,7 @@ use super::http::HttpFilter;
 use super::metrics;
 use crate::policy::budget::{self, Counter, CAS_RETRIES};
 use crate::policy::usage::{usage_from_bedrock_headers, Framing, Usage, UsageFormat, UsageReader};
+use crate::policy::usage_chunk::UsageChunkRemover;
 
 /// What the filter reads from the response of a request it forwarded.
 pub(super) struct Upstream {
@@ -18,6 +19,9 @@ pub(super) struct Upstream {
     reader: Option<UsageReader>,
     /// Usage given in response headers (Bedrock).
     header_usage: Option<Usage>,
+    /// The filter asked for stream usage the client did not: the usage chunk is taken out.
+    usage_chunk_added: bool,
+    remover: Option<UsageChunkRemover>,
     /// A successful response on an endpoint that reports usage: its absence is counted.
     expects_usage: bool,
     /// Usage has been counted (or found missing); later callbacks do nothing.
@@ -25,12 +29,18 @@ pub(super) struct Upstream {
 }
 
 impl Upstream {
-    pub(super) fn new(format: Option<UsageFormat>, forwarded_at: Option<u64>) -> Self {
+    pub(super) fn new(
+        format: Option<UsageFormat>,
+        forwarded_at: Option<u64>,
+        usage_chunk_added: bool,
+    ) -> Self {
         Upstream {
             format,
             forwarded_at,
             reader: None,
             header_usage: None,
+            usage_chunk_added,
+            remover: None,
             expects_usage: false,
             settled: false,
         }
@@ -96,6 +106,13 @@ impl<H: Host> HttpFilter<H> {
             if let (true, Some(framing), None) = (identity, framing, upstream.header_usage) {
                 upstream.reader = Some(UsageReader::new(format, framing));
             }
+            if identity && framing == Some(Framing::Sse) && upstream.usage_chunk_added {
+                // Events are taken out, so a length the provider sent would be wrong.
+                match self.host.remove_response_header("content-length") {
+                    Ok(()) => upstream.remover = Some(UsageChunkRemover::new()),
+                    Err(error) => log::warn!("{error}; the usage chunk stays in the stream"),
+                }
+            }
         }
         let first_byte = millis_between(upstream.forwarded_at, now);
         if let (Some(labels), Ok(mut metrics)) = (&self.labels, self.metrics.try_borrow_mut()) {
@@ -124,20 +141,33 @@ impl<H: Host> HttpFilter<H> {
         }
     }
 
-    /// A chunk of the response body: read for usage and passed on untouched.
+    /// A chunk of the response body: read for usage and passed on as it is, except for a
+    /// usage chunk the client did not ask for.
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
         let Some(upstream) = self.upstream.as_mut() else {
             return;
         };
-        if upstream.settled {
-            return;
-        }
-        if let Some(reader) = upstream.reader.as_mut() {
+        if upstream.reader.is_some() || upstream.remover.is_some() {
             match self.host.response_body(body_size) {
-                Ok(chunk) => reader.feed(&chunk),
+                Ok(chunk) => {
+                    if let Some(reader) = upstream.reader.as_mut() {
+                        reader.feed(&chunk);
+                    }
+                    let edited = upstream
+                        .remover
+                        .as_mut()
+                        .and_then(|remover| remover.edit(&chunk, end_of_stream));
+                    if let Some(edited) = edited {
+                        if let Err(error) = self.host.replace_response_body(body_size, &edited) {
+                            log::warn!("{error}; the usage chunk stays in the stream");
+                            upstream.remover = None;
+                        }
+                    }
+                }
                 Err(error) => {
                     log::warn!("{error}; usage of this response is unknown");
                     upstream.reader = None;
+                    upstream.remover = None;
                 }
             }
         }

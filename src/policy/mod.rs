@@ -18,6 +18,7 @@ pub mod request;
 mod rules;
 pub mod strict_json;
 pub mod usage;
+pub mod usage_chunk;
 pub mod walk;
 
 pub use classify::ApiFamily;

@@ -56,6 +56,18 @@ def chat_stream(client: openai.OpenAI) -> dict:
     return {"model": model, "content": "".join(content), "chunks": chunks, "usage": usage}
 
 
+def chat_stream_naive(client: openai.OpenAI) -> dict:
+    # The loop from OpenAI's own streaming example: it indexes choices[0] on every chunk, so
+    # an extra chunk without choices (the usage chunk the gateway asks for to count tokens)
+    # would raise IndexError here.
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    chunks, content = 0, []
+    for chunk in stream:
+        chunks += 1
+        content.append(chunk.choices[0].delta.content or "")
+    return {"content": "".join(content), "chunks": chunks}
+
+
 def embeddings(client: openai.OpenAI) -> dict:
     # No encoding_format: the SDK asks for base64 and decodes it back to floats.
     reply = client.embeddings.create(model="text-embedding-3-small", input="hello gateway")
@@ -84,6 +96,7 @@ SCENARIOS = {
     "chat": ({}, lambda c: chat(c, "gpt-4o-mini")),
     "chat_alias": ({}, lambda c: chat(c, "fast")),
     "chat_stream": ({}, chat_stream),
+    "chat_stream_naive": ({}, chat_stream_naive),
     "denied_model": ({}, lambda c: chat(c, "gpt-4o")),
     "unknown_model": ({}, lambda c: chat(c, "gpt-5")),
     "embeddings": ({}, embeddings),

@@ -1,0 +1,104 @@
+use super::*;
+
+const CHUNK_1: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n";
+const CHUNK_2: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n";
+const USAGE: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}\n\n";
+const DONE: &str = "data: [DONE]\n\n";
+
+/// Feeds `pieces` in turn and joins what would reach the client.
+fn run(pieces: &[&[u8]]) -> Vec<u8> {
+    let mut remover = UsageChunkRemover::new();
+    let mut out = Vec::new();
+    for (index, piece) in pieces.iter().enumerate() {
+        let last = index + 1 == pieces.len();
+        match remover.edit(piece, last) {
+            Some(edited) => out.extend_from_slice(&edited),
+            None => out.extend_from_slice(piece),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_usage_chunk_is_removed_at_every_split() {
+    let stream = [CHUNK_1, CHUNK_2, USAGE, DONE].concat();
+    let expected = [CHUNK_1, CHUNK_2, DONE].concat();
+    assert_eq!(
+        String::from_utf8(run(&[stream.as_bytes()])).unwrap(),
+        expected
+    );
+    for split in 0..=stream.len() {
+        let (a, b) = stream.as_bytes().split_at(split);
+        assert_eq!(
+            String::from_utf8(run(&[a, b])).unwrap(),
+            expected,
+            "split at {split}"
+        );
+    }
+    let bytes: Vec<&[u8]> = stream.as_bytes().chunks(1).collect();
+    assert_eq!(String::from_utf8(run(&bytes)).unwrap(), expected);
+}
+
+#[test]
+fn crlf_streams_and_spaced_json_are_handled() {
+    let crlf = |event: &str| event.replace('\n', "\r\n");
+    let usage = crlf(
+        &USAGE
+            .replace("\"choices\":[]", "\"choices\": []")
+            .replace("\"usage\":{", "\"usage\" : {"),
+    );
+    let stream = [crlf(CHUNK_1), usage, crlf(DONE)].concat();
+    let expected = [crlf(CHUNK_1), crlf(DONE)].concat();
+    for split in 0..=stream.len() {
+        let (a, b) = stream.as_bytes().split_at(split);
+        assert_eq!(
+            String::from_utf8(run(&[a, b])).unwrap(),
+            expected,
+            "split at {split}"
+        );
+    }
+}
+
+#[test]
+fn whole_events_without_the_usage_chunk_pass_unchanged() {
+    let mut remover = UsageChunkRemover::new();
+    for event in [CHUNK_1, CHUNK_2, DONE] {
+        assert_eq!(remover.edit(event.as_bytes(), false), None, "{event}");
+    }
+    assert_eq!(remover.edit(b"", true), None);
+}
+
+#[test]
+fn usage_on_a_chunk_with_choices_is_kept() {
+    // Some OpenAI-compatible providers put the usage on the last content chunk.
+    let with_choices = CHUNK_2.replace("\"usage\":null", "\"usage\":{\"prompt_tokens\":1}");
+    let stream = [CHUNK_1, &with_choices, DONE].concat();
+    assert_eq!(
+        String::from_utf8(run(&[stream.as_bytes()])).unwrap(),
+        stream
+    );
+}
+
+#[test]
+fn an_unterminated_last_event_is_still_judged_at_the_end() {
+    let stream = [CHUNK_1, USAGE.trim_end()].concat();
+    assert_eq!(
+        String::from_utf8(run(&[stream.as_bytes()])).unwrap(),
+        CHUNK_1
+    );
+    let partial = [CHUNK_1, "data: {\"choi"].concat();
+    assert_eq!(
+        String::from_utf8(run(&[partial.as_bytes()])).unwrap(),
+        partial
+    );
+}
+
+#[test]
+fn an_oversized_event_stops_the_editing_without_losing_bytes() {
+    let huge = format!("data: {{\"x\":\"{}", "a".repeat(MAX_EVENT_BYTES + 10));
+    let stream = [CHUNK_1, &huge, "\"}\n\n", USAGE].concat();
+    let bytes = stream.as_bytes();
+    let (a, rest) = bytes.split_at(CHUNK_1.len() + 100);
+    let (b, c) = rest.split_at(huge.len() - 100);
+    assert_eq!(run(&[a, b, c]), bytes);
+}
