@@ -1,3 +1,6 @@
+// Test sizes are small; their arithmetic cannot overflow.
+#![allow(clippy::arithmetic_side_effects)]
+
 use super::*;
 
 const CHUNK_1: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n";
