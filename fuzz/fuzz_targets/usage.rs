@@ -1,6 +1,8 @@
 //! A response body through `UsageReader`, fed in chunks cut where the input says: the usage it
 //! reads must not depend on the cuts. For one JSON document in OpenAI's format, it must also
-//! agree with serde_json on the document's `usage`.
+//! agree with serde_json on the document's `usage`. In SSE framing the same cuts go through
+//! `UsageChunkRemover`: what the client receives must not depend on them either, and only
+//! whole events may go missing.
 //!
 //! Input: byte 0 picks the format (modulo 5) and the framing (the next bit of byte 0 / 5);
 //! byte 1 the number of cuts (modulo 8), each then given by two bytes (little-endian, modulo
@@ -9,6 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::usage::{Framing, Usage, UsageFormat, UsageReader};
+use posturio::policy::usage_chunk::UsageChunkRemover;
 use serde_json::Value;
 
 const FORMATS: [UsageFormat; 5] = [
@@ -60,6 +63,19 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
     }))
 }
 
+/// What the client receives when the body is cut into `chunks`.
+fn delivered<'a>(chunks: &[&'a [u8]]) -> Vec<u8> {
+    let mut remover = UsageChunkRemover::new();
+    let mut out = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        match remover.edit(chunk, index + 1 == chunks.len()) {
+            Some(edited) => out.extend_from_slice(&edited),
+            None => out.extend_from_slice(chunk),
+        }
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, rest)) = data.split_first() else {
         return;
@@ -92,8 +108,16 @@ fuzz_target!(|data: &[u8]| {
         at = cut;
     }
     chunks.push(&body[at..]);
-    assert_eq!(read(format, framing, chunks), whole, "cut at {cuts:?}");
+    assert_eq!(read(format, framing, chunks.iter().copied()), whole, "cut at {cuts:?}");
     assert_eq!(read(format, framing, body.chunks(1)), whole, "byte by byte");
+
+    if framing == Framing::Sse {
+        let once = delivered(&[body]);
+        assert_eq!(delivered(&chunks), once, "the client's stream depends on the cuts {cuts:?}");
+        // Removal takes out whole events only: what is left is a subsequence of the body.
+        let mut rest = body.iter();
+        assert!(once.iter().all(|byte| rest.any(|b| b == byte)), "bytes were changed");
+    }
 
     if format == UsageFormat::OpenAiChat && framing == Framing::Json && body.len() <= CAPTURE_LIMIT
     {
