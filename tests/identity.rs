@@ -366,7 +366,7 @@ fn access_log_records_the_decision() {
     assert_eq!(allowed["path"], "/v1/messages");
     assert_eq!(allowed["upstream_cluster"], "anthropic");
     assert_eq!(allowed["posturio_decision"], "allow");
-    assert_eq!(allowed["posturio_code"], "");
+    assert_eq!(allowed["posturio_code"], Value::Null, "no code: left unset");
     assert_eq!(allowed["posturio_consumer"], "search-team");
     assert_eq!(allowed["posturio_model"], "claude-sonnet-4");
     assert_eq!(
@@ -375,7 +375,11 @@ fn access_log_records_the_decision() {
     );
     assert_eq!(allowed["posturio_provider"], "anthropic");
     assert_eq!(allowed["posturio_api"], "anthropic");
-    assert_eq!(allowed["posturio_rules"], "");
+    assert_eq!(
+        allowed["posturio_rules"],
+        Value::Null,
+        "no rule fired: left unset"
+    );
 
     let denied = line("\"subject\":\"bob\"");
     assert_eq!(denied["status"], 403, "{denied:#}");

@@ -39,8 +39,8 @@ pub trait Host {
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
     /// Sets a response header, replacing any value the upstream sent.
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
-    /// One response header's value (the first, if repeated); `None` when absent.
-    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Every response header, in order: one host call for all of them.
+    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// The response body chunk Envoy is passing through (`size` bytes).
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the response body chunk Envoy is passing through (`size` bytes).
@@ -142,9 +142,9 @@ mod wasm {
                 .map_err(failed("set_map_value(response header)"))
         }
 
-        fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-            hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-                .map_err(failed("get_map_value_bytes(response header)"))
+        fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+            hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+                .map_err(failed("get_map_bytes(response headers)"))
         }
 
         fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {

@@ -372,7 +372,9 @@ impl<H: Host> HttpFilter<H> {
             ("posturio.provider", facts.provider.as_deref().unwrap_or("")),
             ("posturio.api", facts.family.unwrap_or("")),
         ];
-        for (key, value) in state {
+        // An empty value is left unset: the access log shows it as absent, and each value
+        // costs a host call.
+        for (key, value) in state.into_iter().filter(|(_, value)| !value.is_empty()) {
             if let Err(error) = self.host.set_property(&[key], value.as_bytes()) {
                 log::warn!("{error}; the access log will miss {key}");
             }
@@ -383,11 +385,13 @@ impl<H: Host> HttpFilter<H> {
             .map(|fired| format!("{}:{}", fired.rule, fired.action.as_str()))
             .collect::<Vec<_>>()
             .join(",");
-        if let Err(error) = self
-            .host
-            .set_property(&["posturio.rules"], rules.as_bytes())
-        {
-            log::warn!("{error}; the access log will miss posturio.rules");
+        if !rules.is_empty() {
+            if let Err(error) = self
+                .host
+                .set_property(&["posturio.rules"], rules.as_bytes())
+            {
+                log::warn!("{error}; the access log will miss posturio.rules");
+            }
         }
         if self
             .policy

@@ -123,12 +123,8 @@ impl Host for &FakeHost {
         Ok(())
     }
 
-    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(self
-            .upstream_headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone()))
+    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(self.upstream_headers.clone())
     }
 
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {

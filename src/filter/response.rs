@@ -71,38 +71,27 @@ impl<H: Host> HttpFilter<H> {
             return;
         }
         let now = self.host.now_nanos().ok();
-        let status = self
-            .host
-            .response_header(":status")
-            .ok()
-            .flatten()
-            .and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u16>().ok())
+        let headers = self.host.response_headers().unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_slice())
+        };
+        let status = header(":status")
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
         if let Some(format) = upstream.format.filter(|_| (200..300).contains(&status)) {
             upstream.expects_usage = true;
             if format == UsageFormat::BedrockConverse {
-                let input = self
-                    .host
-                    .response_header("x-amzn-bedrock-input-token-count");
-                let output = self
-                    .host
-                    .response_header("x-amzn-bedrock-output-token-count");
-                if let (Ok(input), Ok(output)) = (input, output) {
-                    upstream.header_usage =
-                        usage_from_bedrock_headers(input.as_deref(), output.as_deref());
-                }
+                upstream.header_usage = usage_from_bedrock_headers(
+                    header("x-amzn-bedrock-input-token-count"),
+                    header("x-amzn-bedrock-output-token-count"),
+                );
             }
-            let identity = match self.host.response_header("content-encoding") {
-                Ok(None) => true,
-                Ok(Some(encoding)) => encoding.eq_ignore_ascii_case(b"identity"),
-                Err(_) => false,
-            };
-            let framing = self
-                .host
-                .response_header("content-type")
-                .ok()
-                .flatten()
-                .and_then(|value| Framing::from_content_type(&value));
+            let identity = header("content-encoding")
+                .is_none_or(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
+            let framing = header("content-type").and_then(Framing::from_content_type);
             if let (true, Some(framing), None) = (identity, framing, upstream.header_usage) {
                 upstream.reader = Some(UsageReader::new(format, framing));
             }
