@@ -42,10 +42,15 @@ pub enum Watched {
     InferenceConfig,
     /// `inferenceConfig.maxTokens`.
     InferenceMaxTokens,
+    /// Bedrock Converse `additionalModelRequestFields`, passed to the model as they are.
+    AdditionalModelRequestFields,
+    /// A key of `additionalModelRequestFields` that limits output tokens in some model's own
+    /// format (`max_tokens`, `max_tokens_to_sample`, `maxTokenCount`, `max_gen_len`, ...).
+    AdditionalTokenLimit,
 }
 
 /// How many `Watched` values there are.
-pub const WATCHED_KINDS: usize = 12;
+pub const WATCHED_KINDS: usize = 14;
 
 /// Whether a key is watched: at the top level (`parent` `None`) or inside a watched object.
 pub fn watched(
@@ -80,6 +85,9 @@ pub fn watched(
                 (GeminiGenerate, "generationConfig") => Watched::GenerationConfig,
                 (GeminiGenerate, "generation_config") => Watched::GenerationConfigSnake,
                 (BedrockConverse, "inferenceConfig") => Watched::InferenceConfig,
+                (BedrockConverse, "additionalModelRequestFields") => {
+                    Watched::AdditionalModelRequestFields
+                }
                 _ => return None,
             })
         }
@@ -92,8 +100,20 @@ pub fn watched(
         Some(Watched::InferenceConfig) => {
             (key == "maxTokens").then_some(Watched::InferenceMaxTokens)
         }
+        Some(Watched::AdditionalModelRequestFields) => {
+            limits_output_tokens(key).then_some(Watched::AdditionalTokenLimit)
+        }
         Some(_) => None,
     }
+}
+
+/// Whether a model-specific request field limits generated tokens, whatever the model family
+/// spells it: `max_tokens`, `max_tokens_to_sample`, `maxTokenCount`, `max_gen_len`,
+/// `max_new_tokens`, ... Matched loosely on purpose: a false match only asks the client to use
+/// `inferenceConfig.maxTokens` instead.
+fn limits_output_tokens(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("max") && (key.contains("token") || key.contains("gen_len"))
 }
 
 /// The endpoints whose streams report usage only when asked (`stream_options.include_usage`).
@@ -361,6 +381,14 @@ pub fn output_cap(
         } => (container, fields, spellings),
     };
     let invalid = |message: String| Reply::new(Code::InvalidRequest, request.shape, message);
+    if located.get(Watched::AdditionalTokenLimit).is_some() {
+        // Bedrock hands these to the model untouched: a limit there would bypass the cap.
+        return Err(invalid(
+            "\"additionalModelRequestFields\" sets an output-token limit in the model's own \
+             format; set it with \"inferenceConfig.maxTokens\" instead"
+                .to_owned(),
+        ));
+    }
     let limit = request.cap.limit;
     let mut outcome = CapOutcome::default();
 

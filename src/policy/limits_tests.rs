@@ -197,6 +197,11 @@ cases! {
     converse_config_null: "capped", CONVERSE, r#"{"inferenceConfig":null}"# => Body(r#"{"inferenceConfig":{"maxTokens":100}}"#);
     converse_field_null: "capped", CONVERSE, r#"{"inferenceConfig":{"maxTokens":null}}"# => Body(r#"{"inferenceConfig":{"maxTokens":100}}"#);
     converse_config_string: "capped", CONVERSE, r#"{"inferenceConfig":"x"}"# => Refused(400, "invalid_request");
+    converse_model_field_max_tokens: "capped", CONVERSE, r#"{"inferenceConfig":{"maxTokens":50},"additionalModelRequestFields":{"max_tokens":100000}}"# => Refused(400, "invalid_request");
+    converse_model_field_titan: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"textGenerationConfig":{},"maxTokenCount":9000}}"# => Refused(400, "invalid_request");
+    converse_model_field_llama: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_gen_len":9000}}"# => Refused(400, "invalid_request");
+    converse_model_field_escaped: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_\u0074okens":9000}}"# => Refused(400, "invalid_request");
+    converse_model_fields_other: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"top_k":5}}"# => Body(r#"{"additionalModelRequestFields":{"top_k":5},"inferenceConfig":{"maxTokens":100}}"#);
     converse_snake_is_not_read: "capped", CONVERSE, r#"{"inferenceConfig":{"maxTokens":5},"inference_config":{"maxTokens":500}}"# => Same;
     invoke_cannot_be_capped: "capped", INVOKE, r#"{"max_tokens":5}"# => Refused(403, "max_output_tokens_exceeded");
     invoke_stream_cannot_be_capped: "strict", INVOKE_STREAM, r#"{}"# => Refused(403, "max_output_tokens_exceeded");
