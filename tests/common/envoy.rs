@@ -30,6 +30,8 @@ const TEMPLATE_LISTENER_PORT: u16 = 10000;
 const TEMPLATE_ADMIN_PORT: u16 = 9901;
 /// The template's provider ports, in the order openai, anthropic, gemini.
 const TEMPLATE_PROVIDER_PORTS: [u16; 3] = [18081, 18082, 18083];
+/// The port of the rate limit service's cluster in `envoy/envoy-ratelimit.yaml`.
+const TEMPLATE_RATELIMIT_PORT: u16 = 8081;
 /// A port nothing listens on: the clusters of an Envoy started without providers point
 /// here, so a request that reaches a cluster fails to connect (503) instead of reaching
 /// whatever else the tests run.
@@ -111,6 +113,9 @@ pub struct EnvoyOptions {
     /// and the policy are then substituted in that file, not in the template; the file is
     /// written to Envoy's directory and the template pointed at it (`Envoy::ecds_path`).
     pub ecds: Option<&'static str>,
+    /// For a template with a rate limit service cluster (`envoy/envoy-ratelimit.yaml`): the
+    /// port that cluster points at instead of the template's 8081.
+    pub ratelimit: Option<u16>,
 }
 
 impl EnvoyOptions {
@@ -126,6 +131,7 @@ impl EnvoyOptions {
             edit_config: None,
             template: TEMPLATE,
             ecds: None,
+            ratelimit: None,
         }
     }
 
@@ -175,6 +181,12 @@ impl EnvoyOptions {
     /// (with `template("envoy/envoy-ecds.yaml")`).
     pub fn ecds(mut self, relative: &'static str) -> EnvoyOptions {
         self.ecds = Some(relative);
+        self
+    }
+
+    /// Points the rate limit service's cluster (`envoy/envoy-ratelimit.yaml`) at `port`.
+    pub fn ratelimit(mut self, port: u16) -> EnvoyOptions {
+        self.ratelimit = Some(port);
         self
     }
 }
@@ -467,7 +479,15 @@ impl Envoy {
             Some(path) => path.clone(),
             None => module_path(),
         };
-        let template = super::read_repo_file(options.template);
+        let mut template = super::read_repo_file(options.template);
+        if let Some(port) = options.ratelimit {
+            let port_value = |p: u16| format!("port_value: {p} ");
+            template = replace_once(
+                &template,
+                &port_value(TEMPLATE_RATELIMIT_PORT),
+                &port_value(port),
+            );
+        }
         let listener = reserve_port();
         let admin = reserve_port();
         let params = ConfigParams {
