@@ -21,6 +21,8 @@ order, names lowercased, duplicates kept), "body_b64" (the exact body bytes, de-
 
 A request header `x-mock-status: NNN` makes the mock answer that status with an error body
 (and `x-should-retry: false`, so the SDKs do not retry it).
+A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms between events
+(for clients that leave in the middle of a stream).
 """
 
 import argparse
@@ -145,7 +147,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        for event in events:
+        delay = self.headers.get("x-mock-event-delay-ms", "").strip()
+        for n, event in enumerate(events):
+            if n and delay.isdigit():
+                time.sleep(int(delay) / 1000)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")

@@ -540,3 +540,88 @@ fn the_output_token_cap_is_clamped_added_or_refused() {
     );
     assert!(gateway.mock.requests().is_empty());
 }
+
+/// Sends a streamed request and leaves once the first event has arrived, while the mock is
+/// still waiting to send the rest.
+fn leave_mid_stream(envoy: &Envoy, path: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: team-a\r\nx-mock-event-delay-ms: 400\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("data:") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first event: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_is_counted_with_what_was_known() {
+    let gateway = Gateway::start(1);
+    // OpenAI reports usage only at the end of a stream: unknown.
+    let mut streamed = chat("gpt-4.1");
+    streamed["stream"] = json!(true);
+    leave_mid_stream(&gateway.envoy, "/v1/chat/completions", &streamed);
+    // Anthropic reports the input tokens at the start: they are counted.
+    leave_mid_stream(&gateway.envoy, "/v1/messages", &anthropic(100, true));
+
+    let openai = [
+        ("consumer", "team-a"),
+        ("model", "gpt-4.1"),
+        ("provider", "openai"),
+    ];
+    let claude = [
+        ("consumer", "team-a"),
+        ("model", "claude-sonnet-4"),
+        ("provider", "anthropic"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let samples = gateway.prometheus();
+        let unknown = sample(&samples, "posturio_usage_unknown_total", &openai);
+        let input = sample(&samples, "posturio_input_tokens_total", &claude);
+        if unknown.is_some() && input.is_some() {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "{samples:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(&samples, "posturio_usage_unknown_total", &openai),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&samples, "posturio_input_tokens_total", &openai),
+        None
+    );
+    assert_eq!(
+        sample(&samples, "posturio_input_tokens_total", &claude),
+        Some(INPUT as f64)
+    );
+    // message_start says 1 output token so far; the rest never arrived.
+    assert_eq!(
+        sample(&samples, "posturio_output_tokens_total", &claude),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&samples, "posturio_usage_unknown_total", &claude),
+        None
+    );
+
+    // The gateway goes on serving.
+    let response = gateway.post("team-a", "/v1/chat/completions", &chat("gpt-4.1"));
+    assert_eq!(response.status, 200, "{response:?}");
+    gateway.envoy.assert_no_wasm_failure();
+}
