@@ -591,8 +591,9 @@ fn a_client_that_leaves_mid_stream_is_counted_with_what_was_known() {
     let samples = loop {
         let samples = gateway.prometheus();
         let unknown = sample(&samples, "posturio_usage_unknown_total", &openai);
-        let input = sample(&samples, "posturio_input_tokens_total", &claude);
-        if unknown.is_some() && input.is_some() {
+        // The cached counter is the last of the three a response updates.
+        let cached = sample(&samples, "posturio_cached_input_tokens_total", &claude);
+        if unknown.is_some() && cached.is_some() {
             break samples;
         }
         assert!(Instant::now() < deadline, "{samples:#?}");
