@@ -236,7 +236,8 @@ pub struct BudgetConfig {
 )]
 pub struct UsageConfig {
     /// Adds `stream_options.include_usage: true` to streamed OpenAI-style chat completions and
-    /// completions, so their last chunk reports the tokens used.
+    /// completions, so their last chunk reports the tokens used; that chunk is taken back out
+    /// of the stream when the client did not ask for it.
     #[serde(default = "default_true")]
     pub inject_stream_usage: bool,
 }
