@@ -200,7 +200,7 @@ impl<H: Host> HttpFilter<H> {
             .header_usage
             .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
         upstream.reader = None;
-        let Some(labels) = self.labels.clone() else {
+        let Some(labels) = self.labels.as_ref() else {
             return;
         };
         let by = [
