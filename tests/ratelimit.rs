@@ -17,12 +17,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::envoy::Samples;
 use common::{http, Envoy, EnvoyOptions, MockProvider, Response};
 use serde_json::{json, Value};
 
@@ -35,7 +33,6 @@ const TOKENS: u64 = 19;
 /// The message of the config's `local_reply_config` for a refused request.
 const LIMIT_MESSAGE: &str = "the gateway's rate limit for this consumer was reached; retry later";
 
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the charge after a response may take to arrive at the service.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// How long to wait for calls that must not come.
@@ -53,54 +50,22 @@ impl FakeRls {
     /// Starts the service, answering OVER_LIMIT to any descriptor entry valued one of `over`;
     /// panics if it does not report its ports within 30 s.
     fn start(over: &[&str]) -> FakeRls {
-        let script = common::repo_path("tests/fake_rls.py");
-        assert!(script.exists(), "{} is missing", script.display());
         let dir = tempfile::Builder::new()
             .prefix("posturio-rls-")
             .tempdir()
             .unwrap();
-        let stderr_path = dir.path().join("rls.stderr.log");
-        let python = common::mock::python();
-        let mut command = Command::new(&python);
-        command.arg(&script);
-        for value in over {
-            command.arg("--over").arg(value);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run the fake rate limit service with {}: {e}",
-                    python.display()
-                )
-            });
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let result = reader.read_line(&mut line).map(|_| line);
-            let _ = sender.send(result);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = receiver.recv_timeout(STARTUP_DEADLINE);
-        let ports: Option<BTreeMap<String, u16>> = match &line {
-            Ok(Ok(line)) => serde_json::from_str(line.trim()).ok(),
-            _ => None,
-        };
-        let port = |name: &str| ports.as_ref().and_then(|ports| ports.get(name).copied());
-        let (Some(grpc), Some(control)) = (port("grpc"), port("control")) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the fake rate limit service did not report its ports (got {line:?})\n\
-                 its stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        };
+        let args: Vec<String> = over
+            .iter()
+            .flat_map(|value| ["--over".to_string(), value.to_string()])
+            .collect();
+        let (child, ports) = common::mock::spawn_service(
+            "the fake rate limit service",
+            "tests/fake_rls.py",
+            &args,
+            &dir.path().join("rls.stderr.log"),
+            &["grpc", "control"],
+        );
+        let (grpc, control) = (ports["grpc"], ports["control"]);
         FakeRls {
             child,
             grpc,
@@ -186,13 +151,8 @@ impl Gateway {
     }
 
     /// Every `posturio_*` sample of `/stats/prometheus`, by name and labels.
-    fn prometheus(&self) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-        let response = self.envoy.admin_get("/stats/prometheus");
-        assert_eq!(response.status, 200, "{response:?}");
-        parse_prometheus(&response.text())
-            .into_iter()
-            .filter(|((name, _), _)| name.starts_with("posturio_"))
-            .collect()
+    fn prometheus(&self) -> Samples {
+        self.envoy.posturio_samples()
     }
 
     /// The rate limit filter's counters for `cluster` (Envoy counts them on the cluster the
@@ -206,36 +166,8 @@ impl Gateway {
     }
 }
 
-/// `name{a="b",c="d"} value` lines into a map; comments skipped.
-fn parse_prometheus(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut samples = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split("\",")
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once("=\"").unwrap();
-                (key.to_string(), value.trim_end_matches('"').to_string())
-            })
-            .collect();
-        samples.insert((name.to_string(), labels), value.parse().unwrap());
-    }
-    samples
-}
-
 /// The samples of metric `name`, each as its labels (in name order) and value.
-fn series(
-    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-) -> Vec<(Vec<(String, String)>, f64)> {
+fn series(samples: &Samples, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
     samples
         .iter()
         .filter(|((n, _), _)| n == name)

@@ -16,6 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::envoy::Samples;
 use common::{http, Connection, Envoy, EnvoyOptions, MockProvider, Response};
 use serde_json::{json, Value};
 
@@ -68,39 +69,9 @@ impl Gateway {
     }
 
     /// Every `posturio_*` sample of `/stats/prometheus`, by name and labels.
-    fn prometheus(&self) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-        let response = self.envoy.admin_get("/stats/prometheus");
-        assert_eq!(response.status, 200, "{response:?}");
-        parse_prometheus(&response.text())
-            .into_iter()
-            .filter(|((name, _), _)| name.starts_with("posturio_"))
-            .collect()
+    fn prometheus(&self) -> Samples {
+        self.envoy.posturio_samples()
     }
-}
-
-/// `name{a="b",c="d"} value` lines into a map; comments skipped.
-fn parse_prometheus(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut samples = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split("\",")
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once("=\"").unwrap();
-                (key.to_string(), value.trim_end_matches('"').to_string())
-            })
-            .collect();
-        samples.insert((name.to_string(), labels), value.parse().unwrap());
-    }
-    samples
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -110,11 +81,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn sample(
-    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-    pairs: &[(&str, &str)],
-) -> Option<f64> {
+fn sample(samples: &Samples, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
     samples.get(&(name.to_string(), labels(pairs))).copied()
 }
 

@@ -10,7 +10,7 @@
     clippy::string_slice
 )]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -677,6 +677,19 @@ impl Envoy {
         })
     }
 
+    /// Every `posturio_*` sample of `/stats/prometheus`, by name and labels.
+    pub fn posturio_samples(&self) -> Samples {
+        let response = self.admin_get("/stats/prometheus");
+        assert_eq!(
+            response.status, 200,
+            "admin /stats/prometheus: {response:?}"
+        );
+        parse_prometheus(&response.text())
+            .into_iter()
+            .filter(|((name, _), _)| name.starts_with("posturio_"))
+            .collect()
+    }
+
     /// All numeric stats whose names match the regex `filter`, by name.
     pub fn stat_values(&self, filter: &str) -> Vec<(String, u64)> {
         self.stats(filter)
@@ -790,4 +803,33 @@ fn wait_for_line(read: impl Fn() -> String, needle: &str, timeout: Duration) -> 
         }
         std::thread::sleep(Duration::from_millis(FLUSH_INTERVAL_MS));
     }
+}
+
+/// Prometheus samples by metric name and label set.
+pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+/// `name{a="b",c="d"} value` lines into a map; comments skipped. Enough for Envoy's output
+/// (label values without `",` in them).
+pub fn parse_prometheus(text: &str) -> Samples {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once("=\"").unwrap();
+                (key.to_string(), value.trim_end_matches('"').to_string())
+            })
+            .collect();
+        samples.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    samples
 }

@@ -89,74 +89,89 @@ pub fn python() -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// Starts a Python test service (`script`, relative to the repository) with `args`, and
+/// waits for the JSON object of ports it prints as its first line; panics, with its stderr
+/// (kept in `stderr_path`), if it does not start, prints no such line within 30 s, or leaves
+/// out one of `ports`. Its later output is drained, so it can never block on a full pipe.
+pub fn spawn_service(
+    what: &str,
+    script: &str,
+    args: &[String],
+    stderr_path: &std::path::Path,
+    ports: &[&str],
+) -> (Child, BTreeMap<String, u16>) {
+    let script = super::repo_path(script);
+    assert!(script.exists(), "{} is missing", script.display());
+    let python = python();
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(stderr_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what} with {}: {e}", python.display()));
+
+    // Read the first line on a thread, so that a service that hangs cannot hang the test.
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let result = reader.read_line(&mut line).map(|_| line);
+        let _ = sender.send(result);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let line = receiver.recv_timeout(STARTUP_DEADLINE);
+    let fail = |child: &mut Child, why: String| -> ! {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+        panic!(
+            "{what} did not start: {why}\nits stderr:\n{}",
+            super::tail(&stderr, 50)
+        )
+    };
+    let line = match line {
+        Ok(Ok(line)) if !line.trim().is_empty() => line,
+        Ok(Ok(_)) => fail(&mut child, "it exited without printing its ports".into()),
+        Ok(Err(e)) => fail(&mut child, format!("reading its stdout failed: {e}")),
+        Err(_) => fail(
+            &mut child,
+            format!("no ports line within {STARTUP_DEADLINE:?}"),
+        ),
+    };
+    let found: BTreeMap<String, u16> = match serde_json::from_str(line.trim()) {
+        Ok(found) => found,
+        Err(e) => fail(&mut child, format!("bad ports line {line:?}: {e}")),
+    };
+    for name in ports {
+        if !found.contains_key(*name) {
+            fail(&mut child, format!("no port for {name} in {line:?}"));
+        }
+    }
+    (child, found)
+}
+
 impl MockProvider {
     /// Starts the mock with one listener per provider on free ports; panics if it does not
     /// report its ports within 30 s.
     pub fn start() -> MockProvider {
-        let script = super::repo_path("tests/mock_provider.py");
-        assert!(script.exists(), "{} is missing", script.display());
         let dir = tempfile::Builder::new()
             .prefix("posturio-mock-")
             .tempdir()
             .unwrap();
-        let stderr_path = dir.path().join("mock.stderr.log");
-        let python = python();
-        let mut command = Command::new(&python);
-        command.arg(&script);
-        for name in LISTENERS {
-            command.arg("--listen").arg(format!("{name}=0"));
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run the mock provider with {}: {e}",
-                    python.display()
-                )
-            });
-
-        // Read the first line on a thread, so that a mock that hangs cannot hang the test.
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let result = reader.read_line(&mut line).map(|_| line);
-            let _ = sender.send(result);
-            // Keep draining, so that any later output cannot block the mock on a full pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = receiver.recv_timeout(STARTUP_DEADLINE);
-        let fail = |child: &mut Child, why: String| -> ! {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!(
-                "mock provider did not start: {why}\nits stderr:\n{}",
-                super::tail(&stderr, 50)
-            )
-        };
-        let line = match line {
-            Ok(Ok(line)) if !line.trim().is_empty() => line,
-            Ok(Ok(_)) => fail(&mut child, "it exited without printing its ports".into()),
-            Ok(Err(e)) => fail(&mut child, format!("reading its stdout failed: {e}")),
-            Err(_) => fail(
-                &mut child,
-                format!("no ports line within {STARTUP_DEADLINE:?}"),
-            ),
-        };
-        let ports: BTreeMap<String, u16> = match serde_json::from_str(line.trim()) {
-            Ok(ports) => ports,
-            Err(e) => fail(&mut child, format!("bad ports line {line:?}: {e}")),
-        };
-        for name in LISTENERS {
-            if !ports.contains_key(name) {
-                fail(&mut child, format!("no port for {name} in {line:?}"));
-            }
-        }
+        let args: Vec<String> = LISTENERS
+            .iter()
+            .flat_map(|name| ["--listen".to_string(), format!("{name}=0")])
+            .collect();
+        let (child, ports) = spawn_service(
+            "the mock provider",
+            "tests/mock_provider.py",
+            &args,
+            &dir.path().join("mock.stderr.log"),
+            &LISTENERS,
+        );
         MockProvider { child, ports, dir }
     }
 
