@@ -35,6 +35,8 @@ struct FakeHost {
     /// Counter totals and histogram samples, by full metric name.
     counters: RefCell<HashMap<String, u64>>,
     samples: RefCell<HashMap<String, Vec<u64>>>,
+    /// Every host call, by name, in order: each costs Envoy about a microsecond.
+    calls: RefCell<Vec<&'static str>>,
 }
 
 impl FakeHost {
@@ -67,6 +69,7 @@ impl FakeHost {
 
 impl Host for &FakeHost {
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.calls.borrow_mut().push("request_headers");
         if self.fail_headers {
             return Err(HostError {
                 call: "get_map_bytes",
@@ -77,6 +80,7 @@ impl Host for &FakeHost {
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("set_request_header");
         let mut headers = self.headers.borrow_mut();
         headers.retain(|(key, _)| key != name);
         if let Some(value) = value {
@@ -86,21 +90,25 @@ impl Host for &FakeHost {
     }
 
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        self.calls.borrow_mut().push("request_body");
         Ok(self.body[..size.min(self.body.len())].to_vec())
     }
 
     fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("replace_request_body");
         assert_eq!(size, self.body.len(), "the whole body is replaced");
         *self.new_body.borrow_mut() = Some(body.to_vec());
         Ok(())
     }
 
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("send_reply");
         self.replies.borrow_mut().push(reply.clone());
         Ok(())
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.calls.borrow_mut().push("property");
         Ok(self
             .properties
             .borrow()
@@ -110,6 +118,7 @@ impl Host for &FakeHost {
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("set_property");
         self.properties
             .borrow_mut()
             .push((path.join("."), value.to_vec()));
@@ -117,6 +126,7 @@ impl Host for &FakeHost {
     }
 
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("set_response_header");
         self.response_headers
             .borrow_mut()
             .push((name.to_string(), value.to_string()));
@@ -124,10 +134,12 @@ impl Host for &FakeHost {
     }
 
     fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.calls.borrow_mut().push("response_headers");
         Ok(self.upstream_headers.clone())
     }
 
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        self.calls.borrow_mut().push("response_body");
         let chunk = self.upstream_chunks.borrow_mut().remove(0);
         assert_eq!(chunk.len(), size);
         self.delivered.borrow_mut().push(chunk.clone());
@@ -135,6 +147,7 @@ impl Host for &FakeHost {
     }
 
     fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("replace_response_body");
         let mut delivered = self.delivered.borrow_mut();
         let last = delivered.last_mut().unwrap();
         assert_eq!(last.len(), size, "the whole chunk is replaced");
@@ -143,6 +156,7 @@ impl Host for &FakeHost {
     }
 
     fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("remove_response_header");
         self.response_headers
             .borrow_mut()
             .push((name.to_string(), "<removed>".to_string()));
@@ -150,10 +164,12 @@ impl Host for &FakeHost {
     }
 
     fn now_nanos(&self) -> Result<u64, HostError> {
+        self.calls.borrow_mut().push("now_nanos");
         Ok(self.now.get())
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        self.calls.borrow_mut().push("shared_data");
         Ok(match self.shared.borrow().get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
@@ -166,6 +182,7 @@ impl Host for &FakeHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<bool, HostError> {
+        self.calls.borrow_mut().push("set_shared_data");
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, cas)| *cas);
         if self.cas_losses.get() > 0 {
@@ -184,12 +201,14 @@ impl Host for &FakeHost {
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        self.calls.borrow_mut().push("define_metric");
         let mut names = self.metric_names.borrow_mut();
         names.push((name.to_string(), kind));
         Ok(u32::try_from(names.len() - 1).unwrap())
     }
 
     fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("increment_metric");
         let (name, kind) = self.metric_names.borrow()[id as usize].clone();
         assert_eq!(kind, MetricKind::Counter);
         *self.counters.borrow_mut().entry(name).or_default() += by;
@@ -197,6 +216,7 @@ impl Host for &FakeHost {
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
+        self.calls.borrow_mut().push("record_metric");
         let (name, kind) = self.metric_names.borrow()[id as usize].clone();
         assert_eq!(kind, MetricKind::Histogram);
         self.samples
@@ -794,4 +814,104 @@ fn a_client_that_asked_for_stream_usage_gets_the_usage_chunk() {
         host.counter(&format!("posturio_output_tokens_total{BY_CAPPED}")),
         12
     );
+}
+
+/// Host calls are most of what the filter costs Envoy per request (about a microsecond each,
+/// see docs/performance.md), so their number is held here, callback by callback: a plain
+/// forwarded chat request whose response reports usage, on a worker that has served before.
+#[test]
+fn a_forwarded_request_costs_these_host_calls() {
+    let json = r#"{"usage":{"prompt_tokens":6,"completion_tokens":4}}"#;
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let consumer = [("x-posturio-consumer", "default")];
+    let request = FakeHost::request("POST", "/v1/chat/completions", &consumer, body);
+    let host = FakeHost {
+        body: request.body.clone(),
+        ..upstream("200", "application/json", &[])
+    };
+    let metrics = Rc::default();
+    let mut calls_by_callback = Vec::new();
+    // The first request defines the worker's metrics; the second is the steady state.
+    for _ in 0..2 {
+        *host.headers.borrow_mut() = request.headers.borrow().clone();
+        *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
+        let mut filter = HttpFilter::new(&host, policy_with(BUDGET_POLICY), Rc::clone(&metrics));
+        calls_by_callback.clear();
+        let mut after = |name: &'static str| {
+            calls_by_callback.push((name, host.calls.take()));
+        };
+        filter.on_request_headers(false);
+        after("request headers");
+        filter.on_request_body(body.len(), true);
+        after("request body");
+        filter.on_response_headers(false);
+        after("response headers");
+        filter.on_response_body(json.len(), true);
+        after("response body");
+        filter.on_log();
+        after("log");
+    }
+    let expected: Vec<(&str, Vec<&str>)> = vec![
+        ("request headers", vec!["now_nanos", "request_headers"]),
+        (
+            "request body",
+            [
+                &["request_body", "increment_metric"][..],
+                &["set_property"; 6],
+                &["set_request_header", "now_nanos"],
+            ]
+            .concat(),
+        ),
+        (
+            "response headers",
+            vec![
+                "property",
+                "now_nanos",
+                "response_headers",
+                "increment_metric",
+                "record_metric",
+            ],
+        ),
+        (
+            "response body",
+            [
+                &["response_body", "increment_metric", "increment_metric"][..],
+                &["set_property"; 4],
+            ]
+            .concat(),
+        ),
+        ("log", vec!["now_nanos", "record_metric"]),
+    ];
+    assert_eq!(calls_by_callback, expected);
+}
+
+#[test]
+fn headers_the_client_did_not_send_are_not_removed() {
+    let body = chat("gpt-4o-mini");
+    let quiet = FakeHost::request("POST", "/v1/chat/completions", &[], &body);
+    run(&quiet);
+    let set_calls = |host: &FakeHost| {
+        host.calls
+            .borrow()
+            .iter()
+            .filter(|call| **call == "set_request_header")
+            .count()
+    };
+    assert_eq!(set_calls(&quiet), 1, "only the route header is set");
+    let sent = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("X-Posturio-Cluster", "anthropic"),
+            ("Accept-Encoding", "gzip"),
+        ],
+        &body,
+    );
+    run(&sent);
+    assert_eq!(
+        set_calls(&sent),
+        3,
+        "route header removed, accept-encoding removed, route header set"
+    );
+    assert_eq!(sent.header("accept-encoding"), None);
 }
