@@ -91,9 +91,11 @@ run: venv build ## Run Envoy with Posturio on 127.0.0.1:10000 in front of mock p
 	echo; \
 	$(VENV)/bin/envoy -c envoy/envoy.yaml --concurrency 2 --log-level info --disable-hot-restart
 
-bench: venv build ## Benchmarks: the policy natively, then Envoy with Posturio vs bare Envoy
+bench: venv build ## Benchmarks: the policy natively, Envoy with Posturio vs bare Envoy (speed, memory per worker), the module in V8
 	cargo bench --bench policy
 	$(VENV)/bin/python benches/load.py
+	$(VENV)/bin/python benches/memory.py
+	$(VENV)/bin/python benches/vm.py
 
 soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's RSS bounded
 	$(VENV)/bin/python benches/soak.py

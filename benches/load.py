@@ -12,7 +12,8 @@ Each case is driven with wrk, alternately against bare Envoy and Posturio, for s
 the table gives the medians over rounds. It is written to benches/results/latest.md.
 
 Installs nginx and wrk with apt-get when they are missing. Options can also be set in the
-environment: BENCH_SECS, BENCH_ROUNDS, BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_CASES.
+environment: BENCH_SECS, BENCH_ROUNDS, BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_CASES,
+BENCH_MODULE.
 """
 
 from __future__ import annotations
@@ -106,8 +107,15 @@ def parse_args() -> argparse.Namespace:
                         help="Envoy's --log-level (default info, as deployed)")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin Envoy and the load generator to separate cores")
+    parser.add_argument("--module", type=Path,
+                        default=Path(os.environ["BENCH_MODULE"]) if os.environ.get("BENCH_MODULE")
+                        else None,
+                        help="the Wasm module to measure (default: the one `make build` made); "
+                        "an older build's copy measures the change between two commits")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
+    if args.module is not None and not args.module.is_file():
+        parser.error(f"--module: no such file: {args.module}")
     if args.secs < 1 or args.rounds < 1 or args.concurrency < 1 or args.connections < 1:
         parser.error("--secs, --rounds, --concurrency and --connections must be at least 1")
     return args
@@ -142,7 +150,7 @@ def main() -> int:
     cases = selected_cases(args.cases)
     lab.ensure_tools({"nginx": "nginx", "wrk": "wrk"})
     lab.envoy_binary()
-    built = lab.module_path()
+    built = args.module or lab.module_path()
     bench = lab.Lab(pin=not args.no_pin, envoy_cpus=args.concurrency)
     try:
         # A copy of the module, so that a rebuild during the run cannot change what is measured.
@@ -404,7 +412,7 @@ def render(
     lines += [
         "",
         f"Module: `posturio.wasm`, {module_bytes:,} bytes ({module_bytes / 1e6:.2f} MB), "
-        f"from source {lab.source_version()}.",
+        + (f"given as {args.module}." if args.module else f"from source {lab.source_version()}."),
         "",
     ]
 
