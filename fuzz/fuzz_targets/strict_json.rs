@@ -1,17 +1,21 @@
-//! Bytes through `strict_json::validate`, compared with serde_json: they must agree on every
-//! document that has no duplicate key and is nested at most `MAX_DEPTH` deep, and `validate`
-//! must refuse every other one. `read_body` must agree with `validate` too, and find the
-//! top-level model where serde_json finds it.
+//! Bytes through Posturio's JSON reader and `strict_json::validate`, compared with serde_json.
+//! The reader must accept exactly what serde_json accepts and hand over the same strings and
+//! structure. `validate` must agree with serde_json on every document that has no duplicate key
+//! and is nested at most `MAX_DEPTH` deep, and refuse every other one. `read_body` must agree
+//! with `validate` too, and find the top-level model where serde_json finds it.
 #![no_main]
 
 use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::extract::{read_body, BodyError};
+use posturio::policy::json_reader::Reader;
 use posturio::policy::strict_json::{validate, JsonError, Violation, MAX_DEPTH};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// A JSON document as serde_json reads it, keys kept in order and duplicates kept.
+/// A JSON document as serde_json reads it, keys kept in order and duplicates kept. Numbers
+/// are not compared: no visitor of the reader reads their value.
+#[derive(Debug, PartialEq)]
 enum Json {
     Scalar,
     Str(String),
@@ -93,11 +97,26 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
+fn read(data: &[u8]) -> Option<Json> {
+    let mut reader = Reader::new(data).ok()?;
+    let doc = Json::deserialize(&mut reader).ok()?;
+    reader.end().ok()?;
+    Some(doc)
+}
+
 fuzz_target!(|data: &[u8]| {
     let strict = validate(data);
     let body = read_body(data);
     // serde_json's own reading (its recursion limit, 128, is above ours).
-    let Ok(doc) = serde_json::from_slice::<Json>(data) else {
+    let theirs = serde_json::from_slice::<Json>(data);
+    let ours = read(data);
+    match (&theirs, &ours) {
+        (Ok(theirs), Some(ours)) => assert_eq!(theirs, ours, "the reader read it differently"),
+        (Ok(_), None) => panic!("the reader refused what serde_json accepts"),
+        (Err(error), Some(_)) => panic!("the reader accepted what serde_json refuses: {error}"),
+        (Err(_), None) => {}
+    }
+    let Ok(doc) = theirs else {
         assert!(
             strict.is_err(),
             "strict_json accepted what serde_json refuses"

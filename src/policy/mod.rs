@@ -11,6 +11,7 @@ pub mod detect;
 pub mod extract;
 pub mod glob;
 pub mod inspect;
+pub mod json_reader;
 pub mod limits;
 pub mod redact;
 pub mod reply;

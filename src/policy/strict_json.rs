@@ -14,6 +14,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
 
+use super::json_reader::Reader;
+
 /// Deeper nesting than this is refused. LLM requests (tool schemas included) stay far below it,
 /// and serde_json's own limit (128) is never reached.
 pub const MAX_DEPTH: usize = 64;
@@ -50,19 +52,22 @@ pub fn shorten(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// The keys seen so far in one object. Small objects use a short list; large ones switch to a
-/// hash set, so a body made of one huge object cannot make the check quadratic.
+/// The keys seen so far in one object. Small objects (most of a request) keep them in place,
+/// without allocating; large ones switch to a hash set, so a body made of one huge object cannot
+/// make the check quadratic.
 pub struct KeySet<'de> {
-    small: Vec<Cow<'de, str>>,
+    small: [Option<Cow<'de, str>>; SMALL_OBJECT],
+    len: usize,
     large: Option<HashSet<Cow<'de, str>>>,
 }
 
-const SMALL_OBJECT: usize = 16;
+const SMALL_OBJECT: usize = 8;
 
 impl<'de> KeySet<'de> {
     pub fn new() -> Self {
         KeySet {
-            small: Vec::new(),
+            small: Default::default(),
+            len: 0,
             large: None,
         }
     }
@@ -72,15 +77,21 @@ impl<'de> KeySet<'de> {
         if let Some(large) = &mut self.large {
             return large.insert(key);
         }
-        if self.small.contains(&key) {
+        let seen = self.small.get(..self.len).unwrap_or_default();
+        if seen.iter().flatten().any(|known| *known == key) {
             return false;
         }
-        if self.small.len() < SMALL_OBJECT {
-            self.small.push(key);
-        } else {
-            let mut large: HashSet<Cow<'de, str>> = self.small.drain(..).collect();
-            large.insert(key);
-            self.large = Some(large);
+        match self.small.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(key);
+                self.len = self.len.saturating_add(1);
+            }
+            None => {
+                let mut large: HashSet<Cow<'de, str>> =
+                    self.small.iter_mut().filter_map(Option::take).collect();
+                large.insert(key);
+                self.large = Some(large);
+            }
         }
         true
     }
@@ -210,7 +221,7 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
 /// The reason a document was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
-    /// Not JSON: the message is serde_json's, with line and column.
+    /// Not JSON: what is wrong, with line and column.
     Syntax(String),
     Violation(Violation),
 }
@@ -224,8 +235,8 @@ impl fmt::Display for JsonError {
     }
 }
 
-/// Turns serde_json's error into ours, preferring the violation a visitor recorded.
-pub fn classify_error(error: serde_json::Error, violation: &Cell<Option<Violation>>) -> JsonError {
+/// Turns the reader's error into ours, preferring the violation a visitor recorded.
+pub fn classify_error(error: impl fmt::Display, violation: &Cell<Option<Violation>>) -> JsonError {
     match violation.take() {
         Some(violation) => JsonError::Violation(violation),
         None => JsonError::Syntax(error.to_string()),
@@ -235,13 +246,13 @@ pub fn classify_error(error: serde_json::Error, violation: &Cell<Option<Violatio
 /// Checks a whole document: valid JSON, no duplicate key anywhere, bounded depth, nothing after it.
 pub fn validate(bytes: &[u8]) -> Result<(), JsonError> {
     let violation = Cell::new(None);
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut reader = Reader::new(bytes).map_err(|error| classify_error(error, &violation))?;
     let seed = StrictValue {
         depth: 0,
         violation: &violation,
     };
-    seed.deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end())
+    seed.deserialize(&mut reader)
+        .and_then(|()| reader.end())
         .map_err(|error| classify_error(error, &violation))
 }
 

@@ -10,15 +10,16 @@
 //! `limits`): the output-token fields, `stream` and `stream_options`, and where the objects
 //! holding them close, so a key can be inserted without re-serialising the body.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
-use serde_json::value::RawValue;
 
 use super::classify::Endpoint;
 use super::extract::{BodyError, ModelField};
+use super::json_reader::{Raw, Reader};
 use super::limits::{watched, Watched, WATCHED_KINDS};
 use super::strict_json::{classify_error, KeySeed, KeySet, Violation, MAX_DEPTH};
 
@@ -63,8 +64,9 @@ impl TextSink for NoText {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Walked {
     pub model: Option<ModelField>,
-    /// The role of each message, by index; `None` where the message named none.
-    pub roles: Vec<Option<String>>,
+    /// The role of each message, by index; `None` where the message named none. The usual
+    /// roles are not copied: a long conversation has one per message.
+    pub roles: Vec<Option<Cow<'static, str>>>,
     /// The first content part the filter cannot read as text (an image, audio, a file).
     pub opaque: Option<&'static str>,
     /// The values a `Watch` asked for. Empty without one.
@@ -168,10 +170,11 @@ pub fn walk_watching<S: TextSink>(
         depth: 0,
         watched: None,
     };
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let result = root
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end());
+    let mut reader = match Reader::new(body) {
+        Ok(reader) => reader,
+        Err(error) => return Err(BodyError::Json(classify_error(error, &violation))),
+    };
+    let result = root.deserialize(&mut reader).and_then(|()| reader.end());
     let state = state.into_inner();
     match (result, state.shape_error) {
         (Ok(()), _) => {
@@ -298,7 +301,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
                 .message
                 .and_then(|index| state.walked.roles.get_mut(index as usize))
             {
-                *role = Some(text.to_owned());
+                *role = Some(role_name(text));
             }
             return Ok(());
         }
@@ -369,6 +372,23 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             Place::Subtree(slot) => Place::Subtree(slot),
             Place::Messages | Place::Role | Place::ResponsesInput => Place::Subtree(Slot::Other),
         }
+    }
+}
+
+/// A message's role, without a copy when it is one of the roles the APIs define.
+fn role_name(text: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = [
+        "user",
+        "assistant",
+        "system",
+        "developer",
+        "tool",
+        "function",
+        "model",
+    ];
+    match KNOWN.iter().find(|known| **known == text) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(text.to_owned()),
     }
 }
 
@@ -483,7 +503,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                 return Err(node.violate(Violation::DuplicateKey(key.into_owned())));
             }
             if node.place == Place::Top && key == "model" {
-                let raw: &'de RawValue = map.next_value()?;
+                let raw: Raw<'de> = map.next_value()?;
                 node.model(raw)?;
                 continue;
             }
@@ -502,7 +522,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
             if watching {
                 let shared = node.shared;
                 if let Some(what) = watched(shared.endpoint, shared.watch, node.watched, &key) {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw: Raw<'de> = map.next_value()?;
                     node.capture(what, raw, place)?;
                     continue;
                 }
@@ -522,20 +542,20 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
     }
 
     /// Where a raw value borrowed from the body sits in it.
-    fn span_of<E: de::Error>(&self, raw: &RawValue) -> Result<std::ops::Range<usize>, E> {
+    fn span_of<E: de::Error>(&self, raw: Raw) -> Result<std::ops::Range<usize>, E> {
         let body = self.shared.body;
-        let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+        let start = (raw.0.as_ptr() as usize).checked_sub(body.as_ptr() as usize);
         start
-            .and_then(|start| Some(start..start.checked_add(raw.get().len())?))
-            .filter(|span| body.get(span.clone()) == Some(raw.get().as_bytes()))
+            .and_then(|start| Some(start..start.checked_add(raw.0.len())?))
+            .filter(|span| body.get(span.clone()) == Some(raw.0.as_bytes()))
             .ok_or_else(|| E::custom("internal: a value could not be located"))
     }
 
     /// A watched value: located, then walked like any other value at `place` (its text is
     /// still scanned and counted). Only the few small values the limits edit are read twice.
-    fn capture<E: de::Error>(&self, what: Watched, raw: &RawValue, place: Place) -> Result<(), E> {
+    fn capture<E: de::Error>(&self, what: Watched, raw: Raw, place: Place) -> Result<(), E> {
         let span = self.span_of(raw)?;
-        let text = raw.get();
+        let text = raw.0;
         let object = match text.as_bytes() {
             [b'{', inside @ .., b'}'] => Some(ObjectEnd {
                 close: span
@@ -566,17 +586,20 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
                 watched: object.map(|_| what),
                 ..self.child(place)?
             };
-            let mut inner = serde_json::Deserializer::from_str(text);
+            let mut inner = Reader::new(text.as_bytes()).map_err(E::custom)?;
             node.deserialize(&mut inner).map_err(E::custom)?;
         }
         Ok(())
     }
 
     /// The top-level `model`: a string, located by its span so it can be swapped in place.
-    fn model<E: de::Error>(&self, raw: &RawValue) -> Result<(), E> {
-        let Ok(name) = serde_json::from_str::<String>(raw.get()) else {
+    fn model<E: de::Error>(&self, raw: Raw) -> Result<(), E> {
+        let name = Reader::new(raw.0.as_bytes())
+            .and_then(|mut reader| de::Deserialize::deserialize(&mut reader));
+        let Ok(name) = name else {
             return Err(self.shape(BodyError::ModelNotString));
         };
+        let name: String = name;
         let span = self.span_of(raw)?;
         let mut state = self
             .shared

@@ -19,9 +19,14 @@ fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, Slot, Option<String>)> 
         .into_iter()
         .filter(|(_, at)| at.ordinal.is_some())
         .map(|(text, at)| {
-            let role = at
-                .message
-                .and_then(|index| walked.roles.get(index as usize).cloned().flatten());
+            let role = at.message.and_then(|index| {
+                walked
+                    .roles
+                    .get(index as usize)
+                    .cloned()
+                    .flatten()
+                    .map(|role| role.into_owned())
+            });
             (text, at.slot, role)
         })
         .collect()

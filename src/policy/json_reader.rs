@@ -1,0 +1,737 @@
+//! A JSON reader for request bodies: a `serde::Deserializer` over bytes that the walk and the
+//! strict check drive with their own visitors, as they would serde_json's.
+//!
+//! It exists for speed on large bodies. A prompt body is mostly long strings, and serde_json
+//! scans each one eight bytes at a time, then validates its UTF-8 in a second pass. Here the
+//! whole body is validated as UTF-8 once (a JSON document is UTF-8 throughout), and strings are
+//! scanned sixteen bytes at a time (Wasm SIMD in the module) for their end, escapes and control
+//! characters. It accepts exactly the documents serde_json accepts and hands visitors the same
+//! strings: the `strict_json` fuzz target compares the two on every input.
+//!
+//! What it does not do: build values, or parse numbers more precisely than serde_json does
+//! (a number is checked against the JSON grammar and handed over as u64, i64 or f64 like
+//! serde_json, but floats are parsed by the standard library, which may differ from
+//! serde_json's in the last bit; no visitor here reads a float's value).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::forward_to_deserialize_any;
+
+/// serde_json's own limit: deeper documents are refused rather than risk the stack.
+const RECURSION_LIMIT: usize = 128;
+
+/// The newtype name that asks for a value's raw text (see `Raw`).
+const RAW_TOKEN: &str = "$posturio::json_reader::Raw";
+
+/// Why the bytes are not one JSON document, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Error {
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A value's raw JSON text, borrowed from the body: where it sits can be told from its address.
+/// Only this reader produces it.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'de>(pub &'de str);
+
+impl<'de> de::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<Raw<'de>, E> {
+                Ok(Raw(raw))
+            }
+        }
+        deserializer.deserialize_newtype_struct(RAW_TOKEN, RawVisitor)
+    }
+}
+
+/// Reads one JSON document. Call `end` after the value to refuse trailing bytes.
+pub struct Reader<'de> {
+    text: &'de str,
+    input: &'de [u8],
+    at: usize,
+    depth_left: usize,
+    /// Decoded text of a string with escapes; reused across strings.
+    scratch: String,
+}
+
+/// A decoded string: borrowed from the input when it had no escapes.
+enum Text<'de, 's> {
+    Borrowed(&'de str),
+    Decoded(&'s str),
+}
+
+impl<'de> Reader<'de> {
+    /// A reader over `input`, refused at once if it is not UTF-8: no JSON document is.
+    pub fn new(input: &'de [u8]) -> Result<Self, Error> {
+        match std::str::from_utf8(input) {
+            Ok(text) => Ok(Reader {
+                text,
+                input,
+                at: 0,
+                depth_left: RECURSION_LIMIT,
+                scratch: String::new(),
+            }),
+            Err(invalid) => {
+                // Only to say where: the error names the first byte that is not UTF-8.
+                let at_invalid = Reader {
+                    text: "",
+                    input,
+                    at: invalid.valid_up_to(),
+                    depth_left: 0,
+                    scratch: String::new(),
+                };
+                Err(at_invalid.error("invalid unicode code point"))
+            }
+        }
+    }
+
+    /// `input[start..end]` as text. Both ends are next to ASCII bytes (quotes, structure), so
+    /// they are character boundaries and the slice is always there.
+    fn text_between(&self, start: usize, end: usize) -> Result<&'de str, Error> {
+        self.text
+            .get(start..end)
+            .ok_or_else(|| self.error("internal: not a character boundary"))
+    }
+
+    /// Only white space may follow the document.
+    pub fn end(&mut self) -> Result<(), Error> {
+        match self.skip_space() {
+            None => Ok(()),
+            Some(_) => Err(self.error("trailing characters")),
+        }
+    }
+
+    /// An error at the current position, with line and column as serde_json gives them.
+    fn error(&self, what: &str) -> Error {
+        let before = self.input.get(..self.at).unwrap_or(self.input);
+        let line = before
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            .saturating_add(1);
+        let column = before
+            .iter()
+            .rev()
+            .take_while(|b| **b != b'\n')
+            .count()
+            .saturating_add(1);
+        Error {
+            message: format!("{what} at line {line} column {column}"),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.at).copied()
+    }
+
+    fn bump(&mut self) {
+        self.at = self.at.saturating_add(1);
+    }
+
+    /// Skips JSON white space; the next byte, if any.
+    fn skip_space(&mut self) -> Option<u8> {
+        while let Some(byte) = self.peek() {
+            if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(byte);
+            }
+            self.bump();
+        }
+        None
+    }
+
+    fn expect_literal(&mut self, literal: &[u8]) -> Result<(), Error> {
+        let end = self.at.saturating_add(literal.len());
+        match self.input.get(self.at..end) {
+            Some(found) if found == literal => {
+                self.at = end;
+                Ok(())
+            }
+            _ => {
+                // Point at the first byte that differs, as serde_json does.
+                let same = self
+                    .input
+                    .get(self.at..)
+                    .unwrap_or_default()
+                    .iter()
+                    .zip(literal)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                self.at = self.at.saturating_add(same);
+                if self.peek().is_none() {
+                    Err(self.error("EOF while parsing a value"))
+                } else {
+                    Err(self.error("expected ident"))
+                }
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), Error> {
+        // serde_json refuses the 128th level: `remaining_depth` reaching zero.
+        match self.depth_left.checked_sub(1).filter(|left| *left > 0) {
+            Some(left) => {
+                self.depth_left = left;
+                Ok(())
+            }
+            None => Err(self.error("recursion limit exceeded")),
+        }
+    }
+
+    fn leave(&mut self) {
+        self.depth_left = self.depth_left.saturating_add(1);
+    }
+
+    /// Reads a string whose opening quote is the current byte.
+    fn read_string<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+        self.bump();
+        let start = self.at;
+        self.skip_plain();
+        match self.peek() {
+            Some(b'"') => {
+                let text = self.text_between(start, self.at)?;
+                self.bump();
+                Ok(Text::Borrowed(text))
+            }
+            Some(b'\\') => {
+                let head = self.text_between(start, self.at)?;
+                self.scratch.clear();
+                self.scratch.push_str(head);
+                self.read_escaped_rest()
+            }
+            Some(_) => Err(self.control_character()),
+            None => Err(self.error("EOF while parsing a string")),
+        }
+    }
+
+    /// Moves past plain string content: up to the next `"`, `\` or control character.
+    fn skip_plain(&mut self) {
+        let rest = self.input.get(self.at..).unwrap_or_default();
+        self.at = self.at.saturating_add(plain_run(rest));
+    }
+
+    fn control_character(&self) -> Error {
+        self.error("control character (\\u0000-\\u001F) found while parsing a string")
+    }
+
+    /// The rest of a string from its first backslash, decoded into `scratch`.
+    fn read_escaped_rest<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.bump();
+                    return Ok(Text::Decoded(&self.scratch));
+                }
+                Some(b'\\') => {
+                    self.bump();
+                    self.read_escape()?;
+                }
+                Some(_) => {
+                    let start = self.at;
+                    self.skip_plain();
+                    if self.at == start {
+                        return Err(self.control_character());
+                    }
+                    let chunk = self.text_between(start, self.at)?;
+                    self.scratch.push_str(chunk);
+                }
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+    }
+
+    /// One escape after its backslash, appended to `scratch`.
+    fn read_escape(&mut self) -> Result<(), Error> {
+        let Some(byte) = self.peek() else {
+            return Err(self.error("EOF while parsing a string"));
+        };
+        self.bump();
+        let simple = match byte {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => return self.read_unicode_escape(),
+            _ => return Err(self.error("invalid escape")),
+        };
+        self.scratch.push(simple);
+        Ok(())
+    }
+
+    /// `\uXXXX`, with a following `\uXXXX` for a surrogate pair. A lone surrogate is refused,
+    /// as serde_json refuses it when reading a string.
+    fn read_unicode_escape(&mut self) -> Result<(), Error> {
+        let first = self.read_hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.peek() != Some(b'\\') {
+                    return Err(self.lone_surrogate());
+                }
+                self.bump();
+                if self.peek() != Some(b'u') {
+                    return Err(self.lone_surrogate());
+                }
+                self.bump();
+                let second = self.read_hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.lone_surrogate());
+                }
+                let high = u32::from(first).saturating_sub(0xD800);
+                let low = u32::from(second).saturating_sub(0xDC00);
+                (high << 10 | low).saturating_add(0x1_0000)
+            }
+            0xDC00..=0xDFFF => return Err(self.lone_surrogate()),
+            other => u32::from(other),
+        };
+        let Some(decoded) = char::from_u32(code) else {
+            return Err(self.lone_surrogate());
+        };
+        self.scratch.push(decoded);
+        Ok(())
+    }
+
+    fn lone_surrogate(&self) -> Error {
+        self.error("lone leading surrogate in hex escape")
+    }
+
+    fn read_hex4(&mut self) -> Result<u16, Error> {
+        let mut value: u16 = 0;
+        for _ in 0..4 {
+            let Some(byte) = self.peek() else {
+                return Err(self.error("EOF while parsing a string"));
+            };
+            let digit = match byte {
+                b'0'..=b'9' => byte.wrapping_sub(b'0'),
+                b'a'..=b'f' => byte.wrapping_sub(b'a').wrapping_add(10),
+                b'A'..=b'F' => byte.wrapping_sub(b'A').wrapping_add(10),
+                _ => return Err(self.error("invalid escape")),
+            };
+            value = value.wrapping_shl(4) | u16::from(digit);
+            self.bump();
+        }
+        Ok(value)
+    }
+
+    /// Checks a number against the JSON grammar and visits it as serde_json would: u64 for a
+    /// non-negative integer that fits, i64 for a negative one, f64 otherwise.
+    fn read_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
+        let start = self.at;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.bump();
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.bump();
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(self.error("invalid number"));
+                }
+            }
+            Some(b'1'..=b'9') => self.skip_digits(),
+            Some(_) => return Err(self.error("invalid number")),
+            None => return Err(self.error("EOF while parsing a value")),
+        }
+        let integer_end = self.at;
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.bump();
+            self.require_digit()?;
+            self.skip_digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            integer = false;
+            self.bump();
+            if let Some(b'+' | b'-') = self.peek() {
+                self.bump();
+            }
+            self.require_digit()?;
+            self.skip_digits();
+        }
+        let text = self.text_between(start, self.at)?;
+        if integer {
+            let digits =
+                self.text_between(start.saturating_add(usize::from(negative)), integer_end)?;
+            if let Ok(magnitude) = digits.parse::<u64>() {
+                if !negative {
+                    return visitor.visit_u64(magnitude);
+                }
+                let value = 0i64.wrapping_sub_unsigned(magnitude);
+                if value < 0 {
+                    return visitor.visit_i64(value);
+                }
+                // -0, and magnitudes past i64::MIN: serde_json hands these over as floats.
+            }
+        }
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() => visitor.visit_f64(value),
+            _ => Err(self.error("number out of range")),
+        }
+    }
+
+    fn skip_digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.bump();
+        }
+    }
+
+    fn require_digit(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            Some(b'0'..=b'9') => Ok(()),
+            Some(_) => Err(self.error("invalid number")),
+            None => Err(self.error("EOF while parsing a value")),
+        }
+    }
+
+    /// Reads any value without visiting it; its raw text is what `Raw` receives.
+    fn skip_value(&mut self) -> Result<(), Error> {
+        de::Deserializer::deserialize_any(&mut *self, de::IgnoredAny).map(|_| ())
+    }
+}
+
+/// How many leading bytes of `bytes` are plain string content: not `"`, `\\` or a control
+/// character. Whole 64-byte blocks are passed over first (Wasm SIMD in the module, word
+/// arithmetic elsewhere); the block that holds the end is then searched a chunk at a time.
+#[inline]
+fn plain_run(bytes: &[u8]) -> usize {
+    let skipped = match bytes.chunks_exact(BLOCK).position(block_has_special) {
+        Some(index) => index.saturating_mul(BLOCK),
+        None => bytes.len().saturating_sub(bytes.len() % BLOCK),
+    };
+    let rest = bytes.get(skipped..).unwrap_or_default();
+    let mut chunks = rest.chunks_exact(CHUNK);
+    let mut offset = skipped;
+    for chunk in &mut chunks {
+        if let Some(at) = first_special(chunk) {
+            return offset.saturating_add(at);
+        }
+        offset = offset.saturating_add(CHUNK);
+    }
+    let tail = chunks.remainder();
+    let plain = tail
+        .iter()
+        .position(|byte| is_special(*byte))
+        .unwrap_or(tail.len());
+    offset.saturating_add(plain)
+}
+
+const BLOCK: usize = 64;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn block_has_special(block: &[u8]) -> bool {
+    block
+        .chunks_exact(CHUNK)
+        .any(|chunk| first_special(chunk).is_some())
+}
+
+/// Four vectors tested together, with one branch.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn block_has_special(block: &[u8]) -> bool {
+    use core::arch::wasm32::{v128_any_true, v128_or};
+    let mut vectors = block.chunks_exact(16).map(special_lanes);
+    let (Some(a), Some(b), Some(c), Some(d)) = (
+        vectors.next(),
+        vectors.next(),
+        vectors.next(),
+        vectors.next(),
+    ) else {
+        return true;
+    };
+    v128_any_true(v128_or(v128_or(a, b), v128_or(c, d)))
+}
+
+/// The lanes of a 16-byte chunk that are `"`, `\\` or a control character, all ones.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn special_lanes(chunk: &[u8]) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::{u8x16, u8x16_eq, u8x16_lt, u8x16_splat, v128_or};
+    let Ok([b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
+        <[u8; 16]>::try_from(chunk)
+    else {
+        return u8x16_splat(0xff);
+    };
+    // Sixteen consecutive byte loads: the compiler makes them one vector load.
+    let bytes = u8x16(
+        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+    );
+    v128_or(
+        v128_or(
+            u8x16_eq(bytes, u8x16_splat(b'"')),
+            u8x16_eq(bytes, u8x16_splat(b'\\')),
+        ),
+        u8x16_lt(bytes, u8x16_splat(0x20)),
+    )
+}
+
+fn is_special(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\\' | 0x00..=0x1f)
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const CHUNK: usize = 16;
+
+/// The index of the first `"`, `\\` or control character in a 16-byte chunk.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn first_special(chunk: &[u8]) -> Option<usize> {
+    match core::arch::wasm32::u8x16_bitmask(special_lanes(chunk)) {
+        0 => None,
+        mask => Some(mask.trailing_zeros() as usize),
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+const CHUNK: usize = 8;
+
+/// The same for an 8-byte chunk on other targets (the host tools, tests and fuzzing), with
+/// word arithmetic: a byte's high bit is set in `found` when it is special.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn first_special(chunk: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES << 7;
+    let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+    // A byte b has its high bit set by (b - k) & !b when b < k (for b below 0x80), the usual
+    // zero-byte test shifted: below 0x20 for control characters, equal for `"` and `\\`.
+    let below_space = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word;
+    let quote = word ^ ONES.wrapping_mul(u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = word ^ ONES.wrapping_mul(u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let found = (below_space | quote | backslash) & HIGHS;
+    match found {
+        0 => None,
+        // Borrows only run towards higher bytes, so the lowest flagged byte is a true one.
+        found => Some((found.trailing_zeros() / 8) as usize),
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let Some(byte) = self.skip_space() else {
+            return Err(self.error("EOF while parsing a value"));
+        };
+        match byte {
+            b'n' => {
+                self.expect_literal(b"null")?;
+                visitor.visit_unit()
+            }
+            b't' => {
+                self.expect_literal(b"true")?;
+                visitor.visit_bool(true)
+            }
+            b'f' => {
+                self.expect_literal(b"false")?;
+                visitor.visit_bool(false)
+            }
+            b'-' | b'0'..=b'9' => self.read_number(visitor),
+            b'"' => match self.read_string()? {
+                Text::Borrowed(text) => visitor.visit_borrowed_str(text),
+                Text::Decoded(text) => visitor.visit_str(text),
+            },
+            b'[' => {
+                self.enter()?;
+                self.bump();
+                let mut access = Elements {
+                    reader: self,
+                    first: true,
+                    done: false,
+                };
+                let value = visitor.visit_seq(&mut access)?;
+                let done = access.done;
+                self.leave();
+                if done {
+                    Ok(value)
+                } else {
+                    Err(self.error("trailing characters"))
+                }
+            }
+            b'{' => {
+                self.enter()?;
+                self.bump();
+                let mut access = Members {
+                    reader: self,
+                    first: true,
+                    done: false,
+                };
+                let value = visitor.visit_map(&mut access)?;
+                let done = access.done;
+                self.leave();
+                if done {
+                    Ok(value)
+                } else {
+                    Err(self.error("trailing characters"))
+                }
+            }
+            _ => Err(self.error("expected value")),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name != RAW_TOKEN {
+            return visitor.visit_newtype_struct(self);
+        }
+        if self.skip_space().is_none() {
+            return Err(self.error("EOF while parsing a value"));
+        }
+        let start = self.at;
+        self.skip_value()?;
+        visitor.visit_borrowed_str(self.text_between(start, self.at)?)
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The elements of an array, read as the visitor asks for them.
+struct Elements<'r, 'de> {
+    reader: &'r mut Reader<'de>,
+    first: bool,
+    done: bool,
+}
+
+impl<'de> SeqAccess<'de> for &mut Elements<'_, 'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.reader.skip_space() {
+            Some(b']') => {
+                self.reader.bump();
+                self.done = true;
+                return Ok(None);
+            }
+            Some(b',') if !self.first => {
+                self.reader.bump();
+                if self.reader.skip_space() == Some(b']') {
+                    return Err(self.reader.error("trailing comma"));
+                }
+            }
+            Some(_) if self.first => {}
+            Some(_) => return Err(self.reader.error("expected `,` or `]`")),
+            None => return Err(self.reader.error("EOF while parsing a list")),
+        }
+        self.first = false;
+        seed.deserialize(&mut *self.reader).map(Some)
+    }
+}
+
+/// The members of an object, read as the visitor asks for them.
+struct Members<'r, 'de> {
+    reader: &'r mut Reader<'de>,
+    first: bool,
+    done: bool,
+}
+
+impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.reader.skip_space() {
+            Some(b'}') => {
+                self.reader.bump();
+                self.done = true;
+                return Ok(None);
+            }
+            Some(b',') if !self.first => {
+                self.reader.bump();
+                match self.reader.skip_space() {
+                    Some(b'"') => {}
+                    Some(b'}') => return Err(self.reader.error("trailing comma")),
+                    Some(_) => return Err(self.reader.error("key must be a string")),
+                    None => return Err(self.reader.error("EOF while parsing an object")),
+                }
+            }
+            Some(b'"') if self.first => {}
+            Some(_) if self.first => return Err(self.reader.error("key must be a string")),
+            Some(_) => return Err(self.reader.error("expected `,` or `}`")),
+            None => return Err(self.reader.error("EOF while parsing an object")),
+        }
+        self.first = false;
+        seed.deserialize(Key {
+            reader: &mut *self.reader,
+        })
+        .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        match self.reader.skip_space() {
+            Some(b':') => self.reader.bump(),
+            Some(_) => return Err(self.reader.error("expected `:`")),
+            None => return Err(self.reader.error("EOF while parsing an object")),
+        }
+        seed.deserialize(&mut *self.reader)
+    }
+}
+
+/// An object key: always a string, whatever the visitor asks for.
+struct Key<'r, 'de> {
+    reader: &'r mut Reader<'de>,
+}
+
+impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.reader.read_string()? {
+            Text::Borrowed(text) => visitor.visit_borrowed_str(text),
+            Text::Decoded(text) => visitor.visit_str(text),
+        }
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+#[path = "json_reader_tests.rs"]
+mod tests;
