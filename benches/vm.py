@@ -44,7 +44,8 @@ HOST = lab.REPO / "benches" / "vm_host.mjs"
 KIB = 1024
 MIB = 1024 * 1024
 
-# Timed lifecycles per round at --scale 1: a few seconds per round on a laptop-class core.
+# Timed lifecycles per round at --scale 1: well under a second per case and round on the
+# 2-core machine of docs/performance.md.
 ITERATIONS = {KIB: 20000, 64 * KIB: 2000, MIB: 150}
 
 
