@@ -6,12 +6,15 @@
 Starts, on 127.0.0.1 only: nginx answering every POST with a fixed chat completion; a bare
 Envoy 1.40 routing to it through a fixed cluster; Envoy 1.40 with the built Posturio module and
 the example policy (envoy/policy.json) without its inspection rules, routing by the cluster
-header as shipped; and a third Envoy with every built-in detector on
-(benches/policy-detectors.json), skipped with the reason when the module refuses that policy.
+header as shipped; a third Envoy with every built-in detector on
+(benches/policy-detectors.json), skipped with the reason when the module refuses that policy;
+and a fourth with the floor module (benches/floor.wat, built with binaryen's wasm-as) in
+Posturio's place, which only reads the body and sets the route header: what any Wasm filter
+that routes by the body costs in this Envoy, for scale.
 Each case is driven with wrk, alternately against bare Envoy and Posturio, for several rounds;
 the table gives the medians over rounds. It is written to benches/results/latest.md.
 
-Installs nginx and wrk with apt-get when they are missing. Options can also be set in the
+Installs nginx, wrk and binaryen with apt-get when they are missing. Options can also be set in the
 environment: BENCH_SECS, BENCH_ROUNDS, BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_CASES,
 BENCH_MODULE.
 """
@@ -22,6 +25,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -57,7 +61,13 @@ CASES = [
     Case("detectors-1k", "every detector on, 1 KiB", KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-64k", "every detector on, 64 KiB", 64 * KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-1m", "every detector on, 1 MiB", MIB, "gpt-4o-mini", "detectors", 200),
+    # Not Posturio: the floor module (benches/floor.wat) in its place, for scale.
+    Case("floor-1k", "floor module, 1 KiB", KIB, "gpt-4o-mini", "floor", 200),
+    Case("floor-64k", "floor module, 64 KiB", 64 * KIB, "gpt-4o-mini", "floor", 200),
+    Case("floor-1m", "floor module, 1 MiB", MIB, "gpt-4o-mini", "floor", 200),
 ]
+
+FLOOR_SOURCE = lab.REPO / "benches" / "floor.wat"
 
 # The targets Posturio is held to (see docs/performance.md).
 TARGET_RATIO = {"route-1k": 0.90, "detectors-1k": 0.85, "detectors-64k": 0.70}
@@ -148,7 +158,10 @@ def median(values: list[float]) -> float:
 def main() -> int:
     args = parse_args()
     cases = selected_cases(args.cases)
-    lab.ensure_tools({"nginx": "nginx", "wrk": "wrk"})
+    tools = {"nginx": "nginx", "wrk": "wrk"}
+    if any(case.target == "floor" for case in cases):
+        tools["wasm-as"] = "binaryen"
+    lab.ensure_tools(tools)
     lab.envoy_binary()
     built = args.module or lab.module_path()
     bench = lab.Lab(pin=not args.no_pin, envoy_cpus=args.concurrency)
@@ -181,6 +194,8 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
         if reason:
             skipped.update({c.name: reason for c in cases if c.target == "detectors"})
             print(f"skipping the detector cases: {reason}", flush=True)
+    if any(case.target == "floor" for case in cases):
+        envoys["floor"] = start_floor(args, bench, nginx)
     cases = [case for case in cases if case.name not in skipped]
     time.sleep(1)
     at_start = {name: envoy.status() for name, envoy in envoys.items()}
@@ -303,6 +318,16 @@ def start_detectors(
     return None
 
 
+def start_floor(args, bench: lab.Lab, nginx: lab.Process) -> lab.Process:
+    """Envoy with the floor module in Posturio's place, in the same configuration."""
+    module = bench.dir / "floor.wasm"
+    subprocess.run(["wasm-as", str(FLOOR_SOURCE), "-o", str(module)], check=True)
+    return bench.start_envoy(
+        "floor", upstream=nginx.port, policy=lab.routing_only(lab.EXAMPLE_POLICY.read_text()),
+        concurrency=args.concurrency, log_level=args.log_level, module=module,
+    )
+
+
 def check_case(bench: lab.Lab, case: Case, body: bytes, envoys: dict) -> None:
     """One request to each Envoy before the load, so a broken setup fails clearly."""
     for which, expected in (("bare", 200), (case.target, case.status)):
@@ -383,7 +408,10 @@ def render(
         lines += [f"Skipped: {next(iter(skipped.values()))}.", ""]
     lines.append(
         "The denied case compares Posturio's local 403 with bare Envoy proxying the same "
-        "request to nginx: it shows what a refusal costs, not a like-for-like ratio."
+        "request to nginx: it shows what a refusal costs, not a like-for-like ratio. The floor "
+        "rows are not Posturio: they run benches/floor.wat, which only holds the headers, "
+        "copies the buffered body in and sets the route header, so they show what Envoy and "
+        "V8 charge any Wasm filter that routes by the body."
     )
 
     lines += [
