@@ -70,7 +70,6 @@ impl<'de> de::Deserialize<'de> for Raw<'de> {
 /// Reads one JSON document. Call `end` after the value to refuse trailing bytes.
 pub struct Reader<'de> {
     text: &'de str,
-    input: &'de [u8],
     at: usize,
     depth_left: usize,
     /// Decoded text of a string with escapes; reused across strings.
@@ -89,23 +88,20 @@ impl<'de> Reader<'de> {
         match std::str::from_utf8(input) {
             Ok(text) => Ok(Reader {
                 text,
-                input,
                 at: 0,
                 depth_left: RECURSION_LIMIT,
                 scratch: String::new(),
             }),
-            Err(invalid) => {
-                // Only to say where: the error names the first byte that is not UTF-8.
-                let at_invalid = Reader {
-                    text: "",
-                    input,
-                    at: invalid.valid_up_to(),
-                    depth_left: 0,
-                    scratch: String::new(),
-                };
-                Err(at_invalid.error("invalid unicode code point"))
-            }
+            Err(invalid) => Err(error_at(
+                input,
+                invalid.valid_up_to(),
+                "invalid unicode code point",
+            )),
         }
+    }
+
+    fn input(&self) -> &'de [u8] {
+        self.text.as_bytes()
     }
 
     /// `input[start..end]` as text. Both ends are next to ASCII bytes (quotes, structure), so
@@ -124,27 +120,13 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// An error at the current position, with line and column as serde_json gives them.
+    /// An error at the current position.
     fn error(&self, what: &str) -> Error {
-        let before = self.input.get(..self.at).unwrap_or(self.input);
-        let line = before
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            .saturating_add(1);
-        let column = before
-            .iter()
-            .rev()
-            .take_while(|b| **b != b'\n')
-            .count()
-            .saturating_add(1);
-        Error {
-            message: format!("{what} at line {line} column {column}"),
-        }
+        error_at(self.input(), self.at, what)
     }
 
     fn peek(&self) -> Option<u8> {
-        self.input.get(self.at).copied()
+        self.input().get(self.at).copied()
     }
 
     fn bump(&mut self) {
@@ -164,7 +146,7 @@ impl<'de> Reader<'de> {
 
     fn expect_literal(&mut self, literal: &[u8]) -> Result<(), Error> {
         let end = self.at.saturating_add(literal.len());
-        match self.input.get(self.at..end) {
+        match self.input().get(self.at..end) {
             Some(found) if found == literal => {
                 self.at = end;
                 Ok(())
@@ -172,7 +154,7 @@ impl<'de> Reader<'de> {
             _ => {
                 // Point at the first byte that differs, as serde_json does.
                 let same = self
-                    .input
+                    .input()
                     .get(self.at..)
                     .unwrap_or_default()
                     .iter()
@@ -228,7 +210,7 @@ impl<'de> Reader<'de> {
 
     /// Moves past plain string content: up to the next `"`, `\` or control character.
     fn skip_plain(&mut self) {
-        let rest = self.input.get(self.at..).unwrap_or_default();
+        let rest = self.input().get(self.at..).unwrap_or_default();
         self.at = self.at.saturating_add(plain_run(rest));
     }
 
@@ -415,18 +397,32 @@ impl<'de> Reader<'de> {
     }
 }
 
-/// How many leading bytes of `bytes` are plain string content: not `"`, `\\` or a control
-/// character. Whole 64-byte blocks are passed over first (Wasm SIMD in the module, word
-/// arithmetic elsewhere); the block that holds the end is then searched a chunk at a time.
+/// An error at byte `at` of `input`, with line and column as serde_json gives them.
+fn error_at(input: &[u8], at: usize, what: &str) -> Error {
+    let before = input.get(..at).unwrap_or(input);
+    let line = before
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        .saturating_add(1);
+    let column = before
+        .iter()
+        .rev()
+        .take_while(|b| **b != b'\n')
+        .count()
+        .saturating_add(1);
+    Error {
+        message: format!("{what} at line {line} column {column}"),
+    }
+}
+
+/// How many leading bytes of `bytes` are plain string content: not `"`, `\` or a control
+/// character. A chunk at a time: sixteen bytes with Wasm SIMD in the module, eight with word
+/// arithmetic elsewhere.
 #[inline]
 fn plain_run(bytes: &[u8]) -> usize {
-    let skipped = match bytes.chunks_exact(BLOCK).position(block_has_special) {
-        Some(index) => index.saturating_mul(BLOCK),
-        None => bytes.len().saturating_sub(bytes.len() % BLOCK),
-    };
-    let rest = bytes.get(skipped..).unwrap_or_default();
-    let mut chunks = rest.chunks_exact(CHUNK);
-    let mut offset = skipped;
+    let mut chunks = bytes.chunks_exact(CHUNK);
+    let mut offset = 0usize;
     for chunk in &mut chunks {
         if let Some(at) = first_special(chunk) {
             return offset.saturating_add(at);
@@ -441,33 +437,7 @@ fn plain_run(bytes: &[u8]) -> usize {
     offset.saturating_add(plain)
 }
 
-const BLOCK: usize = 64;
-
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn block_has_special(block: &[u8]) -> bool {
-    block
-        .chunks_exact(CHUNK)
-        .any(|chunk| first_special(chunk).is_some())
-}
-
-/// Four vectors tested together, with one branch.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn block_has_special(block: &[u8]) -> bool {
-    use core::arch::wasm32::{v128_any_true, v128_or};
-    let mut vectors = block.chunks_exact(16).map(special_lanes);
-    let (Some(a), Some(b), Some(c), Some(d)) = (
-        vectors.next(),
-        vectors.next(),
-        vectors.next(),
-        vectors.next(),
-    ) else {
-        return true;
-    };
-    v128_any_true(v128_or(v128_or(a, b), v128_or(c, d)))
-}
-
-/// The lanes of a 16-byte chunk that are `"`, `\\` or a control character, all ones.
+/// The lanes of a 16-byte chunk that are `"`, `\` or a control character, all ones.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
 fn special_lanes(chunk: &[u8]) -> core::arch::wasm32::v128 {
@@ -497,7 +467,7 @@ fn is_special(byte: u8) -> bool {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 const CHUNK: usize = 16;
 
-/// The index of the first `"`, `\\` or control character in a 16-byte chunk.
+/// The index of the first `"`, `\` or control character in a 16-byte chunk.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
 fn first_special(chunk: &[u8]) -> Option<usize> {
@@ -519,7 +489,7 @@ fn first_special(chunk: &[u8]) -> Option<usize> {
     const HIGHS: u64 = ONES << 7;
     let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
     // A byte b has its high bit set by (b - k) & !b when b < k (for b below 0x80), the usual
-    // zero-byte test shifted: below 0x20 for control characters, equal for `"` and `\\`.
+    // zero-byte test shifted: below 0x20 for control characters, equal for `"` and `\`.
     let below_space = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word;
     let quote = word ^ ONES.wrapping_mul(u64::from(b'"'));
     let quote = quote.wrapping_sub(ONES) & !quote;

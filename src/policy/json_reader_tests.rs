@@ -134,7 +134,7 @@ fn nesting_limit_is_serde_json_s() {
 
 #[test]
 fn escapes_at_every_position_of_a_long_string() {
-    // Long enough to cross the 16- and 64-byte scanning blocks at every offset.
+    // Long enough to cross the 8- and 16-byte scanning chunks at every offset.
     let plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_éü€😀".repeat(3);
     let chars: Vec<char> = plain.chars().collect();
     for cut in 0..=chars.len() {
