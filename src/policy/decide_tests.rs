@@ -147,6 +147,20 @@ fn alias_rewrites_only_the_model() {
     assert_eq!(forward.audited, None);
 }
 
+/// serde_json with its `raw_value` feature reads an object whose key is its private RawValue
+/// token as the JSON text inside the key's string. Posturio reads such a key as any other, and
+/// so does every JSON parser a provider uses: the body is forwarded with only the model swapped.
+#[test]
+fn serde_json_private_token_is_an_ordinary_key() {
+    let body = r#"{"model":"fast","$serde_json::private::RawValue":"{\"model\":\"gpt-4o\"}","messages":[{"$serde_json::private::RawValue":"user","content":"hi"}]}"#;
+    let forward = run(&policy(), "POST", "/v1/chat/completions", &[], body).unwrap();
+    assert_eq!(forward.cluster, "openai-cluster");
+    let rewritten: Value = serde_json::from_slice(&forward.body.unwrap()).unwrap();
+    let mut original: Value = serde_json::from_slice(body.as_bytes()).unwrap();
+    original["model"] = Value::from("gpt-4o-mini");
+    assert_eq!(rewritten, original);
+}
+
 #[test]
 fn model_without_alias_is_not_rewritten() {
     let forward = run(

@@ -568,6 +568,19 @@ fn usage_in_a_nested_place_is_not_taken() {
     );
 }
 
+/// A usage object whose first key is serde_json's private RawValue token is read as written:
+/// with serde_json's `raw_value` feature it would be replaced by the JSON inside that string.
+#[test]
+fn serde_json_private_token_in_usage_is_an_ordinary_key() {
+    let body = r#"{"choices":[],"usage":{"$serde_json::private::RawValue":"{\"prompt_tokens\":1,\"completion_tokens\":1}","prompt_tokens":900,"completion_tokens":100}}"#;
+    check(
+        UsageFormat::OpenAiChat,
+        Framing::Json,
+        body,
+        usage(900, 100, 0),
+    );
+}
+
 #[test]
 fn usage_text_inside_strings_is_not_taken() {
     let bodies = [
