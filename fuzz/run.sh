@@ -24,20 +24,32 @@ fi
 
 python3 make_seeds.py
 
-status=0
+failed=()
 for target in $targets; do
-  mkdir -p "corpus/$target" "regressions/$target" "artifacts/$target"
+  mkdir -p "corpus/$target" "regressions/$target" "artifacts/$target" logs
   echo "== fuzz $target for ${secs}s"
   if ! cargo +nightly fuzz run "$target" "corpus/$target" "regressions/$target" -- \
       -max_total_time="$secs" -dict="dicts/$target.dict" -max_len=16384 \
-      -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
-    status=1
+      -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tee "logs/$target.log"; then
+    failed+=("$target")
     for artifact in "artifacts/$target"/*; do
       [[ -f $artifact ]] || continue
       cp "$artifact" "regressions/$target/"
-      echo "fuzz: $target failed; its input is saved as regressions/$target/$(basename "$artifact")" >&2
-      echo "      reproduce: cd fuzz && cargo +nightly fuzz run $target regressions/$target/$(basename "$artifact")" >&2
     done
   fi
 done
-exit "$status"
+
+# The fuzzers' progress is long; what failed is repeated here, at the end, where a log's tail
+# shows it.
+for target in "${failed[@]}"; do
+  echo
+  echo "fuzz: $target failed; what it printed about the failure (the whole run: fuzz/logs/$target.log):"
+  grep -E -A 24 'panicked at|==[0-9]+==ERROR|ALARM: working|out-of-memory|deadly signal|^error' \
+    "logs/$target.log" | head -n 60 || tail -n 20 "logs/$target.log"
+  for artifact in "artifacts/$target"/*; do
+    [[ -f $artifact ]] || continue
+    echo "fuzz: its input is saved as regressions/$target/$(basename "$artifact"), base64: $(base64 -w0 "$artifact" | head -c 2000)"
+    echo "      reproduce: cd fuzz && cargo +nightly fuzz run $target regressions/$target/$(basename "$artifact")"
+  done
+done
+[[ ${#failed[@]} -eq 0 ]]
