@@ -44,8 +44,10 @@ done
 for target in "${failed[@]}"; do
   echo
   echo "fuzz: $target failed; what it printed about the failure (the whole run: fuzz/logs/$target.log):"
-  grep -E -A 24 'panicked at|==[0-9]+==ERROR|ALARM: working|out-of-memory|deadly signal|^error' \
-    "logs/$target.log" | head -n 60 || tail -n 20 "logs/$target.log"
+  grep -E -A 3 'panicked at' "logs/$target.log" | head -n 12 || true
+  grep -E -A 14 '==[0-9]+==ERROR: [A-Za-z]+Sanitizer|ALARM: working|out-of-memory' \
+    "logs/$target.log" | head -n 30 || true
+  grep -E '^SUMMARY|^error' "logs/$target.log" | head -n 5 || true
   for artifact in "artifacts/$target"/*; do
     [[ -f $artifact ]] || continue
     echo "fuzz: its input is saved as regressions/$target/$(basename "$artifact"), base64: $(base64 -w0 "$artifact" | head -c 2000)"
