@@ -40,6 +40,14 @@ def config_seeds() -> list[bytes]:
     narrowed["consumers"]["search-team"]["rules"] = ["no-secrets"]
     narrowed["consumers"]["default"]["mode"] = "audit"
     seeds.append(json.dumps(narrowed).encode())
+    # Output-token caps (clamped and refused) without rules, so the check compares the whole
+    # rewritten body.
+    capped = {key: value for key, value in example.items() if key != "rules"}
+    capped["consumers"] = json.loads(json.dumps(example["consumers"]))
+    capped["consumers"]["default"]["max_output_tokens"] = 4
+    capped["consumers"]["search-team"]["max_output_tokens"] = 16
+    capped["consumers"]["search-team"]["max_output_tokens_action"] = "refuse"
+    seeds.append(json.dumps(capped).encode())
     return seeds
 
 

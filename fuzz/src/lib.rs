@@ -83,6 +83,8 @@ pub struct Catalogue {
     /// Whether any consumer mode is audit (then forwarding an unapproved model is allowed).
     pub any_audit: bool,
     pub has_rules: bool,
+    /// Consumer name → its `max_output_tokens`, for those that have one.
+    pub output_caps: BTreeMap<String, u64>,
 }
 
 impl Catalogue {
@@ -121,6 +123,15 @@ impl Catalogue {
                     .collect()
             })
             .unwrap_or_default();
+        let output_caps = policy["consumers"]
+            .as_object()
+            .map(|consumers| {
+                consumers
+                    .iter()
+                    .filter_map(|(name, c)| Some((name.clone(), c["max_output_tokens"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let any_audit = policy["consumers"]
             .as_object()
             .is_some_and(|c| c.values().any(|c| c["mode"] == "audit"));
@@ -130,6 +141,7 @@ impl Catalogue {
             consumers,
             any_audit,
             has_rules: policy["rules"].as_array().is_some_and(|r| !r.is_empty()),
+            output_caps,
         }
     }
 
@@ -243,12 +255,38 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                         );
                     }
                     if !catalogue.has_rules {
-                        // Without redaction the model is the only change.
+                        // Without redaction the only changes are the model, and the edits
+                        // the facts report: the output-token cap and the stream usage asked
+                        // for. Those are checked, then set aside.
                         let mut original: Value = serde_json::from_slice(&request.body).unwrap();
                         if original.get("model").is_some() {
                             original["model"] = Value::from(wanted);
                         }
                         rewritten["model"] = original["model"].clone();
+                        if facts.output_cap_clamped || facts.output_cap_added {
+                            let consumer = facts.consumer.as_deref().unwrap_or("default");
+                            let cap = catalogue.output_caps.get(consumer).unwrap_or_else(|| {
+                                panic!("an output cap applied to {consumer:?}, which has none")
+                            });
+                            assert!(
+                                cap_values(&rewritten).contains(cap),
+                                "the cap {cap} is not in the rewritten body: {rewritten}"
+                            );
+                            set_aside_cap_fields(&mut original, &mut rewritten);
+                        }
+                        if facts.stream_usage_added {
+                            assert_eq!(
+                                rewritten["stream_options"]["include_usage"],
+                                Value::Bool(true),
+                                "stream usage was asked for, but not in the body"
+                            );
+                            set_aside(
+                                &mut original,
+                                &mut rewritten,
+                                &["stream_options"],
+                                "include_usage",
+                            );
+                        }
                         assert_eq!(
                             original, rewritten,
                             "the rewrite changed more than the model"
@@ -267,6 +305,66 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                     }
                 }
             }
+        }
+    }
+}
+
+/// Where a body's output-token limit can sit, on the APIs the cap applies to: the object that
+/// holds it (empty: top level) and the field.
+const CAP_FIELDS: &[(&[&str], &str)] = &[
+    (&[], "max_tokens"),
+    (&[], "max_completion_tokens"),
+    (&[], "max_output_tokens"),
+    (&["generationConfig"], "maxOutputTokens"),
+    (&["generationConfig"], "max_output_tokens"),
+    (&["generation_config"], "maxOutputTokens"),
+    (&["generation_config"], "max_output_tokens"),
+    (&["inferenceConfig"], "maxTokens"),
+];
+
+/// The output-token limits a body gives, wherever the cap may have put them.
+fn cap_values(body: &Value) -> Vec<u64> {
+    CAP_FIELDS
+        .iter()
+        .filter_map(|(container, field)| {
+            let holder = container
+                .iter()
+                .try_fold(body, |value, key| value.get(key))?;
+            holder.get(field)?.as_u64()
+        })
+        .collect()
+}
+
+fn set_aside_cap_fields(original: &mut Value, rewritten: &mut Value) {
+    for (container, field) in CAP_FIELDS {
+        set_aside(original, rewritten, container, field);
+    }
+}
+
+/// Removes `field` from the object at `container` in both documents; a container the rewrite
+/// created for it, and left empty now, goes back to what the client sent.
+fn set_aside(original: &mut Value, rewritten: &mut Value, container: &[&str], field: &str) {
+    fn holder<'a>(doc: &'a mut Value, container: &[&str]) -> Option<&'a mut Value> {
+        container
+            .iter()
+            .try_fold(doc, |value, key| value.get_mut(key))
+    }
+    for doc in [&mut *original, &mut *rewritten] {
+        if let Some(Value::Object(object)) = holder(doc, container) {
+            object.remove(field);
+        }
+    }
+    let Some((last, parents)) = container.split_last() else {
+        return;
+    };
+    let emptied = matches!(holder(rewritten, container), Some(Value::Object(o)) if o.is_empty());
+    let sent = holder(original, container).cloned();
+    if emptied && !matches!(sent, Some(Value::Object(_))) {
+        if let Some(Value::Object(parent)) = holder(rewritten, parents) {
+            match sent {
+                Some(value) => parent.insert(last.to_string(), value),
+                None => parent.remove(*last),
+            };
         }
     }
 }
