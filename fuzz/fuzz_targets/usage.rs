@@ -64,7 +64,7 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
 }
 
 /// What the client receives when the body is cut into `chunks`.
-fn delivered<'a>(chunks: &[&'a [u8]]) -> Vec<u8> {
+fn delivered(chunks: &[&[u8]]) -> Vec<u8> {
     let mut remover = UsageChunkRemover::new();
     let mut out = Vec::new();
     for (index, chunk) in chunks.iter().enumerate() {
