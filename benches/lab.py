@@ -134,6 +134,38 @@ def chat_body(size: int, model: str) -> bytes:
     return body
 
 
+# --- cases and reports -------------------------------------------------------------------
+
+
+def select(cases: list, spec: str) -> list:
+    """The cases named in `spec` (comma-separated, in that order); all of them when empty.
+    Each case has a `name`."""
+    if not spec.strip():
+        return list(cases)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    known = {case.name: case for case in cases}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[name] for name in names]
+
+
+def publish(report: str, out: Path, problems: list[str] = ()) -> int:
+    """Prints the report and writes it to `out`; a run with problems is reported invalid and
+    exits 1."""
+    print()
+    print(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}")
+    if problems:
+        print("\nThe run is not valid:", file=sys.stderr)
+        for problem in problems[:20]:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- tools -------------------------------------------------------------------------------
 
 

@@ -131,17 +131,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def selected_cases(spec: str) -> list[Case]:
-    if not spec.strip():
-        return list(CASES)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    known = {case.name: case for case in CASES}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return [known[name] for name in names]
-
-
 def fmt_ms(us: float) -> str:
     return f"{us / 1000:.2f} ms"
 
@@ -157,7 +146,7 @@ def median(values: list[float]) -> float:
 
 def main() -> int:
     args = parse_args()
-    cases = selected_cases(args.cases)
+    cases = lab.select(CASES, args.cases)
     tools = {"nginx": "nginx", "wrk": "wrk"}
     if any(case.target == "floor" for case in cases):
         tools["wasm-as"] = "binaryen"
@@ -281,17 +270,7 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
     report = render(
         args, cases, results, at_start, memory, module_bytes, skipped, threads, bench, elapsed
     )
-    print()
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(f"written to {args.out}")
-    if anomalies:
-        print("\nThe run is not valid:", file=sys.stderr)
-        for anomaly in anomalies[:20]:
-            print(f"  - {anomaly}", file=sys.stderr)
-        return 1
-    return 0
+    return lab.publish(report, args.out, anomalies)
 
 
 def start_detectors(

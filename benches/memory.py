@@ -152,17 +152,7 @@ def run(args, bench: lab.Lab, module: Path) -> int:
     elapsed = time.monotonic() - started
 
     report = render(args, readings, module_bytes, elapsed)
-    print()
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(f"written to {args.out}")
-    if problems:
-        print("\nThe run is not valid:", file=sys.stderr)
-        for problem in problems[:20]:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    return 0
+    return lab.publish(report, args.out, problems)
 
 
 def check_run(what: str, out: dict) -> list[str]:

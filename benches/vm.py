@@ -119,17 +119,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def selected_cases(spec: str) -> list[Case]:
-    if not spec.strip():
-        return list(CASES)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    known = {case.name: case for case in CASES}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return [known[name] for name in names]
-
-
 def node_binary(name: str) -> str:
     if name == "node":
         lab.ensure_tools({"node": "nodejs"})
@@ -141,7 +130,7 @@ def node_binary(name: str) -> str:
 
 def main() -> int:
     args = parse_args()
-    cases = selected_cases(args.cases)
+    cases = lab.select(CASES, args.cases)
     node = node_binary(args.node)
     built = lab.module_path()
     if any(case.policy == "detectors" for case in cases) and not lab.DETECTORS_POLICY.exists():
@@ -196,12 +185,7 @@ def run(args, cases: list[Case], node: str, module: Path, work: Path) -> int:
     elapsed = time.monotonic() - started
 
     report = render(args, cases, results, node, module_bytes, elapsed)
-    print()
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(f"written to {args.out}")
-    return 0
+    return lab.publish(report, args.out)
 
 
 def run_host(
