@@ -264,7 +264,7 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                         }
                         rewritten["model"] = original["model"].clone();
                         if facts.output_cap_clamped || facts.output_cap_added {
-                            let consumer = facts.consumer.as_deref().unwrap_or("default");
+                            let consumer = facts.consumer.as_deref().expect("a cap applied without a consumer");
                             let cap = catalogue.output_caps.get(consumer).unwrap_or_else(|| {
                                 panic!("an output cap applied to {consumer:?}, which has none")
                             });
