@@ -10,6 +10,7 @@ use std::ops::Range;
 use super::classify::{ApiFamily, Classified, Endpoint};
 use super::compile::OutputCap;
 use super::config::CapAction;
+use super::extract::display_model;
 use super::redact::Edit;
 use super::reply::{Code, Reply};
 use super::usage::UsageFormat;
@@ -42,15 +43,23 @@ pub enum Watched {
     InferenceConfig,
     /// `inferenceConfig.maxTokens`.
     InferenceMaxTokens,
-    /// Bedrock Converse `additionalModelRequestFields`, passed to the model as they are.
+    /// Bedrock Converse `additionalModelRequestFields`, passed to the model as they are; read
+    /// at every depth (see `additional_limit`).
     AdditionalModelRequestFields,
-    /// A key of `additionalModelRequestFields` that limits output tokens in some model's own
-    /// format (`max_tokens`, `max_tokens_to_sample`, `maxTokenCount`, `max_gen_len`, ...).
-    AdditionalTokenLimit,
+    /// Top-level `n` (chat completions, completions): how many choices are generated.
+    Choices,
+    /// Top-level `best_of` (completions): how many completions are generated to pick from.
+    BestOf,
+    /// `candidateCount` in either spelling of Gemini's generation config.
+    GeminiCandidateCount,
+    /// `candidate_count` in either spelling of Gemini's generation config.
+    GeminiCandidateCountSnake,
+    /// Top-level `background` (Responses): the answer is queued, its usage reported elsewhere.
+    Background,
 }
 
 /// How many `Watched` values there are.
-pub const WATCHED_KINDS: usize = 14;
+pub const WATCHED_KINDS: usize = 18;
 
 /// Whether a key is watched: at the top level (`parent` `None`) or inside a watched object.
 pub fn watched(
@@ -62,10 +71,13 @@ pub fn watched(
     use Endpoint::*;
     match parent {
         None => {
-            if watch.stream && reports_stream_usage(endpoint) {
+            if watch.stream {
                 match key {
-                    "stream" => return Some(Watched::Stream),
-                    "stream_options" => return Some(Watched::StreamOptions),
+                    "stream" if has_stream_flag(endpoint) => return Some(Watched::Stream),
+                    "stream_options" if reports_stream_usage(endpoint) => {
+                        return Some(Watched::StreamOptions)
+                    }
+                    "background" if endpoint == Responses => return Some(Watched::Background),
                     _ => {}
                 }
             }
@@ -81,6 +93,10 @@ pub fn watched(
                     | Messages,
                     "max_tokens",
                 ) => Watched::MaxTokens,
+                (ChatCompletions | AzureChatCompletions | Completions | AzureCompletions, "n") => {
+                    Watched::Choices
+                }
+                (Completions | AzureCompletions, "best_of") => Watched::BestOf,
                 (Responses, "max_output_tokens") => Watched::MaxOutputTokens,
                 (GeminiGenerate, "generationConfig") => Watched::GenerationConfig,
                 (GeminiGenerate, "generation_config") => Watched::GenerationConfigSnake,
@@ -95,25 +111,63 @@ pub fn watched(
         Some(Watched::GenerationConfig | Watched::GenerationConfigSnake) => match key {
             "maxOutputTokens" => Some(Watched::GeminiMaxOutputTokens),
             "max_output_tokens" => Some(Watched::GeminiMaxOutputTokensSnake),
+            "candidateCount" => Some(Watched::GeminiCandidateCount),
+            "candidate_count" => Some(Watched::GeminiCandidateCountSnake),
             _ => None,
         },
         Some(Watched::InferenceConfig) => {
             (key == "maxTokens").then_some(Watched::InferenceMaxTokens)
         }
-        Some(Watched::AdditionalModelRequestFields) => {
-            limits_output_tokens(key).then_some(Watched::AdditionalTokenLimit)
-        }
         Some(_) => None,
     }
 }
 
-/// Whether a model-specific request field limits generated tokens, whatever the model family
-/// spells it: `max_tokens`, `max_tokens_to_sample`, `maxTokenCount`, `max_gen_len`,
-/// `max_new_tokens`, ... Matched loosely on purpose: a false match only asks the client to use
-/// `inferenceConfig.maxTokens` instead.
+/// Whether a model-specific request field limits generated tokens, or multiplies them, whatever
+/// the model family spells it: `max_tokens`, `max_tokens_to_sample`, `maxTokenCount`,
+/// `max_gen_len`, `max_new_tokens`, `n`, `num_generations`, `candidateCount`, ... Matched
+/// loosely on purpose: a false match only asks the client to use `inferenceConfig.maxTokens`
+/// instead, or to leave the field out.
 fn limits_output_tokens(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key.contains("max") && (key.contains("token") || key.contains("gen_len"))
+    let choices = matches!(
+        key.as_str(),
+        "n" | "best_of"
+            | "num_generations"
+            | "numgenerations"
+            | "candidate_count"
+            | "candidatecount"
+            | "num_return_sequences"
+            | "numresults"
+            | "num_results"
+    );
+    choices || (key.contains("max") && (key.contains("token") || key.contains("gen_len")))
+}
+
+/// The first key, at any depth of `additionalModelRequestFields`, that limits or multiplies
+/// output tokens. Bedrock hands the object to the model as it is, and models nest their own
+/// settings (Amazon Nova reads `inferenceConfig.max_new_tokens` there), so every level is read.
+/// `Err` when the value cannot be read (it was validated by the walk, so never in practice).
+fn additional_limit(raw: &[u8]) -> Result<Option<String>, ()> {
+    fn find(value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::Object(object) => object.iter().find_map(|(key, value)| {
+                if limits_output_tokens(key) {
+                    Some(key.clone())
+                } else {
+                    find(value)
+                }
+            }),
+            serde_json::Value::Array(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|_| ())?;
+    Ok(find(&value))
+}
+
+/// The endpoints whose requests say whether to stream with a boolean `stream`.
+pub fn has_stream_flag(endpoint: Endpoint) -> bool {
+    reports_stream_usage(endpoint) || matches!(endpoint, Endpoint::Responses | Endpoint::Messages)
 }
 
 /// The endpoints whose streams report usage only when asked (`stream_options.include_usage`).
@@ -381,15 +435,39 @@ pub fn output_cap(
         } => (container, fields, spellings),
     };
     let invalid = |message: String| Reply::new(Code::InvalidRequest, request.shape, message);
-    if located.get(Watched::AdditionalTokenLimit).is_some() {
+    if let Some(found) = located.get(Watched::AdditionalModelRequestFields) {
         // Bedrock hands these to the model untouched: a limit there would bypass the cap.
-        return Err(invalid(
-            "\"additionalModelRequestFields\" sets an output-token limit in the model's own \
-             format; set it with \"inferenceConfig.maxTokens\" instead"
-                .to_owned(),
-        ));
+        let key = additional_limit(raw(body, &found)).map_err(|()| {
+            invalid("\"additionalModelRequestFields\" could not be read".to_owned())
+        })?;
+        if let Some(key) = key {
+            return Err(invalid(format!(
+                "\"additionalModelRequestFields\" sets \"{}\", which limits or multiplies \
+                 output tokens in the model's own format; set the limit with \
+                 \"inferenceConfig.maxTokens\" and leave the field out",
+                display_model(&key)
+            )));
+        }
     }
-    let limit = request.cap.limit;
+    // The cap bounds what one request produces in all: with several choices, each may have
+    // its share of it.
+    let choices = choices(body, located, request.shape)?;
+    let limit = request.cap.limit.checked_div(choices.count).unwrap_or(0);
+    if limit == 0 {
+        return Ok(CapOutcome {
+            over: Some(Reply::new(
+                Code::MaxOutputTokensExceeded,
+                request.shape,
+                format!(
+                    "\"{}\" asks for {} choices; consumer \"{}\" may have at most {} output \
+                     tokens per request, fewer than one per choice",
+                    choices.name, choices.count, request.consumer, request.cap.limit
+                ),
+            )),
+            refused: true,
+            ..CapOutcome::default()
+        });
+    }
     let mut outcome = CapOutcome::default();
 
     // The object that holds the fields, and the spelling of its key (for names in messages,
@@ -474,16 +552,26 @@ pub fn output_cap(
                     continue;
                 }
                 outcome.over.get_or_insert_with(|| {
-                    Reply::new(
-                        Code::MaxOutputTokensExceeded,
-                        request.shape,
+                    let message = if choices.count > 1 {
+                        format!(
+                            "\"{}\" asks for {asked} output tokens for each of {} choices \
+                             (\"{}\"); consumer \"{}\" may ask for at most {} in all, {limit} \
+                             per choice",
+                            name(field),
+                            choices.count,
+                            choices.name,
+                            request.consumer,
+                            request.cap.limit
+                        )
+                    } else {
                         format!(
                             "\"{}\" asks for {asked} output tokens; consumer \"{}\" may ask for \
                              at most {limit}",
                             name(field),
                             request.consumer
-                        ),
-                    )
+                        )
+                    };
+                    Reply::new(Code::MaxOutputTokensExceeded, request.shape, message)
                 });
                 outcome.changes.push(Change::Replace {
                     span: found.span(),
@@ -535,6 +623,52 @@ pub fn output_cap(
     }
     outcome.added = true;
     Ok(outcome)
+}
+
+/// How many outputs one request generates, and the field that says so.
+#[derive(Debug, Clone, Copy)]
+struct Choices {
+    count: u64,
+    name: &'static str,
+}
+
+/// The choice-count fields of each API: `n` and `best_of` (OpenAI completions generate
+/// `best_of` and return `n`), Gemini's `candidateCount` in either spelling.
+const CHOICE_FIELDS: [(Watched, &str); 4] = [
+    (Watched::Choices, "n"),
+    (Watched::BestOf, "best_of"),
+    (Watched::GeminiCandidateCount, "candidateCount"),
+    (Watched::GeminiCandidateCountSnake, "candidate_count"),
+];
+
+/// The largest choice count the request gives (1 when it gives none, or null). The count is
+/// held to the same form as a token count, so the filter reads what the provider reads.
+fn choices(body: &[u8], located: &Located, shape: ApiFamily) -> Result<Choices, Reply> {
+    let invalid = |message: String| Reply::new(Code::InvalidRequest, shape, message);
+    let given = |what| located.get(what).is_some();
+    if given(Watched::GeminiCandidateCount) && given(Watched::GeminiCandidateCountSnake) {
+        return Err(invalid(both_spellings("candidateCount", "candidate_count")));
+    }
+    let mut most = Choices {
+        count: 1,
+        name: "n",
+    };
+    for (what, name) in CHOICE_FIELDS {
+        let Some(found) = located.get(what) else {
+            continue;
+        };
+        match token_value(raw(body, &found)) {
+            TokenValue::Null => {}
+            TokenValue::Invalid => {
+                return Err(invalid(format!(
+                    "\"{name}\" must be a whole number of choices (a JSON integer) or null"
+                )))
+            }
+            TokenValue::Count(count) if count > most.count => most = Choices { count, name },
+            TokenValue::Count(_) => {}
+        }
+    }
+    Ok(most)
 }
 
 fn top_of(located: &Located, shape: ApiFamily) -> Result<ObjectEnd, Reply> {

@@ -30,7 +30,11 @@ const POLICY: &str = r#"{
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "trial": { "models": ["*"], "max_output_tokens": 100, "mode": "audit" },
     "trial-strict": { "models": ["*"], "max_output_tokens": 100,
-                      "max_output_tokens_action": "refuse", "mode": "audit" }
+                      "max_output_tokens_action": "refuse", "mode": "audit" },
+    "budgeted": { "models": ["*"], "budget": { "tokens_per_day": 100000 } },
+    "budget-trial": { "models": ["*"], "budget": { "tokens_per_day": 100000 }, "mode": "audit" },
+    "budget-capped": { "models": ["*"], "max_output_tokens": 100,
+                       "budget": { "tokens_per_day": 100000 } }
   },
   "rules": [ { "id": "no-email", "detect": "email", "action": "redact" } ]
 }"#;
@@ -248,11 +252,11 @@ cases! {
     stream_include_usage_false: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}"# => Body(r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
     stream_include_usage_null: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":null}}"# => Body(r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
     stream_include_usage_true: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"# => Same;
-    stream_include_usage_string_left: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":"yes"}}"# => Same;
-    stream_options_string_left: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":"x"}"# => Same;
+    stream_include_usage_string_refused: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":"yes"}}"# => Refused(400, "invalid_request");
+    stream_options_string_refused: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":"x"}"# => Refused(400, "invalid_request");
     stream_options_before_stream: "default", CHAT, r#"{"stream_options":{},"model":"gpt-4o","stream":true}"# => Body(r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
     stream_false: "default", CHAT, r#"{"model":"gpt-4o","stream":false}"# => Same;
-    stream_string: "default", CHAT, r#"{"model":"gpt-4o","stream":"true"}"# => Same;
+    stream_string_refused: "default", CHAT, r#"{"model":"gpt-4o","stream":"true"}"# => Refused(400, "invalid_request");
     no_stream_options_unread: "default", CHAT, r#"{"model":"gpt-4o","stream_options":{"include_usage":false}}"# => Same;
     stream_completions: "default", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","stream":true}"# => Body(r#"{"model":"gpt-4o","prompt":"x","stream":true,"stream_options":{"include_usage":true}}"#);
     stream_azure_chat: "default", AZURE_CHAT, r#"{"stream":true}"# => Body(r#"{"stream":true,"stream_options":{"include_usage":true}}"#);
@@ -494,7 +498,54 @@ fn watched_keys_per_endpoint() {
             "max_output_tokens",
             None,
         ),
-        (Endpoint::Responses, all, None, "stream", None),
+        (
+            Endpoint::Responses,
+            all,
+            None,
+            "stream",
+            Some(Watched::Stream),
+        ),
+        (
+            Endpoint::Responses,
+            stream_only,
+            None,
+            "background",
+            Some(Watched::Background),
+        ),
+        (Endpoint::ChatCompletions, all, None, "background", None),
+        (Endpoint::Responses, all, None, "stream_options", None),
+        (Endpoint::Embeddings, all, None, "stream", None),
+        (
+            Endpoint::ChatCompletions,
+            all,
+            None,
+            "n",
+            Some(Watched::Choices),
+        ),
+        (Endpoint::ChatCompletions, stream_only, None, "n", None),
+        (Endpoint::ChatCompletions, all, None, "best_of", None),
+        (
+            Endpoint::Completions,
+            all,
+            None,
+            "best_of",
+            Some(Watched::BestOf),
+        ),
+        (Endpoint::Responses, all, None, "n", None),
+        (
+            Endpoint::GeminiGenerate,
+            all,
+            Some(Watched::GenerationConfig),
+            "candidate_count",
+            Some(Watched::GeminiCandidateCountSnake),
+        ),
+        (
+            Endpoint::BedrockConverse,
+            all,
+            Some(Watched::AdditionalModelRequestFields),
+            "max_tokens",
+            None,
+        ),
         (
             Endpoint::Responses,
             all,
@@ -589,4 +640,184 @@ fn inserts_into_one_object_are_merged() {
             text: r#""a":1,"b":2"#.into()
         })
     );
+}
+
+// Choices multiply the output: the cap bounds the request in all, so each choice gets its share
+// (clamped or refused as the action says); more choices than the cap allows tokens is refused.
+cases! {
+    chat_n_splits_the_cap: "capped", CHAT, r#"{"model":"gpt-4o","n":4,"max_tokens":100}"# => Body(r#"{"model":"gpt-4o","n":4,"max_tokens":25}"#);
+    chat_n_share_floors: "capped", CHAT, r#"{"model":"gpt-4o","n":3,"max_completion_tokens":90}"# => Body(r#"{"model":"gpt-4o","n":3,"max_completion_tokens":33}"#);
+    chat_n_within_share: "capped", CHAT, r#"{"model":"gpt-4o","n":4,"max_tokens":25}"# => Same;
+    chat_n_missing_limit_gets_share: "capped", CHAT, r#"{"model":"gpt-4o","n":8}"# => Body(r#"{"model":"gpt-4o","n":8,"max_completion_tokens":12}"#);
+    chat_n_one: "capped", CHAT, r#"{"model":"gpt-4o","n":1,"max_tokens":100}"# => Same;
+    chat_n_null_is_one: "capped", CHAT, r#"{"model":"gpt-4o","n":null,"max_tokens":100}"# => Same;
+    chat_n_zero_is_one: "capped", CHAT, r#"{"model":"gpt-4o","n":0,"max_tokens":100}"# => Same;
+    chat_n_over_the_cap: "capped", CHAT, r#"{"model":"gpt-4o","n":101}"# => Refused(403, "max_output_tokens_exceeded");
+    chat_n_huge: "capped", CHAT, r#"{"model":"gpt-4o","n":18446744073709551615}"# => Refused(403, "max_output_tokens_exceeded");
+    chat_n_float: "capped", CHAT, r#"{"model":"gpt-4o","n":2.0}"# => Refused(400, "invalid_request");
+    chat_n_string: "capped", CHAT, r#"{"model":"gpt-4o","n":"8"}"# => Refused(400, "invalid_request");
+    chat_n_negative: "capped", CHAT, r#"{"model":"gpt-4o","n":-2}"# => Refused(400, "invalid_request");
+    chat_n_refuse_over_share: "strict", CHAT, r#"{"model":"gpt-4o","n":2,"max_tokens":100}"# => Refused(403, "max_output_tokens_exceeded");
+    chat_n_refuse_within_share: "strict", CHAT, r#"{"model":"gpt-4o","n":2,"max_tokens":50}"# => Same;
+    chat_n_refuse_adds_share: "strict", CHAT, r#"{"model":"gpt-4o","n":5}"# => Body(r#"{"model":"gpt-4o","n":5,"max_completion_tokens":20}"#);
+    chat_n_audit: "trial", CHAT, r#"{"model":"gpt-4o","n":8,"max_tokens":100}"# => Audited("max_output_tokens_exceeded");
+    chat_n_uncapped_untouched: "default", CHAT, r#"{"model":"gpt-4o","n":8,"max_tokens":"x"}"# => Same;
+    azure_chat_n: "capped", AZURE_CHAT, r#"{"n":2,"max_completion_tokens":100}"# => Body(r#"{"n":2,"max_completion_tokens":50}"#);
+    completions_n: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","n":10,"max_tokens":100}"# => Body(r#"{"model":"gpt-4o","prompt":"x","n":10,"max_tokens":10}"#);
+    completions_best_of: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","best_of":20,"max_tokens":100}"# => Body(r#"{"model":"gpt-4o","prompt":"x","best_of":20,"max_tokens":5}"#);
+    completions_best_of_over_n: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","n":2,"best_of":4}"# => Body(r#"{"model":"gpt-4o","prompt":"x","n":2,"best_of":4,"max_tokens":25}"#);
+    completions_best_of_float: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","best_of":4.0}"# => Refused(400, "invalid_request");
+    azure_completions_best_of: "capped", AZURE_COMPLETIONS, r#"{"prompt":"x","best_of":4}"# => Body(r#"{"prompt":"x","best_of":4,"max_tokens":25}"#);
+    gemini_candidate_count: "capped", GEMINI, r#"{"generationConfig":{"candidateCount":8,"maxOutputTokens":100}}"# => Body(r#"{"generationConfig":{"candidateCount":8,"maxOutputTokens":12}}"#);
+    gemini_candidate_count_snake: "capped", GEMINI, r#"{"generation_config":{"candidate_count":4}}"# => Body(r#"{"generation_config":{"candidate_count":4,"max_output_tokens":25}}"#);
+    gemini_candidate_count_mixed: "capped", GEMINI, r#"{"generationConfig":{"candidate_count":2,"maxOutputTokens":100}}"# => Body(r#"{"generationConfig":{"candidate_count":2,"maxOutputTokens":50}}"#);
+    gemini_candidate_count_both_spellings: "capped", GEMINI, r#"{"generationConfig":{"candidateCount":1,"candidate_count":8}}"# => Refused(400, "invalid_request");
+    gemini_candidate_count_over_cap: "strict", GEMINI_STREAM, r#"{"generationConfig":{"candidateCount":200}}"# => Refused(403, "max_output_tokens_exceeded");
+    gemini_candidate_count_string: "capped", GEMINI, r#"{"generationConfig":{"candidateCount":"8"}}"# => Refused(400, "invalid_request");
+    responses_n_is_not_a_field: "capped", RESPONSES, r#"{"model":"gpt-4o","n":8,"max_output_tokens":100}"# => Same;
+    messages_n_is_not_a_field: "capped", MESSAGES, r#"{"model":"claude","n":8,"max_tokens":100}"# => Same;
+}
+
+// Bedrock model fields are read at every depth: limits and choice counts in the model's own
+// format bypass inferenceConfig.
+cases! {
+    converse_nova_nested_limit: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"inferenceConfig":{"max_new_tokens":5000}}}"# => Refused(400, "invalid_request");
+    converse_nested_in_array: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"x":[{"y":{"maxTokens":9000}}]}}"# => Refused(400, "invalid_request");
+    converse_deep_escaped: "capped", CONVERSE_STREAM, r#"{"additionalModelRequestFields":{"a":{"b":{"c":{"max_\u0074okens_to_sample":9000}}}}}"# => Refused(400, "invalid_request");
+    converse_model_field_n: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"n":8}}"# => Refused(400, "invalid_request");
+    converse_model_field_num_generations: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"params":{"num_generations":5}}}"# => Refused(400, "invalid_request");
+    converse_model_field_candidate_count: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"generationConfig":{"candidateCount":5}}}"# => Refused(400, "invalid_request");
+    converse_nested_other_fields: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"inferenceConfig":{"topK":5},"reasoning":[{"effort":"low"}]}}"# => Body(r#"{"additionalModelRequestFields":{"inferenceConfig":{"topK":5},"reasoning":[{"effort":"low"}]},"inferenceConfig":{"maxTokens":100}}"#);
+    converse_nested_limit_in_a_value_is_text: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"note":"max_tokens"}}"# => Body(r#"{"additionalModelRequestFields":{"note":"max_tokens"},"inferenceConfig":{"maxTokens":100}}"#);
+    converse_nested_uncapped_untouched: "default", CONVERSE, r#"{"additionalModelRequestFields":{"inferenceConfig":{"max_new_tokens":5000}}}"# => Same;
+}
+
+// Flags whose type the API defines are refused with another type, for every consumer: the
+// filter and the provider must read the same value.
+cases! {
+    flag_stream_one: "default", CHAT, r#"{"model":"gpt-4o","stream":1}"# => Refused(400, "invalid_request");
+    flag_stream_zero: "default", COMPLETIONS, r#"{"model":"gpt-4o","stream":0}"# => Refused(400, "invalid_request");
+    flag_stream_object: "default", AZURE_CHAT, r#"{"stream":{}}"# => Refused(400, "invalid_request");
+    flag_stream_null: "default", CHAT, r#"{"model":"gpt-4o","stream":null}"# => Same;
+    flag_include_usage_string_false: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":"false"}}"# => Refused(400, "invalid_request");
+    flag_include_usage_zero: "default", CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":0}}"# => Refused(400, "invalid_request");
+    flag_include_usage_without_stream: "default", CHAT, r#"{"model":"gpt-4o","stream_options":{"include_usage":0}}"# => Refused(400, "invalid_request");
+    flag_responses_stream_string: "default", RESPONSES, r#"{"model":"gpt-4o","stream":"true"}"# => Refused(400, "invalid_request");
+    flag_responses_background_string: "default", RESPONSES, r#"{"model":"gpt-4o","background":"true"}"# => Refused(400, "invalid_request");
+    flag_responses_background_one: "default", RESPONSES, r#"{"model":"gpt-4o","background":1}"# => Refused(400, "invalid_request");
+    flag_responses_background_false: "default", RESPONSES, r#"{"model":"gpt-4o","background":false}"# => Same;
+    flag_messages_stream_string: "default", MESSAGES, r#"{"model":"claude","stream":"yes"}"# => Refused(400, "invalid_request");
+    flag_messages_stream_true: "default", MESSAGES, r#"{"model":"claude","stream":true}"# => Same;
+    flag_in_audit_mode_too: "trial", CHAT, r#"{"model":"gpt-4o","stream":1}"# => Refused(400, "invalid_request");
+    flag_embeddings_stream_not_read: "default", EMBEDDINGS, r#"{"model":"gpt-4o","input":"x","stream":1}"# => Same;
+    flag_nested_stream_not_read: "default", CHAT, r#"{"model":"gpt-4o","metadata":{"stream":1}}"# => Same;
+}
+
+// A consumer with a budget is forwarded only requests whose usage will be read.
+cases! {
+    budget_plain_chat: "budgeted", CHAT, r#"{"model":"gpt-4o"}"# => Same;
+    budget_stream_gets_usage: "budgeted", CHAT, r#"{"model":"gpt-4o","stream":true}"# => Body(r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
+    budget_responses_background: "budgeted", RESPONSES, r#"{"model":"gpt-4o","input":"x","background":true}"# => Refused(403, "usage_unreadable");
+    budget_responses_background_false: "budgeted", RESPONSES, r#"{"model":"gpt-4o","input":"x","background":false}"# => Same;
+    budget_responses_stream: "budgeted", RESPONSES, r#"{"model":"gpt-4o","input":"x","stream":true}"# => Same;
+    budget_gemini_proto: "budgeted", "/v1beta/models/gemini-flash:generateContent?alt=proto", r#"{"contents":[]}"# => Refused(403, "usage_unreadable");
+    budget_gemini_dollar_alt: "budgeted", "/v1beta/models/gemini-flash:generateContent?$alt=proto", r#"{"contents":[]}"# => Refused(403, "usage_unreadable");
+    budget_gemini_encoded_alt: "budgeted", "/v1beta/models/gemini-flash:generateContent?%61lt=media", r#"{"contents":[]}"# => Refused(403, "usage_unreadable");
+    budget_gemini_alt_twice: "budgeted", "/v1beta/models/gemini-flash:streamGenerateContent?alt=sse&alt=proto", r#"{"contents":[]}"# => Refused(403, "usage_unreadable");
+    budget_gemini_alt_bad_escape: "budgeted", "/v1beta/models/gemini-flash:generateContent?alt%zz=sse", r#"{"contents":[]}"# => Refused(403, "usage_unreadable");
+    budget_gemini_sse: "budgeted", GEMINI_STREAM, r#"{"contents":[]}"# => Same;
+    budget_gemini_json: "budgeted", "/v1beta/models/gemini-flash:generateContent?alt=json&key=k", r#"{"contents":[]}"# => Same;
+    budget_gemini_no_alt: "budgeted", "/v1beta/models/gemini-flash:streamGenerateContent", r#"{"contents":[]}"# => Same;
+    budget_gemini_count_tokens_proto: "budgeted", "/v1beta/models/gemini-flash:countTokens?alt=proto", r#"{"contents":[]}"# => Same;
+    budget_converse: "budgeted", CONVERSE, r#"{"messages":[]}"# => Same;
+    budget_converse_stream: "budgeted", CONVERSE_STREAM, r#"{"messages":[]}"# => Refused(403, "usage_unreadable");
+    budget_invoke: "budgeted", INVOKE, r#"{"prompt":"x"}"# => Same;
+    budget_invoke_stream: "budgeted", INVOKE_STREAM, r#"{"prompt":"x"}"# => Refused(403, "usage_unreadable");
+    budget_and_cap_background: "budget-capped", RESPONSES, r#"{"model":"gpt-4o","background":true,"max_output_tokens":5}"# => Refused(403, "usage_unreadable");
+    budget_audit_records: "budget-trial", CONVERSE_STREAM, r#"{"messages":[]}"# => Audited("usage_unreadable");
+    no_budget_background_forwarded: "default", RESPONSES, r#"{"model":"gpt-4o","background":true}"# => Same;
+    cap_only_background_bounded: "capped", RESPONSES, r#"{"model":"gpt-4o","background":true,"max_output_tokens":5}"# => Same;
+    cap_only_converse_stream_bounded: "capped", CONVERSE_STREAM, r#"{"inferenceConfig":{"maxTokens":5}}"# => Same;
+    no_budget_gemini_proto: "capped", "/v1beta/models/gemini-flash:generateContent?alt=proto", r#"{"generationConfig":{"maxOutputTokens":5}}"# => Same;
+}
+
+#[test]
+fn a_budgeted_stream_without_injection_must_ask_for_usage() {
+    let text = POLICY.replacen('{', r#"{ "usage": { "inject_stream_usage": false },"#, 1);
+    let policy = Policy::from_json(text.as_bytes()).unwrap();
+    let stream = r#"{"model":"gpt-4o","stream":true}"#;
+    check(
+        &policy,
+        "budgeted",
+        CHAT,
+        stream,
+        Refused(403, "usage_unreadable"),
+    );
+    check(
+        &policy,
+        "budgeted",
+        AZURE_COMPLETIONS,
+        r#"{"stream":true,"stream_options":{"include_usage":false}}"#,
+        Refused(403, "usage_unreadable"),
+    );
+    check(
+        &policy,
+        "budgeted",
+        CHAT,
+        r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+        Same,
+    );
+    check(
+        &policy,
+        "budgeted",
+        CHAT,
+        r#"{"model":"gpt-4o","stream":false}"#,
+        Same,
+    );
+    check(&policy, "default", CHAT, stream, Same);
+    let (result, _) = run(&policy, "budgeted", CHAT, stream);
+    let message = result.unwrap_err().message;
+    assert!(
+        message.contains("consumer \"budgeted\" has a token budget"),
+        "{message}"
+    );
+    assert!(message.contains("include_usage"), "{message}");
+}
+
+#[test]
+fn choice_and_nested_refusals_say_why() {
+    let policy = policy();
+    let message = |consumer, path, body| run(&policy, consumer, path, body).0.unwrap_err().message;
+    assert_eq!(
+        message(
+            "strict",
+            CHAT,
+            r#"{"model":"gpt-4o","n":4,"max_tokens":30}"#
+        ),
+        "\"max_tokens\" asks for 30 output tokens for each of 4 choices (\"n\"); consumer \
+         \"strict\" may ask for at most 100 in all, 25 per choice"
+    );
+    assert_eq!(
+        message("capped", COMPLETIONS, r#"{"model":"gpt-4o","best_of":500}"#),
+        "\"best_of\" asks for 500 choices; consumer \"capped\" may have at most 100 output \
+         tokens per request, fewer than one per choice"
+    );
+    let nova = message(
+        "capped",
+        CONVERSE,
+        r#"{"additionalModelRequestFields":{"inferenceConfig":{"max_new_tokens":5000}}}"#,
+    );
+    assert!(nova.contains("\"max_new_tokens\""), "{nova}");
+    assert!(nova.contains("inferenceConfig.maxTokens"), "{nova}");
+    let flag = message("default", CHAT, r#"{"model":"gpt-4o","stream":"true"}"#);
+    assert!(
+        flag.starts_with("\"stream\" must be true, false or null"),
+        "{flag}"
+    );
+    let proto = message(
+        "budgeted",
+        "/v1beta/models/gemini-flash:generateContent?alt=proto",
+        r#"{"contents":[]}"#,
+    );
+    assert!(proto.contains("\"alt=proto\""), "{proto}");
 }

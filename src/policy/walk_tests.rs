@@ -271,7 +271,9 @@ fn only_the_endpoints_fields_are_located() {
         Some("2")
     );
     assert_eq!(get(Endpoint::Responses, Watched::MaxTokens), None);
-    assert_eq!(get(Endpoint::Responses, Watched::Stream), None);
+    assert_eq!(get(Endpoint::Responses, Watched::Stream), Some("true"));
+    assert_eq!(get(Endpoint::Responses, Watched::StreamOptions), None);
+    assert_eq!(get(Endpoint::Embeddings, Watched::Stream), None);
     assert_eq!(get(Endpoint::Messages, Watched::MaxTokens), Some("1"));
     assert_eq!(
         get(Endpoint::GeminiGenerate, Watched::GeminiMaxOutputTokens),
