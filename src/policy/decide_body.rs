@@ -11,6 +11,7 @@ use super::decide::{audit_or_refuse, no_consumer, rebase, Decision, Facts, Forwa
 use super::extract::{display_model, BodyError};
 use super::inspect::{ScanSink, Verdict};
 use super::limits::{self, CapRequest, Change};
+use super::limits_usage;
 use super::redact::{apply, redact_string, string_value_spans, Edit};
 use super::reply::{Code, Reply};
 use super::strict_json::{JsonError, Violation};
@@ -40,7 +41,7 @@ impl Policy {
         // fields only when a limit applies.
         let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
         let watch = Watch {
-            stream: self.inject_stream_usage && limits::reports_stream_usage(endpoint),
+            stream: limits::has_stream_flag(endpoint),
             output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())
                 && limits::has_cap_fields(classified),
         };
@@ -140,8 +141,8 @@ impl Policy {
             audited.get_or_insert(reply);
         }
 
-        let changes =
-            self.limit_changes(classified, consumer, body, &walked, facts, &mut audited)?;
+        let request = (classified, pending.path.as_str(), body);
+        let changes = self.limit_changes(request, consumer, &walked, facts, &mut audited)?;
 
         // Edits: the model (in the path or the body), the redactions and the limits' changes,
         // in one copy.
@@ -202,17 +203,42 @@ impl Policy {
     /// recorded; a refusal is a policy denial.
     fn limit_changes(
         &self,
-        classified: &Classified,
+        (classified, path, body): (&Classified, &str, &[u8]),
         consumer: Option<&Consumer>,
-        body: &[u8],
         walked: &Walked,
         facts: &mut Facts,
         audited: &mut Option<Reply>,
     ) -> Result<Vec<Change>, Reply> {
+        let shape = classified.endpoint.family();
+        let flags = limits_usage::flags(body, &walked.located, shape)?;
         let mut changes = Vec::new();
-        if let Some(change) = limits::stream_usage(body, &walked.located) {
-            changes.push(change);
-            facts.stream_usage_added = true;
+        if self.inject_stream_usage && limits::reports_stream_usage(classified.endpoint) {
+            if let Some(change) = limits::stream_usage(body, &walked.located) {
+                changes.push(change);
+                facts.stream_usage_added = true;
+            }
+        }
+        // A budget is charged with the usage the response reports: a request whose usage will
+        // not be read would never be charged.
+        if let Some(consumer) =
+            consumer.filter(|consumer| self.budget_for(&consumer.name).is_some())
+        {
+            let unread =
+                limits_usage::unread_usage(classified, path, flags, facts.stream_usage_added);
+            if let Some(reason) = unread {
+                let reply = Reply::new(
+                    Code::UsageUnreadable,
+                    shape,
+                    format!(
+                        "consumer \"{}\" has a token budget, which is charged with the usage \
+                         each answer reports, and {reason}",
+                        consumer.name
+                    ),
+                );
+                if let Some(reply) = audit_or_refuse(consumer.mode, reply)? {
+                    audited.get_or_insert(reply);
+                }
+            }
         }
         let Some((consumer, cap)) =
             consumer.and_then(|consumer| Some((consumer, consumer.output_cap?)))

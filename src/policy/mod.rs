@@ -13,6 +13,7 @@ pub mod glob;
 pub mod inspect;
 pub mod json_reader;
 pub mod limits;
+pub mod limits_usage;
 pub mod redact;
 pub mod reply;
 pub mod request;

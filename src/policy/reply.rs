@@ -24,6 +24,7 @@ pub enum Code {
     OpaqueContent,
     MaxOutputTokensExceeded,
     BudgetExceeded,
+    UsageUnreadable,
     InternalError,
 }
 
@@ -46,6 +47,7 @@ impl Code {
             Code::OpaqueContent => "opaque_content",
             Code::MaxOutputTokensExceeded => "max_output_tokens_exceeded",
             Code::BudgetExceeded => "budget_exceeded",
+            Code::UsageUnreadable => "usage_unreadable",
             Code::InternalError => "internal_error",
         }
     }
@@ -57,7 +59,8 @@ impl Code {
             | Code::ConsumerNotAllowed
             | Code::PromptBlocked
             | Code::OpaqueContent
-            | Code::MaxOutputTokensExceeded => 403,
+            | Code::MaxOutputTokensExceeded
+            | Code::UsageUnreadable => 403,
             Code::InvalidIdentity
             | Code::InvalidRequest
             | Code::InvalidJson
@@ -94,6 +97,7 @@ impl Code {
                 | Code::OpaqueContent
                 | Code::MaxOutputTokensExceeded
                 | Code::BudgetExceeded
+                | Code::UsageUnreadable
         )
     }
 }
