@@ -139,64 +139,74 @@ impl UsageReader {
     /// The usage known so far: `None` if no usage object has been seen (or every one seen
     /// was null/unreadable).
     pub fn usage(&self) -> Option<Usage> {
+        let format = self.scanner.format;
         self.scanner
             .found
-            .map(|counts| counts.normalise(self.scanner.format))
+            .filter(|counts| counts.complete(format))
+            .map(|counts| counts.normalise(format))
     }
 }
 
-/// The counts one usage object gives, under the provider's own meaning; `None` where absent.
+/// The counts the usage objects gave so far, under the provider's own meaning; `None` where
+/// not given. A response may spread its usage over several objects (input in one, output in a
+/// later one): each count is taken from the last object that gives it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     /// The provider's input count: every prompt token for OpenAI and Gemini, only the
     /// uncached ones for Anthropic and Bedrock.
     input: Option<u64>,
+    /// Generated tokens; for Gemini the candidates only.
     output: Option<u64>,
+    /// Gemini's reasoning tokens, which it counts apart from the candidates.
+    thoughts: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
 }
 
-/// A usage object with a missing required count or a count that is not a u64.
+/// A usage object with a count that is not a whole number of tokens.
 struct Unreadable;
 
 impl Counts {
+    /// The counts one object gives. Every count is optional here; which ones a response must
+    /// give in all is checked once it ends (`complete`).
     fn read(format: UsageFormat, object: &Map<String, Value>) -> Result<Counts, Unreadable> {
         let counts = match format {
             UsageFormat::OpenAiChat => Counts {
-                input: Some(required(object, "prompt_tokens")?),
+                input: count(object, &["prompt_tokens"])?,
                 output: count(object, &["completion_tokens"])?,
+                thoughts: None,
                 cache_read: count(object, &["prompt_tokens_details", "cached_tokens"])?,
                 cache_write: None,
             },
             UsageFormat::OpenAiResponses => Counts {
-                input: Some(required(object, "input_tokens")?),
-                output: Some(required(object, "output_tokens")?),
+                input: count(object, &["input_tokens"])?,
+                output: count(object, &["output_tokens"])?,
+                thoughts: None,
                 cache_read: count(object, &["input_tokens_details", "cached_tokens"])?,
                 cache_write: None,
             },
             // `message_delta` repeats only the output count (newer API versions repeat the
-            // rest too), so input and cache counts are optional here and merged later.
+            // rest too).
             UsageFormat::Anthropic => Counts {
                 input: count(object, &["input_tokens"])?,
-                output: Some(required(object, "output_tokens")?),
+                output: count(object, &["output_tokens"])?,
+                thoughts: None,
                 cache_read: count(object, &["cache_read_input_tokens"])?,
                 cache_write: count(object, &["cache_creation_input_tokens"])?,
             },
             // Gemini leaves out zero counts (proto3 JSON), and early stream chunks carry only
             // the prompt count.
-            UsageFormat::Gemini => {
-                let candidates = count(object, &["candidatesTokenCount"])?.unwrap_or(0);
-                let thoughts = count(object, &["thoughtsTokenCount"])?.unwrap_or(0);
-                Counts {
-                    input: Some(required(object, "promptTokenCount")?),
-                    output: Some(candidates.saturating_add(thoughts)),
-                    cache_read: count(object, &["cachedContentTokenCount"])?,
-                    cache_write: None,
-                }
-            }
+            UsageFormat::Gemini => Counts {
+                input: count(object, &["promptTokenCount"])?,
+                output: count(object, &["candidatesTokenCount"])?,
+                thoughts: count(object, &["thoughtsTokenCount"])?,
+                cache_read: count(object, &["cachedContentTokenCount"])?,
+                cache_write: None,
+            },
             UsageFormat::BedrockConverse => Counts {
-                input: Some(required(object, "inputTokens")?),
-                output: Some(required(object, "outputTokens")?),
+                input: count(object, &["inputTokens"])?,
+                output: count(object, &["outputTokens"])?,
+                thoughts: None,
                 cache_read: count(object, &["cacheReadInputTokens"])?,
                 cache_write: count(object, &["cacheWriteInputTokens"])?,
             },
@@ -204,13 +214,28 @@ impl Counts {
         Ok(counts)
     }
 
-    /// Anthropic's later objects restate some counts: those present override.
+    /// Later objects restate or complete earlier ones: the counts present override.
     fn merged(self, later: Counts) -> Counts {
         Counts {
             input: later.input.or(self.input),
             output: later.output.or(self.output),
+            thoughts: later.thoughts.or(self.thoughts),
             cache_read: later.cache_read.or(self.cache_read),
             cache_write: later.cache_write.or(self.cache_write),
+        }
+    }
+
+    /// Whether the response gave the counts its format always gives: the input count (but
+    /// Anthropic's, which its final object may leave out), and the output count where the
+    /// provider never leaves it out (Responses, Anthropic, Bedrock; OpenAI embeddings have
+    /// none, Gemini omits a zero).
+    fn complete(&self, format: UsageFormat) -> bool {
+        match format {
+            UsageFormat::OpenAiChat | UsageFormat::Gemini => self.input.is_some(),
+            UsageFormat::OpenAiResponses | UsageFormat::BedrockConverse => {
+                self.input.is_some() && self.output.is_some()
+            }
+            UsageFormat::Anthropic => self.output.is_some(),
         }
     }
 
@@ -225,15 +250,14 @@ impl Counts {
         };
         Usage {
             input,
-            output: self.output.unwrap_or(0),
+            output: self
+                .output
+                .unwrap_or(0)
+                .saturating_add(self.thoughts.unwrap_or(0)),
             // Cached tokens are part of the input, whatever a provider claims.
             cached: cache_read.min(input),
         }
     }
-}
-
-fn required(object: &Map<String, Value>, key: &str) -> Result<u64, Unreadable> {
-    count(object, &[key])?.ok_or(Unreadable)
 }
 
 /// The count at `path`: `None` when it (or an object on the way) is absent or null.
@@ -251,8 +275,20 @@ fn count(object: &Map<String, Value>, path: &[&str]) -> Result<Option<u64>, Unre
     }
     match object.get(*last) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value.as_u64().map(Some).ok_or(Unreadable),
+        Some(value) => whole(value).map(Some).ok_or(Unreadable),
     }
+}
+
+/// A whole number of tokens: a JSON integer, or a number with no fraction (`11.0`, `1e3`), as
+/// some servers write their counts. Negative or fractional counts are not counts.
+fn whole(value: &Value) -> Option<u64> {
+    if let Some(count) = value.as_u64() {
+        return Some(count);
+    }
+    let float = value.as_f64()?;
+    // 2^64: every f64 below it that has no fraction fits a u64.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    ((0.0..LIMIT).contains(&float) && float.fract() == 0.0).then_some(float as u64)
 }
 
 /// Where a container sits, as far as finding usage goes.
@@ -567,9 +603,9 @@ impl Scanner {
         if !self.capture_too_long {
             if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&self.capture) {
                 if let Ok(counts) = Counts::read(self.format, &object) {
-                    self.found = Some(match (self.format, self.found) {
-                        (UsageFormat::Anthropic, Some(earlier)) => earlier.merged(counts),
-                        _ => counts,
+                    self.found = Some(match self.found {
+                        Some(earlier) => earlier.merged(counts),
+                        None => counts,
                     });
                 }
             }

@@ -485,7 +485,7 @@ fn unreadable_counts_are_ignored() {
     for usage_object in [
         r#"{"input_tokens":1}"#,
         r#"{"output_tokens":1}"#,
-        r#"{"input_tokens":1,"output_tokens":1e3}"#,
+        r#"{"input_tokens":1,"output_tokens":1.5}"#,
     ] {
         let body = format!(r#"{{"usage":{usage_object}}}"#);
         check(UsageFormat::OpenAiResponses, Framing::Json, &body, None);
@@ -658,12 +658,19 @@ fn last_usage_wins() {
         r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2,"completion_tokens":3}}"#,
         usage(2, 3, 0),
     );
-    // Gemini counts are cumulative: a later chunk replaces, it does not add.
+    // Gemini counts are cumulative: a later chunk replaces what it restates, it does not add,
+    // and a count it leaves out keeps its earlier value.
+    check(
+        UsageFormat::Gemini,
+        Framing::Json,
+        r#"[{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1}},{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":3}}]"#,
+        usage(4, 3, 0),
+    );
     check(
         UsageFormat::Gemini,
         Framing::Json,
         r#"[{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1}},{"usageMetadata":{"promptTokenCount":4}}]"#,
-        usage(4, 0, 0),
+        usage(4, 1, 0),
     );
 }
 
@@ -897,4 +904,77 @@ fn framing_from_content_type() {
     ] {
         assert_eq!(Framing::from_content_type(value), framing, "{value:?}");
     }
+}
+
+/// Usage spread over several objects, each giving some of the counts: one case a line, the
+/// stream's usage objects in order and the usage expected in all.
+macro_rules! merged {
+    ($($name:ident: $format:ident, [$($object:expr),*] => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let (key, framing) = match UsageFormat::$format {
+                UsageFormat::Gemini => ("usageMetadata", Framing::Sse),
+                _ => ("usage", Framing::Sse),
+            };
+            let body: String = [$($object),*]
+                .iter()
+                .map(|object: &&str| format!("data: {{\"{key}\":{object}}}\n\n"))
+                .collect();
+            check(UsageFormat::$format, framing, &body, $expected);
+        }
+    )*};
+}
+
+merged! {
+    merged_openai_input_then_output: OpenAiChat, [r#"{"prompt_tokens":11}"#, r#"{"completion_tokens":7}"#] => usage(11, 7, 0);
+    merged_openai_output_then_input: OpenAiChat, [r#"{"completion_tokens":7}"#, r#"{"prompt_tokens":11}"#] => usage(11, 7, 0);
+    merged_openai_cached_later: OpenAiChat, [r#"{"prompt_tokens":11,"completion_tokens":7}"#, r#"{"prompt_tokens_details":{"cached_tokens":4}}"#] => usage(11, 7, 4);
+    merged_openai_running_totals: OpenAiChat, [r#"{"prompt_tokens":11,"completion_tokens":1}"#, r#"{"prompt_tokens":11,"completion_tokens":2}"#, r#"{"prompt_tokens":11,"completion_tokens":9}"#] => usage(11, 9, 0);
+    merged_openai_output_only: OpenAiChat, [r#"{"completion_tokens":7}"#] => None;
+    merged_openai_null_between: OpenAiChat, [r#"{"prompt_tokens":11}"#, "null", r#"{"completion_tokens":7,"prompt_tokens":null}"#] => usage(11, 7, 0);
+    merged_openai_unreadable_object_skipped: OpenAiChat, [r#"{"prompt_tokens":11}"#, r#"{"completion_tokens":-7}"#, r#"{"completion_tokens":5}"#] => usage(11, 5, 0);
+    merged_responses_split: OpenAiResponses, [r#"{"input_tokens":3}"#, r#"{"output_tokens":4}"#] => usage(3, 4, 0);
+    merged_responses_output_missing: OpenAiResponses, [r#"{"input_tokens":3}"#] => None;
+    merged_anthropic_start_and_delta: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_read_input_tokens":5}"#, r#"{"output_tokens":30}"#] => usage(25, 30, 5);
+    merged_anthropic_input_only: Anthropic, [r#"{"input_tokens":20}"#] => None;
+    merged_gemini_prompt_then_candidates: Gemini, [r#"{"promptTokenCount":8}"#, r#"{"candidatesTokenCount":5,"thoughtsTokenCount":2}"#] => usage(8, 7, 0);
+    merged_gemini_candidates_only: Gemini, [r#"{"candidatesTokenCount":5}"#] => None;
+    merged_bedrock_split: BedrockConverse, [r#"{"inputTokens":9}"#, r#"{"outputTokens":2}"#] => usage(9, 2, 0);
+    merged_bedrock_output_missing: BedrockConverse, [r#"{"inputTokens":9}"#] => None;
+}
+
+/// Integral counts written as floats are counts; fractions, negatives and counts past u64 are
+/// not.
+macro_rules! counts {
+    ($($name:ident: $value:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let body = format!(r#"{{"usage":{{"prompt_tokens":{},"completion_tokens":2}}}}"#, $value);
+            let expected: Option<u64> = $expected;
+            check(
+                UsageFormat::OpenAiChat,
+                Framing::Json,
+                &body,
+                expected.and_then(|input| usage(input, 2, 0)),
+            );
+        }
+    )*};
+}
+
+counts! {
+    count_integer: "11" => Some(11);
+    count_float_integral: "11.0" => Some(11);
+    count_float_trailing_zeros: "11.000" => Some(11);
+    count_exponent: "1e3" => Some(1000);
+    count_exponent_upper_signed: "1.1E+1" => Some(11);
+    count_zero_float: "0.0" => Some(0);
+    count_negative_zero_float: "-0.0" => Some(0);
+    count_large_float: "9007199254740992.0" => Some(9_007_199_254_740_992);
+    count_fraction: "11.5" => None;
+    count_tiny_fraction: "0.1" => None;
+    count_negative_float: "-1.0" => None;
+    count_negative: "-1" => None;
+    count_past_u64_float: "1.8446744073709552e19" => None;
+    count_huge_exponent: "1e300" => None;
+    count_string: "\"11\"" => None;
 }
