@@ -114,8 +114,11 @@ fn keep(data: &[u8], removed: &[std::ops::Range<usize>]) -> Vec<u8> {
     kept
 }
 
-/// An event whose data is a chunk with no choices and a usage object: the one the provider
-/// adds for `include_usage`.
+/// An event whose data is a chunk that carries nothing but usage: the one the provider adds
+/// for `include_usage`. Its `choices` is empty, its `usage` an object, and every other member
+/// is one of the envelope fields every chunk repeats, holding a plain value. A chunk with
+/// anything more (Azure's `prompt_filter_results`, a provider's own additions) is the
+/// provider speaking to the client, and is kept whole.
 fn is_usage_only(event: &[u8]) -> bool {
     // Cheap test first: every chunk of such a stream has `"usage":null`; only this one has an
     // object there.
@@ -134,13 +137,24 @@ fn is_usage_only(event: &[u8]) -> bool {
     let Ok(serde_json::Value::Object(chunk)) = serde_json::from_slice(&payload) else {
         return false;
     };
-    let no_choices = chunk
-        .get("choices")
-        .and_then(serde_json::Value::as_array)
-        .is_some_and(Vec::is_empty);
-    let has_usage = chunk.get("usage").is_some_and(serde_json::Value::is_object);
-    no_choices && has_usage
+    chunk.iter().all(|(key, value)| match key.as_str() {
+        "choices" => value.as_array().is_some_and(Vec::is_empty),
+        "usage" => value.is_object(),
+        _ => ENVELOPE.contains(&key.as_str()) && !(value.is_object() || value.is_array()),
+    }) && chunk.get("usage").is_some_and(serde_json::Value::is_object)
+        && chunk.contains_key("choices")
 }
+
+/// The members every chunk of an OpenAI-style stream repeats, which say nothing of their own.
+const ENVELOPE: [&str; 7] = [
+    "id",
+    "object",
+    "created",
+    "model",
+    "system_fingerprint",
+    "service_tier",
+    "obfuscation",
+];
 
 fn contains_usage_object(event: &[u8]) -> bool {
     const KEY: &[u8] = b"\"usage\"";

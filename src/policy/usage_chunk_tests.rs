@@ -105,3 +105,41 @@ fn an_oversized_event_stops_the_editing_without_losing_bytes() {
     let (b, c) = rest.split_at(huge.len() - 100);
     assert_eq!(run(&[a, b, c]), bytes);
 }
+
+/// Which events are taken out: only a chunk with nothing but usage (and the envelope every
+/// chunk repeats). One case a line: the event's data, and whether it is removed.
+macro_rules! removal {
+    ($($name:ident: $data:expr => $removed:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let event = format!("data: {}\n\n", $data);
+            let stream = [CHUNK_1, event.as_str(), DONE].concat();
+            let expected = if $removed {
+                [CHUNK_1, DONE].concat()
+            } else {
+                stream.clone()
+            };
+            for split in 0..=stream.len() {
+                let (a, b) = stream.as_bytes().split_at(split);
+                assert_eq!(String::from_utf8(run(&[a, b])).unwrap(), expected, "split at {split}");
+            }
+        }
+    )*};
+}
+
+removal! {
+    removal_openai_usage_chunk: r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","service_tier":"default","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"# => true;
+    removal_obfuscation_padding: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"obfuscation":"aGk"}"# => true;
+    removal_minimal: r#"{"choices":[],"usage":{}}"# => true;
+    removal_null_envelope: r#"{"id":"c1","system_fingerprint":null,"choices":[],"usage":{"prompt_tokens":1}}"# => true;
+    removal_keeps_azure_filter_results: r#"{"id":"c1","choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}],"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_content_filter_results: r#"{"id":"c1","choices":[],"content_filter_results":{},"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_citations: r#"{"id":"c1","choices":[],"citations":["https://example.com"],"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_unknown_scalar: r#"{"id":"c1","choices":[],"note":"x","usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_object_in_envelope_field: r#"{"id":{"a":1},"choices":[],"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_choices: r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"!"}}],"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_missing_choices: r#"{"id":"c1","usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_choices_not_a_list: r#"{"id":"c1","choices":{},"usage":{"prompt_tokens":1}}"# => false;
+    removal_keeps_null_usage: r#"{"id":"c1","choices":[],"usage":null}"# => false;
+    removal_keeps_error: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}"# => false;
+}
