@@ -268,9 +268,12 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                             let cap = catalogue.output_caps.get(consumer).unwrap_or_else(|| {
                                 panic!("an output cap applied to {consumer:?}, which has none")
                             });
+                            // With several choices, each gets its share of the cap.
+                            let share = cap.checked_div(choices(&rewritten)).unwrap_or(0);
                             assert!(
-                                cap_values(&rewritten).contains(cap),
-                                "the cap {cap} is not in the rewritten body: {rewritten}"
+                                cap_values(&rewritten).contains(&share),
+                                "the cap {cap} ({share} a choice) is not in the rewritten body: \
+                                 {rewritten}"
                             );
                             set_aside_cap_fields(&mut original, &mut rewritten);
                         }
@@ -333,6 +336,24 @@ fn cap_values(body: &Value) -> Vec<u64> {
             holder.get(field)?.as_u64()
         })
         .collect()
+}
+
+/// How many choices a body asks for: the largest of `n`, `best_of` and Gemini's
+/// `candidateCount` (either spelling), at least 1.
+fn choices(body: &Value) -> u64 {
+    let config = |key: &str| body.get(key);
+    [
+        body.get("n"),
+        body.get("best_of"),
+        config("generationConfig").and_then(|c| c.get("candidateCount")),
+        config("generationConfig").and_then(|c| c.get("candidate_count")),
+        config("generation_config").and_then(|c| c.get("candidateCount")),
+        config("generation_config").and_then(|c| c.get("candidate_count")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Value::as_u64)
+    .fold(1, u64::max)
 }
 
 fn set_aside_cap_fields(original: &mut Value, rewritten: &mut Value) {
