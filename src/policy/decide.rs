@@ -11,6 +11,7 @@ use super::classify::{
 use super::compile::{Consumer, Identity, Policy, DEFAULT_CONSUMER};
 use super::config::Mode;
 use super::extract::display_model;
+use super::identity;
 use super::inspect::Fired;
 use super::reply::{Code, Reply};
 use super::request::{self, check_json_body, Headers};
@@ -246,25 +247,42 @@ impl Policy {
         metadata_identity: Option<&[u8]>,
         shape: ApiFamily,
     ) -> Result<Option<&Consumer>, Reply> {
-        let named = match &self.identity {
-            Identity::None => None,
-            Identity::Header(header) => request::single(headers, header).map_err(|error| {
+        let (named, source) = match &self.identity {
+            Identity::None => (None, String::new()),
+            Identity::Header(header) => (
+                request::single(headers, header)
+                    .map_err(|error| {
+                        Reply::new(
+                            Code::InvalidIdentity,
+                            shape,
+                            format!(
+                                "the identity header \"{header}\" {error}; send exactly one value"
+                            ),
+                        )
+                    })?
+                    .map(str::as_bytes),
+                format!("the identity header \"{header}\""),
+            ),
+            Identity::Metadata { namespace, path } => (
+                metadata_identity,
+                format!(
+                    "the identity at metadata \"{namespace}\" / \"{}\"",
+                    path.join("/")
+                ),
+            ),
+        };
+        // An empty value is no identity: Envoy hands an empty claim to the module as none.
+        let named = match named.filter(|value| !value.is_empty()) {
+            None => None,
+            Some(value) => identity::resolve(&self.consumers, value).map_err(|unusable| {
                 Reply::new(
-                    Code::InvalidIdentity,
+                    Code::IdentityUnusable,
                     shape,
-                    format!("the identity header \"{header}\" {error}; send exactly one value"),
+                    format!("{source} {}", unusable.reason()),
                 )
             })?,
-            // Written by a trusted filter, but still only a name: bytes that are not text
-            // name nobody.
-            Identity::Metadata { .. } => {
-                metadata_identity.and_then(|value| std::str::from_utf8(value).ok())
-            }
         };
-        let named = named.filter(|name| !name.is_empty());
-        Ok(named
-            .and_then(|name| self.consumers.get(name))
-            .or_else(|| self.consumers.get(DEFAULT_CONSUMER)))
+        Ok(named.or_else(|| self.consumers.get(DEFAULT_CONSUMER)))
     }
 }
 

@@ -99,7 +99,8 @@ decisions! {
     empty_identity_is_default: "POST", "/v1/chat/completions", [("x-team", "")], chat("gpt-4o-mini") => "forward openai-cluster";
     identity_twice: "POST", "/v1/chat/completions", [("x-team", "default"), ("x-team", "search")], chat("gpt-4o") => "400 invalid_identity";
     identity_comma_list: "POST", "/v1/chat/completions", [("x-team", "default,search")], chat("gpt-4o") => "400 invalid_identity";
-    identity_case_exact: "POST", "/v1/chat/completions", [("x-team", "Search")], chat("gpt-4o") => "403 model_not_approved";
+    identity_case_exact_refused: "POST", "/v1/chat/completions", [("x-team", "Search")], chat("gpt-4o") => "403 identity_unusable";
+    identity_other_case_of_default_refused: "POST", "/v1/chat/completions", [("x-team", "DEFAULT")], chat("gpt-4o-mini") => "403 identity_unusable";
     family_mismatch: "POST", "/v1/chat/completions", [("x-team", "search")], chat("claude-sonnet-4") => "400 provider_api_mismatch";
     family_mismatch_other_way: "POST", "/v1/messages", [], chat("gpt-4o-mini") => "400 provider_api_mismatch";
     audit_consumer_forwards_unapproved: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-4o") => "forward openai-cluster";

@@ -10,6 +10,7 @@ mod decide_body;
 pub mod detect;
 pub mod extract;
 pub mod glob;
+pub mod identity;
 pub mod inspect;
 pub mod json_reader;
 pub mod limits;

@@ -12,6 +12,7 @@ pub enum Code {
     ModelNotFound,
     ConsumerNotAllowed,
     InvalidIdentity,
+    IdentityUnusable,
     InvalidRequest,
     InvalidJson,
     DuplicateKey,
@@ -35,6 +36,7 @@ impl Code {
             Code::ModelNotFound => "model_not_found",
             Code::ConsumerNotAllowed => "consumer_not_allowed",
             Code::InvalidIdentity => "invalid_identity",
+            Code::IdentityUnusable => "identity_unusable",
             Code::InvalidRequest => "invalid_request",
             Code::InvalidJson => "invalid_json",
             Code::DuplicateKey => "duplicate_key",
@@ -60,7 +62,8 @@ impl Code {
             | Code::PromptBlocked
             | Code::OpaqueContent
             | Code::MaxOutputTokensExceeded
-            | Code::UsageUnreadable => 403,
+            | Code::UsageUnreadable
+            | Code::IdentityUnusable => 403,
             Code::InvalidIdentity
             | Code::InvalidRequest
             | Code::InvalidJson
