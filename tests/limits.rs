@@ -1,0 +1,400 @@
+//! Caps and budgets that a client cannot dodge, in real Envoy: choices that would multiply the
+//! output cap, requests whose usage the filter could not read (so a budget would never be
+//! charged), and flags of a type the filter and a lenient provider could read differently.
+//! Every refusal is checked for its status, its code and shape, and for never reaching the
+//! provider; every forward for what the provider actually received.
+
+// Test helpers index JSON and fail loudly; the panic-free rules are for the filter's code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{http, Envoy, EnvoyOptions, MockProvider, Response};
+use serde_json::{json, Value};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+const POLICY: &str = r#"{
+  "identity": { "header": "x-posturio-consumer" },
+  "providers": {
+    "openai": { "cluster": "openai", "api": "openai" },
+    "anthropic": { "cluster": "anthropic", "api": "anthropic" },
+    "gemini": { "cluster": "gemini", "api": "gemini" },
+    "bedrock": { "cluster": "openai", "api": "bedrock" }
+  },
+  "models": {
+    "gpt-4.1": { "provider": "openai" },
+    "claude-sonnet-4": { "provider": "anthropic" },
+    "gemini-2.5-flash": { "provider": "gemini" },
+    "nova": { "provider": "bedrock", "upstream_model": "amazon.nova-pro-v1:0" }
+  },
+  "consumers": {
+    "default": { "models": ["*"] },
+    "capped": { "models": ["*"], "max_output_tokens": 100 },
+    "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
+    "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } }
+  }
+}"#;
+
+struct Gateway {
+    mock: MockProvider,
+    envoy: Envoy,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let mock = MockProvider::start();
+        let envoy = Envoy::start_with(EnvoyOptions::new(POLICY).mock(&mock));
+        Gateway { mock, envoy }
+    }
+
+    fn post(&self, consumer: &str, path: &str, body: &Value) -> Response {
+        self.post_raw(consumer, path, body.to_string().as_bytes())
+    }
+
+    fn post_raw(&self, consumer: &str, path: &str, body: &[u8]) -> Response {
+        http::post(
+            self.envoy.port(),
+            path,
+            &[JSON, ("x-posturio-consumer", consumer)],
+            body,
+        )
+    }
+
+    /// The one request the mock received since the last reset, as JSON; resets the mock.
+    fn forwarded(&self) -> Value {
+        let body = self.mock.single_request().json();
+        self.mock.reset();
+        body
+    }
+
+    /// Refused with `status` and `code`, in the OpenAI shape unless `shape` says otherwise,
+    /// without reaching the provider. Returns the message.
+    fn refused(&self, response: &Response, status: u16, code: &str) -> String {
+        assert_eq!(response.status, status, "{response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some(code),
+            "{response:?}"
+        );
+        assert!(
+            self.mock.requests().is_empty(),
+            "reached the provider: {:?}",
+            self.mock.requests()
+        );
+        let body = response.json();
+        let message = body["error"]["message"]
+            .as_str()
+            .or(body["message"].as_str())
+            .unwrap_or_else(|| panic!("no message: {body}"));
+        message.to_owned()
+    }
+
+    fn usage_unknown(&self) -> f64 {
+        self.envoy
+            .posturio_samples()
+            .iter()
+            .filter(|((name, _), _)| name == "posturio_usage_unknown_total")
+            .map(|(_, value)| *value)
+            .sum()
+    }
+
+    fn input_tokens(&self, consumer: &str) -> f64 {
+        let mut labels = BTreeMap::new();
+        labels.insert("consumer".to_owned(), consumer.to_owned());
+        self.envoy
+            .posturio_samples()
+            .iter()
+            .filter(|((name, sample), _)| {
+                name == "posturio_input_tokens_total"
+                    && sample.get("consumer") == labels.get("consumer")
+            })
+            .map(|(_, value)| *value)
+            .sum()
+    }
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+#[test]
+fn choices_share_the_output_cap() {
+    let gateway = Gateway::start();
+
+    // Eight choices of 100 tokens would be 800: each gets 12 of the cap's 100.
+    let response = gateway.post(
+        "capped",
+        "/v1/chat/completions",
+        &chat(json!({"n": 8, "max_tokens": 100})),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = gateway.forwarded();
+    assert_eq!(
+        (upstream["n"].clone(), upstream["max_tokens"].clone()),
+        (json!(8), json!(12))
+    );
+
+    // None asked: the share is added.
+    let response = gateway.post("capped", "/v1/chat/completions", &chat(json!({"n": 4})));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["max_completion_tokens"], 25);
+
+    // Completions generate best_of and return n: best_of counts.
+    let completion =
+        json!({"model": "gpt-4.1", "prompt": "hi", "n": 2, "best_of": 20, "max_tokens": 100});
+    let response = gateway.post("capped", "/v1/completions", &completion);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["max_tokens"], 5);
+
+    // Gemini's candidateCount, in the snake spelling Google also reads.
+    let gemini = json!({"contents": [{"parts": [{"text": "hi"}]}],
+                        "generation_config": {"candidate_count": 5, "max_output_tokens": 100}});
+    let response = gateway.post(
+        "capped",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &gemini,
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let config = gateway.forwarded()["generation_config"].clone();
+    assert_eq!(
+        config,
+        json!({"candidate_count": 5, "max_output_tokens": 20})
+    );
+
+    // Refuse action: a per-choice limit over the share is refused, naming both numbers.
+    let response = gateway.post(
+        "strict",
+        "/v1/chat/completions",
+        &chat(json!({"n": 2, "max_tokens": 100})),
+    );
+    let message = gateway.refused(&response, 403, "max_output_tokens_exceeded");
+    assert!(
+        message.contains("each of 2 choices") && message.contains("50 per choice"),
+        "{message}"
+    );
+    assert_eq!(response.json()["error"]["type"], "permission_error");
+
+    // More choices than the cap has tokens: refused whatever the action, in Gemini's shape.
+    let gemini = json!({"contents": [], "generationConfig": {"candidateCount": 101}});
+    let response = gateway.post(
+        "capped",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &gemini,
+    );
+    gateway.refused(&response, 403, "max_output_tokens_exceeded");
+    assert_eq!(response.json()["error"]["status"], "PERMISSION_DENIED");
+
+    // A choice count the provider might read otherwise is not guessed at.
+    let response = gateway.post("capped", "/v1/chat/completions", &chat(json!({"n": "8"})));
+    gateway.refused(&response, 400, "invalid_request");
+
+    // A consumer without a cap is not read for choices.
+    let response = gateway.post("default", "/v1/chat/completions", &chat(json!({"n": 8})));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded(), chat(json!({"n": 8})));
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn model_fields_at_any_depth_cannot_lift_the_cap() {
+    let gateway = Gateway::start();
+    let converse = |fields: Value| {
+        json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+               "additionalModelRequestFields": fields})
+    };
+    // Amazon Nova's own spelling, one level down.
+    let nova = converse(json!({"inferenceConfig": {"max_new_tokens": 5000}}));
+    let response = gateway.post("capped", "/model/nova/converse", &nova);
+    let message = gateway.refused(&response, 400, "invalid_request");
+    assert!(message.contains("\"max_new_tokens\""), "{message}");
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("ValidationException")
+    );
+
+    // Other model fields pass, and the cap goes where Converse reads it.
+    let fields = json!({"inferenceConfig": {"topK": 20}});
+    let response = gateway.post("capped", "/model/nova/converse", &converse(fields.clone()));
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = gateway.forwarded();
+    assert_eq!(upstream["additionalModelRequestFields"], fields);
+    assert_eq!(upstream["inferenceConfig"], json!({"maxTokens": 100}));
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_budget_is_never_left_uncharged() {
+    let gateway = Gateway::start();
+    let gemini = json!({"contents": [{"parts": [{"text": "hi"}]}]});
+    let converse = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let background = json!({"model": "gpt-4.1", "input": "hi", "background": true});
+
+    // Each of these answers in a way the filter cannot read usage from: refused for a consumer
+    // with a budget, in the caller's shape.
+    for (path, body, shape) in [
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent?alt=proto",
+            &gemini,
+            "gemini",
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?%24alt=proto",
+            &gemini,
+            "gemini",
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&alt=proto",
+            &gemini,
+            "gemini",
+        ),
+        ("/v1/responses", &background, "openai"),
+        ("/model/nova/converse-stream", &converse, "bedrock"),
+        (
+            "/model/nova/invoke-with-response-stream",
+            &json!({"inputText": "hi"}),
+            "bedrock",
+        ),
+    ] {
+        let response = gateway.post("metered", path, body);
+        let message = gateway.refused(&response, 403, "usage_unreadable");
+        assert!(
+            message.contains("consumer \"metered\" has a token budget"),
+            "{path}: {message}"
+        );
+        match shape {
+            "gemini" => assert_eq!(
+                response.json()["error"]["status"],
+                "PERMISSION_DENIED",
+                "{path}"
+            ),
+            "bedrock" => assert_eq!(
+                response.header("x-amzn-errortype"),
+                Some("AccessDeniedException"),
+                "{path}"
+            ),
+            _ => assert_eq!(
+                response.json()["error"]["code"],
+                "usage_unreadable",
+                "{path}"
+            ),
+        }
+    }
+
+    // Without a budget they are forwarded: nothing is charged, so nothing is missed.
+    let response = gateway.post("default", "/v1/responses", &background);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["background"], true);
+
+    // What the filter reads is forwarded and charged: a Gemini stream, a chat stream (usage is
+    // asked for on the client's behalf), a Converse call.
+    let before = gateway.input_tokens("metered");
+    let paths = [
+        (
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            gemini.clone(),
+        ),
+        ("/v1/chat/completions", chat(json!({"stream": true}))),
+        ("/model/nova/converse", converse.clone()),
+    ];
+    for (path, body) in &paths {
+        let response = gateway.post("metered", path, body);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+    }
+    let requests = gateway.mock.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[1].json()["stream_options"],
+        json!({"include_usage": true})
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gateway.input_tokens("metered") < before + 36.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        gateway.input_tokens("metered"),
+        before + 36.0,
+        "12 input tokens each"
+    );
+    assert_eq!(gateway.usage_unknown(), 0.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn stream_flags_of_another_type_are_refused() {
+    let gateway = Gateway::start();
+    // Lenient OpenAI-compatible servers stream for these; the filter would not have asked for
+    // the stream's usage, nor expected it.
+    for (consumer, body) in [
+        ("metered", r#"{"model":"gpt-4.1","messages":[],"stream":1}"#),
+        (
+            "metered",
+            r#"{"model":"gpt-4.1","messages":[],"stream":"true"}"#,
+        ),
+        (
+            "default",
+            r#"{"model":"gpt-4.1","messages":[],"stream":true,"stream_options":{"include_usage":"false"}}"#,
+        ),
+        (
+            "default",
+            r#"{"model":"gpt-4.1","messages":[],"stream":true,"stream_options":{"include_usage":0}}"#,
+        ),
+        (
+            "capped",
+            r#"{"model":"gpt-4.1","messages":[],"stream":true,"stream_options":"yes"}"#,
+        ),
+    ] {
+        let response = gateway.post_raw(consumer, "/v1/chat/completions", body.as_bytes());
+        let message = gateway.refused(&response, 400, "invalid_request");
+        assert!(message.contains("must be"), "{body}: {message}");
+        assert_eq!(
+            response.json()["error"]["type"],
+            "invalid_request_error",
+            "{body}"
+        );
+    }
+    // Anthropic's and Responses' flags too, each in its own shape.
+    let response = http::post(
+        gateway.envoy.port(),
+        "/v1/messages",
+        &[
+            JSON,
+            ("x-posturio-consumer", "metered"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        br#"{"model":"claude-sonnet-4","max_tokens":5,"messages":[],"stream":"true"}"#,
+    );
+    gateway.refused(&response, 400, "invalid_request");
+    assert_eq!(response.json()["type"], "error");
+    let response = gateway.post_raw(
+        "metered",
+        "/v1/responses",
+        br#"{"model":"gpt-4.1","input":"hi","background":"true"}"#,
+    );
+    gateway.refused(&response, 400, "invalid_request");
+
+    // The same flags as booleans pass, and the stream's usage is read.
+    let response = gateway.post(
+        "metered",
+        "/v1/chat/completions",
+        &chat(json!({"stream": true})),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        !response.text().contains("\"usage\":{"),
+        "the usage chunk the client did not ask for is taken out"
+    );
+    assert_eq!(gateway.usage_unknown(), 0.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
