@@ -172,37 +172,21 @@ fn team_claim_picks_the_consumer() {
     assert_eq!(upstream.json()["model"], "claude-sonnet-4-20250514");
     assert_eq!(upstream.header("x-api-key"), None);
 
-    // A token for `default`, for a team with no entry, or without the claim: `default`.
+    // A token for `default`, for a team with no entry, with an empty claim (Envoy hands it to
+    // the module as no value) or without the claim: `default`.
     mock.reset();
     for token in [
         team_token("default"),
         team_token("marketing"),
-        team_token("Search-Team"),
         team_token(""),
         sign(&claims(json!({}))),
     ] {
         let response = post_with_token(&envoy, &token, TEAM_MODEL);
         assert_not_approved_for(&response, "default");
     }
-    // A claim that is not a string names nobody, even if it holds the team's name.
-    for team in [
-        json!(["search-team"]),
-        json!({"name": "search-team"}),
-        json!(7),
-        json!(true),
-    ] {
-        let token = sign(&claims(json!({ "team": team })));
-        let response = post_with_token(&envoy, &token, TEAM_MODEL);
-        assert_not_approved_for(&response, "default");
-    }
-    // A null claim is a value Envoy cannot hand to the module at all (get_property fails
-    // with SerializationFailure): the filter fails closed.
-    let token = sign(&claims(json!({ "team": null })));
-    let response = post_with_token(&envoy, &token, "gpt-4o-mini");
-    assert_eq!(response.status, 500, "{response:?}");
-    assert_eq!(response.json()["error"]["code"], "internal_error");
     assert!(mock.requests().is_empty(), "{:?}", mock.requests());
-    // `default` still gets what `default` may use.
+    // `default` still gets what `default` may use (claims that are there but unusable are
+    // refused: `a_claim_posturio_cannot_use_is_refused_never_default`).
     let response = post_with_token(&envoy, &team_token("marketing"), "gpt-4o-mini");
     assert_eq!(response.status, 200, "{response:?}");
     let upstream = mock.single_request();
@@ -393,5 +377,86 @@ fn access_log_records_the_decision() {
     let refused = line("\"status\":401");
     assert_eq!(refused["posturio_decision"], Value::Null, "{refused:#}");
     assert_eq!(refused["subject"], Value::Null);
+    envoy.assert_no_wasm_failure();
+}
+
+/// A claim that is there but is no usable name is refused in the caller's shape, before the
+/// body is read: never evaluated as `default`, which would hand a team `default`'s rights
+/// instead of its own.
+#[test]
+fn a_claim_posturio_cannot_use_is_refused_never_default() {
+    let (mock, envoy) = gateway();
+    let cases = [
+        ("a list", json!(["search-team"]), "not text"),
+        ("an empty list", json!([]), "not text"),
+        ("an object", json!({"name": "search-team"}), "not text"),
+        ("a number", json!(7), "not text"),
+        ("a boolean", json!(true), "not text"),
+        ("false", json!(false), "not text"),
+        (
+            "other case",
+            json!("Search-Team"),
+            "differs from consumer \"search-team\" only in case",
+        ),
+        ("other case of default", json!("DEFAULT"), "only in case"),
+        (
+            "spaces around",
+            json!(" search-team "),
+            "white space around consumer \"search-team\"",
+        ),
+        ("a newline", json!("search-team\n"), "not text"),
+        // Envoy cannot hand a null claim to the module at all (get_property fails with
+        // SerializationFailure): it is there, and names nobody.
+        ("null", Value::Null, "not text"),
+    ];
+    for (name, team, reason) in cases {
+        let token = sign(&claims(json!({ "team": team })));
+        // Even a model `default` may use: the request is not evaluated as anyone.
+        let response = post_with_token(&envoy, &token, "gpt-4o-mini");
+        assert_eq!(response.status, 403, "{name}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("identity_unusable"),
+            "{name}"
+        );
+        let error = &response.json()["error"];
+        assert_eq!(error["code"], "identity_unusable", "{name}");
+        assert_eq!(error["type"], "permission_error", "{name}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the identity at metadata \"envoy.filters.http.jwt_authn\""),
+            "{name}: {message}"
+        );
+        assert!(message.contains(reason), "{name}: {message}");
+    }
+    // In Anthropic's shape on its endpoint.
+    let token = sign(&claims(json!({"team": ["search-team"]})));
+    let body = json!({"model": "claude-sonnet-4", "max_tokens": 8,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let response = http::post(
+        envoy.port(),
+        "/v1/messages",
+        &[
+            JSON,
+            ("x-api-key", &token),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(response.json()["type"], "error");
+    assert_eq!(response.json()["error"]["type"], "permission_error");
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+
+    // Recorded as a refusal with no consumer.
+    let line = envoy
+        .wait_for_log("\"code\":\"identity_unusable\"", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no decision logged:\n{}", envoy.log()));
+    assert!(line.contains("\"decision\":\"deny\""), "{line}");
+
+    // The exact name still works.
+    let response = post_with_token(&envoy, &team_token("search-team"), TEAM_MODEL);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(mock.requests().len(), 1);
     envoy.assert_no_wasm_failure();
 }

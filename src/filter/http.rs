@@ -113,6 +113,10 @@ impl<H: Host> HttpFilter<H> {
                 property.extend(path.iter().map(String::as_str));
                 match self.host.property(&property) {
                     Ok(value) => value,
+                    // A value Envoy cannot hand over (a null claim) is there, and names nobody.
+                    Err(error) if error.status == "SerializationFailure" => {
+                        Some(crate::policy::identity::NOT_A_NAME.to_vec())
+                    }
                     Err(error) => return self.host_failed(&error),
                 }
             }

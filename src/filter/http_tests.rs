@@ -472,6 +472,16 @@ fn identity_comes_from_metadata_not_the_header() {
     run_with(&host, METADATA_POLICY);
     assert!(host.replies.borrow().is_empty());
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
+
+    // A claim that is a list reaches the module serialised: refused, never `default`.
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
+    host.properties.borrow_mut().push((
+        "metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.team".into(),
+        b"\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00search\x00\x00".to_vec(),
+    ));
+    run_with(&host, METADATA_POLICY);
+    assert_eq!(host.replies.borrow()[0].code, Code::IdentityUnusable);
+    assert_eq!(host.header("x-posturio-cluster"), None);
 }
 
 fn run_with(host: &FakeHost, policy: &str) -> (Action, Action) {

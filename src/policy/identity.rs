@@ -11,6 +11,10 @@ use std::collections::HashMap;
 
 use super::compile::Consumer;
 
+/// What the filter passes for a value that is there but that Envoy cannot hand to the module
+/// (it fails to serialise a null claim): a value that is no name.
+pub const NOT_A_NAME: &[u8] = b"\0";
+
 /// The longest consumer name a configuration may hold.
 const MAX_NAME_BYTES: usize = 256;
 
