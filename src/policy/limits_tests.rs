@@ -729,6 +729,11 @@ cases! {
     budget_gemini_json: "budgeted", "/v1beta/models/gemini-flash:generateContent?alt=json&key=k", r#"{"contents":[]}"# => Same;
     budget_gemini_no_alt: "budgeted", "/v1beta/models/gemini-flash:streamGenerateContent", r#"{"contents":[]}"# => Same;
     budget_gemini_count_tokens_proto: "budgeted", "/v1beta/models/gemini-flash:countTokens?alt=proto", r#"{"contents":[]}"# => Same;
+    budget_messages_stream: "budgeted", MESSAGES, r#"{"model":"claude","messages":[],"stream":true}"# => Same;
+    budget_count_tokens: "budgeted", COUNT_TOKENS, r#"{"model":"claude","messages":[]}"# => Same;
+    budget_embeddings: "budgeted", EMBEDDINGS, r#"{"model":"gpt-4o","input":"x"}"# => Same;
+    budget_azure_stream_gets_usage: "budgeted", AZURE_CHAT, r#"{"stream":true}"# => Body(r#"{"stream":true,"stream_options":{"include_usage":true}}"#);
+    budget_completions_stream_asked: "budgeted", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","stream":true,"stream_options":{"include_usage":true}}"# => Same;
     budget_converse: "budgeted", CONVERSE, r#"{"messages":[]}"# => Same;
     budget_converse_stream: "budgeted", CONVERSE_STREAM, r#"{"messages":[]}"# => Refused(403, "usage_unreadable");
     budget_invoke: "budgeted", INVOKE, r#"{"prompt":"x"}"# => Same;
