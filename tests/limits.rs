@@ -121,6 +121,17 @@ impl Gateway {
     }
 }
 
+/// The `data:` payloads of a server-sent event stream, as JSON.
+fn events(response: &Response) -> Vec<Value> {
+    response
+        .text()
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
 fn chat(extra: Value) -> Value {
     let mut body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
     for (key, value) in extra.as_object().unwrap() {
@@ -391,10 +402,86 @@ fn stream_flags_of_another_type_are_refused() {
         &chat(json!({"stream": true})),
     );
     assert_eq!(response.status, 200, "{response:?}");
+    let chunks = events(&response);
+    assert_eq!(chunks.len(), 4, "{}", response.text());
     assert!(
-        !response.text().contains("\"usage\":{"),
-        "the usage chunk the client did not ask for is taken out"
+        chunks.iter().all(|chunk| chunk["usage"].is_null()),
+        "the usage chunk the client did not ask for is taken out: {}",
+        response.text()
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gateway.input_tokens("metered") < 12.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(gateway.input_tokens("metered"), 12.0, "but it was read");
+    assert_eq!(gateway.usage_unknown(), 0.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+/// Usage spread over two chunks, the output count written as a float, is charged in full; an
+/// Azure-style usage chunk that also carries `prompt_filter_results` reaches the client.
+#[test]
+fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
+    let gateway = Gateway::start();
+    let stream = |style: &str| {
+        http::post(
+            gateway.envoy.port(),
+            "/v1/chat/completions",
+            &[
+                JSON,
+                ("x-posturio-consumer", "metered"),
+                ("x-mock-usage-style", style),
+            ],
+            chat(json!({"stream": true})).to_string().as_bytes(),
+        )
+    };
+    let output_tokens = || -> f64 {
+        gateway
+            .envoy
+            .posturio_samples()
+            .iter()
+            .filter(|((name, labels), _)| {
+                name == "posturio_output_tokens_total"
+                    && labels.get("consumer").map(String::as_str) == Some("metered")
+            })
+            .map(|(_, value)| *value)
+            .sum()
+    };
+    let wait_for = |tokens: f64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while output_tokens() < tokens && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(output_tokens(), tokens);
+    };
+
+    // Two usage chunks, both taken out: the client did not ask for usage.
+    let response = stream("split");
+    assert_eq!(response.status, 200, "{response:?}");
+    let chunks = events(&response);
+    assert_eq!(chunks.len(), 4, "{}", response.text());
+    assert!(
+        chunks.iter().all(|chunk| chunk["usage"].is_null()),
+        "{}",
+        response.text()
+    );
+    assert!(response.text().ends_with("data: [DONE]\n\n"));
+    wait_for(7.0);
+    assert_eq!(gateway.input_tokens("metered"), 12.0);
+
+    // The provider's content-filter verdict stays, usage and all; the usage is still counted.
+    let response = stream("azure");
+    assert_eq!(response.status, 200, "{response:?}");
+    let chunks = events(&response);
+    assert_eq!(chunks.len(), 5, "{}", response.text());
+    let last = &chunks[4];
+    assert_eq!(last["choices"], json!([]), "{last}");
+    assert_eq!(last["usage"]["completion_tokens"], 7, "{last}");
+    assert_eq!(
+        last["prompt_filter_results"][0]["content_filter_results"]["hate"]["severity"], "safe",
+        "{last}"
+    );
+    wait_for(14.0);
     assert_eq!(gateway.usage_unknown(), 0.0);
     gateway.envoy.assert_no_wasm_failure();
 }

@@ -23,6 +23,9 @@ A request header `x-mock-status: NNN` makes the mock answer that status with an 
 (and `x-should-retry: false`, so the SDKs do not retry it).
 A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms between events
 (for clients that leave in the middle of a stream).
+A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
+adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
+usage chunk and the output count, written as a float (`7.0`), in a later one.
 """
 
 import argparse
@@ -217,7 +220,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith("/chat/completions"):
             include_usage = (req.get("stream_options") or {}).get("include_usage") is True
             if stream:
-                self.send_stream(chat_stream(model, pieces, include_usage))
+                style = self.headers.get("x-mock-usage-style", "").strip()
+                self.send_stream(chat_stream(model, pieces, include_usage, style))
             else:
                 self.send_json(200, chat_completion(model, text))
         elif path.endswith("/completions"):
@@ -268,7 +272,7 @@ def chat_completion(model: str, text: str) -> dict:
     }
 
 
-def chat_stream(model: str, pieces: list[str], include_usage: bool) -> list[bytes]:
+def chat_stream(model: str, pieces: list[str], include_usage: bool, style: str = "") -> list[bytes]:
     base = {"id": ident("chatcmpl-"), "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model, "system_fingerprint": "mock"}
 
@@ -282,7 +286,14 @@ def chat_stream(model: str, pieces: list[str], include_usage: bool) -> list[byte
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"content": piece}) for piece in pieces]
     chunks.append(chunk({}, "stop"))
-    if include_usage:
+    if include_usage and style == "split":
+        chunks.append(dict(base, choices=[], usage={"prompt_tokens": PROMPT_TOKENS}))
+        chunks.append(dict(base, choices=[], usage={"completion_tokens": float(COMPLETION_TOKENS)}))
+    elif include_usage and style == "azure":
+        filtered = {"hate": {"filtered": False, "severity": "safe"}}
+        chunks.append(dict(base, choices=[], usage=OPENAI_USAGE, prompt_filter_results=[
+            {"prompt_index": 0, "content_filter_results": filtered}]))
+    elif include_usage:
         chunks.append(dict(base, choices=[], usage=OPENAI_USAGE))
     return [sse(c) for c in chunks] + [sse("[DONE]")]
 
