@@ -1,0 +1,269 @@
+//! Runs, in real Envoy, the configuration that Istio or Envoy Gateway generates for the
+//! manifests in `deploy/` (built by `tests/platforms/generate.py`), in front of the mock
+//! provider speaking TLS with a throwaway certificate for the providers' host names.
+// Test support code: failing loudly (unwrap/panic) is how it reports a broken test setup.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::envoy::{envoy_binary, module_path};
+use super::mock::{python, TlsMock};
+use super::{repo_path, Envoy, MockProvider};
+
+/// The hosts the manifests name, and the mock listener that plays each.
+pub const HOSTS: [(&str, &str); 3] = [
+    ("api.openai.com", "openai"),
+    ("api.anthropic.com", "anthropic"),
+    ("artifacts.example.com", "artifacts"),
+];
+
+/// Where deploy/istio/envoyfilter.yaml fetches the module from (on artifacts.example.com).
+pub const MODULE_URL_PATH: &str = "/posturio/0.1.0/posturio.wasm";
+
+/// A throwaway CA and a server certificate it signed for every host in `HOSTS`.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    /// Makes them with the openssl command-line tool; no key is ever kept.
+    pub fn new() -> Certs {
+        let dir = tempfile::Builder::new()
+            .prefix("posturio-certs-")
+            .tempdir()
+            .unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run openssl (needed for test TLS): {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let sans: Vec<String> = HOSTS.iter().map(|(h, _)| format!("DNS:{h}")).collect();
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            format!("subjectAltName={}\n", sans.join(",")),
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=posturio test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=mock provider",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        Certs { dir }
+    }
+}
+
+/// The generated configuration of one platform, running, with its mock providers.
+pub struct Platform {
+    pub envoy: Envoy,
+    pub mock: MockProvider,
+    pub certs: Certs,
+}
+
+/// Builds the platform's configuration into `dir` with `tests/platforms/generate.py`; returns
+/// the configuration file and the extra Envoy arguments the platform passes. Panics with the
+/// builder's message when the manifests cannot produce a working configuration.
+pub fn generate(
+    platform: &str,
+    dir: &Path,
+    listener_port: u16,
+    admin_port: u16,
+    certs: &Certs,
+    mock: &MockProvider,
+) -> (PathBuf, Vec<String>) {
+    let mut command = Command::new(python());
+    command
+        .arg(repo_path("tests/platforms/generate.py"))
+        .arg(platform)
+        .arg("--out")
+        .arg(dir)
+        .arg("--module")
+        .arg(module_path())
+        .args(["--listen-port", &listener_port.to_string()])
+        .args(["--admin-port", &admin_port.to_string()])
+        .arg("--ca")
+        .arg(certs.ca());
+    for (host, listener) in HOSTS {
+        command.arg("--endpoint");
+        command.arg(format!("{host}={}", mock.port(listener)));
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "tests/platforms/generate.py {platform} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = PathBuf::from(line["config"].as_str().unwrap());
+    let args = line["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    (config, args)
+}
+
+/// Starts the mock providers (TLS) and Envoy with the platform's generated configuration.
+pub fn start(platform: &str) -> Platform {
+    envoy_binary();
+    let certs = Certs::new();
+    let mock = MockProvider::start_tls(&TlsMock {
+        listeners: HOSTS.iter().map(|(_, l)| l.to_string()).collect(),
+        cert: certs.cert(),
+        key: certs.key(),
+        files: vec![(MODULE_URL_PATH.to_string(), module_path())],
+    });
+    let envoy = Envoy::start_generated(&|listener, admin, dir| {
+        generate(platform, dir, listener, admin, &certs, &mock)
+    });
+    Platform { envoy, mock, certs }
+}
+
+/// `envoy --mode validate` on the platform's generated configuration; returns Envoy's output
+/// when it is rejected.
+pub fn validate(platform: &str) -> Result<(), String> {
+    let certs = Certs::new();
+    let mock = MockProvider::start_tls(&TlsMock {
+        listeners: HOSTS.iter().map(|(_, l)| l.to_string()).collect(),
+        cert: certs.cert(),
+        key: certs.key(),
+        files: Vec::new(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // Ports are only written into the configuration: validate mode binds nothing.
+    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, &mock);
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c"])
+        .arg(&config)
+        .args(&args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A chat request for `model` in the OpenAI shape, as a client of the gateway sends it.
+pub fn chat(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+/// A Messages request for `model` in the Anthropic shape.
+pub fn message(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "max_tokens": 16,
+                       "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+impl Platform {
+    /// Posts `body` to `path` through the gateway with `host` and `headers`.
+    pub fn post(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> super::Response {
+        let mut all: Vec<(&str, &str)> = vec![("Host", host)];
+        all.extend_from_slice(headers);
+        super::http::post_json(self.envoy.port(), path, &all, body)
+    }
+}
+
+/// After one allowed gpt-4o-mini request and one denied claude-sonnet-4 request from the default
+/// consumer: Posturio's request counter has one sample for each, labelled, in Prometheus.
+pub fn assert_labelled_metrics(envoy: &Envoy) {
+    let samples = envoy.posturio_samples();
+    let find = |model: &str, decision: &str| {
+        samples
+            .iter()
+            .find(|((name, labels), _)| {
+                name == "posturio_requests_total"
+                    && labels.get("model").map(String::as_str) == Some(model)
+                    && labels.get("decision").map(String::as_str) == Some(decision)
+                    && labels.get("consumer").map(String::as_str) == Some("default")
+            })
+            .map(|(_, value)| *value)
+    };
+    assert_eq!(
+        find("gpt-4o-mini", "allow"),
+        Some(1.0),
+        "no labelled allow sample: {samples:#?}\n{}",
+        envoy.admin_get("/stats/prometheus").text()
+    );
+    assert_eq!(
+        find("claude-sonnet-4", "deny"),
+        Some(1.0),
+        "no labelled deny sample: {samples:#?}"
+    );
+}
