@@ -1,0 +1,583 @@
+#!/usr/bin/env python3
+"""The Envoy configuration Istio or Envoy Gateway generates for the manifests in deploy/.
+
+    generate.py istio|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
+        --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...]
+
+Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
+routes, clusters and bootstrap that its Envoy would run, then applies our patches to them with
+code that implements the platform's patch semantics (Istio's EnvoyFilter INSERT_BEFORE and
+MERGE, Envoy Gateway's EnvoyPatchPolicy JSONPatch with its JSONPath extension, Envoy Gateway's
+bootstrap JSONPatch). Each rule below names the upstream file and release it follows. Writes
+DIR/envoy.yaml and prints one JSON line: {"config": path, "args": [extra Envoy arguments]}.
+
+What the output does NOT take from the control plane, and why (the only substitutions):
+- Resources a control plane serves over ADS/SDS are written inline (static listeners,
+  clusters, route configurations and secrets under the same names).
+- Addresses: the listener binds 127.0.0.1:--listen-port instead of 0.0.0.0 and the gateway
+  port; admin listens on --admin-port.
+- DNS: a provider's cluster is STATIC at 127.0.0.1:PORT given by --endpoint HOST=PORT, with the
+  endpoint's hostname kept as HOST (what a DNS answer for HOST would give Envoy).
+- The system CA bundle is --ca, the throwaway CA that signed the mock provider's certificate.
+- Proxy-only extensions (Istio's istio.stats, istio.alpn, metadata exchange) are not in
+  upstream Envoy and are left out; they sit around, not inside, the filters under test.
+- Envoy Gateway serves a Wasm module from its own cache over HTTP; here the filter loads the
+  module from --module. Istio's EnvoyFilter fetches it from the artifact URL in the manifest,
+  served by the mock, with the manifest's placeholder digest replaced by the module's own.
+"""
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import sys
+
+import yaml
+
+import jsonpath
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+            "HttpConnectionManager")
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+PLACEHOLDER_SHA256 = "0" * 64
+
+
+class Args:
+    out: str
+    module: str
+    listen_port: int
+    admin_port: int
+    ca: str
+    endpoints: dict[str, int]
+
+
+def manifests(platform: str) -> list[dict]:
+    folder = os.path.join(REPO, "deploy", platform)
+    docs = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".yaml", ".yml")):
+            with open(os.path.join(folder, name)) as f:
+                docs.extend(d for d in yaml.safe_load_all(f) if d is not None)
+    return docs
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [d for d in of_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    if len(found) != 1:
+        sys.exit(f"generate: expected one {kind} {name or ''} in deploy/, found {len(found)}")
+    return found[0]
+
+
+def endpoint(args: Args, host: str) -> dict:
+    """A resolved endpoint for HOST (see the module doc: DNS)."""
+    if host not in args.endpoints:
+        sys.exit(f"generate: no --endpoint for {host}")
+    return {"endpoint": {"hostname": host, "address": {"socket_address": {
+        "address": "127.0.0.1", "port_value": args.endpoints[host]}}}}
+
+
+def static_cluster(name: str, host: str, args: Args, tls: dict | None) -> dict:
+    cluster = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            endpoint(args, host)]}]},
+    }
+    if tls is not None:
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls",
+                                       "typed_config": dict({"@type": TLS_TYPE}, **tls)}
+    return cluster
+
+
+def ca_secret(name: str, args: Args) -> dict:
+    return {"name": name, "validation_context": {"trusted_ca": {"filename": args.ca}}}
+
+
+def bootstrap(args: Args, stats_config: dict, listener: dict, clusters: list[dict],
+              secrets: list[dict]) -> dict:
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                  "port_value": args.admin_port}}},
+        "stats_config": stats_config,
+        "static_resources": {"listeners": [listener], "clusters": clusters,
+                             "secrets": secrets},
+    }
+
+
+def listener(name: str, args: Args, hcm: dict) -> dict:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": args.listen_port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": dict({"@type": HCM_TYPE}, **hcm)}]}],
+    }
+
+
+def hcm_of(lst: dict) -> dict:
+    return lst["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Istio (rules from istio/istio 1.28.0; unchanged in 1.29 and 1.30 for what is used here)
+# ---------------------------------------------------------------------------------------------
+
+# Proto merge, as Istio's EnvoyFilter MERGE does it (pilot/pkg/networking/core/envoyfilter/
+# rc_patch.go `merge.Merge(route, value)`, which is proto.Merge): message fields merge field by
+# field, repeated fields are appended, scalars replaced, and setting one member of a oneof
+# clears the others. The oneofs of the messages our patches touch (envoy/config/route/v3/
+# route_components.proto):
+ONEOFS = [
+    {"route", "redirect", "direct_response", "filter_action", "non_forwarding_action"},
+    {"cluster", "cluster_header", "weighted_clusters", "cluster_specifier_plugin",
+     "inline_cluster_specifier_plugin"},
+    {"host_rewrite_literal", "auto_host_rewrite", "host_rewrite_header",
+     "host_rewrite_path_regex"},
+]
+
+
+def proto_merge(dst: dict, src: dict) -> None:
+    for key, value in src.items():
+        for group in ONEOFS:
+            if key in group:
+                for other in group - {key}:
+                    dst.pop(other, None)
+        if isinstance(value, dict) and isinstance(dst.get(key), dict) and "@type" not in value:
+            proto_merge(dst[key], value)
+        elif isinstance(value, list) and isinstance(dst.get(key), list):
+            dst[key].extend(copy.deepcopy(value))
+        else:
+            dst[key] = copy.deepcopy(value)
+
+
+def istio_cluster(host: str, port: int, docs: list[dict], args: Args) -> dict:
+    """`outbound|<port>||<host>` for a ServiceEntry host (pilot/pkg/model/service.go
+    BuildSubsetKey), with TLS originated as its DestinationRule says
+    (pilot/pkg/networking/core/cluster_tls.go constructUpstreamTLS, SIMPLE mode): SNI from
+    `sni`, SANs from `subjectAltNames`, the CA from SDS `file-root:system` when the rule names
+    no caCertificates."""
+    name = f"outbound|{port}||{host}"
+    entries = [s for s in of_kind(docs, "ServiceEntry") if host in s["spec"]["hosts"]]
+    if not entries:
+        sys.exit(f"generate: Istio has no cluster {name}: no ServiceEntry for {host}")
+    rules = [d for d in of_kind(docs, "DestinationRule") if d["spec"]["host"] == host]
+    tls = None
+    if rules:
+        setting = rules[0]["spec"].get("trafficPolicy", {}).get("tls", {})
+        if setting.get("mode") == "SIMPLE":
+            root = "file-root:" + setting.get("caCertificates", "system")
+            tls = {"common_tls_context": {"combined_validation_context": {
+                "default_validation_context": {"match_subject_alt_names": [
+                    {"exact": san} for san in setting.get("subjectAltNames", [])]},
+                "validation_context_sds_secret_config": {"name": root}}}}
+            if setting.get("sni"):
+                tls["sni"] = setting["sni"]
+    return static_cluster(name, host, args, tls)
+
+
+def istio_gateway_server(docs: list[dict], virtual_service: dict) -> tuple[dict, dict]:
+    """The Gateway a VirtualService names, resolved as Istio does: `gateways` entries are
+    `<namespace>/<name>` or a bare name in the VirtualService's namespace
+    (pilot/pkg/model/virtualservice.go resolveGatewayName)."""
+    ns = virtual_service["metadata"]["namespace"]
+    for ref in virtual_service["spec"].get("gateways", []):
+        gw_ns, _, gw_name = ref.rpartition("/")
+        gw_ns = gw_ns or ns
+        for gw in of_kind(docs, "Gateway"):
+            if (gw["metadata"]["name"], gw["metadata"].get("namespace")) == (gw_name, gw_ns):
+                return gw, gw["spec"]["servers"][0]
+    sys.exit(f"generate: VirtualService {virtual_service['metadata']['name']} names gateways "
+             f"{virtual_service['spec'].get('gateways')} and deploy/istio ships none of them: "
+             "the gateway gets no route")
+
+
+def selects_gateway(selector: dict, gateway: dict) -> bool:
+    """A workloadSelector picks the gateway pods when its labels are a subset of the pod's:
+    the pods carry the labels the Gateway selects by (the gateway chart's selector labels)."""
+    return all(gateway["spec"]["selector"].get(k) == v for k, v in selector.items())
+
+
+def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) -> None:
+    """Applies an EnvoyFilter's GATEWAY patches to the gateway's listener and routes
+    (pilot/pkg/networking/core/envoyfilter/listener_patch.go for HTTP_FILTER INSERT_BEFORE:
+    the value goes before the first filter matching `subFilter.name`; rc_patch.go for
+    HTTP_ROUTE MERGE: proto.Merge into every route whose name matches)."""
+    selector = ef["spec"].get("workloadSelector", {}).get("labels", {})
+    if not selects_gateway(selector, gateway):
+        sys.exit(f"generate: EnvoyFilter {ef['metadata']['name']} selects {selector}, which the "
+                 f"gateway's pods ({gateway['spec']['selector']}) do not carry: no patch applies")
+    for patch in ef["spec"]["configPatches"]:
+        match, op = patch.get("match", {}), patch["patch"]["operation"]
+        if match.get("context") not in (None, "ANY", "GATEWAY"):
+            continue
+        if patch["applyTo"] == "HTTP_FILTER" and op == "INSERT_BEFORE":
+            sub = match["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+            filters = hcm_of(lst)["http_filters"]
+            at = next((n for n, f in enumerate(filters) if f["name"] == sub), None)
+            if at is None:
+                sys.exit(f"generate: INSERT_BEFORE {sub}: no such filter")
+            filters.insert(at, copy.deepcopy(patch["patch"]["value"]))
+        elif patch["applyTo"] == "HTTP_ROUTE" and op == "MERGE":
+            want = match["routeConfiguration"]["vhost"]["route"]["name"]
+            hits = [r for vh in route_config["virtual_hosts"] for r in vh["routes"]
+                    if r.get("name") == want]
+            if not hits:
+                sys.exit(f"generate: HTTP_ROUTE MERGE: no route named {want}")
+            for route in hits:
+                proto_merge(route, patch["patch"]["value"])
+        else:
+            sys.exit(f"generate: patch {patch['applyTo']} {op} is not implemented here")
+
+
+def istio(args: Args) -> tuple[dict, list[str]]:
+    docs = manifests("istio")
+    vs = one(docs, "VirtualService")
+    gateway, server = istio_gateway_server(docs, vs)
+    port = server["port"]["number"]
+    # Listener `0.0.0.0_<port>` (pilot/pkg/networking/core/gateway.go getListenerName); the
+    # gateway chart's Service maps 80 to targetPort 80 (manifests/charts/gateway/values.yaml).
+    # Route configuration `http.<port>` (pilot/pkg/model/gateway.go gatewayRDSRouteName);
+    # virtual host `<host>:<port>` (pilot/pkg/networking/util DomainName).
+    routes = []
+    for http in vs["spec"]["http"]:
+        dest = http["route"][0]["destination"]
+        route = {
+            # Route name: the HTTPRoute's `name` (pilot/pkg/networking/core/route/route.go).
+            "name": http["name"],
+            "match": {"prefix": http["match"][0]["uri"]["prefix"]},
+            "route": {
+                "cluster": f"outbound|{dest['port']['number']}||{dest['host']}",
+                # Istio's defaults: no route timeout, its default retry policy
+                # (pilot/pkg/networking/core/route/retry/retry.go DefaultPolicy).
+                "timeout": "0s",
+                "retry_policy": {
+                    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,"
+                                "retriable-status-codes",
+                    "num_retries": 2,
+                    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                              "typed_config": {"@type": "type.googleapis.com/"
+                                                               "envoy.extensions.retry.host."
+                                                               "previous_hosts.v3."
+                                                               "PreviousHostsPredicate"}}],
+                    "host_selection_retry_max_attempts": "5",
+                },
+            },
+        }
+        routes.append(route)
+    route_config = {"name": f"http.{port}", "virtual_hosts": [
+        {"name": f"{h}:{port}", "domains": [h, f"{h}:*"], "routes": routes}
+        for h in server["hosts"]]}
+    # The gateway's HCM (pilot/pkg/networking/core/listener_builder.go
+    # buildHTTPConnectionManager): stat prefix `outbound_0.0.0.0_<port>`, Istio's path
+    # normalisation default, and the HTTP filters upstream Envoy has (cors, fault, router).
+    hcm = {
+        "stat_prefix": f"outbound_0.0.0.0_{port}",
+        "normalize_path": True,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "use_remote_address": True,
+        "route_config": route_config,
+        "http_filters": [
+            {"name": "envoy.filters.http.cors", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+            {"name": "envoy.filters.http.fault", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3."
+                         "HTTPFault"}},
+            ROUTER,
+        ],
+    }
+    lst = listener(f"0.0.0.0_{port}", args, hcm)
+    for ef in of_kind(docs, "EnvoyFilter"):
+        apply_envoyfilter(ef, gateway, lst, route_config)
+
+    # Every cluster the configuration names: routes (after patches), the module's fetch, and
+    # the providers the policy routes to with cluster_header.
+    wanted = set()
+    for vh in route_config["virtual_hosts"]:
+        for r in vh["routes"]:
+            if "cluster" in r.get("route", {}):
+                wanted.add(r["route"]["cluster"])
+    for f in hcm_of(lst)["http_filters"]:
+        cfg = f.get("typed_config", {})
+        if cfg.get("@type") != WASM_FILTER_TYPE:
+            continue
+        plugin = cfg["config"]
+        remote = plugin["vm_config"]["code"].get("remote")
+        if remote:
+            wanted.add(remote["http_uri"]["cluster"])
+            if remote.get("sha256") == PLACEHOLDER_SHA256:
+                with open(args.module, "rb") as m:
+                    remote["sha256"] = hashlib.sha256(m.read()).hexdigest()
+        policy = json.loads(plugin["configuration"]["value"])
+        wanted.update(p["cluster"] for p in policy["providers"].values())
+    clusters = []
+    for name in sorted(wanted):
+        _, cport, _, host = name.split("|")
+        clusters.append(istio_cluster(host, int(cport), docs, args))
+
+    # Istio's bootstrap stats_config (tools/packaging/common/envoy_bootstrap.json): its own
+    # tags, use_all_default_tags false, and a stats matcher that keeps only listed prefixes
+    # (pkg/bootstrap/config.go requiredEnvoyStatsMatcherInclusionPrefixes and friends).
+    stats_config = {
+        "use_all_default_tags": False,
+        "stats_tags": [
+            {"tag_name": "cluster_name", "regex": r"^cluster(\.(.+);)"},
+            {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+            {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+            {"tag_name": "cache", "regex": r"(cache\.(.+?)\.)"},
+            {"tag_name": "component", "regex": r"(component\.(.+?)\.)"},
+            {"tag_name": "tag", "regex": r"(tag\.(.+?);\.)"},
+            {"tag_name": "wasm_filter", "regex": r"(wasm_filter\.(.+?)\.)"},
+        ],
+        "stats_matcher": {"inclusion_list": {"patterns":
+            [{"prefix": p} for p in ["reporter=", "cluster_manager", "listener_manager",
+                                     "server", "cluster.xds-grpc", "wasm"]]
+            + [{"suffix": s} for s in ["rbac.allowed", "rbac.denied", "shadow_allowed",
+                                       "shadow_denied", "downstream_cx_active"]]
+            + [{"safe_regex": {"regex": r"vhost\..*\.route\..*"}}]}},
+    }
+    secrets = sorted({c["transport_socket"]["typed_config"]["common_tls_context"]
+                      ["combined_validation_context"]["validation_context_sds_secret_config"]
+                      ["name"] for c in clusters if "transport_socket" in c})
+    # SDS `file-root:system` is the proxy's system CA bundle (security/pkg/nodeagent/sds).
+    config = bootstrap(args, stats_config, lst, clusters, [ca_secret(s, args) for s in secrets])
+    return config, istio_bootstrap_override(docs, args)
+
+
+def istio_bootstrap_override(docs: list[dict], args: Args) -> list[str]:
+    """The gateway pod's `sidecar.istio.io/bootstrapOverride` ConfigMap: the gateway injection
+    template mounts its custom_bootstrap.json and sets ISTIO_BOOTSTRAP_OVERRIDE
+    (manifests/charts/istio-control/istio-discovery/files/gateway-injection-template.yaml),
+    and the agent passes the file to Envoy as `--config-yaml` (pkg/envoy/proxy.go args), which
+    Envoy merges into the bootstrap. So Envoy itself does the merge here too."""
+    maps = [c for c in of_kind(docs, "ConfigMap") if "custom_bootstrap.json" in c.get("data", {})]
+    if not maps:
+        return []
+    path = os.path.join(args.out, "custom_bootstrap.json")
+    with open(path, "w") as f:
+        f.write(maps[0]["data"]["custom_bootstrap.json"])
+    with open(path) as f:
+        return ["--config-yaml", f.read()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Envoy Gateway (rules from envoyproxy/gateway v1.9.0; the same names since v1.6.0)
+# ---------------------------------------------------------------------------------------------
+
+def eg_route_rank(route: dict) -> tuple:
+    """Gateway API precedence as Envoy Gateway sorts routes (internal/gatewayapi/sort.go):
+    Exact > RegularExpression > PathPrefix, longer paths first, then more header matches."""
+    match = route["match"]
+    kind = 2 if "path" in match else 1 if "safe_regex" in match else 0
+    path = match.get("path") or match.get("prefix") or ""
+    return (-kind, -len(path), -len(match.get("headers", [])))
+
+
+def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
+    docs = manifests("envoy-gateway")
+    gateway = one(docs, "Gateway")
+    gw_ns, gw_name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
+    gw_listener = gateway["spec"]["listeners"][0]
+    # IR and xDS listener name `<ns>/<gateway>/<listener>` (internal/gatewayapi/helpers.go
+    # irListenerName; internal/xds/translator/listener.go xdsListenerName with the default name
+    # scheme); route configuration of the same name (routeConfigName), virtual host
+    # `<listener>/<host with dots as _>`, `*` for no hostname (translator.go virtualHostName).
+    listener_name = f"{gw_ns}/{gw_name}/{gw_listener['name']}"
+    # Ports below 1024 are shifted by 10000 in the proxy (internal/gatewayapi/listener.go).
+    container_port = gw_listener["port"] + 10000 if gw_listener["port"] < 1024 else \
+        gw_listener["port"]
+
+    backends = {b["metadata"]["name"]: b for b in of_kind(docs, "Backend")}
+    tls_policies = {t["spec"]["targetRefs"][0]["name"]: t
+                    for t in of_kind(docs, "BackendTLSPolicy")}
+    for t in of_kind(docs, "BackendTLSPolicy"):
+        if t["apiVersion"] != "gateway.networking.k8s.io/v1":
+            sys.exit(f"generate: BackendTLSPolicy {t['metadata']['name']} is {t['apiVersion']}; "
+                     "the standard Gateway API CRDs (>= 1.4) serve only v1")
+    route_filters = {f["metadata"]["name"]: f for f in of_kind(docs, "HTTPRouteFilter")}
+
+    eep = one(docs, "EnvoyExtensionPolicy")
+    wasm_names = []
+    http_filters = []
+    for idx, wasm in enumerate(eep["spec"].get("wasm", [])):
+        # IR name `envoyextensionpolicy/<ns>/<name>/wasm/<index>` (internal/gatewayapi/
+        # envoyextensionpolicy.go irConfigNameForWasm); filter name
+        # `envoy.filters.http.wasm/<IR name>`, added disabled to the listener's HCM
+        # (internal/xds/translator/wasm.go buildHCMWasmFilter, wasmConfig).
+        ir_name = f"envoyextensionpolicy/{eep['metadata']['namespace']}/" \
+                  f"{eep['metadata']['name']}/wasm/{idx}"
+        filter_name = f"envoy.filters.http.wasm/{ir_name}"
+        wasm_names.append(filter_name)
+        plugin = {
+            "name": wasm.get("name", ir_name),
+            "vm_config": {"vm_id": ir_name, "runtime": "envoy.wasm.runtime.v8",
+                          "code": {"local": {"filename": args.module}}},
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": json.dumps(wasm.get("config", {}),
+                                                  separators=(",", ":"))},
+            "fail_open": bool(wasm.get("failOpen", False)),
+        }
+        if "rootID" in wasm:
+            plugin["root_id"] = wasm["rootID"]
+        http_filters.append({"name": filter_name, "disabled": True,
+                             "typed_config": {"@type": WASM_FILTER_TYPE, "config": plugin}})
+    http_filters.append(ROUTER)
+
+    routes, clusters = [], []
+    for route in of_kind(docs, "HTTPRoute"):
+        ns, name = route["metadata"]["namespace"], route["metadata"]["name"]
+        for r_idx, rule in enumerate(route["spec"]["rules"]):
+            # Cluster per rule `httproute/<ns>/<name>/rule/<n>` (helpers.go
+            # irRouteDestinationName); route `.../rule/<n>/match/<m>/<host>`.
+            cluster_name = f"httproute/{ns}/{name}/rule/{r_idx}"
+            action = None
+            host_rewrite = None
+            remove_headers = []
+            for flt in rule.get("filters", []):
+                if flt["type"] == "URLRewrite" and flt["urlRewrite"].get("hostname"):
+                    # route.go: URLRewrite hostname -> host_rewrite_literal. Nothing else
+                    # rewrites Host.
+                    host_rewrite = flt["urlRewrite"]["hostname"]
+                elif flt["type"] == "RequestHeaderModifier":
+                    # route.go: removals become the route's request_headers_to_remove,
+                    # applied by the router after the route was chosen.
+                    remove_headers.extend(flt["requestHeaderModifier"].get("remove", []))
+                elif flt["type"] == "ExtensionRef" and \
+                        flt["extensionRef"]["kind"] == "HTTPRouteFilter":
+                    direct = route_filters[flt["extensionRef"]["name"]]["spec"]["directResponse"]
+                    # route.go buildXdsDirectResponseAction; content type as a response
+                    # header.
+                    action = ("direct_response", {"status": direct.get("statusCode", 200),
+                              "body": {"inline_string": direct["body"]["inline"]}},
+                              direct.get("contentType"))
+            refs = rule.get("backendRefs", [])
+            if action is None:
+                if len(refs) != 1 or refs[0].get("kind") != "Backend":
+                    sys.exit(f"generate: rule {r_idx} of HTTPRoute {name}: one Backend expected")
+                backend = backends[refs[0]["name"]]
+                fqdn = backend["spec"]["endpoints"][0]["fqdn"]
+                policy = tls_policies.get(refs[0]["name"])
+                tls = None
+                if policy is not None:
+                    hostname = policy["spec"]["validation"]["hostname"]
+                    # translator.go buildXdsUpstreamTLSSocketWthCert / buildValidationContext:
+                    # SNI = hostname, and with no subjectAltNames the hostname is the SAN;
+                    # the system CA from SDS `system_ca_certificates`.
+                    tls = {"sni": hostname, "common_tls_context": {"combined_validation_context": {
+                        "default_validation_context": {"match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": hostname}}]},
+                        "validation_context_sds_secret_config": {
+                            "name": "system_ca_certificates"}}}}
+                clusters.append(static_cluster(cluster_name, fqdn["hostname"], args, tls))
+                route_action = {"cluster": cluster_name}
+                if host_rewrite:
+                    route_action["host_rewrite_literal"] = host_rewrite
+                if rule.get("timeouts", {}).get("request"):
+                    route_action["timeout"] = rule["timeouts"]["request"]
+                action = ("route", route_action, None)
+            for m_idx, match in enumerate(rule.get("matches", [{}])):
+                path = match.get("path", {"type": "PathPrefix", "value": "/"})
+                env_match = {"prefix": path["value"]} if path["type"] == "PathPrefix" else \
+                    {"path": path["value"]}
+                headers = [{"name": h["name"], "string_match": {"exact": h["value"]}}
+                           for h in match.get("headers", [])]
+                if headers:
+                    env_match["headers"] = headers
+                xds_route = {"name": f"httproute/{ns}/{name}/rule/{r_idx}/match/{m_idx}/*",
+                             "match": env_match, action[0]: action[1]}
+                if remove_headers:
+                    xds_route["request_headers_to_remove"] = list(remove_headers)
+                if action[2]:
+                    xds_route["response_headers_to_add"] = [{"header": {
+                        "key": "content-type", "value": action[2]},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+                # wasm.go patchRoute: every route the policy covers enables the filter with
+                # an empty FilterConfig (the EnvoyExtensionPolicy targets the Gateway).
+                xds_route["typed_per_filter_config"] = {
+                    f: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                        "config": {}} for f in wasm_names}
+                routes.append(xds_route)
+    routes.sort(key=eg_route_rank)
+
+    hcm = {
+        "stat_prefix": f"http-{container_port}",
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+        "route_config": {"name": listener_name, "virtual_hosts": [
+            {"name": f"{listener_name}/*", "domains": ["*"], "routes": routes}]},
+        "http_filters": http_filters,
+    }
+    lst = listener(listener_name, args, hcm)
+
+    # EnvoyPatchPolicy: JSONPatch on the xDS resource of that type and name, rendered as JSON
+    # with proto field names (internal/xds/translator/jsonpatch.go, jsonMarshalOpts
+    # UseProtoNames).
+    for epp in of_kind(docs, "EnvoyPatchPolicy"):
+        for patch in epp["spec"]["jsonPatches"]:
+            if patch["type"] != "type.googleapis.com/envoy.config.listener.v3.Listener":
+                sys.exit(f"generate: EnvoyPatchPolicy on {patch['type']} not implemented here")
+            if patch["name"] != lst["name"]:
+                sys.exit(f"generate: EnvoyPatchPolicy names listener {patch['name']}; Envoy "
+                         f"Gateway generates {lst['name']}: the patch finds nothing")
+            lst = jsonpath.apply_operation(lst, patch["operation"])
+
+    # The default bootstrap's stats_config (internal/xds/bootstrap/bootstrap.yaml.tpl), then
+    # the EnvoyProxy's bootstrap JSONPatch (internal/xds/bootstrap/util.go jsonPatchBootstrap,
+    # the same ApplyJSONPatches).
+    boot = bootstrap(args, {
+        "use_all_default_tags": True,
+        "stats_tags": [
+            {"regex": r"\.zone(\.(([^\.]+)\.))", "tag_name": "from_zone"},
+            {"regex": r"\.zone\.[^\.]+\.(([^\.]+)\.)", "tag_name": "to_zone"},
+            {"regex": r"^cluster(\..+\.(.+))\.total_match_count$",
+             "tag_name": "socket_match_name"},
+            {"regex": r"circuit_breakers\.((.+?)\.).+", "tag_name": "priority"},
+        ]}, lst, clusters, [ca_secret("system_ca_certificates", args)])
+    ref = gateway["spec"].get("infrastructure", {}).get("parametersRef")
+    if ref and ref["kind"] == "EnvoyProxy":
+        proxy = one(docs, "EnvoyProxy", ref["name"])
+        bs = proxy["spec"].get("bootstrap", {})
+        if bs.get("type") != "JSONPatch":
+            sys.exit("generate: only a JSONPatch bootstrap is implemented here")
+        for op in bs["jsonPatches"]:
+            boot = jsonpath.apply_operation(boot, op)
+    return boot, []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("platform", choices=["istio", "envoy-gateway"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--listen-port", type=int, required=True)
+    parser.add_argument("--admin-port", type=int, required=True)
+    parser.add_argument("--ca", required=True)
+    parser.add_argument("--endpoint", action="append", default=[], metavar="HOST=PORT")
+    ns = parser.parse_args()
+    args = Args()
+    args.out, args.module, args.ca = ns.out, ns.module, ns.ca
+    args.listen_port, args.admin_port = ns.listen_port, ns.admin_port
+    args.endpoints = {}
+    for item in ns.endpoint:
+        host, _, port = item.partition("=")
+        args.endpoints[host] = int(port)
+    build = istio if ns.platform == "istio" else envoy_gateway
+    config, extra = build(args)
+    path = os.path.join(ns.out, "envoy.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    print(json.dumps({"config": path, "args": extra}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
