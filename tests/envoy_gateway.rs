@@ -114,3 +114,32 @@ fn posturio_metrics_carry_their_labels() {
     assert_eq!(r.status, 403, "{r:?}");
     platform::assert_labelled_metrics(&p.envoy);
 }
+
+/// The EnvoyPatchPolicy sets the flag on Posturio's filter and on no other team's.
+#[test]
+fn the_stop_iteration_patch_touches_posturio_s_filter_only() {
+    let config = platform::generated(
+        PLATFORM,
+        &["tests/platforms/fixtures/envoy-gateway-other-team.yaml"],
+    );
+    let filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let flag = |name: &str| {
+        let filter = filters
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no filter {name} in {filters:#?}"));
+        assert_eq!(filter["disabled"], true, "{filter}");
+        filter["typed_config"]["config"]["allow_on_headers_stop_iteration"].clone()
+    };
+    assert_eq!(
+        flag("envoy.filters.http.wasm/envoyextensionpolicy/posturio/posturio/wasm/0"),
+        true
+    );
+    assert_eq!(
+        flag("envoy.filters.http.wasm/envoyextensionpolicy/posturio/other-team/wasm/0"),
+        serde_json::Value::Null
+    );
+}

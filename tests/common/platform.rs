@@ -133,7 +133,8 @@ pub fn generate(
     listener_port: u16,
     admin_port: u16,
     certs: &Certs,
-    mock: &MockProvider,
+    mock: Option<&MockProvider>,
+    extra: &[&str],
 ) -> (PathBuf, Vec<String>) {
     let mut command = Command::new(python());
     command
@@ -148,8 +149,13 @@ pub fn generate(
         .arg("--ca")
         .arg(certs.ca());
     for (host, listener) in HOSTS {
+        // Without a mock, the endpoints are a port nothing listens on.
+        let port = mock.map_or(1, |m| m.port(listener));
         command.arg("--endpoint");
-        command.arg(format!("{host}={}", mock.port(listener)));
+        command.arg(format!("{host}={port}"));
+    }
+    for relative in extra {
+        command.arg("--extra").arg(repo_path(relative));
     }
     let out = command.output().unwrap();
     assert!(
@@ -179,7 +185,7 @@ pub fn start(platform: &str) -> Platform {
         files: vec![(MODULE_URL_PATH.to_string(), module_path())],
     });
     let envoy = Envoy::start_generated(&|listener, admin, dir| {
-        generate(platform, dir, listener, admin, &certs, &mock)
+        generate(platform, dir, listener, admin, &certs, Some(&mock), &[])
     });
     Platform { envoy, mock, certs }
 }
@@ -188,15 +194,9 @@ pub fn start(platform: &str) -> Platform {
 /// when it is rejected.
 pub fn validate(platform: &str) -> Result<(), String> {
     let certs = Certs::new();
-    let mock = MockProvider::start_tls(&TlsMock {
-        listeners: HOSTS.iter().map(|(_, l)| l.to_string()).collect(),
-        cert: certs.cert(),
-        key: certs.key(),
-        files: Vec::new(),
-    });
     let dir = tempfile::tempdir().unwrap();
     // Ports are only written into the configuration: validate mode binds nothing.
-    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, &mock);
+    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, None, &[]);
     let out = Command::new(envoy_binary())
         .args(["--mode", "validate", "-c"])
         .arg(&config)
@@ -212,6 +212,15 @@ pub fn validate(platform: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// The generated configuration (JSON) with the manifests `extra` (relative to the repository)
+/// applied beside the platform's own; for tests that read it rather than run it.
+pub fn generated(platform: &str, extra: &[&str]) -> serde_json::Value {
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = generate(platform, dir.path(), 10080, 15000, &certs, None, extra);
+    serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap()
 }
 
 /// A chat request for `model` in the OpenAI shape, as a client of the gateway sends it.

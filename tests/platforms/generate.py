@@ -2,14 +2,14 @@
 """The Envoy configuration Istio or Envoy Gateway generates for the manifests in deploy/.
 
     generate.py istio|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
-        --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...]
+        --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...] [--extra FILE ...]
 
 Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
 routes, clusters and bootstrap that its Envoy would run, then applies our patches to them with
 code that implements the platform's patch semantics (Istio's EnvoyFilter INSERT_BEFORE and
 MERGE, Envoy Gateway's EnvoyPatchPolicy JSONPatch with its JSONPath extension, Envoy Gateway's
 bootstrap JSONPatch). Each rule below names the upstream file and release it follows. Writes
-DIR/envoy.yaml and prints one JSON line: {"config": path, "args": [extra Envoy arguments]}.
+DIR/envoy.json and prints one JSON line: {"config": path, "args": [extra Envoy arguments]}.
 
 What the output does NOT take from the control plane, and why (the only substitutions):
 - Resources a control plane serves over ADS/SDS are written inline (static listeners,
@@ -56,13 +56,17 @@ class Args:
     endpoints: dict[str, int]
 
 
+EXTRA: list[str] = []  # --extra: more manifests, applied beside deploy/<platform>/
+
+
 def manifests(platform: str) -> list[dict]:
     folder = os.path.join(REPO, "deploy", platform)
+    files = [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+             if n.endswith((".yaml", ".yml"))] + EXTRA
     docs = []
-    for name in sorted(os.listdir(folder)):
-        if name.endswith((".yaml", ".yml")):
-            with open(os.path.join(folder, name)) as f:
-                docs.extend(d for d in yaml.safe_load_all(f) if d is not None)
+    for path in files:
+        with open(path) as f:
+            docs.extend(d for d in yaml.safe_load_all(f) if d is not None)
     return docs
 
 
@@ -200,10 +204,23 @@ def istio_gateway_server(docs: list[dict], virtual_service: dict) -> tuple[dict,
              "the gateway gets no route")
 
 
-def selects_gateway(selector: dict, gateway: dict) -> bool:
-    """A workloadSelector picks the gateway pods when its labels are a subset of the pod's:
-    the pods carry the labels the Gateway selects by (the gateway chart's selector labels)."""
-    return all(gateway["spec"]["selector"].get(k) == v for k, v in selector.items())
+# The gateway is installed with Istio's `gateway` Helm chart as this release (docs/istio.md).
+HELM_RELEASE = "istio-ingress"
+
+
+def gateway_pod_labels(release: str) -> dict:
+    """The labels the gateway chart puts on its pods: `app: <release>` and `istio: <release
+    without its "istio-" prefix>` (manifests/charts/gateway/templates/_helpers.tpl
+    gateway.selectorLabels, Istio 1.28.0)."""
+    return {"app": release, "istio": release.removeprefix("istio-")}
+
+
+def selects_pods(selector: dict, what: str) -> None:
+    """A selector picks the gateway pods when its labels are a subset of theirs."""
+    pods = gateway_pod_labels(HELM_RELEASE)
+    if not selector or any(pods.get(k) != v for k, v in selector.items()):
+        sys.exit(f"generate: {what} selects {selector}, but the pods of Helm release "
+                 f"{HELM_RELEASE} carry {pods}: it applies to nothing")
 
 
 def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) -> None:
@@ -211,10 +228,8 @@ def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) ->
     (pilot/pkg/networking/core/envoyfilter/listener_patch.go for HTTP_FILTER INSERT_BEFORE:
     the value goes before the first filter matching `subFilter.name`; rc_patch.go for
     HTTP_ROUTE MERGE: proto.Merge into every route whose name matches)."""
-    selector = ef["spec"].get("workloadSelector", {}).get("labels", {})
-    if not selects_gateway(selector, gateway):
-        sys.exit(f"generate: EnvoyFilter {ef['metadata']['name']} selects {selector}, which the "
-                 f"gateway's pods ({gateway['spec']['selector']}) do not carry: no patch applies")
+    selects_pods(ef["spec"].get("workloadSelector", {}).get("labels", {}),
+                 f"EnvoyFilter {ef['metadata']['name']}")
     for patch in ef["spec"]["configPatches"]:
         match, op = patch.get("match", {}), patch["patch"]["operation"]
         if match.get("context") not in (None, "ANY", "GATEWAY"):
@@ -242,6 +257,10 @@ def istio(args: Args) -> tuple[dict, list[str]]:
     docs = manifests("istio")
     vs = one(docs, "VirtualService")
     gateway, server = istio_gateway_server(docs, vs)
+    selects_pods(gateway["spec"].get("selector", {}), f"Gateway {gateway['metadata']['name']}")
+    for plugin in of_kind(docs, "WasmPlugin"):
+        selects_pods(plugin["spec"].get("selector", {}).get("matchLabels", {}),
+                     f"WasmPlugin {plugin['metadata']['name']}")
     port = server["port"]["number"]
     # Listener `0.0.0.0_<port>` (pilot/pkg/networking/core/gateway.go getListenerName); the
     # gateway chart's Service maps 80 to targetPort 80 (manifests/charts/gateway/values.yaml).
@@ -404,10 +423,11 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
                      "the standard Gateway API CRDs (>= 1.4) serve only v1")
     route_filters = {f["metadata"]["name"]: f for f in of_kind(docs, "HTTPRouteFilter")}
 
-    eep = one(docs, "EnvoyExtensionPolicy")
     wasm_names = []
     http_filters = []
-    for idx, wasm in enumerate(eep["spec"].get("wasm", [])):
+    eeps = [(eep, idx, wasm) for eep in of_kind(docs, "EnvoyExtensionPolicy")
+            for idx, wasm in enumerate(eep["spec"].get("wasm", []))]
+    for eep, idx, wasm in eeps:
         # IR name `envoyextensionpolicy/<ns>/<name>/wasm/<index>` (internal/gatewayapi/
         # envoyextensionpolicy.go irConfigNameForWasm); filter name
         # `envoy.filters.http.wasm/<IR name>`, added disabled to the listener's HCM
@@ -562,7 +582,10 @@ def main() -> int:
     parser.add_argument("--admin-port", type=int, required=True)
     parser.add_argument("--ca", required=True)
     parser.add_argument("--endpoint", action="append", default=[], metavar="HOST=PORT")
+    parser.add_argument("--extra", action="append", default=[], metavar="FILE",
+                        help="more manifests, as if applied beside deploy/<platform>/")
     ns = parser.parse_args()
+    EXTRA.extend(ns.extra)
     args = Args()
     args.out, args.module, args.ca = ns.out, ns.module, ns.ca
     args.listen_port, args.admin_port = ns.listen_port, ns.admin_port
@@ -572,9 +595,10 @@ def main() -> int:
         args.endpoints[host] = int(port)
     build = istio if ns.platform == "istio" else envoy_gateway
     config, extra = build(args)
-    path = os.path.join(ns.out, "envoy.yaml")
+    # JSON (Envoy reads it by the file's extension), so that tests can read it too.
+    path = os.path.join(ns.out, "envoy.json")
     with open(path, "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
+        json.dump(config, f, indent=1)
     print(json.dumps({"config": path, "args": extra}))
     return 0
 
