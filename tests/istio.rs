@@ -114,3 +114,39 @@ fn posturio_metrics_carry_their_labels() {
     assert_eq!(r.status, 403, "{r:?}");
     platform::assert_labelled_metrics(&p.envoy);
 }
+
+/// The no-app-change path (deploy/istio/egress.yaml): a workload calls the provider by its
+/// name; its sidecar sends the request to the gateway, where Posturio decides, and the gateway
+/// originates TLS to the provider.
+#[test]
+fn a_workload_calling_the_provider_by_name_goes_through_posturio() {
+    let p = platform::start(PLATFORM);
+    let sidecar = platform::start_istio_sidecar(p.envoy.port());
+    let send = |host: &str, path: &str, headers: &[(&str, &str)], body: &serde_json::Value| {
+        let mut all: Vec<(&str, &str)> = vec![("Host", host)];
+        all.extend_from_slice(headers);
+        common::http::post_json(sidecar.port(), path, &all, body)
+    };
+    let r = send(
+        "api.openai.com",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o-mini"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = p.mock.single_request();
+    assert_eq!(got.listener, "openai");
+    assert_eq!(got.header("host"), Some("api.openai.com"));
+
+    p.mock.reset();
+    let anthropic = [("anthropic-version", "2023-06-01")];
+    let r = send(
+        "api.anthropic.com",
+        "/v1/messages",
+        &anthropic,
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.json()["error"]["type"], "permission_error", "{r:?}");
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+}

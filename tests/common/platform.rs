@@ -135,6 +135,7 @@ pub fn generate(
     certs: &Certs,
     mock: Option<&MockProvider>,
     extra: &[&str],
+    more_endpoints: &[(&str, u16)],
 ) -> (PathBuf, Vec<String>) {
     let mut command = Command::new(python());
     command
@@ -151,6 +152,10 @@ pub fn generate(
     for (host, listener) in HOSTS {
         // Without a mock, the endpoints are a port nothing listens on.
         let port = mock.map_or(1, |m| m.port(listener));
+        command.arg("--endpoint");
+        command.arg(format!("{host}={port}"));
+    }
+    for (host, port) in more_endpoints {
         command.arg("--endpoint");
         command.arg(format!("{host}={port}"));
     }
@@ -185,9 +190,39 @@ pub fn start(platform: &str) -> Platform {
         files: vec![(MODULE_URL_PATH.to_string(), module_path())],
     });
     let envoy = Envoy::start_generated(&|listener, admin, dir| {
-        generate(platform, dir, listener, admin, &certs, Some(&mock), &[])
+        generate(
+            platform,
+            dir,
+            listener,
+            admin,
+            &certs,
+            Some(&mock),
+            &[],
+            &[],
+        )
     });
     Platform { envoy, mock, certs }
+}
+
+/// The Service of the Istio gateway, as a workload's sidecar routes to it (egress.yaml).
+pub const ISTIO_GATEWAY_SERVICE: &str = "istio-ingress.istio-ingress.svc.cluster.local";
+
+/// A workload's sidecar as Istio generates it for deploy/istio/egress.yaml, sending the
+/// providers' names to the gateway listening on `gateway_port`.
+pub fn start_istio_sidecar(gateway_port: u16) -> Envoy {
+    let certs = Certs::new();
+    Envoy::start_generated(&|listener, admin, dir| {
+        generate(
+            "istio-sidecar",
+            dir,
+            listener,
+            admin,
+            &certs,
+            None,
+            &[],
+            &[(ISTIO_GATEWAY_SERVICE, gateway_port)],
+        )
+    })
 }
 
 /// `envoy --mode validate` on the platform's generated configuration; returns Envoy's output
@@ -196,7 +231,7 @@ pub fn validate(platform: &str) -> Result<(), String> {
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
     // Ports are only written into the configuration: validate mode binds nothing.
-    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, None, &[]);
+    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, None, &[], &[]);
     let out = Command::new(envoy_binary())
         .args(["--mode", "validate", "-c"])
         .arg(&config)
@@ -219,7 +254,7 @@ pub fn validate(platform: &str) -> Result<(), String> {
 pub fn generated(platform: &str, extra: &[&str]) -> serde_json::Value {
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = generate(platform, dir.path(), 10080, 15000, &certs, None, extra);
+    let (config, _) = generate(platform, dir.path(), 10080, 15000, &certs, None, extra, &[]);
     serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap()
 }
 

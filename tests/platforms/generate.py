@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Envoy configuration Istio or Envoy Gateway generates for the manifests in deploy/.
 
-    generate.py istio|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
+    generate.py istio|istio-sidecar|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
         --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...] [--extra FILE ...]
 
 Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
@@ -170,9 +170,12 @@ def istio_cluster(host: str, port: int, docs: list[dict], args: Args) -> dict:
     `sni`, SANs from `subjectAltNames`, the CA from SDS `file-root:system` when the rule names
     no caCertificates."""
     name = f"outbound|{port}||{host}"
-    entries = [s for s in of_kind(docs, "ServiceEntry") if host in s["spec"]["hosts"]]
+    entries = [s for s in of_kind(docs, "ServiceEntry") if host in s["spec"]["hosts"]
+               and any(p["number"] == port for p in s["spec"]["ports"])
+               and visible_from(s, GATEWAY_NAMESPACE)]
     if not entries:
-        sys.exit(f"generate: Istio has no cluster {name}: no ServiceEntry for {host}")
+        sys.exit(f"generate: Istio has no cluster {name}: no ServiceEntry for {host} port "
+                 f"{port} visible in {GATEWAY_NAMESPACE}")
     rules = [d for d in of_kind(docs, "DestinationRule") if d["spec"]["host"] == host]
     tls = None
     if rules:
@@ -204,8 +207,18 @@ def istio_gateway_server(docs: list[dict], virtual_service: dict) -> tuple[dict,
              "the gateway gets no route")
 
 
-# The gateway is installed with Istio's `gateway` Helm chart as this release (docs/istio.md).
+# The gateway is installed with Istio's `gateway` Helm chart as this release, in this namespace
+# (docs/istio.md).
 HELM_RELEASE = "istio-ingress"
+GATEWAY_NAMESPACE = "istio-ingress"
+
+
+def visible_from(config: dict, namespace: str) -> bool:
+    """`exportTo` (pilot/pkg/model/push_context.go): `.` is the object's own namespace, `*`
+    every namespace; no exportTo means every namespace (the mesh default)."""
+    export = config["spec"].get("exportTo", ["*"])
+    return "*" in export or namespace in export or \
+        ("." in export and config["metadata"]["namespace"] == namespace)
 
 
 def gateway_pod_labels(release: str) -> dict:
@@ -253,9 +266,18 @@ def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) ->
             sys.exit(f"generate: patch {patch['applyTo']} {op} is not implemented here")
 
 
+def gateway_virtual_service(docs: list[dict]) -> dict:
+    """The VirtualService bound to a Gateway (not to the `mesh` sidecars)."""
+    bound = [v for v in of_kind(docs, "VirtualService")
+             if any(g != "mesh" for g in v["spec"].get("gateways", []))]
+    if len(bound) != 1:
+        sys.exit(f"generate: expected one VirtualService bound to a gateway, found {len(bound)}")
+    return bound[0]
+
+
 def istio(args: Args) -> tuple[dict, list[str]]:
     docs = manifests("istio")
-    vs = one(docs, "VirtualService")
+    vs = gateway_virtual_service(docs)
     gateway, server = istio_gateway_server(docs, vs)
     selects_pods(gateway["spec"].get("selector", {}), f"Gateway {gateway['metadata']['name']}")
     for plugin in of_kind(docs, "WasmPlugin"):
@@ -385,6 +407,46 @@ def istio_bootstrap_override(docs: list[dict], args: Args) -> list[str]:
         f.write(maps[0]["data"]["custom_bootstrap.json"])
     with open(path) as f:
         return ["--config-yaml", f.read()]
+
+
+def istio_sidecar(args: Args) -> tuple[dict, list[str]]:
+    """A workload's sidecar with the VirtualServices bound to `mesh` (egress.yaml): the
+    outbound HTTP listener of the port, `0.0.0.0_<port>` with route configuration `<port>`
+    (pilot/pkg/networking/core/listener.go, httproute.go), virtual hosts `<host>:<port>` for
+    each host, and the route's destination as `outbound|<port>||<host>`. The hop from the
+    sidecar to the gateway is plain HTTP here; in the mesh it is Istio mutual TLS, which is
+    Istio's own and not under test."""
+    docs = manifests("istio")
+    routes_by_port: dict[int, list] = {}
+    for vs in of_kind(docs, "VirtualService"):
+        if "mesh" not in vs["spec"].get("gateways", []):
+            continue
+        for http in vs["spec"]["http"]:
+            port = http["match"][0]["port"]
+            dest = http["route"][0]["destination"]
+            for host in vs["spec"]["hosts"]:
+                entry = [s for s in of_kind(docs, "ServiceEntry") if host in s["spec"]["hosts"]
+                         and any(p["number"] == port and p["protocol"] == "HTTP"
+                                 for p in s["spec"]["ports"]) and visible_from(s, "default")]
+                if not entry:
+                    sys.exit(f"generate: no ServiceEntry makes {host}:{port} HTTP for workloads")
+                routes_by_port.setdefault(port, []).append((host, http["name"], dest))
+    if len(routes_by_port) != 1:
+        sys.exit("generate: expected the mesh routes on one port")
+    (port, entries), = routes_by_port.items()
+    clusters = {}
+    vhosts = []
+    for host, name, dest in entries:
+        cluster = f"outbound|{dest['port']['number']}||{dest['host']}"
+        clusters[cluster] = static_cluster(cluster, dest["host"], args, None)
+        vhosts.append({"name": f"{host}:{port}", "domains": [host, f"{host}:{port}"],
+                       "routes": [{"name": name, "match": {"prefix": "/"},
+                                   "route": {"cluster": cluster, "timeout": "0s"}}]})
+    hcm = {"stat_prefix": f"outbound_0.0.0.0_{port}",
+           "route_config": {"name": str(port), "virtual_hosts": vhosts},
+           "http_filters": [ROUTER]}
+    lst = listener(f"0.0.0.0_{port}", args, hcm)
+    return bootstrap(args, {}, lst, list(clusters.values()), []), []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,7 +637,7 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("platform", choices=["istio", "envoy-gateway"])
+    parser.add_argument("platform", choices=["istio", "istio-sidecar", "envoy-gateway"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--module", required=True)
     parser.add_argument("--listen-port", type=int, required=True)
@@ -593,7 +655,8 @@ def main() -> int:
     for item in ns.endpoint:
         host, _, port = item.partition("=")
         args.endpoints[host] = int(port)
-    build = istio if ns.platform == "istio" else envoy_gateway
+    build = {"istio": istio, "istio-sidecar": istio_sidecar,
+             "envoy-gateway": envoy_gateway}[ns.platform]
     config, extra = build(args)
     # JSON (Envoy reads it by the file's extension), so that tests can read it too.
     path = os.path.join(ns.out, "envoy.json")
