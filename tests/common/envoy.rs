@@ -212,6 +212,10 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// Writes a configuration for `Envoy::start_generated`: gets the listener port, the admin port
+/// and Envoy's directory; returns the configuration file and further Envoy arguments.
+pub type BuildConfig<'a> = &'a dyn Fn(u16, u16, &Path) -> (PathBuf, Vec<String>);
+
 /// What `Envoy::launch` starts Envoy with.
 struct Launch {
     config: String,
@@ -547,7 +551,7 @@ impl Envoy {
     /// listener port, the admin port and Envoy's directory, and returns the configuration
     /// file it wrote and further Envoy arguments. For configurations that do not come from a
     /// shipped template, such as the ones tests/platforms/generate.py builds.
-    pub fn start_generated(build: &dyn Fn(u16, u16, &Path) -> (PathBuf, Vec<String>)) -> Envoy {
+    pub fn start_generated(build: BuildConfig) -> Envoy {
         let listener = reserve_port();
         let admin = reserve_port();
         let dir = tempfile::Builder::new()

@@ -124,59 +124,79 @@ pub struct Platform {
     pub certs: Certs,
 }
 
-/// Builds the platform's configuration into `dir` with `tests/platforms/generate.py`; returns
-/// the configuration file and the extra Envoy arguments the platform passes. Panics with the
-/// builder's message when the manifests cannot produce a working configuration.
-pub fn generate(
-    platform: &str,
-    dir: &Path,
-    listener_port: u16,
-    admin_port: u16,
-    certs: &Certs,
-    mock: Option<&MockProvider>,
-    extra: &[&str],
-    more_endpoints: &[(&str, u16)],
-) -> (PathBuf, Vec<String>) {
-    let mut command = Command::new(python());
-    command
-        .arg(repo_path("tests/platforms/generate.py"))
-        .arg(platform)
-        .arg("--out")
-        .arg(dir)
-        .arg("--module")
-        .arg(module_path())
-        .args(["--listen-port", &listener_port.to_string()])
-        .args(["--admin-port", &admin_port.to_string()])
-        .arg("--ca")
-        .arg(certs.ca());
-    for (host, listener) in HOSTS {
-        // Without a mock, the endpoints are a port nothing listens on.
-        let port = mock.map_or(1, |m| m.port(listener));
-        command.arg("--endpoint");
-        command.arg(format!("{host}={port}"));
+/// What to build with `tests/platforms/generate.py`.
+pub struct Generate<'a> {
+    pub platform: &'a str,
+    /// Where the providers' and the artifact server's names resolve; none: a closed port.
+    pub mock: Option<&'a MockProvider>,
+    /// More manifests (relative to the repository), applied beside the platform's own.
+    pub extra: &'a [&'a str],
+    /// More names and the local ports they resolve to.
+    pub endpoints: &'a [(&'a str, u16)],
+}
+
+impl Generate<'_> {
+    pub fn new(platform: &str) -> Generate<'_> {
+        Generate {
+            platform,
+            mock: None,
+            extra: &[],
+            endpoints: &[],
+        }
     }
-    for (host, port) in more_endpoints {
-        command.arg("--endpoint");
-        command.arg(format!("{host}={port}"));
+
+    /// Builds the configuration into `dir`; returns the configuration file and the extra
+    /// Envoy arguments the platform passes. Panics with the builder's message when the
+    /// manifests cannot produce a working configuration.
+    pub fn run(
+        &self,
+        dir: &Path,
+        listener_port: u16,
+        admin_port: u16,
+        certs: &Certs,
+    ) -> (PathBuf, Vec<String>) {
+        let mut command = Command::new(python());
+        command
+            .arg(repo_path("tests/platforms/generate.py"))
+            .arg(self.platform)
+            .arg("--out")
+            .arg(dir)
+            .arg("--module")
+            .arg(module_path())
+            .args(["--listen-port", &listener_port.to_string()])
+            .args(["--admin-port", &admin_port.to_string()])
+            .arg("--ca")
+            .arg(certs.ca());
+        for (host, listener) in HOSTS {
+            // Without a mock, the endpoints are a port nothing listens on.
+            let port = self.mock.map_or(1, |m| m.port(listener));
+            command.arg("--endpoint");
+            command.arg(format!("{host}={port}"));
+        }
+        for (host, port) in self.endpoints {
+            command.arg("--endpoint");
+            command.arg(format!("{host}={port}"));
+        }
+        for relative in self.extra {
+            command.arg("--extra").arg(repo_path(relative));
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "tests/platforms/generate.py {} failed:\n{}",
+            self.platform,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let config = PathBuf::from(line["config"].as_str().unwrap());
+        let args = line["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        (config, args)
     }
-    for relative in extra {
-        command.arg("--extra").arg(repo_path(relative));
-    }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "tests/platforms/generate.py {platform} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let config = PathBuf::from(line["config"].as_str().unwrap());
-    let args = line["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    (config, args)
 }
 
 /// Starts the mock providers (TLS) and Envoy with the platform's generated configuration.
@@ -189,18 +209,12 @@ pub fn start(platform: &str) -> Platform {
         key: certs.key(),
         files: vec![(MODULE_URL_PATH.to_string(), module_path())],
     });
-    let envoy = Envoy::start_generated(&|listener, admin, dir| {
-        generate(
-            platform,
-            dir,
-            listener,
-            admin,
-            &certs,
-            Some(&mock),
-            &[],
-            &[],
-        )
-    });
+    let build = Generate {
+        mock: Some(&mock),
+        ..Generate::new(platform)
+    };
+    let envoy =
+        Envoy::start_generated(&|listener, admin, dir| build.run(dir, listener, admin, &certs));
     Platform { envoy, mock, certs }
 }
 
@@ -211,18 +225,12 @@ pub const ISTIO_GATEWAY_SERVICE: &str = "istio-ingress.istio-ingress.svc.cluster
 /// providers' names to the gateway listening on `gateway_port`.
 pub fn start_istio_sidecar(gateway_port: u16) -> Envoy {
     let certs = Certs::new();
-    Envoy::start_generated(&|listener, admin, dir| {
-        generate(
-            "istio-sidecar",
-            dir,
-            listener,
-            admin,
-            &certs,
-            None,
-            &[],
-            &[(ISTIO_GATEWAY_SERVICE, gateway_port)],
-        )
-    })
+    let endpoints = [(ISTIO_GATEWAY_SERVICE, gateway_port)];
+    let build = Generate {
+        endpoints: &endpoints,
+        ..Generate::new("istio-sidecar")
+    };
+    Envoy::start_generated(&|listener, admin, dir| build.run(dir, listener, admin, &certs))
 }
 
 /// `envoy --mode validate` on the platform's generated configuration; returns Envoy's output
@@ -231,7 +239,7 @@ pub fn validate(platform: &str) -> Result<(), String> {
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
     // Ports are only written into the configuration: validate mode binds nothing.
-    let (config, args) = generate(platform, dir.path(), 10080, 15000, &certs, None, &[], &[]);
+    let (config, args) = Generate::new(platform).run(dir.path(), 10080, 15000, &certs);
     let out = Command::new(envoy_binary())
         .args(["--mode", "validate", "-c"])
         .arg(&config)
@@ -254,7 +262,11 @@ pub fn validate(platform: &str) -> Result<(), String> {
 pub fn generated(platform: &str, extra: &[&str]) -> serde_json::Value {
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = generate(platform, dir.path(), 10080, 15000, &certs, None, extra, &[]);
+    let build = Generate {
+        extra,
+        ..Generate::new(platform)
+    };
+    let (config, _) = build.run(dir.path(), 10080, 15000, &certs);
     serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap()
 }
 
