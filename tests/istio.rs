@@ -150,3 +150,31 @@ fn a_workload_calling_the_provider_by_name_goes_through_posturio() {
     assert_eq!(r.json()["error"]["type"], "permission_error", "{r:?}");
     assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
 }
+
+/// Why the EnvoyFilter and not the WasmPlugin: as istiod delivers `wasmplugin.yaml` (by ECDS,
+/// with no `allow_on_headers_stop_iteration`), Posturio is loaded and answers a request that
+/// ends with its headers, but a request with a body, which it holds, is never answered.
+#[test]
+fn the_wasmplugin_form_loads_posturio_but_stalls_requests_with_a_body() {
+    let p = platform::start("istio-wasmplugin");
+    let r = common::http::get(p.envoy.port(), "/v1/unknown", &[("Host", HOST)]);
+    assert!(
+        r.status >= 400 && r.json()["error"].is_object(),
+        "Posturio's refusal expected: {r:?}"
+    );
+
+    let body = chat("gpt-4o-mini").to_string();
+    let request = common::http::build_request(
+        p.envoy.port(),
+        "POST",
+        "/v1/chat/completions",
+        &[("Host", HOST), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let mut conn = common::Connection::open(p.envoy.port());
+    conn.send(&request);
+    conn.set_read_timeout(std::time::Duration::from_secs(3));
+    let answer = conn.try_read_response();
+    assert!(answer.is_err(), "expected a stall, got {answer:?}");
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Envoy configuration Istio or Envoy Gateway generates for the manifests in deploy/.
 
-    generate.py istio|istio-sidecar|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
+    generate.py istio|istio-wasmplugin|istio-sidecar|envoy-gateway --out DIR --module FILE --listen-port N --admin-port N \
         --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...] [--extra FILE ...]
 
 Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
@@ -275,7 +275,43 @@ def gateway_virtual_service(docs: list[dict]) -> dict:
     return bound[0]
 
 
-def istio(args: Args) -> tuple[dict, list[str]]:
+def wasmplugin_filter(plugin: dict, args: Args) -> dict:
+    """A WasmPlugin as istiod delivers it: an HTTP filter whose configuration comes by ECDS,
+    named `extensions.istio.io/wasmplugin/<ns>.<name>`, accepting a Wasm or an RBAC config
+    (the agent's deny-all when a FAIL_CLOSE module cannot be fetched), never served before the
+    proxy has it (initial_fetch_timeout 0) (pilot/pkg/networking/core/extension/wasmplugin.go
+    toEnvoyHTTPFilter); the Wasm config from pilot/pkg/model/extensions.go buildPluginConfig:
+    name `<ns>.<name>`, root_id from pluginName, the pluginConfig as JSON, FAIL_CLOSE as
+    FAIL_CLOSED, and nothing else, so no allow_on_headers_stop_iteration. Phase AUTHN/AUTHZ
+    puts it before the other filters here (listener_builder.go). The agent turns the module's
+    OCI URL into a local file (pkg/wasm); here it is --module. ADS becomes a watched file."""
+    ns, name = plugin["metadata"]["namespace"], plugin["metadata"]["name"]
+    spec = plugin["spec"]
+    resource = f"extensions.istio.io/wasmplugin/{ns}.{name}"
+    config = {
+        "name": f"{ns}.{name}",
+        "root_id": spec.get("pluginName", ""),
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": json.dumps(spec.get("pluginConfig", {}))},
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                      "code": {"local": {"filename": args.module}}},
+    }
+    if spec.get("failStrategy", "FAIL_CLOSE") == "FAIL_CLOSE":
+        config["failure_policy"] = "FAIL_CLOSED"
+    path = os.path.join(args.out, f"ecds-{ns}.{name}.json")
+    with open(path, "w") as f:
+        json.dump({"version_info": "1", "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": resource,
+            "typed_config": {"@type": WASM_FILTER_TYPE, "config": config}}]}, f)
+    return {"name": resource, "config_discovery": {
+        "config_source": {"path_config_source": {"path": path}, "initial_fetch_timeout": "0s",
+                          "resource_api_version": "V3"},
+        "type_urls": [WASM_FILTER_TYPE,
+                      "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"]}}
+
+
+def istio(args: Args, variant: str = "envoyfilter") -> tuple[dict, list[str]]:
     docs = manifests("istio")
     vs = gateway_virtual_service(docs)
     gateway, server = istio_gateway_server(docs, vs)
@@ -319,7 +355,8 @@ def istio(args: Args) -> tuple[dict, list[str]]:
         for h in server["hosts"]]}
     # The gateway's HCM (pilot/pkg/networking/core/listener_builder.go
     # buildHTTPConnectionManager): stat prefix `outbound_0.0.0.0_<port>`, Istio's path
-    # normalisation default, and the HTTP filters upstream Envoy has (cors, fault, router).
+    # normalisation default, and of its HTTP filters those upstream Envoy has, in its order
+    # (fault, cors, router last).
     hcm = {
         "stat_prefix": f"outbound_0.0.0.0_{port}",
         "normalize_path": True,
@@ -327,17 +364,24 @@ def istio(args: Args) -> tuple[dict, list[str]]:
         "use_remote_address": True,
         "route_config": route_config,
         "http_filters": [
-            {"name": "envoy.filters.http.cors", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
             {"name": "envoy.filters.http.fault", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3."
                          "HTTPFault"}},
+            {"name": "envoy.filters.http.cors", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
             ROUTER,
         ],
     }
     lst = listener(f"0.0.0.0_{port}", args, hcm)
-    for ef in of_kind(docs, "EnvoyFilter"):
-        apply_envoyfilter(ef, gateway, lst, route_config)
+    policies = []
+    if variant == "wasmplugin":
+        # wasmplugin.yaml applied instead of envoyfilter.yaml (never both).
+        for plugin in of_kind(docs, "WasmPlugin"):
+            hcm_of(lst)["http_filters"].insert(0, wasmplugin_filter(plugin, args))
+            policies.append(plugin["spec"].get("pluginConfig", {}))
+    else:
+        for ef in of_kind(docs, "EnvoyFilter"):
+            apply_envoyfilter(ef, gateway, lst, route_config)
 
     # Every cluster the configuration names: routes (after patches), the module's fetch, and
     # the providers the policy routes to with cluster_header.
@@ -357,7 +401,8 @@ def istio(args: Args) -> tuple[dict, list[str]]:
             if remote.get("sha256") == PLACEHOLDER_SHA256:
                 with open(args.module, "rb") as m:
                     remote["sha256"] = hashlib.sha256(m.read()).hexdigest()
-        policy = json.loads(plugin["configuration"]["value"])
+        policies.append(json.loads(plugin["configuration"]["value"]))
+    for policy in policies:
         wanted.update(p["cluster"] for p in policy["providers"].values())
     clusters = []
     for name in sorted(wanted):
@@ -390,6 +435,13 @@ def istio(args: Args) -> tuple[dict, list[str]]:
                       ["name"] for c in clusters if "transport_socket" in c})
     # SDS `file-root:system` is the proxy's system CA bundle (security/pkg/nodeagent/sds).
     config = bootstrap(args, stats_config, lst, clusters, [ca_secret(s, args) for s in secrets])
+    # The node as Istio's agent names a gateway: `router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`
+    # and the cluster `<deployment>.<ns>` (pkg/model/proxy.go ServiceNode, pkg/bootstrap).
+    config["node"] = {
+        "id": f"router~127.0.0.1~{HELM_RELEASE}-0.{GATEWAY_NAMESPACE}~"
+              f"{GATEWAY_NAMESPACE}.svc.cluster.local",
+        "cluster": f"{HELM_RELEASE}.{GATEWAY_NAMESPACE}",
+    }
     return config, istio_bootstrap_override(docs, args)
 
 
@@ -637,7 +689,8 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("platform", choices=["istio", "istio-sidecar", "envoy-gateway"])
+    parser.add_argument("platform", choices=["istio", "istio-wasmplugin", "istio-sidecar",
+                                             "envoy-gateway"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--module", required=True)
     parser.add_argument("--listen-port", type=int, required=True)
@@ -656,6 +709,7 @@ def main() -> int:
         host, _, port = item.partition("=")
         args.endpoints[host] = int(port)
     build = {"istio": istio, "istio-sidecar": istio_sidecar,
+             "istio-wasmplugin": lambda a: istio(a, "wasmplugin"),
              "envoy-gateway": envoy_gateway}[ns.platform]
     config, extra = build(args)
     # JSON (Envoy reads it by the file's extension), so that tests can read it too.
