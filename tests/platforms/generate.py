@@ -13,7 +13,8 @@ DIR/envoy.json and prints one JSON line: {"config": path, "args": [extra Envoy a
 
 What the output does NOT take from the control plane, and why (the only substitutions):
 - Resources a control plane serves over ADS/SDS are written inline (static listeners,
-  clusters, route configurations and secrets under the same names).
+  clusters, route configurations and secrets under the same names); one served by ECDS is a
+  watched file (path_config_source) holding the same TypedExtensionConfig.
 - Addresses: the listener binds 127.0.0.1:--listen-port instead of 0.0.0.0 and the gateway
   port; admin listens on --admin-port.
 - DNS: a provider's cluster is STATIC at 127.0.0.1:PORT given by --endpoint HOST=PORT, with the
