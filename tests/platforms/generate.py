@@ -133,13 +133,15 @@ def hcm_of(lst: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Istio (rules from istio/istio 1.28.0; unchanged in 1.29 and 1.30 for what is used here)
+# Istio (rules from istio/istio 1.28.0, the minimum the docs name; from 1.30 a WasmPlugin is
+# first translated into a TrafficExtension and its ECDS resource named after that, which no
+# test depends on)
 # ---------------------------------------------------------------------------------------------
 
 # Proto merge, as Istio's EnvoyFilter MERGE does it (pilot/pkg/networking/core/envoyfilter/
-# rc_patch.go `merge.Merge(route, value)`, which is proto.Merge): message fields merge field by
-# field, repeated fields are appended, scalars replaced, and setting one member of a oneof
-# clears the others. The oneofs of the messages our patches touch (envoy/config/route/v3/
+# rc_patch.go `merge.Merge(route, value)`; pkg/proto/merge is proto.Merge with Duration replaced
+# whole): message fields merge field by field, repeated fields are appended, scalars (and
+# durations, strings in JSON) replaced, and setting one member of a oneof clears the others. The oneofs of the messages our patches touch (envoy/config/route/v3/
 # route_components.proto):
 ONEOFS = [
     {"route", "redirect", "direct_response", "filter_action", "non_forwarding_action"},
