@@ -277,3 +277,39 @@ fn the_docs_name_the_version_floors_and_the_settings() {
         assert!(text.contains(words), "{doc} does not say {words:?}");
     }
 }
+
+/// The stats tags each platform adds (Envoy Gateway's EnvoyProxy bootstrap patch, Istio's
+/// bootstrap override) are exactly envoy/envoy.yaml's, so a label documented in metrics.md
+/// exists on every platform.
+#[test]
+fn platform_stats_tags_are_the_shipped_ones() {
+    let envoy_yaml = common::repo_path("envoy/envoy.yaml");
+    let shipped = documents(&envoy_yaml)[0]["stats_config"]["stats_tags"].clone();
+    assert!(shipped.as_array().is_some_and(|t| !t.is_empty()));
+
+    let all = manifests();
+    let proxy = &of_kind(&all, "EnvoyProxy")[0];
+    let patched: Vec<Value> = proxy["spec"]["bootstrap"]["jsonPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["op"] == "add" && p["path"] == "/stats_config/stats_tags/-")
+        .map(|p| p["value"].clone())
+        .collect();
+    assert_eq!(
+        Value::Array(patched),
+        shipped,
+        "deploy/envoy-gateway/envoyproxy.yaml"
+    );
+
+    let map = of_kind(&all, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "posturio-bootstrap")
+        .unwrap();
+    let overlay: Value =
+        serde_json::from_str(map["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        overlay["stats_config"]["stats_tags"], shipped,
+        "deploy/istio/gateway.yaml"
+    );
+}
