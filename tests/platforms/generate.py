@@ -179,7 +179,8 @@ def istio_cluster(host: str, port: int, docs: list[dict], args: Args) -> dict:
     if not entries:
         sys.exit(f"generate: Istio has no cluster {name}: no ServiceEntry for {host} port "
                  f"{port} visible in {GATEWAY_NAMESPACE}")
-    rules = [d for d in of_kind(docs, "DestinationRule") if d["spec"]["host"] == host]
+    rules = [d for d in of_kind(docs, "DestinationRule") if d["spec"]["host"] == host
+             and visible_from(d, GATEWAY_NAMESPACE)]
     tls = None
     if rules:
         setting = rules[0]["spec"].get("trafficPolicy", {}).get("tls", {})
@@ -317,6 +318,9 @@ def wasmplugin_filter(plugin: dict, args: Args) -> dict:
 def istio(args: Args, variant: str = "envoyfilter") -> tuple[dict, list[str]]:
     docs = manifests("istio")
     vs = gateway_virtual_service(docs)
+    if not visible_from(vs, GATEWAY_NAMESPACE):
+        sys.exit(f"generate: VirtualService {vs['metadata']['name']} is not exported to "
+                 f"{GATEWAY_NAMESPACE}, where the gateway runs")
     gateway, server = istio_gateway_server(docs, vs)
     selects_pods(gateway["spec"].get("selector", {}), f"Gateway {gateway['metadata']['name']}")
     for plugin in of_kind(docs, "WasmPlugin"):
@@ -521,6 +525,24 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
     docs = manifests("envoy-gateway")
     gateway = one(docs, "Gateway")
     gw_ns, gw_name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
+    # Policies attach by targetRef(s) in their own namespace, routes by parentRefs
+    # (Gateway API; internal/gatewayapi/envoyextensionpolicy.go, envoypatchpolicy.go, route.go):
+    # one that names another Gateway changes nothing here.
+    def names_gateway(obj: dict, refs: list[dict]) -> bool:
+        return obj["metadata"]["namespace"] == gw_ns and any(
+            r.get("kind", "Gateway") == "Gateway" and r["name"] == gw_name for r in refs)
+    for obj in of_kind(docs, "EnvoyExtensionPolicy"):
+        if not names_gateway(obj, obj["spec"].get("targetRefs", [])):
+            sys.exit(f"generate: EnvoyExtensionPolicy {obj['metadata']['name']} does not "
+                     f"target Gateway {gw_ns}/{gw_name}: Posturio is not loaded")
+    for obj in of_kind(docs, "EnvoyPatchPolicy"):
+        if not names_gateway(obj, [obj["spec"]["targetRef"]]):
+            sys.exit(f"generate: EnvoyPatchPolicy {obj['metadata']['name']} does not target "
+                     f"Gateway {gw_ns}/{gw_name}: it is not applied")
+    for obj in of_kind(docs, "HTTPRoute"):
+        if not names_gateway(obj, obj["spec"].get("parentRefs", [])):
+            sys.exit(f"generate: HTTPRoute {obj['metadata']['name']} is not attached to "
+                     f"Gateway {gw_ns}/{gw_name}")
     gw_listener = gateway["spec"]["listeners"][0]
     # IR and xDS listener name `<ns>/<gateway>/<listener>` (internal/gatewayapi/helpers.go
     # irListenerName; internal/xds/translator/listener.go xdsListenerName with the default name
