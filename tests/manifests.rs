@@ -174,3 +174,142 @@ fn envoy_gateway_extension_fails_closed_and_its_policy_is_valid() {
     }
     assert_eq!(of_kind(&all, "BackendTLSPolicy").len(), 2);
 }
+
+/// Runs tests/platforms/validate_crds.py on `files`; returns its report and whether it passed.
+fn validate_crds(platform: &str, files: &[PathBuf]) -> (bool, String) {
+    let output = Command::new(common::mock::python())
+        .arg(common::repo_path("tests/platforms/validate_crds.py"))
+        .arg(platform)
+        .args(files)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::repo_path(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_manifest_validates_against_the_crds_of_the_versions_the_docs_name() {
+    for platform in ["istio", "envoy-gateway"] {
+        let (ok, report) = validate_crds(platform, &yaml_files(&format!("deploy/{platform}")));
+        assert!(ok, "deploy/{platform} against its CRDs:\n{report}");
+    }
+}
+
+/// The CRD check refuses what the API server would refuse (one case a line: name, platform,
+/// manifest, words the report must contain).
+#[test]
+fn the_crd_check_refuses_what_the_api_server_refuses() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("backendtlspolicy_v1alpha3", "envoy-gateway", "apiVersion: gateway.networking.k8s.io/v1alpha3\nkind: BackendTLSPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{group: '', kind: Service, name: a}], validation: {hostname: a.example, wellKnownCACertificates: System}}\n", "v1alpha3 BackendTLSPolicy is not served"),
+        ("unknown_field", "envoy-gateway", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a}\nspec: {rules: [{filters: [{type: URLRewrite, urlRewrite: {hostnme: a.example}}]}]}\n", "'hostnme' was unexpected"),
+        ("missing_required", "envoy-gateway", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyPatchPolicy\nmetadata: {name: a}\nspec: {targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: a}}\n", "'type' is a required property"),
+        ("bad_enum", "istio", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: a}\nspec: {url: oci://a/b, failStrategy: FAIL_CLOSED}\n", "FAIL_CLOSED"),
+        ("unknown_istio_field", "istio", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a.example], exportTO: ['.']}\n", "'exportTO' was unexpected"),
+    ];
+    for (name, platform, manifest, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, manifest).unwrap();
+        let (ok, report) = validate_crds(platform, &[file]);
+        assert!(!ok, "{name}: accepted");
+        assert!(report.contains(expected), "{name}: {report}");
+    }
+}
+
+/// A ServiceEntry that declares 443 as plain HTTP (for TLS origination at the gateway) would,
+/// seen by the whole mesh, make every sidecar send plain HTTP to that host's port 443. Each such
+/// object, and the DestinationRule beside it, stays in the gateway's namespace.
+#[test]
+fn istio_tls_origination_objects_stay_in_the_gateway_namespace() {
+    let all = manifests();
+    let mut hosts = Vec::new();
+    for entry in of_kind(&all, "ServiceEntry") {
+        let plain_http_443 = entry["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["number"] == 443 && p["protocol"] == "HTTP");
+        if plain_http_443 {
+            assert_eq!(
+                entry["spec"]["exportTo"],
+                serde_json::json!(["."]),
+                "{entry}"
+            );
+            hosts.extend(entry["spec"]["hosts"].as_array().unwrap().iter().cloned());
+        }
+    }
+    assert!(!hosts.is_empty());
+    for rule in of_kind(&all, "DestinationRule") {
+        if hosts.contains(&rule["spec"]["host"]) {
+            assert_eq!(rule["spec"]["exportTo"], serde_json::json!(["."]), "{rule}");
+        }
+    }
+}
+
+/// Each platform's doc names the versions that work and the settings the manifests need.
+#[test]
+fn the_docs_name_the_version_floors_and_the_settings() {
+    let cases: &[(&str, &str)] = &[
+        ("docs/istio.md", "Istio 1.28"),
+        ("docs/istio.md", "helm install istio-ingress istio/gateway"),
+        ("docs/istio.md", "sidecar.istio.io/bootstrapOverride"),
+        ("docs/envoy-gateway.md", "v1.6.0"),
+        ("docs/envoy-gateway.md", "1.5.7"),
+        ("docs/envoy-gateway.md", "enableBackend: true"),
+        ("docs/envoy-gateway.md", "enableEnvoyPatchPolicy: true"),
+    ];
+    for (doc, words) in cases {
+        let text = common::read_repo_file(doc);
+        assert!(text.contains(words), "{doc} does not say {words:?}");
+    }
+}
+
+/// The stats tags each platform adds (Envoy Gateway's EnvoyProxy bootstrap patch, Istio's
+/// bootstrap override) are exactly envoy/envoy.yaml's, so a label documented in metrics.md
+/// exists on every platform.
+#[test]
+fn platform_stats_tags_are_the_shipped_ones() {
+    let envoy_yaml = common::repo_path("envoy/envoy.yaml");
+    let shipped = documents(&envoy_yaml)[0]["stats_config"]["stats_tags"].clone();
+    assert!(shipped.as_array().is_some_and(|t| !t.is_empty()));
+
+    let all = manifests();
+    let proxy = &of_kind(&all, "EnvoyProxy")[0];
+    let patched: Vec<Value> = proxy["spec"]["bootstrap"]["jsonPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["op"] == "add" && p["path"] == "/stats_config/stats_tags/-")
+        .map(|p| p["value"].clone())
+        .collect();
+    assert_eq!(
+        Value::Array(patched),
+        shipped,
+        "deploy/envoy-gateway/envoyproxy.yaml"
+    );
+
+    let map = of_kind(&all, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "posturio-bootstrap")
+        .unwrap();
+    let overlay: Value =
+        serde_json::from_str(map["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        overlay["stats_config"]["stats_tags"], shipped,
+        "deploy/istio/gateway.yaml"
+    );
+}

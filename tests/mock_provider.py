@@ -19,6 +19,11 @@ A record is {"listener", "method", "path" (with its query), "headers" ([name, va
 order, names lowercased, duplicates kept), "body_b64" (the exact body bytes, de-chunked),
 "body_length"}, plus "trailers" when a chunked body carried any.
 
+With `--tls CERT KEY`, every listener named by `--tls-listener NAME` speaks TLS with that
+certificate (a test's throwaway one), for configurations that originate TLS to providers.
+`--serve-file PATH=FILE` answers `GET PATH` with the bytes of FILE (not recorded), like an
+artifact server that hands out the module.
+
 A request header `x-mock-status: NNN` makes the mock answer that status with an error body
 (and `x-should-retry: false`, so the SDKs do not retry it).
 A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms between events
@@ -32,6 +37,7 @@ import argparse
 import base64
 import json
 import signal
+import ssl
 import struct
 import sys
 import threading
@@ -40,6 +46,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RECORDS: list[dict] = []
+FILES: dict[str, bytes] = {}
 RECORDS_LOCK = threading.Lock()
 
 PROMPT_TOKENS = 12
@@ -175,6 +182,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_json(400, f"mock: {exc}", "invalid_request_error")
             return
         path = self.path.split("?", 1)[0]
+        if path in FILES and self.command == "GET":
+            data = FILES[path]
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if path == "/__mock/requests" and self.command == "GET":
             with RECORDS_LOCK:
                 snapshot = list(RECORDS)
@@ -444,7 +459,25 @@ def main() -> int:
                         metavar="NAME=PORT", help="a listener name and its port (0: any free)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s)")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                        help="certificate chain and key for the --tls-listener listeners")
+    parser.add_argument("--tls-listener", action="append", default=[], metavar="NAME",
+                        help="a listener that speaks TLS (needs --tls)")
+    parser.add_argument("--serve-file", action="append", default=[], metavar="PATH=FILE",
+                        help="answer GET PATH with the bytes of FILE")
     args = parser.parse_args()
+    if args.tls_listener and not args.tls:
+        parser.error("--tls-listener needs --tls CERT KEY")
+    for item in args.serve_file:
+        url_path, sep, file_name = item.partition("=")
+        if not sep or not url_path.startswith("/"):
+            parser.error(f"expected PATH=FILE, got {item!r}")
+        with open(file_name, "rb") as f:
+            FILES[url_path] = f.read()
+    context = None
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls)
 
     servers: dict[str, Server] = {}
     for name, port in args.listen:
@@ -457,6 +490,13 @@ def main() -> int:
             print(f"mock_provider: cannot listen on {args.host}:{port} for {name}: {exc}",
                   file=sys.stderr)
             return 1
+        if name in args.tls_listener:
+            # The handshake happens on first read, in the thread that serves the connection.
+            servers[name].socket = context.wrap_socket(
+                servers[name].socket, server_side=True, do_handshake_on_connect=False)
+    unknown = set(args.tls_listener) - set(servers)
+    if unknown:
+        parser.error(f"--tls-listener names no listener: {sorted(unknown)}")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

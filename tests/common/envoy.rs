@@ -212,6 +212,22 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// Writes a configuration for `Envoy::start_generated`: gets the listener port, the admin port
+/// and Envoy's directory; returns the configuration file and further Envoy arguments.
+pub type BuildConfig<'a> = &'a dyn Fn(u16, u16, &Path) -> (PathBuf, Vec<String>);
+
+/// What `Envoy::launch` starts Envoy with.
+struct Launch {
+    config: String,
+    config_path: PathBuf,
+    listener_port: u16,
+    admin_port: u16,
+    concurrency: u32,
+    log_level: String,
+    extra_args: Vec<String>,
+    ecds: Option<PathBuf>,
+}
+
 /// A running Envoy; killed on drop (and its log printed if the test is failing).
 pub struct Envoy {
     child: Child,
@@ -474,7 +490,8 @@ impl Envoy {
     }
 
     fn start_once(options: &EnvoyOptions) -> Result<Envoy, StartError> {
-        let binary = envoy_binary();
+        // Fails early, before any port is reserved, when Envoy is not installed.
+        envoy_binary();
         let module = match &options.module {
             Some(path) => path.clone(),
             None => module_path(),
@@ -515,34 +532,79 @@ impl Envoy {
 
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, &config).unwrap();
+        drop(listener);
+        drop(admin);
+        let launch = Launch {
+            config,
+            config_path,
+            listener_port: params.listener_port,
+            admin_port: params.admin_port,
+            concurrency: options.concurrency,
+            log_level: options.log_level.clone(),
+            extra_args: options.extra_args.clone(),
+            ecds,
+        };
+        Envoy::launch(launch, dir)
+    }
+
+    /// Starts Envoy (one worker) with a configuration that `build` writes: it gets the
+    /// listener port, the admin port and Envoy's directory, and returns the configuration
+    /// file it wrote and further Envoy arguments. For configurations that do not come from a
+    /// shipped template, such as the ones tests/platforms/generate.py builds.
+    pub fn start_generated(build: BuildConfig) -> Envoy {
+        let listener = reserve_port();
+        let admin = reserve_port();
+        let dir = tempfile::Builder::new()
+            .prefix("posturio-envoy-")
+            .tempdir()
+            .unwrap();
+        let listener_port = listener.local_addr().unwrap().port();
+        let admin_port = admin.local_addr().unwrap().port();
+        let (config_path, extra_args) = build(listener_port, admin_port, dir.path());
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        drop(listener);
+        drop(admin);
+        let launch = Launch {
+            config,
+            config_path,
+            listener_port,
+            admin_port,
+            concurrency: 1,
+            log_level: "info".to_string(),
+            extra_args,
+            ecds: None,
+        };
+        Envoy::launch(launch, dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn launch(launch: Launch, dir: tempfile::TempDir) -> Result<Envoy, StartError> {
+        let binary = envoy_binary();
         let mut command = Command::new(&binary);
         command
             .arg("-c")
-            .arg(&config_path)
+            .arg(&launch.config_path)
             .arg("--concurrency")
-            .arg(options.concurrency.to_string())
+            .arg(launch.concurrency.to_string())
             .arg("--disable-hot-restart")
             .arg("--log-level")
-            .arg(&options.log_level)
+            .arg(&launch.log_level)
             .arg("--file-flush-interval-msec")
             .arg(FLUSH_INTERVAL_MS.to_string())
             .arg("--log-path")
             .arg(dir.path().join("envoy.log"))
-            .args(&options.extra_args)
+            .args(&launch.extra_args)
             .stdin(Stdio::null())
             .stdout(File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(File::create(dir.path().join("stderr.log")).unwrap());
-        drop(listener);
-        drop(admin);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run Envoy {}: {e}", binary.display()));
         let mut envoy = Envoy {
             child,
-            port: params.listener_port,
-            admin_port: params.admin_port,
-            config,
-            ecds,
+            port: launch.listener_port,
+            admin_port: launch.admin_port,
+            config: launch.config,
+            ecds: launch.ecds,
             dir,
         };
         match envoy.wait_ready() {

@@ -27,11 +27,27 @@ pub const LISTENERS: [&str; 3] = ["openai", "anthropic", "gemini"];
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The plain-HTTP listener of a mock whose provider listeners speak TLS: the tests read the
+/// records through it.
+pub const CONTROL_LISTENER: &str = "control";
+
 /// A running mock provider; killed on drop.
 pub struct MockProvider {
     child: Child,
     ports: BTreeMap<String, u16>,
     dir: tempfile::TempDir,
+}
+
+/// How to start a mock whose listeners speak TLS (`MockProvider::start_tls`).
+#[derive(Debug, Clone)]
+pub struct TlsMock {
+    /// The listeners that speak TLS, each on a free port.
+    pub listeners: Vec<String>,
+    /// The certificate chain (PEM) they present, and its key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `(url path, file)`: `GET url path` on any listener answers the file's bytes.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// One request as the mock received it.
@@ -188,8 +204,42 @@ impl MockProvider {
         &self.ports
     }
 
+    /// Starts the mock with the listeners of `tls` speaking TLS, plus a plain-HTTP
+    /// `control` listener through which the records are read.
+    pub fn start_tls(tls: &TlsMock) -> MockProvider {
+        let dir = tempfile::Builder::new()
+            .prefix("posturio-mock-")
+            .tempdir()
+            .unwrap();
+        let mut args = vec!["--listen".to_string(), format!("{CONTROL_LISTENER}=0")];
+        for name in &tls.listeners {
+            args.extend(["--listen".to_string(), format!("{name}=0")]);
+            args.extend(["--tls-listener".to_string(), name.clone()]);
+        }
+        args.push("--tls".to_string());
+        args.push(tls.cert.display().to_string());
+        args.push(tls.key.display().to_string());
+        for (url_path, file) in &tls.files {
+            args.push("--serve-file".to_string());
+            args.push(format!("{url_path}={}", file.display()));
+        }
+        let mut names: Vec<&str> = tls.listeners.iter().map(String::as_str).collect();
+        names.push(CONTROL_LISTENER);
+        let (child, ports) = spawn_service(
+            "the mock provider (TLS)",
+            "tests/mock_provider.py",
+            &args,
+            &dir.path().join("mock.stderr.log"),
+            &names,
+        );
+        MockProvider { child, ports, dir }
+    }
+
     fn control_port(&self) -> u16 {
-        self.port(LISTENERS[0])
+        match self.ports.get(CONTROL_LISTENER) {
+            Some(port) => *port,
+            None => self.port(LISTENERS[0]),
+        }
     }
 
     /// Every request received since start or the last `reset`, in arrival order, across

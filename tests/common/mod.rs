@@ -17,6 +17,7 @@
 pub mod envoy;
 pub mod http;
 pub mod mock;
+pub mod platform;
 pub mod rollout;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,180 @@
+//! Posturio on an Istio ingress gateway, proven on the configuration istiod generates for
+//! `deploy/istio/` (tests/platforms/generate.py, which follows Istio's own
+//! translation rules, applies the EnvoyFilter and passes the bootstrap override as the agent does), run in
+//! real Envoy with the module, in front of mock providers that speak TLS.
+// Integration test: failing loudly (unwrap/panic) is how it reports a broken setup.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::platform::{self, chat, message};
+
+const PLATFORM: &str = "istio";
+/// The host of the Gateway server and the VirtualService.
+const HOST: &str = "llm.example.com";
+
+#[test]
+fn the_generated_configuration_passes_envoy_validate() {
+    platform::validate(PLATFORM).unwrap_or_else(|log| panic!("envoy --mode validate:\n{log}"));
+}
+
+#[test]
+fn a_request_without_the_route_header_reaches_posturio_and_its_provider() {
+    let p = platform::start(PLATFORM);
+    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = p.mock.single_request();
+    assert_eq!(got.listener, "openai");
+    assert_eq!(got.header("host"), Some("api.openai.com"));
+    assert_eq!(got.json()["model"], "gpt-4o-mini");
+    // Removed on the way out by the route patch (request_headers_to_remove).
+    assert_eq!(got.header("x-posturio-cluster"), None);
+
+    p.mock.reset();
+    let r = p.post(
+        HOST,
+        "/v1/messages",
+        &[
+            ("x-posturio-consumer", "search-team"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = p.mock.single_request();
+    assert_eq!(got.listener, "anthropic");
+    assert_eq!(got.header("host"), Some("api.anthropic.com"));
+    assert_eq!(got.json()["model"], "claude-sonnet-4-20250514");
+    p.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_denied_model_reaches_no_provider() {
+    let p = platform::start(PLATFORM);
+    // In the catalogue, but not approved for the default consumer.
+    let anthropic = [("anthropic-version", "2023-06-01")];
+    let r = p.post(
+        HOST,
+        "/v1/messages",
+        &anthropic,
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.json()["error"]["type"], "permission_error", "{r:?}");
+    // A route header from the client changes nothing: Posturio decides first.
+    let r = p.post(
+        HOST,
+        "/v1/messages",
+        &[
+            ("anthropic-version", "2023-06-01"),
+            ("x-posturio-cluster", "outbound|443||api.anthropic.com"),
+        ],
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    // Not in the catalogue at all.
+    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o"));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+}
+
+#[test]
+fn a_spoofed_route_header_is_ignored() {
+    let p = platform::start(PLATFORM);
+    // gpt-4o-mini belongs to openai; the client asks for the anthropic cluster.
+    let r = p.post(
+        HOST,
+        "/v1/chat/completions",
+        &[("x-posturio-cluster", "outbound|443||api.anthropic.com")],
+        &chat("gpt-4o-mini"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = p.mock.single_request();
+    assert_eq!(got.listener, "openai");
+    assert_eq!(got.header("host"), Some("api.openai.com"));
+}
+
+#[test]
+fn posturio_metrics_carry_their_labels() {
+    let p = platform::start(PLATFORM);
+    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
+    assert_eq!(r.status, 200, "{r:?}");
+    let anthropic = [("anthropic-version", "2023-06-01")];
+    let r = p.post(
+        HOST,
+        "/v1/messages",
+        &anthropic,
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    platform::assert_labelled_metrics(&p.envoy);
+}
+
+/// The no-app-change path (deploy/istio/egress.yaml): a workload calls the provider by its
+/// name; its sidecar sends the request to the gateway, where Posturio decides, and the gateway
+/// originates TLS to the provider.
+#[test]
+fn a_workload_calling_the_provider_by_name_goes_through_posturio() {
+    let p = platform::start(PLATFORM);
+    let sidecar = platform::start_istio_sidecar(p.envoy.port());
+    let send = |host: &str, path: &str, headers: &[(&str, &str)], body: &serde_json::Value| {
+        let mut all: Vec<(&str, &str)> = vec![("Host", host)];
+        all.extend_from_slice(headers);
+        common::http::post_json(sidecar.port(), path, &all, body)
+    };
+    let r = send(
+        "api.openai.com",
+        "/v1/chat/completions",
+        &[],
+        &chat("gpt-4o-mini"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = p.mock.single_request();
+    assert_eq!(got.listener, "openai");
+    assert_eq!(got.header("host"), Some("api.openai.com"));
+
+    p.mock.reset();
+    let anthropic = [("anthropic-version", "2023-06-01")];
+    let r = send(
+        "api.anthropic.com",
+        "/v1/messages",
+        &anthropic,
+        &message("claude-sonnet-4"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.json()["error"]["type"], "permission_error", "{r:?}");
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+}
+
+/// Why the EnvoyFilter and not the WasmPlugin: as istiod delivers `wasmplugin.yaml` (by ECDS,
+/// with no `allow_on_headers_stop_iteration`), Posturio is loaded and answers a request that
+/// ends with its headers, but a request with a body, which it holds, is never answered.
+#[test]
+fn the_wasmplugin_form_loads_posturio_but_stalls_requests_with_a_body() {
+    let p = platform::start("istio-wasmplugin");
+    let r = common::http::get(p.envoy.port(), "/v1/unknown", &[("Host", HOST)]);
+    assert!(
+        r.status >= 400 && r.json()["error"].is_object(),
+        "Posturio's refusal expected: {r:?}"
+    );
+
+    let body = chat("gpt-4o-mini").to_string();
+    let request = common::http::build_request(
+        p.envoy.port(),
+        "POST",
+        "/v1/chat/completions",
+        &[("Host", HOST), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let mut conn = common::Connection::open(p.envoy.port());
+    conn.send(&request);
+    conn.set_read_timeout(std::time::Duration::from_secs(3));
+    let answer = conn.try_read_response();
+    assert!(answer.is_err(), "expected a stall, got {answer:?}");
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+}
