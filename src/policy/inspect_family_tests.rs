@@ -74,7 +74,6 @@ const CHAT: &str = "/v1/chat/completions";
 const RESPONSES: &str = "/v1/responses";
 const MESSAGES: &str = "/v1/messages";
 const GEMINI: &str = "/v1beta/models/gemini-flash:generateContent";
-const GEMINI_COUNT: &str = "/v1beta/models/gemini-flash:countTokens";
 const AZURE: &str = "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21";
 const CONVERSE: &str = "/model/claude-bedrock/converse";
 const INVOKE: &str = "/model/claude-bedrock/invoke";
@@ -160,4 +159,133 @@ cases! {
     token_in_last_string: "default", chat(&format!("x {AWS}")) => blocked("no-secrets");
     no_secret_chat: "default", chat("hello") => None;
     no_secret_gemini: "default", gemini("hello") => None;
+}
+
+const PNG: &str = "iVBORw0KGgo=";
+
+fn chat_parts(parts: Value) -> (&'static str, Value) {
+    (
+        CHAT,
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": parts}]}),
+    )
+}
+
+fn responses_items(items: Value) -> (&'static str, Value) {
+    (RESPONSES, json!({"model": "gpt-4o-mini", "input": items}))
+}
+
+fn anthropic_blocks(blocks: Value) -> (&'static str, Value) {
+    (
+        MESSAGES,
+        json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": blocks}]}),
+    )
+}
+
+fn gemini_parts(parts: Value) -> (&'static str, Value) {
+    (
+        GEMINI,
+        json!({"contents": [{"role": "user", "parts": parts}]}),
+    )
+}
+
+fn converse_blocks(blocks: Value) -> (&'static str, Value) {
+    (
+        CONVERSE,
+        json!({"messages": [{"role": "user", "content": blocks}]}),
+    )
+}
+
+fn invoke_blocks(blocks: Value) -> (&'static str, Value) {
+    (
+        INVOKE,
+        json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
+            "messages": [{"role": "user", "content": blocks}]}),
+    )
+}
+
+fn anthropic_image() -> Value {
+    json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}})
+}
+
+// Opaque content inside tool results: the provider reads it as content all the same.
+cases! {
+    anthropic_tool_result_image: "default", anthropic_blocks(json!([{"type": "tool_result", "tool_use_id": "t", "content": [anthropic_image()]}])) => opaque();
+    anthropic_tool_result_document: "default", anthropic_blocks(json!([{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/y.pdf"}}]}])) => opaque();
+    responses_output_image: "default", responses_items(json!([{"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": format!("data:image/png;base64,{PNG}")}]}])) => opaque();
+    responses_output_file: "default", responses_items(json!([{"type": "function_call_output", "call_id": "c", "output": [{"type": "input_file", "file_id": "file-1"}]}])) => opaque();
+    converse_tool_result_image: "default", converse_blocks(json!([{"toolResult": {"toolUseId": "t", "content": [{"image": {"format": "png", "source": {"bytes": PNG}}}]}}])) => opaque();
+    converse_tool_result_document: "default", converse_blocks(json!([{"toolResult": {"toolUseId": "t", "content": [{"document": {"format": "pdf", "name": "d", "source": {"bytes": PNG}}}]}}])) => opaque();
+    invoke_tool_result_image: "default", invoke_blocks(json!([{"type": "tool_result", "tool_use_id": "t", "content": [anthropic_image()]}])) => opaque();
+    gemini_function_response_parts: "default", gemini_parts(json!([{"functionResponse": {"name": "f", "response": {"ok": true}, "parts": [{"inlineData": {"mimeType": "image/png", "data": PNG}}]}}])) => opaque();
+    gemini_function_response_snake: "default", gemini_parts(json!([{"function_response": {"name": "f", "response": {}, "parts": [{"inline_data": {"mime_type": "image/png", "data": PNG}}]}}])) => opaque();
+}
+
+// Opaque content under another spelling, or of a kind no list names yet.
+cases! {
+    gemini_inline_data_snake: "default", gemini_parts(json!([{"text": "what is this?"}, {"inline_data": {"mime_type": "image/png", "data": PNG}}])) => opaque();
+    gemini_file_data_snake: "default", gemini_parts(json!([{"file_data": {"mime_type": "application/pdf", "file_uri": "gs://b/o"}}])) => opaque();
+    gemini_inline_data_camel: "default", gemini_parts(json!([{"inlineData": {"mimeType": "image/png", "data": PNG}}])) => opaque();
+    gemini_unknown_part: "default", gemini_parts(json!([{"text": "x", "videoMetadata": {"startOffset": "1s"}}])) => opaque();
+    gemini_system_instruction_image: "default", (GEMINI, json!({"system_instruction": {"parts": [{"inline_data": {"mime_type": "image/png", "data": PNG}}]}, "contents": []})) => opaque();
+    responses_input_file_data: "default", responses_items(json!([{"role": "user", "content": [{"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,AAAA"}]}])) => opaque();
+    responses_input_file_id: "default", responses_items(json!([{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])) => opaque();
+    responses_input_file_url: "default", responses_items(json!([{"role": "user", "content": [{"type": "input_file", "file_url": "https://x/y.pdf"}]}])) => opaque();
+    responses_input_image_file_id: "default", responses_items(json!([{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}])) => opaque();
+    responses_item_reference: "default", responses_items(json!([{"type": "item_reference", "id": "msg_1"}])) => opaque();
+    anthropic_container_upload: "default", anthropic_blocks(json!([{"type": "container_upload", "file_id": "file_1"}])) => opaque();
+    anthropic_unknown_type: "default", anthropic_blocks(json!([{"type": "hologram", "text": "x"}])) => opaque();
+    anthropic_untyped_block: "default", anthropic_blocks(json!([{"text": "x"}])) => opaque();
+    anthropic_text_beside_source: "default", anthropic_blocks(json!([{"type": "text", "text": "x", "source": {"type": "base64", "data": PNG}}])) => opaque();
+    chat_text_beside_image: "default", chat_parts(json!([{"type": "text", "text": "x", "image_url": {"url": "data:x"}}])) => opaque();
+    chat_type_after_image: "default", chat_parts(json!([{"image_url": {"url": "data:x"}, "type": "text"}])) => opaque();
+    chat_file_part: "default", chat_parts(json!([{"type": "file", "file": {"file_id": "file-1"}}])) => opaque();
+    chat_unknown_type: "default", chat_parts(json!([{"type": "input_video", "input_video": {"data": PNG}}])) => opaque();
+    converse_video: "default", converse_blocks(json!([{"video": {"format": "mp4", "source": {"bytes": PNG}}}])) => opaque();
+    converse_guard_image: "default", converse_blocks(json!([{"guardContent": {"image": {"format": "png", "source": {"bytes": PNG}}}}])) => opaque();
+    converse_system_unknown: "default", (CONVERSE, json!({"system": [{"text": "x"}, {"document": {"name": "d"}}], "messages": []})) => opaque();
+    invoke_nova_image: "default", (INVOKE, json!({"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": PNG}}}]}]})) => opaque();
+    invoke_titan_image: "default", (INVOKE, json!({"inputText": "x", "inputImage": PNG})) => opaque();
+    opaque_allowed_for_consumer: "images", gemini_parts(json!([{"inline_data": {"mime_type": "image/png", "data": PNG}}])) => None;
+}
+
+// Parts the filter reads pass, in every family.
+cases! {
+    chat_text_parts_read: "default", chat_parts(json!([{"type": "text", "text": "a"}, {"text": "b", "type": "text"}])) => None;
+    chat_tool_turns_read: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "42"}]}]})) => None;
+    responses_items_read: "default", responses_items(json!([
+        {"role": "user", "content": "hi"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok", "annotations": []}]},
+        {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_text", "text": "42"}]},
+        {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "s"}]}])) => None;
+    anthropic_blocks_read: "default", (MESSAGES, json!({"model": "claude", "max_tokens": 5,
+        "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "x"},
+                {"type": "tool_use", "id": "t", "name": "f", "input": {"image": "not a part"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "42"}]},
+                {"type": "tool_result", "tool_use_id": "u", "content": "plain", "is_error": true}]}]})) => None;
+    gemini_parts_read: "default", (GEMINI, json!({"systemInstruction": {"parts": [{"text": "s"}]},
+        "contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"inlineData": "an argument"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"x": 1}}}, {"text": "t"}]}]})) => None;
+    converse_blocks_read: "default", (CONVERSE, json!({"system": [{"text": "s"}, {"cachePoint": {"type": "default"}}],
+        "messages": [{"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "f", "input": {"image": 1}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "42"}, {"json": {"a": 1}}], "status": "success"}},
+                {"guardContent": {"text": {"text": "g", "qualifiers": ["query"]}}}]}]})) => None;
+    invoke_titan_text_read: "default", (INVOKE, json!({"inputText": "hello", "textGenerationConfig": {"maxTokenCount": 5}})) => None;
+}
+
+// A turn that names no role is judged under the role its provider reads it as.
+cases! {
+    gemini_unnamed_turn_is_user: "default", (GEMINI, json!({"contents": [{"parts": [{"text": JAILBREAK}]}]})) => blocked("jailbreak");
+    gemini_model_turn_is_not_user: "default", (GEMINI, json!({"contents": [{"role": "model", "parts": [{"text": JAILBREAK}]}]})) => None;
+    chat_unnamed_turn_is_user: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [{"content": JAILBREAK}]})) => blocked("jailbreak");
+    azure_unnamed_turn_is_user: "default", (AZURE, json!({"messages": [{"content": JAILBREAK}]})) => blocked("jailbreak");
+    responses_unnamed_message_is_user: "default", responses_items(json!([{"type": "message", "content": [{"type": "input_text", "text": JAILBREAK}]}])) => blocked("jailbreak");
+    responses_call_output_is_tool: "default", responses_items(json!([{"type": "function_call_output", "call_id": "c", "output": JAILBREAK}])) => None;
+    anthropic_unnamed_turn_is_user: "default", (MESSAGES, json!({"model": "claude", "max_tokens": 5, "messages": [{"content": JAILBREAK}]})) => blocked("jailbreak");
+    converse_unnamed_turn_is_user: "default", (CONVERSE, json!({"messages": [{"content": [{"text": JAILBREAK}]}]})) => blocked("jailbreak");
+    invoke_unnamed_turn_is_user: "default", (INVOKE, json!({"messages": [{"content": JAILBREAK}]})) => blocked("jailbreak");
 }

@@ -13,6 +13,7 @@ pub mod glob;
 pub mod inspect;
 pub mod json_reader;
 pub mod limits;
+mod parts;
 pub mod redact;
 pub mod reply;
 pub mod request;

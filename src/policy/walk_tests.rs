@@ -75,8 +75,8 @@ places! {
     responses_instructions: Responses, r#"{"model":"m","instructions":"HELLO","input":"x"}"#, "HELLO" => System, None;
     responses_input_item: Responses, r#"{"model":"m","input":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
     responses_input_part: Responses, r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
-    responses_function_call: Responses, r#"{"model":"m","input":[{"type":"function_call","call_id":"1","name":"f","arguments":"HELLO"}]}"#, "HELLO" => ToolArguments, None;
-    responses_function_output: Responses, r#"{"model":"m","input":[{"type":"function_call_output","call_id":"1","output":"HELLO"}]}"#, "HELLO" => ToolResults, None;
+    responses_function_call: Responses, r#"{"model":"m","input":[{"type":"function_call","call_id":"1","name":"f","arguments":"HELLO"}]}"#, "HELLO" => ToolArguments, Some("assistant");
+    responses_function_output: Responses, r#"{"model":"m","input":[{"type":"function_call_output","call_id":"1","output":"HELLO"}]}"#, "HELLO" => ToolResults, Some("tool");
     anthropic_system_string: Messages, r#"{"model":"m","system":"HELLO","messages":[]}"#, "HELLO" => System, None;
     anthropic_system_blocks: Messages, r#"{"model":"m","system":[{"type":"text","text":"HELLO"}],"messages":[]}"#, "HELLO" => System, None;
     anthropic_string_content: Messages, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
@@ -97,6 +97,12 @@ places! {
     bedrock_tool_result: BedrockConverse, r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"1","content":[{"text":"HELLO"}]}}]}]}"#, "HELLO" => ToolResults, Some("user");
     bedrock_invoke_anthropic: BedrockInvoke, r#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
     bedrock_invoke_titan: BedrockInvoke, r#"{"inputText":"HELLO"}"#, "HELLO" => Prompt, None;
+    gemini_turn_without_role: GeminiGenerate, r#"{"contents":[{"parts":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_turn_without_role: ChatCompletions, r#"{"model":"m","messages":[{"content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    anthropic_turn_without_role: Messages, r#"{"model":"m","messages":[{"content":[{"type":"text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    converse_turn_without_role: BedrockConverse, r#"{"messages":[{"content":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_item_without_role: Responses, r#"{"model":"m","input":[{"type":"message","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_custom_output: Responses, r#"{"model":"m","input":[{"output":"HELLO","type":"custom_tool_call_output","call_id":"1"}]}"#, "HELLO" => ToolResults, Some("tool");
     count_tokens_messages: CountTokens, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
 }
 
@@ -147,7 +153,7 @@ fn opaque_parts_are_noticed() {
         ),
         (
             r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"x"}}]}]}"#,
-            "inline data",
+            "image",
         ),
     ] {
         let walked = walk(body.as_bytes(), Endpoint::ChatCompletions, &mut NoText).unwrap();

@@ -394,11 +394,12 @@ fn alone_and_joined(sources: &[Source], strings: &[&str]) {
         let start = text.len();
         let mut alone = Vec::new();
         scanner.scan(string, &mut alone);
-        expected.extend(
-            alone
-                .into_iter()
-                .map(|(index, range)| (index, range.start + start..range.end + start)),
-        );
+        expected.extend(alone.into_iter().map(|(index, range)| {
+            (
+                index,
+                range.start.saturating_add(start)..range.end.saturating_add(start),
+            )
+        }));
         text.push_str(string);
         pieces.push(start..text.len());
         text.push('\n');
@@ -453,7 +454,10 @@ fn a_key_block_cut_by_the_next_string_is_still_reported() {
     let mut out = Vec::new();
     scanner.scan_pieces(
         &text,
-        &[0..key.len(), key.len() + 1..key.len() + 5],
+        &[
+            0..key.len(),
+            key.len().saturating_add(1)..key.len().saturating_add(5),
+        ],
         &mut out,
     );
     assert_eq!(out, vec![(0, 0..key.len())]);
