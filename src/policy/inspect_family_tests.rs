@@ -289,3 +289,60 @@ cases! {
     converse_unnamed_turn_is_user: "default", (CONVERSE, json!({"messages": [{"content": [{"text": JAILBREAK}]}]})) => blocked("jailbreak");
     invoke_unnamed_turn_is_user: "default", (INVOKE, json!({"messages": [{"content": JAILBREAK}]})) => blocked("jailbreak");
 }
+
+const GEMINI_COUNT: &str = "/v1beta/models/gemini-flash:countTokens";
+
+fn invalid_model() -> Option<(Code, Option<String>)> {
+    Some((Code::InvalidModel, None))
+}
+
+// Where the path names the model, the body's `model` is scanned, and must name the same one.
+cases! {
+    azure_body_model_other: "default", (AZURE, json!({"model": "gpt-4o", "messages": []})) => invalid_model();
+    azure_body_model_secret: "default", (AZURE, json!({"model": AWS, "messages": []})) => invalid_model();
+    azure_body_model_same: "default", (AZURE, json!({"model": "gpt-4o-mini", "messages": []})) => None;
+    gemini_body_model_other: "default", (GEMINI, json!({"model": "models/gemini-pro", "contents": []})) => invalid_model();
+    gemini_body_model_address: "default", (GEMINI, json!({"model": "jane.doe@example.com", "contents": []})) => invalid_model();
+    converse_body_model_other: "default", (CONVERSE, json!({"model": "claude", "messages": []})) => invalid_model();
+    invoke_body_model_other: "default", (INVOKE, json!({"model": "anthropic.claude-v2", "messages": []})) => invalid_model();
+    invoke_body_model_resource_form: "default", (INVOKE, json!({"model": "models/claude-bedrock", "messages": []})) => invalid_model();
+    count_tokens_inner_model_other: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"model": "models/gemini-pro", "contents": []}})) => invalid_model();
+    count_tokens_inner_model_snake: "default", (GEMINI_COUNT, json!({"generate_content_request": {"model": "models/gemini-pro", "contents": []}})) => invalid_model();
+    count_tokens_inner_model_not_string: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"model": 1, "contents": []}})) => invalid_model();
+    count_tokens_inner_model_same: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"model": "models/gemini-flash", "contents": []}})) => None;
+    count_tokens_inner_contents_inspected: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"model": "models/gemini-flash",
+        "contents": [{"parts": [{"text": JAILBREAK}]}]}})) => blocked("jailbreak");
+    count_tokens_inner_opaque: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"contents": [{"parts": [{"inline_data": {"data": PNG}}]}]}})) => opaque();
+    count_tokens_inner_system: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"system_instruction": {"parts": [{"text": KEY}]}, "contents": []}})) => blocked("no-secrets");
+}
+
+#[test]
+fn body_models_follow_the_path_rewrite() {
+    let forwarded = |path: &str, body: Value| {
+        let forward = run("default", path, &body).unwrap_or_else(|reply| panic!("{reply:?}"));
+        let body: Value = serde_json::from_slice(&forward.body.expect("rewritten")).unwrap();
+        (forward.path, body)
+    };
+    let (path, body) = forwarded(
+        GEMINI,
+        json!({"model": "models/gemini-flash", "contents": []}),
+    );
+    assert_eq!(
+        path.as_deref(),
+        Some("/v1beta/models/gemini-2.5-flash:generateContent")
+    );
+    assert_eq!(body["model"], "models/gemini-2.5-flash");
+    let (_, body) = forwarded(
+        GEMINI_COUNT,
+        json!({"generateContentRequest": {"model": "gemini-flash", "contents": []}}),
+    );
+    assert_eq!(body["generateContentRequest"]["model"], "gemini-2.5-flash");
+}
+
+#[test]
+fn a_body_model_mismatch_echoes_neither_model() {
+    let reply = run("default", AZURE, &json!({"model": AWS, "messages": []})).unwrap_err();
+    let text = String::from_utf8(reply.body()).unwrap();
+    assert!(!text.contains("AKIA"), "{text}");
+    assert_eq!(reply.status(), 400);
+}

@@ -65,6 +65,8 @@ impl TextSink for NoText {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Walked {
     pub model: Option<ModelField>,
+    /// The `model` of a Gemini `countTokens` body's `generateContentRequest`.
+    pub inner_model: Option<ModelField>,
     /// The role of each message, by index; `None` where the message named none. The usual
     /// roles are not copied: a long conversation has one per message.
     pub roles: Vec<Option<Cow<'static, str>>>,
@@ -238,6 +240,8 @@ enum Place {
     Subtree(Slot),
     /// A content part's `type`: recorded to judge the part (see `parts`), and scanned.
     PartType,
+    /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
+    InnerRequest,
 }
 
 struct Node<'n, 'a, 's, S> {
@@ -402,7 +406,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
     /// Where the value under `key` sits, in an object at this node's place.
     fn place_of(&self, key: &str) -> Place {
         match self.place {
-            Place::Top => top_level_place(self.shared.endpoint, key),
+            Place::Top | Place::InnerRequest => top_level_place(self.shared.endpoint, key),
             Place::Message => match key {
                 "role" => Place::Role,
                 "content" | "parts" | "name" => Place::Text(Slot::MessageContent),
@@ -475,6 +479,9 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         (Responses, "instructions") => Place::Text(Slot::System),
         (GeminiGenerate, "contents") => Place::Messages,
         (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
+        (GeminiGenerate, "generateContentRequest" | "generate_content_request") => {
+            Place::InnerRequest
+        }
         (_, "messages") => Place::Messages,
         (_, "system") => Place::Text(Slot::System),
         _ => Place::Subtree(Slot::Other),
@@ -567,7 +574,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
             if !keys.insert(key.clone()) {
                 return Err(node.violate(Violation::DuplicateKey(key.into_owned())));
             }
-            if node.place == Place::Top && key == "model" {
+            if matches!(node.place, Place::Top | Place::InnerRequest) && key == "model" {
                 let raw: Raw<'de> = map.next_value()?;
                 node.model(raw)?;
                 continue;
@@ -687,9 +694,22 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
             .state
             .try_borrow_mut()
             .map_err(|_| E::custom("internal: walk state busy"))?;
-        // The model is a string value: it takes an ordinal like any other.
+        // The model is a string value: it takes an ordinal like any other, and is scanned like
+        // any other, whatever the family uses it for. It is handed out as a key is, without
+        // an ordinal: a redaction there would change the model, so it blocks instead.
         state.ordinal = state.ordinal.saturating_add(1);
-        state.walked.model = Some(ModelField { name, span });
+        let at = TextAt {
+            ordinal: None,
+            message: None,
+            slot: Slot::Other,
+        };
+        state.sink.text(&name, at);
+        let field = Some(ModelField { name, span });
+        if self.place == Place::InnerRequest {
+            state.walked.inner_model = field;
+        } else {
+            state.walked.model = field;
+        }
         Ok(())
     }
 }

@@ -337,6 +337,8 @@ fn located_values_are_walked_like_any_other() {
             "x",
             "include_usage",
             "max_tokens",
+            // The model is scanned, without an ordinal (a redaction there blocks).
+            "m",
             "b"
         ]
     );
@@ -402,4 +404,32 @@ fn located_values_are_read_as_strictly() {
             crate::policy::strict_json::JsonError::Violation(Violation::TooDeep)
         ))
     ));
+}
+
+#[test]
+fn the_body_model_is_scanned_without_an_ordinal() {
+    for endpoint in [
+        Endpoint::ChatCompletions,
+        Endpoint::AzureChatCompletions,
+        Endpoint::GeminiGenerate,
+        Endpoint::BedrockConverse,
+        Endpoint::BedrockInvoke,
+    ] {
+        let body = r#"{"model":"HELLO","messages":[]}"#;
+        let mut sink = Collect::default();
+        walk(body.as_bytes(), endpoint, &mut sink).unwrap();
+        let model = sink.0.iter().find(|(text, _)| text == "HELLO");
+        assert_eq!(
+            model.map(|(_, at)| (at.ordinal, at.slot)),
+            Some((None, Slot::Other)),
+            "{endpoint:?}"
+        );
+    }
+    let inner = r#"{"generateContentRequest":{"model":"models/HELLO","contents":[]}}"#;
+    let walked = walk(inner.as_bytes(), Endpoint::GeminiGenerate, &mut NoText).unwrap();
+    assert_eq!(walked.model, None);
+    assert_eq!(
+        walked.inner_model.map(|m| m.name).as_deref(),
+        Some("models/HELLO")
+    );
 }
