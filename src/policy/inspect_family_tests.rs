@@ -346,3 +346,10 @@ fn a_body_model_mismatch_echoes_neither_model() {
     assert!(!text.contains("AKIA"), "{text}");
     assert_eq!(reply.status(), 400);
 }
+
+// A secret in a role is scanned like in any other string (found by the request fuzz target).
+cases! {
+    secret_in_chat_role: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [{"content": "hi", "role": format!("user\n{AWS}")}]})) => blocked("no-secrets");
+    secret_in_gemini_role: "default", (GEMINI, json!({"contents": [{"parts": [{"text": "hi"}], "role": AWS}]})) => blocked("no-secrets");
+    secret_in_responses_role: "default", responses_items(json!([{"role": KEY, "content": "hi"}])) => blocked("no-secrets");
+}

@@ -67,8 +67,9 @@ pub struct Walked {
     pub model: Option<ModelField>,
     /// The `model` of a Gemini `countTokens` body's `generateContentRequest`.
     pub inner_model: Option<ModelField>,
-    /// The role of each message, by index; `None` where the message named none. The usual
-    /// roles are not copied: a long conversation has one per message.
+    /// The role of each message, by index: the one it names, else the one its provider reads
+    /// it as (`Node::default_role`). The usual roles are not copied: a long conversation has
+    /// one per message.
     pub roles: Vec<Option<Cow<'static, str>>>,
     /// The first content part the filter cannot read as text (an image, audio, a file).
     pub opaque: Option<&'static str>,
@@ -313,6 +314,14 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             {
                 *role = Some(role_name(text));
             }
+            // Scanned like every string, as a key is: without an ordinal (a redaction there
+            // would change the role, so it blocks) and outside any role.
+            let at = TextAt {
+                ordinal: None,
+                message: None,
+                slot: Slot::Other,
+            };
+            state.sink.text(text, at);
             return Ok(());
         }
         if self.place == Place::PartType {

@@ -128,7 +128,7 @@ fn every_string_value_is_handed_out_once_in_order() {
         .filter(|(_, at)| at.ordinal.is_some())
         .map(|(text, at)| (text.clone(), at.ordinal))
         .collect();
-    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are not handed out.
+    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are handed out without.
     assert_eq!(
         values,
         vec![
