@@ -66,10 +66,10 @@ impl Policy {
         // Where the path names the model, a `model` in the body must name the same one: the
         // provider may read either, and the filter must never judge one and forward the other.
         if let Some(path_model) = &classified.path_model {
-            let bodies = [&walked.model, &walked.inner_model];
-            if bodies
-                .into_iter()
-                .flatten()
+            if walked
+                .model
+                .iter()
+                .chain(&walked.inner_models)
                 .any(|body| !same_model(endpoint, &body.name, &path_model.name))
             {
                 return Err(Reply::new(
@@ -182,7 +182,7 @@ impl Policy {
                     };
                     path = Some(format!("{before}{}{after}", encode_segment(upstream)));
                     // The body's copies of the model follow the path's, in the form they had.
-                    for body_model in [&walked.model, &walked.inner_model].into_iter().flatten() {
+                    for body_model in walked.model.iter().chain(&walked.inner_models) {
                         let text = match body_model.name.strip_prefix("models/") {
                             Some(_) => format!("models/{upstream}"),
                             None => upstream.to_owned(),

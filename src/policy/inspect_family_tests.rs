@@ -353,3 +353,23 @@ cases! {
     secret_in_gemini_role: "default", (GEMINI, json!({"contents": [{"parts": [{"text": "hi"}], "role": AWS}]})) => blocked("no-secrets");
     secret_in_responses_role: "default", responses_items(json!([{"role": KEY, "content": "hi"}])) => blocked("no-secrets");
 }
+
+// Text the filter cannot read in other places: token ids, a stored prompt's input variables,
+// a second spelling of countTokens' inner request.
+cases! {
+    completions_token_ids: "default", ("/v1/completions", json!({"model": "gpt-4o-mini", "prompt": [[9906, 1917]]})) => opaque();
+    embeddings_token_ids: "default", ("/v1/embeddings", json!({"model": "gpt-4o-mini", "input": [1, 2, 3]})) => opaque();
+    azure_embeddings_token_ids: "default", ("/openai/deployments/gpt-4o-mini/embeddings", json!({"input": [[1, 2]]})) => opaque();
+    embeddings_text_read: "default", ("/v1/embeddings", json!({"model": "gpt-4o-mini", "input": ["a", "b"], "dimensions": 8})) => None;
+    token_ids_allowed_for_consumer: "images", ("/v1/embeddings", json!({"model": "gpt-4o-mini", "input": [1, 2, 3]})) => None;
+    responses_prompt_variable_image: "default", (RESPONSES, json!({"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1", "variables": {"photo": {"type": "input_image", "image_url": "data:x"}}}})) => opaque();
+    responses_prompt_variable_file: "default", (RESPONSES, json!({"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1", "variables": {"doc": {"type": "input_file", "file_id": "file-1"}}}})) => opaque();
+    responses_prompt_variable_text: "default", (RESPONSES, json!({"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1", "version": "2", "variables": {"q": JAILBREAK, "t": {"type": "input_text", "text": "x"}}}})) => blocked("jailbreak");
+    count_tokens_both_spellings: "default", (GEMINI_COUNT, json!({"generateContentRequest": {"model": "models/gemini-pro", "contents": []},
+        "generate_content_request": {"model": "models/gemini-flash", "contents": []}})) => invalid_model();
+    count_tokens_both_spellings_other_order: "default", (GEMINI_COUNT, json!({"generate_content_request": {"model": "models/gemini-flash", "contents": []},
+        "generateContentRequest": {"model": "models/gemini-pro", "contents": []}})) => invalid_model();
+    azure_image_part: "default", (AZURE, json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]})) => opaque();
+    azure_text_beside_file: "default", (AZURE, json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "file": {"file_id": "f"}}]}]})) => opaque();
+    chat_tool_message_image: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]})) => opaque();
+}

@@ -65,8 +65,9 @@ impl TextSink for NoText {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Walked {
     pub model: Option<ModelField>,
-    /// The `model` of a Gemini `countTokens` body's `generateContentRequest`.
-    pub inner_model: Option<ModelField>,
+    /// The `model` of a Gemini `countTokens` body's `generateContentRequest`, one per spelling
+    /// of that key present (`generate_content_request` too): the provider reads one of them.
+    pub inner_models: Vec<ModelField>,
     /// The role of each message, by index: the one it names, else the one its provider reads
     /// it as (`Node::default_role`). The usual roles are not copied: a long conversation has
     /// one per message.
@@ -243,6 +244,10 @@ enum Place {
     PartType,
     /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
     InnerRequest,
+    /// A Responses API `prompt` (a stored template), and its `variables`, whose values are
+    /// text or input parts put into the prompt.
+    PromptTemplate,
+    Variables,
 }
 
 struct Node<'n, 'a, 's, S> {
@@ -440,10 +445,14 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
                     _ => Place::Subtree(Slot::Other),
                 }
             }
+            Place::PromptTemplate if key == "variables" => Place::Variables,
+            Place::Variables => Place::Text(Slot::Prompt),
             Place::Subtree(slot) => Place::Subtree(slot),
-            Place::Messages | Place::Role | Place::ResponsesInput | Place::PartType => {
-                Place::Subtree(Slot::Other)
-            }
+            Place::Messages
+            | Place::Role
+            | Place::ResponsesInput
+            | Place::PartType
+            | Place::PromptTemplate => Place::Subtree(Slot::Other),
         }
     }
 }
@@ -486,6 +495,7 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         | (BedrockInvoke, "prompt" | "inputText" | "input") => Place::Text(Slot::Prompt),
         (Responses, "input") => Place::ResponsesInput,
         (Responses, "instructions") => Place::Text(Slot::System),
+        (Responses, "prompt") => Place::PromptTemplate,
         (GeminiGenerate, "contents") => Place::Messages,
         (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
         (GeminiGenerate, "generateContentRequest" | "generate_content_request") => {
@@ -517,15 +527,15 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
@@ -631,6 +641,15 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
 }
 
 impl<S: TextSink> Node<'_, '_, '_, S> {
+    /// A number where text is read is a token id (completions `prompt` and embeddings `input`
+    /// take lists of them): text the filter cannot read.
+    fn number<E: de::Error>(&self) -> Result<(), E> {
+        if let Place::Text(_) = self.place {
+            self.opaque("token ids");
+        }
+        self.scalar()
+    }
+
     fn scalar<E: de::Error>(&self) -> Result<(), E> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
@@ -713,11 +732,11 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
             slot: Slot::Other,
         };
         state.sink.text(&name, at);
-        let field = Some(ModelField { name, span });
+        let field = ModelField { name, span };
         if self.place == Place::InnerRequest {
-            state.walked.inner_model = field;
+            state.walked.inner_models.push(field);
         } else {
-            state.walked.model = field;
+            state.walked.model = Some(field);
         }
         Ok(())
     }

@@ -429,7 +429,7 @@ fn the_body_model_is_scanned_without_an_ordinal() {
     let walked = walk(inner.as_bytes(), Endpoint::GeminiGenerate, &mut NoText).unwrap();
     assert_eq!(walked.model, None);
     assert_eq!(
-        walked.inner_model.map(|m| m.name).as_deref(),
+        walked.inner_models.first().map(|m| m.name.as_str()),
         Some("models/HELLO")
     );
 }
