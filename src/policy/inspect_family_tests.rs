@@ -373,3 +373,9 @@ cases! {
     azure_text_beside_file: "default", (AZURE, json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "file": {"file_id": "f"}}]}]})) => opaque();
     chat_tool_message_image: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]})) => opaque();
 }
+
+// Bedrock Converse's prompt variables fill a stored prompt: read as the user's prompt.
+cases! {
+    converse_prompt_variable_text: "default", (CONVERSE, json!({"promptVariables": {"q": {"text": JAILBREAK}}})) => blocked("jailbreak");
+    converse_prompt_variable_unknown: "default", (CONVERSE, json!({"promptVariables": {"q": {"image": {"format": "png"}}}})) => opaque();
+}

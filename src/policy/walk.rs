@@ -244,8 +244,8 @@ enum Place {
     PartType,
     /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
     InnerRequest,
-    /// A Responses API `prompt` (a stored template), and its `variables`, whose values are
-    /// text or input parts put into the prompt.
+    /// A Responses API `prompt` (a stored template), and its `variables` (Bedrock Converse's
+    /// `promptVariables`), whose values are text or input parts put into the prompt.
     PromptTemplate,
     Variables,
 }
@@ -496,6 +496,7 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         (Responses, "input") => Place::ResponsesInput,
         (Responses, "instructions") => Place::Text(Slot::System),
         (Responses, "prompt") => Place::PromptTemplate,
+        (BedrockConverse, "promptVariables") => Place::Variables,
         (GeminiGenerate, "contents") => Place::Messages,
         (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
         (GeminiGenerate, "generateContentRequest" | "generate_content_request") => {
