@@ -668,6 +668,22 @@ fn every_string_every_part_every_role_is_inspected() {
             403,
             "opaque_content",
         ),
+        // Text the filter cannot read elsewhere: token ids, a stored prompt's image variable.
+        (
+            "embeddings token ids",
+            "/v1/embeddings",
+            json!({"model": "gpt-4o-mini", "input": [[9906, 1917]]}),
+            403,
+            "opaque_content",
+        ),
+        (
+            "responses prompt variable",
+            "/v1/responses",
+            json!({"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1",
+            "variables": {"photo": {"type": "input_image", "image_url": format!("data:image/png;base64,{png}")}}}}),
+            403,
+            "opaque_content",
+        ),
         // The body's model where the path names it.
         (
             "azure body model",
