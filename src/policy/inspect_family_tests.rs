@@ -379,3 +379,10 @@ cases! {
     converse_prompt_variable_text: "default", (CONVERSE, json!({"promptVariables": {"q": {"text": JAILBREAK}}})) => blocked("jailbreak");
     converse_prompt_variable_unknown: "default", (CONVERSE, json!({"promptVariables": {"q": {"image": {"format": "png"}}}})) => opaque();
 }
+
+// A role no API defines is judged as the user's.
+cases! {
+    chat_role_in_capitals: "default", (CHAT, json!({"model": "gpt-4o-mini", "messages": [{"role": "User", "content": JAILBREAK}]})) => blocked("jailbreak");
+    gemini_role_with_space: "default", (GEMINI, json!({"contents": [{"role": "user ", "parts": [{"text": JAILBREAK}]}]})) => blocked("jailbreak");
+    anthropic_role_unknown: "default", (MESSAGES, json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "human", "content": JAILBREAK}]})) => blocked("jailbreak");
+}

@@ -68,8 +68,8 @@ pub struct Walked {
     /// The `model` of a Gemini `countTokens` body's `generateContentRequest`, one per spelling
     /// of that key present (`generate_content_request` too): the provider reads one of them.
     pub inner_models: Vec<ModelField>,
-    /// The role of each message, by index: the one it names, else the one its provider reads
-    /// it as (`Node::default_role`). The usual roles are not copied: a long conversation has
+    /// The role of each message, by index: the one it names if an API defines it, else the one
+    /// its provider reads it as (`Node::default_role`). The usual roles are not copied: a long conversation has
     /// one per message.
     pub roles: Vec<Option<Cow<'static, str>>>,
     /// The first content part the filter cannot read as text (an image, audio, a file).
@@ -378,17 +378,25 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
     /// A turn that names no role gets the one its provider reads it as: Gemini's `contents`
     /// default to `user`; a Responses item without a role is the model's (a call, reasoning)
     /// or a tool's (a call's output) by its type, else the user's. The other families refuse a
-    /// message without a role; it is judged as the user's all the same.
+    /// message without a role; it is judged as the user's all the same. So is a role no API
+    /// defines (`User`, `user `): a provider lenient about spelling would read it as one.
     fn default_role(&self, item_type: Option<&str>) {
         let Ok(mut state) = self.shared.state.try_borrow_mut() else {
             return;
         };
-        let Some(role @ None) = self
+        let Some(role) = self
             .message
             .and_then(|index| state.walked.roles.get_mut(index as usize))
         else {
             return;
         };
+        if let Some(Cow::Owned(_)) = role {
+            *role = Some(Cow::Borrowed("user"));
+            return;
+        }
+        if role.is_some() {
+            return;
+        }
         let default = match (self.shared.endpoint, item_type) {
             (Endpoint::Responses, Some(kind)) if kind.ends_with("_output") => "tool",
             (Endpoint::Responses, Some(kind)) if kind.ends_with("_call") || kind == "reasoning" => {
