@@ -762,3 +762,37 @@ fn hostile_traffic_is_refused_and_valid_traffic_served() {
     assert_eq!(after.status, 200, "{after:?}");
     let _ = std::io::stderr().flush();
 }
+
+/// Envoy's HTTP/1 parser accepts an obsolete folded header line (RFC 9112 section 5.2) and has
+/// no setting to refuse it: the continuation is joined into the value, line breaks removed. A
+/// folded identity header therefore never names the consumer its first line names: Posturio
+/// reads the joined value, which names no consumer, so the request is judged as `default`
+/// (the first line's `search-team` may use gpt-4o; `default` may not). This is why the identity
+/// header must be set by Envoy itself, never passed through from a client (docs/security.md).
+#[test]
+fn a_folded_identity_header_is_read_joined() {
+    let mock = MockProvider::start();
+    let envoy = Envoy::with_mock(&common::example_policy(), &mock);
+    let body = chat("gpt-4o", "folded", "hello");
+    let mut headers = json_headers(true);
+    headers.push(("x-posturio-consumer", "search-team\r\n default".to_string()));
+    let response = send(envoy.port(), &raw("POST", CHAT, &headers, &body)).unwrap();
+    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-code"),
+        Some("model_not_approved"),
+        "{response:?}"
+    );
+    assert!(
+        response.text().contains("consumer \\\"default\\\""),
+        "{}",
+        response.text()
+    );
+    // Unfolded, the same request is served.
+    let mut headers = json_headers(true);
+    headers.push(("x-posturio-consumer", "search-team".to_string()));
+    let response = send(envoy.port(), &raw("POST", CHAT, &headers, &body)).unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(mock.requests().len(), 1, "{:?}", mock.requests());
+    envoy.assert_no_wasm_failure();
+}

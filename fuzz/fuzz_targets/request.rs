@@ -4,13 +4,15 @@
 //! decision must pass `posturio_fuzz::evaluate_and_check`: no 500, a forwarded model is in the
 //! catalogue, approved and routed to its provider, a rewritten body is strict JSON naming the
 //! upstream model and otherwise unchanged, and a refusal never repeats the body's secrets.
+//! Then a secret is put at the end of one of the body's strings (`check_planted_secret`): a
+//! request whose body was read must then be refused, whatever follows that string.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::Policy;
-use posturio_fuzz::{evaluate_and_check, parse_request, Catalogue};
+use posturio_fuzz::{check_planted_secret, evaluate_and_check, parse_request, Catalogue};
 
 const EXAMPLE: &str = include_str!("../../envoy/policy.json");
 const DETECTORS: &str = include_str!("../../benches/policy-detectors.json");
@@ -36,7 +38,11 @@ fn policies() -> &'static Policies {
 
 fuzz_target!(|data: &[u8]| {
     let request = parse_request(data);
+    let choice = data
+        .iter()
+        .fold(0usize, |hash, &byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
     for (policy, catalogue) in &policies().all {
         evaluate_and_check(policy, catalogue, &request);
+        check_planted_secret(policy, catalogue, &request, choice);
     }
 });

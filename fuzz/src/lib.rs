@@ -83,6 +83,9 @@ pub struct Catalogue {
     /// Whether any consumer mode is audit (then forwarding an unapproved model is allowed).
     pub any_audit: bool,
     pub has_rules: bool,
+    /// Whether the policy has an enforced rule blocking every secret, applying to every
+    /// consumer (none lists its own rules).
+    pub blocks_secrets: bool,
     /// Consumer name → its `max_output_tokens`, for those that have one.
     pub output_caps: BTreeMap<String, u64>,
 }
@@ -135,8 +138,16 @@ impl Catalogue {
         let any_audit = policy["consumers"]
             .as_object()
             .is_some_and(|c| c.values().any(|c| c["mode"] == "audit"));
+        let blocks_secrets = policy["rules"].as_array().is_some_and(|rules| {
+            rules.iter().any(|rule| {
+                rule["detect"] == "secrets" && rule["action"] == "block" && rule["mode"].is_null()
+            })
+        }) && policy["consumers"]
+            .as_object()
+            .is_some_and(|c| c.values().all(|c| c["rules"].is_null() && c["mode"].is_null()));
         Catalogue {
             enforce: policy["mode"].as_str().unwrap_or("enforce") == "enforce",
+            blocks_secrets,
             models,
             consumers,
             any_audit,
@@ -411,5 +422,88 @@ fn check_no_echo(request: &RawRequest, facts: &Facts, code: Code, message: &[u8]
                 String::from_utf8_lossy(message)
             );
         }
+    }
+}
+
+/// Secrets the planted-secret check puts at the end of a body's string: a private key
+/// without its END line (it must not run on into the next string and be lost), one with it,
+/// and an access key id.
+const PLANTED: [&str; 3] = [
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7vQ3Jk1k0VbSs3Xr8i2",
+    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkgZ2qQ\n-----END EC PRIVATE KEY-----",
+    "AKIAIOSFODNN7EXAMPLE",
+];
+
+/// A secret placed in any string of a valid JSON body is always found: with a policy whose
+/// every consumer blocks secrets in enforce mode, the request is never forwarded after its
+/// body was read, whatever follows the string and wherever it sits. `choice` picks the string
+/// and the secret.
+pub fn check_planted_secret(
+    policy: &Policy,
+    catalogue: &Catalogue,
+    request: &RawRequest,
+    choice: usize,
+) {
+    if !catalogue.enforce || catalogue.any_audit || !catalogue.blocks_secrets {
+        return;
+    }
+    let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
+        return;
+    };
+    let count = count_strings(&body);
+    if !body.is_object() || count == 0 {
+        return;
+    }
+    let target = choice % count;
+    let secret = PLANTED[(choice / count) % PLANTED.len()];
+    plant(&mut body, &mut 0, target, secret);
+    let planted = RawRequest {
+        headers: request
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "content-length")
+            .cloned()
+            .collect(),
+        body: serde_json::to_vec(&body).unwrap(),
+    };
+    let (decision, facts) = match policy.on_headers(&planted.headers, None) {
+        Ok(pending) => policy.on_body(&pending, &planted.body),
+        Err(reply) => (Decision::Refuse(reply), Facts::default()),
+    };
+    if let Decision::Forward(_) = decision {
+        assert!(
+            facts.model.is_none(),
+            "a secret at the end of string {target} was forwarded: {}",
+            String::from_utf8_lossy(&planted.body)
+        );
+    }
+}
+
+fn count_strings(value: &Value) -> usize {
+    match value {
+        Value::String(_) => 1,
+        Value::Array(items) => items.iter().map(count_strings).sum(),
+        Value::Object(members) => members.values().map(count_strings).sum(),
+        _ => 0,
+    }
+}
+
+/// Appends `secret`, on a line of its own, to the `target`th string value (document order).
+fn plant(value: &mut Value, seen: &mut usize, target: usize, secret: &str) -> bool {
+    match value {
+        Value::String(text) => {
+            if *seen == target {
+                text.push('\n');
+                text.push_str(secret);
+                return true;
+            }
+            *seen += 1;
+            false
+        }
+        Value::Array(items) => items.iter_mut().any(|item| plant(item, seen, target, secret)),
+        Value::Object(members) => members
+            .values_mut()
+            .any(|member| plant(member, seen, target, secret)),
+        _ => false,
     }
 }

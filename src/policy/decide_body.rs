@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::classify::{encode_segment, Classified};
+use super::classify::{encode_segment, Classified, Endpoint};
 use super::compile::{Consumer, Policy};
 use super::config::{Mode, RuleAction};
 use super::decide::{audit_or_refuse, no_consumer, rebase, Decision, Facts, Forward, Pending};
@@ -64,6 +64,23 @@ impl Policy {
             (None, Some(body_model)) => body_model.name.as_str(),
             (None, None) => return Err(body_reply(BodyError::ModelMissing, shape)),
         };
+        // Where the path names the model, a `model` in the body must name the same one: the
+        // provider may read either, and the filter must never judge one and forward the other.
+        if let Some(path_model) = &classified.path_model {
+            if walked
+                .model
+                .iter()
+                .chain(&walked.inner_models)
+                .any(|body| !same_model(endpoint, &body.name, &path_model.name))
+            {
+                return Err(Reply::new(
+                    Code::InvalidModel,
+                    shape,
+                    "the body's \"model\" names another model than the path; send the same \
+                     model in both, or leave it out of the body",
+                ));
+            }
+        }
         facts.model = Some(name.to_owned());
         let Some(model) = self.models.get(name) else {
             return Err(Reply::new(
@@ -165,6 +182,17 @@ impl Policy {
                         return Err(failed());
                     };
                     path = Some(format!("{before}{}{after}", encode_segment(upstream)));
+                    // The body's copies of the model follow the path's, in the form they had.
+                    for body_model in walked.model.iter().chain(&walked.inner_models) {
+                        let text = match body_model.name.strip_prefix("models/") {
+                            Some(_) => format!("models/{upstream}"),
+                            None => upstream.to_owned(),
+                        };
+                        edits.push(Edit {
+                            span: body_model.span.clone(),
+                            text: serde_json::to_string(&text).map_err(|_| failed())?,
+                        });
+                    }
                 }
                 (None, Some(body_model)) => edits.push(Edit {
                     span: body_model.span.clone(),
@@ -291,6 +319,13 @@ impl Policy {
             })
             .collect()
     }
+}
+
+/// Whether a body's `model` names the path's model: the same name, or for Gemini the same
+/// resource name (`models/gemini-2.5-flash`).
+fn same_model(endpoint: Endpoint, body: &str, path: &str) -> bool {
+    body == path
+        || (endpoint == Endpoint::GeminiGenerate && body.strip_prefix("models/") == Some(path))
 }
 
 fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {

@@ -56,15 +56,17 @@ impl Scanner {
         Ok(Scanner { sources, rules })
     }
 
-    /// Appends `(rule index, byte range)` for every match in `text`.
+    /// Appends `(rule index, byte range)` for every match in `text`, made of `pieces` (see
+    /// `detect::Scanner::scan_pieces`): each match lies in one piece.
     pub fn scan(
         &self,
         text: &str,
+        pieces: &[Range<usize>],
         scratch: &mut Vec<(usize, Range<usize>)>,
         out: &mut Vec<(usize, Range<usize>)>,
     ) {
         scratch.clear();
-        self.sources.scan(text, scratch);
+        self.sources.scan_pieces(text, pieces, scratch);
         out.extend(
             scratch
                 .drain(..)
@@ -84,13 +86,16 @@ pub struct Hit {
 
 /// The sink the walk feeds. Each scan has a fixed cost per detector pass, and a body holds
 /// hundreds of short strings and keys, so the text is gathered into one buffer, joined by
-/// newlines, and scanned once; each match is mapped back to its piece. A match that crosses a
-/// join (only a policy pattern that matches a newline can) spans two strings and is dropped.
+/// newlines, and searched in one pass; yet every detector and pattern decides on one string
+/// alone (`detect::Scanner::scan_pieces`), so what follows a string never hides, nor makes, a
+/// match in it.
 pub struct ScanSink<'p> {
     scanner: &'p Scanner,
     text: String,
-    /// Each piece's start and end in `text`, in order.
-    pieces: Vec<(usize, usize, TextAt)>,
+    /// Each piece's place in `text`, in order.
+    pieces: Vec<Range<usize>>,
+    /// Where each piece sits in the body.
+    at: Vec<TextAt>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -99,6 +104,7 @@ impl<'p> ScanSink<'p> {
             scanner,
             text: String::with_capacity(capacity),
             pieces: Vec::new(),
+            at: Vec::new(),
         }
     }
 
@@ -106,22 +112,24 @@ impl<'p> ScanSink<'p> {
     pub fn finish(self) -> Vec<Hit> {
         let mut scratch = Vec::new();
         let mut found = Vec::new();
-        self.scanner.scan(&self.text, &mut scratch, &mut found);
+        self.scanner
+            .scan(&self.text, &self.pieces, &mut scratch, &mut found);
         found
             .into_iter()
             .filter_map(|(rule, range)| {
                 let index = self
                     .pieces
-                    .partition_point(|(start, _, _)| *start <= range.start)
+                    .partition_point(|piece| piece.start <= range.start)
                     .checked_sub(1)?;
-                let (start, end, at) = self.pieces.get(index)?;
-                if range.end > *end {
+                let piece = self.pieces.get(index)?;
+                if range.end > piece.end {
                     return None;
                 }
                 Some(Hit {
                     rule,
-                    at: *at,
-                    range: range.start.checked_sub(*start)?..range.end.checked_sub(*start)?,
+                    at: *self.at.get(index)?,
+                    range: range.start.checked_sub(piece.start)?
+                        ..range.end.checked_sub(piece.start)?,
                 })
             })
             .collect()
@@ -130,9 +138,14 @@ impl<'p> ScanSink<'p> {
 
 impl TextSink for ScanSink<'_> {
     fn text(&mut self, text: &str, at: TextAt) {
+        // An empty string holds no match; the pieces stay non-empty.
+        if text.is_empty() {
+            return;
+        }
         let start = self.text.len();
         self.text.push_str(text);
-        self.pieces.push((start, self.text.len(), at));
+        self.pieces.push(start..self.text.len());
+        self.at.push(at);
         self.text.push('\n');
     }
 }
@@ -269,3 +282,7 @@ impl Policy {
 #[cfg(test)]
 #[path = "inspect_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "inspect_family_tests.rs"]
+mod family_tests;

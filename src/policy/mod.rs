@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod json_reader;
 pub mod limits;
 pub mod limits_usage;
+mod parts;
 pub mod redact;
 pub mod reply;
 pub mod request;

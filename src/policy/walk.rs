@@ -21,6 +21,7 @@ use super::classify::Endpoint;
 use super::extract::{BodyError, ModelField};
 use super::json_reader::{Raw, Reader};
 use super::limits::{watched, Watched, WATCHED_KINDS};
+use super::parts::{opaque_part, unread_key, Family};
 use super::strict_json::{classify_error, KeySeed, KeySet, Violation, MAX_DEPTH};
 
 /// What a piece of text is to the model, before its message's role is known.
@@ -64,8 +65,12 @@ impl TextSink for NoText {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Walked {
     pub model: Option<ModelField>,
-    /// The role of each message, by index; `None` where the message named none. The usual
-    /// roles are not copied: a long conversation has one per message.
+    /// The `model` of a Gemini `countTokens` body's `generateContentRequest`, one per spelling
+    /// of that key present (`generate_content_request` too): the provider reads one of them.
+    pub inner_models: Vec<ModelField>,
+    /// The role of each message, by index: the one it names if an API defines it, else the one
+    /// its provider reads it as (`Node::default_role`). The usual roles are not copied: a long conversation has
+    /// one per message.
     pub roles: Vec<Option<Cow<'static, str>>>,
     /// The first content part the filter cannot read as text (an image, audio, a file).
     pub opaque: Option<&'static str>,
@@ -155,6 +160,7 @@ pub fn walk_watching<S: TextSink>(
         walked: Walked::default(),
         ordinal: 0,
         shape_error: None,
+        part_type: None,
     });
     let violation = Cell::new(None);
     let root = Node {
@@ -205,6 +211,8 @@ struct State<'s, S> {
     walked: Walked,
     ordinal: u32,
     shape_error: Option<BodyError>,
+    /// The `type` of the content part being read, once its value has been.
+    part_type: Option<String>,
 }
 
 struct Shared<'a, 's, S> {
@@ -232,6 +240,14 @@ enum Place {
     Text(Slot),
     /// Everything beneath is of this kind, keys included (tool arguments are free-form JSON).
     Subtree(Slot),
+    /// A content part's `type`: recorded to judge the part (see `parts`), and scanned.
+    PartType,
+    /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
+    InnerRequest,
+    /// A Responses API `prompt` (a stored template), and its `variables` (Bedrock Converse's
+    /// `promptVariables`), whose values are text or input parts put into the prompt.
+    PromptTemplate,
+    Variables,
 }
 
 struct Node<'n, 'a, 's, S> {
@@ -303,7 +319,18 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             {
                 *role = Some(role_name(text));
             }
+            // Scanned like every string, as a key is: without an ordinal (a redaction there
+            // would change the role, so it blocks) and outside any role.
+            let at = TextAt {
+                ordinal: None,
+                message: None,
+                slot: Slot::Other,
+            };
+            state.sink.text(text, at);
             return Ok(());
+        }
+        if self.place == Place::PartType {
+            state.part_type = Some(text.to_owned());
         }
         let at = TextAt {
             ordinal: Some(ordinal),
@@ -348,29 +375,92 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
         }
     }
 
+    /// A turn that names no role gets the one its provider reads it as: Gemini's `contents`
+    /// default to `user`; a Responses item without a role is the model's (a call, reasoning)
+    /// or a tool's (a call's output) by its type, else the user's. The other families refuse a
+    /// message without a role; it is judged as the user's all the same. So is a role no API
+    /// defines (`User`, `user `): a provider lenient about spelling would read it as one.
+    fn default_role(&self, item_type: Option<&str>) {
+        let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(role) = self
+            .message
+            .and_then(|index| state.walked.roles.get_mut(index as usize))
+        else {
+            return;
+        };
+        if let Some(Cow::Owned(_)) = role {
+            *role = Some(Cow::Borrowed("user"));
+            return;
+        }
+        if role.is_some() {
+            return;
+        }
+        let default = match (self.shared.endpoint, item_type) {
+            (Endpoint::Responses, Some(kind)) if kind.ends_with("_output") => "tool",
+            (Endpoint::Responses, Some(kind)) if kind.ends_with("_call") || kind == "reasoning" => {
+                "assistant"
+            }
+            _ => "user",
+        };
+        *role = Some(Cow::Borrowed(default));
+    }
+
+    fn take_part_type(&self) -> Option<String> {
+        self.shared
+            .state
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut state| state.part_type.take())
+    }
+
+    /// Whether an object here is a content part (see `parts`): anything where text or parts
+    /// are read, and each Responses API input item.
+    fn is_part(&self) -> bool {
+        match self.place {
+            Place::Text(_) => true,
+            Place::Message => self.shared.endpoint == Endpoint::Responses,
+            _ => false,
+        }
+    }
+
     /// Where the value under `key` sits, in an object at this node's place.
     fn place_of(&self, key: &str) -> Place {
         match self.place {
-            Place::Top => top_level_place(self.shared.endpoint, key),
+            Place::Top | Place::InnerRequest => top_level_place(self.shared.endpoint, key),
             Place::Message => match key {
                 "role" => Place::Role,
                 "content" | "parts" | "name" => Place::Text(Slot::MessageContent),
-                "tool_calls" | "function_call" | "arguments" => Place::Subtree(Slot::ToolArguments),
-                "output" => Place::Subtree(Slot::ToolResults),
-                _ => Place::Subtree(Slot::Other),
-            },
-            Place::Text(slot) => match key {
-                "text" | "thinking" | "parts" => Place::Text(slot),
-                "input" | "args" | "arguments" | "functionCall" | "function_call" | "toolUse" => {
+                "tool_calls" | "function_call" | "arguments" | "input" => {
                     Place::Subtree(Slot::ToolArguments)
                 }
-                "content" | "output" | "functionResponse" | "toolResult" => {
-                    Place::Subtree(Slot::ToolResults)
-                }
+                "output" => Place::Text(Slot::ToolResults),
                 _ => Place::Subtree(Slot::Other),
             },
+            // Keys of a content part. Where a tool's result may itself hold parts (Anthropic
+            // `tool_result.content`, Converse `toolResult`, Gemini `functionResponse.parts`,
+            // Responses `output`), those are parts too, and judged as such.
+            Place::Text(slot) => {
+                match key {
+                    "text" | "thinking" | "refusal" | "parts" | "guardContent"
+                    | "reasoningContent" | "reasoningText" => Place::Text(slot),
+                    "input" | "args" | "arguments" | "functionCall" | "function_call"
+                    | "toolUse" => Place::Subtree(Slot::ToolArguments),
+                    "content" | "output" | "functionResponse" | "function_response"
+                    | "toolResult" => Place::Text(Slot::ToolResults),
+                    "response" | "json" => Place::Subtree(Slot::ToolResults),
+                    _ => Place::Subtree(Slot::Other),
+                }
+            }
+            Place::PromptTemplate if key == "variables" => Place::Variables,
+            Place::Variables => Place::Text(Slot::Prompt),
             Place::Subtree(slot) => Place::Subtree(slot),
-            Place::Messages | Place::Role | Place::ResponsesInput => Place::Subtree(Slot::Other),
+            Place::Messages
+            | Place::Role
+            | Place::ResponsesInput
+            | Place::PartType
+            | Place::PromptTemplate => Place::Subtree(Slot::Other),
         }
     }
 }
@@ -392,16 +482,17 @@ fn role_name(text: &str) -> Cow<'static, str> {
     }
 }
 
-/// Content parts that hold no text the filter can read.
-fn opaque_part(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "image_url" | "image" | "input_image" => "image",
-        "input_audio" | "audio" => "audio",
-        "file" | "input_file" | "document" | "fileData" => "file",
-        "inlineData" | "source" => "inline data",
-        "video" => "video",
-        _ => return None,
-    })
+/// Keys outside content parts that carry what the filter cannot read: a chat message's `audio`
+/// (an earlier answer's audio, by id), and the image fields of the InvokeModel bodies of
+/// Amazon Titan, Cohere and Meta models.
+fn opaque_key(endpoint: Endpoint, place: Place, key: &str) -> Option<&'static str> {
+    match (place, key) {
+        (Place::Message, "audio") if endpoint != Endpoint::Responses => Some("audio"),
+        (Place::Top, "inputImage" | "images" | "image") if endpoint == Endpoint::BedrockInvoke => {
+            Some("image")
+        }
+        _ => None,
+    }
 }
 
 fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
@@ -412,8 +503,13 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         | (BedrockInvoke, "prompt" | "inputText" | "input") => Place::Text(Slot::Prompt),
         (Responses, "input") => Place::ResponsesInput,
         (Responses, "instructions") => Place::Text(Slot::System),
+        (Responses, "prompt") => Place::PromptTemplate,
+        (BedrockConverse, "promptVariables") => Place::Variables,
         (GeminiGenerate, "contents") => Place::Messages,
         (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
+        (GeminiGenerate, "generateContentRequest" | "generate_content_request") => {
+            Place::InnerRequest
+        }
         (_, "messages") => Place::Messages,
         (_, "system") => Place::Text(Slot::System),
         _ => Place::Subtree(Slot::Other),
@@ -440,15 +536,15 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.scalar()
+        self.number()
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
@@ -468,6 +564,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
         }
         let element = match self.place {
             Place::Messages | Place::ResponsesInput => Place::Message,
+            Place::PartType => Place::Subtree(Slot::Other),
             other => other,
         };
         let element = self.child(element)?;
@@ -498,21 +595,28 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                 ..self
             };
         }
+        let part = node.is_part().then(|| Family::of(node.shared.endpoint));
+        let mut part_type = None;
+        let mut unread = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if !keys.insert(key.clone()) {
                 return Err(node.violate(Violation::DuplicateKey(key.into_owned())));
             }
-            if node.place == Place::Top && key == "model" {
+            if matches!(node.place, Place::Top | Place::InnerRequest) && key == "model" {
                 let raw: Raw<'de> = map.next_value()?;
                 node.model(raw)?;
                 continue;
             }
-            let place = node.place_of(&key);
-            // Content parts, and Responses API items, which are parts in their own right.
-            if let Place::Text(_) | Place::Message = node.place {
-                if let Some(kind) = opaque_part(&key) {
-                    node.opaque(kind);
+            let mut place = node.place_of(&key);
+            if let Some(family) = part {
+                if key == "type" {
+                    place = Place::PartType;
+                } else if unread.is_none() {
+                    unread = unread_key(family, &key);
                 }
+            }
+            if let Some(kind) = opaque_key(node.shared.endpoint, node.place, &key) {
+                node.opaque(kind);
             }
             let key_slot = match place {
                 Place::Subtree(slot) => slot,
@@ -528,12 +632,33 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                 }
             }
             map.next_value_seed(node.child(place)?)?;
+            if place == Place::PartType {
+                part_type = node.take_part_type();
+            }
+        }
+        if let Some(family) = part {
+            let item = node.place == Place::Message;
+            if let Some(kind) = opaque_part(family, item, part_type.as_deref(), unread) {
+                node.opaque(kind);
+            }
+        }
+        if node.place == Place::Message {
+            node.default_role(part_type.as_deref());
         }
         Ok(())
     }
 }
 
 impl<S: TextSink> Node<'_, '_, '_, S> {
+    /// A number where text is read is a token id (completions `prompt` and embeddings `input`
+    /// take lists of them): text the filter cannot read.
+    fn number<E: de::Error>(&self) -> Result<(), E> {
+        if let Place::Text(_) = self.place {
+            self.opaque("token ids");
+        }
+        self.scalar()
+    }
+
     fn scalar<E: de::Error>(&self) -> Result<(), E> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
@@ -606,9 +731,22 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
             .state
             .try_borrow_mut()
             .map_err(|_| E::custom("internal: walk state busy"))?;
-        // The model is a string value: it takes an ordinal like any other.
+        // The model is a string value: it takes an ordinal like any other, and is scanned like
+        // any other, whatever the family uses it for. It is handed out as a key is, without
+        // an ordinal: a redaction there would change the model, so it blocks instead.
         state.ordinal = state.ordinal.saturating_add(1);
-        state.walked.model = Some(ModelField { name, span });
+        let at = TextAt {
+            ordinal: None,
+            message: None,
+            slot: Slot::Other,
+        };
+        state.sink.text(&name, at);
+        let field = ModelField { name, span };
+        if self.place == Place::InnerRequest {
+            state.walked.inner_models.push(field);
+        } else {
+            state.walked.model = Some(field);
+        }
         Ok(())
     }
 }

@@ -75,8 +75,8 @@ places! {
     responses_instructions: Responses, r#"{"model":"m","instructions":"HELLO","input":"x"}"#, "HELLO" => System, None;
     responses_input_item: Responses, r#"{"model":"m","input":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
     responses_input_part: Responses, r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
-    responses_function_call: Responses, r#"{"model":"m","input":[{"type":"function_call","call_id":"1","name":"f","arguments":"HELLO"}]}"#, "HELLO" => ToolArguments, None;
-    responses_function_output: Responses, r#"{"model":"m","input":[{"type":"function_call_output","call_id":"1","output":"HELLO"}]}"#, "HELLO" => ToolResults, None;
+    responses_function_call: Responses, r#"{"model":"m","input":[{"type":"function_call","call_id":"1","name":"f","arguments":"HELLO"}]}"#, "HELLO" => ToolArguments, Some("assistant");
+    responses_function_output: Responses, r#"{"model":"m","input":[{"type":"function_call_output","call_id":"1","output":"HELLO"}]}"#, "HELLO" => ToolResults, Some("tool");
     anthropic_system_string: Messages, r#"{"model":"m","system":"HELLO","messages":[]}"#, "HELLO" => System, None;
     anthropic_system_blocks: Messages, r#"{"model":"m","system":[{"type":"text","text":"HELLO"}],"messages":[]}"#, "HELLO" => System, None;
     anthropic_string_content: Messages, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
@@ -97,6 +97,12 @@ places! {
     bedrock_tool_result: BedrockConverse, r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"1","content":[{"text":"HELLO"}]}}]}]}"#, "HELLO" => ToolResults, Some("user");
     bedrock_invoke_anthropic: BedrockInvoke, r#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
     bedrock_invoke_titan: BedrockInvoke, r#"{"inputText":"HELLO"}"#, "HELLO" => Prompt, None;
+    gemini_turn_without_role: GeminiGenerate, r#"{"contents":[{"parts":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    chat_turn_without_role: ChatCompletions, r#"{"model":"m","messages":[{"content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    anthropic_turn_without_role: Messages, r#"{"model":"m","messages":[{"content":[{"type":"text","text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    converse_turn_without_role: BedrockConverse, r#"{"messages":[{"content":[{"text":"HELLO"}]}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_item_without_role: Responses, r#"{"model":"m","input":[{"type":"message","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
+    responses_custom_output: Responses, r#"{"model":"m","input":[{"output":"HELLO","type":"custom_tool_call_output","call_id":"1"}]}"#, "HELLO" => ToolResults, Some("tool");
     count_tokens_messages: CountTokens, r#"{"model":"m","messages":[{"role":"user","content":"HELLO"}]}"#, "HELLO" => MessageContent, Some("user");
 }
 
@@ -122,7 +128,7 @@ fn every_string_value_is_handed_out_once_in_order() {
         .filter(|(_, at)| at.ordinal.is_some())
         .map(|(text, at)| (text.clone(), at.ordinal))
         .collect();
-    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are not handed out.
+    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are handed out without.
     assert_eq!(
         values,
         vec![
@@ -147,7 +153,7 @@ fn opaque_parts_are_noticed() {
         ),
         (
             r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"x"}}]}]}"#,
-            "inline data",
+            "image",
         ),
     ] {
         let walked = walk(body.as_bytes(), Endpoint::ChatCompletions, &mut NoText).unwrap();
@@ -333,6 +339,8 @@ fn located_values_are_walked_like_any_other() {
             "x",
             "include_usage",
             "max_tokens",
+            // The model is scanned, without an ordinal (a redaction there blocks).
+            "m",
             "b"
         ]
     );
@@ -398,4 +406,32 @@ fn located_values_are_read_as_strictly() {
             crate::policy::strict_json::JsonError::Violation(Violation::TooDeep)
         ))
     ));
+}
+
+#[test]
+fn the_body_model_is_scanned_without_an_ordinal() {
+    for endpoint in [
+        Endpoint::ChatCompletions,
+        Endpoint::AzureChatCompletions,
+        Endpoint::GeminiGenerate,
+        Endpoint::BedrockConverse,
+        Endpoint::BedrockInvoke,
+    ] {
+        let body = r#"{"model":"HELLO","messages":[]}"#;
+        let mut sink = Collect::default();
+        walk(body.as_bytes(), endpoint, &mut sink).unwrap();
+        let model = sink.0.iter().find(|(text, _)| text == "HELLO");
+        assert_eq!(
+            model.map(|(_, at)| (at.ordinal, at.slot)),
+            Some((None, Slot::Other)),
+            "{endpoint:?}"
+        );
+    }
+    let inner = r#"{"generateContentRequest":{"model":"models/HELLO","contents":[]}}"#;
+    let walked = walk(inner.as_bytes(), Endpoint::GeminiGenerate, &mut NoText).unwrap();
+    assert_eq!(walked.model, None);
+    assert_eq!(
+        walked.inner_models.first().map(|m| m.name.as_str()),
+        Some("models/HELLO")
+    );
 }

@@ -187,12 +187,15 @@ impl Boundary {
     }
 }
 
-/// Where a detector's `verify` reports its matches.
+/// Where a detector's `verify` reports its matches. `verify` sees one string alone; its ranges
+/// are moved by `offset` to where that string sits in the scanned text.
 struct Found<'o> {
     index: usize,
     out: &'o mut Vec<(usize, Range<usize>)>,
-    /// The end of the last candidate or match: the next search starts there, so one detector's
-    /// matches never overlap.
+    /// Where the string `verify` reads starts in the scanned text.
+    offset: usize,
+    /// The end of the last candidate or match, in the string: the next search starts there, so
+    /// one detector's matches never overlap.
     end: usize,
     reported: bool,
 }
@@ -201,7 +204,9 @@ impl Found<'_> {
     fn push(&mut self, range: Range<usize>) {
         self.end = self.end.max(range.end);
         self.reported = true;
-        self.out.push((self.index, range));
+        let start = range.start.saturating_add(self.offset);
+        let end = range.end.saturating_add(self.offset);
+        self.out.push((self.index, start..end));
     }
 }
 
@@ -246,8 +251,14 @@ pub struct Scanner {
 /// One search over the text, and the sources that read what it finds.
 #[derive(Debug, Clone)]
 enum Pass {
-    /// A policy pattern: every non-empty match is reported as it is.
-    Pattern { index: usize, regex: Regex },
+    /// A policy pattern: every non-empty match is reported as it is. `alone` when the pattern
+    /// has an anchor (`^`, `$`, `\A`, `\z`), whose meaning depends on where a string starts and
+    /// ends: it then runs on each string by itself.
+    Pattern {
+        index: usize,
+        regex: Regex,
+        alone: bool,
+    },
     /// Built-in detectors that share a finder, each with its index in the sources.
     Builtin {
         finder: Finder,
@@ -290,7 +301,11 @@ impl Scanner {
                 Source::Builtin(detector) => detector,
                 Source::Pattern(pattern) => {
                     let regex = compile(pattern, index)?;
-                    passes.push(Pass::Pattern { index, regex });
+                    passes.push(Pass::Pattern {
+                        index,
+                        regex,
+                        alone: has_anchor(pattern),
+                    });
                     continue;
                 }
             };
@@ -322,9 +337,25 @@ impl Scanner {
     /// source's matches do not overlap, while different sources' may. Built-in matches are
     /// validated before they are reported.
     pub fn scan(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>) {
+        let whole = 0..text.len();
+        self.scan_pieces(text, std::slice::from_ref(&whole), out);
+    }
+
+    /// As `scan`, for a text made of pieces (strings joined by a separator byte): every match
+    /// lies inside one piece and is exactly what scanning that piece alone would report. A
+    /// detector never reads past its piece, so a match that would run on into the next piece
+    /// (a key block whose END line is elsewhere) reports what lies inside its own. The text is
+    /// still searched in one pass; a piece is searched again alone only where a candidate ran
+    /// across its end. `pieces` are sorted, disjoint, non-empty ranges on char boundaries.
+    pub fn scan_pieces(
+        &self,
+        text: &str,
+        pieces: &[Range<usize>],
+        out: &mut Vec<(usize, Range<usize>)>,
+    ) {
         let before = out.len();
         for pass in &self.passes {
-            pass.run(text, out, false);
+            pass.run(text, pieces, out, false);
         }
         if let Some(appended) = out.get_mut(before..) {
             appended.sort_unstable_by_key(|(index, range)| (*index, range.start));
@@ -334,11 +365,24 @@ impl Scanner {
     /// Whether `scan` would report anything; stops at the first match.
     pub fn any(&self, text: &str) -> bool {
         let mut out = Vec::new();
+        let whole = 0..text.len();
         self.passes.iter().any(|pass| {
-            pass.run(text, &mut out, true);
+            pass.run(text, std::slice::from_ref(&whole), &mut out, true);
             !out.is_empty()
         })
     }
+}
+
+/// Whether a pattern may hold an anchor to the start or end of the text (or of a line, which
+/// with `\r` in CRLF mode also depends on what follows). Conservative: a `^` that negates a
+/// class, or an escaped one, counts too; such a pattern is only searched string by string.
+fn has_anchor(pattern: &str) -> bool {
+    pattern.contains(['^', '$']) || pattern.contains("\\A") || pattern.contains("\\z")
+}
+
+/// The index of the piece holding `at`, or of the first piece after it.
+fn piece_at(pieces: &[Range<usize>], at: usize) -> usize {
+    pieces.partition_point(|piece| piece.end <= at)
 }
 
 fn compile(pattern: &str, index: usize) -> Result<Regex, PatternError> {
@@ -373,57 +417,194 @@ fn describe(error: &regex::Error) -> String {
 }
 
 impl Pass {
-    fn run(&self, text: &str, out: &mut Vec<(usize, Range<usize>)>, first_only: bool) {
-        let (search, specs) = match self {
-            Pass::Pattern { index, regex } => {
-                for found in regex.find_iter(text) {
-                    if !found.is_empty() {
-                        out.push((*index, found.range()));
-                        if first_only {
+    fn run(
+        &self,
+        text: &str,
+        pieces: &[Range<usize>],
+        out: &mut Vec<(usize, Range<usize>)>,
+        first_only: bool,
+    ) {
+        match self {
+            Pass::Pattern {
+                index,
+                regex,
+                alone,
+            } => {
+                if *alone || pieces.len() < 2 {
+                    for piece in pieces {
+                        if pattern_in(*index, regex, text, piece, out, first_only) {
                             return;
                         }
                     }
-                }
-                return;
-            }
-            Pass::Builtin { search, specs, .. } => (search, specs),
-        };
-        // Candidates are searched from the end of the last one; each detector also skips
-        // candidates that start inside its own last match, so one that reaches past its
-        // candidate (a key block) never reports twice while the others still see the text.
-        let mut inline = [0usize; 8];
-        let mut spilled = Vec::new();
-        let resume: &mut [usize] = match inline.get_mut(..specs.len()) {
-            Some(inline) => inline,
-            None => {
-                spilled.resize(specs.len(), 0);
-                &mut spilled
-            }
-        };
-        let mut at = 0;
-        while let Some(range) = search.next(text, at) {
-            for ((index, spec), resume) in specs.iter().zip(resume.iter_mut()) {
-                if range.start < *resume || !spec.boundary.isolates(text, &range) {
-                    continue;
-                }
-                let mut found = Found {
-                    index: *index,
-                    out,
-                    end: range.end,
-                    reported: false,
-                };
-                (spec.verify)(text, range.clone(), &mut found);
-                *resume = found.end;
-                if found.reported && first_only {
-                    return;
+                } else {
+                    pattern_joined(*index, regex, text, pieces, out);
                 }
             }
-            // Built-in patterns never match the empty string, so this always moves on.
-            if range.end <= at {
+            Pass::Builtin { search, specs, .. } => {
+                builtin(search, specs, text, pieces, out, first_only);
+            }
+        }
+    }
+}
+
+/// A pattern's non-empty matches in one piece alone. True when `first_only` found one.
+fn pattern_in(
+    index: usize,
+    regex: &Regex,
+    text: &str,
+    piece: &Range<usize>,
+    out: &mut Vec<(usize, Range<usize>)>,
+    first_only: bool,
+) -> bool {
+    let Some(alone) = text.get(piece.clone()) else {
+        return false;
+    };
+    for found in regex.find_iter(alone) {
+        if !found.is_empty() {
+            let start = found.start().saturating_add(piece.start);
+            let end = found.end().saturating_add(piece.start);
+            out.push((index, start..end));
+            if first_only {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A pattern over the joined text. A match that lies in one piece is what that piece alone
+/// gives: without anchors a regex match does not depend on the text around it, and the
+/// separator is no word character, as the edge of a string is not. A match that runs across
+/// a separator belongs to no piece; every piece it touches is searched again alone, and the
+/// joined matches in those pieces are dropped.
+fn pattern_joined(
+    index: usize,
+    regex: &Regex,
+    text: &str,
+    pieces: &[Range<usize>],
+    out: &mut Vec<(usize, Range<usize>)>,
+) {
+    let before = out.len();
+    let mut again: Vec<usize> = Vec::new();
+    for found in regex.find_iter(text) {
+        if found.is_empty() {
+            continue;
+        }
+        let first = piece_at(pieces, found.start());
+        let inside = pieces
+            .get(first)
+            .is_some_and(|piece| piece.start <= found.start() && found.end() <= piece.end);
+        if inside {
+            out.push((index, found.range()));
+            continue;
+        }
+        // Every piece the match overlaps (none when it lies in a separator).
+        let mut touched = first;
+        while let Some(piece) = pieces.get(touched) {
+            if piece.start >= found.end() {
                 break;
             }
-            at = range.end;
+            if again.last() != Some(&touched) {
+                again.push(touched);
+            }
+            touched = touched.saturating_add(1);
         }
+    }
+    if again.is_empty() {
+        return;
+    }
+    let mut kept = before;
+    let mut read = before;
+    while let Some((_, range)) = out.get(read) {
+        let piece = piece_at(pieces, range.start);
+        if again.binary_search(&piece).is_err() {
+            out.swap(kept, read);
+            kept = kept.saturating_add(1);
+        }
+        read = read.saturating_add(1);
+    }
+    out.truncate(kept);
+    for piece in again {
+        if let Some(piece) = pieces.get(piece) {
+            pattern_in(index, regex, text, piece, out, false);
+        }
+    }
+}
+
+/// Built-in detectors sharing a finder, over the joined text. Each candidate is judged within
+/// its own piece: the boundary check and `verify` see that piece alone. A candidate that runs
+/// across the end of its piece (or starts in a separator) is searched for again in the piece
+/// alone: the joined search starts no later than the piece's own would, since a candidate in a
+/// piece is a candidate in the joined text too.
+fn builtin(
+    search: &Search,
+    specs: &[(usize, &'static Spec)],
+    text: &str,
+    pieces: &[Range<usize>],
+    out: &mut Vec<(usize, Range<usize>)>,
+    first_only: bool,
+) {
+    // Candidates are searched from the end of the last one; each detector also skips
+    // candidates that start inside its own last match, so one that reaches past its
+    // candidate (a key block) never reports twice while the others still see the text.
+    let mut inline = [0usize; 8];
+    let mut spilled = Vec::new();
+    let resume: &mut [usize] = match inline.get_mut(..specs.len()) {
+        Some(inline) => inline,
+        None => {
+            spilled.resize(specs.len(), 0);
+            &mut spilled
+        }
+    };
+    let mut at = 0;
+    while let Some(found) = search.next(text, at) {
+        let index = piece_at(pieces, found.start);
+        let Some(piece) = pieces.get(index) else {
+            break;
+        };
+        let Some(alone) = text.get(piece.clone()) else {
+            break;
+        };
+        let from = at.max(piece.start);
+        let local = if piece.start <= found.start && found.end <= piece.end {
+            Some(found.start.saturating_sub(piece.start)..found.end.saturating_sub(piece.start))
+        } else {
+            search.next(alone, from.saturating_sub(piece.start))
+        };
+        let Some(local) = local else {
+            // Nothing more in this piece: go on from the next one.
+            match pieces.get(index.saturating_add(1)) {
+                Some(next) => {
+                    at = next.start;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        let start = local.start.saturating_add(piece.start);
+        for ((index, spec), resume) in specs.iter().zip(resume.iter_mut()) {
+            if start < *resume || !spec.boundary.isolates(alone, &local) {
+                continue;
+            }
+            let mut found = Found {
+                index: *index,
+                out: &mut *out,
+                offset: piece.start,
+                end: local.end,
+                reported: false,
+            };
+            (spec.verify)(alone, local.clone(), &mut found);
+            *resume = found.end.saturating_add(piece.start);
+            if found.reported && first_only {
+                return;
+            }
+        }
+        // Built-in patterns never match the empty string, so this always moves on.
+        let end = local.end.saturating_add(piece.start);
+        if end <= at {
+            break;
+        }
+        at = end;
     }
 }
 

@@ -381,4 +381,115 @@ fn detect_speed() {
         })
         .fold(f64::INFINITY, f64::min);
     println!("all, short strings (40-240 bytes): {best:.2} µs per string");
+    // The same strings as a body's are scanned: joined, each match judged within its string.
+    let mut joined = String::new();
+    let mut pieces = Vec::new();
+    for string in &strings {
+        let start = joined.len();
+        joined.push_str(string);
+        pieces.push(start..joined.len());
+        joined.push('\n');
+    }
+    for (name, whole) in [
+        ("joined, judged per string", false),
+        ("joined as one text", true),
+    ] {
+        let whole_text = 0..joined.len();
+        let pieces = if whole {
+            std::slice::from_ref(&whole_text)
+        } else {
+            &pieces[..]
+        };
+        let best = (0..5)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for _ in 0..20 {
+                    out.clear();
+                    all.scan_pieces(std::hint::black_box(&joined), pieces, &mut out);
+                }
+                start.elapsed().as_secs_f64() * 1e6 / (20 * strings.len()) as f64
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("all, the short strings {name}: {best:.3} µs per string");
+    }
+}
+
+/// Scanning strings joined by newlines, as the pieces of one text, must report exactly what
+/// scanning each string alone reports, whatever follows each string.
+fn alone_and_joined(sources: &[Source], strings: &[&str]) {
+    let scanner = Scanner::new(sources).unwrap();
+    let mut text = String::new();
+    let mut pieces = Vec::new();
+    let mut expected = Vec::new();
+    for string in strings {
+        let start = text.len();
+        let mut alone = Vec::new();
+        scanner.scan(string, &mut alone);
+        expected.extend(alone.into_iter().map(|(index, range)| {
+            (
+                index,
+                range.start.saturating_add(start)..range.end.saturating_add(start),
+            )
+        }));
+        text.push_str(string);
+        pieces.push(start..text.len());
+        text.push('\n');
+    }
+    let mut joined = Vec::new();
+    scanner.scan_pieces(&text, &pieces, &mut joined);
+    expected.sort_by_key(|(index, range)| (*index, range.start));
+    assert_eq!(joined, expected, "{strings:?}");
+}
+
+const KEY_BEGIN: &str = "-----BEGIN RSA PRIVATE KEY-----";
+const KEY_BODY: &str = "MIIEowIBAAKCAQEAx7vQ3Jk1k0VbSs3Xr8i2";
+
+macro_rules! pieces_cases {
+    ($($name:ident: [$($string:expr),*];)*) => {$(
+        #[test]
+        fn $name() {
+            let all: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
+            let mut sources = all.clone();
+            sources.extend([
+                Source::Pattern(r"end\s+start"),
+                Source::Pattern("(?s)secret.*word"),
+                Source::Pattern("^ignore"),
+                Source::Pattern("(?m)done$"),
+                Source::Pattern("[a-z]+"),
+            ]);
+            alone_and_joined(&sources, &[$($string),*]);
+            alone_and_joined(&all, &[$($string),*]);
+        }
+    )*};
+}
+
+pieces_cases! {
+    pieces_key_without_end_then_role: [&format!("{KEY_BEGIN}\n{KEY_BODY}"), "user", "stream"];
+    pieces_key_end_in_next_string: [&format!("{KEY_BEGIN}\n{KEY_BODY}"), "assistant", &format!("{KEY_BODY}\n-----END RSA PRIVATE KEY-----")];
+    pieces_key_begin_alone: [KEY_BEGIN, KEY_BODY, "role"];
+    pieces_number_runs_on: ["card 4111111111111111", "2", "4111 1111", "1111 1111"];
+    pieces_phone_split: ["call +1415", "5552671"];
+    pieces_email_split: ["jane.doe@", "example.com", "bob@example.com"];
+    pieces_token_split: ["AKIAIOSFODNN7EXA", "MPLE", "AKIAIOSFODNN7EXAMPLE"];
+    pieces_pattern_across: ["the end", "start here", "end start", "secret", "word", "a secret word"];
+    pieces_anchors: ["ignore this", "please ignore", "ignore", "not done", "done", "done yet"];
+    pieces_multibyte: ["ünï", "😀AKIAIOSFODNN7EXAMPLE😀", "é+14155552671"];
+    pieces_empty_neighbours: ["x", "AKIAIOSFODNN7EXAMPLE", "y"];
+}
+
+#[test]
+fn a_key_block_cut_by_the_next_string_is_still_reported() {
+    let scanner = Scanner::new(&[Source::Builtin(Detector::PrivateKey)]).unwrap();
+    let key = format!("{KEY_BEGIN}\n{KEY_BODY}");
+    let text = format!("{key}\nuser\nstream");
+    let mut out = Vec::new();
+    scanner.scan_pieces(
+        &text,
+        &[
+            0..key.len(),
+            key.len().saturating_add(1)..key.len().saturating_add(5),
+        ],
+        &mut out,
+    );
+    assert_eq!(out, vec![(0, 0..key.len())]);
 }
