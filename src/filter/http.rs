@@ -127,17 +127,7 @@ impl<H: Host> HttpFilter<H> {
                 self.record(&Facts::default(), Some(&reply), false);
                 self.refuse(&reply)
             }
-            Ok(pending) => {
-                if let Err(reply) = self.check_budget(&policy, &pending) {
-                    let facts = Facts {
-                        consumer: pending.consumer.clone(),
-                        ..Facts::default()
-                    };
-                    self.record(&facts, Some(&reply), false);
-                    return self.refuse(&reply);
-                }
-                self.after_headers(&policy, pending, end_of_stream)
-            }
+            Ok(pending) => self.after_headers(&policy, pending, end_of_stream),
         }
     }
 
@@ -246,6 +236,12 @@ impl<H: Host> HttpFilter<H> {
                 self.refuse(&reply)
             }
             Decision::Forward(forward) => {
+                // Checked once the request is otherwise allowed, so that a refusal is recorded
+                // with the model and provider the client asked for.
+                if let Err(reply) = self.check_budget(policy, pending) {
+                    self.record(&facts, Some(&reply), false);
+                    return self.refuse(&reply);
+                }
                 let audited = forward.audited.clone().or_else(|| self.budget_audit.take());
                 self.record(&facts, audited.as_ref(), true);
                 match self.forward(policy, &forward, body_size) {

@@ -688,11 +688,16 @@ fn a_consumer_over_budget_gets_429_until_the_window_ends() {
     );
     assert_eq!(
         host.counter(
-            ".consumer=capped;.model=none;.provider=none;.decision=deny;.code=budget_exceeded;"
+            ".consumer=capped;.model=gpt-4.1;.provider=openai;.decision=deny;.code=budget_exceeded;"
                 .replace(".consumer", "posturio_requests_total.consumer")
                 .as_str()
         ),
         1
+    );
+    // The refusal is recorded with the model the client asked for, which was approved.
+    assert_eq!(
+        host.property_value("posturio.model").as_deref(),
+        Some("gpt-4.1")
     );
     // Another consumer is not affected, and the next minute the budget is back.
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
