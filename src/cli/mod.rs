@@ -25,7 +25,8 @@ usage:
       Print, as JSON, the decision the filter would take on this request: the route, the
       model forwarded, the rules that fired, the output-token cap and stream usage edits, and
       the body as it would be forwarded.
-      --identity gives the consumer as identity.metadata would name it.
+      --identity gives the consumer as identity.metadata would name it (a usage error for
+      a policy that reads a header: give that header with --header).
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --method defaults to POST; content-type application/json is assumed unless given.
       Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
