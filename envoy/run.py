@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """`make run`: Envoy with Posturio in front of the mock providers, serving envoy/policy.json live.
 
-    run.py --envoy .venv/bin/envoy --python .venv/bin/python --posturio target/release/posturio
+    run.py --envoy .venv/bin/envoy --python .venv/bin/python --posturio target/release/posturio \
+        [--port 10000] [--admin-port 9901] [--openai-port 18081] [--anthropic-port 18082] \
+        [--gemini-port 18083]
 
 From the repository root. Starts tests/mock_provider.py, then Envoy with envoy/envoy-ecds.yaml,
 whose Posturio filter comes by ECDS from a file that `posturio render` writes from
@@ -26,20 +28,22 @@ BOOTSTRAP = "envoy/envoy-ecds.yaml"
 FILTER_FILE = "envoy/ecds/posturio.yaml"
 RUN_DIR = "target/run"
 LIVE_FILTER = f"{RUN_DIR}/posturio.yaml"
-ADMIN = "http://127.0.0.1:9901"
 STATS = "extension_config_discovery.http_filter.posturio."
-MOCK_LISTENERS = ["openai=18081", "anthropic=18082", "gemini=18083"]
+# The ports of envoy/envoy-ecds.yaml, each with how many times it appears there.
+PORTS = {"port": (10000, 1), "admin_port": (9901, 1), "openai_port": (18081, 1),
+         "anthropic_port": (18082, 1), "gemini_port": (18083, 1)}
 POLL_SECONDS = 0.3
+ADMIN = "http://127.0.0.1:9901"
 
-BANNER = f"""
-  Mock providers: openai 127.0.0.1:18081, anthropic :18082, gemini :18083
-    (what a provider received last: curl -s localhost:18081/__mock/last)
-  Posturio in Envoy: http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:
+BANNER = """
+  Mock providers: openai 127.0.0.1:{openai_port}, anthropic :{anthropic_port}, gemini :{gemini_port}
+    (what a provider received last: curl -s localhost:{openai_port}/__mock/last)
+  Posturio in Envoy: http://127.0.0.1:{port} (admin: http://127.0.0.1:{admin_port}). Try:
 
-    curl -s localhost:10000/v1/chat/completions -H 'content-type: application/json' \\
+    curl -s localhost:{port}/v1/chat/completions -H 'content-type: application/json' \\
       -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
-  The policy is {POLICY}, served live: save a change and it is applied within a second,
+  The policy is {policy}, served live: save a change and it is applied within a second,
   without a restart; a mistake is shown here and the previous policy keeps serving.
   Ctrl-C stops Envoy and the mock providers.
 """
@@ -110,7 +114,12 @@ def main() -> int:
     parser.add_argument("--envoy", required=True)
     parser.add_argument("--python", required=True)
     parser.add_argument("--posturio", required=True)
+    for name, (default, _) in PORTS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=default)
     args = parser.parse_args()
+    ports = {name: getattr(args, name) for name in PORTS}
+    global ADMIN
+    ADMIN = f"http://127.0.0.1:{args.admin_port}"
 
     os.makedirs(RUN_DIR, exist_ok=True)
     ok, said = render(args.posturio)
@@ -124,8 +133,15 @@ def main() -> int:
     if bootstrap.count(watched) != 1:
         say(f"{BOOTSTRAP} no longer names {FILTER_FILE} once; update envoy/run.py")
         return 1
+    bootstrap = bootstrap.replace(watched, f"path: {LIVE_FILTER}\n")
+    for name, (default, count) in PORTS.items():
+        found = bootstrap.count(f"port_value: {default} ")
+        if found != count:
+            say(f"{BOOTSTRAP} has port {default} {found} times, not {count}; update envoy/run.py")
+            return 1
+        bootstrap = bootstrap.replace(f"port_value: {default} ", f"port_value: {ports[name]} ")
     with open(f"{RUN_DIR}/envoy.yaml", "w", encoding="utf-8") as out:
-        out.write(bootstrap.replace(watched, f"path: {LIVE_FILTER}\n"))
+        out.write(bootstrap)
 
     children: list[subprocess.Popen] = []
 
@@ -141,21 +157,22 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        listeners = [f"{name}={ports[name + '_port']}" for name in ("openai", "anthropic", "gemini")]
         mock = subprocess.Popen([args.python, "tests/mock_provider.py",
-                                 *[a for listen in MOCK_LISTENERS for a in ("--listen", listen)]],
+                                 *[a for listen in listeners for a in ("--listen", listen)]],
                                 stdout=subprocess.PIPE, text=True)
         children.append(mock)
         # The mock's first line is its port map: reading it proves every port is bound.
         if not mock.stdout.readline():
-            say("the mock provider did not start (are ports 18081-18083 free?)")
+            say("the mock provider did not start (are its ports free?)")
             return 1
         envoy = subprocess.Popen([args.envoy, "-c", f"{RUN_DIR}/envoy.yaml", "--concurrency", "2",
                                   "--log-level", "info", "--disable-hot-restart"])
         children.append(envoy)
         if not wait_ready(envoy):
-            say("Envoy did not become ready (is port 10000 or 9901 taken?); its log is above")
+            say("Envoy did not become ready (are its ports free?); its log is above")
             return 1
-        print(BANNER, flush=True)
+        print(BANNER.format(policy=POLICY, **ports), flush=True)
         stamp = policy_stamp()
         while envoy.poll() is None:
             time.sleep(POLL_SECONDS)
