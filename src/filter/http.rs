@@ -191,7 +191,8 @@ impl<H: Host> HttpFilter<H> {
         if body_size > policy.max_body_bytes {
             // Answer as soon as the limit is crossed, without buffering the rest.
             let reply = policy.too_large(pending.shape());
-            self.record(&Facts::default(), Some(&reply), false);
+            let facts = policy.facts_before_body(pending);
+            self.record(&facts, Some(&reply), false);
             return self.refuse(&reply);
         }
         if !end_of_stream {
