@@ -212,7 +212,7 @@ impl<H: Host> HttpFilter<H> {
     /// With trailers the body never reaches end of stream, and the buffered body cannot be
     /// rewritten reliably from here: refuse rather than forward it unread.
     pub fn on_request_trailers(&mut self) -> Action {
-        let Stage::Body(pending) = &self.stage else {
+        let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
             return Action::Continue;
         };
         let reply = Reply::new(
@@ -220,6 +220,8 @@ impl<H: Host> HttpFilter<H> {
             pending.shape(),
             "requests with trailers are not accepted; send the body without trailers",
         );
+        let facts = policy.facts_before_body(pending);
+        self.record(&facts, Some(&reply), false);
         self.refuse(&reply)
     }
 

@@ -446,6 +446,20 @@ fn trailers_are_refused() {
     assert_eq!(filter.on_request_trailers(), Action::Pause);
     assert_eq!(host.replies.borrow()[0].code, Code::InvalidRequest);
     assert_eq!(host.header("x-posturio-cluster"), None);
+    // Counted and recorded like every refusal.
+    assert_eq!(
+        host.counter(
+            "posturio_requests_total.consumer=default;.model=none;.provider=none;\
+             .decision=deny;.code=invalid_request;"
+        ),
+        1,
+        "{:?}",
+        host.counters.borrow()
+    );
+    assert_eq!(
+        host.property_value("posturio.code").as_deref(),
+        Some("invalid_request")
+    );
 }
 
 #[test]
