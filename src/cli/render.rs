@@ -164,7 +164,10 @@ fn render_text(file: &Path, text: &str) -> Result<Option<(String, Vec<String>)>,
         let policy_path = dir.join(source);
         let policy = read_policy(&policy_path, source)?;
         let pad = " ".repeat(key_indent.saturating_add(2));
-        for policy_line in policy.trim_start_matches('\n').trim_end().split('\n') {
+        // YAML takes a block's indentation from its first line: leading space there would end
+        // the block at the next line, and the rest would be read as YAML. Outside strings,
+        // which cannot span lines, JSON ignores it.
+        for policy_line in policy.trim().split('\n') {
             let policy_line = policy_line.trim_end_matches('\r');
             out.push(if policy_line.trim().is_empty() {
                 String::new()
@@ -293,6 +296,21 @@ mod tests {
         );
         assert!(out.ends_with("    }\n\nkind: X\n"), "{out}");
         assert!(!out.contains("mode: enforce"), "{out}");
+    }
+
+    #[test]
+    fn leading_space_in_the_source_cannot_end_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let indented = format!("\n   \t {}", POLICY.replace("\n  ", "\n"));
+        std::fs::write(dir.path().join("policy.json"), indented).unwrap();
+        let yaml = "a:\n  # posturio render: policy.json\n  value: |\n    {}\nb: 1\n";
+        let Ok(Some((out, _))) = render_text(&dir.path().join("e.yaml"), yaml) else {
+            panic!("nothing rendered");
+        };
+        assert!(
+            out.contains("  value: |\n    {\n    \"providers\""),
+            "{out}"
+        );
     }
 
     #[test]
