@@ -9,7 +9,9 @@ MAKEFLAGS += --no-builtin-rules
 PYTHON ?= python3
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
-MOCK_LISTENERS := --listen openai=18081 --listen anthropic=18082 --listen gemini=18083
+POSTURIO := target/release/posturio
+# Every file with an embedded policy copy (`# posturio render: SOURCE` markers).
+RENDERED := $(wildcard envoy/*.yaml envoy/ecds/*.yaml deploy/*/*.yaml)
 FUZZ_SECS ?= 60
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio
@@ -17,7 +19,7 @@ VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Debian packages the OCI test needs: skopeo pushes and pulls, docker-registry is the registry.
 TEST_APT_PACKAGES := skopeo docker-registry
 
-.PHONY: help venv wasm-target build cli lint fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv wasm-target build cli install render lint fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -43,8 +45,12 @@ oci: build ## OCI image of the module for Istio and Envoy Gateway: target/oci/po
 release: build ## Versioned module, checksum, policy JSON Schema and OCI image in target/release-artifacts/
 	PYTHON=$(PYTHON) packaging/release.sh
 
-cli: ## Build the posturio command-line tool
+cli: ## Build the posturio command: target/release/posturio (make install puts it on PATH)
 	cargo build --release --bin posturio
+	@echo 'cli: built $(POSTURIO)'
+
+install: ## Install the posturio command in ~/.cargo/bin, which rustup puts on PATH
+	cargo install --locked --path . --bin posturio
 
 lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of src/policy/
 	cargo fmt --check
@@ -71,25 +77,11 @@ test: lint venv build oci test-deps ## Lint, build, then run every test (unit, E
 	POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
 	  cargo test --all-targets
 
-run: venv build ## Run Envoy with Posturio on 127.0.0.1:10000 in front of mock providers
-	@# The mock's first stdout line is its port map: reading it proves every port is bound.
-	@exec 3< <(exec $(VENV)/bin/python tests/mock_provider.py $(MOCK_LISTENERS)); \
-	mock=$$!; \
-	trap 'kill $$mock 2>/dev/null || true; wait $$mock 2>/dev/null || true' EXIT; \
-	if ! read -r _ <&3; then \
-	  echo 'run: the mock provider did not start (are ports 18081-18083 free?)' >&2; exit 1; \
-	fi; \
-	exec 3<&-; \
-	echo; \
-	echo '  Mock providers: openai 127.0.0.1:18081, anthropic :18082, gemini :18083'; \
-	echo '  Posturio in Envoy: http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:'; \
-	echo; \
-	echo "    curl -s http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \\"; \
-	echo "      -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'"; \
-	echo; \
-	echo '  Ctrl-C stops Envoy and the mock providers.'; \
-	echo; \
-	$(VENV)/bin/envoy -c envoy/envoy.yaml --concurrency 2 --log-level info --disable-hot-restart
+run: venv build cli ## Envoy with Posturio on 127.0.0.1:10000, mock providers behind it; envoy/policy.json applied live on save
+	$(VENV)/bin/python envoy/run.py --envoy $(VENV)/bin/envoy --python $(VENV)/bin/python --posturio $(POSTURIO)
+
+render: cli ## Rewrite every policy copy in envoy/ and deploy/ from the policy file it names
+	$(POSTURIO) render $(RENDERED)
 
 bench: venv build ## Benchmarks: the policy natively, Envoy with Posturio vs bare Envoy (speed, memory per worker), the module in V8
 	cargo bench --bench policy

@@ -346,3 +346,37 @@ fn check_diff_refuses_an_invalid_side_and_bad_usage() {
     let output = posturio(&["check", "--diff", good, "no/such/file.json"], None);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn eval_refuses_an_identity_the_policy_would_not_read() {
+    let body = br#"{"model":"gpt-4o"}"#;
+    let args = [
+        "eval",
+        "envoy/policy.json",
+        "--identity",
+        "search-team",
+        "--path",
+        "/v1/chat/completions",
+        "-",
+    ];
+    let output = posturio(&args, Some(body));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "this policy reads the header \"x-posturio-consumer\": use --header \
+             'x-posturio-consumer: NAME'"
+        ),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
+    // Under a metadata identity it names the consumer.
+    let mut args = args;
+    args[1] = "envoy/policy-jwt.json";
+    let output = posturio(&args, Some(body));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["consumer"], "search-team");
+    assert_eq!(verdict["decision"], "allow");
+}

@@ -401,12 +401,14 @@ fn without_a_valid_policy_envoy_forwards_nothing() {
         "a request was forwarded"
     );
     // Envoy answers for the filter that has no configuration: response flag NFCF
-    // (no filter config found) in the access log.
+    // (no filter config found) in the JSON access log, with no Posturio decision.
+    let line = gateway
+        .envoy
+        .wait_for_access_log("\"response_flags\":\"NFCF\"", UPDATE_DEADLINE);
     assert!(
-        gateway
-            .envoy
-            .wait_for_access_log(" 500 NFCF ", UPDATE_DEADLINE)
-            .is_some(),
+        line.as_deref()
+            .is_some_and(|line| line.contains("\"status\":500")
+                && line.contains("\"posturio_decision\":null")),
         "no request answered 500 NFCF:\n{}",
         gateway.envoy.access_log()
     );

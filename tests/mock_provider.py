@@ -13,6 +13,8 @@ Port 0 picks a free port. Once every socket is bound, one JSON line on stdout ma
 to its port. Every request except the control endpoints below is recorded:
 
     GET  /__mock/requests  -> JSON array of records, in arrival order, across all listeners
+    GET  /__mock/last      -> the body of the last recorded request, byte for byte, as the
+                              provider received it (404 when none was recorded)
     POST /__mock/reset     -> clears the records, answers {}
 
 A record is {"listener", "method", "path" (with its query), "headers" ([name, value] pairs in
@@ -194,6 +196,19 @@ class Handler(BaseHTTPRequestHandler):
             with RECORDS_LOCK:
                 snapshot = list(RECORDS)
             self.send_json(200, snapshot)
+            return
+        if path == "/__mock/last" and self.command == "GET":
+            with RECORDS_LOCK:
+                last = RECORDS[-1] if RECORDS else None
+            if last is None:
+                self.send_error_json(404, "mock: no request recorded yet", "not_found_error")
+                return
+            data = base64.b64decode(last["body_b64"])
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if path == "/__mock/reset" and self.command == "POST":
             with RECORDS_LOCK:

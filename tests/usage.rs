@@ -432,6 +432,16 @@ fn a_budget_is_shared_by_every_worker_and_answers_429_with_retry_after() {
         4,
         "the refused request never left"
     );
+    // The refusal is counted with the model and provider asked for, not as `none`.
+    assert_eq!(
+        gateway.envoy.counter(
+            "wasmcustom.posturio_requests_total.consumer=metered;.model=gpt-4.1;\
+             .provider=openai;.decision=deny;.code=budget_exceeded;"
+        ),
+        Some(1),
+        "{}",
+        gateway.envoy.stats("posturio_requests_total")
+    );
     // Another consumer still passes.
     let other = gateway.post("team-a", "/v1/chat/completions", &chat("gpt-4.1"));
     assert_eq!(other.status, 200);

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
+use crate::policy::compile::Identity;
 use crate::policy::usage::UsageFormat;
 use crate::policy::{Decision, Policy, Reply};
 
@@ -76,6 +77,23 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
             })
         }
     };
+    // An identity the policy would never read must not look as if it had been used.
+    match (&args.identity, &policy.identity) {
+        (Some(_), Identity::Header(header)) => {
+            return Err(CliError::Usage(format!(
+                "--identity gives the consumer of a policy whose identity is metadata; this \
+                 policy reads the header \"{header}\": use --header '{header}: NAME'"
+            )))
+        }
+        (Some(_), Identity::None) => {
+            return Err(CliError::Usage(
+                "--identity gives the consumer of a policy whose identity is metadata; this \
+                 policy has no identity, every request is evaluated as default"
+                    .to_owned(),
+            ))
+        }
+        _ => {}
+    }
     let body = read(&args.request_file)?;
 
     // The request as Envoy would hand it to the filter.

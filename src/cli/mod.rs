@@ -2,6 +2,7 @@
 
 mod diff;
 mod eval;
+mod render;
 pub mod schema;
 
 use std::fmt;
@@ -24,10 +25,20 @@ usage:
       Print, as JSON, the decision the filter would take on this request: the route, the
       model forwarded, the rules that fired, the output-token cap and stream usage edits, and
       the body as it would be forwarded.
-      --identity gives the consumer as identity.metadata would name it.
+      --identity gives the consumer as identity.metadata would name it (a usage error for
+      a policy that reads a header: give that header with --header).
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --method defaults to POST; content-type application/json is assumed unless given.
       Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
+  posturio render [--check] FILE... | posturio render FILE --out OUT
+      Rewrite each copy of a policy embedded in FILE (an Envoy configuration, an ECDS file, a
+      Kubernetes manifest) from the policy file its marker names: a comment line
+      '# posturio render: SOURCE' (relative to FILE's directory) right above the key that
+      holds the copy. Each SOURCE is validated first; an invalid one is reported with the JSON
+      path of each mistake and nothing is written. Files are replaced atomically.
+      --check writes nothing and exits 1 if a copy differs from its source.
+      --out writes the rendered FILE to OUT instead (e.g. a watched ECDS file).
+      Exit 0 when every copy is (now) in step; 1 otherwise.
   posturio schema
       Print the JSON Schema (draft 2020-12) of the policy, for editors and CI. It checks keys,
       types and enum values; only check resolves names and expands globs.
@@ -55,6 +66,7 @@ pub fn run(args: &[String]) -> Result<Output, CliError> {
         Some((command, rest)) if command == "check" => check(rest),
         Some((command, rest)) if command == "eval" => eval::eval(rest),
         Some((command, rest)) if command == "schema" => schema::schema(rest),
+        Some((command, rest)) if command == "render" => render::render(rest),
         Some((command, _)) if command == "help" || command == "--help" || command == "-h" => {
             Ok(Output {
                 code: 0,

@@ -127,17 +127,7 @@ impl<H: Host> HttpFilter<H> {
                 self.record(&Facts::default(), Some(&reply), false);
                 self.refuse(&reply)
             }
-            Ok(pending) => {
-                if let Err(reply) = self.check_budget(&policy, &pending) {
-                    let facts = Facts {
-                        consumer: pending.consumer.clone(),
-                        ..Facts::default()
-                    };
-                    self.record(&facts, Some(&reply), false);
-                    return self.refuse(&reply);
-                }
-                self.after_headers(&policy, pending, end_of_stream)
-            }
+            Ok(pending) => self.after_headers(&policy, pending, end_of_stream),
         }
     }
 
@@ -201,7 +191,8 @@ impl<H: Host> HttpFilter<H> {
         if body_size > policy.max_body_bytes {
             // Answer as soon as the limit is crossed, without buffering the rest.
             let reply = policy.too_large(pending.shape());
-            self.record(&Facts::default(), Some(&reply), false);
+            let facts = policy.facts_before_body(pending);
+            self.record(&facts, Some(&reply), false);
             return self.refuse(&reply);
         }
         if !end_of_stream {
@@ -221,7 +212,7 @@ impl<H: Host> HttpFilter<H> {
     /// With trailers the body never reaches end of stream, and the buffered body cannot be
     /// rewritten reliably from here: refuse rather than forward it unread.
     pub fn on_request_trailers(&mut self) -> Action {
-        let Stage::Body(pending) = &self.stage else {
+        let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
             return Action::Continue;
         };
         let reply = Reply::new(
@@ -229,6 +220,8 @@ impl<H: Host> HttpFilter<H> {
             pending.shape(),
             "requests with trailers are not accepted; send the body without trailers",
         );
+        let facts = policy.facts_before_body(pending);
+        self.record(&facts, Some(&reply), false);
         self.refuse(&reply)
     }
 
@@ -246,6 +239,12 @@ impl<H: Host> HttpFilter<H> {
                 self.refuse(&reply)
             }
             Decision::Forward(forward) => {
+                // Checked once the request is otherwise allowed, so that a refusal is recorded
+                // with the model and provider the client asked for.
+                if let Err(reply) = self.check_budget(policy, pending) {
+                    self.record(&facts, Some(&reply), false);
+                    return self.refuse(&reply);
+                }
                 let audited = forward.audited.clone().or_else(|| self.budget_audit.take());
                 self.record(&facts, audited.as_ref(), true);
                 match self.forward(policy, &forward, body_size) {

@@ -393,6 +393,51 @@ fn oversized_body_is_refused_before_its_end() {
 }
 
 #[test]
+fn an_oversized_body_is_counted_with_what_its_headers_said() {
+    let policy = r#"{
+      "max_body_bytes": 16,
+      "providers": { "google": { "cluster": "google", "api": "gemini" },
+                     "openai": { "cluster": "openai", "api": "openai" } },
+      "models": { "gemini-flash": { "provider": "google", "upstream_model": "gemini-2.5-flash" },
+                  "gpt-4o-mini": { "provider": "openai" } },
+      "consumers": { "default": { "models": ["*"] } }
+    }"#;
+    // One line per case: path, the counter the refusal goes to.
+    let cases = [
+        (
+            "/v1beta/models/gemini-flash:generateContent",
+            ".consumer=default;.model=gemini-flash;.provider=google;.decision=deny;.code=body_too_large;",
+        ),
+        (
+            "/v1beta/models/made-up:generateContent",
+            ".consumer=default;.model=none;.provider=none;.decision=deny;.code=body_too_large;",
+        ),
+        (
+            "/v1/chat/completions",
+            ".consumer=default;.model=none;.provider=none;.decision=deny;.code=body_too_large;",
+        ),
+    ];
+    for (path, counter) in cases {
+        let host = FakeHost::request("POST", path, &[], "{}");
+        let mut filter = filter(&host, policy_with(policy));
+        filter.on_request_headers(false);
+        assert_eq!(filter.on_request_body(17, false), Action::Pause, "{path}");
+        assert_eq!(host.replies.borrow()[0].code, Code::BodyTooLarge, "{path}");
+        let counter = format!("posturio_requests_total{counter}");
+        assert_eq!(
+            host.counter(&counter),
+            1,
+            "{path}: {:?}",
+            host.counters.borrow()
+        );
+        assert_eq!(
+            host.property_value("posturio.consumer").as_deref(),
+            Some("default")
+        );
+    }
+}
+
+#[test]
 fn trailers_are_refused() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
     let mut filter = filter(&host, policy());
@@ -401,6 +446,20 @@ fn trailers_are_refused() {
     assert_eq!(filter.on_request_trailers(), Action::Pause);
     assert_eq!(host.replies.borrow()[0].code, Code::InvalidRequest);
     assert_eq!(host.header("x-posturio-cluster"), None);
+    // Counted and recorded like every refusal.
+    assert_eq!(
+        host.counter(
+            "posturio_requests_total.consumer=default;.model=none;.provider=none;\
+             .decision=deny;.code=invalid_request;"
+        ),
+        1,
+        "{:?}",
+        host.counters.borrow()
+    );
+    assert_eq!(
+        host.property_value("posturio.code").as_deref(),
+        Some("invalid_request")
+    );
 }
 
 #[test]
@@ -688,11 +747,16 @@ fn a_consumer_over_budget_gets_429_until_the_window_ends() {
     );
     assert_eq!(
         host.counter(
-            ".consumer=capped;.model=none;.provider=none;.decision=deny;.code=budget_exceeded;"
+            ".consumer=capped;.model=gpt-4.1;.provider=openai;.decision=deny;.code=budget_exceeded;"
                 .replace(".consumer", "posturio_requests_total.consumer")
                 .as_str()
         ),
         1
+    );
+    // The refusal is recorded with the model the client asked for, which was approved.
+    assert_eq!(
+        host.property_value("posturio.model").as_deref(),
+        Some("gpt-4.1")
     );
     // Another consumer is not affected, and the next minute the budget is back.
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];

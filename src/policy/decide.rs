@@ -180,6 +180,32 @@ impl Policy {
     }
 
     /// The reply for a body over `max_body_bytes`.
+    /// What is known of a request before its body is read, for a refusal made then: the
+    /// consumer, the API family, and the model and its provider when the path names the model.
+    pub fn facts_before_body(&self, pending: &Pending) -> Facts {
+        let mut facts = Facts {
+            consumer: pending.consumer.clone(),
+            ..Facts::default()
+        };
+        let Target::Endpoint(classified) = &pending.target else {
+            return facts;
+        };
+        facts.family = Some(classified.endpoint.family().as_str());
+        let Some(path_model) = &classified.path_model else {
+            return facts;
+        };
+        let name = path_model.name.as_str();
+        facts.model = Some(name.to_owned());
+        if let Some(model) = self.models.get(name) {
+            if let Some(provider) = self.providers.get(model.provider) {
+                facts.provider = Some(provider.name.clone());
+                facts.upstream_model =
+                    Some(model.upstream_model.as_deref().unwrap_or(name).to_owned());
+            }
+        }
+        facts
+    }
+
     pub fn too_large(&self, shape: ApiFamily) -> Reply {
         Reply::new(
             Code::BodyTooLarge,

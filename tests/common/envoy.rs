@@ -274,7 +274,7 @@ pub fn module_path() -> PathBuf {
 
 /// A free port on 127.0.0.1, held open until the listener is dropped. Never hands out the
 /// same port twice in one test process, so parallel tests cannot pick the same one.
-fn reserve_port() -> TcpListener {
+pub fn reserve_port() -> TcpListener {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
