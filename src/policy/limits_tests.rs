@@ -931,3 +931,57 @@ fn outputs_refusals_name_prompts_and_choices() {
     assert!(length.contains("\"num_predict\""), "{length}");
     assert!(!length.contains("5000"), "{length}");
 }
+
+fn run_with_header(consumer: &str, path: &str, header: (&str, &str)) -> Decision {
+    let policy = policy();
+    let headers: Vec<(String, Vec<u8>)> = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), path.as_bytes().to_vec()),
+        ("content-type".into(), b"application/json".to_vec()),
+        ("x-team".into(), consumer.as_bytes().to_vec()),
+        (header.0.into(), header.1.as_bytes().to_vec()),
+    ];
+    let pending = policy.on_headers(&headers, None).unwrap();
+    policy.on_body(&pending, br#"{"contents":[]}"#).0
+}
+
+#[test]
+fn gemini_headers_that_hide_usage_are_refused_for_a_budget() {
+    let mask = ("X-Goog-FieldMask", "candidates");
+    match run_with_header("budgeted", GEMINI, mask) {
+        Decision::Refuse(reply) => {
+            assert_eq!(reply.code.as_str(), "usage_unreadable");
+            assert!(
+                reply.message.contains("x-goog-fieldmask"),
+                "{}",
+                reply.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match run_with_header("budget-trial", GEMINI, mask) {
+        Decision::Forward(forward) => {
+            assert_eq!(
+                forward.audited.map(|a| a.code.as_str()),
+                Some("usage_unreadable")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        run_with_header("default", GEMINI, mask),
+        Decision::Forward(Forward { audited: None, .. })
+    ));
+    assert!(matches!(
+        run_with_header("budgeted", GEMINI, ("x-goog-api-key", "k")),
+        Decision::Forward(Forward { audited: None, .. })
+    ));
+    match run_with_header(
+        "budgeted",
+        "/v1beta/models/gemini-flash:generateContent?fields=candidates",
+        ("x-goog-api-key", "k"),
+    ) {
+        Decision::Refuse(reply) => assert_eq!(reply.code.as_str(), "usage_unreadable"),
+        other => panic!("{other:?}"),
+    }
+}
