@@ -160,9 +160,38 @@ impl Exceeded {
     }
 }
 
+/// Bytes of text per token the estimate assumes: English runs about four; JSON and SSE framing
+/// in the counted bytes make the estimate higher than the text alone would.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// The tokens charged for an answer whose usage was never reported (a stream the client closed
+/// before its usage event, an answer cut short): the request body and the answer bytes relayed,
+/// each at `BYTES_PER_TOKEN`, rounded up. An estimate, not a count: it keeps such answers from
+/// being free, and is bounded by what actually passed through the gateway.
+pub fn estimate(request_bytes: u64, relayed_bytes: u64) -> u64 {
+    let tokens = |bytes: u64| bytes.div_ceil(BYTES_PER_TOKEN);
+    tokens(request_bytes).saturating_add(tokens(relayed_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    macro_rules! estimates {
+        ($($name:ident: $request:expr, $relayed:expr => $tokens:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(estimate($request, $relayed), $tokens);
+            }
+        )*};
+    }
+
+    estimates! {
+        estimate_nothing: 0, 0 => 0;
+        estimate_rounds_up: 1, 1 => 2;
+        estimate_four_bytes_a_token: 400, 4000 => 1100;
+        estimate_bounded_by_the_bytes: u64::MAX, u64::MAX => 9_223_372_036_854_775_808;
+    }
 
     fn budget(limits: &[(Window, u64)]) -> Budget {
         Budget {
