@@ -196,10 +196,12 @@ const METHOD_OVERRIDES: &[&str] = &[
 ];
 
 /// The answer types a client may accept from Gemini: the JSON and event streams the gateway
-/// reads, or anything.
+/// reads, anything, or plain text, which Google has no form of (so it answers JSON; axios sends
+/// `application/json, text/plain, */*` by default).
 const READ_TYPES: &[&str] = &[
     "application/json",
     "text/event-stream",
+    "text/plain",
     "*/*",
     "application/*",
 ];

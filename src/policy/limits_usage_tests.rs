@@ -110,6 +110,7 @@ headers! {
     header_ordinary: "x-request-id", "1" => true;
     header_accept_json: "accept", "application/json" => true;
     header_accept_any: "accept", "*/*" => true;
+    header_accept_axios_default: "accept", "application/json, text/plain, */*" => true;
     header_accept_sse_with_params: "accept", "text/event-stream; q=1, application/json;q=0.5" => true;
     header_field_mask: "X-Goog-FieldMask", "candidates" => false;
     header_field_mask_lower: "x-goog-fieldmask", "candidates" => false;
