@@ -42,7 +42,8 @@ const POLICY: &str = r#"{
     "capped": { "models": ["*"], "max_output_tokens": 100 },
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } },
-    "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } }
+    "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
+    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } }
   }
 }"#;
 
@@ -724,14 +725,14 @@ fn gemini_tool_use_prompt_tokens_are_charged() {
     gateway.envoy.assert_no_wasm_failure();
 }
 
-#[test]
-fn a_stream_left_before_its_usage_is_charged_an_estimate() {
+/// Sends a streamed request and leaves once the first event has arrived, while the mock is
+/// still waiting to send the rest.
+fn leave_after_first_event(gateway: &Gateway, consumer: &str, path: &str, body: &Value) {
     use std::io::{Read, Write};
-    let gateway = Gateway::start();
-    let body = chat(json!({"stream": true})).to_string();
+    let body = body.to_string();
     let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-         x-posturio-consumer: tight\r\nx-mock-event-delay-ms: 400\r\n\
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: {consumer}\r\nx-mock-event-delay-ms: 400\r\n\
          content-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -747,19 +748,40 @@ fn a_stream_left_before_its_usage_is_charged_an_estimate() {
         assert!(n > 0, "closed before the first event: {received:?}");
         received.extend_from_slice(&buf[..n]);
     }
-    drop(stream);
+}
 
-    // The usage never came: counted as unknown, and the budget of 40 tokens is charged an
-    // estimate from the request's bytes and the event relayed, which uses it up.
+#[test]
+fn a_stream_left_before_its_usage_is_charged_an_estimate() {
+    let gateway = Gateway::start();
+    // OpenAI reports usage only at the end; Anthropic reports its input and a placeholder
+    // output count at the start (12 and 1 from the mock, 13 in all, under the budget of 40).
+    leave_after_first_event(
+        &gateway,
+        "tight",
+        "/v1/chat/completions",
+        &chat(json!({"stream": true})),
+    );
+    let claude = json!({"model": "claude-sonnet-4", "max_tokens": 50, "stream": true,
+                        "messages": [{"role": "user", "content": "hi"}]});
+    leave_after_first_event(&gateway, "tight-claude", "/v1/messages", &claude);
+
+    // The usage never came in full: counted as unknown, and each budget of 40 tokens is
+    // charged an estimate from the request and the events relayed, which uses it up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while gateway.usage_unknown() < 1.0 && std::time::Instant::now() < deadline {
+    while gateway.usage_unknown() < 2.0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(gateway.usage_unknown(), 1.0);
+    assert_eq!(gateway.usage_unknown(), 2.0);
     gateway.mock.reset();
-    let response = gateway.post("tight", "/v1/chat/completions", &chat(json!({})));
-    assert_eq!(response.status, 429, "{response:?}");
-    assert_eq!(response.header("x-posturio-code"), Some("budget_exceeded"));
+    for consumer in ["tight", "tight-claude"] {
+        let response = gateway.post(consumer, "/v1/chat/completions", &chat(json!({})));
+        assert_eq!(response.status, 429, "{consumer}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("budget_exceeded"),
+            "{consumer}"
+        );
+    }
     assert!(gateway.mock.requests().is_empty());
     gateway.envoy.assert_no_wasm_failure();
 }

@@ -944,7 +944,7 @@ fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
         1
     );
     let relayed: usize = chunks.iter().map(|chunk| chunk.len()).sum();
-    let expected = budget::estimate(body.len() as u64, relayed as u64);
+    let expected = budget::estimate(None, body.len() as u64, relayed as u64);
     assert!(expected > 0);
     for window in [budget::Window::Minute, budget::Window::Day] {
         assert_eq!(host.budget_used("capped", window), expected, "{window:?}");

@@ -210,6 +210,10 @@ impl<H: Host> HttpFilter<H> {
         let usage = upstream
             .header_usage
             .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
+        let partial_input = upstream
+            .reader
+            .as_ref()
+            .and_then(UsageReader::partial_input);
         upstream.reader = None;
         let Some(labels) = self.labels.as_ref() else {
             return;
@@ -224,7 +228,11 @@ impl<H: Host> HttpFilter<H> {
                 metrics.count(&self.host, metrics::USAGE_UNKNOWN, &by, 1);
             }
             // Never free: a budget is charged an estimate from the bytes that passed.
-            let estimate = budget::estimate(upstream.request_bytes, upstream.relayed_bytes);
+            let estimate = budget::estimate(
+                partial_input,
+                upstream.request_bytes,
+                upstream.relayed_bytes,
+            );
             self.charge_budget(&labels.consumer, estimate);
             return;
         };

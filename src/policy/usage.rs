@@ -138,6 +138,15 @@ impl UsageReader {
         }
     }
 
+    /// The input tokens reported so far, when the usage is not complete (a stream that ended
+    /// before its last usage): what is known of the charge, at least.
+    pub fn partial_input(&self) -> Option<u64> {
+        let format = self.scanner.format;
+        self.scanner
+            .found
+            .and_then(|counts| counts.input.map(|_| counts.normalise(format).input))
+    }
+
     /// The usage known so far: `None` if no usage object has been seen (or every one seen
     /// was null/unreadable).
     pub fn usage(&self) -> Option<Usage> {
@@ -383,6 +392,8 @@ struct Scanner {
     capture: Vec<u8>,
     capturing: bool,
     capture_too_long: bool,
+    /// The object being copied is the `usage` of a `response` or `message` object.
+    capture_prefixed: bool,
     /// Depth at which the object being copied opened (the depth of its key's object).
     capture_depth: u32,
     found: Option<Counts>,
@@ -404,6 +415,7 @@ impl Scanner {
             capture: Vec::new(),
             capturing: false,
             capture_too_long: false,
+            capture_prefixed: false,
             capture_depth: 0,
             found: None,
         }
@@ -557,9 +569,10 @@ impl Scanner {
                     _ => Place::Other,
                 };
                 let starts_usage = level.slot == Slot::Usage && is_object;
+                let prefixed = level.place == Place::Prefix;
                 level.slot = Slot::Other;
                 if starts_usage {
-                    self.start_capture();
+                    self.start_capture(prefixed);
                 }
                 place
             }
@@ -622,12 +635,13 @@ impl Scanner {
         }
     }
 
-    fn start_capture(&mut self) {
+    fn start_capture(&mut self, prefixed: bool) {
         if self.capture.capacity() == 0 {
             self.capture.reserve_exact(CAPTURE_LIMIT);
         }
         self.capture.clear();
         self.capturing = true;
+        self.capture_prefixed = prefixed;
         self.capture_too_long = false;
         self.capture_depth = self.depth;
         // The `{` itself was kept before the scanner knew it opened usage.
@@ -638,7 +652,13 @@ impl Scanner {
         self.capturing = false;
         if !self.capture_too_long {
             if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&self.capture) {
-                if let Ok(counts) = Counts::read(self.format, &object) {
+                if let Ok(mut counts) = Counts::read(self.format, &object) {
+                    // Anthropic's `message_start` reports an output count of 1 or so before
+                    // anything is generated: only a later `message_delta` gives the real one,
+                    // so a stream that ends without it has no output count.
+                    if self.format == UsageFormat::Anthropic && self.capture_prefixed {
+                        counts.output = None;
+                    }
                     self.found = Some(match self.found {
                         Some(earlier) => earlier.merged(counts),
                         None => counts,
