@@ -405,6 +405,27 @@ fn a_claim_posturio_cannot_use_is_refused_never_default() {
             "white space around consumer \"search-team\"",
         ),
         ("a newline", json!("search-team\n"), "not text"),
+        // Values that render as "search-team" without being it.
+        (
+            "a zero-width space",
+            json!("search-team\u{200b}"),
+            "a character no consumer name may hold",
+        ),
+        (
+            "a combining mark",
+            json!("search-te\u{301}am"),
+            "a character no consumer name may hold",
+        ),
+        (
+            "a full-width letter",
+            json!("\u{ff53}earch-team"),
+            "a character no consumer name may hold",
+        ),
+        (
+            "a Cyrillic look-alike",
+            json!("search-te\u{430}m"),
+            "a character no consumer name may hold",
+        ),
         // Envoy cannot hand a null claim to the module at all (get_property fails with
         // SerializationFailure): it is there, and names nobody.
         ("null", Value::Null, "not text"),

@@ -27,19 +27,23 @@ const POLICY: &str = r#"{
     "openai": { "cluster": "openai", "api": "openai" },
     "anthropic": { "cluster": "anthropic", "api": "anthropic" },
     "gemini": { "cluster": "gemini", "api": "gemini" },
-    "bedrock": { "cluster": "openai", "api": "bedrock" }
+    "bedrock": { "cluster": "openai", "api": "bedrock" },
+    "azure": { "cluster": "openai", "api": "azure_openai" }
   },
   "models": {
     "gpt-4.1": { "provider": "openai" },
     "claude-sonnet-4": { "provider": "anthropic" },
     "gemini-2.5-flash": { "provider": "gemini" },
-    "nova": { "provider": "bedrock", "upstream_model": "amazon.nova-pro-v1:0" }
+    "nova": { "provider": "bedrock", "upstream_model": "amazon.nova-pro-v1:0" },
+    "azdep": { "provider": "azure" }
   },
   "consumers": {
     "default": { "models": ["*"] },
     "capped": { "models": ["*"], "max_output_tokens": 100 },
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
-    "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } }
+    "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } },
+    "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
+    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } }
   }
 }"#;
 
@@ -483,5 +487,301 @@ fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
     );
     wait_for(14.0);
     assert_eq!(gateway.usage_unknown(), 0.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn prompts_of_a_completion_share_the_output_cap() {
+    let gateway = Gateway::start();
+    let prompts = json!(["a", "b", "c", "d", "e", "f", "g", "h"]);
+
+    // Eight prompts, two choices each: sixteen outputs share the cap of 100.
+    let body = json!({"model": "gpt-4.1", "prompt": prompts, "n": 2});
+    let response = gateway.post("capped", "/v1/completions", &body);
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = gateway.forwarded();
+    assert_eq!(upstream["prompt"], prompts);
+    assert_eq!(upstream["max_tokens"], 6);
+
+    // Token-array prompts, three of them, best_of 2: each output gets 16.
+    let body = json!({"model": "gpt-4.1", "prompt": [[1, 2], [3, 4], [5, 6]], "best_of": 2,
+                      "max_tokens": 100});
+    let response = gateway.post("capped", "/v1/completions", &body);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["max_tokens"], 16);
+
+    // Azure with the refuse action: 8 × 100 is over the cap, refused before the provider.
+    let body = json!({"prompt": prompts, "max_tokens": 100});
+    let response = gateway.post(
+        "strict",
+        "/openai/deployments/azdep/completions?api-version=2024-10-21",
+        &body,
+    );
+    let message = gateway.refused(&response, 403, "max_output_tokens_exceeded");
+    assert!(
+        message.contains("8 outputs (one per prompt)") && message.contains("12 per output"),
+        "{message}"
+    );
+
+    // More outputs than the cap has tokens: refused whatever the action.
+    let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    let body = json!({"model": "gpt-4.1", "prompt": many});
+    let response = gateway.post("capped", "/v1/completions", &body);
+    gateway.refused(&response, 403, "max_output_tokens_exceeded");
+
+    // Chat best_of counts as choices.
+    let response = gateway.post(
+        "capped",
+        "/v1/chat/completions",
+        &chat(json!({"best_of": 8, "max_completion_tokens": 100})),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["max_completion_tokens"], 12);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_zero_limit_is_no_limit_and_gets_the_cap() {
+    let gateway = Gateway::start();
+    let gemini = json!({"contents": [{"parts": [{"text": "hi"}]}],
+                        "generationConfig": {"maxOutputTokens": 0}});
+    let response = gateway.post(
+        "capped",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &gemini,
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        gateway.forwarded()["generationConfig"],
+        json!({"maxOutputTokens": 100})
+    );
+
+    // -0 is written by hand: serde_json would write 0.
+    let body =
+        br#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}],"max_tokens":-0}"#;
+    let response = gateway.post_raw("strict", "/v1/chat/completions", body);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["max_tokens"], 100);
+
+    let converse = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                          "inferenceConfig": {"maxTokens": 0}});
+    let response = gateway.post("capped", "/model/nova/converse", &converse);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        gateway.forwarded()["inferenceConfig"],
+        json!({"maxTokens": 100})
+    );
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn bedrock_model_fields_give_no_number_but_sampling() {
+    let gateway = Gateway::start();
+    let converse = |fields: Value| {
+        json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+               "additionalModelRequestFields": fields})
+    };
+    for fields in [
+        json!({"max_length": 5000}),
+        json!({"maxLength": 5000}),
+        json!({"options": {"num_predict": 5000}}),
+        json!({"length": "5000"}),
+        json!({"output_length": [5000]}),
+    ] {
+        let response = gateway.post("capped", "/model/nova/converse", &converse(fields.clone()));
+        let message = gateway.refused(&response, 400, "invalid_request");
+        assert!(
+            message.contains("additionalModelRequestFields"),
+            "{fields}: {message}"
+        );
+        assert!(!message.contains("5000"), "{fields}: {message}");
+    }
+    let sampling = json!({"temperature": 0.2, "top_k": 40, "seed": 7, "mode": "fast"});
+    let response = gateway.post(
+        "capped",
+        "/model/nova/converse",
+        &converse(sampling.clone()),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = gateway.forwarded();
+    assert_eq!(upstream["additionalModelRequestFields"], sampling);
+    assert_eq!(upstream["inferenceConfig"], json!({"maxTokens": 100}));
+
+    // A consumer without a cap is not read for them.
+    let response = gateway.post(
+        "default",
+        "/model/nova/converse",
+        &converse(json!({"max_length": 5000})),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn gemini_parameters_and_headers_that_hide_usage_are_refused_for_a_budget() {
+    let gateway = Gateway::start();
+    let gemini = json!({"contents": [{"parts": [{"text": "hi"}]}]});
+    let body = gemini.to_string();
+    let base = "/v1beta/models/gemini-2.5-flash";
+    let post = |consumer: &str, path: &str, header: Option<(&str, &str)>| {
+        let mut headers = vec![JSON, ("x-posturio-consumer", consumer)];
+        headers.extend(header);
+        http::post(gateway.envoy.port(), path, &headers, body.as_bytes())
+    };
+    for (query, header) in [
+        (":generateContent?fields=candidates", None),
+        (":streamGenerateContent?%24fields=candidates", None),
+        (
+            ":generateContent?%24callback=cb&%24ct=application%2Fjson%2Bprotobuf",
+            None,
+        ),
+        (":generateContent?callback=cb", None),
+        (":streamGenerateContent?x=1;alt=proto", None),
+        (":streamGenerateContent?ALT=proto", None),
+        (":streamGenerateContent?alt[]=proto", None),
+        (":generateContent", Some(("X-Goog-FieldMask", "candidates"))),
+        (":generateContent", Some(("X-HTTP-Method-Override", "GET"))),
+        (
+            ":generateContent",
+            Some(("accept", "application/x-protobuf")),
+        ),
+    ] {
+        let response = post("metered", &format!("{base}{query}"), header);
+        let message = gateway.refused(&response, 403, "usage_unreadable");
+        assert!(
+            message.contains("consumer \"metered\""),
+            "{query} {header:?}: {message}"
+        );
+        assert_eq!(
+            response.json()["error"]["status"],
+            "PERMISSION_DENIED",
+            "{query} {header:?}"
+        );
+    }
+
+    // Parameters and headers known to keep the answer: forwarded and charged.
+    let before = gateway.input_tokens("metered");
+    let path = format!("{base}:streamGenerateContent?key=k&alt=sse&prettyPrint=false");
+    let response = post(
+        "metered",
+        &path,
+        Some(("x-goog-api-client", "genai-py/1.0")),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(gateway
+        .mock
+        .single_request()
+        .path
+        .ends_with("prettyPrint=false"));
+    gateway.mock.reset();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gateway.input_tokens("metered") == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(gateway.input_tokens("metered") > before);
+
+    // Without a budget nothing is charged, so nothing is refused: forwarded as sent.
+    let response = post(
+        "default",
+        &format!("{base}:generateContent?fields=candidates"),
+        None,
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(gateway
+        .mock
+        .single_request()
+        .path
+        .ends_with("?fields=candidates"));
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn gemini_tool_use_prompt_tokens_are_charged() {
+    let gateway = Gateway::start();
+    let body = json!({"contents": [{"parts": [{"text": "Summarise https://example.com"}]}],
+                      "tools": [{"url_context": {}}]})
+    .to_string();
+    let response = http::post(
+        gateway.envoy.port(),
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &[
+            JSON,
+            ("x-posturio-consumer", "metered"),
+            ("x-mock-gemini-tool-use", "90000"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.json()["usageMetadata"]["toolUsePromptTokenCount"],
+        90000
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gateway.input_tokens("metered") == 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The mock's 12 prompt tokens and the 90,000 its tool read into the prompt.
+    assert_eq!(gateway.input_tokens("metered"), 90012.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+/// Sends a streamed request and leaves once the first event has arrived, while the mock is
+/// still waiting to send the rest.
+fn leave_after_first_event(gateway: &Gateway, consumer: &str, path: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: {consumer}\r\nx-mock-event-delay-ms: 400\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gateway.envoy.port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("data:") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first event: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_stream_left_before_its_usage_is_charged_an_estimate() {
+    let gateway = Gateway::start();
+    // OpenAI reports usage only at the end; Anthropic reports its input and a placeholder
+    // output count at the start (12 and 1 from the mock, 13 in all, under the budget of 40).
+    leave_after_first_event(
+        &gateway,
+        "tight",
+        "/v1/chat/completions",
+        &chat(json!({"stream": true})),
+    );
+    let claude = json!({"model": "claude-sonnet-4", "max_tokens": 50, "stream": true,
+                        "messages": [{"role": "user", "content": "hi"}]});
+    leave_after_first_event(&gateway, "tight-claude", "/v1/messages", &claude);
+
+    // The usage never came in full: counted as unknown, and each budget of 40 tokens is
+    // charged an estimate from the request and the events relayed, which uses it up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gateway.usage_unknown() < 2.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(gateway.usage_unknown(), 2.0);
+    gateway.mock.reset();
+    for consumer in ["tight", "tight-claude"] {
+        let response = gateway.post(consumer, "/v1/chat/completions", &chat(json!({})));
+        assert_eq!(response.status, 429, "{consumer}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("budget_exceeded"),
+            "{consumer}"
+        );
+    }
+    assert!(gateway.mock.requests().is_empty());
     gateway.envoy.assert_no_wasm_failure();
 }

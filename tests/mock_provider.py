@@ -33,6 +33,8 @@ A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms be
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
 adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
 usage chunk and the output count, written as a float (`7.0`), in a later one.
+A request header `x-mock-gemini-tool-use: N` makes a Gemini answer report N more prompt tokens
+as `toolUsePromptTokenCount` (tool results read into the prompt), in its total too.
 """
 
 import argparse
@@ -271,7 +273,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_json(200, anthropic_message(model, text))
         elif path.endswith(":generateContent"):
-            self.send_json(200, gemini_response(gemini_model(path), text))
+            tool_use = int(self.headers.get("x-mock-gemini-tool-use", "").strip() or 0)
+            self.send_json(200, gemini_response(gemini_model(path), text, tool_use))
         elif path.endswith(":streamGenerateContent"):
             self.send_stream(gemini_stream(gemini_model(path), pieces))
         elif path.endswith("/converse"):
@@ -428,9 +431,11 @@ def gemini_model(path: str) -> str:
     return path.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def gemini_response(model: str, text: str) -> dict:
+def gemini_response(model: str, text: str, tool_use: int = 0) -> dict:
     usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
-             "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS}
+             "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS + tool_use}
+    if tool_use:
+        usage["toolUsePromptTokenCount"] = tool_use
     candidate = {"content": {"role": "model", "parts": [{"text": text}]},
                  "finishReason": "STOP", "index": 0}
     return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,

@@ -56,6 +56,12 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
     if !matches!(usage.get("prompt_tokens_details"), None | Some(Value::Null)) {
         return None;
     }
+    // A total above input plus output is charged, the excess as input.
+    let total = match usage.get("total_tokens") {
+        None | Some(Value::Null) => 0,
+        Some(count) => count.as_u64()?,
+    };
+    let input = input.max(total.checked_sub(output).unwrap_or(0));
     Some(Some(Usage {
         input,
         output,

@@ -254,6 +254,7 @@ impl<H: Host> HttpFilter<H> {
                             forward.usage,
                             self.host.now_nanos().ok(),
                             facts.stream_usage_added,
+                            body_size,
                         ));
                         Action::Continue
                     }

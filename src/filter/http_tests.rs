@@ -989,3 +989,34 @@ fn headers_the_client_did_not_send_are_not_removed() {
     );
     assert_eq!(sent.header("accept-encoding"), None);
 }
+
+#[test]
+fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
+    // The client went away after the content: the usage event never passed.
+    let chunks = [
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hello there\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+    ];
+    let mut host = upstream("200", "text/event-stream", &chunks);
+    let body = r#"{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(
+        exchange(&mut host, "capped", "/v1/chat/completions", body),
+        Action::Continue
+    );
+    assert_eq!(
+        host.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
+        1
+    );
+    let relayed: usize = chunks.iter().map(|chunk| chunk.len()).sum();
+    let expected = budget::estimate(None, body.len() as u64, relayed as u64);
+    assert!(expected > 0);
+    for window in [budget::Window::Minute, budget::Window::Day] {
+        assert_eq!(host.budget_used("capped", window), expected, "{window:?}");
+    }
+    // No count is made up: the token metrics and filter state stay empty.
+    assert_eq!(
+        host.counter(&format!("posturio_input_tokens_total{BY_CAPPED}")),
+        0
+    );
+    assert_eq!(host.property_value("posturio.tokens"), None);
+}

@@ -26,6 +26,10 @@ pub(super) struct Upstream {
     expects_usage: bool,
     /// Usage has been counted (or found missing); later callbacks do nothing.
     settled: bool,
+    /// The size of the body forwarded, and the bytes of a successful answer relayed so far:
+    /// what a budget is charged when the answer never reports its usage.
+    request_bytes: u64,
+    relayed_bytes: u64,
 }
 
 impl Upstream {
@@ -33,6 +37,7 @@ impl Upstream {
         format: Option<UsageFormat>,
         forwarded_at: Option<u64>,
         usage_chunk_added: bool,
+        request_bytes: usize,
     ) -> Self {
         Upstream {
             format,
@@ -43,6 +48,8 @@ impl Upstream {
             remover: None,
             expects_usage: false,
             settled: false,
+            request_bytes: u64::try_from(request_bytes).unwrap_or(u64::MAX),
+            relayed_bytes: 0,
         }
     }
 }
@@ -136,6 +143,10 @@ impl<H: Host> HttpFilter<H> {
         let Some(upstream) = self.upstream.as_mut() else {
             return;
         };
+        if upstream.expects_usage {
+            let size = u64::try_from(body_size).unwrap_or(u64::MAX);
+            upstream.relayed_bytes = upstream.relayed_bytes.saturating_add(size);
+        }
         if upstream.reader.is_some() || upstream.remover.is_some() {
             match self.host.response_body(body_size) {
                 Ok(chunk) => {
@@ -199,6 +210,10 @@ impl<H: Host> HttpFilter<H> {
         let usage = upstream
             .header_usage
             .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
+        let partial_input = upstream
+            .reader
+            .as_ref()
+            .and_then(UsageReader::partial_input);
         upstream.reader = None;
         let Some(labels) = self.labels.as_ref() else {
             return;
@@ -212,6 +227,13 @@ impl<H: Host> HttpFilter<H> {
             if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
                 metrics.count(&self.host, metrics::USAGE_UNKNOWN, &by, 1);
             }
+            // Never free: a budget is charged an estimate from the bytes that passed.
+            let estimate = budget::estimate(
+                partial_input,
+                upstream.request_bytes,
+                upstream.relayed_bytes,
+            );
+            self.charge_budget(&labels.consumer, estimate);
             return;
         };
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {

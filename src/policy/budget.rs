@@ -160,9 +160,42 @@ impl Exceeded {
     }
 }
 
+/// Bytes of text per token the estimate assumes: English runs about four; JSON and SSE framing
+/// in the counted bytes make the estimate higher than the text alone would.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// The tokens charged for an answer whose usage was never reported in full (a stream the
+/// client closed before its usage event, an answer cut short): the input tokens reported, or
+/// the request body at `BYTES_PER_TOKEN` if that is more or none was reported, plus the answer
+/// bytes relayed at `BYTES_PER_TOKEN`, rounded up. An estimate, not a count: it keeps such
+/// answers from being free, and is bounded by what actually passed through the gateway.
+pub fn estimate(known_input: Option<u64>, request_bytes: u64, relayed_bytes: u64) -> u64 {
+    let tokens = |bytes: u64| bytes.div_ceil(BYTES_PER_TOKEN);
+    let input = tokens(request_bytes).max(known_input.unwrap_or(0));
+    input.saturating_add(tokens(relayed_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    macro_rules! estimates {
+        ($($name:ident: $known:expr, $request:expr, $relayed:expr => $tokens:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(estimate($known, $request, $relayed), $tokens);
+            }
+        )*};
+    }
+
+    estimates! {
+        estimate_nothing: None, 0, 0 => 0;
+        estimate_rounds_up: None, 1, 1 => 2;
+        estimate_four_bytes_a_token: None, 400, 4000 => 1100;
+        estimate_reported_input_above_the_bytes: Some(900), 400, 4000 => 1900;
+        estimate_reported_input_below_the_bytes: Some(20), 400, 4000 => 1100;
+        estimate_bounded_by_the_bytes: None, u64::MAX, u64::MAX => 9_223_372_036_854_775_808;
+    }
 
     fn budget(limits: &[(Window, u64)]) -> Budget {
         Budget {

@@ -430,6 +430,17 @@ fn compile_consumers(
         check_name(errors, &path, name, "a consumer name");
         if name.contains(',') {
             errors.add(&path, "a consumer name cannot contain ','");
+        } else if !name.chars().any(char::is_control)
+            && (!super::identity::well_formed(name) || name.trim() != name)
+        {
+            errors.add(
+                &path,
+                "a consumer name may hold printable ASCII and letters or digits of any script, \
+                 with no white space around it, no invisible, combining or compatibility \
+                 character (such as a full-width letter) and no Latin letters mixed with \
+                 look-alike Greek, Cyrillic, Armenian or Cherokee ones: an identity must be \
+                 able to name it exactly",
+            );
         }
         let mut approved = HashSet::new();
         for (index, pattern) in consumer.models.iter().enumerate() {

@@ -13,6 +13,7 @@ use super::config::Mode;
 use super::extract::display_model;
 use super::identity;
 use super::inspect::Fired;
+use super::limits_usage;
 use super::reply::{Code, Reply};
 use super::request::{self, check_json_body, Headers};
 use super::usage::UsageFormat;
@@ -27,6 +28,9 @@ pub struct Pending {
     /// The request path, query included, as the client sent it.
     pub(crate) path: String,
     pub(crate) shape: ApiFamily,
+    /// Why the request's headers make its answer's usage unreadable, if they do; refused for
+    /// a consumer with a budget once the body is read (audit mode records it instead).
+    pub(crate) unread_headers: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +158,16 @@ impl Policy {
                 return Err(self.too_large(shape));
             }
         }
+        let unread_headers = match &target {
+            Target::Endpoint(classified) => limits_usage::unread_headers(classified, headers),
+            Target::Passthrough(_) => None,
+        };
         Ok(Pending {
             target,
             consumer: consumer.map(|consumer| consumer.name.clone()),
             path: path.to_owned(),
             shape,
+            unread_headers,
         })
     }
 

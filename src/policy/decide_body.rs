@@ -158,7 +158,7 @@ impl Policy {
             audited.get_or_insert(reply);
         }
 
-        let request = (classified, pending.path.as_str(), body);
+        let request = (classified, pending, body);
         let changes = self.limit_changes(request, consumer, &walked, facts, &mut audited)?;
 
         // Edits: the model (in the path or the body), the redactions and the limits' changes,
@@ -231,7 +231,7 @@ impl Policy {
     /// recorded; a refusal is a policy denial.
     fn limit_changes(
         &self,
-        (classified, path, body): (&Classified, &str, &[u8]),
+        (classified, pending, body): (&Classified, &Pending, &[u8]),
         consumer: Option<&Consumer>,
         walked: &Walked,
         facts: &mut Facts,
@@ -251,8 +251,13 @@ impl Policy {
         if let Some(consumer) =
             consumer.filter(|consumer| self.budget_for(&consumer.name).is_some())
         {
-            let unread =
-                limits_usage::unread_usage(classified, path, flags, facts.stream_usage_added);
+            let unread = limits_usage::unread_usage(
+                classified,
+                &pending.path,
+                flags,
+                facts.stream_usage_added,
+            )
+            .or_else(|| pending.unread_headers.clone());
             if let Some(reason) = unread {
                 let reply = Reply::new(
                     Code::UsageUnreadable,

@@ -93,6 +93,62 @@ cases! {
     claim_number_seven: &7.0_f64.to_le_bytes() => Refused(Unusable::NotAName);
     claim_true: b"\x01" => Refused(Unusable::NotAName);
     claim_false: b"\x00" => Refused(Unusable::NotAName);
+    // Values that render as a consumer's name without being it: refused, never `default`.
+    zero_width_space: "search-team\u{200b}".as_bytes() => Refused(Unusable::Characters);
+    zero_width_inside: "search\u{200b}-team".as_bytes() => Refused(Unusable::Characters);
+    zero_width_joiner: "search\u{200d}-team".as_bytes() => Refused(Unusable::Characters);
+    word_joiner: "search-team\u{2060}".as_bytes() => Refused(Unusable::Characters);
+    soft_hyphen: "search\u{ad}-team".as_bytes() => Refused(Unusable::Characters);
+    byte_order_mark: "\u{feff}search-team".as_bytes() => Refused(Unusable::Characters);
+    bidi_override: "search-team\u{202e}".as_bytes() => Refused(Unusable::Characters);
+    tag_character: "search-team\u{e0041}".as_bytes() => Refused(Unusable::Characters);
+    combining_acute: "search-te\u{301}am".as_bytes() => Refused(Unusable::Characters);
+    decomposed_unicode_name: "E\u{301}quipe".as_bytes() => Refused(Unusable::Characters);
+    full_width_letter: "\u{ff53}earch-team".as_bytes() => Refused(Unusable::Characters);
+    full_width_hyphen: "search\u{ff0d}team".as_bytes() => Refused(Unusable::Characters);
+    mathematical_bold: "\u{1d42c}earch-team".as_bytes() => Refused(Unusable::Characters);
+    ligature: "search-\u{fb06}eam".as_bytes() => Refused(Unusable::Characters);
+    circled_letter: "\u{24e2}earch-team".as_bytes() => Refused(Unusable::Characters);
+    superscript_digit: "team\u{b2}".as_bytes() => Refused(Unusable::Characters);
+    cyrillic_look_alike: "search-te\u{430}m".as_bytes() => Refused(Unusable::Characters);
+    greek_look_alike: "search-te\u{3b1}m".as_bytes() => Refused(Unusable::Characters);
+    ideographic_space_inside: "search\u{3000}team".as_bytes() => Refused(Unusable::Characters);
+    comma_in_a_claim: b"search-team,default" => Refused(Unusable::Characters);
+    cyrillic_alone_is_a_stranger: "\u{43a}\u{43e}\u{43c}\u{430}\u{43d}\u{434}\u{430}".as_bytes() => Stranger;
+    greek_with_digits_is_a_stranger: "\u{3b1}\u{3b2}-7".as_bytes() => Stranger;
+    cjk_is_a_stranger: "\u{56e2}\u{961f}".as_bytes() => Stranger;
+}
+
+/// Whether a configuration with this consumer name compiles.
+macro_rules! names {
+    ($($name:ident: $consumer:expr => $valid:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let policy = format!(
+                r#"{{"providers":{{"p":{{"cluster":"c","api":"openai"}}}},"models":{{"m":{{"provider":"p"}}}},"consumers":{{{}:{{"models":["m"]}}}}}}"#,
+                serde_json::to_string($consumer).unwrap()
+            );
+            let compiled = Policy::from_json(policy.as_bytes());
+            assert_eq!(compiled.is_ok(), $valid, "{:?}: {:?}", $consumer, compiled.err());
+        }
+    )*};
+}
+
+// Configuration names and identity values are held to one set of characters, so every name a
+// configuration holds can be given exactly, and no value renders as one it is not.
+names! {
+    name_ascii: "search-team" => true;
+    name_punctuation: "x.model=y/z@w:1" => true;
+    name_inner_space: "two words" => true;
+    name_accented: "\u{c9}quipe" => true;
+    name_cjk: "\u{56e2}\u{961f}" => true;
+    name_zero_width: "team\u{200b}" => false;
+    name_combining: "E\u{301}quipe" => false;
+    name_full_width: "\u{ff54}eam" => false;
+    name_mixed_scripts: "te\u{430}m" => false;
+    name_leading_space: " team" => false;
+    name_trailing_no_break_space: "team\u{a0}" => false;
+    name_comma: "a,b" => false;
 }
 
 #[test]
@@ -101,6 +157,7 @@ fn reasons_never_repeat_the_value() {
         Unusable::NotAName,
         Unusable::TooLong,
         Unusable::Spaces { consumer: None },
+        Unusable::Characters,
     ] {
         assert!(!unusable.reason().contains("secret"), "{unusable:?}");
     }

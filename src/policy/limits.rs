@@ -56,10 +56,12 @@ pub enum Watched {
     GeminiCandidateCountSnake,
     /// Top-level `background` (Responses): the answer is queued, its usage reported elsewhere.
     Background,
+    /// Top-level `prompt` (completions): one prompt, or a list of prompts each answered apart.
+    Prompt,
 }
 
 /// How many `Watched` values there are.
-pub const WATCHED_KINDS: usize = 18;
+pub const WATCHED_KINDS: usize = 19;
 
 /// Whether a key is watched: at the top level (`parent` `None`) or inside a watched object.
 pub fn watched(
@@ -96,7 +98,13 @@ pub fn watched(
                 (ChatCompletions | AzureChatCompletions | Completions | AzureCompletions, "n") => {
                     Watched::Choices
                 }
-                (Completions | AzureCompletions, "best_of") => Watched::BestOf,
+                // Chat completions do not define `best_of`, but OpenAI-compatible servers that
+                // honour it generate that many choices, as completions do.
+                (
+                    ChatCompletions | AzureChatCompletions | Completions | AzureCompletions,
+                    "best_of",
+                ) => Watched::BestOf,
+                (Completions | AzureCompletions, "prompt") => Watched::Prompt,
                 (Responses, "max_output_tokens") => Watched::MaxOutputTokens,
                 (GeminiGenerate, "generationConfig") => Watched::GenerationConfig,
                 (GeminiGenerate, "generation_config") => Watched::GenerationConfigSnake,
@@ -143,26 +151,75 @@ fn limits_output_tokens(key: &str) -> bool {
     choices || (key.contains("max") && (key.contains("token") || key.contains("gen_len")))
 }
 
+/// Model-specific numeric settings known to leave the length and number of outputs alone:
+/// sampling, penalties and seeds, in the spellings model families use. Every other number in
+/// `additionalModelRequestFields` may bound output (`max_length`, `num_predict`, `length`, ...)
+/// and is refused for a capped consumer: a list of what limits output could never be complete.
+/// Anthropic's `thinking.budget_tokens` is here because Anthropic refuses one that is not
+/// below `max_tokens`, which the cap sets.
+const NEUTRAL_NUMBERS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "topp",
+    "top_k",
+    "topk",
+    "min_p",
+    "minp",
+    "seed",
+    "random_seed",
+    "randomseed",
+    "presence_penalty",
+    "presencepenalty",
+    "frequency_penalty",
+    "frequencypenalty",
+    "repetition_penalty",
+    "repetitionpenalty",
+    "repeat_penalty",
+    "budget_tokens",
+];
+
+/// Whether a key's numeric value is known not to change how much is generated.
+fn neutral_number(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    NEUTRAL_NUMBERS.contains(&key.as_str())
+}
+
+/// Whether a value is a number, or text a lenient server reads as one (`"5000"`).
+fn numeric(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(_) => true,
+        serde_json::Value::String(text) => text.trim().parse::<f64>().is_ok(),
+        _ => false,
+    }
+}
+
 /// The first key, at any depth of `additionalModelRequestFields`, that limits or multiplies
-/// output tokens. Bedrock hands the object to the model as it is, and models nest their own
-/// settings (Amazon Nova reads `inferenceConfig.max_new_tokens` there), so every level is read.
-/// `Err` when the value cannot be read (it was validated by the walk, so never in practice).
+/// output tokens, or that holds a number not known to leave output alone. Bedrock hands the
+/// object to the model as it is, and models nest their own settings (Amazon Nova reads
+/// `inferenceConfig.max_new_tokens` there), so every level is read; a number in a list belongs
+/// to the list's key. `Err` when the value cannot be read (it was validated by the walk, so
+/// never in practice).
 fn additional_limit(raw: &[u8]) -> Result<Option<String>, ()> {
-    fn find(value: &serde_json::Value) -> Option<String> {
+    fn find(key: Option<&str>, value: &serde_json::Value) -> Option<String> {
         match value {
             serde_json::Value::Object(object) => object.iter().find_map(|(key, value)| {
                 if limits_output_tokens(key) {
                     Some(key.clone())
                 } else {
-                    find(value)
+                    find(Some(key), value)
                 }
             }),
-            serde_json::Value::Array(items) => items.iter().find_map(find),
+            serde_json::Value::Array(items) => items.iter().find_map(|item| find(key, item)),
+            value if numeric(value) => match key {
+                Some(key) if neutral_number(key) => None,
+                Some(key) => Some(key.to_owned()),
+                None => Some(String::new()),
+            },
             _ => None,
         }
     }
     let value: serde_json::Value = serde_json::from_slice(raw).map_err(|_| ())?;
-    Ok(find(&value))
+    Ok(find(None, &value))
 }
 
 /// The endpoints whose requests say whether to stream with a boolean `stream`.
@@ -381,20 +438,32 @@ pub struct CapRequest<'a> {
 /// A token count as a request gives it.
 enum TokenValue {
     Null,
+    /// `0`, `-0` or a negative integer: proto3 (Gemini) reads 0 as "not set", and servers that
+    /// take 0 or a negative count as "no limit" or "the model's default" exist, so such a
+    /// value is treated as absent and replaced by the cap.
+    Unset,
     Count(u64),
     Invalid,
 }
 
-/// Only a JSON integer literal (no sign, fraction or exponent) that fits a u64, or `null`:
-/// providers differ on what else they accept, and the filter must read what they read.
+/// Only a JSON integer literal (no fraction or exponent) that fits a u64, a zero or negative
+/// one, or `null`: providers differ on what else they accept, and the filter must read what
+/// they read.
 fn token_value(text: &[u8]) -> TokenValue {
     if text == b"null" {
         return TokenValue::Null;
     }
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+    let (negative, digits) = match text.strip_prefix(b"-") {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return TokenValue::Invalid;
     }
-    std::str::from_utf8(text)
+    if negative || digits.iter().all(|digit| *digit == b'0') {
+        return TokenValue::Unset;
+    }
+    std::str::from_utf8(digits)
         .ok()
         .and_then(|digits| digits.parse().ok())
         .map_or(TokenValue::Invalid, TokenValue::Count)
@@ -442,9 +511,10 @@ pub fn output_cap(
         })?;
         if let Some(key) = key {
             return Err(invalid(format!(
-                "\"additionalModelRequestFields\" sets \"{}\", which limits or multiplies \
-                 output tokens in the model's own format; set the limit with \
-                 \"inferenceConfig.maxTokens\" and leave the field out",
+                "\"additionalModelRequestFields\" sets \"{}\", which may limit or multiply \
+                 output tokens in the model's own format (only sampling settings such as \
+                 \"temperature\" or \"top_k\" are passed for a consumer with an output-token \
+                 cap); set the limit with \"inferenceConfig.maxTokens\" and leave the field out",
                 display_model(&key)
             )));
         }
@@ -459,9 +529,13 @@ pub fn output_cap(
                 Code::MaxOutputTokensExceeded,
                 request.shape,
                 format!(
-                    "\"{}\" asks for {} choices; consumer \"{}\" may have at most {} output \
-                     tokens per request, fewer than one per choice",
-                    choices.name, choices.count, request.consumer, request.cap.limit
+                    "{} asks for {}; consumer \"{}\" may have at most {} output tokens per \
+                     request, fewer than one per {}",
+                    choices.subject(),
+                    choices.describe(false),
+                    request.consumer,
+                    request.cap.limit,
+                    choices.unit()
                 ),
             )),
             refused: true,
@@ -540,6 +614,15 @@ pub fn output_cap(
         }
         match token_value(raw(body, &found)) {
             TokenValue::Null => nulls.push((field.what, found)),
+            TokenValue::Unset => {
+                // As if absent: the cap takes the value's place, whatever the action.
+                given = true;
+                outcome.changes.push(Change::Replace {
+                    span: found.span(),
+                    text: limit.to_string(),
+                });
+                outcome.added = true;
+            }
             TokenValue::Invalid => {
                 return Err(invalid(format!(
                     "\"{}\" must be a whole number of tokens (a JSON integer, 0 or more) or null",
@@ -554,14 +637,13 @@ pub fn output_cap(
                 outcome.over.get_or_insert_with(|| {
                     let message = if choices.count > 1 {
                         format!(
-                            "\"{}\" asks for {asked} output tokens for each of {} choices \
-                             (\"{}\"); consumer \"{}\" may ask for at most {} in all, {limit} \
-                             per choice",
+                            "\"{}\" asks for {asked} output tokens for each of {}; consumer \
+                             \"{}\" may ask for at most {} in all, {limit} per {}",
                             name(field),
-                            choices.count,
-                            choices.name,
+                            choices.describe(true),
                             request.consumer,
-                            request.cap.limit
+                            request.cap.limit,
+                            choices.unit()
                         )
                     } else {
                         format!(
@@ -625,11 +707,51 @@ pub fn output_cap(
     Ok(outcome)
 }
 
-/// How many outputs one request generates, and the field that says so.
+/// How many outputs one request generates: prompts times choices, and the fields that say so.
 #[derive(Debug, Clone, Copy)]
 struct Choices {
+    /// Every output the provider generates: `prompts` times `per_prompt`.
     count: u64,
+    /// The prompts a completions request gives in a list; 1 otherwise.
+    prompts: u64,
+    /// The choices generated for each prompt.
+    per_prompt: u64,
+    /// The choice-count field that gives `per_prompt`.
     name: &'static str,
+}
+
+impl Choices {
+    /// The fields that multiply the outputs, for the start of a message.
+    fn subject(&self) -> String {
+        match (self.prompts > 1, self.per_prompt > 1) {
+            (true, true) => format!("\"prompt\" with \"{}\"", self.name),
+            (true, false) => "\"prompt\"".to_owned(),
+            (false, _) => format!("\"{}\"", self.name),
+        }
+    }
+
+    /// How many outputs, and why: `4 choices ("n")` (the field only `with_field`),
+    /// `16 outputs (8 prompts, 2 choices each from "n")`.
+    fn describe(&self, with_field: bool) -> String {
+        match (self.prompts > 1, self.per_prompt > 1) {
+            (true, true) => format!(
+                "{} outputs ({} prompts, {} choices each from \"{}\")",
+                self.count, self.prompts, self.per_prompt, self.name
+            ),
+            (true, false) => format!("{} outputs (one per prompt)", self.count),
+            (false, _) if with_field => format!("{} choices (\"{}\")", self.count, self.name),
+            (false, _) => format!("{} choices", self.count),
+        }
+    }
+
+    /// What the cap is shared among.
+    fn unit(&self) -> &'static str {
+        if self.prompts > 1 {
+            "output"
+        } else {
+            "choice"
+        }
+    }
 }
 
 /// The choice-count fields of each API: `n` and `best_of` (OpenAI completions generate
@@ -641,34 +763,91 @@ const CHOICE_FIELDS: [(Watched, &str); 4] = [
     (Watched::GeminiCandidateCountSnake, "candidate_count"),
 ];
 
-/// The largest choice count the request gives (1 when it gives none, or null). The count is
-/// held to the same form as a token count, so the filter reads what the provider reads.
+/// The outputs a request asks for: the largest choice count it gives (1 when it gives none,
+/// null, 0 or less) times the prompts of a completions `prompt` list. The count is held to
+/// the same form as a token count, so the filter reads what the provider reads. More outputs
+/// than a u64 holds count as that many.
 fn choices(body: &[u8], located: &Located, shape: ApiFamily) -> Result<Choices, Reply> {
     let invalid = |message: String| Reply::new(Code::InvalidRequest, shape, message);
     let given = |what| located.get(what).is_some();
     if given(Watched::GeminiCandidateCount) && given(Watched::GeminiCandidateCountSnake) {
         return Err(invalid(both_spellings("candidateCount", "candidate_count")));
     }
-    let mut most = Choices {
-        count: 1,
-        name: "n",
-    };
-    for (what, name) in CHOICE_FIELDS {
+    let mut per_prompt = 1;
+    let mut name = "n";
+    for (what, field) in CHOICE_FIELDS {
         let Some(found) = located.get(what) else {
             continue;
         };
         match token_value(raw(body, &found)) {
-            TokenValue::Null => {}
+            TokenValue::Null | TokenValue::Unset => {}
             TokenValue::Invalid => {
                 return Err(invalid(format!(
-                    "\"{name}\" must be a whole number of choices (a JSON integer) or null"
+                    "\"{field}\" must be a whole number of choices (a JSON integer) or null"
                 )))
             }
-            TokenValue::Count(count) if count > most.count => most = Choices { count, name },
+            TokenValue::Count(count) if count > per_prompt => {
+                per_prompt = count;
+                name = field;
+            }
             TokenValue::Count(_) => {}
         }
     }
-    Ok(most)
+    let prompts = located
+        .get(Watched::Prompt)
+        .map_or(1, |found| prompts(raw(body, &found)));
+    Ok(Choices {
+        count: prompts.saturating_mul(per_prompt),
+        prompts,
+        per_prompt,
+        name,
+    })
+}
+
+/// How many prompts a completions `prompt` gives, each answered with its own outputs: a list
+/// of strings or of token lists gives one per item; a string, or one list of token ids, is one
+/// prompt. A list that holds any string or list counts every item, so a mixed list is never
+/// counted low.
+fn prompts(raw: &[u8]) -> u64 {
+    let text = raw.trim_ascii();
+    if text.first() != Some(&b'[') {
+        return 1;
+    }
+    let (mut depth, mut in_string, mut escaped, mut expecting) = (0u32, false, false, false);
+    let (mut items, mut texts) = (0u64, 0u64);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if expecting && !byte.is_ascii_whitespace() && byte != b']' {
+            expecting = false;
+            items = items.saturating_add(1);
+            if matches!(byte, b'"' | b'[') {
+                texts = texts.saturating_add(1);
+            }
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth = depth.saturating_add(1);
+                expecting = depth == 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => expecting = true,
+            _ => {}
+        }
+    }
+    if texts == 0 {
+        1
+    } else {
+        items
+    }
 }
 
 fn top_of(located: &Located, shape: ApiFamily) -> Result<ObjectEnd, Reply> {

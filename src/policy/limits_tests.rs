@@ -27,6 +27,7 @@ const POLICY: &str = r#"{
   "consumers": {
     "default": { "models": ["*"], "rules": [] },
     "capped": { "models": ["*"], "max_output_tokens": 100 },
+    "capped-raw": { "models": ["*"], "rules": [], "max_output_tokens": 100 },
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "trial": { "models": ["*"], "max_output_tokens": 100, "mode": "audit" },
     "trial-strict": { "models": ["*"], "max_output_tokens": 100,
@@ -141,7 +142,7 @@ const INVOKE_STREAM: &str = "/model/m/invoke-with-response-stream";
 cases! {
     chat_max_tokens_under: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":50}"# => Same;
     chat_max_tokens_at_cap: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":100}"# => Same;
-    chat_max_tokens_zero: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":0}"# => Same;
+    chat_max_tokens_zero: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":0}"# => Body(r#"{"model":"gpt-4o","max_tokens":100}"#);
     chat_max_tokens_over: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":500}"# => Body(r#"{"model":"gpt-4o","max_tokens":100}"#);
     chat_max_completion_tokens_over: "capped", CHAT, r#"{"model":"gpt-4o","max_completion_tokens":500}"# => Body(r#"{"model":"gpt-4o","max_completion_tokens":100}"#);
     chat_both_over: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":101,"max_completion_tokens":5000}"# => Body(r#"{"model":"gpt-4o","max_tokens":100,"max_completion_tokens":100}"#);
@@ -218,8 +219,8 @@ cases! {
     float: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":1.0}"# => Refused(400, "invalid_request");
     exponent: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":1e3}"# => Refused(400, "invalid_request");
     string: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":"100"}"# => Refused(400, "invalid_request");
-    negative: "capped", CHAT, r#"{"model":"gpt-4o","max_completion_tokens":-1}"# => Refused(400, "invalid_request");
-    negative_zero: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":-0}"# => Refused(400, "invalid_request");
+    negative: "capped", CHAT, r#"{"model":"gpt-4o","max_completion_tokens":-1}"# => Body(r#"{"model":"gpt-4o","max_completion_tokens":100}"#);
+    negative_zero: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":-0}"# => Body(r#"{"model":"gpt-4o","max_tokens":100}"#);
     boolean: "capped", RESPONSES, r#"{"model":"gpt-4o","max_output_tokens":true}"# => Refused(400, "invalid_request");
     object: "capped", MESSAGES, r#"{"model":"claude","max_tokens":{"n":1}}"# => Refused(400, "invalid_request");
     array: "capped", MESSAGES, r#"{"model":"claude","max_tokens":[1]}"# => Refused(400, "invalid_request");
@@ -523,7 +524,13 @@ fn watched_keys_per_endpoint() {
             Some(Watched::Choices),
         ),
         (Endpoint::ChatCompletions, stream_only, None, "n", None),
-        (Endpoint::ChatCompletions, all, None, "best_of", None),
+        (
+            Endpoint::ChatCompletions,
+            all,
+            None,
+            "best_of",
+            Some(Watched::BestOf),
+        ),
         (
             Endpoint::Completions,
             all,
@@ -656,7 +663,7 @@ cases! {
     chat_n_huge: "capped", CHAT, r#"{"model":"gpt-4o","n":18446744073709551615}"# => Refused(403, "max_output_tokens_exceeded");
     chat_n_float: "capped", CHAT, r#"{"model":"gpt-4o","n":2.0}"# => Refused(400, "invalid_request");
     chat_n_string: "capped", CHAT, r#"{"model":"gpt-4o","n":"8"}"# => Refused(400, "invalid_request");
-    chat_n_negative: "capped", CHAT, r#"{"model":"gpt-4o","n":-2}"# => Refused(400, "invalid_request");
+    chat_n_negative: "capped", CHAT, r#"{"model":"gpt-4o","n":-2}"# => Body(r#"{"model":"gpt-4o","n":-2,"max_completion_tokens":100}"#);
     chat_n_refuse_over_share: "strict", CHAT, r#"{"model":"gpt-4o","n":2,"max_tokens":100}"# => Refused(403, "max_output_tokens_exceeded");
     chat_n_refuse_within_share: "strict", CHAT, r#"{"model":"gpt-4o","n":2,"max_tokens":50}"# => Same;
     chat_n_refuse_adds_share: "strict", CHAT, r#"{"model":"gpt-4o","n":5}"# => Body(r#"{"model":"gpt-4o","n":5,"max_completion_tokens":20}"#);
@@ -825,4 +832,156 @@ fn choice_and_nested_refusals_say_why() {
         r#"{"contents":[]}"#,
     );
     assert!(proto.contains("\"alt=proto\""), "{proto}");
+}
+
+// Several prompts in one completions request: each is answered with its own choices, so the
+// outputs are prompts times choices and they share the cap as choices do.
+cases! {
+    prompts_strings_share_the_cap: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b","c","d"]}"# => Body(r#"{"model":"gpt-4o","prompt":["a","b","c","d"],"max_tokens":25}"#);
+    prompts_times_n: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h"],"n":2}"# => Body(r#"{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h"],"n":2,"max_tokens":6}"#);
+    prompts_times_best_of: "capped-raw", COMPLETIONS, r#"{"model":"gpt-4o","prompt":[[1,2],[3,4],[5,6]],"best_of":2,"max_tokens":100}"# => Body(r#"{"model":"gpt-4o","prompt":[[1,2],[3,4],[5,6]],"best_of":2,"max_tokens":16}"#);
+    prompts_clamped: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b"],"max_tokens":100}"# => Body(r#"{"model":"gpt-4o","prompt":["a","b"],"max_tokens":50}"#);
+    prompts_within_share: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b"],"max_tokens":50}"# => Same;
+    prompts_refused_over_share: "strict", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h"],"max_tokens":100}"# => Refused(403, "max_output_tokens_exceeded");
+    prompts_azure_refused: "strict", AZURE_COMPLETIONS, r#"{"prompt":["a","b","c","d","e","f","g","h"],"max_tokens":100}"# => Refused(403, "max_output_tokens_exceeded");
+    prompts_azure_added: "capped", AZURE_COMPLETIONS, r#"{"prompt":["a","b","c","d"]}"# => Body(r#"{"prompt":["a","b","c","d"],"max_tokens":25}"#);
+    prompts_more_than_the_cap: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h","i","j","k"],"n":10}"# => Refused(403, "max_output_tokens_exceeded");
+    prompt_token_ids_are_one: "capped-raw", COMPLETIONS, r#"{"model":"gpt-4o","prompt":[1,2,3,4,5],"max_tokens":100}"# => Same;
+    prompt_string_is_one: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"a, b, [c]","max_tokens":100}"# => Same;
+    prompts_with_commas_and_brackets_inside: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a,b","[c,d]","e\"],["]}"# => Body(r#"{"model":"gpt-4o","prompt":["a,b","[c,d]","e\"],["],"max_tokens":33}"#);
+    prompts_mixed_count_every_item: "capped-raw", COMPLETIONS, r#"{"model":"gpt-4o","prompt":[1,"b",[3],4]}"# => Body(r#"{"model":"gpt-4o","prompt":[1,"b",[3],4],"max_tokens":25}"#);
+    prompts_escaped_key: "capped", COMPLETIONS, r#"{"model":"gpt-4o","\u0070rompt":["a","b","c","d"]}"# => Body(r#"{"model":"gpt-4o","prompt":["a","b","c","d"],"max_tokens":25}"#);
+    prompts_one_item: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a"],"max_tokens":100}"# => Same;
+    prompts_empty_list: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":[],"max_tokens":100}"# => Same;
+    prompts_uncapped_untouched: "default", COMPLETIONS, r#"{"model":"gpt-4o","prompt":["a","b","c","d"],"max_tokens":100}"# => Same;
+    chat_best_of_is_choices: "capped", CHAT, r#"{"model":"gpt-4o","best_of":8,"max_completion_tokens":100}"# => Body(r#"{"model":"gpt-4o","best_of":8,"max_completion_tokens":12}"#);
+    azure_chat_best_of_is_choices: "strict", AZURE_CHAT, r#"{"best_of":8,"max_tokens":100}"# => Refused(403, "max_output_tokens_exceeded");
+}
+
+// A limit of 0 (or -0, or below) is no limit to some servers (proto3's default, "0 means the
+// model's default"): it is treated as absent and the cap takes its place, whatever the action.
+cases! {
+    zero_chat_max_completion_tokens: "capped", CHAT, r#"{"model":"gpt-4o","max_completion_tokens":0}"# => Body(r#"{"model":"gpt-4o","max_completion_tokens":100}"#);
+    zero_chat_both: "capped", CHAT, r#"{"model":"gpt-4o","max_completion_tokens":0,"max_tokens":0}"# => Body(r#"{"model":"gpt-4o","max_completion_tokens":100,"max_tokens":100}"#);
+    zero_with_refuse_gets_the_cap: "strict", CHAT, r#"{"model":"gpt-4o","max_tokens":0}"# => Body(r#"{"model":"gpt-4o","max_tokens":100}"#);
+    zero_shares_with_choices: "capped", CHAT, r#"{"model":"gpt-4o","n":4,"max_tokens":0}"# => Body(r#"{"model":"gpt-4o","n":4,"max_tokens":25}"#);
+    negative_completions: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","max_tokens":-7}"# => Body(r#"{"model":"gpt-4o","prompt":"x","max_tokens":100}"#);
+    zero_completions: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","max_tokens":0}"# => Body(r#"{"model":"gpt-4o","prompt":"x","max_tokens":100}"#);
+    zero_responses: "capped", RESPONSES, r#"{"model":"gpt-4o","max_output_tokens":0}"# => Body(r#"{"model":"gpt-4o","max_output_tokens":100}"#);
+    zero_messages: "capped", MESSAGES, r#"{"model":"claude","max_tokens":0,"messages":[]}"# => Body(r#"{"model":"claude","max_tokens":100,"messages":[]}"#);
+    zero_gemini: "capped", GEMINI, r#"{"contents":[],"generationConfig":{"maxOutputTokens":0}}"# => Body(r#"{"contents":[],"generationConfig":{"maxOutputTokens":100}}"#);
+    negative_zero_gemini: "capped", GEMINI, r#"{"contents":[],"generationConfig":{"maxOutputTokens":-0}}"# => Body(r#"{"contents":[],"generationConfig":{"maxOutputTokens":100}}"#);
+    negative_gemini_snake: "capped", GEMINI, r#"{"generation_config":{"max_output_tokens":-5}}"# => Body(r#"{"generation_config":{"max_output_tokens":100}}"#);
+    zero_bedrock: "capped", CONVERSE, r#"{"inferenceConfig":{"maxTokens":0}}"# => Body(r#"{"inferenceConfig":{"maxTokens":100}}"#);
+    zero_audit_records_nothing_over: "trial", CHAT, r#"{"model":"gpt-4o","max_tokens":0}"# => Same;
+    zero_uncapped_untouched: "default", GEMINI, r#"{"generationConfig":{"maxOutputTokens":0}}"# => Same;
+    minus_sign_alone_invalid: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":"-"}"# => Refused(400, "invalid_request");
+}
+
+// Bedrock model fields for a capped consumer: only numbers known to leave output alone pass;
+// any other number, at any depth, may bound output in the model's own format and is refused.
+cases! {
+    converse_max_length: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_length":5000}}"# => Refused(400, "invalid_request");
+    converse_max_length_camel: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"maxLength":5000}}"# => Refused(400, "invalid_request");
+    converse_max_seq_len: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_seq_len":5000}}"# => Refused(400, "invalid_request");
+    converse_max_completion_len: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_completion_len":5000}}"# => Refused(400, "invalid_request");
+    converse_num_predict: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"options":{"num_predict":5000}}}"# => Refused(400, "invalid_request");
+    converse_n_predict: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"n_predict":5000}}"# => Refused(400, "invalid_request");
+    converse_length: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":5000}}"# => Refused(400, "invalid_request");
+    converse_max_output: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_output":5000}}"# => Refused(400, "invalid_request");
+    converse_output_length: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"output_length":5000}}"# => Refused(400, "invalid_request");
+    converse_number_as_text: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_length":"5000"}}"# => Refused(400, "invalid_request");
+    converse_number_in_list: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":[5000]}}"# => Refused(400, "invalid_request");
+    converse_negative_number: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":-1}}"# => Refused(400, "invalid_request");
+    converse_sampling_passes: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"temperature":0.2,"top_p":0.9,"top_k":40,"TopK":4,"seed":7,"repetition_penalty":1.1}}"# => Body(r#"{"additionalModelRequestFields":{"temperature":0.2,"top_p":0.9,"top_k":40,"TopK":4,"seed":7,"repetition_penalty":1.1},"inferenceConfig":{"maxTokens":100}}"#);
+    converse_thinking_budget_passes: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":50}}}"# => Body(r#"{"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":50}},"inferenceConfig":{"maxTokens":100}}"#);
+    converse_text_and_booleans_pass: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"anthropic_beta":["x"],"stream":false,"mode":"fast","stop":["\n"]}}"# => Body(r#"{"additionalModelRequestFields":{"anthropic_beta":["x"],"stream":false,"mode":"fast","stop":["\n"]},"inferenceConfig":{"maxTokens":100}}"#);
+    converse_neutral_key_over_a_limit_object: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"temperature":{"length":5000}}}"# => Refused(400, "invalid_request");
+    converse_any_number_uncapped_untouched: "default", CONVERSE, r#"{"additionalModelRequestFields":{"max_length":5000}}"# => Same;
+}
+
+#[test]
+fn outputs_refusals_name_prompts_and_choices() {
+    let policy = policy();
+    let message = |consumer, path, body| run(&policy, consumer, path, body).0.unwrap_err().message;
+    assert_eq!(
+        message(
+            "strict",
+            COMPLETIONS,
+            r#"{"model":"gpt-4o","prompt":["a","b","c","d"],"n":2,"max_tokens":30}"#
+        ),
+        "\"max_tokens\" asks for 30 output tokens for each of 8 outputs (4 prompts, 2 choices \
+         each from \"n\"); consumer \"strict\" may ask for at most 100 in all, 12 per output"
+    );
+    assert_eq!(
+        message(
+            "capped",
+            COMPLETIONS,
+            r#"{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h","i","j","k"],"n":10}"#
+        ),
+        "\"prompt\" with \"n\" asks for 110 outputs (11 prompts, 10 choices each from \"n\"); \
+         consumer \"capped\" may have at most 100 output tokens per request, fewer than one per \
+         output"
+    );
+    let length = message(
+        "capped",
+        CONVERSE,
+        r#"{"additionalModelRequestFields":{"options":{"num_predict":5000}}}"#,
+    );
+    assert!(length.contains("\"num_predict\""), "{length}");
+    assert!(!length.contains("5000"), "{length}");
+}
+
+fn run_with_header(consumer: &str, path: &str, header: (&str, &str)) -> Decision {
+    let policy = policy();
+    let headers: Vec<(String, Vec<u8>)> = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), path.as_bytes().to_vec()),
+        ("content-type".into(), b"application/json".to_vec()),
+        ("x-team".into(), consumer.as_bytes().to_vec()),
+        (header.0.into(), header.1.as_bytes().to_vec()),
+    ];
+    let pending = policy.on_headers(&headers, None).unwrap();
+    policy.on_body(&pending, br#"{"contents":[]}"#).0
+}
+
+#[test]
+fn gemini_headers_that_hide_usage_are_refused_for_a_budget() {
+    let mask = ("X-Goog-FieldMask", "candidates");
+    match run_with_header("budgeted", GEMINI, mask) {
+        Decision::Refuse(reply) => {
+            assert_eq!(reply.code.as_str(), "usage_unreadable");
+            assert!(
+                reply.message.contains("x-goog-fieldmask"),
+                "{}",
+                reply.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match run_with_header("budget-trial", GEMINI, mask) {
+        Decision::Forward(forward) => {
+            assert_eq!(
+                forward.audited.map(|a| a.code.as_str()),
+                Some("usage_unreadable")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        run_with_header("default", GEMINI, mask),
+        Decision::Forward(Forward { audited: None, .. })
+    ));
+    assert!(matches!(
+        run_with_header("budgeted", GEMINI, ("x-goog-api-key", "k")),
+        Decision::Forward(Forward { audited: None, .. })
+    ));
+    match run_with_header(
+        "budgeted",
+        "/v1beta/models/gemini-flash:generateContent?fields=candidates",
+        ("x-goog-api-key", "k"),
+    ) {
+        Decision::Refuse(reply) => assert_eq!(reply.code.as_str(), "usage_unreadable"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -8,6 +8,7 @@
 use super::classify::{split_query, ApiFamily, Classified, Endpoint};
 use super::limits::{reports_stream_usage, Watched};
 use super::reply::{Code, Reply};
+use super::request::Headers;
 use super::walk::{Found, Located};
 
 /// The flags a request gives, once each is known to have its type.
@@ -106,32 +107,142 @@ pub fn unread_usage(
     }
 }
 
-/// Gemini's answer format, from the `alt` (or `$alt`) query parameter: only `json` (the
-/// default) and `sse` are read. Given twice, which one Google reads is not the filter's guess.
+/// The query parameters a Gemini answer is known to keep its usage under: Google's system
+/// parameters that authenticate, attribute quota or format errors. Every other parameter is
+/// refused for a consumer with a budget: Google's platform reads system parameters on every
+/// API (`fields` drops `usageMetadata`, `callback` wraps the answer in JSONP, `$ct` changes how
+/// the body is parsed), and a list of the ones that change the answer could never be complete.
+const NEUTRAL_PARAMETERS: &[&str] = &[
+    "key",
+    "$key",
+    "quotaUser",
+    "$quotaUser",
+    "userProject",
+    "$userProject",
+    "access_token",
+    "oauth_token",
+    "$.xgafv",
+];
+
+/// Gemini's answer format, from the query. Only `alt` (or `$alt`) = `json` (the default) or
+/// `sse` is read, given once; `prettyPrint` only changes white space; the parameters in
+/// `NEUTRAL_PARAMETERS` pass. Anything else, a `;` (which some servers read as a separator)
+/// or a component that does not decode, is a reason the usage will not be read.
 fn gemini_format(query: &str) -> Option<String> {
     let query = query.strip_prefix('?').unwrap_or(query);
-    let mut alt = None;
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode(name);
-        if !matches!(name.as_deref(), Some("alt" | "$alt")) && name.is_some() {
-            continue;
-        }
-        if alt.is_some() || name.is_none() {
-            return Some(
-                "the answer format (\"alt\") is given more than once or cannot be read".to_owned(),
-            );
-        }
-        alt = Some(percent_decode(value).unwrap_or_default());
+    if query.contains(';') {
+        return Some(
+            "the query holds \";\", which may separate parameters the gateway does not read"
+                .to_owned(),
+        );
     }
-    match alt.as_deref() {
-        None | Some("json" | "sse") => None,
-        Some(other) => Some(format!(
+    let mut alt = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = percent_decode(name) else {
+            return Some("a query parameter's name cannot be read".to_owned());
+        };
+        match name.as_str() {
+            "alt" | "$alt" => {
+                if alt.is_some() {
+                    return Some("the answer format (\"alt\") is given more than once".to_owned());
+                }
+                alt = Some(percent_decode(value));
+            }
+            "prettyPrint" | "$prettyPrint" => {
+                if !matches!(percent_decode(value).as_deref(), Some("true" | "false")) {
+                    return Some("\"prettyPrint\" must be true or false".to_owned());
+                }
+            }
+            name if NEUTRAL_PARAMETERS.contains(&name) => {}
+            name => {
+                return Some(format!(
+                    "the query parameter \"{}\" may change the answer's shape (Google reads \
+                     system parameters such as \"fields\" and \"callback\" on every API); \
+                     only alt=json or sse, prettyPrint, key, quotaUser, userProject, \
+                     access_token and $.xgafv are forwarded",
+                    super::extract::display_model(name)
+                ))
+            }
+        }
+    }
+    match alt.as_ref().map(Option::as_deref) {
+        None | Some(Some("json" | "sse")) => None,
+        Some(None) => Some("the answer format (\"alt\") cannot be read".to_owned()),
+        Some(Some(other)) => Some(format!(
             "the answer format \"alt={}\" is not one whose usage the gateway reads; use json or \
              sse",
             super::extract::display_model(other)
         )),
     }
+}
+
+/// Google headers known to leave a Gemini answer and its usage as they are: credentials,
+/// client and quota attribution, request routing.
+const NEUTRAL_GOOGLE_HEADERS: &[&str] = &[
+    "x-goog-api-key",
+    "x-goog-api-client",
+    "x-goog-user-project",
+    "x-goog-quota-user",
+    "x-goog-request-reason",
+    "x-goog-request-params",
+];
+
+/// Headers that make a server treat the request as another method.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The answer types a client may accept from Gemini: the JSON and event streams the gateway
+/// reads, anything, or plain text, which Google has no form of (so it answers JSON; axios sends
+/// `application/json, text/plain, */*` by default).
+const READ_TYPES: &[&str] = &[
+    "application/json",
+    "text/event-stream",
+    "text/plain",
+    "*/*",
+    "application/*",
+];
+
+/// Why a Gemini request's headers make its answer's usage unreadable, if they do: a Google
+/// header other than those in `NEUTRAL_GOOGLE_HEADERS` (`X-Goog-FieldMask` drops
+/// `usageMetadata`; new system headers may do likewise), a method override, a server timeout
+/// (the answer is cut off), or an `Accept` naming a type other than JSON or an event stream.
+/// Refused rather than removed: the client asked for an answer of another shape, and a gateway
+/// that silently answered differently would be read wrongly.
+pub fn unread_headers(classified: &Classified, headers: &Headers) -> Option<String> {
+    if classified.endpoint != Endpoint::GeminiGenerate || classified.counts_tokens {
+        return None;
+    }
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        let google =
+            lower.starts_with("x-goog-") && !NEUTRAL_GOOGLE_HEADERS.contains(&lower.as_str());
+        if google || METHOD_OVERRIDES.contains(&lower.as_str()) || lower == "x-server-timeout" {
+            return Some(format!(
+                "the header \"{}\" may change the answer's shape or cut it short (Google reads \
+                 system headers such as \"X-Goog-FieldMask\" on every API)",
+                super::extract::display_model(&lower)
+            ));
+        }
+        if lower == "accept" {
+            let value = String::from_utf8_lossy(value).to_ascii_lowercase();
+            let other = value.split(',').any(|item| {
+                let media = item.split(';').next().unwrap_or_default().trim();
+                !READ_TYPES.contains(&media)
+            });
+            if other {
+                return Some(
+                    "the \"accept\" header asks for an answer type other than JSON or an event \
+                     stream"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// A query component, percent-decoded (`+` is a space); `None` when it does not decode to text.

@@ -11,19 +11,21 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageFormat {
     /// OpenAI (and Azure OpenAI) chat completions, completions and embeddings: `usage`
-    /// with `prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`.
+    /// with `prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`,
+    /// `total_tokens`.
     OpenAiChat,
     /// OpenAI Responses API: `usage` (or `response.usage` in stream events) with
-    /// `input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens`.
+    /// `input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens`, `total_tokens`.
     OpenAiResponses,
     /// Anthropic Messages: `usage` / `message.usage` with `input_tokens`, `output_tokens`,
     /// `cache_read_input_tokens`, `cache_creation_input_tokens`.
     Anthropic,
     /// Gemini: `usageMetadata` with `promptTokenCount`, `candidatesTokenCount`,
-    /// `thoughtsTokenCount`, `cachedContentTokenCount`.
+    /// `thoughtsTokenCount`, `toolUsePromptTokenCount`, `cachedContentTokenCount`,
+    /// `totalTokenCount`.
     Gemini,
     /// Bedrock Converse: `usage` with `inputTokens`, `outputTokens`, `cacheReadInputTokens`,
-    /// `cacheWriteInputTokens`.
+    /// `cacheWriteInputTokens`, `totalTokens`.
     BedrockConverse,
 }
 
@@ -136,6 +138,15 @@ impl UsageReader {
         }
     }
 
+    /// The input tokens reported so far, when the usage is not complete (a stream that ended
+    /// before its last usage): what is known of the charge, at least.
+    pub fn partial_input(&self) -> Option<u64> {
+        let format = self.scanner.format;
+        self.scanner
+            .found
+            .and_then(|counts| counts.input.map(|_| counts.normalise(format).input))
+    }
+
     /// The usage known so far: `None` if no usage object has been seen (or every one seen
     /// was null/unreadable).
     pub fn usage(&self) -> Option<Usage> {
@@ -161,6 +172,12 @@ struct Counts {
     thoughts: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
+    /// The total the provider reports, where it reports one: what is charged is at least it,
+    /// so a billed count the gateway does not know of is still charged (as input). For
+    /// Gemini, at least the object's counts with `toolUsePromptTokenCount`, the results of its
+    /// own tools (URL context, search, code execution) read into the prompt, billed as input
+    /// but counted apart from `promptTokenCount`.
+    total: Option<u64>,
 }
 
 /// A usage object with a count that is not a whole number of tokens.
@@ -177,6 +194,7 @@ impl Counts {
                 thoughts: None,
                 cache_read: count(object, &["prompt_tokens_details", "cached_tokens"])?,
                 cache_write: None,
+                total: count(object, &["total_tokens"])?,
             },
             UsageFormat::OpenAiResponses => Counts {
                 input: count(object, &["input_tokens"])?,
@@ -184,6 +202,7 @@ impl Counts {
                 thoughts: None,
                 cache_read: count(object, &["input_tokens_details", "cached_tokens"])?,
                 cache_write: None,
+                total: count(object, &["total_tokens"])?,
             },
             // `message_delta` repeats only the output count (newer API versions repeat the
             // rest too).
@@ -193,22 +212,39 @@ impl Counts {
                 thoughts: None,
                 cache_read: count(object, &["cache_read_input_tokens"])?,
                 cache_write: count(object, &["cache_creation_input_tokens"])?,
+                total: None,
             },
             // Gemini leaves out zero counts (proto3 JSON), and early stream chunks carry only
             // the prompt count.
-            UsageFormat::Gemini => Counts {
-                input: count(object, &["promptTokenCount"])?,
-                output: count(object, &["candidatesTokenCount"])?,
-                thoughts: count(object, &["thoughtsTokenCount"])?,
-                cache_read: count(object, &["cachedContentTokenCount"])?,
-                cache_write: None,
-            },
+            UsageFormat::Gemini => {
+                let input = count(object, &["promptTokenCount"])?;
+                let output = count(object, &["candidatesTokenCount"])?;
+                let thoughts = count(object, &["thoughtsTokenCount"])?;
+                let tool_use = count(object, &["toolUsePromptTokenCount"])?;
+                let total = count(object, &["totalTokenCount"])?;
+                let sum = [input, output, thoughts, tool_use]
+                    .into_iter()
+                    .flatten()
+                    .fold(0u64, u64::saturating_add);
+                Counts {
+                    input,
+                    output,
+                    thoughts,
+                    cache_read: count(object, &["cachedContentTokenCount"])?,
+                    cache_write: None,
+                    total: match (total, tool_use) {
+                        (None, None) => None,
+                        (total, _) => Some(total.unwrap_or(0).max(sum)),
+                    },
+                }
+            }
             UsageFormat::BedrockConverse => Counts {
                 input: count(object, &["inputTokens"])?,
                 output: count(object, &["outputTokens"])?,
                 thoughts: None,
                 cache_read: count(object, &["cacheReadInputTokens"])?,
                 cache_write: count(object, &["cacheWriteInputTokens"])?,
+                total: count(object, &["totalTokens"])?,
             },
         };
         Ok(counts)
@@ -222,6 +258,7 @@ impl Counts {
             thoughts: later.thoughts.or(self.thoughts),
             cache_read: later.cache_read.or(self.cache_read),
             cache_write: later.cache_write.or(self.cache_write),
+            total: later.total.or(self.total),
         }
     }
 
@@ -248,12 +285,20 @@ impl Counts {
                 .saturating_add(self.cache_write.unwrap_or(0)),
             UsageFormat::OpenAiChat | UsageFormat::OpenAiResponses | UsageFormat::Gemini => input,
         };
+        let output = self
+            .output
+            .unwrap_or(0)
+            .saturating_add(self.thoughts.unwrap_or(0));
+        // A total above the counts known here holds tokens billed under a name the gateway
+        // does not read: they are charged, as input.
+        let unnamed = self
+            .total
+            .unwrap_or(0)
+            .saturating_sub(input.saturating_add(output));
+        let input = input.saturating_add(unnamed);
         Usage {
             input,
-            output: self
-                .output
-                .unwrap_or(0)
-                .saturating_add(self.thoughts.unwrap_or(0)),
+            output,
             // Cached tokens are part of the input, whatever a provider claims.
             cached: cache_read.min(input),
         }
@@ -347,6 +392,8 @@ struct Scanner {
     capture: Vec<u8>,
     capturing: bool,
     capture_too_long: bool,
+    /// The object being copied is the `usage` of a `response` or `message` object.
+    capture_prefixed: bool,
     /// Depth at which the object being copied opened (the depth of its key's object).
     capture_depth: u32,
     found: Option<Counts>,
@@ -368,6 +415,7 @@ impl Scanner {
             capture: Vec::new(),
             capturing: false,
             capture_too_long: false,
+            capture_prefixed: false,
             capture_depth: 0,
             found: None,
         }
@@ -521,9 +569,10 @@ impl Scanner {
                     _ => Place::Other,
                 };
                 let starts_usage = level.slot == Slot::Usage && is_object;
+                let prefixed = level.place == Place::Prefix;
                 level.slot = Slot::Other;
                 if starts_usage {
-                    self.start_capture();
+                    self.start_capture(prefixed);
                 }
                 place
             }
@@ -586,12 +635,13 @@ impl Scanner {
         }
     }
 
-    fn start_capture(&mut self) {
+    fn start_capture(&mut self, prefixed: bool) {
         if self.capture.capacity() == 0 {
             self.capture.reserve_exact(CAPTURE_LIMIT);
         }
         self.capture.clear();
         self.capturing = true;
+        self.capture_prefixed = prefixed;
         self.capture_too_long = false;
         self.capture_depth = self.depth;
         // The `{` itself was kept before the scanner knew it opened usage.
@@ -602,7 +652,13 @@ impl Scanner {
         self.capturing = false;
         if !self.capture_too_long {
             if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&self.capture) {
-                if let Ok(counts) = Counts::read(self.format, &object) {
+                if let Ok(mut counts) = Counts::read(self.format, &object) {
+                    // Anthropic's `message_start` reports an output count of 1 or so before
+                    // anything is generated: only a later `message_delta` gives the real one,
+                    // so a stream that ends without it has no output count.
+                    if self.format == UsageFormat::Anthropic && self.capture_prefixed {
+                        counts.output = None;
+                    }
                     self.found = Some(match self.found {
                         Some(earlier) => earlier.merged(counts),
                         None => counts,

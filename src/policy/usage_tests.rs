@@ -620,8 +620,9 @@ fn escaped_keys() {
     check(
         UsageFormat::Anthropic,
         Framing::Sse,
-        "data: {\"mess\\u0061ge\":{\"\\u0075sage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
-        usage(5, 1, 0),
+        "data: {\"mess\\u0061ge\":{\"\\u0075sage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+         data: {\"\\u0075sage\":{\"output_tokens\":3}}\n\n",
+        usage(5, 3, 0),
     );
     // Escapes that decode to something else, or do not decode.
     for body in [
@@ -977,4 +978,46 @@ counts! {
     count_past_u64_float: "1.8446744073709552e19" => None;
     count_huge_exponent: "1e300" => None;
     count_string: "\"11\"" => None;
+}
+
+// Billed counts reported apart from input and output are charged: Gemini's tool-use prompt as
+// input, and any total above the counts read (a count under a name the gateway does not know)
+// as input too.
+merged! {
+    billed_gemini_tool_use: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"toolUsePromptTokenCount":90000,"totalTokenCount":90062}"#] => usage(90012, 50, 0);
+    billed_gemini_tool_use_without_total: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"toolUsePromptTokenCount":90000}"#] => usage(90012, 50, 0);
+    billed_gemini_tool_use_and_thoughts: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"thoughtsTokenCount":8,"toolUsePromptTokenCount":30,"totalTokenCount":100}"#] => usage(42, 58, 0);
+    billed_gemini_total_above_counts: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"totalTokenCount":500}"#] => usage(450, 50, 0);
+    billed_gemini_total_below_counts_ignored: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"totalTokenCount":3}"#] => usage(12, 50, 0);
+    billed_gemini_stream_tool_use_in_last_chunk: Gemini, [r#"{"promptTokenCount":12}"#, r#"{"promptTokenCount":12,"candidatesTokenCount":5,"toolUsePromptTokenCount":40,"totalTokenCount":57}"#] => usage(52, 5, 0);
+    billed_gemini_total_alone_is_not_usage: Gemini, [r#"{"totalTokenCount":57}"#] => None;
+    billed_openai_total_above_counts: OpenAiChat, [r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":40}"#] => usage(35, 5, 0);
+    billed_openai_total_equal: OpenAiChat, [r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}"#] => usage(10, 5, 0);
+    billed_openai_embeddings_total: OpenAiChat, [r#"{"prompt_tokens":10,"total_tokens":10}"#] => usage(10, 0, 0);
+    billed_responses_total_above_counts: OpenAiResponses, [r#"{"input_tokens":3,"output_tokens":4,"total_tokens":20}"#] => usage(16, 4, 0);
+    billed_bedrock_total_with_cache: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"cacheReadInputTokens":4,"cacheWriteInputTokens":6,"totalTokens":21}"#] => usage(19, 2, 4);
+    billed_bedrock_total_above_counts: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"totalTokens":30}"#] => usage(28, 2, 0);
+    billed_anthropic_cache_creation: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_creation_input_tokens":700}"#, r#"{"output_tokens":30}"#] => usage(720, 30, 0);
+}
+
+/// Anthropic's `message_start` output count is a placeholder: a stream that ends before its
+/// `message_delta` has no output count, so its usage is incomplete (the input is still known).
+#[test]
+fn anthropic_stream_cut_after_message_start() {
+    let body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":20,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n\
+                event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\n";
+    let mut reader = UsageReader::new(UsageFormat::Anthropic, Framing::Sse);
+    reader.feed(body.as_bytes());
+    assert_eq!(reader.usage(), None);
+    assert_eq!(reader.partial_input(), Some(25));
+    let whole = format!(
+        "{body}data: {{\"type\":\"message_delta\",\"usage\":{{\"output_tokens\":30}}}}\n\n"
+    );
+    let mut reader = UsageReader::new(UsageFormat::Anthropic, Framing::Sse);
+    reader.feed(whole.as_bytes());
+    assert_eq!(reader.usage(), usage(25, 30, 5));
+    // A whole message (not streamed) gives its usage at the top level: complete.
+    let mut reader = UsageReader::new(UsageFormat::Anthropic, Framing::Json);
+    reader.feed(br#"{"type":"message","usage":{"input_tokens":20,"output_tokens":1}}"#);
+    assert_eq!(reader.usage(), usage(20, 1, 0));
 }
