@@ -2,7 +2,6 @@
 //! load; each piece of text the walk hands out scanned once; the matches judged against the
 //! consumer's rules, their roles and fields, and their modes.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use super::compile::{Consumer, Policy, Rule};
@@ -142,15 +141,22 @@ impl<'p> ScanSink<'p> {
                 .unwrap_or(index)
         };
         let matched = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
-        let read: HashSet<(usize, usize, &str)> = located
+        let read: Vec<(usize, usize, &str)> = located
             .iter()
             .filter(|(_, index, _)| source(*index) == *index)
             .map(|(rule, index, range)| (*rule, *index, matched(range)))
             .collect();
+        // The same match may take in a character more or less beside an escape (`\njane@x`
+        // reads `njane@x` as read, `jane@x` decoded): one holding the other is the same match.
+        let also_read = |rule: usize, index: usize, text: &str| {
+            read.iter().any(|(r, i, seen)| {
+                *r == rule && *i == index && (seen.contains(text) || text.contains(seen))
+            })
+        };
         located
             .iter()
             .filter(|(rule, index, range)| {
-                source(*index) == *index || !read.contains(&(*rule, source(*index), matched(range)))
+                source(*index) == *index || !also_read(*rule, source(*index), matched(range))
             })
             .filter_map(|(rule, index, range)| {
                 let piece = self.pieces.get(*index)?;
