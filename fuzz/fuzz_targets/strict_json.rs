@@ -1,7 +1,7 @@
 //! Bytes through Posturio's JSON reader and `strict_json::validate`, compared with serde_json.
 //! The reader must accept exactly what serde_json accepts and hand over the same strings and
 //! structure. `validate` must agree with serde_json on every document that has no duplicate key
-//! and is nested at most `MAX_DEPTH` deep, and refuse every other one. `read_body` must agree
+//! (letter case folded, as Go and .NET decoders compare keys) and is nested at most `MAX_DEPTH` deep, and refuse every other one. `read_body` must agree
 //! with `validate` too, and find the top-level model where serde_json finds it.
 #![no_main]
 
@@ -10,7 +10,7 @@ use std::fmt;
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::extract::{read_body, BodyError};
 use posturio::policy::json_reader::Reader;
-use posturio::policy::strict_json::{validate, JsonError, Violation, MAX_DEPTH};
+use posturio::policy::strict_json::{fold_eq, validate, JsonError, Violation, MAX_DEPTH};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON document as serde_json reads it, keys kept in order and duplicates kept. Numbers
@@ -32,14 +32,14 @@ impl Json {
         }
     }
 
-    /// Every key that appears twice in one object, anywhere.
+    /// Every key that appears twice in one object, anywhere, letter case folded.
     fn duplicates(&self, out: &mut Vec<String>) {
         match self {
             Json::Scalar | Json::Str(_) => {}
             Json::Array(items) => items.iter().for_each(|item| item.duplicates(out)),
             Json::Object(pairs) => {
                 for (i, (key, value)) in pairs.iter().enumerate() {
-                    if pairs[..i].iter().any(|(k, _)| k == key) {
+                    if pairs[..i].iter().any(|(k, _)| fold_eq(k, key)) {
                         out.push(key.clone());
                     }
                     value.duplicates(out);
@@ -136,6 +136,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(
                 duplicates.contains(key),
                 "named {key:?}, duplicates {duplicates:?}"
+            );
+        }
+        (Err(JsonError::Violation(Violation::CaseVariant { key, of })), false, _) => {
+            assert!(
+                duplicates.contains(key) && fold_eq(key, of) && key != of,
+                "named {key:?} as a variant of {of:?}, duplicates {duplicates:?}"
             );
         }
         (Err(JsonError::Violation(Violation::TooDeep)), _, false) => {}
