@@ -191,6 +191,7 @@ cases! {
     invoke_titan_variation: "default", INVOKE, r#"{"taskType":"IMAGE_VARIATION","imageVariationParams":{"text":"x","images":["{PNG}"]}}"# => opaque();
     invoke_stability_init_image: "default", INVOKE, r#"{"prompt":"x","init_image":"{PNG}"}"# => opaque();
     invoke_data_url_value: "default", INVOKE, r#"{"inputs":[{"payload":"data:image/png;base64,{PNG}"}]}"# => opaque();
+    invoke_tool_schema_allowed: "default", INVOKE, r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"fetch","description":"d","input_schema":{"type":"object","properties":{"url":{"type":"string"},"file_path":{"type":"string"}}}}]}"# => None;
     converse_additional_images: "default", CONVERSE, r#"{"messages":[{"role":"user","content":[{"text":"describe"}]}],"additionalModelRequestFields":{"images":["{PNG}"]}}"# => opaque();
     converse_additional_text: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"extra_prompt":"{J}"}}"# => blocked("jailbreak");
     converse_additional_plain_allowed: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"top_k":5,"mode":"fast"}}"# => None;

@@ -795,6 +795,8 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         (GeminiGenerate, "generationConfig" | "generation_config")
         | (BedrockConverse, "inferenceConfig")
         | (_, "stream_options") => Place::Settings,
+        // Tool definitions are read as in every family (their property names are not media).
+        (BedrockInvoke, "tools" | "tool_choice" | "toolConfig") => Place::Subtree(Slot::Other),
         (BedrockConverse, "additionalModelRequestFields") | (BedrockInvoke, _) => {
             Place::ModelFields
         }
