@@ -1,8 +1,10 @@
 //! Bytes through Posturio's JSON reader and `strict_json::validate`, compared with serde_json.
 //! The reader must accept exactly what serde_json accepts and hand over the same strings and
 //! structure. `validate` must agree with serde_json on every document that has no duplicate key
-//! (letter case folded, as Go and .NET decoders compare keys) and is nested at most `MAX_DEPTH` deep, and refuse every other one. `read_body` must agree
-//! with `validate` too, and find the top-level model where serde_json finds it.
+//! (letter case folded, as Go and .NET decoders compare keys) and is nested at most `MAX_DEPTH`
+//! deep, and refuse every other one. `read_body` must agree with `validate` too (but may also
+//! refuse a case variant of a key it reads), and find the top-level model where serde_json
+//! finds it.
 #![no_main]
 
 use std::fmt;
@@ -29,6 +31,15 @@ impl Json {
             Json::Scalar | Json::Str(_) => 0,
             Json::Array(items) => 1 + items.iter().map(Json::depth).max().unwrap_or(0),
             Json::Object(pairs) => 1 + pairs.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
+        }
+    }
+
+    /// Whether `key` is a key of some object, anywhere.
+    fn has_key(&self, key: &str) -> bool {
+        match self {
+            Json::Scalar | Json::Str(_) => false,
+            Json::Array(items) => items.iter().any(|item| item.has_key(key)),
+            Json::Object(pairs) => pairs.iter().any(|(k, v)| k == key || v.has_key(key)),
         }
     }
 
@@ -153,6 +164,17 @@ fuzz_target!(|data: &[u8]| {
     // read_body: the same strictness, plus a top-level object with a string model.
     match (&strict, &body) {
         (Err(_), Ok(_)) => panic!("read_body accepted what validate refuses"),
+        // Where the walk reads keys, it also refuses a case variant of one it reads (`mOdel`),
+        // which `validate`, reading no key, has no reason to refuse.
+        (
+            Ok(()),
+            Err(BodyError::Json(JsonError::Violation(Violation::CaseVariant { key, of }))),
+        ) => {
+            assert!(
+                doc.has_key(key) && fold_eq(key, of) && key != of,
+                "read_body named {key:?} as a variant of {of:?}"
+            );
+        }
         (Ok(()), Err(BodyError::Json(error))) => {
             panic!("read_body refused as JSON ({error}) what validate accepts")
         }
