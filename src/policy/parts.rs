@@ -151,6 +151,7 @@ const CONVERSE_KEYS: &[&str] = &[
 ];
 
 /// Every family's list of the keys its readable parts use.
+#[cfg(test)]
 pub(crate) const READ_PART_KEYS: [&[&str]; 5] = [
     OPENAI_KEYS,
     RESPONSES_KEYS,

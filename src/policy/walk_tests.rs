@@ -450,6 +450,8 @@ fn read_keys_are_distinct_once_folded() {
         .collect();
     for a in &all {
         assert_eq!(super::read_key_variant(a), None, "{a}");
+        let variant = a.to_ascii_uppercase();
+        assert_eq!(super::read_key_variant(&variant), Some(*a), "{a}");
     }
 }
 
