@@ -23,13 +23,15 @@ const POLICY: &str = r#"{
   "consumers": {
     "default": { "models": ["*"], "rules": ["no-secrets", "no-email", "jailbreak"] },
     "fields": { "models": ["*"], "rules": ["sec-prompt"] },
-    "narrow": { "models": ["gpt-4o-mini"], "rules": [] }
+    "narrow": { "models": ["gpt-4o-mini"], "rules": [] },
+    "no-refs": { "models": ["*"], "rules": ["no-references"] }
   },
   "rules": [
     { "id": "no-secrets", "detect": "secrets", "action": "block" },
     { "id": "no-email", "detect": "email", "action": "redact" },
     { "id": "jailbreak", "pattern": "(?i)ignore (all )?previous instructions", "action": "block", "roles": ["user"] },
-    { "id": "sec-prompt", "detect": "secrets", "action": "block", "fields": ["prompt", "system"] }
+    { "id": "sec-prompt", "detect": "secrets", "action": "block", "fields": ["prompt", "system"] },
+    { "id": "no-references", "pattern": "^(previous_response_id|conversation|cachedContent|mcp_servers|vector_store_ids|server_url|data_sources)$", "action": "block" }
   ]
 }"#;
 
@@ -223,4 +225,13 @@ cases! {
     file_id_in_metadata: "default", CHAT, r#"{"model":"gpt-4o","messages":[],"attachments":[{"file_id":"file-abc"}]}"# => opaque();
     file_id_camel: "default", GEMINI, r#"{"contents":[],"toolConfig":{"fileId":"f"}}"# => opaque();
     file_id_allowed_without_rules: "narrow", CHAT, r#"{"model":"gpt-4o-mini","messages":[],"tools":[{"type":"code_interpreter","container":{"file_ids":["file-abc"]}}]}"# => None;
+}
+
+// Content by reference is not seen; the documented remedy, a rule naming the keys, holds.
+cases! {
+    reference_previous_response: "no-refs", RESPONSES, r#"{"model":"gpt-4o","input":"go on","previous_response_id":"resp_1"}"# => blocked("no-references");
+    reference_gemini_cache: "no-refs", GEMINI, r#"{"cachedContent":"cachedContents/abc","contents":[{"parts":[{"text":"continue"}]}]}"# => blocked("no-references");
+    reference_anthropic_mcp: "no-refs", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"use it"}],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"# => blocked("no-references");
+    reference_named_in_text_passes: "no-refs", RESPONSES, r#"{"model":"gpt-4o","input":"what is a previous_response_id?"}"# => None;
+    reference_without_the_rule: "default", RESPONSES, r#"{"model":"gpt-4o","input":"go on","previous_response_id":"resp_1"}"# => None;
 }
