@@ -252,7 +252,7 @@ fn scenario(shared: &Shared, thread: usize, round: usize, tally: &mut Tally) {
         }
         9 => {
             tally.refused_ids.insert(id.clone());
-            let bodies: [(&[u8], &str); 5] = [
+            let bodies: [(&[u8], &str); 7] = [
                 (b"{\"model\":\"gpt-4o-mini\",\"messages\":[", "invalid_json"),
                 (b"{\"model\":\"gpt-4o-mini\",}", "invalid_json"),
                 (
@@ -266,6 +266,16 @@ fn scenario(shared: &Shared, thread: usize, round: usize, tally: &mut Tally) {
                 (
                     b"{\"model\":\"gpt-4o-mini\"} {\"model\":\"gpt-4o\"}",
                     "invalid_json",
+                ),
+                // Keys equal once case is folded: decoders that ignore case read the second.
+                (
+                    b"{\"model\":\"gpt-4o-mini\",\"Model\":\"gpt-4o\"}",
+                    "duplicate_key",
+                ),
+                (
+                    "{\"model\":\"gpt-4o-mini\",\"messages\":[],\"me\u{17f}\u{17f}ages\":[]}"
+                        .as_bytes(),
+                    "duplicate_key",
                 ),
             ];
             let (body, code) = bodies[round % bodies.len()];

@@ -1,8 +1,10 @@
 //! Bytes through Posturio's JSON reader and `strict_json::validate`, compared with serde_json.
 //! The reader must accept exactly what serde_json accepts and hand over the same strings and
 //! structure. `validate` must agree with serde_json on every document that has no duplicate key
-//! and is nested at most `MAX_DEPTH` deep, and refuse every other one. `read_body` must agree
-//! with `validate` too, and find the top-level model where serde_json finds it.
+//! (letter case folded, as Go and .NET decoders compare keys) and is nested at most `MAX_DEPTH`
+//! deep, and refuse every other one. `read_body` must agree with `validate` too (but may also
+//! refuse a case variant of a key it reads), and find the top-level model where serde_json
+//! finds it.
 #![no_main]
 
 use std::fmt;
@@ -10,7 +12,7 @@ use std::fmt;
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::extract::{read_body, BodyError};
 use posturio::policy::json_reader::Reader;
-use posturio::policy::strict_json::{validate, JsonError, Violation, MAX_DEPTH};
+use posturio::policy::strict_json::{fold_eq, validate, JsonError, Violation, MAX_DEPTH};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON document as serde_json reads it, keys kept in order and duplicates kept. Numbers
@@ -32,14 +34,23 @@ impl Json {
         }
     }
 
-    /// Every key that appears twice in one object, anywhere.
+    /// Whether `key` is a key of some object, anywhere.
+    fn has_key(&self, key: &str) -> bool {
+        match self {
+            Json::Scalar | Json::Str(_) => false,
+            Json::Array(items) => items.iter().any(|item| item.has_key(key)),
+            Json::Object(pairs) => pairs.iter().any(|(k, v)| k == key || v.has_key(key)),
+        }
+    }
+
+    /// Every key that appears twice in one object, anywhere, letter case folded.
     fn duplicates(&self, out: &mut Vec<String>) {
         match self {
             Json::Scalar | Json::Str(_) => {}
             Json::Array(items) => items.iter().for_each(|item| item.duplicates(out)),
             Json::Object(pairs) => {
                 for (i, (key, value)) in pairs.iter().enumerate() {
-                    if pairs[..i].iter().any(|(k, _)| k == key) {
+                    if pairs[..i].iter().any(|(k, _)| fold_eq(k, key)) {
                         out.push(key.clone());
                     }
                     value.duplicates(out);
@@ -138,6 +149,12 @@ fuzz_target!(|data: &[u8]| {
                 "named {key:?}, duplicates {duplicates:?}"
             );
         }
+        (Err(JsonError::Violation(Violation::CaseVariant { key, of })), false, _) => {
+            assert!(
+                duplicates.contains(key) && fold_eq(key, of) && key != of,
+                "named {key:?} as a variant of {of:?}, duplicates {duplicates:?}"
+            );
+        }
         (Err(JsonError::Violation(Violation::TooDeep)), _, false) => {}
         (Err(error), _, _) => {
             panic!("strict_json refused with {error} (duplicates {duplicates:?}, depth {depth})")
@@ -147,6 +164,17 @@ fuzz_target!(|data: &[u8]| {
     // read_body: the same strictness, plus a top-level object with a string model.
     match (&strict, &body) {
         (Err(_), Ok(_)) => panic!("read_body accepted what validate refuses"),
+        // Where the walk reads keys, it also refuses a case variant of one it reads (`mOdel`),
+        // which `validate`, reading no key, has no reason to refuse.
+        (
+            Ok(()),
+            Err(BodyError::Json(JsonError::Violation(Violation::CaseVariant { key, of }))),
+        ) => {
+            assert!(
+                doc.has_key(key) && fold_eq(key, of) && key != of,
+                "read_body named {key:?} as a variant of {of:?}"
+            );
+        }
         (Ok(()), Err(BodyError::Json(error))) => {
             panic!("read_body refused as JSON ({error}) what validate accepts")
         }

@@ -358,7 +358,9 @@ fn opaque_reply(kind: &str, shape: ApiFamily) -> Reply {
 
 pub(crate) fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
     let code = match &error {
-        BodyError::Json(JsonError::Violation(Violation::DuplicateKey(_))) => Code::DuplicateKey,
+        BodyError::Json(JsonError::Violation(
+            Violation::DuplicateKey(_) | Violation::CaseVariant { .. },
+        )) => Code::DuplicateKey,
         BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
         BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
     };

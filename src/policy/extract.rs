@@ -108,6 +108,15 @@ mod tests {
         )))
     }
 
+    fn variant(key: &str, of: &str) -> Result<String, BodyError> {
+        Err(BodyError::Json(JsonError::Violation(
+            Violation::CaseVariant {
+                key: key.into(),
+                of: of.into(),
+            },
+        )))
+    }
+
     fn syntax() -> Result<String, BodyError> {
         Err(BodyError::Json(JsonError::Syntax(String::new())))
     }
@@ -117,6 +126,9 @@ mod tests {
         model_last: r#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o"}"# => Ok("gpt-4o".into());
         escaped_model: r#"{"model":"gpt\u002d4o"}"# => Ok("gpt-4o".into());
         escaped_key: r#"{"m\u006fdel":"gpt-4o"}"# => Ok("gpt-4o".into());
+        // Found by the strict_json fuzz target: a lone case variant of `model`, escaped.
+        case_variant_of_model: r#"{"moeel":"a","m\u004fdel":"b"}"# => variant("mOdel", "model");
+        case_variant_beside_model: r#"{"model":"a","MODEL":"b"}"# => variant("MODEL", "model");
         nested_model_ignored: r#"{"model":"a","metadata":{"model":"b"}}"# => Ok("a".into());
         empty: "" => Err(BodyError::Empty);
         whitespace_only: "  \n" => Err(BodyError::Empty);

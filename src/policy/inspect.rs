@@ -96,6 +96,9 @@ pub struct ScanSink<'p> {
     pieces: Vec<Range<usize>>,
     /// Where each piece sits in the body.
     at: Vec<TextAt>,
+    /// For a piece that is the decoded form of a string (`TextSink::decoded`), the piece of
+    /// that string as it was read.
+    decoded_from: Vec<Option<usize>>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -105,16 +108,21 @@ impl<'p> ScanSink<'p> {
             text: String::with_capacity(capacity),
             pieces: Vec::new(),
             at: Vec::new(),
+            decoded_from: Vec::new(),
         }
     }
 
     /// Scans everything gathered; the matches with ranges relative to their own piece.
+    ///
+    /// A match in the decoded form of a string that the same rule also made, on the same
+    /// text, in the string as read is dropped: the string's own match is the one to act on (a
+    /// redaction can be made there). Only what the escapes hid is left to the decoded form.
     pub fn finish(self) -> Vec<Hit> {
         let mut scratch = Vec::new();
         let mut found = Vec::new();
         self.scanner
             .scan(&self.text, &self.pieces, &mut scratch, &mut found);
-        found
+        let located: Vec<(usize, usize, Range<usize>)> = found
             .into_iter()
             .filter_map(|(rule, range)| {
                 let index = self
@@ -122,22 +130,47 @@ impl<'p> ScanSink<'p> {
                     .partition_point(|piece| piece.start <= range.start)
                     .checked_sub(1)?;
                 let piece = self.pieces.get(index)?;
-                if range.end > piece.end {
-                    return None;
-                }
+                (range.end <= piece.end).then_some((rule, index, range))
+            })
+            .collect();
+        let source = |index: usize| {
+            self.decoded_from
+                .get(index)
+                .copied()
+                .flatten()
+                .unwrap_or(index)
+        };
+        let matched = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
+        let read: Vec<(usize, usize, &str)> = located
+            .iter()
+            .filter(|(_, index, _)| source(*index) == *index)
+            .map(|(rule, index, range)| (*rule, *index, matched(range)))
+            .collect();
+        // The same match may take in a character more or less beside an escape (`\njane@x`
+        // reads `njane@x` as read, `jane@x` decoded): one holding the other is the same match.
+        let also_read = |rule: usize, index: usize, text: &str| {
+            read.iter().any(|(r, i, seen)| {
+                *r == rule && *i == index && (seen.contains(text) || text.contains(seen))
+            })
+        };
+        located
+            .iter()
+            .filter(|(rule, index, range)| {
+                source(*index) == *index || !also_read(*rule, source(*index), matched(range))
+            })
+            .filter_map(|(rule, index, range)| {
+                let piece = self.pieces.get(*index)?;
                 Some(Hit {
-                    rule,
-                    at: *self.at.get(index)?,
+                    rule: *rule,
+                    at: *self.at.get(*index)?,
                     range: range.start.checked_sub(piece.start)?
                         ..range.end.checked_sub(piece.start)?,
                 })
             })
             .collect()
     }
-}
 
-impl TextSink for ScanSink<'_> {
-    fn text(&mut self, text: &str, at: TextAt) {
+    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<usize>) {
         // An empty string holds no match; the pieces stay non-empty.
         if text.is_empty() {
             return;
@@ -146,7 +179,29 @@ impl TextSink for ScanSink<'_> {
         self.text.push_str(text);
         self.pieces.push(start..self.text.len());
         self.at.push(at);
+        self.decoded_from.push(decoded_from);
         self.text.push('\n');
+    }
+}
+
+impl TextSink for ScanSink<'_> {
+    fn text(&mut self, text: &str, at: TextAt) {
+        self.push(text, at, None);
+    }
+
+    fn decoded(&mut self, text: &str, at: TextAt) {
+        // The string as read is the last piece that is not itself a decoded form.
+        let from = self
+            .decoded_from
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(index, from)| from.is_none().then_some(index));
+        let at = TextAt {
+            ordinal: None,
+            ..at
+        };
+        self.push(text, at, from);
     }
 }
 
@@ -286,3 +341,7 @@ mod tests;
 #[cfg(test)]
 #[path = "inspect_family_tests.rs"]
 mod family_tests;
+
+#[cfg(test)]
+#[path = "inspect_differential_tests.rs"]
+mod differential_tests;

@@ -150,6 +150,16 @@ const CONVERSE_KEYS: &[&str] = &[
     "redactedContent",
 ];
 
+/// Every family's list of the keys its readable parts use.
+#[cfg(test)]
+pub(crate) const READ_PART_KEYS: [&[&str]; 5] = [
+    OPENAI_KEYS,
+    RESPONSES_KEYS,
+    ANTHROPIC_KEYS,
+    GEMINI_KEYS,
+    CONVERSE_KEYS,
+];
+
 /// Whether a part with these keys (`bad_key`: the first one its family does not read, if any)
 /// and this `type` is read. `item`: a Responses API input item, which may leave out `type`
 /// (a message). Returns what to call the part when it is not read.

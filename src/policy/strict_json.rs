@@ -3,12 +3,16 @@
 //! serde_json already refuses what RFC 8259 forbids (bad syntax, invalid UTF-8, lone
 //! surrogates, trailing data once `end` is called). On top of that, a key that appears twice in
 //! one object is refused, because parsers disagree on which copy wins: a duplicate is a way to
-//! show the filter one value and the provider another. Nesting is bounded, so a deeply nested
-//! body is a clear error rather than a deep recursion.
+//! show the filter one value and the provider another. Two keys that differ only in letter case
+//! are refused the same way: Go's `encoding/json` and .NET match keys without regard to case
+//! (Unicode simple folding, so `ſ` is `s` and the Kelvin sign is `k`), and the last copy wins
+//! there. Nesting is bounded, so a deeply nested body is a clear error rather than a deep
+//! recursion.
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -25,6 +29,12 @@ pub const MAX_DEPTH: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     DuplicateKey(String),
+    /// `key` equals `of` once letter case is folded, without being the same key: `of` is an
+    /// earlier key of the same object, or a key the filter reads at that place.
+    CaseVariant {
+        key: String,
+        of: String,
+    },
     TooDeep,
 }
 
@@ -38,6 +48,13 @@ impl fmt::Display for Violation {
                     shorten(key)
                 )
             }
+            Violation::CaseVariant { key, of } => write!(
+                f,
+                "the key \"{}\" differs from the key \"{}\" only in letter case, and some \
+                 providers read both as one",
+                shorten(key),
+                shorten(of)
+            ),
             Violation::TooDeep => write!(f, "JSON nested deeper than {MAX_DEPTH} levels"),
         }
     }
@@ -52,13 +69,63 @@ pub fn shorten(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// The keys seen so far in one object. Small objects (most of a request) keep them in place,
-/// without allocating; large ones switch to a hash set, so a body made of one huge object cannot
-/// make the check quadratic.
+/// One character as a case-insensitive key match sees it: its simple uppercase, then that
+/// one's simple lowercase, where each is a single character. This puts every character of a
+/// simple case-folding orbit on one representative (`ſ`, `S` and `s` on `s`; `K`, `k` and the
+/// Kelvin sign on `k`), and errs towards joining more characters, never fewer.
+pub fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    let mut upper = c.to_uppercase();
+    let upper = match (upper.next(), upper.next()) {
+        (Some(upper), None) => upper,
+        _ => c,
+    };
+    let mut lower = upper.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(lower), None) => lower,
+        _ => upper,
+    }
+}
+
+/// Whether two keys are one key to a decoder that ignores letter case.
+pub fn fold_eq(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars().map(fold_char).eq(b.chars().map(fold_char))
+}
+
+fn folded(key: &str) -> String {
+    key.chars().map(fold_char).collect()
+}
+
+/// A key already in the set, equal to the new one exactly or once case is folded.
+pub enum Seen {
+    Exact,
+    Variant(String),
+}
+
+impl Seen {
+    pub fn violation(self, key: Cow<'_, str>) -> Violation {
+        match self {
+            Seen::Exact => Violation::DuplicateKey(key.into_owned()),
+            Seen::Variant(of) => Violation::CaseVariant {
+                key: key.into_owned(),
+                of,
+            },
+        }
+    }
+}
+
+/// The keys seen so far in one object, compared with letter case folded. Small objects (most
+/// of a request) keep them in place, without allocating; large ones switch to a hash map from
+/// the folded key, so a body made of one huge object cannot make the check quadratic.
 pub struct KeySet<'de> {
     small: [Option<Cow<'de, str>>; SMALL_OBJECT],
     len: usize,
-    large: Option<HashSet<Cow<'de, str>>>,
+    large: Option<HashMap<String, Cow<'de, str>>>,
 }
 
 const SMALL_OBJECT: usize = 8;
@@ -72,14 +139,27 @@ impl<'de> KeySet<'de> {
         }
     }
 
-    /// Adds a key; false if it was already there.
-    pub fn insert(&mut self, key: Cow<'de, str>) -> bool {
-        if let Some(large) = &mut self.large {
-            return large.insert(key);
+    /// Adds a key; the earlier key it repeats, if any.
+    pub fn insert(&mut self, key: Cow<'de, str>) -> Result<(), Seen> {
+        fn seen(known: &str, key: &str) -> Seen {
+            if known == key {
+                Seen::Exact
+            } else {
+                Seen::Variant(known.to_owned())
+            }
         }
-        let seen = self.small.get(..self.len).unwrap_or_default();
-        if seen.iter().flatten().any(|known| *known == key) {
-            return false;
+        if let Some(large) = &mut self.large {
+            return match large.entry(folded(&key)) {
+                Entry::Occupied(known) => Err(seen(known.get(), &key)),
+                Entry::Vacant(slot) => {
+                    slot.insert(key);
+                    Ok(())
+                }
+            };
+        }
+        let known = self.small.get(..self.len).unwrap_or_default();
+        if let Some(known) = known.iter().flatten().find(|known| fold_eq(known, &key)) {
+            return Err(seen(known, &key));
         }
         match self.small.get_mut(self.len) {
             Some(slot) => {
@@ -87,13 +167,17 @@ impl<'de> KeySet<'de> {
                 self.len = self.len.saturating_add(1);
             }
             None => {
-                let mut large: HashSet<Cow<'de, str>> =
-                    self.small.iter_mut().filter_map(Option::take).collect();
-                large.insert(key);
+                let mut large: HashMap<String, Cow<'de, str>> = self
+                    .small
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .map(|known| (folded(&known), known))
+                    .collect();
+                large.insert(folded(&key), key);
                 self.large = Some(large);
             }
         }
-        true
+        Ok(())
     }
 }
 
@@ -209,8 +293,8 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         let value = self.nested()?;
         let mut keys = KeySet::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if !keys.insert(key.clone()) {
-                return Err(self.fail(Violation::DuplicateKey(key.into_owned())));
+            if let Err(seen) = keys.insert(key.clone()) {
+                return Err(self.fail(seen.violation(key)));
             }
             map.next_value_seed(value)?;
         }
@@ -243,7 +327,7 @@ pub fn classify_error(error: impl fmt::Display, violation: &Cell<Option<Violatio
     }
 }
 
-/// Checks a whole document: valid JSON, no duplicate key anywhere, bounded depth, nothing after it.
+/// Checks a whole document: valid JSON, no duplicate key anywhere (letter case folded), bounded depth, nothing after it.
 pub fn validate(bytes: &[u8]) -> Result<(), JsonError> {
     let violation = Cell::new(None);
     let mut reader = Reader::new(bytes).map_err(|error| classify_error(error, &violation))?;
@@ -292,6 +376,64 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_keys_equal_once_case_is_folded() {
+        for (bad, key, of) in [
+            (r#"{"model":"a","Model":"b"}"#, "Model", "model"),
+            (r#"{"x":{"STREAM":1,"stream":2}}"#, "stream", "STREAM"),
+            (
+                r#"{"messages":1,"me\u017f\u017fages":2}"#,
+                "me\u{17f}\u{17f}ages",
+                "messages",
+            ),
+            (r#"{"k":1,"\u212a":2}"#, "\u{212a}", "k"),
+            (
+                r#"{"stra\u00dfe":1,"stra\u1e9ee":2}"#,
+                "stra\u{1e9e}e",
+                "stra\u{df}e",
+            ),
+        ] {
+            let of = of.to_owned();
+            let key = key.to_owned();
+            assert_eq!(
+                validate(bad.as_bytes()),
+                Err(JsonError::Violation(Violation::CaseVariant { key, of })),
+                "{bad}"
+            );
+        }
+        // Full case mappings that are not simple folds stay apart (`ß` is not `ss`).
+        assert_eq!(validate(br#"{"stra\u00dfe":1,"strasse":2}"#), Ok(()));
+    }
+
+    #[test]
+    fn folded_characters() {
+        for (a, b) in [
+            ('A', 'a'),
+            ('\u{17f}', 's'),
+            ('\u{212a}', 'k'),
+            ('\u{3a3}', '\u{3c2}'),
+        ] {
+            assert_eq!(fold_char(a), fold_char(b), "{a:?} {b:?}");
+        }
+        assert_ne!(fold_char('\u{130}'), fold_char('i'));
+    }
+
+    #[test]
+    fn case_variant_found_in_large_object() {
+        let mut body = String::from("{");
+        for i in 0..1000 {
+            body.push_str(&format!("\"k{i}\":{i},"));
+        }
+        body.push_str("\"K500\":0}");
+        assert_eq!(
+            validate(body.as_bytes()),
+            Err(JsonError::Violation(Violation::CaseVariant {
+                key: "K500".into(),
+                of: "k500".into()
+            }))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::extract::{BodyError, ModelField};
 use super::json_reader::{Raw, Reader};
 use super::limits::{watched, Watched, WATCHED_KINDS};
 use super::parts::{opaque_part, unread_key, Family};
-use super::strict_json::{classify_error, KeySeed, KeySet, Violation, MAX_DEPTH};
+use super::strict_json::{classify_error, fold_char, KeySeed, KeySet, Violation, MAX_DEPTH};
 
 /// What a piece of text is to the model, before its message's role is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,18 @@ pub struct TextAt {
 /// Receives every string of the body as it is read.
 pub trait TextSink {
     fn text(&mut self, text: &str, at: TextAt);
+
+    /// The text of the string last handed out, with the JSON escapes inside it decoded (see
+    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place.
+    fn decoded(&mut self, text: &str, at: TextAt) {
+        self.text(
+            text,
+            TextAt {
+                ordinal: None,
+                ..at
+            },
+        );
+    }
 }
 
 /// A sink that ignores text: validation and model extraction only.
@@ -236,6 +248,13 @@ enum Place {
     Role,
     /// Responses API `input`: a prompt string or a list of items.
     ResponsesInput,
+    /// Responses API `instructions`: system text, or a list of items, each with its own role.
+    Instructions,
+    /// Fields of a model's own request format that the filter does not map: the rest of a
+    /// Bedrock InvokeModel body, and Converse `additionalModelRequestFields`, which Bedrock
+    /// hands to the model. A string here is judged as the user's prompt, and a key or value
+    /// that names an image, a file or other media is opaque.
+    ModelFields,
     /// Text, or parts holding text, of the given kind. Objects here are content parts.
     Text(Slot),
     /// Everything beneath is of this kind, keys included (tool arguments are free-form JSON).
@@ -244,6 +263,9 @@ enum Place {
     PartType,
     /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
     InnerRequest,
+    /// An object of settings the filter reads some members of: `stream_options`, Gemini's
+    /// `generationConfig`, Converse's `inferenceConfig`.
+    Settings,
     /// A Responses API `prompt` (a stored template), and its `variables` (Bedrock Converse's
     /// `promptVariables`), whose values are text or input parts put into the prompt.
     PromptTemplate,
@@ -298,13 +320,23 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
     fn slot(&self) -> Slot {
         match self.place {
             Place::Text(slot) | Place::Subtree(slot) => slot,
-            Place::ResponsesInput => Slot::Prompt,
+            Place::ResponsesInput | Place::Messages | Place::ModelFields => Slot::Prompt,
+            Place::Instructions => Slot::System,
+            // A bare string where a message is expected: its message's content.
+            Place::Message => Slot::MessageContent,
             _ => Slot::Other,
         }
     }
 
     /// A string value: counted, and handed to the sink (a role is recorded instead).
     fn string<E: de::Error>(&self, text: &str) -> Result<(), E> {
+        if self.place == Place::Message {
+            // A bare string where a message is expected is read as a turn of its own.
+            self.default_role(None);
+        }
+        if self.place == Place::ModelFields && text.trim_start().starts_with("data:") {
+            self.opaque("inline data");
+        }
         let mut state = self
             .shared
             .state
@@ -317,7 +349,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
                 .message
                 .and_then(|index| state.walked.roles.get_mut(index as usize))
             {
-                *role = Some(role_name(text));
+                *role = Some(role_name(Family::of(self.shared.endpoint), text));
             }
             // Scanned like every string, as a key is: without an ordinal (a redaction there
             // would change the role, so it blocks) and outside any role.
@@ -338,6 +370,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             slot: self.slot(),
         };
         state.sink.text(text, at);
+        decoded_layers(text, at, &mut *state.sink);
         Ok(())
     }
 
@@ -353,6 +386,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             slot,
         };
         state.sink.text(key, at);
+        decoded_layers(key, at, &mut *state.sink);
         Ok(())
     }
 
@@ -415,6 +449,23 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             .and_then(|mut state| state.part_type.take())
     }
 
+    /// Whether the filter reads meaning from the keys of an object here: the top level, a
+    /// message, a content part, a stored prompt, an object whose members the limits read. A
+    /// key there that differs from one the filter reads only in letter case is refused (see
+    /// `read_key_variant`).
+    fn reads_keys(&self) -> bool {
+        self.watched.is_some()
+            || matches!(
+                self.place,
+                Place::Top
+                    | Place::InnerRequest
+                    | Place::Message
+                    | Place::Text(_)
+                    | Place::PromptTemplate
+                    | Place::Settings
+            )
+    }
+
     /// Whether an object here is a content part (see `parts`): anything where text or parts
     /// are read, and each Responses API input item.
     fn is_part(&self) -> bool {
@@ -431,7 +482,8 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             Place::Top | Place::InnerRequest => top_level_place(self.shared.endpoint, key),
             Place::Message => match key {
                 "role" => Place::Role,
-                "content" | "parts" | "name" => Place::Text(Slot::MessageContent),
+                // `message`: a Cohere Command R `chat_history` turn.
+                "content" | "parts" | "name" | "message" => Place::Text(Slot::MessageContent),
                 "tool_calls" | "function_call" | "arguments" | "input" => {
                     Place::Subtree(Slot::ToolArguments)
                 }
@@ -456,18 +508,36 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             Place::PromptTemplate if key == "variables" => Place::Variables,
             Place::Variables => Place::Text(Slot::Prompt),
             Place::Subtree(slot) => Place::Subtree(slot),
+            Place::ModelFields => Place::ModelFields,
             Place::Messages
             | Place::Role
             | Place::ResponsesInput
+            | Place::Instructions
+            | Place::Settings
             | Place::PartType
             | Place::PromptTemplate => Place::Subtree(Slot::Other),
         }
     }
 }
 
-/// A message's role, without a copy when it is one of the roles the APIs define.
-fn role_name(text: &str) -> Cow<'static, str> {
-    const KNOWN: [&str; 7] = [
+/// A message's role, without a copy when it is one its family defines. Any other role, one
+/// another family defines included (`model` in an OpenAI chat, `system` in an Anthropic or
+/// Converse turn, `assistant` in a Gemini one), is copied, and judged as the user's: a
+/// provider lenient about roles reads it so.
+fn role_name(family: Family, text: &str) -> Cow<'static, str> {
+    const OPENAI: &[&str] = &[
+        "user",
+        "assistant",
+        "system",
+        "developer",
+        "tool",
+        "function",
+    ];
+    const RESPONSES: &[&str] = &["user", "assistant", "system", "developer"];
+    const USER_ASSISTANT: &[&str] = &["user", "assistant"];
+    const GEMINI: &[&str] = &["user", "model"];
+    // An InvokeModel body is in the model's own format, which may be any of the others.
+    const ANY: &[&str] = &[
         "user",
         "assistant",
         "system",
@@ -476,33 +546,345 @@ fn role_name(text: &str) -> Cow<'static, str> {
         "function",
         "model",
     ];
-    match KNOWN.iter().find(|known| **known == text) {
+    let known = match family {
+        Family::OpenAi => OPENAI,
+        Family::Responses => RESPONSES,
+        Family::Anthropic | Family::Converse => USER_ASSISTANT,
+        Family::Gemini => GEMINI,
+        Family::Invoke => ANY,
+    };
+    match known.iter().find(|known| **known == text) {
         Some(known) => Cow::Borrowed(known),
         None => Cow::Owned(text.to_owned()),
     }
 }
 
 /// Keys outside content parts that carry what the filter cannot read: a chat message's `audio`
-/// (an earlier answer's audio, by id), and the image fields of the InvokeModel bodies of
-/// Amazon Titan, Cohere and Meta models.
-fn opaque_key(endpoint: Endpoint, place: Place, key: &str) -> Option<&'static str> {
-    match (place, key) {
-        (Place::Message, "audio") if endpoint != Endpoint::Responses => Some("audio"),
-        (Place::Top, "inputImage" | "images" | "image") if endpoint == Endpoint::BedrockInvoke => {
-            Some("image")
-        }
+/// (an earlier answer's audio, by id), a file by id anywhere (a code interpreter's container,
+/// a tool's resources: the same file an `input_file` part would send), and in a model's own
+/// fields (`ModelFields`) any key that names an image, a file or other media.
+/// `place` is the object's, `value` the place of the value under `key`.
+fn opaque_key(endpoint: Endpoint, place: Place, value: Place, key: &str) -> Option<&'static str> {
+    if is_file_reference(key) {
+        return Some("file");
+    }
+    match (place, value) {
+        (Place::Message, _) if endpoint != Endpoint::Responses && key == "audio" => Some("audio"),
+        (_, Place::ModelFields) => media_key(key),
         _ => None,
     }
+}
+
+/// `file_id`, `file_ids`, `fileId`, ...: a file the provider fetches from its own store.
+fn is_file_reference(key: &str) -> bool {
+    if key.len() > 9 {
+        return false;
+    }
+    let letters = || {
+        key.bytes()
+            .filter(|b| *b != b'_' && *b != b'-')
+            .map(|b| b.to_ascii_lowercase())
+    };
+    letters().eq(b"fileid".iter().copied()) || letters().eq(b"fileids".iter().copied())
+}
+
+/// What a key in a model's own fields names, if it is media the filter cannot read: an image
+/// (`images`, `init_image`, `inputImage`), audio, video, a file or document, raw bytes or
+/// base64 text, a media source or a location in storage.
+fn media_key(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    let label = super::parts::kind_label(&lower);
+    if label != "unrecognised" {
+        return Some(label);
+    }
+    const MEDIA: [&str; 7] = ["media", "base64", "bytes", "s3", "uri", "url", "video"];
+    MEDIA
+        .iter()
+        .any(|word| lower.contains(word))
+        .then_some("media")
+}
+
+/// How many layers of JSON text inside a string are decoded: a string holding the JSON text
+/// of a string holding JSON text is already unusual.
+const DECODED_LAYERS: usize = 3;
+
+/// JSON text inside a string (a tool call's `arguments` is a JSON document in a string; serving
+/// stacks decode it before the model reads it, and models read escapes anyway) may spell text
+/// with escapes: `\u0041KIA...`. Whatever string holds a backslash is decoded as the inside
+/// of a JSON string, leniently (a lone surrogate becomes U+FFFD, an unknown escape stays), and
+/// each layer that differs is handed out too, as decoded text (`TextSink::decoded`).
+fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
+    let mut layer = Cow::Borrowed(text);
+    for _ in 0..DECODED_LAYERS {
+        if !layer.contains('\\') {
+            return;
+        }
+        let Some(next) = unescape(&layer) else {
+            return;
+        };
+        sink.decoded(&next, at);
+        layer = Cow::Owned(next);
+    }
+}
+
+/// The text with its JSON escapes decoded, or `None` when it has none to decode.
+pub(crate) fn unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(rest.get(..at)?);
+        let tail = rest.get(at..)?;
+        let mut chars = tail.chars();
+        chars.next();
+        let decoded = match chars.next() {
+            Some('n') => Some(('\n', 2)),
+            Some('t') => Some(('\t', 2)),
+            Some('r') => Some(('\r', 2)),
+            Some('b') => Some(('\u{8}', 2)),
+            Some('f') => Some(('\u{c}', 2)),
+            Some(c @ ('"' | '\\' | '/')) => Some((c, 2)),
+            Some('u') => unicode_escape(tail),
+            _ => None,
+        };
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                changed = true;
+                rest = tail.get(len..)?;
+            }
+            None => {
+                out.push('\\');
+                rest = tail.get(1..)?;
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// A `\uXXXX` escape at the start of `text` (with its low surrogate, if it is a high one):
+/// the character and the bytes it took. A lone surrogate is U+FFFD, as lenient decoders read it.
+fn unicode_escape(text: &str) -> Option<(char, usize)> {
+    let unit = |from: usize| -> Option<u32> {
+        let hex = text.get(from..from.checked_add(6)?)?;
+        let digits = hex.strip_prefix("\\u")?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let high = unit(0)?;
+    if (0xD800..0xDC00).contains(&high) {
+        if let Some(low) = unit(6).filter(|low| (0xDC00..0xE000).contains(low)) {
+            let code = 0x10000u32
+                .checked_add((high.checked_sub(0xD800)?) << 10)?
+                .checked_add(low.checked_sub(0xDC00)?)?;
+            return Some((char::from_u32(code)?, 12));
+        }
+    }
+    Some((char::from_u32(high).unwrap_or('\u{fffd}'), 6))
+}
+
+/// Every key the filter reads meaning from, in any family: the top level's, a message's, a
+/// content part's, the limits'. Where the filter reads keys (`Node::reads_keys`), a key equal
+/// to one of these once letter case is folded, but not the same, is refused: a provider that
+/// ignores case (Go's `encoding/json`, .NET) would read it as the key the filter passed over.
+/// Matched at run time by `read_key_folded`; a test holds the two in step.
+#[cfg(test)]
+const READ_KEYS: &[&str] = &[
+    // Top level.
+    "model",
+    "messages",
+    "contents",
+    "system",
+    "prompt",
+    "suffix",
+    "input",
+    "instructions",
+    "inputText",
+    "message",
+    "chat_history",
+    "preamble",
+    "documents",
+    "promptVariables",
+    "variables",
+    "systemInstruction",
+    "system_instruction",
+    "generateContentRequest",
+    "generate_content_request",
+    "additionalModelRequestFields",
+    // What the limits read.
+    "stream",
+    "stream_options",
+    "include_usage",
+    "background",
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "n",
+    "best_of",
+    "generationConfig",
+    "generation_config",
+    "maxOutputTokens",
+    "candidateCount",
+    "inferenceConfig",
+    "maxTokens",
+    // Messages.
+    "role",
+    "content",
+    "parts",
+    "name",
+    "tool_calls",
+    "function_call",
+    "arguments",
+    "output",
+    "audio",
+    // Content parts.
+    "type",
+    "text",
+    "thinking",
+    "refusal",
+    "guardContent",
+    "reasoningContent",
+    "reasoningText",
+    "args",
+    "functionCall",
+    "toolUse",
+    "functionResponse",
+    "function_response",
+    "toolResult",
+    "response",
+    "json",
+];
+
+/// The key the filter reads that `key` is a case variant of, if any.
+fn read_key_variant(key: &str) -> Option<&'static str> {
+    // The longest key the filter reads is shorter than this; a longer key folds to none.
+    const LONGEST: usize = 32;
+    let mut buffer = [0u8; LONGEST];
+    let mut len = 0usize;
+    for c in key.chars().map(fold_char) {
+        let slot = buffer.get_mut(len)?;
+        *slot = u8::try_from(u32::from(c)).ok().filter(u8::is_ascii)?;
+        len = len.checked_add(1)?;
+    }
+    let read = read_key_folded(buffer.get(..len)?)?;
+    (read != key).then_some(read)
+}
+
+/// The key the filter reads whose folded (lowercase ASCII) form is `folded`: every key in
+/// `READ_KEYS` and in `parts::READ_PART_KEYS` (a test holds the two in step).
+fn read_key_folded(folded: &[u8]) -> Option<&'static str> {
+    Some(match folded {
+        b"additionalmodelrequestfields" => "additionalModelRequestFields",
+        b"annotations" => "annotations",
+        b"args" => "args",
+        b"arguments" => "arguments",
+        b"audio" => "audio",
+        b"background" => "background",
+        b"best_of" => "best_of",
+        b"cache_control" => "cache_control",
+        b"cachepoint" => "cachePoint",
+        b"call_id" => "call_id",
+        b"candidatecount" => "candidateCount",
+        b"chat_history" => "chat_history",
+        b"citations" => "citations",
+        b"code_execution_result" => "code_execution_result",
+        b"codeexecutionresult" => "codeExecutionResult",
+        b"content" => "content",
+        b"contents" => "contents",
+        b"data" => "data",
+        b"documents" => "documents",
+        b"encrypted_content" => "encrypted_content",
+        b"executable_code" => "executable_code",
+        b"executablecode" => "executableCode",
+        b"function_call" => "function_call",
+        b"function_response" => "function_response",
+        b"functioncall" => "functionCall",
+        b"functionresponse" => "functionResponse",
+        b"generate_content_request" => "generate_content_request",
+        b"generatecontentrequest" => "generateContentRequest",
+        b"generation_config" => "generation_config",
+        b"generationconfig" => "generationConfig",
+        b"guardcontent" => "guardContent",
+        b"id" => "id",
+        b"include_usage" => "include_usage",
+        b"inferenceconfig" => "inferenceConfig",
+        b"input" => "input",
+        b"inputtext" => "inputText",
+        b"instructions" => "instructions",
+        b"is_error" => "is_error",
+        b"json" => "json",
+        b"logprobs" => "logprobs",
+        b"max_completion_tokens" => "max_completion_tokens",
+        b"max_output_tokens" => "max_output_tokens",
+        b"max_tokens" => "max_tokens",
+        b"maxoutputtokens" => "maxOutputTokens",
+        b"maxtokens" => "maxTokens",
+        b"message" => "message",
+        b"messages" => "messages",
+        b"model" => "model",
+        b"n" => "n",
+        b"name" => "name",
+        b"output" => "output",
+        b"part_metadata" => "part_metadata",
+        b"partmetadata" => "partMetadata",
+        b"parts" => "parts",
+        b"preamble" => "preamble",
+        b"prompt" => "prompt",
+        b"promptvariables" => "promptVariables",
+        b"qualifiers" => "qualifiers",
+        b"reasoningcontent" => "reasoningContent",
+        b"reasoningtext" => "reasoningText",
+        b"redactedcontent" => "redactedContent",
+        b"refusal" => "refusal",
+        b"response" => "response",
+        b"role" => "role",
+        b"scheduling" => "scheduling",
+        b"signature" => "signature",
+        b"status" => "status",
+        b"stream" => "stream",
+        b"stream_options" => "stream_options",
+        b"suffix" => "suffix",
+        b"summary" => "summary",
+        b"system" => "system",
+        b"system_instruction" => "system_instruction",
+        b"systeminstruction" => "systemInstruction",
+        b"text" => "text",
+        b"thinking" => "thinking",
+        b"thought" => "thought",
+        b"thought_signature" => "thought_signature",
+        b"thoughtsignature" => "thoughtSignature",
+        b"tool_calls" => "tool_calls",
+        b"tool_use_id" => "tool_use_id",
+        b"toolresult" => "toolResult",
+        b"tooluse" => "toolUse",
+        b"tooluseid" => "toolUseId",
+        b"type" => "type",
+        b"variables" => "variables",
+        b"will_continue" => "will_continue",
+        b"willcontinue" => "willContinue",
+        _ => return None,
+    })
 }
 
 fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
     use Endpoint::*;
     match (endpoint, key) {
-        (Completions | AzureCompletions, "prompt")
+        // `suffix`: the text after the insertion point, read as prompt text.
+        (Completions | AzureCompletions, "prompt" | "suffix")
         | (Embeddings | AzureEmbeddings, "input")
-        | (BedrockInvoke, "prompt" | "inputText" | "input") => Place::Text(Slot::Prompt),
+        // Cohere Command R's `message` (its `chat_history` is its messages).
+        | (BedrockInvoke, "prompt" | "inputText" | "input" | "message") => {
+            Place::Text(Slot::Prompt)
+        }
+        // Cohere Command R's grounding documents: objects of text fields.
+        (BedrockInvoke, "documents") => Place::Subtree(Slot::Prompt),
+        (BedrockInvoke, "chat_history") => Place::Messages,
+        (BedrockInvoke, "preamble") => Place::Text(Slot::System),
         (Responses, "input") => Place::ResponsesInput,
-        (Responses, "instructions") => Place::Text(Slot::System),
+        (Responses, "instructions") => Place::Instructions,
         (Responses, "prompt") => Place::PromptTemplate,
         (BedrockConverse, "promptVariables") => Place::Variables,
         (GeminiGenerate, "contents") => Place::Messages,
@@ -512,6 +894,14 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         }
         (_, "messages") => Place::Messages,
         (_, "system") => Place::Text(Slot::System),
+        (GeminiGenerate, "generationConfig" | "generation_config")
+        | (BedrockConverse, "inferenceConfig")
+        | (_, "stream_options") => Place::Settings,
+        // Tool definitions are read as in every family (their property names are not media).
+        (BedrockInvoke, "tools" | "tool_choice" | "toolConfig") => Place::Subtree(Slot::Other),
+        (BedrockConverse, "additionalModelRequestFields") | (BedrockInvoke, _) => {
+            Place::ModelFields
+        }
         _ => Place::Subtree(Slot::Other),
     }
 }
@@ -563,7 +953,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
             return Err(self.shape(BodyError::NotAnObject));
         }
         let element = match self.place {
-            Place::Messages | Place::ResponsesInput => Place::Message,
+            Place::Messages | Place::ResponsesInput | Place::Instructions => Place::Message,
             Place::PartType => Place::Subtree(Slot::Other),
             other => other,
         };
@@ -587,8 +977,13 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
         let watching =
             self.shared.watch.any() && (self.place == Place::Top || self.watched.is_some());
         let mut node = self;
-        // A bare object where messages are expected is one message (Responses API items).
-        if node.place == Place::ResponsesInput {
+        // A bare object where messages are expected is one message: Google's JSON mapping
+        // reads a single value where a list is expected (Gemini `contents`), and the Responses
+        // API takes one item; where a provider would refuse it, it is judged all the same.
+        if matches!(
+            node.place,
+            Place::ResponsesInput | Place::Messages | Place::Instructions
+        ) {
             node = Node {
                 place: Place::Message,
                 message: Some(self.new_message()?),
@@ -596,11 +991,19 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
             };
         }
         let part = node.is_part().then(|| Family::of(node.shared.endpoint));
+        let reads_keys = node.reads_keys();
         let mut part_type = None;
         let mut unread = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if !keys.insert(key.clone()) {
-                return Err(node.violate(Violation::DuplicateKey(key.into_owned())));
+            if let Err(seen) = keys.insert(key.clone()) {
+                return Err(node.violate(seen.violation(key)));
+            }
+            if reads_keys {
+                if let Some(of) = read_key_variant(&key) {
+                    let key = key.into_owned();
+                    let of = of.to_owned();
+                    return Err(node.violate(Violation::CaseVariant { key, of }));
+                }
             }
             if matches!(node.place, Place::Top | Place::InnerRequest) && key == "model" {
                 let raw: Raw<'de> = map.next_value()?;
@@ -615,7 +1018,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
                     unread = unread_key(family, &key);
                 }
             }
-            if let Some(kind) = opaque_key(node.shared.endpoint, node.place, &key) {
+            if let Some(kind) = opaque_key(node.shared.endpoint, node.place, place, &key) {
                 node.opaque(kind);
             }
             let key_slot = match place {

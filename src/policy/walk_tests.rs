@@ -435,3 +435,38 @@ fn the_body_model_is_scanned_without_an_ordinal() {
         Some("models/HELLO")
     );
 }
+
+#[test]
+fn read_keys_are_distinct_once_folded() {
+    let all: Vec<&str> = super::READ_KEYS
+        .iter()
+        .chain(
+            crate::policy::parts::READ_PART_KEYS
+                .iter()
+                .copied()
+                .flatten(),
+        )
+        .copied()
+        .collect();
+    for a in &all {
+        assert_eq!(super::read_key_variant(a), None, "{a}");
+        let variant = a.to_ascii_uppercase();
+        assert_eq!(super::read_key_variant(&variant), Some(*a), "{a}");
+    }
+}
+
+#[test]
+fn unescapes_json_text_inside_strings() {
+    for (text, expected) in [
+        (r"\u0041KIA", Some("AKIA")),
+        (r"a\nb\t\/\\\x", Some("a\nb\t/\\\\x")),
+        (r"\ud83d\ude00", Some("\u{1f600}")),
+        (r"\ud800x", Some("\u{fffd}x")),
+        (r"\u12", None),
+        (r"plain", None),
+        (r"trailing\", None),
+        (r"two\\", Some(r"two\")),
+    ] {
+        assert_eq!(super::unescape(text).as_deref(), expected, "{text}");
+    }
+}
