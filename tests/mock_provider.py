@@ -30,6 +30,8 @@ A request header `x-mock-status: NNN` makes the mock answer that status with an 
 (and `x-should-retry: false`, so the SDKs do not retry it).
 A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms between events
 (for clients that leave in the middle of a stream).
+A request header `x-mock-header-delay-ms: N` makes the mock wait N ms before its status line,
+as a provider does while it generates a whole answer (for clients that leave before it).
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
 adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
 usage chunk and the output count, written as a float (`7.0`), in a later one.
@@ -230,6 +232,9 @@ class Handler(BaseHTTPRequestHandler):
         with RECORDS_LOCK:
             RECORDS.append(record)
 
+        header_delay = self.headers.get("x-mock-header-delay-ms", "").strip()
+        if header_delay.isdigit():
+            time.sleep(int(header_delay) / 1000)
         forced = self.headers.get("x-mock-status", "").strip()
         if forced.isdigit() and 200 <= int(forced) <= 599:
             self.send_error_json(int(forced), f"mock: forced status {forced}", "mock_error")
