@@ -43,7 +43,9 @@ const POLICY: &str = r#"{
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } },
     "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
-    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } }
+    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
+    "cached-converse": { "models": ["*"], "budget": { "tokens_per_day": 1000 } },
+    "cached-invoke": { "models": ["*"], "budget": { "tokens_per_day": 1000 } }
   }
 }"#;
 
@@ -783,5 +785,47 @@ fn a_stream_left_before_its_usage_is_charged_an_estimate() {
         );
     }
     assert!(gateway.mock.requests().is_empty());
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn bedrock_cache_tokens_are_charged_whether_in_headers_or_body() {
+    let gateway = Gateway::start();
+    let converse = json!({ "messages": [{ "role": "user", "content": [{ "text": "hi" }] }] });
+    let invoke = json!({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 50,
+        "messages": [{ "role": "user", "content": "hi" }]
+    });
+    for (consumer, path, body) in [
+        // The count headers give 12 and 7; the body adds 90,000 cached tokens.
+        ("cached-converse", "/model/nova/converse", &converse),
+        // The cache-read header and the body both give them.
+        ("cached-invoke", "/model/nova/invoke", &invoke),
+    ] {
+        let send = || {
+            http::post(
+                gateway.envoy.port(),
+                path,
+                &[
+                    JSON,
+                    ("x-posturio-consumer", consumer),
+                    ("x-mock-bedrock-cache", "90000"),
+                ],
+                body.to_string().as_bytes(),
+            )
+        };
+        let response = send();
+        assert_eq!(response.status, 200, "{consumer}: {response:?}");
+        assert_eq!(gateway.input_tokens(consumer), 90_012.0, "{consumer}");
+        let response = send();
+        assert_eq!(response.status, 429, "{consumer}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("budget_exceeded"),
+            "{consumer}"
+        );
+    }
+    assert_eq!(gateway.mock.requests().len(), 2);
     gateway.envoy.assert_no_wasm_failure();
 }

@@ -6,7 +6,9 @@ use super::host::Host;
 use super::http::HttpFilter;
 use super::metrics;
 use crate::policy::budget::{self, Counter, CAS_RETRIES};
-use crate::policy::usage::{usage_from_bedrock_headers, Framing, Usage, UsageFormat, UsageReader};
+use crate::policy::usage::{
+    usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
+};
 use crate::policy::usage_chunk::UsageChunkRemover;
 
 /// What the filter reads from the response of a request it forwarded.
@@ -112,15 +114,19 @@ impl<H: Host> HttpFilter<H> {
         if let Some(format) = upstream.format.filter(|_| success) {
             upstream.answered = true;
             if format == UsageFormat::BedrockConverse {
-                upstream.header_usage = usage_from_bedrock_headers(
-                    header("x-amzn-bedrock-input-token-count"),
-                    header("x-amzn-bedrock-output-token-count"),
-                );
+                upstream.header_usage = usage_from_bedrock_headers(BedrockHeaders {
+                    input: header("x-amzn-bedrock-input-token-count"),
+                    output: header("x-amzn-bedrock-output-token-count"),
+                    cache_read: header("x-amzn-bedrock-cache-read-input-token-count"),
+                    cache_write: header("x-amzn-bedrock-cache-write-input-token-count"),
+                });
             }
             let identity = header("content-encoding")
                 .is_none_or(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
             let framing = header("content-type").and_then(Framing::from_content_type);
-            if let (true, Some(framing), None) = (identity, framing, upstream.header_usage) {
+            // The body is read even when the headers give usage: the larger reading is
+            // charged.
+            if let (true, Some(framing)) = (identity, framing) {
                 upstream.reader = Some(UsageReader::new(format, framing));
             }
             if identity && framing == Some(Framing::Sse) && upstream.usage_chunk_added {
@@ -228,9 +234,11 @@ impl<H: Host> HttpFilter<H> {
         if !upstream.expects_usage {
             return;
         }
-        let usage = upstream
-            .header_usage
-            .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
+        let body_usage = upstream.reader.as_ref().and_then(UsageReader::usage);
+        let usage = match (upstream.header_usage, body_usage) {
+            (Some(headers), Some(body)) => Some(headers.larger(body)),
+            (headers, body) => headers.or(body),
+        };
         let partial_input = upstream
             .reader
             .as_ref()
