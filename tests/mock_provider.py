@@ -32,8 +32,9 @@ A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms be
 (for clients that leave in the middle of a stream).
 A request header `x-mock-bedrock-cache: N` makes a Bedrock answer report N cache-read input
 tokens the way Bedrock does: `converse` in its body (`cacheReadInputTokens`, in `totalTokens`
-too) with only the input and output count headers; `invoke` (an Anthropic message) in its body
-and in the `x-amzn-bedrock-cache-read-input-token-count` header.
+too) with only the input and output count headers; `invoke` (an Anthropic message; without the header
+`invoke` gets the mock's 404) in its body and in the `x-amzn-bedrock-cache-read-input-token-count`
+header.
 A request header `x-mock-header-delay-ms: N` makes the mock wait N ms before its status line,
 as a provider does while it generates a whole answer (for clients that leave before it).
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
@@ -286,7 +287,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, gemini_response(gemini_model(path), text, tool_use))
         elif path.endswith(":streamGenerateContent"):
             self.send_stream(gemini_stream(gemini_model(path), pieces))
-        elif path.endswith("/converse") or path.endswith("/invoke"):
+        elif path.endswith("/converse") or (
+                path.endswith("/invoke") and self.headers.get("x-mock-bedrock-cache")):
             cached = int(self.headers.get("x-mock-bedrock-cache", "").strip() or 0)
             counts = [("x-amzn-bedrock-input-token-count", str(PROMPT_TOKENS)),
                       ("x-amzn-bedrock-output-token-count", str(COMPLETION_TOKENS))]
