@@ -43,7 +43,9 @@ const POLICY: &str = r#"{
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } },
     "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
-    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } }
+    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
+    "cached-converse": { "models": ["*"], "budget": { "tokens_per_day": 1000 } },
+    "cached-invoke": { "models": ["*"], "budget": { "tokens_per_day": 1000 } }
   }
 }"#;
 
@@ -587,6 +589,10 @@ fn bedrock_model_fields_give_no_number_but_sampling() {
         json!({"options": {"num_predict": 5000}}),
         json!({"length": "5000"}),
         json!({"output_length": [5000]}),
+        json!({"max_len": "5_000"}),
+        json!({"length": "\u{665}\u{660}\u{660}\u{660}"}),
+        json!({"length": "\u{ff15}\u{ff10}\u{ff10}\u{ff10}"}),
+        json!({"length": "0x1388"}),
     ] {
         let response = gateway.post("capped", "/model/nova/converse", &converse(fields.clone()));
         let message = gateway.refused(&response, 400, "invalid_request");
@@ -596,7 +602,8 @@ fn bedrock_model_fields_give_no_number_but_sampling() {
         );
         assert!(!message.contains("5000"), "{fields}: {message}");
     }
-    let sampling = json!({"temperature": 0.2, "top_k": 40, "seed": 7, "mode": "fast"});
+    let sampling = json!({"temperature": 0.2, "top_k": 40, "seed": 7, "mode": "fast",
+                          "anthropic_beta": ["interleaved-thinking-2025-05-14"]});
     let response = gateway.post(
         "capped",
         "/model/nova/converse",
@@ -783,5 +790,116 @@ fn a_stream_left_before_its_usage_is_charged_an_estimate() {
         );
     }
     assert!(gateway.mock.requests().is_empty());
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn bedrock_cache_tokens_are_charged_whether_in_headers_or_body() {
+    let gateway = Gateway::start();
+    let converse = json!({ "messages": [{ "role": "user", "content": [{ "text": "hi" }] }] });
+    let invoke = json!({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 50,
+        "messages": [{ "role": "user", "content": "hi" }]
+    });
+    for (consumer, path, body) in [
+        // The count headers give 12 and 7; the body adds 90,000 cached tokens.
+        ("cached-converse", "/model/nova/converse", &converse),
+        // The cache-read header and the body both give them.
+        ("cached-invoke", "/model/nova/invoke", &invoke),
+    ] {
+        let send = || {
+            http::post(
+                gateway.envoy.port(),
+                path,
+                &[
+                    JSON,
+                    ("x-posturio-consumer", consumer),
+                    ("x-mock-bedrock-cache", "90000"),
+                ],
+                body.to_string().as_bytes(),
+            )
+        };
+        let response = send();
+        assert_eq!(response.status, 200, "{consumer}: {response:?}");
+        assert_eq!(gateway.input_tokens(consumer), 90_012.0, "{consumer}");
+        let response = send();
+        assert_eq!(response.status, 429, "{consumer}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("budget_exceeded"),
+            "{consumer}"
+        );
+    }
+    assert_eq!(gateway.mock.requests().len(), 2);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn openai_compatible_limit_names_are_refused_for_a_capped_consumer() {
+    let gateway = Gateway::start();
+    for (path, body, key) in [
+        (
+            "/v1/chat/completions",
+            chat(json!({"n_predict": 100000})),
+            "n_predict",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-4.1", "prompt": "hi", "n_predict": 100000, "max_tokens": 100}),
+            "n_predict",
+        ),
+        (
+            "/openai/deployments/azdep/chat/completions?api-version=2024-10-21",
+            json!({"messages": [{"role": "user", "content": "hi"}], "n_predict": -1}),
+            "n_predict",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_new_tokens": "5000"})),
+            "max_new_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_output_tokens": 5000})),
+            "max_output_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"ignore_eos": true})),
+            "ignore_eos",
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4.1", "input": "hi", "min_tokens": 900}),
+            "min_tokens",
+        ),
+    ] {
+        let response = gateway.post("capped", path, &body);
+        let message = gateway.refused(&response, 400, "invalid_request");
+        assert!(message.contains(key), "{path} {body}: {message}");
+        assert!(!message.contains("100000"), "{message}");
+    }
+
+    // Documented parameters and sampling settings pass, with the cap added.
+    let body = chat(
+        json!({"temperature": 0.5, "top_p": 0.9, "seed": 1, "user": "12345",
+                           "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}),
+    );
+    let response = gateway.post("capped", "/v1/chat/completions", &body);
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = gateway.forwarded();
+    assert_eq!(upstream["top_k"], 40);
+    assert_eq!(upstream["user"], "12345");
+    assert_eq!(upstream["max_completion_tokens"], 100);
+
+    // A consumer without a cap is not read for them.
+    let response = gateway.post(
+        "default",
+        "/v1/chat/completions",
+        &chat(json!({"n_predict": 100000})),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.forwarded()["n_predict"], 100000);
     gateway.envoy.assert_no_wasm_failure();
 }

@@ -30,6 +30,13 @@ A request header `x-mock-status: NNN` makes the mock answer that status with an 
 (and `x-should-retry: false`, so the SDKs do not retry it).
 A request header `x-mock-event-delay-ms: N` makes a streamed answer wait N ms between events
 (for clients that leave in the middle of a stream).
+A request header `x-mock-bedrock-cache: N` makes a Bedrock answer report N cache-read input
+tokens the way Bedrock does: `converse` in its body (`cacheReadInputTokens`, in `totalTokens`
+too) with only the input and output count headers; `invoke` (an Anthropic message; without the header
+`invoke` gets the mock's 404) in its body and in the `x-amzn-bedrock-cache-read-input-token-count`
+header.
+A request header `x-mock-header-delay-ms: N` makes the mock wait N ms before its status line,
+as a provider does while it generates a whole answer (for clients that leave before it).
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
 adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
 usage chunk and the output count, written as a float (`7.0`), in a later one.
@@ -230,6 +237,9 @@ class Handler(BaseHTTPRequestHandler):
         with RECORDS_LOCK:
             RECORDS.append(record)
 
+        header_delay = self.headers.get("x-mock-header-delay-ms", "").strip()
+        if header_delay.isdigit():
+            time.sleep(int(header_delay) / 1000)
         forced = self.headers.get("x-mock-status", "").strip()
         if forced.isdigit() and 200 <= int(forced) <= 599:
             self.send_error_json(int(forced), f"mock: forced status {forced}", "mock_error")
@@ -277,8 +287,25 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, gemini_response(gemini_model(path), text, tool_use))
         elif path.endswith(":streamGenerateContent"):
             self.send_stream(gemini_stream(gemini_model(path), pieces))
-        elif path.endswith("/converse"):
-            self.send_json(200, bedrock_converse(text))
+        elif path.endswith("/converse") or (
+                path.endswith("/invoke") and self.headers.get("x-mock-bedrock-cache")):
+            cached = int(self.headers.get("x-mock-bedrock-cache", "").strip() or 0)
+            counts = [("x-amzn-bedrock-input-token-count", str(PROMPT_TOKENS)),
+                      ("x-amzn-bedrock-output-token-count", str(COMPLETION_TOKENS))]
+            if path.endswith("/converse"):
+                answer = bedrock_converse(text)
+                if cached:
+                    answer["usage"]["cacheReadInputTokens"] = cached
+                    answer["usage"]["totalTokens"] += cached
+                    self.send_json(200, answer, counts)
+                else:
+                    self.send_json(200, answer)
+            else:
+                answer = anthropic_message(model, text)
+                if cached:
+                    answer["usage"]["cache_read_input_tokens"] = cached
+                    counts.append(("x-amzn-bedrock-cache-read-input-token-count", str(cached)))
+                self.send_json(200, answer, counts)
         elif path.endswith("/models") and self.command in ("GET", "HEAD"):
             model_entry = {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "mock"}
             self.send_json(200, {"object": "list", "data": [model_entry]})

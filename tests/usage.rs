@@ -41,7 +41,10 @@ const POLICY: &str = r#"{
     "team-a": { "models": ["*"] },
     "capped": { "models": ["*"], "max_output_tokens": 50 },
     "strict": { "models": ["*"], "max_output_tokens": 50, "max_output_tokens_action": "refuse" },
-    "metered": { "models": ["*"], "budget": { "tokens_per_minute": 60 } }
+    "metered": { "models": ["*"], "budget": { "tokens_per_minute": 60 } },
+    "leaver": { "models": ["*"], "budget": { "tokens_per_day": 1000 } },
+    "capped-leaver": { "models": ["*"], "max_output_tokens": 50,
+                       "budget": { "tokens_per_day": 60 } }
   },
   "rules": [ { "id": "no-secrets", "detect": "secrets", "action": "block" } ]
 }"#;
@@ -596,6 +599,103 @@ fn a_client_that_leaves_mid_stream_is_counted_as_unknown() {
 
     // The gateway goes on serving.
     let response = gateway.post("team-a", "/v1/chat/completions", &chat("gpt-4.1"));
+    assert_eq!(response.status, 200, "{response:?}");
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+/// Sends a non-streamed request whose answer the mock holds back, and leaves before any
+/// response header arrives.
+fn leave_before_the_answer(envoy: &Envoy, consumer: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: {consumer}\r\nx-mock-header-delay-ms: 1500\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => panic!("an answer came before the client left: {:?}", &buf[..n]),
+        Err(error) => assert!(
+            matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{error}"
+        ),
+    }
+    drop(stream);
+}
+
+/// Waits until `posturio_usage_unknown_total` of `consumer` on gpt-4.1 reaches `count`.
+fn wait_for_unknown(gateway: &Gateway, consumer: &str, count: f64) {
+    let labels = [
+        ("consumer", consumer),
+        ("model", "gpt-4.1"),
+        ("provider", "openai"),
+    ];
+    let deadline = Instant::now().checked_add(Duration::from_secs(5)).unwrap();
+    loop {
+        let samples = gateway.prometheus();
+        let unknown = sample(&samples, "posturio_usage_unknown_total", &labels);
+        if unknown == Some(count) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{unknown:?}: {samples:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_before_the_answer_is_still_charged() {
+    let gateway = Gateway::start(1);
+    // About 1,200 tokens of input by the four-bytes estimate, over a budget of 1,000 a day.
+    let mut big = chat("gpt-4.1");
+    big["messages"][0]["content"] = json!("lorem ipsum ".repeat(400));
+    leave_before_the_answer(&gateway.envoy, "leaver", &big);
+    wait_for_unknown(&gateway, "leaver", 1.0);
+    // The provider had the whole prompt.
+    let received = gateway.mock.requests();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].body.len() > 4800, "{}", received[0].body.len());
+    let response = gateway.post("leaver", "/v1/chat/completions", &chat("gpt-4.1"));
+    assert_eq!(response.status, 429, "{response:?}");
+    assert_eq!(
+        response.json()["error"]["code"],
+        "budget_exceeded",
+        "{response:?}"
+    );
+
+    // A small prompt that left before its answer is charged the cap as its output: about 20
+    // tokens of input and 50 of output, over a budget of 60.
+    leave_before_the_answer(&gateway.envoy, "capped-leaver", &chat("gpt-4.1"));
+    wait_for_unknown(&gateway, "capped-leaver", 1.0);
+    let response = gateway.post("capped-leaver", "/v1/chat/completions", &chat("gpt-4.1"));
+    assert_eq!(response.status, 429, "{response:?}");
+
+    // An error the provider answers itself is not billed, so not charged.
+    let headers = [
+        JSON,
+        ("x-posturio-consumer", "metered"),
+        ("x-mock-status", "500"),
+    ];
+    for _ in 0..3 {
+        let body = big.to_string();
+        let response = http::post(
+            gateway.envoy.port(),
+            "/v1/chat/completions",
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 500, "{response:?}");
+    }
+    let response = gateway.post("metered", "/v1/chat/completions", &chat("gpt-4.1"));
     assert_eq!(response.status, 200, "{response:?}");
     gateway.envoy.assert_no_wasm_failure();
 }

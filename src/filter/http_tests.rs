@@ -590,7 +590,8 @@ const BUDGET_POLICY: &str = r#"{
   "consumers": {
     "default": { "models": ["gpt-4.1"] },
     "capped": { "models": ["*"], "budget": { "tokens_per_minute": 100, "tokens_per_day": 1000 } },
-    "watched": { "models": ["*"], "mode": "audit", "budget": { "tokens_per_minute": 10 } }
+    "watched": { "models": ["*"], "mode": "audit", "budget": { "tokens_per_minute": 10 } },
+    "bcap": { "models": ["*"], "max_output_tokens": 50, "budget": { "tokens_per_day": 100000 } }
   }
 }"#;
 
@@ -873,6 +874,9 @@ fn a_reply_from_a_later_filter_is_not_an_upstream_response() {
         .borrow()
         .keys()
         .all(|name| name.starts_with("posturio_request_duration_ms")));
+    drop(counters);
+    // The request never reached an upstream host: nothing is owed.
+    assert_eq!(host.budget_used("capped", budget::Window::Day), 0);
 }
 
 #[test]
@@ -1008,7 +1012,7 @@ fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
         1
     );
     let relayed: usize = chunks.iter().map(|chunk| chunk.len()).sum();
-    let expected = budget::estimate(None, body.len() as u64, relayed as u64);
+    let expected = budget::estimate(None, body.len() as u64, relayed as u64, None);
     assert!(expected > 0);
     for window in [budget::Window::Minute, budget::Window::Day] {
         assert_eq!(host.budget_used("capped", window), expected, "{window:?}");
@@ -1019,4 +1023,84 @@ fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
         0
     );
     assert_eq!(host.property_value("posturio.tokens"), None);
+}
+
+/// Sends `body` as `consumer` and ends the stream with no response at all: the client left
+/// (or the upstream reset) before any response header.
+fn forward_then_leave(host: &mut FakeHost, consumer: &str, body: &str) {
+    let request = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-posturio-consumer", consumer)],
+        body,
+    );
+    host.headers = request.headers;
+    host.body = request.body;
+    let mut filter = filter(host, policy_with(BUDGET_POLICY));
+    filter.on_request_headers(false);
+    assert_eq!(
+        filter.on_request_body(host.body.len(), true),
+        Action::Continue
+    );
+    filter.on_log();
+}
+
+#[test]
+fn a_request_whose_client_left_before_the_answer_is_charged_its_input() {
+    let mut host = upstream("200", "application/json", &[]);
+    let body = format!(
+        r#"{{"model":"gpt-4.1","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(4000)
+    );
+    forward_then_leave(&mut host, "capped", &body);
+    let expected = budget::estimate(None, body.len() as u64, 0, None);
+    assert!(expected > 1000, "{expected}");
+    assert_eq!(host.budget_used("capped", budget::Window::Day), expected);
+    assert_eq!(
+        host.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
+        1
+    );
+}
+
+#[test]
+fn a_request_whose_client_left_is_charged_its_cap_as_output() {
+    let mut host = upstream("200", "application/json", &[]);
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    forward_then_leave(&mut host, "bcap", body);
+    // The filter added the cap to the request: the body forwarded is what is estimated.
+    let forwarded = host.body.len() as u64;
+    let input = budget::estimate(None, forwarded, 0, None);
+    assert_eq!(host.budget_used("bcap", budget::Window::Day), input + 50);
+}
+
+#[test]
+fn an_upstream_timeout_after_the_request_went_out_is_charged() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut host = upstream("504", "text/plain", &["upstream request timeout"]);
+    host.properties.borrow_mut().clear();
+    host.properties.borrow_mut().extend([
+        (
+            "response.code_details".to_string(),
+            b"upstream_response_timeout".to_vec(),
+        ),
+        ("upstream.address".to_string(), b"10.0.0.7:443".to_vec()),
+    ]);
+    exchange(&mut host, "capped", "/v1/chat/completions", body);
+    // Envoy's own reply body is not the provider's output.
+    let expected = budget::estimate(None, body.len() as u64, 0, None);
+    assert_eq!(host.budget_used("capped", budget::Window::Day), expected);
+}
+
+#[test]
+fn an_error_the_provider_answers_is_not_charged() {
+    let body = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+    for status in ["400", "429", "500", "503"] {
+        let mut host = upstream(status, "application/json", &[r#"{"error":{}}"#]);
+        exchange(&mut host, "capped", "/v1/chat/completions", body);
+        assert_eq!(
+            host.budget_used("capped", budget::Window::Day),
+            0,
+            "{status}"
+        );
+    }
 }

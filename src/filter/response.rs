@@ -6,7 +6,9 @@ use super::host::Host;
 use super::http::HttpFilter;
 use super::metrics;
 use crate::policy::budget::{self, Counter, CAS_RETRIES};
-use crate::policy::usage::{usage_from_bedrock_headers, Framing, Usage, UsageFormat, UsageReader};
+use crate::policy::usage::{
+    usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
+};
 use crate::policy::usage_chunk::UsageChunkRemover;
 
 /// What the filter reads from the response of a request it forwarded.
@@ -22,8 +24,13 @@ pub(super) struct Upstream {
     /// The filter asked for stream usage the client did not: the usage chunk is taken out.
     usage_chunk_added: bool,
     remover: Option<UsageChunkRemover>,
-    /// A successful response on an endpoint that reports usage: its absence is counted.
+    /// A request forwarded on an endpoint that reports usage owes its usage from the moment
+    /// it goes upstream, whatever happens next (the client leaves, the upstream times out or
+    /// resets); only an error answered by the provider itself, which it does not bill, or a
+    /// reply from Envoy before the request reached the upstream, clears it.
     expects_usage: bool,
+    /// The provider answered with a success: its body bytes count toward an estimate.
+    answered: bool,
     /// Usage has been counted (or found missing); later callbacks do nothing.
     settled: bool,
     /// The size of the body forwarded, and the bytes of a successful answer relayed so far:
@@ -46,7 +53,8 @@ impl Upstream {
             header_usage: None,
             usage_chunk_added,
             remover: None,
-            expects_usage: false,
+            expects_usage: format.is_some(),
+            answered: false,
             settled: false,
             request_bytes: u64::try_from(request_bytes).unwrap_or(u64::MAX),
             relayed_bytes: 0,
@@ -74,7 +82,17 @@ impl<H: Host> HttpFilter<H> {
             .flatten()
             .is_some_and(|details| details == b"via_upstream");
         if !from_upstream {
-            upstream.settled = true;
+            // Envoy's own reply. If the request reached an upstream host (a timeout, a reset)
+            // the provider may have billed it: it still owes, and is charged at the end.
+            let reached = self
+                .host
+                .property(&["upstream", "address"])
+                .map_or(true, |address| {
+                    address.is_some_and(|value| !value.is_empty())
+                });
+            if !reached {
+                upstream.settled = true;
+            }
             return;
         }
         let now = self.host.now_nanos().ok();
@@ -88,18 +106,27 @@ impl<H: Host> HttpFilter<H> {
         let status = header(":status")
             .and_then(|value| std::str::from_utf8(value).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        if let Some(format) = upstream.format.filter(|_| (200..300).contains(&status)) {
-            upstream.expects_usage = true;
+        let success = (200..300).contains(&status);
+        if !success {
+            // A provider does not bill the errors it answers.
+            upstream.expects_usage = false;
+        }
+        if let Some(format) = upstream.format.filter(|_| success) {
+            upstream.answered = true;
             if format == UsageFormat::BedrockConverse {
-                upstream.header_usage = usage_from_bedrock_headers(
-                    header("x-amzn-bedrock-input-token-count"),
-                    header("x-amzn-bedrock-output-token-count"),
-                );
+                upstream.header_usage = usage_from_bedrock_headers(BedrockHeaders {
+                    input: header("x-amzn-bedrock-input-token-count"),
+                    output: header("x-amzn-bedrock-output-token-count"),
+                    cache_read: header("x-amzn-bedrock-cache-read-input-token-count"),
+                    cache_write: header("x-amzn-bedrock-cache-write-input-token-count"),
+                });
             }
             let identity = header("content-encoding")
                 .is_none_or(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
             let framing = header("content-type").and_then(Framing::from_content_type);
-            if let (true, Some(framing), None) = (identity, framing, upstream.header_usage) {
+            // The body is read even when the headers give usage: the larger reading is
+            // charged.
+            if let (true, Some(framing)) = (identity, framing) {
                 upstream.reader = Some(UsageReader::new(format, framing));
             }
             if identity && framing == Some(Framing::Sse) && upstream.usage_chunk_added {
@@ -143,7 +170,7 @@ impl<H: Host> HttpFilter<H> {
         let Some(upstream) = self.upstream.as_mut() else {
             return;
         };
-        if upstream.expects_usage {
+        if upstream.answered {
             let size = u64::try_from(body_size).unwrap_or(u64::MAX);
             upstream.relayed_bytes = upstream.relayed_bytes.saturating_add(size);
         }
@@ -207,9 +234,11 @@ impl<H: Host> HttpFilter<H> {
         if !upstream.expects_usage {
             return;
         }
-        let usage = upstream
-            .header_usage
-            .or_else(|| upstream.reader.as_ref().and_then(UsageReader::usage));
+        let body_usage = upstream.reader.as_ref().and_then(UsageReader::usage);
+        let usage = match (upstream.header_usage, body_usage) {
+            (Some(headers), Some(body)) => Some(headers.larger(body)),
+            (headers, body) => headers.or(body),
+        };
         let partial_input = upstream
             .reader
             .as_ref()
@@ -228,10 +257,15 @@ impl<H: Host> HttpFilter<H> {
                 metrics.count(&self.host, metrics::USAGE_UNKNOWN, &by, 1);
             }
             // Never free: a budget is charged an estimate from the bytes that passed.
+            let output_cap = self
+                .policy
+                .as_ref()
+                .and_then(|policy| policy.output_cap_for(&labels.consumer));
             let estimate = budget::estimate(
                 partial_input,
                 upstream.request_bytes,
                 upstream.relayed_bytes,
+                output_cap,
             );
             self.charge_budget(&labels.consumer, estimate);
             return;

@@ -167,12 +167,23 @@ pub const BYTES_PER_TOKEN: u64 = 4;
 /// The tokens charged for an answer whose usage was never reported in full (a stream the
 /// client closed before its usage event, an answer cut short): the input tokens reported, or
 /// the request body at `BYTES_PER_TOKEN` if that is more or none was reported, plus the answer
-/// bytes relayed at `BYTES_PER_TOKEN`, rounded up. An estimate, not a count: it keeps such
-/// answers from being free, and is bounded by what actually passed through the gateway.
-pub fn estimate(known_input: Option<u64>, request_bytes: u64, relayed_bytes: u64) -> u64 {
+/// bytes relayed at `BYTES_PER_TOKEN`, rounded up. When nothing was relayed (the client left,
+/// or the upstream timed out or reset, before any answer) the output is the consumer's cap
+/// when it has one: the provider may have generated that much, and the cap is the most it
+/// could. An estimate, not a count: it keeps such answers from being free.
+pub fn estimate(
+    known_input: Option<u64>,
+    request_bytes: u64,
+    relayed_bytes: u64,
+    output_cap: Option<u64>,
+) -> u64 {
     let tokens = |bytes: u64| bytes.div_ceil(BYTES_PER_TOKEN);
     let input = tokens(request_bytes).max(known_input.unwrap_or(0));
-    input.saturating_add(tokens(relayed_bytes))
+    let output = match relayed_bytes {
+        0 => output_cap.unwrap_or(0),
+        relayed => tokens(relayed),
+    };
+    input.saturating_add(output)
 }
 
 #[cfg(test)]
@@ -180,21 +191,25 @@ mod tests {
     use super::*;
 
     macro_rules! estimates {
-        ($($name:ident: $known:expr, $request:expr, $relayed:expr => $tokens:expr;)*) => {$(
+        ($($name:ident: $known:expr, $request:expr, $relayed:expr, $cap:expr => $tokens:expr;)*) => {$(
             #[test]
             fn $name() {
-                assert_eq!(estimate($known, $request, $relayed), $tokens);
+                assert_eq!(estimate($known, $request, $relayed, $cap), $tokens);
             }
         )*};
     }
 
     estimates! {
-        estimate_nothing: None, 0, 0 => 0;
-        estimate_rounds_up: None, 1, 1 => 2;
-        estimate_four_bytes_a_token: None, 400, 4000 => 1100;
-        estimate_reported_input_above_the_bytes: Some(900), 400, 4000 => 1900;
-        estimate_reported_input_below_the_bytes: Some(20), 400, 4000 => 1100;
-        estimate_bounded_by_the_bytes: None, u64::MAX, u64::MAX => 9_223_372_036_854_775_808;
+        estimate_nothing: None, 0, 0, None => 0;
+        estimate_rounds_up: None, 1, 1, None => 2;
+        estimate_four_bytes_a_token: None, 400, 4000, None => 1100;
+        estimate_reported_input_above_the_bytes: Some(900), 400, 4000, None => 1900;
+        estimate_reported_input_below_the_bytes: Some(20), 400, 4000, None => 1100;
+        estimate_bounded_by_the_bytes: None, u64::MAX, u64::MAX, None => 9_223_372_036_854_775_808;
+        estimate_no_answer_charges_the_cap: None, 400, 0, Some(50) => 150;
+        estimate_no_answer_without_cap_charges_input: None, 400, 0, None => 100;
+        estimate_relayed_bytes_not_the_cap: None, 400, 40, Some(50) => 110;
+        estimate_huge_cap_saturates: None, 8, 0, Some(u64::MAX) => u64::MAX;
     }
 
     fn budget(limits: &[(Window, u64)]) -> Budget {

@@ -146,6 +146,11 @@ impl Policy {
         self.consumers.get(consumer)?.budget.as_ref()
     }
 
+    /// A consumer's cap on the output tokens of one request, if it has one.
+    pub fn output_cap_for(&self, consumer: &str) -> Option<u64> {
+        Some(self.consumers.get(consumer)?.output_cap.as_ref()?.limit)
+    }
+
     /// A consumer's effective mode: its own, else the global one.
     pub fn consumer_mode(&self, consumer: &str) -> Option<Mode> {
         self.consumers.get(consumer).map(|consumer| consumer.mode)

@@ -11,6 +11,7 @@ use super::classify::{ApiFamily, Classified, Endpoint};
 use super::compile::OutputCap;
 use super::config::CapAction;
 use super::extract::display_model;
+use super::limits_keys::{reads_as_number, undefined_limit};
 use super::redact::Edit;
 use super::reply::{Code, Reply};
 use super::usage::UsageFormat;
@@ -184,11 +185,12 @@ fn neutral_number(key: &str) -> bool {
     NEUTRAL_NUMBERS.contains(&key.as_str())
 }
 
-/// Whether a value is a number, or text a lenient server reads as one (`"5000"`).
+/// Whether a value is a number, or text a lenient parser reads as one (`"5000"`, `"5_000"`,
+/// `"0x1388"`, full-width or other Unicode digits).
 fn numeric(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::Number(_) => true,
-        serde_json::Value::String(text) => text.trim().parse::<f64>().is_ok(),
+        serde_json::Value::String(text) => reads_as_number(text),
         _ => false,
     }
 }
@@ -518,6 +520,19 @@ pub fn output_cap(
                 display_model(&key)
             )));
         }
+    }
+    let undefined = undefined_limit(classified.endpoint, body)
+        .map_err(|()| invalid("the request body could not be read".to_owned()))?;
+    if let Some(key) = undefined {
+        let limit_field = fields.first().map_or("max_tokens", |field| field.name);
+        return Err(invalid(format!(
+            "\"{}\" is not a parameter of the {} API and may limit or lengthen output on an \
+             OpenAI-compatible server (a consumer with an output-token cap may send only the \
+             API's own parameters and sampling settings such as \"top_k\"); set the limit with \
+             \"{limit_field}\" and leave the field out",
+            display_model(&key),
+            classified.endpoint.name()
+        )));
     }
     // The cap bounds what one request produces in all: with several choices, each may have
     // its share of it.

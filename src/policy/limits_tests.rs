@@ -154,7 +154,7 @@ cases! {
     chat_null_and_value: "capped", CHAT, r#"{"model":"gpt-4o","max_tokens":null,"max_completion_tokens":50}"# => Same;
     completions_over: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","max_tokens":500}"# => Body(r#"{"model":"gpt-4o","prompt":"x","max_tokens":100}"#);
     completions_missing_adds_max_tokens: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x"}"# => Body(r#"{"model":"gpt-4o","prompt":"x","max_tokens":100}"#);
-    completions_max_completion_tokens_not_its_field: "capped", COMPLETIONS, r#"{"model":"gpt-4o","max_completion_tokens":500,"max_tokens":1}"# => Same;
+    completions_max_completion_tokens_not_its_field: "capped", COMPLETIONS, r#"{"model":"gpt-4o","max_completion_tokens":500,"max_tokens":1}"# => Refused(400, "invalid_request");
     azure_chat_over: "capped", AZURE_CHAT, r#"{"max_completion_tokens":500}"# => Body(r#"{"max_completion_tokens":100}"#);
     azure_chat_missing: "capped", AZURE_CHAT, r#"{"messages":[]}"# => Body(r#"{"messages":[],"max_completion_tokens":100}"#);
     azure_chat_empty_body_object: "capped", AZURE_CHAT, r#"{}"# => Body(r#"{"max_completion_tokens":100}"#);
@@ -163,7 +163,7 @@ cases! {
     responses_over: "capped", RESPONSES, r#"{"model":"gpt-4o","input":"x","max_output_tokens":500}"# => Body(r#"{"model":"gpt-4o","input":"x","max_output_tokens":100}"#);
     responses_missing: "capped", RESPONSES, r#"{"model":"gpt-4o","input":"x"}"# => Body(r#"{"model":"gpt-4o","input":"x","max_output_tokens":100}"#);
     responses_null: "capped", RESPONSES, r#"{"model":"gpt-4o","max_output_tokens":null}"# => Body(r#"{"model":"gpt-4o","max_output_tokens":100}"#);
-    responses_max_tokens_not_its_field: "capped", RESPONSES, r#"{"model":"gpt-4o","max_tokens":500,"max_output_tokens":5}"# => Same;
+    responses_max_tokens_not_its_field: "capped", RESPONSES, r#"{"model":"gpt-4o","max_tokens":500,"max_output_tokens":5}"# => Refused(400, "invalid_request");
     messages_over: "capped", MESSAGES, r#"{"model":"claude","max_tokens":4096,"messages":[]}"# => Body(r#"{"model":"claude","max_tokens":100,"messages":[]}"#);
     messages_missing: "capped", MESSAGES, r#"{"model":"claude","messages":[]}"# => Body(r#"{"model":"claude","messages":[],"max_tokens":100}"#);
     count_tokens_no_cap: "capped", COUNT_TOKENS, r#"{"model":"claude","messages":[]}"# => Same;
@@ -681,7 +681,7 @@ cases! {
     gemini_candidate_count_both_spellings: "capped", GEMINI, r#"{"generationConfig":{"candidateCount":1,"candidate_count":8}}"# => Refused(400, "invalid_request");
     gemini_candidate_count_over_cap: "strict", GEMINI_STREAM, r#"{"generationConfig":{"candidateCount":200}}"# => Refused(403, "max_output_tokens_exceeded");
     gemini_candidate_count_string: "capped", GEMINI, r#"{"generationConfig":{"candidateCount":"8"}}"# => Refused(400, "invalid_request");
-    responses_n_is_not_a_field: "capped", RESPONSES, r#"{"model":"gpt-4o","n":8,"max_output_tokens":100}"# => Same;
+    responses_n_is_not_a_field: "capped", RESPONSES, r#"{"model":"gpt-4o","n":8,"max_output_tokens":100}"# => Refused(400, "invalid_request");
     messages_n_is_not_a_field: "capped", MESSAGES, r#"{"model":"claude","n":8,"max_tokens":100}"# => Same;
 }
 
@@ -984,4 +984,46 @@ fn gemini_headers_that_hide_usage_are_refused_for_a_budget() {
         Decision::Refuse(reply) => assert_eq!(reply.code.as_str(), "usage_unreadable"),
         other => panic!("{other:?}"),
     }
+}
+
+// OpenAI-family bodies for a capped consumer: a top-level number (or text that reads as one)
+// under a key the API does not define is refused unless it is a known sampling setting; keys
+// that name a limit are refused with any value but null or false. Every documented parameter
+// passes.
+cases! {
+    openai_n_predict: "capped", CHAT, r#"{"model":"gpt-4o","messages":[],"n_predict":100000}"# => Refused(400, "invalid_request");
+    openai_n_predict_minus_one: "capped", AZURE_CHAT, r#"{"messages":[],"n_predict":-1}"# => Refused(400, "invalid_request");
+    openai_n_predict_completions: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","n_predict":100000,"max_tokens":100}"# => Refused(400, "invalid_request");
+    openai_max_new_tokens: "capped", CHAT, r#"{"model":"gpt-4o","max_new_tokens":5000}"# => Refused(400, "invalid_request");
+    openai_max_output_tokens_on_chat: "capped", CHAT, r#"{"model":"gpt-4o","max_output_tokens":5000}"# => Refused(400, "invalid_request");
+    openai_max_length: "capped", CHAT, r#"{"model":"gpt-4o","max_length":5000}"# => Refused(400, "invalid_request");
+    openai_max_gen_len: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","max_gen_len":5000}"# => Refused(400, "invalid_request");
+    openai_num_predict: "capped", CHAT, r#"{"model":"gpt-4o","num_predict":5000}"# => Refused(400, "invalid_request");
+    openai_max_tokens_to_sample: "capped", RESPONSES, r#"{"model":"gpt-4o","max_tokens_to_sample":5000}"# => Refused(400, "invalid_request");
+    openai_min_tokens: "capped", CHAT, r#"{"model":"gpt-4o","min_tokens":5000}"# => Refused(400, "invalid_request");
+    openai_ignore_eos: "capped", CHAT, r#"{"model":"gpt-4o","ignore_eos":true}"# => Refused(400, "invalid_request");
+    openai_ignore_eos_false_passes: "capped", CHAT, r#"{"model":"gpt-4o","ignore_eos":false,"max_tokens":5}"# => Same;
+    openai_unknown_number: "capped", CHAT, r#"{"model":"gpt-4o","length":5000}"# => Refused(400, "invalid_request");
+    openai_unknown_number_as_text: "capped", CHAT, r#"{"model":"gpt-4o","length":"5_000"}"# => Refused(400, "invalid_request");
+    openai_limit_name_as_text: "capped", CHAT, r#"{"model":"gpt-4o","max_new_tokens":"-1"}"# => Refused(400, "invalid_request");
+    openai_escaped_key: "capped", CHAT, r#"{"model":"gpt-4o","n_pr\u0065dict":5000}"# => Refused(400, "invalid_request");
+    openai_sampling_passes: "capped", CHAT, r#"{"model":"gpt-4o","top_k":40,"min_p":0.05,"repetition_penalty":1.1,"typical_p":0.9,"max_tokens":5}"# => Same;
+    openai_unknown_text_passes: "capped", CHAT, r#"{"model":"gpt-4o","grammar":"root ::= x","chat_template_kwargs":{"n":5},"max_tokens":5}"# => Same;
+    openai_documented_chat_passes: "capped", CHAT, r#"{"model":"gpt-4o","messages":[],"temperature":1,"top_p":1,"n":1,"seed":3,"presence_penalty":0,"frequency_penalty":0,"logprobs":true,"top_logprobs":2,"user":"12345","prompt_cache_key":"42","safety_identifier":"7","stop":"9","max_completion_tokens":5}"# => Same;
+    openai_documented_completions_passes: "capped", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"5","best_of":1,"echo":false,"logprobs":3,"suffix":"1","max_tokens":5}"# => Same;
+    openai_documented_responses_passes: "capped", RESPONSES, r#"{"model":"gpt-4o","input":"2","instructions":"3","max_tool_calls":4,"top_logprobs":1,"previous_response_id":"1","max_output_tokens":5}"# => Same;
+    openai_uncapped_untouched: "default", CHAT, r#"{"model":"gpt-4o","n_predict":100000}"# => Same;
+    openai_embeddings_not_checked: "capped", EMBEDDINGS, r#"{"model":"gpt-4o","input":"x","dimensions":256}"# => Same;
+}
+
+// Bedrock model-field text that a lenient parser reads as a number is a number; text that
+// merely contains digits is not.
+cases! {
+    converse_number_underscores: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"max_len":"5_000"}}"# => Refused(400, "invalid_request");
+    converse_number_arabic_indic: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":"\u0665\u0660\u0660\u0660"}}"# => Refused(400, "invalid_request");
+    converse_number_full_width: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":"\uff15\uff10\uff10\uff10"}}"# => Refused(400, "invalid_request");
+    converse_number_hex: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":"0x1388"}}"# => Refused(400, "invalid_request");
+    converse_number_spaces: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":" 5000 "}}"# => Refused(400, "invalid_request");
+    converse_number_plus: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"length":"+5000"}}"# => Refused(400, "invalid_request");
+    converse_beta_date_is_text: "capped", CONVERSE, r#"{"additionalModelRequestFields":{"anthropic_beta":["interleaved-thinking-2025-05-14"],"version":"v2"}}"# => Body(r#"{"additionalModelRequestFields":{"anthropic_beta":["interleaved-thinking-2025-05-14"],"version":"v2"},"inferenceConfig":{"maxTokens":100}}"#);
 }

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod inspect;
 pub mod json_reader;
 pub mod limits;
+mod limits_keys;
 pub mod limits_usage;
 mod parts;
 pub mod redact;

@@ -25,7 +25,8 @@ pub enum UsageFormat {
     /// `totalTokenCount`.
     Gemini,
     /// Bedrock Converse: `usage` with `inputTokens`, `outputTokens`, `cacheReadInputTokens`,
-    /// `cacheWriteInputTokens`, `totalTokens`.
+    /// `cacheWriteInputTokens`, `totalTokens`; for `invoke` of an Anthropic model, Anthropic's
+    /// names in the same `usage` object.
     BedrockConverse,
 }
 
@@ -77,14 +78,51 @@ pub struct Usage {
     pub cached: u64,
 }
 
-/// Bedrock returns counts in response headers `x-amzn-bedrock-input-token-count` /
-/// `x-amzn-bedrock-output-token-count` (decimal). Some only when both parse as u64.
-pub fn usage_from_bedrock_headers(input: Option<&[u8]>, output: Option<&[u8]>) -> Option<Usage> {
+/// The Bedrock usage response headers, as sent (`None` where absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BedrockHeaders<'a> {
+    /// `x-amzn-bedrock-input-token-count`: the input tokens not read from or written to the
+    /// prompt cache.
+    pub input: Option<&'a [u8]>,
+    /// `x-amzn-bedrock-output-token-count`.
+    pub output: Option<&'a [u8]>,
+    /// `x-amzn-bedrock-cache-read-input-token-count`.
+    pub cache_read: Option<&'a [u8]>,
+    /// `x-amzn-bedrock-cache-write-input-token-count`.
+    pub cache_write: Option<&'a [u8]>,
+}
+
+/// Bedrock's usage from its response headers (decimal counts): the input count plus the cache
+/// counts as input, the cache reads as cached. Some only when the input and output counts
+/// parse as u64 and each cache count given does too: a count that is there but unreadable
+/// leaves the headers unread, never a cache charged as zero.
+pub fn usage_from_bedrock_headers(headers: BedrockHeaders<'_>) -> Option<Usage> {
+    let optional = |value: Option<&[u8]>| match value {
+        None => Some(0),
+        Some(value) => decimal(value),
+    };
+    let cache_read = optional(headers.cache_read)?;
+    let input = decimal(headers.input?)?
+        .saturating_add(cache_read)
+        .saturating_add(optional(headers.cache_write)?);
     Some(Usage {
-        input: decimal(input?)?,
-        output: decimal(output?)?,
-        cached: 0,
+        input,
+        output: decimal(headers.output?)?,
+        cached: cache_read.min(input),
     })
+}
+
+impl Usage {
+    /// Two readings of one answer's usage (Bedrock's headers and its body): the larger count
+    /// of each, so the charge is never below what either says.
+    pub fn larger(self, other: Usage) -> Usage {
+        let input = self.input.max(other.input);
+        Usage {
+            input,
+            output: self.output.max(other.output),
+            cached: self.cached.max(other.cached).min(input),
+        }
+    }
 }
 
 /// A header's decimal count: ASCII digits only (surrounding whitespace allowed).
@@ -238,12 +276,18 @@ impl Counts {
                     },
                 }
             }
+            // `invoke` answers in the model's own format: Anthropic's names are read too (the
+            // larger where both are given).
             UsageFormat::BedrockConverse => Counts {
-                input: count(object, &["inputTokens"])?,
-                output: count(object, &["outputTokens"])?,
+                input: larger(object, "inputTokens", "input_tokens")?,
+                output: larger(object, "outputTokens", "output_tokens")?,
                 thoughts: None,
-                cache_read: count(object, &["cacheReadInputTokens"])?,
-                cache_write: count(object, &["cacheWriteInputTokens"])?,
+                cache_read: larger(object, "cacheReadInputTokens", "cache_read_input_tokens")?,
+                cache_write: larger(
+                    object,
+                    "cacheWriteInputTokens",
+                    "cache_creation_input_tokens",
+                )?,
                 total: count(object, &["totalTokens"])?,
             },
         };
@@ -303,6 +347,13 @@ impl Counts {
             cached: cache_read.min(input),
         }
     }
+}
+
+/// The larger of the counts under two names, `None` when neither is given.
+fn larger(object: &Map<String, Value>, name: &str, other: &str) -> Result<Option<u64>, Unreadable> {
+    let first = count(object, &[name])?;
+    let second = count(object, &[other])?;
+    Ok(first.max(second))
 }
 
 /// The count at `path`: `None` when it (or an object on the way) is absent or null.

@@ -849,35 +849,66 @@ fn malformed_json_does_not_panic() {
     );
 }
 
+macro_rules! bedrock_headers {
+    ($($name:ident: $input:expr, $output:expr, $read:expr, $write:expr => $usage:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let headers = BedrockHeaders {
+                input: $input.map(str::as_bytes),
+                output: $output.map(str::as_bytes),
+                cache_read: $read.map(str::as_bytes),
+                cache_write: $write.map(str::as_bytes),
+            };
+            assert_eq!(usage_from_bedrock_headers(headers), $usage);
+        }
+    )*};
+}
+
+bedrock_headers! {
+    bedrock_headers_counts: Some("120"), Some("45"), None, None => usage(120, 45, 0);
+    bedrock_headers_spaces_and_max: Some(" 0 "), Some("18446744073709551615"), None, None => usage(0, u64::MAX, 0);
+    bedrock_headers_cache_read_is_input: Some("3"), Some("5"), Some("90000"), None => usage(90003, 5, 90000);
+    bedrock_headers_cache_write_is_input: Some("3"), Some("5"), None, Some("700") => usage(703, 5, 0);
+    bedrock_headers_both_caches: Some("3"), Some("5"), Some("10"), Some("20") => usage(33, 5, 10);
+    bedrock_headers_cache_saturates: Some("1"), Some("5"), Some("18446744073709551615"), Some("1") => usage(u64::MAX, 5, u64::MAX);
+    bedrock_headers_no_input: None, Some("1"), None, None => None;
+    bedrock_headers_no_output: Some("1"), None, None, None => None;
+    bedrock_headers_none: None, None, None, None => None;
+    bedrock_headers_empty: Some(""), Some("1"), None, None => None;
+    bedrock_headers_negative: Some("-1"), Some("1"), None, None => None;
+    bedrock_headers_plus: Some("+1"), Some("1"), None, None => None;
+    bedrock_headers_float: Some("1.0"), Some("1"), None, None => None;
+    bedrock_headers_hex: Some("0x10"), Some("1"), None, None => None;
+    bedrock_headers_overflow: Some("1"), Some("18446744073709551616"), None, None => None;
+    bedrock_headers_two_numbers: Some("1 2"), Some("1"), None, None => None;
+    bedrock_headers_unreadable_cache_read: Some("3"), Some("5"), Some("9e4"), None => None;
+    bedrock_headers_unreadable_cache_write: Some("3"), Some("5"), None, Some("") => None;
+}
+
 #[test]
-fn bedrock_headers() {
-    assert_eq!(
-        usage_from_bedrock_headers(Some(b"120"), Some(b"45")),
-        usage(120, 45, 0)
-    );
-    assert_eq!(
-        usage_from_bedrock_headers(Some(b" 0 "), Some(b"18446744073709551615")),
-        usage(0, u64::MAX, 0)
-    );
-    for (input, output) in [
-        (None, Some(&b"1"[..])),
-        (Some(&b"1"[..]), None),
-        (None, None),
-        (Some(&b""[..]), Some(&b"1"[..])),
-        (Some(&b"-1"[..]), Some(&b"1"[..])),
-        (Some(&b"+1"[..]), Some(&b"1"[..])),
-        (Some(&b"1.0"[..]), Some(&b"1"[..])),
-        (Some(&b"0x10"[..]), Some(&b"1"[..])),
-        (Some(&b"1"[..]), Some(&b"18446744073709551616"[..])),
-        (Some(&b"1 2"[..]), Some(&b"1"[..])),
-        (Some(&b"\xff"[..]), Some(&b"1"[..])),
-    ] {
-        assert_eq!(
-            usage_from_bedrock_headers(input, output),
-            None,
-            "{input:?} {output:?}"
-        );
-    }
+fn bedrock_headers_not_utf8() {
+    let headers = BedrockHeaders {
+        input: Some(b"\xff"),
+        output: Some(b"1"),
+        ..BedrockHeaders::default()
+    };
+    assert_eq!(usage_from_bedrock_headers(headers), None);
+}
+
+macro_rules! larger {
+    ($($name:ident: $a:expr, $b:expr => $usage:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(Some($a.larger($b)), $usage);
+            assert_eq!(Some($b.larger($a)), $usage, "either order");
+        }
+    )*};
+}
+
+larger! {
+    larger_body_cache_above_headers: usage(8, 5, 0).unwrap(), usage(90008, 5, 90000).unwrap() => usage(90008, 5, 90000);
+    larger_per_field: usage(100, 5, 0).unwrap(), usage(20, 50, 10).unwrap() => usage(100, 50, 10);
+    larger_same: usage(3, 5, 1).unwrap(), usage(3, 5, 1).unwrap() => usage(3, 5, 1);
 }
 
 #[test]
@@ -997,6 +1028,8 @@ merged! {
     billed_responses_total_above_counts: OpenAiResponses, [r#"{"input_tokens":3,"output_tokens":4,"total_tokens":20}"#] => usage(16, 4, 0);
     billed_bedrock_total_with_cache: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"cacheReadInputTokens":4,"cacheWriteInputTokens":6,"totalTokens":21}"#] => usage(19, 2, 4);
     billed_bedrock_total_above_counts: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"totalTokens":30}"#] => usage(28, 2, 0);
+    billed_bedrock_invoke_anthropic_names: BedrockConverse, [r#"{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":90000,"cache_creation_input_tokens":10}"#] => usage(90013, 5, 90000);
+    billed_bedrock_both_names_larger: BedrockConverse, [r#"{"inputTokens":3,"input_tokens":30,"outputTokens":50,"output_tokens":5}"#] => usage(30, 50, 0);
     billed_anthropic_cache_creation: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_creation_input_tokens":700}"#, r#"{"output_tokens":30}"#] => usage(720, 30, 0);
 }
 
