@@ -97,8 +97,8 @@ pub struct ScanSink<'p> {
     /// Where each piece sits in the body.
     at: Vec<TextAt>,
     /// For a piece that is the decoded form of a string (`TextSink::decoded`), the piece of
-    /// that string as it was read.
-    decoded_from: Vec<Option<usize>>,
+    /// that string as it was read, and where each byte of the decoded piece sits in it.
+    decoded_from: Vec<Option<(usize, Vec<usize>)>>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -114,14 +114,17 @@ impl<'p> ScanSink<'p> {
 
     /// Scans everything gathered; the matches with ranges relative to their own piece.
     ///
-    /// A match in the decoded form of a string that the same rule also made, on the same
-    /// text, in the string as read is dropped: the string's own match is the one to act on (a
-    /// redaction can be made there). Only what the escapes hid is left to the decoded form.
+    /// A match in the decoded form of a string is dropped when a match of the same rule in
+    /// the string as read covers the place it was decoded from: that match is the one to act
+    /// on, and its redaction removes all of it. Judged by place, not by text: the same text
+    /// written plainly elsewhere in the string hides nothing. What is left to the decoded form
+    /// is what the escapes hid, and a `redact` rule there blocks.
     pub fn finish(self) -> Vec<Hit> {
         let mut scratch = Vec::new();
         let mut found = Vec::new();
         self.scanner
             .scan(&self.text, &self.pieces, &mut scratch, &mut found);
+        // Each match with its piece and its range relative to the piece.
         let located: Vec<(usize, usize, Range<usize>)> = found
             .into_iter()
             .filter_map(|(rule, range)| {
@@ -130,47 +133,39 @@ impl<'p> ScanSink<'p> {
                     .partition_point(|piece| piece.start <= range.start)
                     .checked_sub(1)?;
                 let piece = self.pieces.get(index)?;
-                (range.end <= piece.end).then_some((rule, index, range))
+                (range.end <= piece.end).then_some((
+                    rule,
+                    index,
+                    range.start.checked_sub(piece.start)?..range.end.checked_sub(piece.start)?,
+                ))
             })
             .collect();
-        let source = |index: usize| {
-            self.decoded_from
-                .get(index)
-                .copied()
-                .flatten()
-                .unwrap_or(index)
-        };
-        let matched = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
-        let read: Vec<(usize, usize, &str)> = located
-            .iter()
-            .filter(|(_, index, _)| source(*index) == *index)
-            .map(|(rule, index, range)| (*rule, *index, matched(range)))
-            .collect();
-        // The same match may take in a character more or less beside an escape (`\njane@x`
-        // reads `njane@x` as read, `jane@x` decoded): one holding the other is the same match.
-        let also_read = |rule: usize, index: usize, text: &str| {
-            read.iter().any(|(r, i, seen)| {
-                *r == rule && *i == index && (seen.contains(text) || text.contains(seen))
+        let covered_as_read = |rule: usize, index: usize, range: &Range<usize>| {
+            let Some(Some((read, offsets))) = self.decoded_from.get(index) else {
+                return false;
+            };
+            let (Some(&start), Some(&end)) = (offsets.get(range.start), offsets.get(range.end))
+            else {
+                return false;
+            };
+            located.iter().any(|(r, i, seen)| {
+                *r == rule && i == read && seen.start <= start && end <= seen.end
             })
         };
         located
             .iter()
-            .filter(|(rule, index, range)| {
-                source(*index) == *index || !also_read(*rule, source(*index), matched(range))
-            })
+            .filter(|(rule, index, range)| !covered_as_read(*rule, *index, range))
             .filter_map(|(rule, index, range)| {
-                let piece = self.pieces.get(*index)?;
                 Some(Hit {
                     rule: *rule,
                     at: *self.at.get(*index)?,
-                    range: range.start.checked_sub(piece.start)?
-                        ..range.end.checked_sub(piece.start)?,
+                    range: range.clone(),
                 })
             })
             .collect()
     }
 
-    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<usize>) {
+    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<(usize, Vec<usize>)>) {
         // An empty string holds no match; the pieces stay non-empty.
         if text.is_empty() {
             return;
@@ -189,7 +184,7 @@ impl TextSink for ScanSink<'_> {
         self.push(text, at, None);
     }
 
-    fn decoded(&mut self, text: &str, at: TextAt) {
+    fn decoded(&mut self, text: &str, read: &[usize], at: TextAt) {
         // The string as read is the last piece that is not itself a decoded form.
         let from = self
             .decoded_from
@@ -201,7 +196,7 @@ impl TextSink for ScanSink<'_> {
             ordinal: None,
             ..at
         };
-        self.push(text, at, from);
+        self.push(text, at, from.map(|from| (from, read.to_vec())));
     }
 }
 

@@ -54,8 +54,11 @@ pub trait TextSink {
     fn text(&mut self, text: &str, at: TextAt);
 
     /// The text of the string last handed out, with the JSON escapes inside it decoded (see
-    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place.
-    fn decoded(&mut self, text: &str, at: TextAt) {
+    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place. `read` maps each
+    /// byte offset of `text`, and its end, to the offset in the string as read that it was
+    /// decoded from (`read.len() == text.len() + 1`).
+    fn decoded(&mut self, text: &str, read: &[usize], at: TextAt) {
+        let _ = read;
         self.text(
             text,
             TextAt {
@@ -615,25 +618,50 @@ const DECODED_LAYERS: usize = 3;
 /// each layer that differs is handed out too, as decoded text (`TextSink::decoded`).
 fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
     let mut layer = Cow::Borrowed(text);
+    // Where each byte of `layer` sits in `text`; `None` while `layer` is `text`.
+    let mut to_read: Option<Vec<usize>> = None;
     for _ in 0..DECODED_LAYERS {
         if !layer.contains('\\') {
             return;
         }
-        let Some(next) = unescape(&layer) else {
+        let Some((next, to_layer)) = unescape_mapped(&layer) else {
             return;
         };
-        sink.decoded(&next, at);
+        let read: Vec<usize> = match &to_read {
+            None => to_layer,
+            Some(to_read) => to_layer
+                .iter()
+                .map(|offset| to_read.get(*offset).copied().unwrap_or(text.len()))
+                .collect(),
+        };
+        sink.decoded(&next, &read, at);
         layer = Cow::Owned(next);
+        to_read = Some(read);
     }
 }
 
 /// The text with its JSON escapes decoded, or `None` when it has none to decode.
+#[cfg(test)]
 pub(crate) fn unescape(text: &str) -> Option<String> {
+    unescape_mapped(text).map(|(decoded, _)| decoded)
+}
+
+/// As `unescape`, with where each byte of the decoded text, and its end, came from in `text`:
+/// a match in the decoded text is judged by the place it covers in the text as read.
+pub(crate) fn unescape_mapped(text: &str) -> Option<(String, Vec<usize>)> {
     let mut out = String::with_capacity(text.len());
+    let mut from: Vec<usize> = Vec::with_capacity(text.len().saturating_add(1));
     let mut rest = text;
     let mut changed = false;
+    // Appends `piece`, read at `offset` in `text`, byte for byte.
+    let copy = |out: &mut String, from: &mut Vec<usize>, piece: &str, offset: usize| {
+        out.push_str(piece);
+        from.extend((0..piece.len()).map(|i| offset.saturating_add(i)));
+    };
     while let Some(at) = rest.find('\\') {
-        out.push_str(rest.get(..at)?);
+        let offset = text.len().saturating_sub(rest.len());
+        copy(&mut out, &mut from, rest.get(..at)?, offset);
+        let escape_at = offset.saturating_add(at);
         let tail = rest.get(at..)?;
         let mut chars = tail.chars();
         chars.next();
@@ -650,17 +678,21 @@ pub(crate) fn unescape(text: &str) -> Option<String> {
         match decoded {
             Some((c, len)) => {
                 out.push(c);
+                from.extend(std::iter::repeat_n(escape_at, c.len_utf8()));
                 changed = true;
                 rest = tail.get(len..)?;
             }
             None => {
                 out.push('\\');
+                from.push(escape_at);
                 rest = tail.get(1..)?;
             }
         }
     }
-    out.push_str(rest);
-    changed.then_some(out)
+    let offset = text.len().saturating_sub(rest.len());
+    copy(&mut out, &mut from, rest, offset);
+    from.push(text.len());
+    changed.then_some((out, from))
 }
 
 /// A `\uXXXX` escape at the start of `text` (with its low surrogate, if it is a high one):

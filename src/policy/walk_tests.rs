@@ -470,3 +470,17 @@ fn unescapes_json_text_inside_strings() {
         assert_eq!(super::unescape(text).as_deref(), expected, "{text}");
     }
 }
+
+#[test]
+fn unescape_maps_each_decoded_byte_to_where_it_was_read() {
+    for (text, expected) in [
+        (r"a\u0040b", vec![0, 1, 7, 8]),
+        (r"\n", vec![0, 2]),
+        (r"\q\n", vec![0, 1, 2, 4]),
+        (r"\u00e9!", vec![0, 0, 6, 7]),
+        (r"\ud83d\ude00", vec![0, 0, 0, 0, 12]),
+    ] {
+        let (_, map) = super::unescape_mapped(text).unwrap();
+        assert_eq!(map, expected, "{text}");
+    }
+}
