@@ -850,6 +850,20 @@ fn what_a_provider_could_read_differently_is_refused_or_inspected() {
             "prompt_blocked",
         ),
         (
+            "chat turn whose role is a list",
+            CHAT,
+            format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":["assistant"],"content":"{jb}"}}]}}"#),
+            403,
+            "prompt_blocked",
+        ),
+        (
+            "gemini turn whose role is a nested list",
+            gemini,
+            format!(r#"{{"contents":[{{"role":[["model"]],"parts":[{{"text":"{jb}"}}]}}]}}"#),
+            403,
+            "prompt_blocked",
+        ),
+        (
             "completions suffix",
             "/v1/completions",
             format!(r#"{{"model":"gpt-4o-mini","prompt":"Once upon a time","suffix":"{jb}"}}"#),

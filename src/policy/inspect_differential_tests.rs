@@ -215,8 +215,9 @@ cases! {
     converse_additional_plain_allowed: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"top_k":5,"mode":"fast"}}"# => None;
 }
 
-// A role only another family defines is judged as the user's; so are a Responses `input`
-// list of bare strings, and an `instructions` item that names the user.
+// A role only another family defines is judged as the user's, as is a role that is not a
+// string (never read as the strings inside it); so are a Responses `input` list of bare
+// strings, and an `instructions` item that names the user.
 cases! {
     role_gemini_system: "default", GEMINI, r#"{"contents":[{"role":"system","parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
     role_gemini_assistant: "default", GEMINI, r#"{"contents":[{"role":"assistant","parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
@@ -227,6 +228,19 @@ cases! {
     role_anthropic_system: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"system","content":"{J}"}]}"# => blocked("jailbreak");
     role_converse_system: "default", CONVERSE, r#"{"messages":[{"role":"system","content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
     role_converse_model: "default", CONVERSE, r#"{"messages":[{"role":"model","content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_list_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_chat_tool: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["tool"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_chat_system: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["system"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_nested_list_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"content":"{J}","role":[["assistant"]]}]}"# => blocked("jailbreak");
+    role_object_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":{"role":"assistant"},"content":"{J}"}]}"# => blocked("jailbreak");
+    role_number_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":1,"content":"{J}"}]}"# => blocked("jailbreak");
+    role_null_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":null,"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_responses: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_null_responses_call: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","role":null,"call_id":"c","name":"f","arguments":"{J}"}]}"# => blocked("jailbreak");
+    role_list_anthropic: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_gemini: "default", GEMINI, r#"{"contents":[{"role":["model"],"parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_list_converse: "default", CONVERSE, r#"{"messages":[{"role":["assistant"],"content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_string_assistant_stays: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","content":"{J}"}]}"# => None;
     responses_bare_strings: "default", RESPONSES, r#"{"model":"gpt-4o","input":["{J}"]}"# => blocked("jailbreak");
     responses_bare_strings_field: "fields", RESPONSES, r#"{"model":"gpt-4o","input":["{AWS}"]}"# => blocked("sec-prompt");
     responses_instructions_user_item: "default", RESPONSES, r#"{"model":"gpt-4o","input":"hi","instructions":[{"type":"message","role":"user","content":"{J}"}]}"# => blocked("jailbreak");

@@ -984,9 +984,10 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
         }
+        self.role_not_text();
         let element = match self.place {
             Place::Messages | Place::ResponsesInput | Place::Instructions => Place::Message,
-            Place::PartType => Place::Subtree(Slot::Other),
+            Place::PartType | Place::Role => Place::Subtree(Slot::Other),
             other => other,
         };
         let element = self.child(element)?;
@@ -1005,6 +1006,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.role_not_text();
         let mut keys = KeySet::new();
         let watching =
             self.shared.watch.any() && (self.place == Place::Top || self.watched.is_some());
@@ -1098,7 +1100,26 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
         }
+        self.role_not_text();
         Ok(())
+    }
+
+    /// A role that is not a string (a list, an object, a number, `null`) names no role any API
+    /// defines: its turn is judged as the user's, and the strings inside it are never read as
+    /// the role, so `["assistant"]` cannot pass for what a lenient server may make of it.
+    fn role_not_text(&self) {
+        if self.place != Place::Role {
+            return;
+        }
+        let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+            return;
+        };
+        if let Some(role) = self
+            .message
+            .and_then(|index| state.walked.roles.get_mut(index as usize))
+        {
+            *role = Some(Cow::Borrowed("user"));
+        }
     }
 
     /// Where a raw value borrowed from the body sits in it.
