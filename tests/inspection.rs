@@ -885,6 +885,13 @@ fn what_a_provider_could_read_differently_is_refused_or_inspected() {
             "opaque_content",
         ),
         (
+            "InvokeModel data URL in capitals",
+            invoke,
+            format!(r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{{"role":"user","content":"{MARKER}"}}],"extra":"DATA:image/png;base64,{png}"}}"#),
+            403,
+            "opaque_content",
+        ),
+        (
             "Converse additionalModelRequestFields images",
             converse,
             format!(r#"{{"messages":[{{"role":"user","content":[{{"text":"{MARKER}"}}]}}],"additionalModelRequestFields":{{"images":["{png}"]}}}}"#),

@@ -209,6 +209,11 @@ cases! {
     invoke_titan_variation: "default", INVOKE, r#"{"taskType":"IMAGE_VARIATION","imageVariationParams":{"text":"x","images":["{PNG}"]}}"# => opaque();
     invoke_stability_init_image: "default", INVOKE, r#"{"prompt":"x","init_image":"{PNG}"}"# => opaque();
     invoke_data_url_value: "default", INVOKE, r#"{"inputs":[{"payload":"data:image/png;base64,{PNG}"}]}"# => opaque();
+    invoke_data_url_upper: "default", INVOKE, r#"{"inputs":[{"payload":"DATA:image/png;base64,{PNG}"}]}"# => opaque();
+    invoke_data_url_mixed_case_text: "default", INVOKE, r#"{"extra":"Data:text/plain,hello"}"# => opaque();
+    invoke_data_url_leading_space: "default", INVOKE, r#"{"extra":" \tdAtA:image/png;base64,{PNG}"}"# => opaque();
+    invoke_data_word_allowed: "default", INVOKE, r#"{"extra":"database: main"}"# => None;
+    converse_additional_data_url_upper: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"x":"DATA:image/png;base64,{PNG}"}}"# => opaque();
     invoke_tool_schema_allowed: "default", INVOKE, r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"fetch","description":"d","input_schema":{"type":"object","properties":{"url":{"type":"string"},"file_path":{"type":"string"}}}}]}"# => None;
     converse_additional_images: "default", CONVERSE, r#"{"messages":[{"role":"user","content":[{"text":"describe"}]}],"additionalModelRequestFields":{"images":["{PNG}"]}}"# => opaque();
     converse_additional_text: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"extra_prompt":"{J}"}}"# => blocked("jailbreak");

@@ -337,7 +337,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             // A bare string where a message is expected is read as a turn of its own.
             self.default_role(None);
         }
-        if self.place == Place::ModelFields && text.trim_start().starts_with("data:") {
+        if self.place == Place::ModelFields && is_data_url(text) {
             self.opaque("inline data");
         }
         let mut state = self
@@ -605,6 +605,14 @@ fn media_key(key: &str) -> Option<&'static str> {
         .iter()
         .any(|word| lower.contains(word))
         .then_some("media")
+}
+
+/// A `data:` URL, leading white space aside: a scheme is matched without regard to case
+/// (RFC 3986, section 3.1), so `DATA:` and `Data:` are one too.
+fn is_data_url(text: &str) -> bool {
+    text.trim_start()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"))
 }
 
 /// How many layers of JSON text inside a string are decoded: a string holding the JSON text
