@@ -864,6 +864,13 @@ fn what_a_provider_could_read_differently_is_refused_or_inspected() {
             "prompt_blocked",
         ),
         (
+            "e-mail as a key of tool-call arguments",
+            CHAT,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"grant","arguments":"{\"bob@example.com\":\"admin\",\"alice@example.com\":\"deny\"}"}}]}]}"#.to_owned(),
+            403,
+            "prompt_blocked",
+        ),
+        (
             "completions suffix",
             "/v1/completions",
             format!(r#"{{"model":"gpt-4o-mini","prompt":"Once upon a time","suffix":"{jb}"}}"#),

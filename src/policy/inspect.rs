@@ -2,6 +2,7 @@
 //! load; each piece of text the walk hands out scanned once; the matches judged against the
 //! consumer's rules, their roles and fields, and their modes.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
 use super::compile::{Consumer, Policy, Rule};
@@ -152,13 +153,36 @@ impl<'p> ScanSink<'p> {
                 *r == rule && i == read && seen.start <= start && end <= seen.end
             })
         };
+        // The quotes of the JSON text each piece with a match may hold, found once per piece.
+        let mut keys: BTreeMap<usize, Vec<(usize, bool)>> = BTreeMap::new();
+        for (_, index, _) in &located {
+            if let (Entry::Vacant(slot), Some(piece)) =
+                (keys.entry(*index), self.pieces.get(*index))
+            {
+                slot.insert(json_quotes(
+                    self.text.get(piece.clone()).unwrap_or_default(),
+                ));
+            }
+        }
+        let in_key = |index: usize, range: &Range<usize>| {
+            keys.get(&index)
+                .is_some_and(|quotes| in_json_key(quotes, range))
+        };
         located
             .iter()
-            .filter(|(rule, index, range)| !covered_as_read(*rule, *index, range))
+            .filter(|(rule, index, range)| {
+                in_key(*index, range) || !covered_as_read(*rule, *index, range)
+            })
             .filter_map(|(rule, index, range)| {
+                let mut at = *self.at.get(*index)?;
+                // Rewriting a key of JSON text in a string could make a duplicate key, as
+                // rewriting a key of the body could: without an ordinal, a redaction blocks.
+                if in_key(*index, range) {
+                    at.ordinal = None;
+                }
                 Some(Hit {
                     rule: *rule,
-                    at: *self.at.get(*index)?,
+                    at,
                     range: range.clone(),
                 })
             })
@@ -198,6 +222,47 @@ impl TextSink for ScanSink<'_> {
         };
         self.push(text, at, from.map(|from| (from, read.to_vec())));
     }
+}
+
+/// The quotes of `text` read as JSON text (a tool call's `arguments`), those escaped by a
+/// backslash aside, in order: each with whether it closes a key (a colon follows it, white
+/// space aside). Read leniently, whether or not the whole is valid JSON.
+fn json_quotes(text: &str) -> Vec<(usize, bool)> {
+    let bytes = text.as_bytes();
+    let mut quotes = Vec::new();
+    let mut at = 0;
+    while let Some(byte) = bytes.get(at) {
+        match byte {
+            b'\\' => at = at.saturating_add(1),
+            b'"' => {
+                let after = bytes
+                    .get(at.saturating_add(1)..)
+                    .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()));
+                quotes.push((at, after == Some(&b':')));
+            }
+            _ => {}
+        }
+        at = at.saturating_add(1);
+    }
+    quotes
+}
+
+/// Whether a match at `range` lies in, or reaches into, a key of JSON text whose quotes are
+/// `quotes` (`json_quotes`): a quote closing a key lies within it, or is the first quote after
+/// it. Prose such as `"x@y.com": hi` counts too: a redaction there blocks rather than risk a
+/// duplicate key.
+fn in_json_key(quotes: &[(usize, bool)], range: &Range<usize>) -> bool {
+    let first = quotes.partition_point(|(at, _)| *at < range.start);
+    let mut rest = quotes.get(first..).unwrap_or_default().iter();
+    for (at, closes_key) in rest.by_ref() {
+        if *closes_key {
+            return true;
+        }
+        if *at >= range.end {
+            return false;
+        }
+    }
+    false
 }
 
 /// A rule that fired, for the log and the debug header.

@@ -163,6 +163,11 @@ cases! {
     args_escaped_beside_plain_copy_gemini: "default", GEMINI, r#"{"contents":[{"parts":[{"text":"bob@corp.com bob\\u0040corp.com"}]}]}"# => blocked("no-email");
     args_escaped_beside_plain_copy_responses: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{\"to\":\"bob@corp.com\",\"cc\":\"bob\\u0040corp.com\"}"}]}"# => blocked("no-email");
     pattern_escaped_beside_plain_copy: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"tok=\\u0041BCD tok=ABCD"}]}"# => blocked("tok");
+    args_email_as_key: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"grant","arguments":"{\"bob@corp.com\":\"grant admin\",\"alice@corp.com\":\"deny\"}"}}]}]}"# => blocked("no-email");
+    args_email_as_key_spaced: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{\"bob@corp.com\" \n : 1}"}]}"# => blocked("no-email");
+    args_email_as_key_twice_encoded: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"\"{\\\"bob@corp.com\\\":1}\""}}]}]}"# => blocked("no-email");
+    text_email_as_key: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"{\"bob@corp.com\":\"admin\"}"}]}"# => blocked("no-email");
+    pattern_as_key: "default", GEMINI, r#"{"contents":[{"parts":[{"text":"{\"tok=ABCD\":1}"}]}]}"# => blocked("tok");
     args_plain_text_allowed: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"city\":\"Paris\\n\"}"}}]}]}"# => None;
 }
 
@@ -176,6 +181,14 @@ fn escapes_beside_plain_matches_still_redact() {
         (r"bob@example.com\\t", r"[REDACTED:no-email]\\t"),
         (r"tok=ABCD \\u0041", r"[REDACTED:tok] \\u0041"),
         (r"tok=\\u0041", r"[REDACTED:tok]41"),
+        (
+            r#"{\"to\":\"bob@example.com\"}"#,
+            r#"{\"to\":\"[REDACTED:no-email]\"}"#,
+        ),
+        (
+            r#"said \"bob@example.com\" to \"x\": y"#,
+            r#"said \"[REDACTED:no-email]\" to"#,
+        ),
     ] {
         let body =
             format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{content}"}}]}}"#);
