@@ -186,6 +186,8 @@ fn secrets_are_blocked_and_never_forwarded() {
         json!([{"role": "system", "content": format!("{MARKER} key {AWS}")}]),
         json!([{"role": "assistant", "content": format!("{MARKER} {AWS}")}]),
         json!([{"role": "user", "content": [{"type": "text", "text": format!("{MARKER} {AWS}")}]}]),
+        // A webhook URL spelled as HTTP clients still read it.
+        json!([{"role": "user", "content": format!("{MARKER} https://HOOKS.SLACK.COM.:443//%73ervices/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX")}]),
     ] {
         assert_blocked(&gw.post(None, CHAT, &chat_messages(messages)), "no-secrets");
     }
@@ -211,7 +213,7 @@ fn secrets_are_blocked_and_never_forwarded() {
 
     assert!(gw.mock.requests().is_empty(), "{:?}", gw.mock.requests());
     let decisions = gw.decisions();
-    assert_eq!(decisions.len(), 8, "{decisions:#?}");
+    assert_eq!(decisions.len(), 9, "{decisions:#?}");
     for decision in &decisions {
         assert_eq!(decision["decision"], "deny", "{decision}");
         assert_eq!(decision["code"], "prompt_blocked", "{decision}");
