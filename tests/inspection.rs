@@ -261,7 +261,7 @@ fn emails_are_redacted_in_place() {
 
     // Odd spacing, escapes in other strings, a second address: only the matches change.
     let body = format!(
-        r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to {EMAIL} and ops@example.org now"}}] ,"temperature":0.5,"user":"u-1"}}"#
+        r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to {EMAIL} and o'brien#ops@example.org now"}}] ,"temperature":0.5,"user":"u-1"}}"#
     );
     let expected = format!(
         r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to [REDACTED:no-email] and [REDACTED:no-email] now"}}] ,"temperature":0.5,"user":"u-1"}}"#
