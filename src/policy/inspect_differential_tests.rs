@@ -24,13 +24,17 @@ const POLICY: &str = r#"{
     "default": { "models": ["*"], "rules": ["no-secrets", "no-email", "jailbreak", "tok"] },
     "fields": { "models": ["*"], "rules": ["sec-prompt"] },
     "narrow": { "models": ["gpt-4o-mini"], "rules": [] },
-    "no-refs": { "models": ["*"], "rules": ["no-references"] }
+    "no-refs": { "models": ["*"], "rules": ["no-references"] },
+    "anchored": { "models": ["*"], "rules": ["anchored"] },
+    "quoted": { "models": ["*"], "rules": ["quoted"] }
   },
   "rules": [
     { "id": "no-secrets", "detect": "secrets", "action": "block" },
     { "id": "no-email", "detect": "email", "action": "redact" },
     { "id": "jailbreak", "pattern": "(?i)ignore (all )?previous instructions", "action": "block", "roles": ["user"] },
     { "id": "tok", "pattern": "(?s)tok=.{4}", "action": "redact" },
+    { "id": "anchored", "pattern": "^FORBIDDEN$", "action": "block" },
+    { "id": "quoted", "pattern": "(^|\")FORBIDDEN(\"|$)", "action": "block" },
     { "id": "sec-prompt", "detect": "secrets", "action": "block", "fields": ["prompt", "system"] },
     { "id": "no-references", "pattern": "^(previous_response_id|conversation|cachedContent|mcp_servers|vector_store_ids|server_url|data_sources)$", "action": "block" }
   ]
@@ -282,4 +286,14 @@ cases! {
     reference_anthropic_mcp: "no-refs", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"use it"}],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"# => blocked("no-references");
     reference_named_in_text_passes: "no-refs", RESPONSES, r#"{"model":"gpt-4o","input":"what is a previous_response_id?"}"# => None;
     reference_without_the_rule: "default", RESPONSES, r#"{"model":"gpt-4o","input":"go on","previous_response_id":"resp_1"}"# => None;
+}
+
+// JSON text in a string is decoded, not parsed into its strings: a pattern anchored to a whole
+// string does not see a value inside it, one anchored on its quotes does (as documented).
+cases! {
+    anchored_in_tool_use_input: "anchored", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"q":"FORBIDDEN"}}]}]}"# => blocked("anchored");
+    anchored_in_arguments_not_seen: "anchored", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"q\":\"FORBIDDEN\"}"}}]}]}"# => None;
+    quoted_in_arguments: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"q\":\"FORBIDDEN\"}"}}]}]}"# => blocked("quoted");
+    quoted_whole_string: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"FORBIDDEN"}]}"# => blocked("quoted");
+    quoted_inside_a_word_passes: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"NOTFORBIDDENX"}]}"# => None;
 }
