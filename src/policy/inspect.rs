@@ -8,7 +8,7 @@ use std::ops::Range;
 use super::compile::{Consumer, Policy, Rule};
 use super::config::{Field, Mode, OpaqueContent, RuleAction};
 use super::detect::{self, Detector};
-use super::walk::{Slot, TextAt, TextSink, Walked};
+use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
 
 /// What a rule looks for.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ pub struct ScanSink<'p> {
     at: Vec<TextAt>,
     /// For a piece that is the decoded form of a string (`TextSink::decoded`), the piece of
     /// that string as it was read, and where each byte of the decoded piece sits in it.
-    decoded_from: Vec<Option<(usize, Vec<usize>)>>,
+    decoded_from: Vec<Option<(usize, Vec<Offsets>)>>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -142,11 +142,13 @@ impl<'p> ScanSink<'p> {
             })
             .collect();
         let covered_as_read = |rule: usize, index: usize, range: &Range<usize>| {
-            let Some(Some((read, offsets))) = self.decoded_from.get(index) else {
+            let Some(Some((read, layers))) = self.decoded_from.get(index) else {
                 return false;
             };
-            let (Some(&start), Some(&end)) = (offsets.get(range.start), offsets.get(range.end))
-            else {
+            let (Some(start), Some(end)) = (
+                read_offset(layers, range.start),
+                read_offset(layers, range.end),
+            ) else {
                 return false;
             };
             located.iter().any(|(r, i, seen)| {
@@ -189,7 +191,7 @@ impl<'p> ScanSink<'p> {
             .collect()
     }
 
-    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<(usize, Vec<usize>)>) {
+    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<(usize, Vec<Offsets>)>) {
         // An empty string holds no match; the pieces stay non-empty.
         if text.is_empty() {
             return;
@@ -208,7 +210,7 @@ impl TextSink for ScanSink<'_> {
         self.push(text, at, None);
     }
 
-    fn decoded(&mut self, text: &str, read: &[usize], at: TextAt) {
+    fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
         // The string as read is the last piece that is not itself a decoded form.
         let from = self
             .decoded_from
@@ -220,7 +222,7 @@ impl TextSink for ScanSink<'_> {
             ordinal: None,
             ..at
         };
-        self.push(text, at, from.map(|from| (from, read.to_vec())));
+        self.push(text, at, from.map(|from| (from, layers.to_vec())));
     }
 }
 

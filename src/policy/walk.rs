@@ -54,11 +54,11 @@ pub trait TextSink {
     fn text(&mut self, text: &str, at: TextAt);
 
     /// The text of the string last handed out, with the JSON escapes inside it decoded (see
-    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place. `read` maps each
-    /// byte offset of `text`, and its end, to the offset in the string as read that it was
-    /// decoded from (`read.len() == text.len() + 1`).
-    fn decoded(&mut self, text: &str, read: &[usize], at: TextAt) {
-        let _ = read;
+    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place. `layers` lead
+    /// back to the string as read: the last maps `text` to the layer it was decoded from, the
+    /// first maps the first decoded layer to the string as read (see `read_offset`).
+    fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
+        let _ = layers;
         self.text(
             text,
             TextAt {
@@ -626,26 +626,54 @@ const DECODED_LAYERS: usize = 3;
 /// each layer that differs is handed out too, as decoded text (`TextSink::decoded`).
 fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
     let mut layer = Cow::Borrowed(text);
-    // Where each byte of `layer` sits in `text`; `None` while `layer` is `text`.
-    let mut to_read: Option<Vec<usize>> = None;
+    let mut layers: Vec<Offsets> = Vec::new();
     for _ in 0..DECODED_LAYERS {
         if !layer.contains('\\') {
             return;
         }
-        let Some((next, to_layer)) = unescape_mapped(&layer) else {
+        let Some((next, offsets)) = unescape_mapped(&layer) else {
             return;
         };
-        let read: Vec<usize> = match &to_read {
-            None => to_layer,
-            Some(to_read) => to_layer
-                .iter()
-                .map(|offset| to_read.get(*offset).copied().unwrap_or(text.len()))
-                .collect(),
-        };
-        sink.decoded(&next, &read, at);
+        layers.push(offsets);
+        sink.decoded(&next, &layers, at);
         layer = Cow::Owned(next);
-        to_read = Some(read);
     }
+}
+
+/// Where the bytes of a decoded layer were read in the layer it was decoded from, kept sparse
+/// (a long string with a few escapes costs a few entries): one run per stretch copied as it
+/// was and per escape decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// `(decoded start, read start, copied)`, in order: from its decoded start on, a copied
+    /// run maps byte for byte; every byte an escape decoded to maps to the escape's start.
+    /// The last run starts at the decoded end and maps it to the end of what was read.
+    runs: Vec<(usize, usize, bool)>,
+}
+
+impl Offsets {
+    /// Where the byte at `at` (or the end, at the decoded length) was read.
+    pub fn read_at(&self, at: usize) -> Option<usize> {
+        let index = self
+            .runs
+            .partition_point(|(start, _, _)| *start <= at)
+            .checked_sub(1)?;
+        let (start, read, copied) = *self.runs.get(index)?;
+        if copied {
+            read.checked_add(at.checked_sub(start)?)
+        } else {
+            Some(read)
+        }
+    }
+}
+
+/// Where `at` in the innermost of `layers` (see `TextSink::decoded`) was read in the string
+/// as read.
+pub fn read_offset(layers: &[Offsets], at: usize) -> Option<usize> {
+    layers
+        .iter()
+        .rev()
+        .try_fold(at, |at, offsets| offsets.read_at(at))
 }
 
 /// The text with its JSON escapes decoded, or `None` when it has none to decode.
@@ -656,19 +684,17 @@ pub(crate) fn unescape(text: &str) -> Option<String> {
 
 /// As `unescape`, with where each byte of the decoded text, and its end, came from in `text`:
 /// a match in the decoded text is judged by the place it covers in the text as read.
-pub(crate) fn unescape_mapped(text: &str) -> Option<(String, Vec<usize>)> {
+pub(crate) fn unescape_mapped(text: &str) -> Option<(String, Offsets)> {
     let mut out = String::with_capacity(text.len());
-    let mut from: Vec<usize> = Vec::with_capacity(text.len().saturating_add(1));
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
     let mut rest = text;
     let mut changed = false;
-    // Appends `piece`, read at `offset` in `text`, byte for byte.
-    let copy = |out: &mut String, from: &mut Vec<usize>, piece: &str, offset: usize| {
-        out.push_str(piece);
-        from.extend((0..piece.len()).map(|i| offset.saturating_add(i)));
-    };
     while let Some(at) = rest.find('\\') {
         let offset = text.len().saturating_sub(rest.len());
-        copy(&mut out, &mut from, rest.get(..at)?, offset);
+        if at > 0 {
+            runs.push((out.len(), offset, true));
+            out.push_str(rest.get(..at)?);
+        }
         let escape_at = offset.saturating_add(at);
         let tail = rest.get(at..)?;
         let mut chars = tail.chars();
@@ -683,24 +709,25 @@ pub(crate) fn unescape_mapped(text: &str) -> Option<(String, Vec<usize>)> {
             Some('u') => unicode_escape(tail),
             _ => None,
         };
+        runs.push((out.len(), escape_at, false));
         match decoded {
             Some((c, len)) => {
                 out.push(c);
-                from.extend(std::iter::repeat_n(escape_at, c.len_utf8()));
                 changed = true;
                 rest = tail.get(len..)?;
             }
             None => {
                 out.push('\\');
-                from.push(escape_at);
                 rest = tail.get(1..)?;
             }
         }
     }
-    let offset = text.len().saturating_sub(rest.len());
-    copy(&mut out, &mut from, rest, offset);
-    from.push(text.len());
-    changed.then_some((out, from))
+    if !rest.is_empty() {
+        runs.push((out.len(), text.len().saturating_sub(rest.len()), true));
+        out.push_str(rest);
+    }
+    runs.push((out.len(), text.len(), false));
+    changed.then_some((out, Offsets { runs }))
 }
 
 /// A `\uXXXX` escape at the start of `text` (with its low surrogate, if it is a high one):

@@ -480,7 +480,24 @@ fn unescape_maps_each_decoded_byte_to_where_it_was_read() {
         (r"\u00e9!", vec![0, 0, 6, 7]),
         (r"\ud83d\ude00", vec![0, 0, 0, 0, 12]),
     ] {
-        let (_, map) = super::unescape_mapped(text).unwrap();
+        let (decoded, offsets) = super::unescape_mapped(text).unwrap();
+        let map: Vec<usize> = (0..=decoded.len())
+            .map(|at| offsets.read_at(at).unwrap())
+            .collect();
         assert_eq!(map, expected, "{text}");
     }
+}
+
+#[test]
+fn decoded_layers_lead_back_to_the_string_as_read() {
+    // `\\u0041` decodes to `\u0041`, then to `A`: each layer's bytes lead back to the escape.
+    let text = r"x\\u0041y";
+    let (first, one) = super::unescape_mapped(text).unwrap();
+    let (second, two) = super::unescape_mapped(&first).unwrap();
+    assert_eq!(second, "xAy");
+    let layers = [one, two];
+    let map: Vec<usize> = (0..=second.len())
+        .map(|at| super::read_offset(&layers, at).unwrap())
+        .collect();
+    assert_eq!(map, vec![0, 1, 8, 9]);
 }
