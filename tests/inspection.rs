@@ -186,6 +186,8 @@ fn secrets_are_blocked_and_never_forwarded() {
         json!([{"role": "system", "content": format!("{MARKER} key {AWS}")}]),
         json!([{"role": "assistant", "content": format!("{MARKER} {AWS}")}]),
         json!([{"role": "user", "content": [{"type": "text", "text": format!("{MARKER} {AWS}")}]}]),
+        // A webhook URL spelled as HTTP clients still read it.
+        json!([{"role": "user", "content": format!("{MARKER} https://HOOKS.SLACK.COM.:443//%73ervices/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX")}]),
     ] {
         assert_blocked(&gw.post(None, CHAT, &chat_messages(messages)), "no-secrets");
     }
@@ -211,7 +213,7 @@ fn secrets_are_blocked_and_never_forwarded() {
 
     assert!(gw.mock.requests().is_empty(), "{:?}", gw.mock.requests());
     let decisions = gw.decisions();
-    assert_eq!(decisions.len(), 8, "{decisions:#?}");
+    assert_eq!(decisions.len(), 9, "{decisions:#?}");
     for decision in &decisions {
         assert_eq!(decision["decision"], "deny", "{decision}");
         assert_eq!(decision["code"], "prompt_blocked", "{decision}");
@@ -259,7 +261,7 @@ fn emails_are_redacted_in_place() {
 
     // Odd spacing, escapes in other strings, a second address: only the matches change.
     let body = format!(
-        r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to {EMAIL} and ops@example.org now"}}] ,"temperature":0.5,"user":"u-1"}}"#
+        r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to {EMAIL} and o'brien#ops@example.org now"}}] ,"temperature":0.5,"user":"u-1"}}"#
     );
     let expected = format!(
         r#"{{"model":"gpt-4o-mini",  "messages":[{{"role":"system","content":"caf\u00e9 \/ tab\t {MARKER}"}},{{"role":"user","content":"write to [REDACTED:no-email] and [REDACTED:no-email] now"}}] ,"temperature":0.5,"user":"u-1"}}"#
@@ -843,6 +845,34 @@ fn what_a_provider_could_read_differently_is_refused_or_inspected() {
             "prompt_blocked",
         ),
         (
+            "escaped e-mail beside its plain copy in tool-call arguments",
+            CHAT,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"send","arguments":"{\"to\":\"bob@example.com\",\"cc\":\"bob\\u0040example.com\"}"}}]}]}"#.to_owned(),
+            403,
+            "prompt_blocked",
+        ),
+        (
+            "chat turn whose role is a list",
+            CHAT,
+            format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":["assistant"],"content":"{jb}"}}]}}"#),
+            403,
+            "prompt_blocked",
+        ),
+        (
+            "gemini turn whose role is a nested list",
+            gemini,
+            format!(r#"{{"contents":[{{"role":[["model"]],"parts":[{{"text":"{jb}"}}]}}]}}"#),
+            403,
+            "prompt_blocked",
+        ),
+        (
+            "e-mail as a key of tool-call arguments",
+            CHAT,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"grant","arguments":"{\"bob@example.com\":\"admin\",\"alice@example.com\":\"deny\"}"}}]}]}"#.to_owned(),
+            403,
+            "prompt_blocked",
+        ),
+        (
             "completions suffix",
             "/v1/completions",
             format!(r#"{{"model":"gpt-4o-mini","prompt":"Once upon a time","suffix":"{jb}"}}"#),
@@ -860,6 +890,13 @@ fn what_a_provider_could_read_differently_is_refused_or_inspected() {
             "InvokeModel image in an unmapped field",
             invoke,
             format!(r#"{{"taskType":"SINGLE_EMBEDDING","singleEmbeddingParams":{{"image":{{"format":"png","source":{{"bytes":"{png}"}}}}}}}}"#),
+            403,
+            "opaque_content",
+        ),
+        (
+            "InvokeModel data URL in capitals",
+            invoke,
+            format!(r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{{"role":"user","content":"{MARKER}"}}],"extra":"DATA:image/png;base64,{png}"}}"#),
             403,
             "opaque_content",
         ),

@@ -2,12 +2,13 @@
 //! load; each piece of text the walk hands out scanned once; the matches judged against the
 //! consumer's rules, their roles and fields, and their modes.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
 use super::compile::{Consumer, Policy, Rule};
 use super::config::{Field, Mode, OpaqueContent, RuleAction};
 use super::detect::{self, Detector};
-use super::walk::{Slot, TextAt, TextSink, Walked};
+use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
 
 /// What a rule looks for.
 #[derive(Debug, Clone)]
@@ -97,8 +98,8 @@ pub struct ScanSink<'p> {
     /// Where each piece sits in the body.
     at: Vec<TextAt>,
     /// For a piece that is the decoded form of a string (`TextSink::decoded`), the piece of
-    /// that string as it was read.
-    decoded_from: Vec<Option<usize>>,
+    /// that string as it was read, and where each byte of the decoded piece sits in it.
+    decoded_from: Vec<Option<(usize, Vec<Offsets>)>>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -114,14 +115,17 @@ impl<'p> ScanSink<'p> {
 
     /// Scans everything gathered; the matches with ranges relative to their own piece.
     ///
-    /// A match in the decoded form of a string that the same rule also made, on the same
-    /// text, in the string as read is dropped: the string's own match is the one to act on (a
-    /// redaction can be made there). Only what the escapes hid is left to the decoded form.
+    /// A match in the decoded form of a string is dropped when a match of the same rule in
+    /// the string as read covers the place it was decoded from: that match is the one to act
+    /// on, and its redaction removes all of it. Judged by place, not by text: the same text
+    /// written plainly elsewhere in the string hides nothing. What is left to the decoded form
+    /// is what the escapes hid, and a `redact` rule there blocks.
     pub fn finish(self) -> Vec<Hit> {
         let mut scratch = Vec::new();
         let mut found = Vec::new();
         self.scanner
             .scan(&self.text, &self.pieces, &mut scratch, &mut found);
+        // Each match with its piece and its range relative to the piece.
         let located: Vec<(usize, usize, Range<usize>)> = found
             .into_iter()
             .filter_map(|(rule, range)| {
@@ -130,47 +134,64 @@ impl<'p> ScanSink<'p> {
                     .partition_point(|piece| piece.start <= range.start)
                     .checked_sub(1)?;
                 let piece = self.pieces.get(index)?;
-                (range.end <= piece.end).then_some((rule, index, range))
+                (range.end <= piece.end).then_some((
+                    rule,
+                    index,
+                    range.start.checked_sub(piece.start)?..range.end.checked_sub(piece.start)?,
+                ))
             })
             .collect();
-        let source = |index: usize| {
-            self.decoded_from
-                .get(index)
-                .copied()
-                .flatten()
-                .unwrap_or(index)
+        let covered_as_read = |rule: usize, index: usize, range: &Range<usize>| {
+            let Some(Some((read, layers))) = self.decoded_from.get(index) else {
+                return false;
+            };
+            let (Some(start), Some(end)) = (
+                read_offset(layers, range.start),
+                read_offset(layers, range.end),
+            ) else {
+                return false;
+            };
+            located.iter().any(|(r, i, seen)| {
+                *r == rule && i == read && seen.start <= start && end <= seen.end
+            })
         };
-        let matched = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
-        let read: Vec<(usize, usize, &str)> = located
-            .iter()
-            .filter(|(_, index, _)| source(*index) == *index)
-            .map(|(rule, index, range)| (*rule, *index, matched(range)))
-            .collect();
-        // The same match may take in a character more or less beside an escape (`\njane@x`
-        // reads `njane@x` as read, `jane@x` decoded): one holding the other is the same match.
-        let also_read = |rule: usize, index: usize, text: &str| {
-            read.iter().any(|(r, i, seen)| {
-                *r == rule && *i == index && (seen.contains(text) || text.contains(seen))
-            })
+        // The quotes of the JSON text each piece with a match may hold, found once per piece.
+        let mut keys: BTreeMap<usize, Vec<(usize, bool)>> = BTreeMap::new();
+        for (_, index, _) in &located {
+            if let (Entry::Vacant(slot), Some(piece)) =
+                (keys.entry(*index), self.pieces.get(*index))
+            {
+                slot.insert(json_quotes(
+                    self.text.get(piece.clone()).unwrap_or_default(),
+                ));
+            }
+        }
+        let in_key = |index: usize, range: &Range<usize>| {
+            keys.get(&index)
+                .is_some_and(|quotes| in_json_key(quotes, range))
         };
         located
             .iter()
             .filter(|(rule, index, range)| {
-                source(*index) == *index || !also_read(*rule, source(*index), matched(range))
+                in_key(*index, range) || !covered_as_read(*rule, *index, range)
             })
             .filter_map(|(rule, index, range)| {
-                let piece = self.pieces.get(*index)?;
+                let mut at = *self.at.get(*index)?;
+                // Rewriting a key of JSON text in a string could make a duplicate key, as
+                // rewriting a key of the body could: without an ordinal, a redaction blocks.
+                if in_key(*index, range) {
+                    at.ordinal = None;
+                }
                 Some(Hit {
                     rule: *rule,
-                    at: *self.at.get(*index)?,
-                    range: range.start.checked_sub(piece.start)?
-                        ..range.end.checked_sub(piece.start)?,
+                    at,
+                    range: range.clone(),
                 })
             })
             .collect()
     }
 
-    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<usize>) {
+    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<(usize, Vec<Offsets>)>) {
         // An empty string holds no match; the pieces stay non-empty.
         if text.is_empty() {
             return;
@@ -189,7 +210,7 @@ impl TextSink for ScanSink<'_> {
         self.push(text, at, None);
     }
 
-    fn decoded(&mut self, text: &str, at: TextAt) {
+    fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
         // The string as read is the last piece that is not itself a decoded form.
         let from = self
             .decoded_from
@@ -201,8 +222,49 @@ impl TextSink for ScanSink<'_> {
             ordinal: None,
             ..at
         };
-        self.push(text, at, from);
+        self.push(text, at, from.map(|from| (from, layers.to_vec())));
     }
+}
+
+/// The quotes of `text` read as JSON text (a tool call's `arguments`), those escaped by a
+/// backslash aside, in order: each with whether it closes a key (a colon follows it, white
+/// space aside). Read leniently, whether or not the whole is valid JSON.
+fn json_quotes(text: &str) -> Vec<(usize, bool)> {
+    let bytes = text.as_bytes();
+    let mut quotes = Vec::new();
+    let mut at = 0;
+    while let Some(byte) = bytes.get(at) {
+        match byte {
+            b'\\' => at = at.saturating_add(1),
+            b'"' => {
+                let after = bytes
+                    .get(at.saturating_add(1)..)
+                    .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()));
+                quotes.push((at, after == Some(&b':')));
+            }
+            _ => {}
+        }
+        at = at.saturating_add(1);
+    }
+    quotes
+}
+
+/// Whether a match at `range` lies in, or reaches into, a key of JSON text whose quotes are
+/// `quotes` (`json_quotes`): a quote closing a key lies within it, or is the first quote after
+/// it. Prose such as `"x@y.com": hi` counts too: a redaction there blocks rather than risk a
+/// duplicate key.
+fn in_json_key(quotes: &[(usize, bool)], range: &Range<usize>) -> bool {
+    let first = quotes.partition_point(|(at, _)| *at < range.start);
+    let mut rest = quotes.get(first..).unwrap_or_default().iter();
+    for (at, closes_key) in rest.by_ref() {
+        if *closes_key {
+            return true;
+        }
+        if *at >= range.end {
+            return false;
+        }
+    }
+    false
 }
 
 /// A rule that fired, for the log and the debug header.

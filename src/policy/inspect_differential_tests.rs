@@ -21,15 +21,20 @@ const POLICY: &str = r#"{
     "cohere": { "provider": "bedrock" }
   },
   "consumers": {
-    "default": { "models": ["*"], "rules": ["no-secrets", "no-email", "jailbreak"] },
+    "default": { "models": ["*"], "rules": ["no-secrets", "no-email", "jailbreak", "tok"] },
     "fields": { "models": ["*"], "rules": ["sec-prompt"] },
     "narrow": { "models": ["gpt-4o-mini"], "rules": [] },
-    "no-refs": { "models": ["*"], "rules": ["no-references"] }
+    "no-refs": { "models": ["*"], "rules": ["no-references"] },
+    "anchored": { "models": ["*"], "rules": ["anchored"] },
+    "quoted": { "models": ["*"], "rules": ["quoted"] }
   },
   "rules": [
     { "id": "no-secrets", "detect": "secrets", "action": "block" },
     { "id": "no-email", "detect": "email", "action": "redact" },
     { "id": "jailbreak", "pattern": "(?i)ignore (all )?previous instructions", "action": "block", "roles": ["user"] },
+    { "id": "tok", "pattern": "(?s)tok=.{4}", "action": "redact" },
+    { "id": "anchored", "pattern": "^FORBIDDEN$", "action": "block" },
+    { "id": "quoted", "pattern": "(^|\")FORBIDDEN(\"|$)", "action": "block" },
     { "id": "sec-prompt", "detect": "secrets", "action": "block", "fields": ["prompt", "system"] },
     { "id": "no-references", "pattern": "^(previous_response_id|conversation|cachedContent|mcp_servers|vector_store_ids|server_url|data_sources)$", "action": "block" }
   ]
@@ -156,19 +161,47 @@ cases! {
     args_split_surrogate_key: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call_output","call_id":"c","output":"{\"\\u0041KIAIOSFODNN7EXAMPLQ\\ud800\":1}"}]}"# => blocked("no-secrets");
     args_twice_encoded: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"\"{\\\"k\\\":\\\"\\\\u0041KIAIOSFODNN7EXAMPLQ\\\"}\""}}]}]}"# => blocked("no-secrets");
     args_escaped_jailbreak_in_user_text: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"{\"q\":\"ignore\\u0020previous instructions\"}"}]}"# => blocked("jailbreak");
+    args_escaped_beside_plain_copy: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"send","arguments":"{\"to\":\"bob@corp.com\",\"cc\":\"bob\\u0040corp.com\"}"}}]}]}"# => blocked("no-email");
+    args_escaped_before_plain_copy: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"bob\\u0040corp.com and bob@corp.com"}]}"# => blocked("no-email");
+    args_escaped_beside_plain_copy_anthropic: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"bob@corp.com and {\"cc\":\"bob\\u0040corp.com\"}"}]}"# => blocked("no-email");
+    args_escaped_beside_plain_copy_gemini: "default", GEMINI, r#"{"contents":[{"parts":[{"text":"bob@corp.com bob\\u0040corp.com"}]}]}"# => blocked("no-email");
+    args_escaped_beside_plain_copy_responses: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{\"to\":\"bob@corp.com\",\"cc\":\"bob\\u0040corp.com\"}"}]}"# => blocked("no-email");
+    pattern_escaped_beside_plain_copy: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"tok=\\u0041BCD tok=ABCD"}]}"# => blocked("tok");
+    args_email_as_key: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"grant","arguments":"{\"bob@corp.com\":\"grant admin\",\"alice@corp.com\":\"deny\"}"}}]}]}"# => blocked("no-email");
+    args_email_as_key_spaced: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{\"bob@corp.com\" \n : 1}"}]}"# => blocked("no-email");
+    args_email_as_key_twice_encoded: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"\"{\\\"bob@corp.com\\\":1}\""}}]}]}"# => blocked("no-email");
+    text_email_as_key: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"{\"bob@corp.com\":\"admin\"}"}]}"# => blocked("no-email");
+    pattern_as_key: "default", GEMINI, r#"{"contents":[{"parts":[{"text":"{\"tok=ABCD\":1}"}]}]}"# => blocked("tok");
     args_plain_text_allowed: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"city\":\"Paris\\n\"}"}}]}]}"# => None;
 }
 
-// A plain e-mail in a string that also holds escapes is redacted in place, not blocked: the
-// decoded form finds nothing the string itself did not.
+// A plain match in a string that also holds escapes is redacted in place, not blocked: the
+// decoded form finds nothing the string itself did not, at the same place.
 #[test]
-fn escapes_beside_plain_email_still_redact() {
-    let body =
-        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"line\\nbob@example.com"}]}"#;
-    let forward = run("default", CHAT, body).unwrap_or_else(|reply| panic!("{reply:?}"));
-    let sent = String::from_utf8(forward.body.unwrap_or_default()).unwrap_or_default();
-    assert!(!sent.contains("bob@example.com"), "{sent}");
-    assert!(sent.contains(r"line\\[REDACTED:no-email]"), "{sent}");
+fn escapes_beside_plain_matches_still_redact() {
+    for (content, sent_part) in [
+        (r"line\\nbob@example.com", r"line\\[REDACTED:no-email]"),
+        (r"a\\u0020bob@example.com", r"a\\[REDACTED:no-email]"),
+        (r"bob@example.com\\t", r"[REDACTED:no-email]\\t"),
+        (r"tok=ABCD \\u0041", r"[REDACTED:tok] \\u0041"),
+        (r"tok=\\u0041", r"[REDACTED:tok]41"),
+        (
+            r#"{\"to\":\"bob@example.com\"}"#,
+            r#"{\"to\":\"[REDACTED:no-email]\"}"#,
+        ),
+        (
+            r#"said \"bob@example.com\" to \"x\": y"#,
+            r#"said \"[REDACTED:no-email]\" to"#,
+        ),
+    ] {
+        let body =
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{content}"}}]}}"#);
+        let forward =
+            run("default", CHAT, &body).unwrap_or_else(|reply| panic!("{content}: {reply:?}"));
+        let sent = String::from_utf8(forward.body.unwrap_or_default()).unwrap_or_default();
+        assert!(!sent.contains("bob@example.com"), "{sent}");
+        assert!(sent.contains(sent_part), "{content}: {sent}");
+    }
 }
 
 // Prompt text in fields the filter maps only now (completions `suffix`, Cohere Command R on
@@ -193,14 +226,20 @@ cases! {
     invoke_titan_variation: "default", INVOKE, r#"{"taskType":"IMAGE_VARIATION","imageVariationParams":{"text":"x","images":["{PNG}"]}}"# => opaque();
     invoke_stability_init_image: "default", INVOKE, r#"{"prompt":"x","init_image":"{PNG}"}"# => opaque();
     invoke_data_url_value: "default", INVOKE, r#"{"inputs":[{"payload":"data:image/png;base64,{PNG}"}]}"# => opaque();
+    invoke_data_url_upper: "default", INVOKE, r#"{"inputs":[{"payload":"DATA:image/png;base64,{PNG}"}]}"# => opaque();
+    invoke_data_url_mixed_case_text: "default", INVOKE, r#"{"extra":"Data:text/plain,hello"}"# => opaque();
+    invoke_data_url_leading_space: "default", INVOKE, r#"{"extra":" \tdAtA:image/png;base64,{PNG}"}"# => opaque();
+    invoke_data_word_allowed: "default", INVOKE, r#"{"extra":"database: main"}"# => None;
+    converse_additional_data_url_upper: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"x":"DATA:image/png;base64,{PNG}"}}"# => opaque();
     invoke_tool_schema_allowed: "default", INVOKE, r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"fetch","description":"d","input_schema":{"type":"object","properties":{"url":{"type":"string"},"file_path":{"type":"string"}}}}]}"# => None;
     converse_additional_images: "default", CONVERSE, r#"{"messages":[{"role":"user","content":[{"text":"describe"}]}],"additionalModelRequestFields":{"images":["{PNG}"]}}"# => opaque();
     converse_additional_text: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"extra_prompt":"{J}"}}"# => blocked("jailbreak");
     converse_additional_plain_allowed: "default", CONVERSE, r#"{"messages":[],"additionalModelRequestFields":{"top_k":5,"mode":"fast"}}"# => None;
 }
 
-// A role only another family defines is judged as the user's; so are a Responses `input`
-// list of bare strings, and an `instructions` item that names the user.
+// A role only another family defines is judged as the user's, as is a role that is not a
+// string (never read as the strings inside it); so are a Responses `input` list of bare
+// strings, and an `instructions` item that names the user.
 cases! {
     role_gemini_system: "default", GEMINI, r#"{"contents":[{"role":"system","parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
     role_gemini_assistant: "default", GEMINI, r#"{"contents":[{"role":"assistant","parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
@@ -211,6 +250,19 @@ cases! {
     role_anthropic_system: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"system","content":"{J}"}]}"# => blocked("jailbreak");
     role_converse_system: "default", CONVERSE, r#"{"messages":[{"role":"system","content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
     role_converse_model: "default", CONVERSE, r#"{"messages":[{"role":"model","content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_list_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_chat_tool: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["tool"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_chat_system: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":["system"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_nested_list_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"content":"{J}","role":[["assistant"]]}]}"# => blocked("jailbreak");
+    role_object_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":{"role":"assistant"},"content":"{J}"}]}"# => blocked("jailbreak");
+    role_number_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":1,"content":"{J}"}]}"# => blocked("jailbreak");
+    role_null_chat: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":null,"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_responses: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_null_responses_call: "default", RESPONSES, r#"{"model":"gpt-4o","input":[{"type":"function_call","role":null,"call_id":"c","name":"f","arguments":"{J}"}]}"# => blocked("jailbreak");
+    role_list_anthropic: "default", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":["assistant"],"content":"{J}"}]}"# => blocked("jailbreak");
+    role_list_gemini: "default", GEMINI, r#"{"contents":[{"role":["model"],"parts":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_list_converse: "default", CONVERSE, r#"{"messages":[{"role":["assistant"],"content":[{"text":"{J}"}]}]}"# => blocked("jailbreak");
+    role_string_assistant_stays: "default", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","content":"{J}"}]}"# => None;
     responses_bare_strings: "default", RESPONSES, r#"{"model":"gpt-4o","input":["{J}"]}"# => blocked("jailbreak");
     responses_bare_strings_field: "fields", RESPONSES, r#"{"model":"gpt-4o","input":["{AWS}"]}"# => blocked("sec-prompt");
     responses_instructions_user_item: "default", RESPONSES, r#"{"model":"gpt-4o","input":"hi","instructions":[{"type":"message","role":"user","content":"{J}"}]}"# => blocked("jailbreak");
@@ -234,4 +286,14 @@ cases! {
     reference_anthropic_mcp: "no-refs", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"use it"}],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"# => blocked("no-references");
     reference_named_in_text_passes: "no-refs", RESPONSES, r#"{"model":"gpt-4o","input":"what is a previous_response_id?"}"# => None;
     reference_without_the_rule: "default", RESPONSES, r#"{"model":"gpt-4o","input":"go on","previous_response_id":"resp_1"}"# => None;
+}
+
+// JSON text in a string is decoded, not parsed into its strings: a pattern anchored to a whole
+// string does not see a value inside it, one anchored on its quotes does (as documented).
+cases! {
+    anchored_in_tool_use_input: "anchored", MESSAGES, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"q":"FORBIDDEN"}}]}]}"# => blocked("anchored");
+    anchored_in_arguments_not_seen: "anchored", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"q\":\"FORBIDDEN\"}"}}]}]}"# => None;
+    quoted_in_arguments: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"q\":\"FORBIDDEN\"}"}}]}]}"# => blocked("quoted");
+    quoted_whole_string: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"FORBIDDEN"}]}"# => blocked("quoted");
+    quoted_inside_a_word_passes: "quoted", CHAT, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"NOTFORBIDDENX"}]}"# => None;
 }

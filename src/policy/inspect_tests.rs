@@ -342,3 +342,24 @@ fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
     hits.sort_by_key(|hit| hit.1);
     assert_eq!(hits, vec![(1, Some(1), 14..20), (0, Some(2), 0..9)]);
 }
+
+#[test]
+fn matches_in_keys_of_json_text() {
+    for (text, needle, expected) in [
+        (r#"{"a@b.c":1}"#, "a@b.c", true),
+        (r#"{"x a@b.c y" : 1}"#, "a@b.c", true),
+        (r#"{"k":"a@b.c"}"#, "a@b.c", false),
+        (r#"{"k":"a@b.c","j":1}"#, "a@b.c", false),
+        (r#""{"a@b.c":1}""#, "a@b.c", true),
+        (r#"{"a\":b a@b.c":1}"#, "a@b.c", true),
+        (r#"{"a@b.c\":1}"#, "a@b.c", false),
+        (r#"said "a@b.c" to "x": y"#, "a@b.c", false),
+        (r#"{"k":1} a@b.c"#, "a@b.c", false),
+        (r#"{"k":"a@b.c", "j":1}"#, r#"a@b.c", "j"#, true),
+    ] {
+        let start = text.find(needle).unwrap();
+        let range = start..start + needle.len();
+        let quotes = super::json_quotes(text);
+        assert_eq!(super::in_json_key(&quotes, &range), expected, "{text}");
+    }
+}

@@ -54,8 +54,11 @@ pub trait TextSink {
     fn text(&mut self, text: &str, at: TextAt);
 
     /// The text of the string last handed out, with the JSON escapes inside it decoded (see
-    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place.
-    fn decoded(&mut self, text: &str, at: TextAt) {
+    /// `decoded_layers`). It has no ordinal: it cannot be redacted in place. `layers` lead
+    /// back to the string as read: the last maps `text` to the layer it was decoded from, the
+    /// first maps the first decoded layer to the string as read (see `read_offset`).
+    fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
+        let _ = layers;
         self.text(
             text,
             TextAt {
@@ -334,7 +337,7 @@ impl<'n, 'a, 's, S: TextSink> Node<'n, 'a, 's, S> {
             // A bare string where a message is expected is read as a turn of its own.
             self.default_role(None);
         }
-        if self.place == Place::ModelFields && text.trim_start().starts_with("data:") {
+        if self.place == Place::ModelFields && is_data_url(text) {
             self.opaque("inline data");
         }
         let mut state = self
@@ -604,6 +607,14 @@ fn media_key(key: &str) -> Option<&'static str> {
         .then_some("media")
 }
 
+/// A `data:` URL, leading white space aside: a scheme is matched without regard to case
+/// (RFC 3986, section 3.1), so `DATA:` and `Data:` are one too.
+fn is_data_url(text: &str) -> bool {
+    text.trim_start()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"))
+}
+
 /// How many layers of JSON text inside a string are decoded: a string holding the JSON text
 /// of a string holding JSON text is already unusual.
 const DECODED_LAYERS: usize = 3;
@@ -615,25 +626,76 @@ const DECODED_LAYERS: usize = 3;
 /// each layer that differs is handed out too, as decoded text (`TextSink::decoded`).
 fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
     let mut layer = Cow::Borrowed(text);
+    let mut layers: Vec<Offsets> = Vec::new();
     for _ in 0..DECODED_LAYERS {
         if !layer.contains('\\') {
             return;
         }
-        let Some(next) = unescape(&layer) else {
+        let Some((next, offsets)) = unescape_mapped(&layer) else {
             return;
         };
-        sink.decoded(&next, at);
+        layers.push(offsets);
+        sink.decoded(&next, &layers, at);
         layer = Cow::Owned(next);
     }
 }
 
+/// Where the bytes of a decoded layer were read in the layer it was decoded from, kept sparse
+/// (a long string with a few escapes costs a few entries): one run per stretch copied as it
+/// was and per escape decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// `(decoded start, read start, copied)`, in order: from its decoded start on, a copied
+    /// run maps byte for byte; every byte an escape decoded to maps to the escape's start.
+    /// The last run starts at the decoded end and maps it to the end of what was read.
+    runs: Vec<(usize, usize, bool)>,
+}
+
+impl Offsets {
+    /// Where the byte at `at` (or the end, at the decoded length) was read.
+    pub fn read_at(&self, at: usize) -> Option<usize> {
+        let index = self
+            .runs
+            .partition_point(|(start, _, _)| *start <= at)
+            .checked_sub(1)?;
+        let (start, read, copied) = *self.runs.get(index)?;
+        if copied {
+            read.checked_add(at.checked_sub(start)?)
+        } else {
+            Some(read)
+        }
+    }
+}
+
+/// Where `at` in the innermost of `layers` (see `TextSink::decoded`) was read in the string
+/// as read.
+pub fn read_offset(layers: &[Offsets], at: usize) -> Option<usize> {
+    layers
+        .iter()
+        .rev()
+        .try_fold(at, |at, offsets| offsets.read_at(at))
+}
+
 /// The text with its JSON escapes decoded, or `None` when it has none to decode.
+#[cfg(test)]
 pub(crate) fn unescape(text: &str) -> Option<String> {
+    unescape_mapped(text).map(|(decoded, _)| decoded)
+}
+
+/// As `unescape`, with where each byte of the decoded text, and its end, came from in `text`:
+/// a match in the decoded text is judged by the place it covers in the text as read.
+pub(crate) fn unescape_mapped(text: &str) -> Option<(String, Offsets)> {
     let mut out = String::with_capacity(text.len());
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
     let mut rest = text;
     let mut changed = false;
     while let Some(at) = rest.find('\\') {
-        out.push_str(rest.get(..at)?);
+        let offset = text.len().saturating_sub(rest.len());
+        if at > 0 {
+            runs.push((out.len(), offset, true));
+            out.push_str(rest.get(..at)?);
+        }
+        let escape_at = offset.saturating_add(at);
         let tail = rest.get(at..)?;
         let mut chars = tail.chars();
         chars.next();
@@ -647,6 +709,7 @@ pub(crate) fn unescape(text: &str) -> Option<String> {
             Some('u') => unicode_escape(tail),
             _ => None,
         };
+        runs.push((out.len(), escape_at, false));
         match decoded {
             Some((c, len)) => {
                 out.push(c);
@@ -659,8 +722,12 @@ pub(crate) fn unescape(text: &str) -> Option<String> {
             }
         }
     }
-    out.push_str(rest);
-    changed.then_some(out)
+    if !rest.is_empty() {
+        runs.push((out.len(), text.len().saturating_sub(rest.len()), true));
+        out.push_str(rest);
+    }
+    runs.push((out.len(), text.len(), false));
+    changed.then_some((out, Offsets { runs }))
 }
 
 /// A `\uXXXX` escape at the start of `text` (with its low surrogate, if it is a high one):
@@ -952,9 +1019,10 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
         }
+        self.role_not_text();
         let element = match self.place {
             Place::Messages | Place::ResponsesInput | Place::Instructions => Place::Message,
-            Place::PartType => Place::Subtree(Slot::Other),
+            Place::PartType | Place::Role => Place::Subtree(Slot::Other),
             other => other,
         };
         let element = self.child(element)?;
@@ -973,6 +1041,7 @@ impl<'de, S: TextSink> Visitor<'de> for Node<'_, '_, '_, S> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.role_not_text();
         let mut keys = KeySet::new();
         let watching =
             self.shared.watch.any() && (self.place == Place::Top || self.watched.is_some());
@@ -1066,7 +1135,26 @@ impl<S: TextSink> Node<'_, '_, '_, S> {
         if self.place == Place::Top {
             return Err(self.shape(BodyError::NotAnObject));
         }
+        self.role_not_text();
         Ok(())
+    }
+
+    /// A role that is not a string (a list, an object, a number, `null`) names no role any API
+    /// defines: its turn is judged as the user's, and the strings inside it are never read as
+    /// the role, so `["assistant"]` cannot pass for what a lenient server may make of it.
+    fn role_not_text(&self) {
+        if self.place != Place::Role {
+            return;
+        }
+        let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+            return;
+        };
+        if let Some(role) = self
+            .message
+            .and_then(|index| state.walked.roles.get_mut(index as usize))
+        {
+            *role = Some(Cow::Borrowed("user"));
+        }
     }
 
     /// Where a raw value borrowed from the body sits in it.

@@ -470,3 +470,34 @@ fn unescapes_json_text_inside_strings() {
         assert_eq!(super::unescape(text).as_deref(), expected, "{text}");
     }
 }
+
+#[test]
+fn unescape_maps_each_decoded_byte_to_where_it_was_read() {
+    for (text, expected) in [
+        (r"a\u0040b", vec![0, 1, 7, 8]),
+        (r"\n", vec![0, 2]),
+        (r"\q\n", vec![0, 1, 2, 4]),
+        (r"\u00e9!", vec![0, 0, 6, 7]),
+        (r"\ud83d\ude00", vec![0, 0, 0, 0, 12]),
+    ] {
+        let (decoded, offsets) = super::unescape_mapped(text).unwrap();
+        let map: Vec<usize> = (0..=decoded.len())
+            .map(|at| offsets.read_at(at).unwrap())
+            .collect();
+        assert_eq!(map, expected, "{text}");
+    }
+}
+
+#[test]
+fn decoded_layers_lead_back_to_the_string_as_read() {
+    // `\\u0041` decodes to `\u0041`, then to `A`: each layer's bytes lead back to the escape.
+    let text = r"x\\u0041y";
+    let (first, one) = super::unescape_mapped(text).unwrap();
+    let (second, two) = super::unescape_mapped(&first).unwrap();
+    assert_eq!(second, "xAy");
+    let layers = [one, two];
+    let map: Vec<usize> = (0..=second.len())
+        .map(|at| super::read_offset(&layers, at).unwrap())
+        .collect();
+    assert_eq!(map, vec![0, 1, 8, 9]);
+}

@@ -4,12 +4,15 @@ use std::ops::Range;
 
 use super::{Boundary, Finder, Found, Spec};
 
-/// ASCII addresses: a local part of letters, digits and `._%+-`, `@`, dot-separated domain
+/// ASCII addresses: a local part of RFC 5322 `atext` and dots (letters, digits and
+/// ``!#$%&'*+/=?^_`{|}~-.``), `@`, dot-separated domain
 /// labels, and an alphabetic top-level domain of 2 to 63 letters. The regex engine finds the
 /// `@` first and reads back from it, so prose without one costs a memchr. The code then
 /// applies RFC 5321's limits (local part up to 64, labels up to 63, no empty label, no leading
 /// or trailing `-` in a label); an address starts after an ellipsis or a doubled dot
-/// (`so on...bob@x.org` reports `bob@x.org`).
+/// (`so on...bob@x.org` reports `bob@x.org`). A local part longer than 64 with symbols in it
+/// (`https://x.org/a/…/bob@x.org`) starts after its last symbol but `._%+-`, so a long run
+/// before an address never hides it.
 ///
 /// Deliberately not matched, to keep code samples quiet: `git@host` (the SSH user of Git
 /// hosts) and image names such as `icon@2x.png` (a top-level domain that is an image
@@ -21,7 +24,7 @@ use super::{Boundary, Finder, Found, Spec};
 /// anyway) or npm-style `pkg@scope.name` specifiers.
 pub(super) const EMAIL: Spec = Spec {
     finders: &[Finder::Regex(
-        "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,63}",
+        "[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,63}",
     )],
     boundary: Boundary::Checked,
     verify: email,
@@ -39,6 +42,15 @@ fn email(text: &str, candidate: Range<usize>, found: &mut Found) {
         .rsplit_once("..")
         .map_or(local, |(_, after)| after)
         .trim_start_matches('.');
+    // Too long with symbols in it: the address starts after the last symbol but `._%+-`.
+    let trimmed = if trimmed.len() > 64 {
+        trimmed
+            .rsplit_once(|c: char| !(c.is_ascii_alphanumeric() || "._%+-".contains(c)))
+            .map_or(trimmed, |(_, after)| after)
+            .trim_start_matches('.')
+    } else {
+        trimmed
+    };
     let start = candidate
         .start
         .saturating_add(local.len().saturating_sub(trimmed.len()));
@@ -78,6 +90,10 @@ mod tests {
         plain: "mail jane.doe@example.com today" => ["jane.doe@example.com"];
         plus_tag: "jane+llm@mail.example.co.uk" => ["jane+llm@mail.example.co.uk"];
         uppercase: "JANE@EXAMPLE.ORG" => ["JANE@EXAMPLE.ORG"];
+        apostrophe: "o'brien@corp.com and first#last@corp.com" => ["o'brien@corp.com", "first#last@corp.com"];
+        every_atext_symbol: "a!#$%&'*+/=?^_`{|}~-z@corp.com" => ["a!#$%&'*+/=?^_`{|}~-z@corp.com"];
+        long_path_before_address: "https://example.com/a/very/long/path/with/many/segments/and/more/of/them/bob@corp.com" => ["bob@corp.com"];
+        long_plain_local_part: "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcde@corp.com" => [];
         in_angle_brackets: "Jane <jane@example.com>" => ["jane@example.com"];
         sentence_end: "write to jane@example.com." => ["jane@example.com"];
         mailto: "mailto:jane@example.com?subject=x" => ["jane@example.com"];

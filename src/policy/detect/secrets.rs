@@ -63,12 +63,15 @@ pub(super) const GITLAB_TOKEN: Spec = Spec {
 /// Slack tokens (`xoxb-` bot, `xoxp-` user, `xoxa-`, `xoxr-` refresh, `xoxs-`, `xoxo-`, `xoxe-`
 /// and `xoxe.xoxp-` rotating, `xapp-` app-level) of at least 20 characters in dash-separated
 /// parts, and incoming webhook URLs (`hooks.slack.com/services/…`, `/workflows/…`,
-/// `/triggers/…`), with their scheme when present.
+/// `/triggers/…`), with their scheme when present. A webhook URL reaches the same hook however
+/// it is spelled, so it is matched as any HTTP client reads it: the host in any letter case,
+/// with a trailing dot or a port, slashes doubled, the path in any case or percent-encoded
+/// (`/%73ervices/`); any first path segment on that host followed by a long path counts.
 pub(super) const SLACK_TOKEN: Spec = Spec {
     finders: &[
         Finder::Regex("(?:xox[abposre]|xoxe\\.xox[bp]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+)+"),
         Finder::Regex(
-            "(?:https?://)?hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{16,}",
+            "(?i:(?:https?:/+)?hooks\\.slack\\.com\\.?(?::[0-9]{1,5})?/+[a-z0-9%]{1,40}/+[a-z0-9_/%-]{16,})",
         ),
     ],
     boundary: Boundary::Alnum,
@@ -207,7 +210,7 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 
 fn slack(text: &str, candidate: Range<usize>, found: &mut Found) {
     let token = text.get(candidate.clone()).unwrap_or_default();
-    if token.contains("hooks.slack.com") || token.len() >= 20 {
+    if token.len() >= 20 || token.to_ascii_lowercase().contains("hooks.slack.com") {
         found.push(candidate);
     }
 }
@@ -316,6 +319,14 @@ mod tests {
         slack_no_parts: SlackToken, "xoxb-12345678901234567890" => [];
         slack_wrong_letter: SlackToken, "xoxz-1234567890123-1234567890123-AbCd" => [];
         slack_embedded: SlackToken, "abcxoxb-1234567890123-1234567890123-AbCd" => [];
+        slack_webhook_upper_host: SlackToken, "post to https://HOOKS.SLACK.COM/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX" => ["https://HOOKS.SLACK.COM/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
+        slack_webhook_trailing_dot: SlackToken, "https://hooks.slack.com./services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX" => ["https://hooks.slack.com./services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
+        slack_webhook_port: SlackToken, "https://hooks.slack.com:443/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX" => ["https://hooks.slack.com:443/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
+        slack_webhook_double_slash: SlackToken, "https://hooks.slack.com//services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX" => ["https://hooks.slack.com//services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
+        slack_webhook_percent_path: SlackToken, "https://hooks.slack.com/%73ervices/T00000000/B00000000/XXXXXXXX%58XXXXXXXXXXXXXXX" => ["https://hooks.slack.com/%73ervices/T00000000/B00000000/XXXXXXXX%58XXXXXXXXXXXXXXX"];
+        slack_webhook_mixed_case_path: SlackToken, "Https://Hooks.Slack.Com/SERVICES/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX" => ["Https://Hooks.Slack.Com/SERVICES/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"];
+        slack_webhook_host_only: SlackToken, "see https://hooks.slack.com/ for help" => [];
+        slack_webhook_short_path: SlackToken, "https://hooks.slack.com/services/abc" => [];
         slack_other_hooks: SlackToken, "https://hooks.example.com/services/T00000000/B00000000/XXXXXXXX" => [];
         stripe_live: StripeKey, "sk_live_4eC39HqLyjWDarjtT1zdp7dc" => ["sk_live_4eC39HqLyjWDarjtT1zdp7dc"];
         stripe_test: StripeKey, "STRIPE_KEY='sk_test_4eC39HqLyjWDarjtT1zdp7dc'" => ["sk_test_4eC39HqLyjWDarjtT1zdp7dc"];
