@@ -38,9 +38,9 @@ fn policies() -> &'static Policies {
 
 fuzz_target!(|data: &[u8]| {
     let request = parse_request(data);
-    let choice = data
-        .iter()
-        .fold(0usize, |hash, &byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
+    let choice = data.iter().fold(0usize, |hash, &byte| {
+        hash.wrapping_mul(31).wrapping_add(usize::from(byte))
+    });
     for (policy, catalogue) in &policies().all {
         evaluate_and_check(policy, catalogue, &request);
         check_planted_secret(policy, catalogue, &request, choice);

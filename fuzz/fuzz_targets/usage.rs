@@ -114,15 +114,26 @@ fuzz_target!(|data: &[u8]| {
         at = cut;
     }
     chunks.push(&body[at..]);
-    assert_eq!(read(format, framing, chunks.iter().copied()), whole, "cut at {cuts:?}");
+    assert_eq!(
+        read(format, framing, chunks.iter().copied()),
+        whole,
+        "cut at {cuts:?}"
+    );
     assert_eq!(read(format, framing, body.chunks(1)), whole, "byte by byte");
 
     if framing == Framing::Sse {
         let once = delivered(&[body]);
-        assert_eq!(delivered(&chunks), once, "the client's stream depends on the cuts {cuts:?}");
+        assert_eq!(
+            delivered(&chunks),
+            once,
+            "the client's stream depends on the cuts {cuts:?}"
+        );
         // Removal takes out whole events only: what is left is a subsequence of the body.
         let mut rest = body.iter();
-        assert!(once.iter().all(|byte| rest.any(|b| b == byte)), "bytes were changed");
+        assert!(
+            once.iter().all(|byte| rest.any(|b| b == byte)),
+            "bytes were changed"
+        );
     }
 
     if format == UsageFormat::OpenAiChat && framing == Framing::Json && body.len() <= CAPTURE_LIMIT

@@ -142,9 +142,10 @@ impl Catalogue {
             rules.iter().any(|rule| {
                 rule["detect"] == "secrets" && rule["action"] == "block" && rule["mode"].is_null()
             })
-        }) && policy["consumers"]
-            .as_object()
-            .is_some_and(|c| c.values().all(|c| c["rules"].is_null() && c["mode"].is_null()));
+        }) && policy["consumers"].as_object().is_some_and(|c| {
+            c.values()
+                .all(|c| c["rules"].is_null() && c["mode"].is_null())
+        });
         Catalogue {
             enforce: policy["mode"].as_str().unwrap_or("enforce") == "enforce",
             blocks_secrets,
@@ -275,7 +276,10 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                         }
                         rewritten["model"] = original["model"].clone();
                         if facts.output_cap_clamped || facts.output_cap_added {
-                            let consumer = facts.consumer.as_deref().expect("a cap applied without a consumer");
+                            let consumer = facts
+                                .consumer
+                                .as_deref()
+                                .expect("a cap applied without a consumer");
                             let cap = catalogue.output_caps.get(consumer).unwrap_or_else(|| {
                                 panic!("an output cap applied to {consumer:?}, which has none")
                             });
@@ -500,7 +504,9 @@ fn plant(value: &mut Value, seen: &mut usize, target: usize, secret: &str) -> bo
             *seen += 1;
             false
         }
-        Value::Array(items) => items.iter_mut().any(|item| plant(item, seen, target, secret)),
+        Value::Array(items) => items
+            .iter_mut()
+            .any(|item| plant(item, seen, target, secret)),
         Value::Object(members) => members
             .values_mut()
             .any(|member| plant(member, seen, target, secret)),
