@@ -12,11 +12,17 @@
 
 mod common;
 
-use common::platform::{self, chat, message};
+use common::platform;
+use common::platform_cases::{self as cases, Target};
 
 const PLATFORM: &str = "envoy-gateway";
 /// Envoy Gateway's listener has no hostname: any Host reaches it.
 const HOST: &str = "llm.example.com";
+const TARGET: Target = Target {
+    platform: PLATFORM,
+    host: HOST,
+    anthropic_cluster: "anthropic",
+};
 
 #[test]
 fn the_generated_configuration_passes_envoy_validate() {
@@ -25,94 +31,22 @@ fn the_generated_configuration_passes_envoy_validate() {
 
 #[test]
 fn a_request_without_the_route_header_reaches_posturio_and_its_provider() {
-    let p = platform::start(PLATFORM);
-    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    assert_eq!(r.status, 200, "{r:?}");
-    let got = p.mock.single_request();
-    assert_eq!(got.listener, "openai");
-    assert_eq!(got.header("host"), Some("api.openai.com"));
-    assert_eq!(got.json()["model"], "gpt-4o-mini");
-    // Removed on the way out by the rule's RequestHeaderModifier.
-    assert_eq!(got.header("x-posturio-cluster"), None);
-
-    p.mock.reset();
-    let r = p.post(
-        HOST,
-        "/v1/messages",
-        &[
-            ("x-posturio-consumer", "search-team"),
-            ("anthropic-version", "2023-06-01"),
-        ],
-        &message("claude-sonnet-4"),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let got = p.mock.single_request();
-    assert_eq!(got.listener, "anthropic");
-    assert_eq!(got.header("host"), Some("api.anthropic.com"));
-    assert_eq!(got.json()["model"], "claude-sonnet-4-20250514");
-    p.envoy.assert_no_wasm_failure();
+    cases::a_request_without_the_route_header_reaches_posturio_and_its_provider(&TARGET);
 }
 
 #[test]
 fn a_denied_model_reaches_no_provider() {
-    let p = platform::start(PLATFORM);
-    // In the catalogue, but not approved for the default consumer.
-    let anthropic = [("anthropic-version", "2023-06-01")];
-    let r = p.post(
-        HOST,
-        "/v1/messages",
-        &anthropic,
-        &message("claude-sonnet-4"),
-    );
-    assert_eq!(r.status, 403, "{r:?}");
-    assert_eq!(r.json()["error"]["type"], "permission_error", "{r:?}");
-    // A route header from the client changes nothing: Posturio decides first.
-    let r = p.post(
-        HOST,
-        "/v1/messages",
-        &[
-            ("anthropic-version", "2023-06-01"),
-            ("x-posturio-cluster", "anthropic"),
-        ],
-        &message("claude-sonnet-4"),
-    );
-    assert_eq!(r.status, 403, "{r:?}");
-    // Not in the catalogue at all.
-    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o"));
-    assert_eq!(r.status, 403, "{r:?}");
-    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+    cases::a_denied_model_reaches_no_provider(&TARGET);
 }
 
 #[test]
 fn a_spoofed_route_header_is_ignored() {
-    let p = platform::start(PLATFORM);
-    // gpt-4o-mini belongs to openai; the client asks for the anthropic rule.
-    let r = p.post(
-        HOST,
-        "/v1/chat/completions",
-        &[("x-posturio-cluster", "anthropic")],
-        &chat("gpt-4o-mini"),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let got = p.mock.single_request();
-    assert_eq!(got.listener, "openai");
-    assert_eq!(got.header("host"), Some("api.openai.com"));
+    cases::a_spoofed_route_header_is_ignored(&TARGET);
 }
 
 #[test]
 fn posturio_metrics_carry_their_labels() {
-    let p = platform::start(PLATFORM);
-    let r = p.post(HOST, "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    assert_eq!(r.status, 200, "{r:?}");
-    let anthropic = [("anthropic-version", "2023-06-01")];
-    let r = p.post(
-        HOST,
-        "/v1/messages",
-        &anthropic,
-        &message("claude-sonnet-4"),
-    );
-    assert_eq!(r.status, 403, "{r:?}");
-    platform::assert_labelled_metrics(&p.envoy);
+    cases::posturio_metrics_carry_their_labels(&TARGET);
 }
 
 /// The EnvoyPatchPolicy sets the flag on Posturio's filter and on no other team's.

@@ -18,6 +18,7 @@ pub mod envoy;
 pub mod http;
 pub mod mock;
 pub mod platform;
+pub mod platform_cases;
 pub mod rollout;
 
 use std::path::{Path, PathBuf};
