@@ -3,7 +3,7 @@
 //! value, JSON text inside a string, prompt text in fields the filter did not map, roles
 //! another family defines, and files sent by id.
 
-use crate::policy::{Code, Decision, Forward, Policy, Reply};
+use crate::policy::{Code, Forward, Reply};
 
 const POLICY: &str = r#"{
   "identity": { "header": "x-team" },
@@ -56,18 +56,7 @@ const CONVERSE: &str = "/model/cohere/converse";
 const INVOKE: &str = "/model/cohere/invoke";
 
 fn run(team: &str, path: &str, body: &str) -> Result<Forward, Reply> {
-    let policy = Policy::from_json(POLICY.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
-    let headers: Vec<(String, Vec<u8>)> = vec![
-        (":method".into(), b"POST".to_vec()),
-        (":path".into(), path.as_bytes().to_vec()),
-        ("content-type".into(), b"application/json".to_vec()),
-        ("x-team".into(), team.as_bytes().to_vec()),
-    ];
-    let pending = policy.on_headers(&headers, None)?;
-    match policy.on_body(&pending, body.as_bytes()).0 {
-        Decision::Forward(forward) => Ok(forward),
-        Decision::Refuse(reply) => Err(reply),
-    }
+    super::tests::evaluate(POLICY, team, path, body)
 }
 
 type Outcome = Option<(Code, Option<String>)>;

@@ -43,8 +43,10 @@ const POLICY: &str = r#"{
 const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
 const EMAIL: &str = "jane.doe@example.com";
 
-fn run(team: &str, path: &str, body: &Value) -> Result<Forward, Reply> {
-    let policy = Policy::from_json(POLICY.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+/// Evaluates one POST under `policy` (JSON) as consumer `team` (the policies' identity header
+/// is `x-team`): the forwarded request, or the refusal. Shared by the inspection test files.
+pub(super) fn evaluate(policy: &str, team: &str, path: &str, body: &str) -> Result<Forward, Reply> {
+    let policy = Policy::from_json(policy.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
     let headers: Vec<(String, Vec<u8>)> = vec![
         (":method".into(), b"POST".to_vec()),
         (":path".into(), path.as_bytes().to_vec()),
@@ -52,11 +54,14 @@ fn run(team: &str, path: &str, body: &Value) -> Result<Forward, Reply> {
         ("x-team".into(), team.as_bytes().to_vec()),
     ];
     let pending = policy.on_headers(&headers, None)?;
-    let body = body.to_string();
     match policy.on_body(&pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
     }
+}
+
+fn run(team: &str, path: &str, body: &Value) -> Result<Forward, Reply> {
+    evaluate(POLICY, team, path, &body.to_string())
 }
 
 fn chat(messages: Value) -> Value {
