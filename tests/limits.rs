@@ -127,17 +127,6 @@ impl Gateway {
     }
 }
 
-/// The `data:` payloads of a server-sent event stream, as JSON.
-fn events(response: &Response) -> Vec<Value> {
-    response
-        .text()
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
-}
-
 fn chat(extra: Value) -> Value {
     let mut body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
     for (key, value) in extra.as_object().unwrap() {
@@ -408,7 +397,7 @@ fn stream_flags_of_another_type_are_refused() {
         &chat(json!({"stream": true})),
     );
     assert_eq!(response.status, 200, "{response:?}");
-    let chunks = events(&response);
+    let chunks = response.events();
     assert_eq!(chunks.len(), 4, "{}", response.text());
     assert!(
         chunks.iter().all(|chunk| chunk["usage"].is_null()),
@@ -464,7 +453,7 @@ fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
     // Two usage chunks, both taken out: the client did not ask for usage.
     let response = stream("split");
     assert_eq!(response.status, 200, "{response:?}");
-    let chunks = events(&response);
+    let chunks = response.events();
     assert_eq!(chunks.len(), 4, "{}", response.text());
     assert!(
         chunks.iter().all(|chunk| chunk["usage"].is_null()),
@@ -478,7 +467,7 @@ fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
     // The provider's content-filter verdict stays, usage and all; the usage is still counted.
     let response = stream("azure");
     assert_eq!(response.status, 200, "{response:?}");
-    let chunks = events(&response);
+    let chunks = response.events();
     assert_eq!(chunks.len(), 5, "{}", response.text());
     let last = &chunks[4];
     assert_eq!(last["choices"], json!([]), "{last}");

@@ -224,17 +224,6 @@ fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
 
-/// The `data:` payloads of a server-sent event stream, as JSON.
-fn events(response: &Response) -> Vec<Value> {
-    response
-        .text()
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
-}
-
 #[test]
 fn allowed_requests_are_checked_before_the_provider_and_charged_their_tokens_after() {
     let gateway = Gateway::start();
@@ -279,7 +268,8 @@ fn allowed_requests_are_checked_before_the_provider_and_charged_their_tokens_aft
         "{response:?}"
     );
     assert!(
-        events(&response)
+        response
+            .events()
             .iter()
             .all(|event| event["choices"].as_array().is_some_and(|c| !c.is_empty())),
         "the usage chunk Posturio asked for reached the client: {response:?}"

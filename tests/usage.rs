@@ -97,17 +97,6 @@ fn anthropic(max_tokens: u64, stream: bool) -> Value {
            "messages": [{"role": "user", "content": "hi"}]})
 }
 
-/// The `data:` payloads of a server-sent event stream, as JSON.
-fn events(response: &Response) -> Vec<Value> {
-    response
-        .text()
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
-}
-
 #[test]
 fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     let gateway = Gateway::start(1);
@@ -124,7 +113,7 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     streamed["stream"] = json!(true);
     let response = gateway.post("team-a", "/v1/chat/completions", &streamed);
     assert_eq!(response.status, 200, "{response:?}");
-    let chunks = events(&response);
+    let chunks = response.events();
     assert!(chunks.len() >= 2, "{response:?}");
     assert!(
         chunks
@@ -146,7 +135,7 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
     // A client that asked for usage gets its usage chunk.
     streamed["stream_options"] = json!({"include_usage": true});
     let response = gateway.post("team-a", "/v1/chat/completions", &streamed);
-    let last = events(&response).pop().unwrap();
+    let last = response.events().pop().unwrap();
     assert_eq!(last["choices"], json!([]), "{last}");
     assert_eq!(last["usage"]["prompt_tokens"], INPUT, "{last}");
 
