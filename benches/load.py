@@ -16,7 +16,12 @@ the table gives the medians over rounds. It is written to benches/results/latest
 
 Installs nginx, wrk and binaryen with apt-get when they are missing. Options can also be set in the
 environment: BENCH_SECS, BENCH_ROUNDS, BENCH_CONCURRENCY, BENCH_CONNECTIONS, BENCH_CASES,
-BENCH_MODULE.
+BENCH_MODULE, BENCH_BASELINE.
+
+`--baseline OLD.wasm` (or BENCH_BASELINE) also runs each Posturio case against a second Envoy
+loading an older build, in the same rounds as bare Envoy and this build, and adds a table of the
+two builds side by side: a change is judged against its previous module under the same load, not
+against figures from another hour of a shared machine.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class Result:
     case: Case
     bare: list[Run] = field(default_factory=list)
     posturio: list[Run] = field(default_factory=list)
+    baseline: list[Run] = field(default_factory=list)
 
 
 def env_int(name: str, default: int) -> int:
@@ -122,10 +128,17 @@ def parse_args() -> argparse.Namespace:
                         else None,
                         help="the Wasm module to measure (default: the one `make build` made); "
                         "an older build's copy measures the change between two commits")
+    parser.add_argument("--baseline", type=Path,
+                        default=Path(os.environ["BENCH_BASELINE"])
+                        if os.environ.get("BENCH_BASELINE") else None,
+                        help="an older build of the module, measured in the same rounds as the "
+                        "one under test (Posturio cases only)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     if args.module is not None and not args.module.is_file():
         parser.error(f"--module: no such file: {args.module}")
+    if args.baseline is not None and not args.baseline.is_file():
+        parser.error(f"--baseline: no such file: {args.baseline}")
     if args.secs < 1 or args.rounds < 1 or args.concurrency < 1 or args.connections < 1:
         parser.error("--secs, --rounds, --concurrency and --connections must be at least 1")
     return args
@@ -158,13 +171,19 @@ def main() -> int:
         # A copy of the module, so that a rebuild during the run cannot change what is measured.
         module = bench.dir / "posturio.wasm"
         shutil.copyfile(built, module)
+        baseline = None
+        if args.baseline:
+            baseline = bench.dir / "baseline.wasm"
+            shutil.copyfile(args.baseline, baseline)
         threads = args.threads or max(1, len(bench.load_cpus) or 1)
-        return run(args, cases, bench, threads, module)
+        return run(args, cases, bench, threads, module, baseline)
     finally:
         bench.close()
 
 
-def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> int:
+def run(
+    args, cases: list[Case], bench: lab.Lab, threads: int, module: Path, baseline: Path | None
+) -> int:
     # The size of the module the Envoys load, before anything can rebuild it.
     module_bytes = module.stat().st_size
     nginx = bench.start_nginx()
@@ -183,6 +202,18 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
         if reason:
             skipped.update({c.name: reason for c in cases if c.target == "detectors"})
             print(f"skipping the detector cases: {reason}", flush=True)
+    if baseline:
+        envoys["posturio-baseline"] = bench.start_envoy(
+            "posturio-baseline", upstream=nginx.port,
+            policy=lab.routing_only(lab.EXAMPLE_POLICY.read_text()),
+            concurrency=args.concurrency, log_level=args.log_level, module=baseline,
+        )
+        if "detectors" in envoys:
+            envoys["detectors-baseline"] = bench.start_envoy(
+                "detectors-baseline", upstream=nginx.port,
+                policy=lab.DETECTORS_POLICY.read_text(),
+                concurrency=args.concurrency, log_level=args.log_level, module=baseline,
+            )
     if any(case.target == "floor" for case in cases):
         envoys["floor"] = start_floor(args, bench, nginx)
     cases = [case for case in cases if case.name not in skipped]
@@ -197,6 +228,11 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
         )
         check_case(bench, case, body, envoys)
 
+    def sides(case: Case) -> tuple[str, ...]:
+        if f"{case.target}-baseline" in envoys:
+            return ("bare", "posturio", "baseline")
+        return ("bare", "posturio")
+
     busy = os.getloadavg()[0]
     if busy > 0.5:
         print(
@@ -206,9 +242,9 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
             flush=True,
         )
     per_run = args.secs + 0.5
-    total = len(cases) * 2 * (args.warmup + args.rounds * per_run)
+    total = sum(len(sides(case)) for case in cases) * (args.warmup + args.rounds * per_run)
     print(
-        f"{len(cases)} cases x 2 Envoys x {args.rounds} rounds x {args.secs} s, "
+        f"{len(cases)} cases x {'3' if baseline else '2'} Envoys x {args.rounds} rounds x {args.secs} s, "
         f"{args.connections} connections, wrk threads {threads}, Envoy --concurrency "
         f"{args.concurrency}; about {total / 60:.1f} min",
         flush=True,
@@ -217,7 +253,8 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
         print(f"Envoy pinned to CPU {bench.envoy_cpus}, nginx and wrk to CPU {bench.load_cpus}")
 
     def drive(case: Case, which: str, secs: int) -> tuple[dict, float]:
-        envoy = envoys["bare" if which == "bare" else case.target]
+        name = {"bare": "bare", "posturio": case.target}.get(which, f"{case.target}-baseline")
+        envoy = envoys[name]
         cpu_before = envoy.cpu_seconds()
         out = bench.wrk(
             envoy.port, scripts[case.name],
@@ -226,7 +263,7 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
         return out, envoy.cpu_seconds() - cpu_before
 
     for case in cases:
-        for which in ("bare", "posturio"):
+        for which in sides(case):
             if args.warmup:
                 drive(case, which, args.warmup)
 
@@ -235,8 +272,9 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, module: Path) -> 
     started = time.monotonic()
     for round_index in range(args.rounds):
         # Alternate which Envoy goes first, so neither always runs on a warmer machine.
-        order = ("bare", "posturio") if round_index % 2 == 0 else ("posturio", "bare")
         for case in cases:
+            order = sides(case)
+            order = order if round_index % 2 == 0 else tuple(reversed(order))
             for which in order:
                 out, cpu = drive(case, which, args.secs)
                 requests = out["requests"]
@@ -309,7 +347,13 @@ def start_floor(args, bench: lab.Lab, nginx: lab.Process) -> lab.Process:
 
 def check_case(bench: lab.Lab, case: Case, body: bytes, envoys: dict) -> None:
     """One request to each Envoy before the load, so a broken setup fails clearly."""
-    for which, expected in (("bare", 200), (case.target, case.status)):
+    for which, expected in (
+        ("bare", 200),
+        (case.target, case.status),
+        (f"{case.target}-baseline", case.status),
+    ):
+        if which not in envoys:
+            continue
         status, reply = bench.post(envoys[which].port, body)
         if status != expected:
             sys.exit(
@@ -324,7 +368,7 @@ def check_run(case: Case, which: str, out: dict) -> list[str]:
     if socket_errors:
         problems.append(f"{case.name} {which}: wrk socket errors {socket_errors}")
     # wrk counts every status >= 400 as a status error.
-    expected_errors = out["requests"] if which == "posturio" and case.status >= 400 else 0
+    expected_errors = out["requests"] if which != "bare" and case.status >= 400 else 0
     if out["status"] != expected_errors:
         problems.append(
             f"{case.name} {which}: {out['status']} of {out['requests']} responses had an "
@@ -393,6 +437,28 @@ def render(
         "V8 charge any Wasm filter that routes by the body."
     )
 
+    if any(results[case.name].baseline for case in cases):
+        lines += [
+            "",
+            f"This build against the baseline module ({args.baseline}), measured in the same "
+            "rounds; each ratio is against bare Envoy in the same round.",
+            "",
+            "| case | baseline ratio | this build ratio | change | Envoy CPU/req baseline → "
+            "this build |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for case in cases:
+            result = results[case.name]
+            if not result.baseline:
+                continue
+            base = median([b.rps / r.rps for r, b in zip(result.bare, result.baseline) if r.rps])
+            this = median([p.rps / r.rps for r, p in zip(result.bare, result.posturio) if r.rps])
+            base_cpu = median([r.cpu_us for r in result.baseline])
+            this_cpu = median([r.cpu_us for r in result.posturio])
+            lines.append(
+                f"| {case.label} | {base:.2f}× | {this:.2f}× | {(this / base - 1) * 100:+.1f}% "
+                f"| {base_cpu:.0f} → {this_cpu:.0f} µs |"
+            )
     lines += [
         "",
         "| Envoy | RSS at start, idle | above bare | peak RSS (VmHWM) | above bare |",
