@@ -332,7 +332,7 @@ pub(crate) fn audit_or_refuse(mode: Mode, reply: Reply) -> Result<Option<Reply>,
 
 /// The reply shape when the endpoint is not known: Anthropic's SDK always sends
 /// `anthropic-version`; everyone else gets OpenAI's shape.
-fn reply_shape(headers: &Headers) -> ApiFamily {
+pub(crate) fn reply_shape(headers: &Headers) -> ApiFamily {
     if request::values(headers, "anthropic-version")
         .next()
         .is_some()
