@@ -246,6 +246,62 @@ fn host_failure_refuses() {
     assert_eq!(host.replies.borrow()[0].status(), 500);
 }
 
+const ANTHROPIC: &str = r#"{"model":"claude-sonnet-4","max_tokens":10,"messages":[]}"#;
+
+/// Every refusal is recorded, and answered in the caller's API shape, whatever refused it:
+/// the policy, trailers, a missing policy, or a host call that failed.
+#[test]
+fn refusals_outside_the_policy_are_recorded_in_the_callers_shape() {
+    let deny = |code: &str, consumer: &str| {
+        format!(
+            "posturio_requests_total.consumer={consumer};.model=none;.provider=none;\
+             .decision=deny;.code={code};"
+        )
+    };
+    let anthropic = [("anthropic-version", "2023-06-01")];
+
+    let trailers = FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC);
+    let mut request = filter(&trailers, policy());
+    request.on_request_headers(false);
+    request.on_request_body(trailers.body.len(), false);
+    assert_eq!(request.on_request_trailers(), Flow::Pause);
+    assert_eq!(trailers.replies.borrow()[0].shape, ApiFamily::Anthropic);
+    assert_eq!(trailers.counter(&deny("invalid_request", "default")), 1);
+
+    let no_policy = FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC);
+    assert_eq!(filter_none(&no_policy).on_request_headers(false), Flow::Pause);
+    let reply = no_policy.replies.borrow()[0].clone();
+    assert_eq!((reply.code, reply.shape), (Code::InternalError, ApiFamily::Anthropic));
+    assert_eq!(no_policy.counter(&deny("internal_error", "none")), 1);
+    assert_eq!(no_policy.property_value("posturio.decision").as_deref(), Some("deny"));
+
+    let body_failed = FakeHost {
+        fail_body: true,
+        ..FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC)
+    };
+    let mut request = filter(&body_failed, policy());
+    request.on_request_headers(false);
+    assert_eq!(request.on_request_body(body_failed.body.len(), true), Flow::Pause);
+    let reply = body_failed.replies.borrow()[0].clone();
+    assert_eq!((reply.status(), reply.shape), (500, ApiFamily::Anthropic));
+    assert_eq!(body_failed.counter(&deny("internal_error", "default")), 1);
+    assert_eq!(body_failed.header("x-posturio-cluster"), None);
+
+    let headers_failed = FakeHost {
+        fail_headers: true,
+        ..FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC)
+    };
+    let mut request = filter(&headers_failed, policy());
+    request.on_request_headers(false);
+    // The headers could not be read: nothing says which API the caller speaks.
+    assert_eq!(headers_failed.replies.borrow()[0].shape, ApiFamily::OpenAi);
+    assert_eq!(headers_failed.counter(&deny("internal_error", "none")), 1);
+}
+
+fn filter_none(host: &FakeHost) -> Request<&FakeHost> {
+    filter(host, None)
+}
+
 #[test]
 fn bodiless_passthrough_is_routed_on_headers() {
     let host = FakeHost::request("GET", "/v1/models", &[], "");

@@ -24,6 +24,8 @@ pub struct FakeHost {
     pub new_body: RefCell<Option<Vec<u8>>>,
     /// Makes the request headers unreadable.
     pub fail_headers: bool,
+    /// Makes the request body unreadable.
+    pub fail_body: bool,
     pub properties: RefCell<Vec<(String, Vec<u8>)>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// What the upstream answered: headers and body chunks.
@@ -132,6 +134,9 @@ impl Host for &FakeHost {
 
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         self.called("request_body");
+        if self.fail_body {
+            return Err(refused("get_buffer", "InternalFailure"));
+        }
         let size = size.min(self.body.len());
         Ok(self.body.get(..size).unwrap_or_default().to_vec())
     }
