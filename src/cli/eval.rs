@@ -110,7 +110,10 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
         match policy.on_headers(&headers, args.identity.as_deref().map(str::as_bytes)) {
             Err(reply) => (Decision::Refuse(reply), Default::default()),
             Ok(pending) if body.len() > policy.max_body_bytes => (
-                Decision::Refuse(policy.too_large(pending.shape())),
+                Decision::Refuse(crate::pipeline::classification::too_large(
+                    &policy,
+                    pending.shape(),
+                )),
                 Default::default(),
             ),
             Ok(pending) => policy.on_body(&pending, &body),

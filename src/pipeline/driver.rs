@@ -11,6 +11,8 @@ use std::rc::Rc;
 
 use super::answer::{self, Refusal};
 use super::budget::{self, Checked};
+use super::classification::{classify_request, facts_before_body, reply_shape, too_large};
+use super::decision::decide_body;
 use super::forward::{self, Route};
 use super::host::{Host, HostError};
 use super::metrics::{self, MetricIds};
@@ -20,7 +22,6 @@ use super::settle::settle;
 use super::Flow;
 use crate::policy::compile::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
-use crate::policy::decide::reply_shape;
 use crate::policy::request::{only, values};
 use crate::policy::{ApiFamily, Code, Decision, Facts, Pending, Policy, Reply};
 
@@ -90,10 +91,11 @@ impl<H: Host> Request<H> {
             Ok(read) => read,
             Err(error) => return self.refuse(&self.host_failed(&error)),
         };
-        let pending = match policy.on_headers(&read.headers, read.metadata_identity.as_deref()) {
-            Ok(pending) => pending,
-            Err(reply) => return self.refuse(&Refusal::bare(reply)),
-        };
+        let pending =
+            match classify_request(&policy, &read.headers, read.metadata_identity.as_deref()) {
+                Ok(pending) => pending,
+                Err(reply) => return self.refuse(&Refusal::bare(reply)),
+            };
         self.shape = pending.shape();
         if end_of_stream {
             self.stage = Stage::Done;
@@ -112,8 +114,8 @@ impl<H: Host> Request<H> {
         if body_size > policy.max_body_bytes {
             // Answer as soon as the limit is crossed, without buffering the rest.
             let refusal = Refusal::new(
-                policy.too_large(pending.shape()),
-                policy.facts_before_body(pending),
+                too_large(&policy, pending.shape()),
+                facts_before_body(&policy, pending),
             );
             return self.refuse(&refusal);
         }
@@ -128,7 +130,7 @@ impl<H: Host> Request<H> {
         match self.host.request_body(body_size) {
             Ok(body) => self.decide(&policy, &pending, &body, body_size),
             Err(error) => {
-                let facts = policy.facts_before_body(&pending);
+                let facts = facts_before_body(&policy, &pending);
                 self.refuse(&Refusal::host_failed(&error, pending.shape(), facts))
             }
         }
@@ -145,7 +147,7 @@ impl<H: Host> Request<H> {
             pending.shape(),
             "requests with trailers are not accepted; send the body without trailers",
         );
-        let refusal = Refusal::new(reply, policy.facts_before_body(pending));
+        let refusal = Refusal::new(reply, facts_before_body(&policy, pending));
         self.refuse(&refusal)
     }
 
@@ -255,7 +257,7 @@ impl<H: Host> Request<H> {
         body: &[u8],
         body_size: usize,
     ) -> Flow {
-        let (decision, facts) = policy.on_body(pending, body);
+        let (decision, facts) = decide_body(policy, pending, body);
         let forward = match decision {
             Decision::Refuse(reply) => return self.refuse(&Refusal::new(reply, facts)),
             Decision::Forward(forward) => forward,

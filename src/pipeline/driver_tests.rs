@@ -269,11 +269,20 @@ fn refusals_outside_the_policy_are_recorded_in_the_callers_shape() {
     assert_eq!(trailers.counter(&deny("invalid_request", "default")), 1);
 
     let no_policy = FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC);
-    assert_eq!(filter_none(&no_policy).on_request_headers(false), Flow::Pause);
+    assert_eq!(
+        filter_none(&no_policy).on_request_headers(false),
+        Flow::Pause
+    );
     let reply = no_policy.replies.borrow()[0].clone();
-    assert_eq!((reply.code, reply.shape), (Code::InternalError, ApiFamily::Anthropic));
+    assert_eq!(
+        (reply.code, reply.shape),
+        (Code::InternalError, ApiFamily::Anthropic)
+    );
     assert_eq!(no_policy.counter(&deny("internal_error", "none")), 1);
-    assert_eq!(no_policy.property_value("posturio.decision").as_deref(), Some("deny"));
+    assert_eq!(
+        no_policy.property_value("posturio.decision").as_deref(),
+        Some("deny")
+    );
 
     let body_failed = FakeHost {
         fail_body: true,
@@ -281,7 +290,10 @@ fn refusals_outside_the_policy_are_recorded_in_the_callers_shape() {
     };
     let mut request = filter(&body_failed, policy());
     request.on_request_headers(false);
-    assert_eq!(request.on_request_body(body_failed.body.len(), true), Flow::Pause);
+    assert_eq!(
+        request.on_request_body(body_failed.body.len(), true),
+        Flow::Pause
+    );
     let reply = body_failed.replies.borrow()[0].clone();
     assert_eq!((reply.status(), reply.shape), (500, ApiFamily::Anthropic));
     assert_eq!(body_failed.counter(&deny("internal_error", "default")), 1);

@@ -8,18 +8,27 @@
 
 pub mod answer;
 mod budget;
+pub mod classification;
 pub mod configure;
+pub mod decision;
 pub mod driver;
+mod endpoint;
 pub mod fake_host;
 mod forward;
 pub mod host;
+mod identity;
+mod inspection;
 pub mod metrics;
 mod record;
+mod request_limits;
 mod response;
+mod rewrite;
 mod settle;
 
 pub use answer::{Answer, Refusal};
+pub use classification::Pending;
 pub use configure::configure;
+pub use decision::{Decision, Facts, Forward};
 pub use driver::Request;
 pub use fake_host::FakeHost;
 pub use host::{Host, HostError, MetricKind};
