@@ -23,6 +23,7 @@ use super::Flow;
 use crate::policy::compile::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
+use crate::policy::usage::UsageFormat;
 use crate::policy::{ApiFamily, Code, Decision, Facts, Pending, Policy, Reply};
 
 enum Stage {
@@ -60,6 +61,20 @@ pub struct Request<H: Host> {
     started_at: Option<u64>,
     /// Set once the request is forwarded: what to read from the response.
     upstream: Option<Upstream>,
+    /// How the request was decided, once it is.
+    outcome: Option<Outcome>,
+}
+
+/// How a request was decided: what `posturio eval` reports. Its parts are moved here from
+/// the decision, never copied.
+#[derive(Debug)]
+pub struct Outcome {
+    pub facts: Facts,
+    /// The refusal, or what audit mode let through.
+    pub reply: Option<Reply>,
+    pub forwarded: bool,
+    /// The format the response reports its usage in, for a forwarded request.
+    pub usage: Option<UsageFormat>,
 }
 
 impl<H: Host> Request<H> {
@@ -74,7 +89,13 @@ impl<H: Host> Request<H> {
             accept_encoding_sent: false,
             started_at: None,
             upstream: None,
+            outcome: None,
         }
+    }
+
+    /// How the request was decided; `None` until it is.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
     }
 
     /// The host this request runs over.
@@ -89,12 +110,12 @@ impl<H: Host> Request<H> {
         };
         let read = match self.read_headers(&policy) {
             Ok(read) => read,
-            Err(error) => return self.refuse(&self.host_failed(&error)),
+            Err(error) => return self.refuse(self.host_failed(&error)),
         };
         let pending =
             match classify_request(&policy, &read.headers, read.metadata_identity.as_deref()) {
                 Ok(pending) => pending,
-                Err(reply) => return self.refuse(&Refusal::bare(reply)),
+                Err(reply) => return self.refuse(Refusal::bare(reply)),
             };
         self.shape = pending.shape();
         if end_of_stream {
@@ -117,7 +138,7 @@ impl<H: Host> Request<H> {
                 too_large(&policy, pending.shape()),
                 facts_before_body(&policy, pending),
             );
-            return self.refuse(&refusal);
+            return self.refuse(refusal);
         }
         if !end_of_stream {
             return Flow::Pause;
@@ -131,7 +152,7 @@ impl<H: Host> Request<H> {
             Ok(body) => self.decide(&policy, &pending, &body, body_size),
             Err(error) => {
                 let facts = facts_before_body(&policy, &pending);
-                self.refuse(&Refusal::host_failed(&error, pending.shape(), facts))
+                self.refuse(Refusal::host_failed(&error, pending.shape(), facts))
             }
         }
     }
@@ -148,7 +169,7 @@ impl<H: Host> Request<H> {
             "requests with trailers are not accepted; send the body without trailers",
         );
         let refusal = Refusal::new(reply, facts_before_body(&policy, pending));
-        self.refuse(&refusal)
+        self.refuse(refusal)
     }
 
     /// Adds the debug header to the response, when the policy asks for it, and starts
@@ -258,8 +279,8 @@ impl<H: Host> Request<H> {
         body_size: usize,
     ) -> Flow {
         let (decision, facts) = decide_body(policy, pending, body);
-        let forward = match decision {
-            Decision::Refuse(reply) => return self.refuse(&Refusal::new(reply, facts)),
+        let mut forward = match decision {
+            Decision::Refuse(reply) => return self.refuse(Refusal::new(reply, facts)),
             Decision::Forward(forward) => forward,
         };
         // Checked once the request is otherwise allowed, so that a refusal is recorded with
@@ -267,12 +288,12 @@ impl<H: Host> Request<H> {
         let budget_audit = match budget::check(&self.host, policy, pending) {
             Checked::Within => None,
             Checked::Audited(reply) => Some(reply),
-            Checked::Refused(reply) => return self.refuse(&Refusal::new(reply, facts)),
+            Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
         };
-        let audited = forward.audited.as_ref().or(budget_audit.as_ref());
+        let audited = forward.audited.take().or(budget_audit);
         let decided = Decided {
             facts: &facts,
-            reply: audited,
+            reply: audited.as_ref(),
             forwarded: true,
         };
         self.recorder
@@ -283,7 +304,7 @@ impl<H: Host> Request<H> {
             accept_encoding_sent: self.accept_encoding_sent,
         };
         if let Err(error) = forward::forward(&self.host, &forward, &route) {
-            return self.refuse(&Refusal::host_failed(&error, pending.shape(), facts));
+            return self.refuse(Refusal::host_failed(&error, pending.shape(), facts));
         }
         self.upstream = Some(Upstream::new(
             forward.usage,
@@ -291,6 +312,12 @@ impl<H: Host> Request<H> {
             facts.stream_usage_added,
             body_size,
         ));
+        self.outcome = Some(Outcome {
+            facts,
+            reply: audited,
+            forwarded: true,
+            usage: forward.usage,
+        });
         Flow::Continue
     }
 
@@ -306,7 +333,7 @@ impl<H: Host> Request<H> {
             self.shape,
             "the gateway has no valid policy loaded",
         );
-        self.refuse(&Refusal::bare(reply))
+        self.refuse(Refusal::bare(reply))
     }
 
     fn host_failed(&self, error: &HostError) -> Refusal {
@@ -314,15 +341,22 @@ impl<H: Host> Request<H> {
     }
 
     /// The one place a refusal goes: recorded, then answered; the request is done.
-    fn refuse(&mut self, refusal: &Refusal) -> Flow {
+    fn refuse(&mut self, refusal: Refusal) -> Flow {
         self.stage = Stage::Done;
-        answer::answer(
+        let flow = answer::answer(
             &self.host,
             &mut self.recorder,
             self.policy.as_deref(),
             &self.metrics,
-            refusal,
-        )
+            &refusal,
+        );
+        self.outcome = Some(Outcome {
+            facts: refusal.facts,
+            reply: Some(refusal.reply),
+            forwarded: false,
+            usage: None,
+        });
+        flow
     }
 }
 
