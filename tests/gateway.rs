@@ -547,3 +547,67 @@ fn invalid_policy_is_rejected_with_its_json_path() {
         error.log
     );
 }
+
+/// HTTP/2 trailers after a body: refused, since the held body can no longer be rewritten, in
+/// the caller's API shape, and recorded like every refusal, in the request counter and the
+/// decision log line.
+#[test]
+fn trailers_are_refused_in_the_callers_shape_and_recorded() {
+    use base64::Engine;
+    use std::io::Write;
+
+    let (mock, envoy) = gateway();
+    let body = json!({"model": "claude-haiku-4", "max_tokens": 5, "messages": []}).to_string();
+    let requests = json!([{
+        "method": "POST",
+        "path": "/v1/messages",
+        "headers": [["content-type", "application/json"], ["anthropic-version", "2023-06-01"]],
+        "body_b64": base64::engine::general_purpose::STANDARD.encode(body),
+        "trailers": [["x-checksum", "1"]],
+    }]);
+    let mut child = std::process::Command::new(common::mock::python())
+        .arg(common::repo_path("tests/h2c_client.py"))
+        .arg(envoy.port().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(requests.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let results: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    let result = &results[0];
+    assert_eq!(result["status"], 400, "{result}");
+    let reply: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(result["body_b64"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["type"], "invalid_request_error", "{reply}");
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+
+    let counter = "wasmcustom.posturio_requests_total.consumer=default;.model=none;\
+                   .provider=none;.decision=deny;.code=invalid_request;";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while envoy.counter(counter) != Some(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        envoy.counter(counter),
+        Some(1),
+        "{}",
+        envoy.stats("posturio")
+    );
+    let line = envoy
+        .wait_for_log("\"code\":\"invalid_request\"", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no decision logged:\n{}", envoy.log()));
+    assert!(line.contains("\"decision\":\"deny\""), "{line}");
+}
