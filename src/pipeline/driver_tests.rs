@@ -310,6 +310,30 @@ fn refusals_outside_the_policy_are_recorded_in_the_callers_shape() {
     assert_eq!(headers_failed.counter(&deny("internal_error", "none")), 1);
 }
 
+/// A forward that fails after the decision was recorded: answered 500, logged and put in
+/// filter state as the refusal it became, and counted once, as decided.
+#[test]
+fn a_failed_forward_is_refused_and_counted_once() {
+    let host = FakeHost {
+        fail_header: Some("x-posturio-cluster"),
+        ..FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"))
+    };
+    assert_eq!(run(&host), (Flow::Pause, Flow::Pause));
+    assert_eq!(host.replies.borrow()[0].status(), 500);
+    assert_eq!(
+        host.property_value("posturio.decision").as_deref(),
+        Some("deny")
+    );
+    let counted: u64 = host
+        .counters
+        .borrow()
+        .iter()
+        .filter(|(name, _)| name.starts_with("posturio_requests_total"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(counted, 1, "{:?}", host.counters.borrow());
+}
+
 fn filter_none(host: &FakeHost) -> Request<&FakeHost> {
     filter(host, None)
 }

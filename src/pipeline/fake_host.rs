@@ -26,6 +26,8 @@ pub struct FakeHost {
     pub fail_headers: bool,
     /// Makes the request body unreadable.
     pub fail_body: bool,
+    /// Makes setting (or removing) this request header fail.
+    pub fail_header: Option<&'static str>,
     pub properties: RefCell<Vec<(String, Vec<u8>)>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// What the upstream answered: headers and body chunks.
@@ -124,6 +126,9 @@ impl Host for &FakeHost {
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.called("set_request_header");
+        if self.fail_header == Some(name) {
+            return Err(refused("set_map_value_bytes", "InternalFailure"));
+        }
         let mut headers = self.headers.borrow_mut();
         headers.retain(|(key, _)| key != name);
         if let Some(value) = value {

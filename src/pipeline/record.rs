@@ -67,7 +67,11 @@ impl Recorder {
             forwarded,
         } = decided;
         let decision = decision_name(reply, forwarded);
-        self.count_decision(host, policy, metrics, facts, reply, decision);
+        // Counted once per request: a forward that fails after its decision was recorded is
+        // logged and put in filter state as the refusal it became, but not counted twice.
+        if self.labels.is_none() {
+            self.count_decision(host, policy, metrics, facts, reply, decision);
+        }
         // Plain allows are logged at debug, and their line built only when it will be
         // written; anything a rule matched is logged at info, audits and redactions included.
         let level = if decision == "allow" && facts.rules.is_empty() {
