@@ -638,6 +638,9 @@ fn eval(path: &str, headers: &[(&str, &str)], body: &[u8]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// A request by name: path, headers besides the content type, body.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+
 /// `posturio eval` says what the filter does: the same requests through eval and through
 /// Envoy get the same decision, and what eval says is forwarded (cluster, path, body) is what
 /// the provider receives.
@@ -647,7 +650,7 @@ fn eval_says_what_the_filter_does() {
     let anthropic = ("anthropic-version", "2023-06-01");
     let search = ("x-posturio-consumer", "search-team");
     let mail = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]});
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<Case> = vec![
         ("alias", "/v1/chat/completions", vec![], chat("fast")),
         (
             "base path",
