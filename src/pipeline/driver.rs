@@ -235,13 +235,20 @@ impl<H: Host> Request<H> {
     /// the headers, and the identity metadata when the policy takes identity from there.
     fn read_headers(&mut self, policy: &Policy) -> Result<HeadersRead, HostError> {
         let headers = self.host.request_headers()?;
-        self.shape = reply_shape(&headers);
+        // A host call that fails from here on is answered in the shape the headers suggest;
+        // found only then, since each request is otherwise classified once.
+        let failed = |error: HostError, shape: &mut ApiFamily| {
+            *shape = reply_shape(&headers);
+            error
+        };
         // The route header is the filter's alone: whatever the client sent is dropped first,
         // on every request, before anything can return early. A header that is not there
         // needs no host call (each costs Envoy about a microsecond).
         let sent = |name: &str| values(&headers, name).next().is_some();
         if sent(&policy.route_header) {
-            self.host.set_request_header(&policy.route_header, None)?;
+            self.host
+                .set_request_header(&policy.route_header, None)
+                .map_err(|error| failed(error, &mut self.shape))?;
         }
         self.accept_encoding_sent = sent("accept-encoding");
         self.recorder.request_id = only(&headers, "x-request-id")
@@ -258,7 +265,7 @@ impl<H: Host> Request<H> {
                     Err(error) if error.status == "SerializationFailure" => {
                         Some(crate::policy::identity::NOT_A_NAME.to_vec())
                     }
-                    Err(error) => return Err(error),
+                    Err(error) => return Err(failed(error, &mut self.shape)),
                 }
             }
             _ => None,

@@ -13,6 +13,7 @@ pub mod configure;
 pub mod decision;
 pub mod driver;
 mod endpoint;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fake_host;
 mod forward;
 pub mod host;
@@ -30,6 +31,7 @@ pub use classification::Pending;
 pub use configure::configure;
 pub use decision::{Decision, Facts, Forward};
 pub use driver::Request;
+#[cfg(not(target_arch = "wasm32"))]
 pub use fake_host::FakeHost;
 pub use host::{Host, HostError, MetricKind};
 
