@@ -1,11 +1,62 @@
 //! The inspection step: the scanner's hits judged for one consumer — which rules apply, block,
 //! redact or only record — and the reply for content that cannot be inspected.
 
+use super::decision::Facts;
 use crate::policy::compile::{Consumer, Policy};
 use crate::policy::config::{Mode, OpaqueContent, RuleAction};
 use crate::policy::inspect::{field_of, role_of, rule_looks_at, Fired, Hit, Verdict};
 use crate::policy::walk::Walked;
 use crate::policy::{ApiFamily, Code, Reply};
+
+/// Judges the scanner's hits and applies the verdict: a rule that blocks, or content that
+/// cannot be inspected, refuses; a block or redaction that audit mode turned into a record
+/// makes the decision an audit. The redactions are left to the rewrite step.
+pub(super) fn inspect(
+    policy: &Policy,
+    consumer: Option<&Consumer>,
+    (walked, hits): (&Walked, &[Hit]),
+    shape: ApiFamily,
+    facts: &mut Facts,
+    audited: &mut Option<Reply>,
+) -> Result<Verdict, Reply> {
+    let verdict = judge(policy, consumer, walked, hits);
+    facts.rules.clone_from(&verdict.fired);
+    facts.redactions = verdict.redactions.len();
+    if let Some(rule) = verdict.blocked_by {
+        let id = policy.rule_id(rule);
+        return Err(Reply::new(
+            Code::PromptBlocked,
+            shape,
+            format!(
+                "the request was blocked by rule \"{id}\": its text matched what the rule forbids"
+            ),
+        )
+        .with_rule(id));
+    }
+    // A block or redaction that audit mode turned into a record makes the decision an audit.
+    if let Some(trial) = verdict
+        .fired
+        .iter()
+        .find(|fired| !fired.enforced && fired.action != RuleAction::Audit)
+    {
+        audited.get_or_insert_with(|| {
+            Reply::new(
+                Code::PromptBlocked,
+                shape,
+                format!("rule \"{}\" matched (audit mode)", trial.rule),
+            )
+            .with_rule(&trial.rule)
+        });
+    }
+    if let Some((kind, enforced)) = verdict.opaque {
+        let reply = opaque_reply(kind, shape);
+        if enforced {
+            return Err(reply);
+        }
+        audited.get_or_insert(reply);
+    }
+    Ok(verdict)
+}
 
 /// Judges the hits of one request for one consumer (`None`: no consumer, every rule).
 pub(super) fn judge(
@@ -63,7 +114,7 @@ pub(super) fn judge(
     verdict
 }
 
-pub(super) fn opaque_reply(kind: &str, shape: ApiFamily) -> Reply {
+fn opaque_reply(kind: &str, shape: ApiFamily) -> Reply {
     Reply::new(
         Code::OpaqueContent,
         shape,

@@ -7,6 +7,7 @@
 //! `answer::answer`, which records it first (see `answer.rs`).
 
 pub mod answer;
+mod approval;
 mod budget;
 pub mod classification;
 pub mod configure;
