@@ -2,9 +2,14 @@
 //! produces what the next needs or a `Refusal`, and `Request::refuse` — the one place a
 //! refusal goes — records it and answers (see `answer.rs`).
 //!
-//! Request headers: route header dropped → identity → classification (`Policy::on_headers`).
-//! Request body: size limit → approval, inspection, limits, rewrite (`Policy::on_body`) →
-//! budget check → record → forward. Response: upstream metrics → usage read → settlement.
+//! - request headers: route header dropped → identity and classification
+//!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
+//! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
+//!   approval, inspection, limits, rewrite) → budget check (`budget.rs`) → record
+//!   (`record.rs`) → forward (`forward.rs`);
+//! - trailers: refused;
+//! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
+//!   at the end of the body or at the end of the stream.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -96,11 +101,6 @@ impl<H: Host> Request<H> {
     /// How the request was decided; `None` until it is.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
-    }
-
-    /// The host this request runs over.
-    pub fn host(&self) -> &H {
-        &self.host
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Flow {
