@@ -52,13 +52,13 @@ cli: ## Build the posturio command: target/release/posturio (make install puts i
 install: ## Install the posturio command in ~/.cargo/bin, which rustup puts on PATH
 	cargo install --locked --path . --bin posturio
 
-lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of src/policy/
+lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of src/policy/ and src/pipeline/
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
-	@# The policy core must stay host-testable: no proxy_wasm inside it.
-	@if grep -rn 'proxy_wasm' src/policy/; then \
-	  echo 'lint: src/policy/ must not use proxy_wasm' >&2; exit 1; \
+	@# The policy and the pipeline must stay host-testable and adapter-neutral: no proxy_wasm.
+	@if grep -rn 'proxy_wasm' src/policy/ src/pipeline/; then \
+	  echo 'lint: src/policy/ and src/pipeline/ must not use proxy_wasm' >&2; exit 1; \
 	fi
 
 fmt: ## Format the Rust code

@@ -380,3 +380,62 @@ fn eval_refuses_an_identity_the_policy_would_not_read() {
     assert_eq!(verdict["consumer"], "search-team");
     assert_eq!(verdict["decision"], "allow");
 }
+
+const BUDGET_POLICY: &str = r#"{
+  "identity": { "header": "x-team" },
+  "max_body_bytes": 100,
+  "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+  "models": { "gpt-4o": { "provider": "openai" } },
+  "consumers": { "default": { "models": ["*"], "budget": { "tokens_per_day": 1000 } } }
+}"#;
+
+/// `eval --response`: the answer goes through the same pipeline, which reads its usage and
+/// charges the budget.
+#[test]
+fn eval_reads_the_usage_of_an_answer_and_charges_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("policy.json");
+    std::fs::write(&config, BUDGET_POLICY).unwrap();
+    let answer = dir.path().join("answer.json");
+    std::fs::write(
+        &answer,
+        r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":5}}"#,
+    )
+    .unwrap();
+    let output = posturio(
+        &[
+            "eval",
+            config.to_str().unwrap(),
+            "--path",
+            "/v1/chat/completions",
+            "--response",
+            answer.to_str().unwrap(),
+            "--response-header",
+            "content-type: application/json",
+            "-",
+        ],
+        Some(br#"{"model":"gpt-4o","messages":[]}"#),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{verdict}");
+    assert_eq!(verdict["decision"], "allow");
+    assert_eq!(
+        verdict["usage"],
+        serde_json::json!({"input": 7, "output": 5, "cached": 0, "total": 12})
+    );
+    assert_eq!(verdict["budget_charged"], 12);
+}
+
+/// The filter's body limit, applied by the same code.
+#[test]
+fn eval_refuses_a_body_over_the_limit() {
+    let body = format!(
+        r#"{{"model":"gpt-4o","messages":[],"pad":"{}"}}"#,
+        "x".repeat(100)
+    );
+    let (code, verdict) = eval_with(BUDGET_POLICY, "/v1/chat/completions", &[], body.as_bytes());
+    assert_eq!(code, 1, "{verdict}");
+    assert_eq!(verdict["status"], 413);
+    assert_eq!(verdict["code"], "body_too_large");
+}

@@ -547,3 +547,171 @@ fn invalid_policy_is_rejected_with_its_json_path() {
         error.log
     );
 }
+
+/// HTTP/2 trailers after a body: refused, since the held body can no longer be rewritten, in
+/// the caller's API shape, and recorded like every refusal, in the request counter and the
+/// decision log line.
+#[test]
+fn trailers_are_refused_in_the_callers_shape_and_recorded() {
+    use base64::Engine;
+    use std::io::Write;
+
+    let (mock, envoy) = gateway();
+    let body = json!({"model": "claude-haiku-4", "max_tokens": 5, "messages": []}).to_string();
+    let requests = json!([{
+        "method": "POST",
+        "path": "/v1/messages",
+        "headers": [["content-type", "application/json"], ["anthropic-version", "2023-06-01"]],
+        "body_b64": base64::engine::general_purpose::STANDARD.encode(body),
+        "trailers": [["x-checksum", "1"]],
+    }]);
+    let mut child = std::process::Command::new(common::mock::python())
+        .arg(common::repo_path("tests/h2c_client.py"))
+        .arg(envoy.port().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(requests.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let results: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    let result = &results[0];
+    assert_eq!(result["status"], 400, "{result}");
+    let reply: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(result["body_b64"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["type"], "invalid_request_error", "{reply}");
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+
+    let counter = "wasmcustom.posturio_requests_total.consumer=default;.model=none;\
+                   .provider=none;.decision=deny;.code=invalid_request;";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while envoy.counter(counter) != Some(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        envoy.counter(counter),
+        Some(1),
+        "{}",
+        envoy.stats("posturio")
+    );
+    let line = envoy
+        .wait_for_log("\"code\":\"invalid_request\"", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no decision logged:\n{}", envoy.log()));
+    assert!(line.contains("\"decision\":\"deny\""), "{line}");
+}
+
+/// `posturio eval` on a request, from the repository root, with the example policy.
+fn eval(path: &str, headers: &[(&str, &str)], body: &[u8]) -> Value {
+    use std::io::Write;
+    let mut args = vec![
+        "eval".to_owned(),
+        "envoy/policy.json".to_owned(),
+        "--path".to_owned(),
+        path.to_owned(),
+    ];
+    for (name, value) in headers {
+        args.push("--header".to_owned());
+        args.push(format!("{name}: {value}"));
+    }
+    args.push("-".to_owned());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_posturio"))
+        .args(&args)
+        .current_dir(common::repo_path("."))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A request by name: path, headers besides the content type, body.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+
+/// `posturio eval` says what the filter does: the same requests through eval and through
+/// Envoy get the same decision, and what eval says is forwarded (cluster, path, body) is what
+/// the provider receives.
+#[test]
+fn eval_says_what_the_filter_does() {
+    let (mock, envoy) = gateway();
+    let anthropic = ("anthropic-version", "2023-06-01");
+    let search = ("x-posturio-consumer", "search-team");
+    let mail = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]});
+    let cases: Vec<Case> = vec![
+        ("alias", "/v1/chat/completions", vec![], chat("fast")),
+        (
+            "base path",
+            "/v1/chat/completions?trace=1",
+            vec![search],
+            chat("gemini-flash"),
+        ),
+        (
+            "not approved",
+            "/v1/messages",
+            vec![anthropic],
+            chat("claude-sonnet-4"),
+        ),
+        (
+            "redacted",
+            "/v1/chat/completions",
+            vec![search],
+            mail.to_string().into_bytes(),
+        ),
+        (
+            "invalid json",
+            "/v1/chat/completions",
+            vec![],
+            b"{\"model\":".to_vec(),
+        ),
+        ("unknown endpoint", "/v1/nothing", vec![], chat("fast")),
+    ];
+    for (name, path, headers, body) in cases {
+        let verdict = eval(path, &headers, &body);
+        let mut sent = headers.clone();
+        sent.push(JSON);
+        let before = mock.requests().len();
+        let response = http::post(envoy.port(), path, &sent, &body);
+        if verdict["decision"] == "deny" {
+            assert_eq!(
+                u64::from(response.status),
+                verdict["status"],
+                "{name}: {response:?}"
+            );
+            assert_eq!(
+                response.header("x-posturio-code"),
+                verdict["code"].as_str(),
+                "{name}"
+            );
+            assert_eq!(response.json(), verdict["reply"], "{name}");
+            assert_eq!(mock.requests().len(), before, "{name}: forwarded");
+            continue;
+        }
+        assert_eq!(response.status, 200, "{name}: {response:?} {verdict}");
+        let requests = mock.requests();
+        let got = requests.last().unwrap();
+        assert_eq!(got.listener, verdict["cluster"], "{name}");
+        assert_eq!(got.path, verdict["path"], "{name}");
+        let forwarded = match verdict["body_rewritten"].as_bool().unwrap() {
+            true => verdict["forwarded_body"].clone(),
+            false => serde_json::from_slice(&body).unwrap(),
+        };
+        assert_eq!(
+            serde_json::from_slice::<Value>(&got.body).unwrap(),
+            forwarded,
+            "{name}"
+        );
+    }
+}

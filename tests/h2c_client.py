@@ -5,7 +5,8 @@
 
 requests.json is a JSON array of {"method", "path", "headers": [[name, value], ...],
 "body_b64", and optionally "reset_after": N}: with it, the stream sends N body bytes and is then
-reset by the client (RST_STREAM, CANCEL) instead of finishing. Every stream is opened at once,
+reset by the client (RST_STREAM, CANCEL) instead of finishing; or "trailers": [[name, value],
+...]: the stream ends with them after its body. Every stream is opened at once,
 multiplexed on the one connection. The output is a JSON array, one entry per request in the
 same order: {"status", "headers", "body_b64"}, or {"reset": true} for a stream the client reset,
 or {"error": "..."} for one that got no complete response.
@@ -49,16 +50,19 @@ def main() -> int:
         reset_after = request.get("reset_after")
         if reset_after is not None:
             body = body[:reset_after]
-        conn.send_headers(stream, headers, end_stream=not body and reset_after is None)
+        trailers = [(name, value) for name, value in request.get("trailers", [])]
+        conn.send_headers(
+            stream, headers, end_stream=not body and not trailers and reset_after is None
+        )
         results[index] = {"status": None, "headers": [], "body": b""}
-        pending[stream] = (body, reset_after is None)
+        pending[stream] = (body, reset_after is None, trailers)
     sock.sendall(conn.data_to_send())
 
     open_streams = set(streams)
     deadline = time.monotonic() + DEADLINE_SECS
     while open_streams and time.monotonic() < deadline:
         # Send what flow control allows, then finish or reset the stream.
-        for stream, (body, finish) in list(pending.items()):
+        for stream, (body, finish, trailers) in list(pending.items()):
             if stream not in open_streams:
                 pending.pop(stream)
                 continue
@@ -67,15 +71,17 @@ def main() -> int:
                 if window <= 0:
                     break
                 piece, body = body[:window], body[window:]
-                conn.send_data(stream, piece, end_stream=finish and not body)
+                conn.send_data(stream, piece, end_stream=finish and not body and not trailers)
             if not body:
                 pending.pop(stream)
+                if finish and trailers:
+                    conn.send_headers(stream, trailers, end_stream=True)
                 if not finish:
                     conn.reset_stream(stream, error_code=8)  # CANCEL
                     results[streams[stream]] = {"reset": True}
                     open_streams.discard(stream)
             else:
-                pending[stream] = (body, finish)
+                pending[stream] = (body, finish, trailers)
         sock.sendall(conn.data_to_send())
         if not open_streams:
             break

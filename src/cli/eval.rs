@@ -1,11 +1,17 @@
-//! `posturio eval`: one request through the policy, the decision printed as JSON.
+//! `posturio eval`: one request through the request pipeline, over the fake host, exactly as
+//! the filter runs it; the decision printed as JSON. With `--response`, the upstream's answer
+//! goes through the pipeline too, and the usage read and the budget charged are printed.
+
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
+use crate::pipeline::{FakeHost, Request};
+use crate::policy::budget::Counter;
 use crate::policy::compile::Identity;
 use crate::policy::usage::UsageFormat;
-use crate::policy::{Decision, Policy, Reply};
+use crate::policy::{Policy, Reply};
 
 struct EvalArgs {
     config: String,
@@ -15,6 +21,22 @@ struct EvalArgs {
     /// The consumer as the identity metadata would name it (for `identity.metadata` policies).
     identity: Option<String>,
     request_file: String,
+    /// The upstream's answer: a body file and its headers.
+    response_file: Option<String>,
+    response_headers: Vec<(String, Vec<u8>)>,
+}
+
+/// `NAME: VALUE`, the name lower-cased.
+fn header_flag(flag: &str, header: &str) -> Result<(String, Vec<u8>), CliError> {
+    let Some((name, value)) = header.split_once(':') else {
+        return Err(CliError::Usage(format!(
+            "{flag} \"{header}\" is not 'NAME: VALUE'"
+        )));
+    };
+    Ok((
+        name.trim().to_ascii_lowercase(),
+        value.trim().as_bytes().to_vec(),
+    ))
 }
 
 fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
@@ -22,6 +44,8 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
     let mut path = None;
     let mut headers = Vec::new();
     let mut identity = None;
+    let mut response_file = None;
+    let mut response_headers = Vec::new();
     let mut positional = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -34,18 +58,12 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
             "--method" => method = value("--method")?,
             "--path" => path = Some(value("--path")?),
             "--identity" => identity = Some(value("--identity")?),
-            "--header" => {
-                let header = value("--header")?;
-                let Some((name, header_value)) = header.split_once(':') else {
-                    return Err(CliError::Usage(format!(
-                        "--header \"{header}\" is not 'NAME: VALUE'"
-                    )));
-                };
-                headers.push((
-                    name.trim().to_ascii_lowercase(),
-                    header_value.trim().as_bytes().to_vec(),
-                ));
-            }
+            "--header" => headers.push(header_flag("--header", &value("--header")?)?),
+            "--response" => response_file = Some(value("--response")?),
+            "--response-header" => response_headers.push(header_flag(
+                "--response-header",
+                &value("--response-header")?,
+            )?),
             flag if flag.starts_with("--") => {
                 return Err(CliError::Usage(format!("unknown option {flag}")))
             }
@@ -62,6 +80,8 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
         headers,
         identity,
         request_file,
+        response_file,
+        response_headers,
     })
 }
 
@@ -95,6 +115,7 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
         _ => {}
     }
     let body = read(&args.request_file)?;
+    let response = args.response_file.as_deref().map(read).transpose()?;
 
     // The request as Envoy would hand it to the filter.
     let mut headers = vec![
@@ -105,17 +126,40 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
         headers.push(("content-type".to_owned(), b"application/json".to_vec()));
     }
     headers.extend(args.headers);
-
-    let (decision, facts) =
-        match policy.on_headers(&headers, args.identity.as_deref().map(str::as_bytes)) {
-            Err(reply) => (Decision::Refuse(reply), Default::default()),
-            Ok(pending) if body.len() > policy.max_body_bytes => (
-                Decision::Refuse(policy.too_large(pending.shape())),
-                Default::default(),
-            ),
-            Ok(pending) => policy.on_body(&pending, &body),
-        };
-    let facts: crate::policy::Facts = facts;
+    let mut host = FakeHost::new(headers, body);
+    if let Some(response) = &response {
+        host.upstream_headers = upstream_headers(&args.response_headers);
+        *host.upstream_chunks.borrow_mut() = vec![response.clone()];
+        host.properties
+            .borrow_mut()
+            .push(("response.code_details".to_owned(), b"via_upstream".to_vec()));
+    }
+    if let (Identity::Metadata { namespace, path }, Some(identity)) =
+        (&policy.identity, &args.identity)
+    {
+        let mut key = vec!["metadata", "filter_metadata", namespace.as_str()];
+        key.extend(path.iter().map(String::as_str));
+        host.properties
+            .borrow_mut()
+            .push((key.join("."), identity.as_bytes().to_vec()));
+    }
+    let route_header = policy.route_header.clone();
+    let mut request = Request::new(&host, Some(Rc::new(policy)), Rc::default());
+    request.on_request_headers(host.body.is_empty());
+    request.on_request_body(host.body.len(), true);
+    let forwarded = request.outcome().is_some_and(|outcome| outcome.forwarded);
+    if let (true, Some(response)) = (forwarded, &response) {
+        // The upstream answers with the whole body in one chunk, and the stream ends.
+        request.on_response_headers(response.is_empty());
+        if !response.is_empty() {
+            request.on_response_body(response.len(), true);
+        }
+        request.on_log();
+    }
+    let Some(outcome) = request.outcome() else {
+        return Err(CliError::Usage("the request was not decided".to_owned()));
+    };
+    let facts = &outcome.facts;
     let rules: Vec<Value> = facts
         .rules
         .iter()
@@ -123,8 +167,8 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
             json!({"id": fired.rule, "action": fired.action.as_str(), "enforced": fired.enforced})
         })
         .collect();
-    let (code, verdict) = match decision {
-        Decision::Refuse(reply) => (
+    let (code, mut verdict) = match (&outcome.reply, outcome.forwarded) {
+        (Some(reply), false) => (
             1,
             json!({
                 "decision": "deny",
@@ -134,20 +178,20 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                 "model": facts.model,
                 "provider": facts.provider,
                 "rules": rules,
-                "reply": reply_json(&reply),
+                "reply": reply_json(reply),
             }),
         ),
-        Decision::Forward(forward) => {
-            let forwarded_body = forward
-                .body
+        (audited, _) => {
+            let new_body = host.new_body.borrow().clone();
+            let forwarded_body = new_body
                 .as_deref()
                 .map(|new_body| serde_json::from_slice::<Value>(new_body).unwrap_or(Value::Null));
             (
                 0,
                 json!({
-                    "decision": if forward.audited.is_some() { "audit" } else { "allow" },
-                    "cluster": forward.cluster,
-                    "path": forward.path.unwrap_or(args.path),
+                    "decision": if audited.is_some() { "audit" } else { "allow" },
+                    "cluster": host.header(&route_header),
+                    "path": host.header(":path"),
                     "consumer": facts.consumer,
                     "model": facts.model,
                     "forwarded_model": facts.upstream_model,
@@ -157,10 +201,10 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                     "output_cap_clamped": facts.output_cap_clamped,
                     "output_cap_added": facts.output_cap_added,
                     "stream_usage_added": facts.stream_usage_added,
-                    "usage_format": forward.usage.map(usage_format_name),
-                    "body_rewritten": forward.body.is_some(),
+                    "usage_format": outcome.usage.map(usage_format_name),
+                    "body_rewritten": new_body.is_some(),
                     "forwarded_body": forwarded_body,
-                    "audited": forward.audited.as_ref().map(|reply| json!({
+                    "audited": audited.as_ref().map(|reply| json!({
                         "code": reply.code.as_str(),
                         "message": reply.message,
                     })),
@@ -168,11 +212,53 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
             )
         }
     };
+    if let (true, Some(object)) = (response.is_some() && forwarded, verdict.as_object_mut()) {
+        object.insert("usage".to_owned(), usage_json(&host));
+        object.insert("budget_charged".to_owned(), budget_charged(&host));
+    }
     Ok(Output {
         code,
         stdout: serde_json::to_string_pretty(&verdict).unwrap_or_default(),
         stderr: String::new(),
     })
+}
+
+/// The upstream's headers: status 200 unless a `:status` header says otherwise.
+fn upstream_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let mut all = headers.to_vec();
+    if !headers.iter().any(|(name, _)| name == ":status") {
+        all.insert(0, (":status".to_owned(), b"200".to_vec()));
+    }
+    all
+}
+
+/// The usage the pipeline read from the answer, as it put it in filter state; `null` when
+/// the answer reported none.
+fn usage_json(host: &FakeHost) -> Value {
+    let read = |key: &str| {
+        host.property_value(key)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    match read("posturio.tokens") {
+        None => Value::Null,
+        Some(total) => json!({
+            "input": read("posturio.input_tokens"),
+            "output": read("posturio.output_tokens"),
+            "cached": read("posturio.cached_tokens"),
+            "total": total,
+        }),
+    }
+}
+
+/// The tokens charged to the consumer's budget (the largest of its windows: each is charged
+/// the same); `null` when it has no budget.
+fn budget_charged(host: &FakeHost) -> Value {
+    host.shared
+        .borrow()
+        .values()
+        .map(|(value, _)| Counter::decode(Some(value)).used)
+        .max()
+        .map_or(Value::Null, Value::from)
 }
 
 /// The response usage format, as eval prints it.

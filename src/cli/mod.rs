@@ -21,13 +21,16 @@ usage:
       rules, modes, identity, budgets, output-token caps and limits. '+' widens access or weakens inspection, '-' narrows
       it, '~' neither. --json prints the same as a JSON object.
       Exit 0 when both are valid (whatever changed); 1 with the mistakes otherwise.
-  posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME] REQUEST_FILE
+  posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME]
+                [--response FILE [--response-header 'NAME: VALUE']...] REQUEST_FILE
       Print, as JSON, the decision the filter would take on this request: the route, the
       model forwarded, the rules that fired, the output-token cap and stream usage edits, and
       the body as it would be forwarded.
       --identity gives the consumer as identity.metadata would name it (a usage error for
       a policy that reads a header: give that header with --header).
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
+      --response gives the upstream's answer (status 200) with its headers: the usage read
+      from it and the budget charged are printed too.
       --method defaults to POST; content-type application/json is assumed unless given.
       Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
   posturio render [--check] FILE... | posturio render FILE --out OUT

@@ -5,8 +5,8 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
-use super::compile::{Consumer, Policy, Rule};
-use super::config::{Field, Mode, OpaqueContent, RuleAction};
+use super::compile::{Policy, Rule};
+use super::config::{Field, RuleAction};
 use super::detect::{self, Detector};
 use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
 
@@ -289,7 +289,7 @@ pub struct Verdict {
 }
 
 /// The field a piece of text counts as, now that its message's role is known.
-fn field_of(slot: Slot, role: Option<&str>) -> Field {
+pub(crate) fn field_of(slot: Slot, role: Option<&str>) -> Field {
     match slot {
         Slot::MessageContent => match role {
             Some("system" | "developer") => Field::System,
@@ -306,7 +306,7 @@ fn field_of(slot: Slot, role: Option<&str>) -> Field {
 
 /// The role a piece of text is judged under: its message's, or `system` for system text, or
 /// `user` for bare prompts.
-fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
+pub(crate) fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
     match at.message {
         Some(index) => walked
             .roles
@@ -320,7 +320,7 @@ fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
     }
 }
 
-fn rule_looks_at(rule: &Rule, field: Field, role: Option<&str>) -> bool {
+pub(crate) fn rule_looks_at(rule: &Rule, field: Field, role: Option<&str>) -> bool {
     let field_ok = rule
         .fields
         .as_ref()
@@ -333,64 +333,6 @@ fn rule_looks_at(rule: &Rule, field: Field, role: Option<&str>) -> bool {
 }
 
 impl Policy {
-    /// Judges the hits of one request for one consumer (`None`: no consumer, every rule).
-    pub(crate) fn judge(
-        &self,
-        consumer: Option<&Consumer>,
-        walked: &Walked,
-        hits: &[Hit],
-    ) -> Verdict {
-        let mut verdict = Verdict::default();
-        let consumer_mode = consumer.map_or(self.mode, |consumer| consumer.mode);
-        let applies = |rule: usize| {
-            consumer.is_none_or(|consumer| consumer.rules.get(rule).copied().unwrap_or(false))
-        };
-        for hit in hits {
-            let Some(rule) = self.rules.get(hit.rule) else {
-                continue;
-            };
-            let role = role_of(&hit.at, walked);
-            if !applies(hit.rule) || !rule_looks_at(rule, field_of(hit.at.slot, role), role) {
-                continue;
-            }
-            // Audit anywhere (rule or consumer) turns the action into a record.
-            let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
-            let mut action = rule.action;
-            match (action, enforced, hit.at.ordinal) {
-                (RuleAction::Block, true, _) => {
-                    verdict.blocked_by.get_or_insert(hit.rule);
-                }
-                (RuleAction::Redact, true, Some(ordinal)) => {
-                    verdict
-                        .redactions
-                        .push((ordinal, hit.range.clone(), hit.rule));
-                }
-                // A key cannot be redacted without risking a duplicate key: block instead.
-                (RuleAction::Redact, true, None) => {
-                    action = RuleAction::Block;
-                    verdict.blocked_by.get_or_insert(hit.rule);
-                }
-                _ => {}
-            }
-            let fired = Fired {
-                rule: rule.id.clone(),
-                action,
-                enforced: enforced && action != RuleAction::Audit,
-            };
-            if !verdict.fired.contains(&fired) {
-                verdict.fired.push(fired);
-            }
-        }
-        let inspected = consumer.map_or(!self.rules.is_empty(), Consumer::has_rules);
-        let opaque_policy =
-            consumer.map_or(OpaqueContent::Block, |consumer| consumer.opaque_content);
-        if let (true, OpaqueContent::Block, Some(kind)) = (inspected, opaque_policy, walked.opaque)
-        {
-            verdict.opaque = Some((kind, consumer_mode == Mode::Enforce));
-        }
-        verdict
-    }
-
     pub(crate) fn rule_id(&self, index: usize) -> &str {
         self.rules.get(index).map_or("?", |rule| rule.id.as_str())
     }

@@ -5,8 +5,6 @@ pub mod budget;
 pub mod classify;
 pub mod compile;
 pub mod config;
-pub mod decide;
-mod decide_body;
 pub mod detect;
 pub mod extract;
 pub mod glob;
@@ -29,5 +27,8 @@ pub mod walk;
 pub use classify::ApiFamily;
 pub use compile::{ConfigError, Policy};
 pub use config::Mode;
-pub use decide::{Decision, Facts, Forward, Pending};
+// The pipeline's decision types, under the names callers of `Policy::on_headers` and
+// `Policy::on_body` have always used.
+pub use crate::pipeline::classification::Pending;
+pub use crate::pipeline::decision::{Decision, Facts, Forward};
 pub use reply::{Code, Reply};

@@ -1,257 +1,16 @@
-//! The HTTP state machine against a fake host: what it reads, sets and answers, per callback.
+//! The driver against the fake host: what each callback reads, sets and answers.
 
 // Test arithmetic (clocks, counts) cannot overflow with these small values.
 #![allow(clippy::arithmetic_side_effects)]
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use proxy_wasm::types::Action;
-
 use super::*;
-use crate::filter::host::MetricKind;
+use crate::pipeline::FakeHost;
+use crate::policy::budget;
 
-/// Records every call; serves canned headers and body; can be told to fail.
-#[derive(Default)]
-struct FakeHost {
-    headers: RefCell<Vec<(String, Vec<u8>)>>,
-    body: Vec<u8>,
-    replies: RefCell<Vec<Reply>>,
-    new_body: RefCell<Option<Vec<u8>>>,
-    fail_headers: bool,
-    properties: RefCell<Vec<(String, Vec<u8>)>>,
-    response_headers: RefCell<Vec<(String, String)>>,
-    /// What the upstream answered: headers and body chunks.
-    upstream_headers: Vec<(String, Vec<u8>)>,
-    upstream_chunks: RefCell<Vec<Vec<u8>>>,
-    /// The body chunks as the client receives them, after any replacement.
-    delivered: RefCell<Vec<Vec<u8>>>,
-    now: Cell<u64>,
-    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    /// Makes this many compare-and-swap writes fail first, as if another worker won.
-    cas_losses: Cell<usize>,
-    metric_names: RefCell<Vec<(String, MetricKind)>>,
-    /// Counter totals and histogram samples, by full metric name.
-    counters: RefCell<HashMap<String, u64>>,
-    samples: RefCell<HashMap<String, Vec<u64>>>,
-    /// Every host call, by name, in order: each costs Envoy about a microsecond.
-    calls: RefCell<Vec<&'static str>>,
-}
-
-impl FakeHost {
-    fn request(method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> Self {
-        let mut headers = vec![
-            (":method".to_string(), method.as_bytes().to_vec()),
-            (":path".to_string(), path.as_bytes().to_vec()),
-            ("content-type".to_string(), b"application/json".to_vec()),
-        ];
-        headers.extend(
-            extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-        );
-        FakeHost {
-            headers: RefCell::new(headers),
-            body: body.as_bytes().to_vec(),
-            ..FakeHost::default()
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .borrow()
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-    }
-}
-
-impl Host for &FakeHost {
-    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        self.calls.borrow_mut().push("request_headers");
-        if self.fail_headers {
-            return Err(HostError {
-                call: "get_map_bytes",
-                status: "InternalFailure".into(),
-            });
-        }
-        Ok(self.headers.borrow().clone())
-    }
-
-    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("set_request_header");
-        let mut headers = self.headers.borrow_mut();
-        headers.retain(|(key, _)| key != name);
-        if let Some(value) = value {
-            headers.push((name.to_string(), value.as_bytes().to_vec()));
-        }
-        Ok(())
-    }
-
-    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        self.calls.borrow_mut().push("request_body");
-        Ok(self.body[..size.min(self.body.len())].to_vec())
-    }
-
-    fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("replace_request_body");
-        assert_eq!(size, self.body.len(), "the whole body is replaced");
-        *self.new_body.borrow_mut() = Some(body.to_vec());
-        Ok(())
-    }
-
-    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("send_reply");
-        self.replies.borrow_mut().push(reply.clone());
-        Ok(())
-    }
-
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        self.calls.borrow_mut().push("property");
-        Ok(self
-            .properties
-            .borrow()
-            .iter()
-            .find(|(key, _)| key == &path.join("."))
-            .map(|(_, value)| value.clone()))
-    }
-
-    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("set_property");
-        self.properties
-            .borrow_mut()
-            .push((path.join("."), value.to_vec()));
-        Ok(())
-    }
-
-    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("set_response_header");
-        self.response_headers
-            .borrow_mut()
-            .push((name.to_string(), value.to_string()));
-        Ok(())
-    }
-
-    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        self.calls.borrow_mut().push("response_headers");
-        Ok(self.upstream_headers.clone())
-    }
-
-    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        self.calls.borrow_mut().push("response_body");
-        let chunk = self.upstream_chunks.borrow_mut().remove(0);
-        assert_eq!(chunk.len(), size);
-        self.delivered.borrow_mut().push(chunk.clone());
-        Ok(chunk)
-    }
-
-    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("replace_response_body");
-        let mut delivered = self.delivered.borrow_mut();
-        let last = delivered.last_mut().unwrap();
-        assert_eq!(last.len(), size, "the whole chunk is replaced");
-        *last = body.to_vec();
-        Ok(())
-    }
-
-    fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("remove_response_header");
-        self.response_headers
-            .borrow_mut()
-            .push((name.to_string(), "<removed>".to_string()));
-        Ok(())
-    }
-
-    fn now_nanos(&self) -> Result<u64, HostError> {
-        self.calls.borrow_mut().push("now_nanos");
-        Ok(self.now.get())
-    }
-
-    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-        self.calls.borrow_mut().push("shared_data");
-        Ok(match self.shared.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
-        })
-    }
-
-    fn set_shared_data(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<bool, HostError> {
-        self.calls.borrow_mut().push("set_shared_data");
-        let mut shared = self.shared.borrow_mut();
-        let current = shared.get(key).map(|(_, cas)| *cas);
-        if self.cas_losses.get() > 0 {
-            self.cas_losses.set(self.cas_losses.get() - 1);
-            // Another worker wrote in between: the stored token moves on.
-            if let Some(entry) = shared.get_mut(key) {
-                entry.1 += 1;
-            }
-            return Ok(false);
-        }
-        if cas.is_some() && cas != current {
-            return Ok(false);
-        }
-        shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-        Ok(true)
-    }
-
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
-        self.calls.borrow_mut().push("define_metric");
-        let mut names = self.metric_names.borrow_mut();
-        names.push((name.to_string(), kind));
-        Ok(u32::try_from(names.len() - 1).unwrap())
-    }
-
-    fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("increment_metric");
-        let (name, kind) = self.metric_names.borrow()[id as usize].clone();
-        assert_eq!(kind, MetricKind::Counter);
-        *self.counters.borrow_mut().entry(name).or_default() += by;
-        Ok(())
-    }
-
-    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
-        self.calls.borrow_mut().push("record_metric");
-        let (name, kind) = self.metric_names.borrow()[id as usize].clone();
-        assert_eq!(kind, MetricKind::Histogram);
-        self.samples
-            .borrow_mut()
-            .entry(name)
-            .or_default()
-            .push(value);
-        Ok(())
-    }
-}
-
-impl FakeHost {
-    fn counter(&self, name: &str) -> u64 {
-        self.counters.borrow().get(name).copied().unwrap_or(0)
-    }
-
-    /// Tokens charged to a consumer's budget window.
-    fn budget_used(&self, consumer: &str, window: budget::Window) -> u64 {
-        let shared = self.shared.borrow();
-        let stored = shared.get(&budget::shared_key(consumer, window));
-        budget::Counter::decode(stored.map(|(value, _)| value.as_slice())).used
-    }
-
-    fn property_value(&self, key: &str) -> Option<String> {
-        self.properties
-            .borrow()
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-    }
-}
-
-fn filter(host: &FakeHost, policy: Option<Rc<Policy>>) -> HttpFilter<&FakeHost> {
-    HttpFilter::new(host, policy, Rc::default())
+fn filter(host: &FakeHost, policy: Option<Rc<Policy>>) -> Request<&FakeHost> {
+    Request::new(host, policy, Rc::default())
 }
 
 fn policy() -> Option<Rc<Policy>> {
@@ -264,7 +23,7 @@ fn chat(model: &str) -> String {
 }
 
 /// Headers, then the whole body in one callback.
-fn run(host: &FakeHost) -> (Action, Action) {
+fn run(host: &FakeHost) -> (Flow, Flow) {
     let mut filter = filter(host, policy());
     let on_headers = filter.on_request_headers(host.body.is_empty());
     let on_body = filter.on_request_body(host.body.len(), true);
@@ -274,7 +33,7 @@ fn run(host: &FakeHost) -> (Action, Action) {
 #[test]
 fn allowed_request_is_routed_after_the_body() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
-    assert_eq!(run(&host), (Action::Pause, Action::Continue));
+    assert_eq!(run(&host), (Flow::Pause, Flow::Continue));
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
     assert!(host.replies.borrow().is_empty());
     assert!(host.new_body.borrow().is_none());
@@ -311,7 +70,7 @@ fn spoofed_route_header_is_removed_from_refused_and_bodiless_requests() {
         "",
     );
     let mut filter = filter(&host, policy());
-    assert_eq!(filter.on_request_headers(true), Action::Pause);
+    assert_eq!(filter.on_request_headers(true), Flow::Pause);
     assert_eq!(host.header("x-posturio-cluster"), None);
     assert_eq!(host.replies.borrow()[0].code, Code::UnsupportedEndpoint);
 }
@@ -324,7 +83,7 @@ fn alias_rewrites_body_length_and_framing() {
         &[("transfer-encoding", "chunked")],
         &chat("fast"),
     );
-    assert_eq!(run(&host), (Action::Pause, Action::Continue));
+    assert_eq!(run(&host), (Flow::Pause, Flow::Continue));
     let new_body = host.new_body.borrow().clone().unwrap();
     assert_eq!(new_body, chat("gpt-4o-mini").into_bytes());
     assert_eq!(
@@ -353,7 +112,7 @@ fn base_path_sets_the_upstream_path() {
 #[test]
 fn denied_request_is_answered_and_not_routed() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o"));
-    assert_eq!(run(&host), (Action::Pause, Action::Pause));
+    assert_eq!(run(&host), (Flow::Pause, Flow::Pause));
     assert_eq!(host.header("x-posturio-cluster"), None);
     let replies = host.replies.borrow();
     assert_eq!(replies.len(), 1);
@@ -364,12 +123,12 @@ fn denied_request_is_answered_and_not_routed() {
 fn body_is_buffered_until_its_end() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));
     let mut filter = filter(&host, policy());
-    assert_eq!(filter.on_request_headers(false), Action::Pause);
-    assert_eq!(filter.on_request_body(10, false), Action::Pause);
+    assert_eq!(filter.on_request_headers(false), Flow::Pause);
+    assert_eq!(filter.on_request_body(10, false), Flow::Pause);
     assert_eq!(host.header("x-posturio-cluster"), None);
     assert_eq!(
         filter.on_request_body(host.body.len(), true),
-        Action::Continue
+        Flow::Continue
     );
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
 }
@@ -381,13 +140,13 @@ fn oversized_body_is_refused_before_its_end() {
     filter.on_request_headers(false);
     assert_eq!(
         filter.on_request_body(4 * 1024 * 1024 + 1, false),
-        Action::Pause
+        Flow::Pause
     );
     assert_eq!(host.replies.borrow()[0].code, Code::BodyTooLarge);
     // Later callbacks for the same request pass through without a second reply.
     assert_eq!(
         filter.on_request_body(5 * 1024 * 1024, true),
-        Action::Continue
+        Flow::Continue
     );
     assert_eq!(host.replies.borrow().len(), 1);
 }
@@ -421,7 +180,7 @@ fn an_oversized_body_is_counted_with_what_its_headers_said() {
         let host = FakeHost::request("POST", path, &[], "{}");
         let mut filter = filter(&host, policy_with(policy));
         filter.on_request_headers(false);
-        assert_eq!(filter.on_request_body(17, false), Action::Pause, "{path}");
+        assert_eq!(filter.on_request_body(17, false), Flow::Pause, "{path}");
         assert_eq!(host.replies.borrow()[0].code, Code::BodyTooLarge, "{path}");
         let counter = format!("posturio_requests_total{counter}");
         assert_eq!(
@@ -443,7 +202,7 @@ fn trailers_are_refused() {
     let mut filter = filter(&host, policy());
     filter.on_request_headers(false);
     filter.on_request_body(host.body.len(), false);
-    assert_eq!(filter.on_request_trailers(), Action::Pause);
+    assert_eq!(filter.on_request_trailers(), Flow::Pause);
     assert_eq!(host.replies.borrow()[0].code, Code::InvalidRequest);
     assert_eq!(host.header("x-posturio-cluster"), None);
     // Counted and recorded like every refusal.
@@ -471,7 +230,7 @@ fn no_policy_refuses_everything() {
         &chat("gpt-4o-mini"),
     );
     let mut filter = filter(&host, None);
-    assert_eq!(filter.on_request_headers(false), Action::Pause);
+    assert_eq!(filter.on_request_headers(false), Flow::Pause);
     assert_eq!(host.replies.borrow()[0].code, Code::InternalError);
     assert_eq!(host.header("x-posturio-cluster"), None);
 }
@@ -483,15 +242,107 @@ fn host_failure_refuses() {
         ..FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"))
     };
     let mut filter = filter(&host, policy());
-    assert_eq!(filter.on_request_headers(false), Action::Pause);
+    assert_eq!(filter.on_request_headers(false), Flow::Pause);
     assert_eq!(host.replies.borrow()[0].status(), 500);
+}
+
+const ANTHROPIC: &str = r#"{"model":"claude-sonnet-4","max_tokens":10,"messages":[]}"#;
+
+/// Every refusal is recorded, and answered in the caller's API shape, whatever refused it:
+/// the policy, trailers, a missing policy, or a host call that failed.
+#[test]
+fn refusals_outside_the_policy_are_recorded_in_the_callers_shape() {
+    let deny = |code: &str, consumer: &str| {
+        format!(
+            "posturio_requests_total.consumer={consumer};.model=none;.provider=none;\
+             .decision=deny;.code={code};"
+        )
+    };
+    let anthropic = [("anthropic-version", "2023-06-01")];
+
+    let trailers = FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC);
+    let mut request = filter(&trailers, policy());
+    request.on_request_headers(false);
+    request.on_request_body(trailers.body.len(), false);
+    assert_eq!(request.on_request_trailers(), Flow::Pause);
+    assert_eq!(trailers.replies.borrow()[0].shape, ApiFamily::Anthropic);
+    assert_eq!(trailers.counter(&deny("invalid_request", "default")), 1);
+
+    let no_policy = FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC);
+    assert_eq!(
+        filter_none(&no_policy).on_request_headers(false),
+        Flow::Pause
+    );
+    let reply = no_policy.replies.borrow()[0].clone();
+    assert_eq!(
+        (reply.code, reply.shape),
+        (Code::InternalError, ApiFamily::Anthropic)
+    );
+    assert_eq!(no_policy.counter(&deny("internal_error", "none")), 1);
+    assert_eq!(
+        no_policy.property_value("posturio.decision").as_deref(),
+        Some("deny")
+    );
+
+    let body_failed = FakeHost {
+        fail_body: true,
+        ..FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC)
+    };
+    let mut request = filter(&body_failed, policy());
+    request.on_request_headers(false);
+    assert_eq!(
+        request.on_request_body(body_failed.body.len(), true),
+        Flow::Pause
+    );
+    let reply = body_failed.replies.borrow()[0].clone();
+    assert_eq!((reply.status(), reply.shape), (500, ApiFamily::Anthropic));
+    assert_eq!(body_failed.counter(&deny("internal_error", "default")), 1);
+    assert_eq!(body_failed.header("x-posturio-cluster"), None);
+
+    let headers_failed = FakeHost {
+        fail_headers: true,
+        ..FakeHost::request("POST", "/v1/messages", &anthropic, ANTHROPIC)
+    };
+    let mut request = filter(&headers_failed, policy());
+    request.on_request_headers(false);
+    // The headers could not be read: nothing says which API the caller speaks.
+    assert_eq!(headers_failed.replies.borrow()[0].shape, ApiFamily::OpenAi);
+    assert_eq!(headers_failed.counter(&deny("internal_error", "none")), 1);
+}
+
+/// A forward that fails after the decision was recorded: answered 500, logged and put in
+/// filter state as the refusal it became, and counted once, as decided.
+#[test]
+fn a_failed_forward_is_refused_and_counted_once() {
+    let host = FakeHost {
+        fail_header: Some("x-posturio-cluster"),
+        ..FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"))
+    };
+    assert_eq!(run(&host), (Flow::Pause, Flow::Pause));
+    assert_eq!(host.replies.borrow()[0].status(), 500);
+    assert_eq!(
+        host.property_value("posturio.decision").as_deref(),
+        Some("deny")
+    );
+    let counted: u64 = host
+        .counters
+        .borrow()
+        .iter()
+        .filter(|(name, _)| name.starts_with("posturio_requests_total"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(counted, 1, "{:?}", host.counters.borrow());
+}
+
+fn filter_none(host: &FakeHost) -> Request<&FakeHost> {
+    filter(host, None)
 }
 
 #[test]
 fn bodiless_passthrough_is_routed_on_headers() {
     let host = FakeHost::request("GET", "/v1/models", &[], "");
     let mut filter = filter(&host, policy());
-    assert_eq!(filter.on_request_headers(true), Action::Continue);
+    assert_eq!(filter.on_request_headers(true), Flow::Continue);
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
 }
 
@@ -543,7 +394,7 @@ fn identity_comes_from_metadata_not_the_header() {
     assert_eq!(host.header("x-posturio-cluster"), None);
 }
 
-fn run_with(host: &FakeHost, policy: &str) -> (Action, Action) {
+fn run_with(host: &FakeHost, policy: &str) -> (Flow, Flow) {
     let mut filter = filter(host, policy_with(policy));
     let on_headers = filter.on_request_headers(host.body.is_empty());
     let on_body = filter.on_request_body(host.body.len(), true);
@@ -558,7 +409,7 @@ fn decision_goes_to_filter_state_and_debug_header() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], body);
     assert_eq!(
         run_with(&host, METADATA_POLICY),
-        (Action::Pause, Action::Continue)
+        (Flow::Pause, Flow::Continue)
     );
     let state: std::collections::HashMap<String, String> = host
         .properties
@@ -616,7 +467,7 @@ fn upstream(status: &str, content_type: &str, chunks: &[&str]) -> FakeHost {
 
 /// Sends `body` as `consumer`, then plays the upstream's response chunk by chunk, then ends
 /// the stream (`on_log`).
-fn exchange(host: &mut FakeHost, consumer: &str, path: &str, body: &str) -> Action {
+fn exchange(host: &mut FakeHost, consumer: &str, path: &str, body: &str) -> Flow {
     let request = FakeHost::request("POST", path, &[("x-posturio-consumer", consumer)], body);
     host.headers = request.headers;
     host.body = request.body;
@@ -625,7 +476,7 @@ fn exchange(host: &mut FakeHost, consumer: &str, path: &str, body: &str) -> Acti
     filter.on_request_headers(false);
     let mut action = filter.on_request_body(host.body.len(), true);
     if host.replies.borrow().len() > replies {
-        action = Action::Pause;
+        action = Flow::Pause;
     } else {
         filter.on_response_headers(false);
         host.now.set(host.now.get() + 250_000_000);
@@ -652,7 +503,7 @@ fn streamed_usage_is_counted_put_in_filter_state_and_charged() {
     let body = r#"{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     assert_eq!(
         host.counter(&format!("posturio_input_tokens_total{BY_CAPPED}")),
@@ -729,13 +580,13 @@ fn a_consumer_over_budget_gets_429_until_the_window_ends() {
     let mut host = upstream("200", "application/json", &[json]);
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     // 100 of 100 tokens per minute are used now.
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Pause
+        Flow::Pause
     );
     let reply = host.replies.borrow().last().cloned().unwrap();
     assert_eq!(reply.code, Code::BudgetExceeded);
@@ -763,13 +614,13 @@ fn a_consumer_over_budget_gets_429_until_the_window_ends() {
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
     assert_eq!(
         exchange(&mut host, "default", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     host.now.set((NOW_SECS + 30) * 1_000_000_000);
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
 }
 
@@ -782,7 +633,7 @@ fn audit_mode_records_a_budget_overrun_and_forwards() {
     *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
     assert_eq!(
         exchange(&mut host, "watched", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     assert!(host.replies.borrow().is_empty());
     assert_eq!(
@@ -840,7 +691,7 @@ fn denials_are_counted_with_config_names_only() {
     let body = r#"{"model":"gpt-attacker-chosen","messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Pause
+        Flow::Pause
     );
     let names: Vec<String> = host.counters.borrow().keys().cloned().collect();
     assert_eq!(
@@ -860,7 +711,7 @@ fn a_reply_from_a_later_filter_is_not_an_upstream_response() {
     ));
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     let counters = host.counters.borrow();
     assert!(
@@ -913,7 +764,7 @@ fn a_forwarded_request_costs_these_host_calls() {
     for _ in 0..2 {
         *host.headers.borrow_mut() = request.headers.borrow().clone();
         *host.upstream_chunks.borrow_mut() = vec![json.as_bytes().to_vec()];
-        let mut filter = HttpFilter::new(&host, policy_with(BUDGET_POLICY), Rc::clone(&metrics));
+        let mut filter = Request::new(&host, policy_with(BUDGET_POLICY), Rc::clone(&metrics));
         calls_by_callback.clear();
         let mut after = |name: &'static str| {
             calls_by_callback.push((name, host.calls.take()));
@@ -1005,7 +856,7 @@ fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
     let body = r#"{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(
         exchange(&mut host, "capped", "/v1/chat/completions", body),
-        Action::Continue
+        Flow::Continue
     );
     assert_eq!(
         host.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
@@ -1040,7 +891,7 @@ fn forward_then_leave(host: &mut FakeHost, consumer: &str, body: &str) {
     filter.on_request_headers(false);
     assert_eq!(
         filter.on_request_body(host.body.len(), true),
-        Action::Continue
+        Flow::Continue
     );
     filter.on_log();
 }

@@ -1,4 +1,4 @@
-//! The filter's metrics. Labels travel in the metric's name as `.label=value;` segments, which
+//! The pipeline's metrics. Labels travel in the metric's name as `.label=value;` segments, which
 //! the `stats_tags` in `envoy/envoy.yaml` turn into Prometheus labels (see docs/metrics.md).
 //! Every label value comes from the configuration (consumer, model, provider and rule names)
 //! or from a fixed set (decisions, codes, status classes), never from request data, so the

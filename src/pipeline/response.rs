@@ -1,42 +1,44 @@
-//! The response half of a forwarded request: upstream status and timing metrics, token usage
-//! read from the body as it passes (never held back), and the consumer's budget charged once
-//! the usage is known.
+//! The response step of a forwarded request: upstream status and timing metrics, and token
+//! usage read from the body as it passes (never held back). Settlement is in `settle.rs`.
+
+use std::cell::RefCell;
 
 use super::host::Host;
-use super::http::HttpFilter;
-use super::metrics;
-use crate::policy::budget::{self, Counter, CAS_RETRIES};
+use super::metrics::{self, MetricIds};
+use super::record::Labels;
+use super::settle::settle;
 use crate::policy::usage::{
     usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
 };
 use crate::policy::usage_chunk::UsageChunkRemover;
+use crate::policy::Policy;
 
 /// What the filter reads from the response of a request it forwarded.
 pub(super) struct Upstream {
     /// The usage format the endpoint answers with; `None` when it reports no usage.
-    format: Option<UsageFormat>,
+    pub(super) format: Option<UsageFormat>,
     /// When the request went upstream, in nanoseconds since the epoch.
-    forwarded_at: Option<u64>,
+    pub(super) forwarded_at: Option<u64>,
     /// Set when the response is a success whose body can be read for usage.
-    reader: Option<UsageReader>,
+    pub(super) reader: Option<UsageReader>,
     /// Usage given in response headers (Bedrock).
-    header_usage: Option<Usage>,
+    pub(super) header_usage: Option<Usage>,
     /// The filter asked for stream usage the client did not: the usage chunk is taken out.
-    usage_chunk_added: bool,
-    remover: Option<UsageChunkRemover>,
+    pub(super) usage_chunk_added: bool,
+    pub(super) remover: Option<UsageChunkRemover>,
     /// A request forwarded on an endpoint that reports usage owes its usage from the moment
     /// it goes upstream, whatever happens next (the client leaves, the upstream times out or
     /// resets); only an error answered by the provider itself, which it does not bill, or a
     /// reply from Envoy before the request reached the upstream, clears it.
-    expects_usage: bool,
+    pub(super) expects_usage: bool,
     /// The provider answered with a success: its body bytes count toward an estimate.
-    answered: bool,
+    pub(super) answered: bool,
     /// Usage has been counted (or found missing); later callbacks do nothing.
-    settled: bool,
+    pub(super) settled: bool,
     /// The size of the body forwarded, and the bytes of a successful answer relayed so far:
     /// what a budget is charged when the answer never reports its usage.
-    request_bytes: u64,
-    relayed_bytes: u64,
+    pub(super) request_bytes: u64,
+    pub(super) relayed_bytes: u64,
 }
 
 impl Upstream {
@@ -62,20 +64,27 @@ impl Upstream {
     }
 }
 
-fn millis_between(start: Option<u64>, end: Option<u64>) -> Option<u64> {
+pub(super) fn millis_between(start: Option<u64>, end: Option<u64>) -> Option<u64> {
     Some(end?.checked_sub(start?)? / 1_000_000)
 }
 
-impl<H: Host> HttpFilter<H> {
+/// What the response step reads and writes besides the upstream's state.
+pub(super) struct Context<'a, H: Host> {
+    pub host: &'a H,
+    pub policy: Option<&'a Policy>,
+    pub metrics: &'a RefCell<MetricIds>,
+    /// The metric labels of the decided request.
+    pub labels: Option<&'a Labels>,
+}
+
+impl Upstream {
     /// The response's headers: count its status class, time the first byte, and decide
     /// whether its body can be read for usage.
-    pub(super) fn response_started(&mut self, end_of_stream: bool) {
-        let Some(upstream) = self.upstream.as_mut() else {
-            return;
-        };
+    pub(super) fn headers<H: Host>(&mut self, cx: &Context<H>, end_of_stream: bool) {
+        let upstream = self;
         // A filter after this one (rate limiting, say) may answer in the provider's stead:
         // that reply is neither an upstream response nor a source of usage.
-        let from_upstream = self
+        let from_upstream = cx
             .host
             .property(&["response", "code_details"])
             .ok()
@@ -84,7 +93,7 @@ impl<H: Host> HttpFilter<H> {
         if !from_upstream {
             // Envoy's own reply. If the request reached an upstream host (a timeout, a reset)
             // the provider may have billed it: it still owes, and is charged at the end.
-            let reached = self
+            let reached = cx
                 .host
                 .property(&["upstream", "address"])
                 .map_or(true, |address| {
@@ -95,8 +104,8 @@ impl<H: Host> HttpFilter<H> {
             }
             return;
         }
-        let now = self.host.now_nanos().ok();
-        let headers = self.host.response_headers().unwrap_or_default();
+        let now = cx.host.now_nanos().ok();
+        let headers = cx.host.response_headers().unwrap_or_default();
         let header = |name: &str| {
             headers
                 .iter()
@@ -131,16 +140,16 @@ impl<H: Host> HttpFilter<H> {
             }
             if identity && framing == Some(Framing::Sse) && upstream.usage_chunk_added {
                 // Events are taken out, so a length the provider sent would be wrong.
-                match self.host.remove_response_header("content-length") {
+                match cx.host.remove_response_header("content-length") {
                     Ok(()) => upstream.remover = Some(UsageChunkRemover::new()),
                     Err(error) => log::warn!("{error}; the usage chunk stays in the stream"),
                 }
             }
         }
         let first_byte = millis_between(upstream.forwarded_at, now);
-        if let (Some(labels), Ok(mut metrics)) = (&self.labels, self.metrics.try_borrow_mut()) {
+        if let (Some(labels), Ok(mut metrics)) = (cx.labels, cx.metrics.try_borrow_mut()) {
             metrics.count(
-                &self.host,
+                cx.host,
                 metrics::UPSTREAM_RESPONSES,
                 &[
                     ("consumer", &labels.consumer),
@@ -152,7 +161,7 @@ impl<H: Host> HttpFilter<H> {
             );
             if let Some(first_byte) = first_byte {
                 metrics.record(
-                    &self.host,
+                    cx.host,
                     metrics::UPSTREAM_FIRST_BYTE,
                     &[("model", &labels.model)],
                     first_byte,
@@ -160,22 +169,20 @@ impl<H: Host> HttpFilter<H> {
             }
         }
         if end_of_stream {
-            self.settle_usage();
+            settle(upstream, cx);
         }
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a
     /// usage chunk the client did not ask for.
-    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
-        let Some(upstream) = self.upstream.as_mut() else {
-            return;
-        };
+    pub(super) fn body<H: Host>(&mut self, cx: &Context<H>, body_size: usize, end_of_stream: bool) {
+        let upstream = self;
         if upstream.answered {
             let size = u64::try_from(body_size).unwrap_or(u64::MAX);
             upstream.relayed_bytes = upstream.relayed_bytes.saturating_add(size);
         }
         if upstream.reader.is_some() || upstream.remover.is_some() {
-            match self.host.response_body(body_size) {
+            match cx.host.response_body(body_size) {
                 Ok(chunk) => {
                     if let Some(reader) = upstream.reader.as_mut() {
                         reader.feed(&chunk);
@@ -185,7 +192,7 @@ impl<H: Host> HttpFilter<H> {
                         .as_mut()
                         .and_then(|remover| remover.edit(&chunk, end_of_stream));
                     if let Some(edited) = edited {
-                        if let Err(error) = self.host.replace_response_body(body_size, &edited) {
+                        if let Err(error) = cx.host.replace_response_body(body_size, &edited) {
                             log::warn!("{error}; the usage chunk stays in the stream");
                             upstream.remover = None;
                         }
@@ -199,128 +206,7 @@ impl<H: Host> HttpFilter<H> {
             }
         }
         if end_of_stream {
-            self.settle_usage();
-        }
-    }
-
-    /// The stream is over, whole or cut short: time it, and count whatever usage is known.
-    pub fn on_log(&mut self) {
-        if self.upstream.is_some() {
-            self.settle_usage();
-        }
-        let duration = millis_between(self.started_at, self.host.now_nanos().ok());
-        if let (Some(labels), Some(duration), Ok(mut metrics)) =
-            (&self.labels, duration, self.metrics.try_borrow_mut())
-        {
-            metrics.record(
-                &self.host,
-                metrics::REQUEST_DURATION,
-                &[("model", &labels.model)],
-                duration,
-            );
-        }
-    }
-
-    /// Counts the response's tokens (or their absence) once, puts them in filter state for
-    /// the access log, and charges the consumer's budget.
-    fn settle_usage(&mut self) {
-        let Some(upstream) = self.upstream.as_mut() else {
-            return;
-        };
-        if upstream.settled {
-            return;
-        }
-        upstream.settled = true;
-        if !upstream.expects_usage {
-            return;
-        }
-        let body_usage = upstream.reader.as_ref().and_then(UsageReader::usage);
-        let usage = match (upstream.header_usage, body_usage) {
-            (Some(headers), Some(body)) => Some(headers.larger(body)),
-            (headers, body) => headers.or(body),
-        };
-        let partial_input = upstream
-            .reader
-            .as_ref()
-            .and_then(UsageReader::partial_input);
-        upstream.reader = None;
-        let Some(labels) = self.labels.as_ref() else {
-            return;
-        };
-        let by = [
-            ("consumer", labels.consumer.as_str()),
-            ("model", labels.model.as_str()),
-            ("provider", labels.provider.as_str()),
-        ];
-        let Some(usage) = usage else {
-            if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
-                metrics.count(&self.host, metrics::USAGE_UNKNOWN, &by, 1);
-            }
-            // Never free: a budget is charged an estimate from the bytes that passed.
-            let output_cap = self
-                .policy
-                .as_ref()
-                .and_then(|policy| policy.output_cap_for(&labels.consumer));
-            let estimate = budget::estimate(
-                partial_input,
-                upstream.request_bytes,
-                upstream.relayed_bytes,
-                output_cap,
-            );
-            self.charge_budget(&labels.consumer, estimate);
-            return;
-        };
-        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
-            metrics.count(&self.host, metrics::INPUT_TOKENS, &by, usage.input);
-            metrics.count(&self.host, metrics::OUTPUT_TOKENS, &by, usage.output);
-            metrics.count(&self.host, metrics::CACHED_INPUT_TOKENS, &by, usage.cached);
-        }
-        let total = usage.input.saturating_add(usage.output);
-        for (key, value) in [
-            ("posturio.input_tokens", usage.input),
-            ("posturio.output_tokens", usage.output),
-            ("posturio.cached_tokens", usage.cached),
-            ("posturio.tokens", total),
-        ] {
-            if let Err(error) = self.host.set_property(&[key], value.to_string().as_bytes()) {
-                log::debug!("{error}; the access log will miss {key}");
-            }
-        }
-        self.charge_budget(&labels.consumer, total);
-    }
-
-    /// Adds `tokens` to each of the consumer's budget windows, shared by every worker:
-    /// compare-and-swap, retried a few times when another worker wrote first.
-    fn charge_budget(&self, consumer: &str, tokens: u64) {
-        let Some(limits) = self
-            .policy
-            .as_ref()
-            .and_then(|policy| policy.budget_for(consumer))
-        else {
-            return;
-        };
-        let Ok(now) = self.host.now_nanos() else {
-            return;
-        };
-        let now = now / 1_000_000_000;
-        for limit in &limits.limits {
-            let key = budget::shared_key(consumer, limit.window);
-            let charged = (0..CAS_RETRIES).any(|_| {
-                let Ok((stored, cas)) = self.host.shared_data(&key) else {
-                    return false;
-                };
-                let next = Counter::decode(stored.as_deref()).plus(limit.window, now, tokens);
-                self.host
-                    .set_shared_data(&key, &next.encode(), cas)
-                    .unwrap_or(false)
-            });
-            if !charged {
-                log::warn!(
-                    "budget of {consumer} per {} not charged {tokens} tokens: shared data kept \
-                     changing or failed",
-                    limit.window.as_str()
-                );
-            }
+            settle(upstream, cx);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The root context: compiles the plugin configuration into a `Policy` and hands it to every
-//! HTTP context. Wasm only.
+//! The root context reads the plugin configuration and hands it to the pipeline; each HTTP
+//! context forwards Envoy's callbacks to the pipeline's driver and maps its flow to
+//! proxy-wasm's `Action`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,9 +10,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
 
 use super::host::WasmHost;
-use super::http::HttpFilter;
-use super::metrics::MetricIds;
-use crate::policy::budget::{self, Counter};
+use crate::pipeline::metrics::MetricIds;
+use crate::pipeline::{configure, Flow, Request};
 use crate::policy::Policy;
 
 #[derive(Default)]
@@ -19,25 +19,6 @@ pub struct PosturioRoot {
     policy: Option<Rc<Policy>>,
     /// Metric ids of this VM, shared by its HTTP contexts.
     metrics: Rc<RefCell<MetricIds>>,
-}
-
-/// Creates every budget counter that does not exist yet, so that later updates always carry a
-/// compare-and-swap token: two workers can then never both write the first value of a key.
-fn create_budget_counters(policy: &Policy) {
-    for consumer in policy.consumers.values() {
-        let Some(limits) = &consumer.budget else {
-            continue;
-        };
-        for limit in &limits.limits {
-            let key = budget::shared_key(&consumer.name, limit.window);
-            if let Ok((None, _)) = hostcalls::get_shared_data(&key) {
-                let empty = Counter::default().encode();
-                if let Err(status) = hostcalls::set_shared_data(&key, Some(&empty), None) {
-                    log::warn!("budget counter {key} could not be created: {status:?}");
-                }
-            }
-        }
-    }
 }
 
 impl Context for PosturioRoot {}
@@ -66,30 +47,17 @@ impl RootContext for PosturioRoot {
                 return false;
             }
         };
-        match Policy::from_json(&bytes) {
-            Ok(policy) => {
-                log::info!(
-                    "policy loaded: {} providers, {} models, {} consumers, mode {}",
-                    policy.provider_count(),
-                    policy.model_count(),
-                    policy.consumer_count(),
-                    policy.mode.as_str()
-                );
-                create_budget_counters(&policy);
+        match configure(&WasmHost, &bytes) {
+            Some(policy) => {
                 self.policy = Some(Rc::new(policy));
                 true
             }
-            Err(errors) => {
-                for error in &errors {
-                    log::error!("invalid configuration: {error}");
-                }
-                false
-            }
+            None => false,
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(PosturioHttp(HttpFilter::new(
+        Some(Box::new(PosturioHttp(Request::new(
             WasmHost,
             self.policy.clone(),
             Rc::clone(&self.metrics),
@@ -101,30 +69,36 @@ impl RootContext for PosturioRoot {
     }
 }
 
-struct PosturioHttp(HttpFilter<WasmHost>);
+struct PosturioHttp(Request<WasmHost>);
+
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
 
 impl Context for PosturioHttp {}
 
 impl HttpContext for PosturioHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_headers(end_of_stream)
+        action(self.0.on_request_headers(end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_body(body_size, end_of_stream)
+        action(self.0.on_request_body(body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.0.on_request_trailers()
+        action(self.0.on_request_trailers())
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.0.on_response_headers(end_of_stream)
+        action(self.0.on_response_headers(end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.0.on_response_body(body_size, end_of_stream);
-        Action::Continue
+        action(self.0.on_response_body(body_size, end_of_stream))
     }
 
     fn on_log(&mut self) {

@@ -1,0 +1,120 @@
+//! The approval step: the request's model (from the path or the body, and the same in both)
+//! found in the catalogue, its provider able to serve the request's API, and the model
+//! approved for the consumer; in audit mode a refusal of the consumer is recorded instead.
+
+use super::classification::no_consumer;
+use super::decision::{audit_or_refuse, Facts};
+use super::endpoint::body_reply;
+use crate::policy::classify::{Classified, Endpoint};
+use crate::policy::compile::{Consumer, Policy, Provider};
+use crate::policy::extract::{display_model, BodyError};
+use crate::policy::walk::Walked;
+use crate::policy::{ApiFamily, Code, Reply};
+
+/// An approved model: the name the client sent, the provider's name for it, and the provider.
+pub(super) struct Approved<'a> {
+    pub name: &'a str,
+    pub upstream: &'a str,
+    pub provider: &'a Provider,
+}
+
+/// The approved model, and the refusal audit mode turned into a record, if any.
+pub(super) fn approve<'a>(
+    policy: &'a Policy,
+    classified: &'a Classified,
+    walked: &'a Walked,
+    consumer: Option<&Consumer>,
+    shape: ApiFamily,
+    facts: &mut Facts,
+) -> Result<(Approved<'a>, Option<Reply>), Reply> {
+    let endpoint = classified.endpoint;
+    // The model: from the path for the families that put it there, else from the body.
+    let name = match (&classified.path_model, &walked.model) {
+        (Some(path_model), _) => path_model.name.as_str(),
+        (None, Some(body_model)) => body_model.name.as_str(),
+        (None, None) => return Err(body_reply(BodyError::ModelMissing, shape)),
+    };
+    // Where the path names the model, a `model` in the body must name the same one: the
+    // provider may read either, and the filter must never judge one and forward the other.
+    if let Some(path_model) = &classified.path_model {
+        if walked
+            .model
+            .iter()
+            .chain(&walked.inner_models)
+            .any(|body| !same_model(endpoint, &body.name, &path_model.name))
+        {
+            return Err(Reply::new(
+                Code::InvalidModel,
+                shape,
+                "the body's \"model\" names another model than the path; send the same \
+                 model in both, or leave it out of the body",
+            ));
+        }
+    }
+    facts.model = Some(name.to_owned());
+    let Some(model) = policy.models.get(name) else {
+        return Err(Reply::new(
+            Code::ModelNotFound,
+            shape,
+            format!(
+                "model \"{}\" is not in this gateway's catalogue of approved models",
+                display_model(name)
+            ),
+        ));
+    };
+    let Some(provider) = policy.providers.get(model.provider) else {
+        return Err(Reply::new(
+            Code::InternalError,
+            shape,
+            "the policy is inconsistent",
+        ));
+    };
+    facts.provider = Some(provider.name.clone());
+    let upstream = model.upstream_model.as_deref().unwrap_or(name);
+    facts.upstream_model = Some(upstream.to_owned());
+    if !provider.families.contains(&endpoint.family()) {
+        return Err(Reply::new(
+            Code::ProviderApiMismatch,
+            shape,
+            format!(
+                "model \"{}\" is served by provider \"{}\", which does not accept the {} API",
+                display_model(name),
+                provider.name,
+                endpoint.family().as_str(),
+            ),
+        ));
+    }
+
+    let audited = match consumer {
+        None => audit_or_refuse(policy.mode, no_consumer(shape))?,
+        Some(consumer) if !consumer.approved.contains(name) => {
+            audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
+        }
+        Some(_) => None,
+    };
+    let approved = Approved {
+        name,
+        upstream,
+        provider,
+    };
+    Ok((approved, audited))
+}
+
+/// Whether a body's `model` names the path's model: the same name, or for Gemini the same
+/// resource name (`models/gemini-2.5-flash`).
+fn same_model(endpoint: Endpoint, body: &str, path: &str) -> bool {
+    body == path
+        || (endpoint == Endpoint::GeminiGenerate && body.strip_prefix("models/") == Some(path))
+}
+
+fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ModelNotApproved,
+        shape,
+        format!(
+            "model \"{}\" is not approved for consumer \"{}\"",
+            display_model(model),
+            consumer.name
+        ),
+    )
+}

@@ -1,0 +1,192 @@
+//! The classification step: what the headers alone say of a request — its endpoint (or a
+//! passthrough), its consumer (the identity step), its media type and declared size. It
+//! refuses what the headers condemn and otherwise keeps a `Pending` until the body arrives.
+
+use super::decision::Facts;
+use super::identity;
+use crate::policy::classify::{classify, is_canonical_path, is_under, split_query, Classified};
+use crate::policy::config::Mode;
+use crate::policy::extract::display_model;
+use crate::policy::limits_usage;
+use crate::policy::request::{self, check_json_body, Headers};
+use crate::policy::{ApiFamily, Code, Policy, Reply};
+
+/// What a request is, once its headers are read. Kept until the body arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub(crate) target: Target,
+    /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
+    /// one) and the policy has no `default` consumer.
+    pub(crate) consumer: Option<String>,
+    /// The request path, query included, as the client sent it.
+    pub(crate) path: String,
+    pub(crate) shape: ApiFamily,
+    /// Why the request's headers make its answer's usage unreadable, if they do; refused for
+    /// a consumer with a budget once the body is read (audit mode records it instead).
+    pub(crate) unread_headers: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Endpoint(Classified),
+    Passthrough(usize),
+}
+
+impl Pending {
+    /// The API shape replies to this request take.
+    pub fn shape(&self) -> ApiFamily {
+        self.shape
+    }
+}
+
+/// Decides what the headers alone can decide. `metadata_identity` is the value found at
+/// the identity's metadata path, when the identity comes from metadata.
+pub fn classify_request(
+    policy: &Policy,
+    headers: &Headers,
+    metadata_identity: Option<&[u8]>,
+) -> Result<Pending, Reply> {
+    let shape = reply_shape(headers);
+    let method = request::only(headers, ":method")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let Ok(Some(path)) = request::only(headers, ":path") else {
+        return Err(Reply::new(
+            Code::InvalidRequest,
+            shape,
+            "the request has no readable path",
+        ));
+    };
+    if request::values(headers, "upgrade").next().is_some()
+        || request::values(headers, ":protocol").next().is_some()
+    {
+        return Err(Reply::new(
+            Code::UnsupportedEndpoint,
+            shape,
+            "protocol upgrades (WebSocket and the like) are not forwarded",
+        ));
+    }
+
+    let target = match classify(method, path) {
+        Some(classified) => Target::Endpoint(classified),
+        None => match passthrough_for(policy, method, path) {
+            Some(index) => Target::Passthrough(index),
+            None => {
+                return Err(Reply::new(
+                    Code::UnsupportedEndpoint,
+                    shape,
+                    format!(
+                        "{} {} is not an endpoint this gateway serves",
+                        display_model(method),
+                        display_model(split_query(path).0)
+                    ),
+                ))
+            }
+        },
+    };
+    let shape = match &target {
+        Target::Endpoint(classified) => classified.endpoint.family(),
+        Target::Passthrough(_) => shape,
+    };
+
+    let consumer = identity::consumer_for(policy, headers, metadata_identity, shape)?;
+    if consumer.is_none() && policy.mode == Mode::Enforce {
+        return Err(no_consumer(shape));
+    }
+
+    if let Target::Endpoint(_) = target {
+        if let Err(error) = check_json_body(headers) {
+            return Err(Reply::new(
+                Code::UnsupportedMediaType,
+                shape,
+                error.to_string(),
+            ));
+        }
+        if request::content_length(headers)
+            .is_some_and(|length| length > policy.max_body_bytes as u64)
+        {
+            return Err(too_large(policy, shape));
+        }
+    }
+    let unread_headers = match &target {
+        Target::Endpoint(classified) => limits_usage::unread_headers(classified, headers),
+        Target::Passthrough(_) => None,
+    };
+    Ok(Pending {
+        target,
+        consumer: consumer.map(|consumer| consumer.name.clone()),
+        path: path.to_owned(),
+        shape,
+        unread_headers,
+    })
+}
+
+/// What is known of a request before its body is read, for a refusal made then: the
+/// consumer, the API family, and the model and its provider when the path names the model.
+pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
+    let mut facts = Facts {
+        consumer: pending.consumer.clone(),
+        ..Facts::default()
+    };
+    let Target::Endpoint(classified) = &pending.target else {
+        return facts;
+    };
+    facts.family = Some(classified.endpoint.family().as_str());
+    let Some(path_model) = &classified.path_model else {
+        return facts;
+    };
+    let name = path_model.name.as_str();
+    facts.model = Some(name.to_owned());
+    if let Some(model) = policy.models.get(name) {
+        if let Some(provider) = policy.providers.get(model.provider) {
+            facts.provider = Some(provider.name.clone());
+            facts.upstream_model = Some(model.upstream_model.as_deref().unwrap_or(name).to_owned());
+        }
+    }
+    facts
+}
+
+/// The reply for a body over `max_body_bytes`.
+pub fn too_large(policy: &Policy, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::BodyTooLarge,
+        shape,
+        format!(
+            "the request body is larger than the gateway's limit of {} bytes",
+            policy.max_body_bytes
+        ),
+    )
+}
+
+fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
+    let (path, _) = split_query(target);
+    if !is_canonical_path(path) {
+        return None;
+    }
+    policy
+        .passthrough
+        .iter()
+        .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+}
+
+/// The reply shape when the endpoint is not known: Anthropic's SDK always sends
+/// `anthropic-version`; everyone else gets OpenAI's shape.
+pub fn reply_shape(headers: &Headers) -> ApiFamily {
+    if request::values(headers, "anthropic-version")
+        .next()
+        .is_some()
+    {
+        ApiFamily::Anthropic
+    } else {
+        ApiFamily::OpenAi
+    }
+}
+
+pub(crate) fn no_consumer(shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ConsumerNotAllowed,
+        shape,
+        "the request names no known consumer and the policy has no \"default\" consumer",
+    )
+}

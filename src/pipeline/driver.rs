@@ -1,0 +1,372 @@
+//! The driver: one request's steps, in order, callback by callback. Every step either
+//! produces what the next needs or a `Refusal`, and `Request::refuse` — the one place a
+//! refusal goes — records it and answers (see `answer.rs`).
+//!
+//! - request headers: route header dropped → identity and classification
+//!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
+//! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
+//!   approval, inspection, limits, rewrite) → budget check (`budget.rs`) → record
+//!   (`record.rs`) → forward (`forward.rs`);
+//! - trailers: refused;
+//! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
+//!   at the end of the body or at the end of the stream.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::answer::{self, Refusal};
+use super::budget::{self, Checked};
+use super::classification::{classify_request, facts_before_body, reply_shape, too_large};
+use super::decision::decide_body;
+use super::forward::{self, Route};
+use super::host::{Host, HostError};
+use super::metrics::{self, MetricIds};
+use super::record::{Decided, Recorder};
+use super::response::{millis_between, Context, Upstream};
+use super::settle::settle;
+use super::Flow;
+use crate::policy::compile::Identity;
+use crate::policy::config::DEFAULT_ROUTE_HEADER;
+use crate::policy::request::{only, values};
+use crate::policy::usage::UsageFormat;
+use crate::policy::{ApiFamily, Code, Decision, Facts, Pending, Policy, Reply};
+
+enum Stage {
+    /// Nothing seen yet.
+    Headers,
+    /// Headers held; the body is being buffered until its end.
+    Body(Pending),
+    /// Decided: forwarded or answered. Later callbacks pass through untouched.
+    Done,
+}
+
+/// What the headers step reads from the host.
+struct HeadersRead {
+    headers: Vec<(String, Vec<u8>)>,
+    /// The value at the identity's metadata path, when the identity comes from metadata.
+    metadata_identity: Option<Vec<u8>>,
+}
+
+/// One request's state, from its headers to the end of its response.
+pub struct Request<H: Host> {
+    host: H,
+    /// The policy in force when the request started; a new configuration applies to new
+    /// requests only. `None` when no valid policy is loaded: every request is refused.
+    policy: Option<Rc<Policy>>,
+    /// Metric ids of this worker, shared by its requests.
+    metrics: Rc<RefCell<MetricIds>>,
+    stage: Stage,
+    /// The API shape a refusal takes: the pending request's, else what the headers suggest,
+    /// else OpenAI's.
+    shape: ApiFamily,
+    recorder: Recorder,
+    /// The client sent `accept-encoding`, which must go when the response is read for usage.
+    accept_encoding_sent: bool,
+    /// When the request's headers arrived, in nanoseconds since the epoch.
+    started_at: Option<u64>,
+    /// Set once the request is forwarded: what to read from the response.
+    upstream: Option<Upstream>,
+    /// How the request was decided, once it is.
+    outcome: Option<Outcome>,
+}
+
+/// How a request was decided: what `posturio eval` reports. Its parts are moved here from
+/// the decision, never copied.
+#[derive(Debug)]
+pub struct Outcome {
+    pub facts: Facts,
+    /// The refusal, or what audit mode let through.
+    pub reply: Option<Reply>,
+    pub forwarded: bool,
+    /// The format the response reports its usage in, for a forwarded request.
+    pub usage: Option<UsageFormat>,
+}
+
+impl<H: Host> Request<H> {
+    pub fn new(host: H, policy: Option<Rc<Policy>>, metrics: Rc<RefCell<MetricIds>>) -> Self {
+        Request {
+            host,
+            policy,
+            metrics,
+            stage: Stage::Headers,
+            shape: ApiFamily::OpenAi,
+            recorder: Recorder::default(),
+            accept_encoding_sent: false,
+            started_at: None,
+            upstream: None,
+            outcome: None,
+        }
+    }
+
+    /// How the request was decided; `None` until it is.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Flow {
+        self.started_at = self.host.now_nanos().ok();
+        let Some(policy) = self.policy.clone() else {
+            return self.no_policy();
+        };
+        let read = match self.read_headers(&policy) {
+            Ok(read) => read,
+            Err(error) => return self.refuse(self.host_failed(&error)),
+        };
+        let pending =
+            match classify_request(&policy, &read.headers, read.metadata_identity.as_deref()) {
+                Ok(pending) => pending,
+                Err(reply) => return self.refuse(Refusal::bare(reply)),
+            };
+        self.shape = pending.shape();
+        if end_of_stream {
+            self.stage = Stage::Done;
+            self.decide(&policy, &pending, &[], 0)
+        } else {
+            self.stage = Stage::Body(pending);
+            Flow::Pause
+        }
+    }
+
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
+            return Flow::Continue;
+        };
+        self.recorder.body_bytes = body_size;
+        if body_size > policy.max_body_bytes {
+            // Answer as soon as the limit is crossed, without buffering the rest.
+            let refusal = Refusal::new(
+                too_large(&policy, pending.shape()),
+                facts_before_body(&policy, pending),
+            );
+            return self.refuse(refusal);
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        // The body is complete: the request is decided now, so its pending state is taken
+        // rather than copied.
+        let Stage::Body(pending) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return Flow::Continue;
+        };
+        match self.host.request_body(body_size) {
+            Ok(body) => self.decide(&policy, &pending, &body, body_size),
+            Err(error) => {
+                let facts = facts_before_body(&policy, &pending);
+                self.refuse(Refusal::host_failed(&error, pending.shape(), facts))
+            }
+        }
+    }
+
+    /// With trailers the body never reaches end of stream, and the buffered body cannot be
+    /// rewritten reliably from here: refuse rather than forward it unread.
+    pub fn on_request_trailers(&mut self) -> Flow {
+        let (Stage::Body(pending), Some(policy)) = (&self.stage, self.policy.clone()) else {
+            return Flow::Continue;
+        };
+        let reply = Reply::new(
+            Code::InvalidRequest,
+            pending.shape(),
+            "requests with trailers are not accepted; send the body without trailers",
+        );
+        let refusal = Refusal::new(reply, facts_before_body(&policy, pending));
+        self.refuse(refusal)
+    }
+
+    /// Adds the debug header to the response, when the policy asks for it, and starts
+    /// reading the upstream's response.
+    pub fn on_response_headers(&mut self, end_of_stream: bool) -> Flow {
+        if let Some(value) = self.recorder.debug_header.take() {
+            if let Err(error) = self.host.set_response_header("x-posturio-decision", &value) {
+                log::warn!("{error}; no debug header");
+            }
+        }
+        if let Some(upstream) = self.upstream.as_mut() {
+            let cx = Context {
+                host: &self.host,
+                policy: self.policy.as_deref(),
+                metrics: &self.metrics,
+                labels: self.recorder.labels.as_ref(),
+            };
+            upstream.headers(&cx, end_of_stream);
+        }
+        Flow::Continue
+    }
+
+    /// A chunk of the response body: read for usage and passed on as it is, except for a
+    /// usage chunk the client did not ask for.
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        if let Some(upstream) = self.upstream.as_mut() {
+            let cx = Context {
+                host: &self.host,
+                policy: self.policy.as_deref(),
+                metrics: &self.metrics,
+                labels: self.recorder.labels.as_ref(),
+            };
+            upstream.body(&cx, body_size, end_of_stream);
+        }
+        Flow::Continue
+    }
+
+    /// The stream is over, whole or cut short: time it, and count whatever usage is known.
+    pub fn on_log(&mut self) {
+        let cx = Context {
+            host: &self.host,
+            policy: self.policy.as_deref(),
+            metrics: &self.metrics,
+            labels: self.recorder.labels.as_ref(),
+        };
+        if let Some(upstream) = self.upstream.as_mut() {
+            settle(upstream, &cx);
+        }
+        let duration = millis_between(self.started_at, self.host.now_nanos().ok());
+        if let (Some(labels), Some(duration), Ok(mut metrics)) =
+            (cx.labels, duration, self.metrics.try_borrow_mut())
+        {
+            metrics.record(
+                &self.host,
+                metrics::REQUEST_DURATION,
+                &[("model", &labels.model)],
+                duration,
+            );
+        }
+    }
+
+    /// Drops the client's route header, then reads what identity and classification need:
+    /// the headers, and the identity metadata when the policy takes identity from there.
+    fn read_headers(&mut self, policy: &Policy) -> Result<HeadersRead, HostError> {
+        let headers = self.host.request_headers()?;
+        // A host call that fails from here on is answered in the shape the headers suggest;
+        // found only then, since each request is otherwise classified once.
+        let failed = |error: HostError, shape: &mut ApiFamily| {
+            *shape = reply_shape(&headers);
+            error
+        };
+        // The route header is the filter's alone: whatever the client sent is dropped first,
+        // on every request, before anything can return early. A header that is not there
+        // needs no host call (each costs Envoy about a microsecond).
+        let sent = |name: &str| values(&headers, name).next().is_some();
+        if sent(&policy.route_header) {
+            self.host
+                .set_request_header(&policy.route_header, None)
+                .map_err(|error| failed(error, &mut self.shape))?;
+        }
+        self.accept_encoding_sent = sent("accept-encoding");
+        self.recorder.request_id = only(&headers, "x-request-id")
+            .ok()
+            .flatten()
+            .map(crate::policy::extract::display_model);
+        let metadata_identity = match &policy.identity {
+            Identity::Metadata { namespace, path } => {
+                let mut property = vec!["metadata", "filter_metadata", namespace.as_str()];
+                property.extend(path.iter().map(String::as_str));
+                match self.host.property(&property) {
+                    Ok(value) => value,
+                    // A value Envoy cannot hand over (a null claim) is there, and names nobody.
+                    Err(error) if error.status == "SerializationFailure" => {
+                        Some(crate::policy::identity::NOT_A_NAME.to_vec())
+                    }
+                    Err(error) => return Err(failed(error, &mut self.shape)),
+                }
+            }
+            _ => None,
+        };
+        Ok(HeadersRead {
+            headers,
+            metadata_identity,
+        })
+    }
+
+    /// Decides with the whole body (empty for a request that ended with its headers), then
+    /// forwards or refuses.
+    fn decide(
+        &mut self,
+        policy: &Policy,
+        pending: &Pending,
+        body: &[u8],
+        body_size: usize,
+    ) -> Flow {
+        let (decision, facts) = decide_body(policy, pending, body);
+        let mut forward = match decision {
+            Decision::Refuse(reply) => return self.refuse(Refusal::new(reply, facts)),
+            Decision::Forward(forward) => forward,
+        };
+        // Checked once the request is otherwise allowed, so that a refusal is recorded with
+        // the model and provider the client asked for.
+        let budget_audit = match budget::check(&self.host, policy, pending) {
+            Checked::Within => None,
+            Checked::Audited(reply) => Some(reply),
+            Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
+        };
+        let audited = forward.audited.take().or(budget_audit);
+        let decided = Decided {
+            facts: &facts,
+            reply: audited.as_ref(),
+            forwarded: true,
+        };
+        self.recorder
+            .record(&self.host, Some(policy), &self.metrics, decided);
+        let route = Route {
+            header: &policy.route_header,
+            body_size,
+            accept_encoding_sent: self.accept_encoding_sent,
+        };
+        if let Err(error) = forward::forward(&self.host, &forward, &route) {
+            return self.refuse(Refusal::host_failed(&error, pending.shape(), facts));
+        }
+        self.upstream = Some(Upstream::new(
+            forward.usage,
+            self.host.now_nanos().ok(),
+            facts.stream_usage_added,
+            body_size,
+        ));
+        self.outcome = Some(Outcome {
+            facts,
+            reply: audited,
+            forwarded: true,
+            usage: forward.usage,
+        });
+        Flow::Continue
+    }
+
+    /// Without a valid policy nothing can be decided: the route header still goes, so nothing
+    /// is forwarded unchecked, and the request is refused.
+    fn no_policy(&mut self) -> Flow {
+        let _ = self.host.set_request_header(DEFAULT_ROUTE_HEADER, None);
+        if let Ok(headers) = self.host.request_headers() {
+            self.shape = reply_shape(&headers);
+        }
+        let reply = Reply::new(
+            Code::InternalError,
+            self.shape,
+            "the gateway has no valid policy loaded",
+        );
+        self.refuse(Refusal::bare(reply))
+    }
+
+    fn host_failed(&self, error: &HostError) -> Refusal {
+        Refusal::host_failed(error, self.shape, Facts::default())
+    }
+
+    /// The one place a refusal goes: recorded, then answered; the request is done.
+    fn refuse(&mut self, refusal: Refusal) -> Flow {
+        self.stage = Stage::Done;
+        let flow = answer::answer(
+            &self.host,
+            &mut self.recorder,
+            self.policy.as_deref(),
+            &self.metrics,
+            &refusal,
+        );
+        self.outcome = Some(Outcome {
+            facts: refusal.facts,
+            reply: Some(refusal.reply),
+            forwarded: false,
+            usage: None,
+        });
+        flow
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

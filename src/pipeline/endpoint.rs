@@ -1,0 +1,92 @@
+//! The decision on an endpoint request, its steps in order: the body walked once (validated,
+//! model taken out, text scanned, the limits' fields located), the model approved
+//! (`approval.rs`), the inspection judged (`inspection.rs`), the limits applied
+//! (`request_limits.rs`), the edits made in one copy (`rewrite.rs`).
+
+use super::approval::approve;
+use super::classification::{too_large, Pending};
+use super::decision::{Decision, Facts, Forward};
+use super::inspection::inspect;
+use super::request_limits::limit_changes;
+use super::rewrite::rewrite;
+use crate::policy::classify::Classified;
+use crate::policy::compile::{Consumer, Policy};
+use crate::policy::extract::BodyError;
+use crate::policy::inspect::ScanSink;
+use crate::policy::limits;
+use crate::policy::reply::{Code, Reply};
+use crate::policy::strict_json::{JsonError, Violation};
+use crate::policy::walk::{walk_watching, NoText, Watch};
+use crate::policy::ApiFamily;
+
+/// Decides an endpoint request with its whole body.
+pub(super) fn decide_endpoint(
+    policy: &Policy,
+    pending: &Pending,
+    classified: &Classified,
+    body: &[u8],
+    facts: &mut Facts,
+) -> Result<Decision, Reply> {
+    let shape = pending.shape;
+    let endpoint = classified.endpoint;
+    facts.family = Some(endpoint.family().as_str());
+    if body.len() > policy.max_body_bytes {
+        return Err(too_large(policy, shape));
+    }
+    let consumer = pending
+        .consumer
+        .as_deref()
+        .and_then(|consumer| policy.consumers.get(consumer));
+
+    // One pass: scan only when some rule applies to this consumer; locate the limits'
+    // fields only when a limit applies.
+    let inspected = consumer.map_or(!policy.rules.is_empty(), Consumer::has_rules);
+    let watch = Watch {
+        stream: limits::has_stream_flag(endpoint),
+        output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())
+            && limits::has_cap_fields(classified),
+    };
+    let (walked, hits) = match policy.scanner.as_ref().filter(|_| inspected) {
+        Some(scanner) => {
+            let mut sink = ScanSink::new(scanner, body.len());
+            let walked = walk_watching(body, endpoint, watch, &mut sink);
+            (walked, sink.finish())
+        }
+        None => (
+            walk_watching(body, endpoint, watch, &mut NoText),
+            Vec::new(),
+        ),
+    };
+    let walked = walked.map_err(|error| body_reply(error, shape))?;
+
+    let (approved, mut audited) = approve(policy, classified, &walked, consumer, shape, facts)?;
+    let verdict = inspect(
+        policy,
+        consumer,
+        (&walked, &hits),
+        shape,
+        facts,
+        &mut audited,
+    )?;
+    let request = (classified, pending, body);
+    let changes = limit_changes(policy, request, consumer, &walked, facts, &mut audited)?;
+    let rewritten = rewrite(policy, request, (&walked, &verdict), &approved, changes)?;
+    Ok(Decision::Forward(Forward {
+        cluster: approved.provider.cluster.clone(),
+        path: rewritten.path,
+        body: rewritten.body,
+        audited,
+        usage: limits::usage_format(classified),
+    }))
+}
+
+pub(crate) fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
+    let code = match &error {
+        BodyError::Json(JsonError::Violation(
+            Violation::DuplicateKey(_) | Violation::CaseVariant { .. },
+        )) => Code::DuplicateKey,
+        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
+        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
+    };
+    Reply::new(code, shape, error.to_string())
+}

@@ -1,0 +1,46 @@
+//! The request pipeline: a request's whole life — headers, body, forward or answer, response,
+//! settlement — as named steps over the small `Host` trait, in pure Rust. Adapters (the
+//! proxy-wasm filter in `crate::wasm`) only move bytes and call the driver; `posturio eval`
+//! runs the same driver over `FakeHost`.
+//!
+//! The order of the steps is in `driver.rs`. A refusal can only reach the client through
+//! `answer::answer`, which records it first (see `answer.rs`).
+
+pub mod answer;
+mod approval;
+mod budget;
+pub mod classification;
+pub mod configure;
+pub mod decision;
+pub mod driver;
+mod endpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fake_host;
+mod forward;
+pub mod host;
+mod identity;
+mod inspection;
+pub mod metrics;
+mod record;
+mod request_limits;
+mod response;
+mod rewrite;
+mod settle;
+
+pub use answer::{Answer, Refusal};
+pub use classification::Pending;
+pub use configure::configure;
+pub use decision::{Decision, Facts, Forward};
+pub use driver::Request;
+#[cfg(not(target_arch = "wasm32"))]
+pub use fake_host::FakeHost;
+pub use host::{Host, HostError, MetricKind};
+
+/// What the adapter tells its host once a callback is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Pass the request or response on.
+    Continue,
+    /// Hold it: the body is still being buffered, or the request was answered locally.
+    Pause,
+}

@@ -1,0 +1,218 @@
+//! The decision record, made once per decided request: the decision's name, its metrics,
+//! one log line, the same facts in filter state for Envoy's access log, and the debug header.
+//! Names and codes only, never prompt text.
+
+use std::cell::RefCell;
+
+use serde_json::json;
+
+use super::host::Host;
+use super::metrics::{self, MetricIds};
+use crate::policy::extract::display_model;
+use crate::policy::{Facts, Policy, Reply};
+
+/// Label values of a decided request: names from the configuration only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Labels {
+    pub consumer: String,
+    pub model: String,
+    pub provider: String,
+}
+
+/// How a request was decided, as the record needs it.
+pub(super) struct Decided<'a> {
+    pub facts: &'a Facts,
+    /// The refusal, or what audit mode let through.
+    pub reply: Option<&'a Reply>,
+    pub forwarded: bool,
+}
+
+/// What the record keeps of a request: its identifiers for the log line, and what it leaves
+/// for the response (the metric labels and the debug header).
+#[derive(Default)]
+pub(super) struct Recorder {
+    /// Envoy's `x-request-id`, for the log line.
+    pub request_id: Option<String>,
+    /// The body's size, for the log line.
+    pub body_bytes: usize,
+    /// The `x-posturio-decision` value, when the policy asks for debug headers.
+    pub debug_header: Option<String>,
+    /// The metric labels of the decided request.
+    pub labels: Option<Labels>,
+}
+
+/// `allow` when nothing was found, `audit` when audit mode forwarded what it would have
+/// refused, `deny` when refused.
+pub(super) fn decision_name(reply: Option<&Reply>, forwarded: bool) -> &'static str {
+    match (reply, forwarded) {
+        (None, _) => "allow",
+        (Some(_), true) => "audit",
+        (Some(_), false) => "deny",
+    }
+}
+
+impl Recorder {
+    /// One log line per decision, the same facts in filter state for the access log, the
+    /// counters, and the debug header if asked for. `policy` is `None` when none is loaded.
+    pub fn record<H: Host>(
+        &mut self,
+        host: &H,
+        policy: Option<&Policy>,
+        metrics: &RefCell<MetricIds>,
+        decided: Decided<'_>,
+    ) {
+        let Decided {
+            facts,
+            reply,
+            forwarded,
+        } = decided;
+        let decision = decision_name(reply, forwarded);
+        // Counted once per request: a forward that fails after its decision was recorded is
+        // logged and put in filter state as the refusal it became, but not counted twice.
+        if self.labels.is_none() {
+            self.count_decision(host, policy, metrics, facts, reply, decision);
+        }
+        // Plain allows are logged at debug, and their line built only when it will be
+        // written; anything a rule matched is logged at info, audits and redactions included.
+        let level = if decision == "allow" && facts.rules.is_empty() {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        if log::log_enabled!(level) {
+            let line = decision_line(
+                decision,
+                facts,
+                reply,
+                self.request_id.as_deref(),
+                self.body_bytes,
+            );
+            log::log!(level, "{line}");
+        }
+        let state = [
+            ("posturio.decision", decision),
+            (
+                "posturio.code",
+                reply.map_or("", |reply| reply.code.as_str()),
+            ),
+            ("posturio.consumer", facts.consumer.as_deref().unwrap_or("")),
+            ("posturio.model", facts.model.as_deref().unwrap_or("")),
+            (
+                "posturio.upstream_model",
+                facts.upstream_model.as_deref().unwrap_or(""),
+            ),
+            ("posturio.provider", facts.provider.as_deref().unwrap_or("")),
+            ("posturio.api", facts.family.unwrap_or("")),
+        ];
+        // An empty value is left unset: the access log shows it as absent, and each value
+        // costs a host call.
+        for (key, value) in state.into_iter().filter(|(_, value)| !value.is_empty()) {
+            if let Err(error) = host.set_property(&[key], value.as_bytes()) {
+                log::warn!("{error}; the access log will miss {key}");
+            }
+        }
+        let rules = facts
+            .rules
+            .iter()
+            .map(|fired| format!("{}:{}", fired.rule, fired.action.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        if !rules.is_empty() {
+            if let Err(error) = host.set_property(&["posturio.rules"], rules.as_bytes()) {
+                log::warn!("{error}; the access log will miss posturio.rules");
+            }
+        }
+        if policy.is_some_and(|policy| policy.debug_headers) {
+            self.debug_header = Some(if rules.is_empty() {
+                decision.to_owned()
+            } else {
+                format!("{decision}; rules={rules}")
+            });
+        }
+    }
+
+    /// The request and rule counters, and the labels the response's metrics will carry.
+    fn count_decision<H: Host>(
+        &mut self,
+        host: &H,
+        policy: Option<&Policy>,
+        metrics: &RefCell<MetricIds>,
+        facts: &Facts,
+        reply: Option<&Reply>,
+        decision: &str,
+    ) {
+        let catalogue_model = facts
+            .model
+            .as_deref()
+            .filter(|model| policy.is_some_and(|policy| policy.models.contains_key(*model)));
+        let labels = Labels {
+            consumer: facts.consumer.clone().unwrap_or_default(),
+            model: catalogue_model.unwrap_or_default().to_owned(),
+            provider: facts.provider.clone().unwrap_or_default(),
+        };
+        let Ok(mut metrics) = metrics.try_borrow_mut() else {
+            return;
+        };
+        metrics.count(
+            host,
+            metrics::REQUESTS,
+            &[
+                ("consumer", &labels.consumer),
+                ("model", &labels.model),
+                ("provider", &labels.provider),
+                ("decision", decision),
+                ("code", reply.map_or("", |reply| reply.code.as_str())),
+            ],
+            1,
+        );
+        for fired in &facts.rules {
+            metrics.count(
+                host,
+                metrics::RULE_HITS,
+                &[
+                    ("rule", &fired.rule),
+                    ("action", fired.action.as_str()),
+                    ("consumer", &labels.consumer),
+                ],
+                1,
+            );
+        }
+        drop(metrics);
+        self.labels = Some(labels);
+    }
+}
+
+/// The decision as one JSON line for Envoy's log. Names and codes only, never prompt text.
+fn decision_line(
+    decision: &str,
+    facts: &Facts,
+    reply: Option<&Reply>,
+    request_id: Option<&str>,
+    body_bytes: usize,
+) -> String {
+    let rules: Vec<_> = facts
+        .rules
+        .iter()
+        .map(|fired| {
+            json!({
+                "id": fired.rule,
+                "action": fired.action.as_str(),
+                "enforced": fired.enforced,
+            })
+        })
+        .collect();
+    json!({
+        "request_id": request_id,
+        "decision": decision,
+        "code": reply.map(|reply| reply.code.as_str()),
+        "consumer": facts.consumer,
+        "api": facts.family,
+        "model": facts.model.as_deref().map(display_model),
+        "upstream_model": facts.upstream_model,
+        "provider": facts.provider,
+        "rules": rules,
+        "redactions": facts.redactions,
+        "body_bytes": body_bytes,
+    })
+    .to_string()
+}

@@ -1,0 +1,82 @@
+//! The limits step: what the request limits change or refuse — usage asked of a stream, a
+//! budget's need to read the answer's usage, and the consumer's output-token cap.
+
+use super::classification::Pending;
+use super::decision::{audit_or_refuse, Facts};
+use crate::policy::classify::Classified;
+use crate::policy::compile::{Consumer, Policy};
+use crate::policy::config::Mode;
+use crate::policy::limits::{self, CapRequest, Change};
+use crate::policy::limits_usage;
+use crate::policy::reply::{Code, Reply};
+use crate::policy::walk::Walked;
+
+/// The changes the request limits make: usage asked of a stream, and the consumer's
+/// output-token cap. In audit mode the cap changes nothing and what it would have done is
+/// recorded; a refusal is a policy denial.
+pub(super) fn limit_changes(
+    policy: &Policy,
+    (classified, pending, body): (&Classified, &Pending, &[u8]),
+    consumer: Option<&Consumer>,
+    walked: &Walked,
+    facts: &mut Facts,
+    audited: &mut Option<Reply>,
+) -> Result<Vec<Change>, Reply> {
+    let shape = classified.endpoint.family();
+    let flags = limits_usage::flags(body, &walked.located, shape)?;
+    let mut changes = Vec::new();
+    if policy.inject_stream_usage && limits::reports_stream_usage(classified.endpoint) {
+        if let Some(change) = limits::stream_usage(body, &walked.located) {
+            changes.push(change);
+            facts.stream_usage_added = true;
+        }
+    }
+    // A budget is charged with the usage the response reports: a request whose usage will
+    // not be read would never be charged.
+    if let Some(consumer) = consumer.filter(|consumer| policy.budget_for(&consumer.name).is_some())
+    {
+        let unread =
+            limits_usage::unread_usage(classified, &pending.path, flags, facts.stream_usage_added)
+                .or_else(|| pending.unread_headers.clone());
+        if let Some(reason) = unread {
+            let reply = Reply::new(
+                Code::UsageUnreadable,
+                shape,
+                format!(
+                    "consumer \"{}\" has a token budget, which is charged with the usage \
+                     each answer reports, and {reason}",
+                    consumer.name
+                ),
+            );
+            if let Some(reply) = audit_or_refuse(consumer.mode, reply)? {
+                audited.get_or_insert(reply);
+            }
+        }
+    }
+    let Some((consumer, cap)) =
+        consumer.and_then(|consumer| Some((consumer, consumer.output_cap?)))
+    else {
+        return Ok(changes);
+    };
+    let request = CapRequest {
+        cap,
+        consumer: &consumer.name,
+        shape: classified.endpoint.family(),
+    };
+    let outcome = limits::output_cap(classified, body, &walked.located, request)?;
+    match (consumer.mode, outcome.over) {
+        (Mode::Enforce, Some(over)) if outcome.refused => Err(over),
+        (Mode::Enforce, _) => {
+            changes.extend(outcome.changes);
+            facts.output_cap_clamped = outcome.clamped;
+            facts.output_cap_added = outcome.added;
+            Ok(changes)
+        }
+        (Mode::Audit, over) => {
+            if let Some(over) = over {
+                audited.get_or_insert(over);
+            }
+            Ok(changes)
+        }
+    }
+}
