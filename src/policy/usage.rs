@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use super::sse::{Lines, Piece};
+
 /// How a response reports its usage: decided by the endpoint the request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageFormat {
@@ -154,7 +156,7 @@ const TRACKED_DEPTH: usize = 3;
 /// a completed copy briefly allocates in proportion to that copy.
 pub struct UsageReader {
     framing: Framing,
-    lines: Lines,
+    lines: DataLines,
     scanner: Scanner,
 }
 
@@ -162,7 +164,7 @@ impl UsageReader {
     pub fn new(format: UsageFormat, framing: Framing) -> Self {
         UsageReader {
             framing,
-            lines: Lines::new(),
+            lines: DataLines::new(),
             scanner: Scanner::new(format),
         }
     }
@@ -721,7 +723,7 @@ impl Scanner {
     }
 }
 
-/// Where the SSE line reader is within a line.
+/// Where the data-line reader is within a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
     /// At the stream's start: this many bytes of a UTF-8 byte order mark seen.
@@ -739,118 +741,116 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 const DATA: &[u8] = b"data";
 const NOT_DATA: u8 = u8::MAX;
 
-/// Splits an event stream into events and hands their `data:` payloads to the scanner.
-struct Lines {
+/// Reads an event stream's lines as they pass and hands their `data:` payloads to the
+/// scanner, one document per event.
+struct DataLines {
+    lines: Lines,
     line: Line,
-    /// The last line ended with CR: an LF right after it belongs to the same line end.
-    after_cr: bool,
     /// The event in progress has had a `data` line.
     event_has_data: bool,
 }
 
-impl Lines {
+impl DataLines {
     fn new() -> Self {
-        Lines {
+        DataLines {
+            lines: Lines::default(),
             line: Line::Bom(0),
-            after_cr: false,
             event_has_data: false,
         }
     }
 
     fn feed(&mut self, chunk: &[u8], scanner: &mut Scanner) {
-        let mut rest = chunk;
-        while let Some((&byte, after)) = rest.split_first() {
-            if self.after_cr {
-                self.after_cr = false;
-                if byte == b'\n' {
-                    rest = after;
-                    continue;
+        for piece in self.lines.pieces(chunk) {
+            match piece {
+                Piece::LineEnd { .. } => {
+                    end_line(&mut self.line, &mut self.event_has_data, scanner);
                 }
+                Piece::Text(text) => read_text(
+                    &mut self.line,
+                    &mut self.event_has_data,
+                    chunk.get(text).unwrap_or_default(),
+                    scanner,
+                ),
             }
-            if byte == b'\n' || byte == b'\r' {
-                self.end_line(byte == b'\r', scanner);
-                rest = after;
-                continue;
+        }
+    }
+}
+
+/// Reads text of the current line: its field name byte by byte, then a data line's value at
+/// once.
+fn read_text(line: &mut Line, event_has_data: &mut bool, text: &[u8], scanner: &mut Scanner) {
+    let mut rest = text;
+    while let Some((&byte, after)) = rest.split_first() {
+        match *line {
+            Line::Data => {
+                scanner.feed(rest);
+                return;
             }
-            if let Line::Data | Line::Skip = self.line {
-                // The rest of the line at once.
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'\n' || b == b'\r')
-                    .unwrap_or(rest.len());
-                let (text, tail) = rest.split_at_checked(end).unwrap_or((rest, &[]));
-                if self.line == Line::Data {
-                    scanner.feed(text);
-                }
-                rest = tail;
-                continue;
-            }
-            match self.line {
-                Line::Bom(seen) => {
-                    let seen_next = seen.saturating_add(1);
-                    if BOM.get(usize::from(seen)) == Some(&byte) {
-                        self.line = if usize::from(seen_next) == BOM.len() {
-                            Line::Field(0)
-                        } else {
-                            Line::Bom(seen_next)
-                        };
-                        rest = after;
+            Line::Skip => return,
+            Line::Bom(seen) => {
+                let seen_next = seen.saturating_add(1);
+                if BOM.get(usize::from(seen)) == Some(&byte) {
+                    *line = if usize::from(seen_next) == BOM.len() {
+                        Line::Field(0)
                     } else {
-                        // Not a byte order mark: read this byte as the line's first.
-                        self.line = Line::Field(0);
-                    }
-                    continue;
-                }
-                Line::Field(matched) => {
-                    self.line = if byte == b':' {
-                        if usize::from(matched) == DATA.len() {
-                            self.start_data(scanner);
-                            Line::DataStart
-                        } else {
-                            Line::Skip
-                        }
-                    } else if DATA.get(usize::from(matched)) == Some(&byte) {
-                        Line::Field(matched.saturating_add(1))
-                    } else {
-                        Line::Field(NOT_DATA)
+                        Line::Bom(seen_next)
                     };
+                    rest = after;
+                } else {
+                    // Not a byte order mark: read this byte as the line's first.
+                    *line = Line::Field(0);
                 }
-                Line::DataStart => {
-                    self.line = Line::Data;
-                    if byte != b' ' {
-                        continue;
+                continue;
+            }
+            Line::Field(matched) => {
+                *line = if byte == b':' {
+                    if usize::from(matched) == DATA.len() {
+                        start_data(event_has_data, scanner);
+                        Line::DataStart
+                    } else {
+                        Line::Skip
                     }
-                }
-                Line::Data | Line::Skip => {}
+                } else if DATA.get(usize::from(matched)) == Some(&byte) {
+                    Line::Field(matched.saturating_add(1))
+                } else {
+                    Line::Field(NOT_DATA)
+                };
             }
-            rest = after;
-        }
-    }
-
-    fn start_data(&mut self, scanner: &mut Scanner) {
-        // The SSE spec joins an event's data lines with a line feed.
-        if self.event_has_data {
-            scanner.feed(b"\n");
-        }
-        self.event_has_data = true;
-    }
-
-    fn end_line(&mut self, cr: bool, scanner: &mut Scanner) {
-        self.after_cr = cr;
-        match self.line {
-            // An empty line dispatches the event.
-            Line::Bom(_) | Line::Field(0) => {
-                if self.event_has_data {
-                    scanner.end_document();
+            Line::DataStart => {
+                *line = Line::Data;
+                if byte != b' ' {
+                    continue;
                 }
-                self.event_has_data = false;
             }
-            // `data` alone on its line is a data line with an empty value.
-            Line::Field(matched) if usize::from(matched) == DATA.len() => self.start_data(scanner),
-            Line::Field(_) | Line::DataStart | Line::Data | Line::Skip => {}
         }
-        self.line = Line::Field(0);
+        rest = after;
     }
+}
+
+fn start_data(event_has_data: &mut bool, scanner: &mut Scanner) {
+    // The SSE spec joins an event's data lines with a line feed.
+    if *event_has_data {
+        scanner.feed(b"\n");
+    }
+    *event_has_data = true;
+}
+
+fn end_line(line: &mut Line, event_has_data: &mut bool, scanner: &mut Scanner) {
+    match *line {
+        // An empty line dispatches the event.
+        Line::Bom(_) | Line::Field(0) => {
+            if *event_has_data {
+                scanner.end_document();
+            }
+            *event_has_data = false;
+        }
+        // `data` alone on its line is a data line with an empty value.
+        Line::Field(matched) if usize::from(matched) == DATA.len() => {
+            start_data(event_has_data, scanner);
+        }
+        Line::Field(_) | Line::DataStart | Line::Data | Line::Skip => {}
+    }
+    *line = Line::Field(0);
 }
 
 #[cfg(test)]
