@@ -745,112 +745,115 @@ const NOT_DATA: u8 = u8::MAX;
 /// scanner, one document per event.
 struct DataLines {
     lines: Lines,
+    event: EventState,
+}
+
+/// Where the reader is within the current line and event.
+struct EventState {
     line: Line,
     /// The event in progress has had a `data` line.
-    event_has_data: bool,
+    has_data: bool,
 }
 
 impl DataLines {
     fn new() -> Self {
         DataLines {
             lines: Lines::default(),
-            line: Line::Bom(0),
-            event_has_data: false,
+            event: EventState {
+                line: Line::Bom(0),
+                has_data: false,
+            },
         }
     }
 
     fn feed(&mut self, chunk: &[u8], scanner: &mut Scanner) {
         for piece in self.lines.pieces(chunk) {
             match piece {
-                Piece::LineEnd { .. } => {
-                    end_line(&mut self.line, &mut self.event_has_data, scanner);
+                Piece::LineEnd { .. } => self.event.end_line(scanner),
+                Piece::Text(text) => {
+                    let text = chunk.get(text).unwrap_or_default();
+                    self.event.read_text(text, scanner);
                 }
-                Piece::Text(text) => read_text(
-                    &mut self.line,
-                    &mut self.event_has_data,
-                    chunk.get(text).unwrap_or_default(),
-                    scanner,
-                ),
             }
         }
     }
 }
 
-/// Reads text of the current line: its field name byte by byte, then a data line's value at
-/// once.
-fn read_text(line: &mut Line, event_has_data: &mut bool, text: &[u8], scanner: &mut Scanner) {
-    let mut rest = text;
-    while let Some((&byte, after)) = rest.split_first() {
-        match *line {
-            Line::Data => {
-                scanner.feed(rest);
-                return;
-            }
-            Line::Skip => return,
-            Line::Bom(seen) => {
-                let seen_next = seen.saturating_add(1);
-                if BOM.get(usize::from(seen)) == Some(&byte) {
-                    *line = if usize::from(seen_next) == BOM.len() {
-                        Line::Field(0)
-                    } else {
-                        Line::Bom(seen_next)
-                    };
-                    rest = after;
-                } else {
-                    // Not a byte order mark: read this byte as the line's first.
-                    *line = Line::Field(0);
+impl EventState {
+    /// Reads text of the current line: its field name byte by byte, then a data line's value
+    /// at once.
+    fn read_text(&mut self, text: &[u8], scanner: &mut Scanner) {
+        let mut rest = text;
+        while let Some((&byte, after)) = rest.split_first() {
+            match self.line {
+                Line::Data => {
+                    scanner.feed(rest);
+                    return;
                 }
-                continue;
-            }
-            Line::Field(matched) => {
-                *line = if byte == b':' {
-                    if usize::from(matched) == DATA.len() {
-                        start_data(event_has_data, scanner);
-                        Line::DataStart
+                Line::Skip => return,
+                Line::Bom(seen) => {
+                    let seen_next = seen.saturating_add(1);
+                    if BOM.get(usize::from(seen)) == Some(&byte) {
+                        self.line = if usize::from(seen_next) == BOM.len() {
+                            Line::Field(0)
+                        } else {
+                            Line::Bom(seen_next)
+                        };
+                        rest = after;
                     } else {
-                        Line::Skip
+                        // Not a byte order mark: read this byte as the line's first.
+                        self.line = Line::Field(0);
                     }
-                } else if DATA.get(usize::from(matched)) == Some(&byte) {
-                    Line::Field(matched.saturating_add(1))
-                } else {
-                    Line::Field(NOT_DATA)
-                };
-            }
-            Line::DataStart => {
-                *line = Line::Data;
-                if byte != b' ' {
                     continue;
                 }
+                Line::Field(matched) => {
+                    self.line = if byte == b':' {
+                        if usize::from(matched) == DATA.len() {
+                            self.start_data(scanner);
+                            Line::DataStart
+                        } else {
+                            Line::Skip
+                        }
+                    } else if DATA.get(usize::from(matched)) == Some(&byte) {
+                        Line::Field(matched.saturating_add(1))
+                    } else {
+                        Line::Field(NOT_DATA)
+                    };
+                }
+                Line::DataStart => {
+                    self.line = Line::Data;
+                    if byte != b' ' {
+                        continue;
+                    }
+                }
             }
+            rest = after;
         }
-        rest = after;
     }
-}
 
-fn start_data(event_has_data: &mut bool, scanner: &mut Scanner) {
-    // The SSE spec joins an event's data lines with a line feed.
-    if *event_has_data {
-        scanner.feed(b"\n");
+    fn start_data(&mut self, scanner: &mut Scanner) {
+        // The SSE spec joins an event's data lines with a line feed.
+        if self.has_data {
+            scanner.feed(b"\n");
+        }
+        self.has_data = true;
     }
-    *event_has_data = true;
-}
 
-fn end_line(line: &mut Line, event_has_data: &mut bool, scanner: &mut Scanner) {
-    match *line {
-        // An empty line dispatches the event.
-        Line::Bom(_) | Line::Field(0) => {
-            if *event_has_data {
-                scanner.end_document();
+    fn end_line(&mut self, scanner: &mut Scanner) {
+        match self.line {
+            // An empty line dispatches the event.
+            Line::Bom(_) | Line::Field(0) => {
+                if self.has_data {
+                    scanner.end_document();
+                }
+                self.has_data = false;
             }
-            *event_has_data = false;
+            // `data` alone on its line is a data line with an empty value.
+            Line::Field(matched) if usize::from(matched) == DATA.len() => self.start_data(scanner),
+            Line::Field(_) | Line::DataStart | Line::Data | Line::Skip => {}
         }
-        // `data` alone on its line is a data line with an empty value.
-        Line::Field(matched) if usize::from(matched) == DATA.len() => {
-            start_data(event_has_data, scanner);
-        }
-        Line::Field(_) | Line::DataStart | Line::Data | Line::Skip => {}
+        self.line = Line::Field(0);
     }
-    *line = Line::Field(0);
 }
 
 #[cfg(test)]
