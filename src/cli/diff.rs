@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{config_errors, read, CliError, Output};
 use crate::policy::budget::Window;
 use crate::policy::compile::{Consumer, Detection, Identity, Rule, DEFAULT_CONSUMER};
-use crate::policy::config::{CapAction, Field, Mode, OpaqueContent, RuleAction};
+use crate::policy::config::{CapAction, Mode, OpaqueContent, RuleAction};
 use crate::policy::Policy;
 
 pub const LEGEND: &str = "\
@@ -222,13 +222,6 @@ fn mode_change(changes: &mut Changes, subject: &str, old: Mode, new: Mode, loose
     }
 }
 
-fn opaque_name(opaque: OpaqueContent) -> &'static str {
-    match opaque {
-        OpaqueContent::Allow => "allow",
-        OpaqueContent::Block => "block",
-    }
-}
-
 fn opaque_change(changes: &mut Changes, subject: &str, old: OpaqueContent, new: OpaqueContent) {
     if old != new {
         let sign = if new == OpaqueContent::Allow {
@@ -238,7 +231,7 @@ fn opaque_change(changes: &mut Changes, subject: &str, old: OpaqueContent, new: 
         };
         changes.add(
             sign,
-            format!("{subject} {} -> {}", opaque_name(old), opaque_name(new)),
+            format!("{subject} {} -> {}", old.as_str(), new.as_str()),
         );
     }
 }
@@ -587,16 +580,6 @@ fn action_strength(action: RuleAction) -> u8 {
     }
 }
 
-fn field_name(field: Field) -> &'static str {
-    match field {
-        Field::Prompt => "prompt",
-        Field::System => "system",
-        Field::ToolArguments => "tool_arguments",
-        Field::ToolResults => "tool_results",
-        Field::Other => "other",
-    }
-}
-
 fn source(rule: &Rule) -> String {
     match &rule.detection {
         Detection::Detector(detect) => format!("detect {detect}"),
@@ -642,7 +625,7 @@ fn roles(rule: &Rule) -> Option<BTreeSet<&str>> {
 fn fields(rule: &Rule) -> Option<BTreeSet<&'static str>> {
     rule.fields
         .as_ref()
-        .map(|fields| fields.iter().map(|field| field_name(*field)).collect())
+        .map(|fields| fields.iter().map(|field| field.as_str()).collect())
 }
 
 fn rules(changes: &mut Changes, old: &Policy, new: &Policy) {
