@@ -1,3 +1,6 @@
+//! The line reader on streams cut at every awkward place (inside a CRLF, after a CR, inside a
+//! line), and whole events found in held bytes, with and without the end of the stream.
+
 use super::*;
 
 /// The pieces of a stream cut into `chunks`, as text: each line end shown as `|`, an open CR
