@@ -19,7 +19,7 @@ VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Debian packages the OCI test needs: skopeo pushes and pulls, docker-registry is the registry.
 TEST_APT_PACKAGES := skopeo docker-registry
 
-.PHONY: help venv wasm-target build cli install render lint fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv wasm-target build cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -60,6 +60,9 @@ lint: wasm-target ## rustfmt, clippy (host and Wasm), and keep proxy_wasm out of
 	@if grep -rn 'proxy_wasm' src/policy/ src/pipeline/; then \
 	  echo 'lint: src/policy/ and src/pipeline/ must not use proxy_wasm' >&2; exit 1; \
 	fi
+
+modules: ## Print the import graph of src/policy/ and fail on a cycle or an import of a layer above
+	cargo test --test module_graph -- --include-ignored --nocapture
 
 fmt: ## Format the Rust code
 	cargo fmt

@@ -1,22 +1,19 @@
 //! `posturio check --diff OLD NEW`: what a policy change does, one line per fact, for review.
 //!
-//! Both files are validated by the filter's own loader first. The comparison is then made on
-//! what the filter would enforce, not on the text: consumers' globs are expanded against each
-//! file's catalogue, a consumer without its own `mode`, `opaque_content` or `rules` gets the
-//! inherited value, and a consumer name that is not defined is evaluated as `default` (its
-//! budget and output-token cap included).
+//! Both files are compiled by the filter's own loader, and the two compiled policies are
+//! compared: what is compared is what the filter enforces, not the text. Consumers' globs are
+//! already expanded against each file's catalogue, a consumer without its own `mode`,
+//! `opaque_content` or `rules` already holds the inherited value, and a consumer name that is
+//! not defined is evaluated as `default` (its budget and output-token cap included).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
-use crate::policy::compile::{parse, DEFAULT_CONSUMER};
-use crate::policy::config::{
-    CapAction, Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent, RuleAction,
-    RuleConfig,
-};
-use crate::policy::glob::Glob;
+use crate::policy::budget::Window;
+use crate::policy::compile::{Consumer, Detection, Identity, Rule, DEFAULT_CONSUMER};
+use crate::policy::config::{CapAction, Mode, OpaqueContent, RuleAction};
 use crate::policy::Policy;
 
 pub const LEGEND: &str = "\
@@ -131,93 +128,77 @@ pub fn check_diff(args: &[String]) -> Result<Output, CliError> {
     })
 }
 
-/// The configuration, when the filter would load it; its mistakes otherwise.
-fn load(path: &str, bytes: &[u8], errors: &mut Vec<String>) -> Option<Config> {
-    if let Err(found) = Policy::from_json(bytes) {
-        errors.push(config_errors(path, &found));
-        return None;
-    }
-    match parse(bytes) {
-        Ok(config) => Some(config),
-        Err(error) => {
-            errors.push(format!("{path}: {error}"));
+/// The compiled policy, when the filter would load it; its mistakes otherwise.
+fn load(path: &str, bytes: &[u8], errors: &mut Vec<String>) -> Option<Policy> {
+    match Policy::from_json(bytes) {
+        Ok(policy) => Some(policy),
+        Err(found) => {
+            errors.push(config_errors(path, &found));
             None
         }
     }
 }
 
-/// A consumer as the filter evaluates it, inherited values filled in.
+/// A consumer as the filter evaluates it, in the order a review reads it.
 #[derive(PartialEq, Eq)]
-struct Effective {
-    approved: BTreeSet<String>,
+struct Effective<'a> {
+    approved: BTreeSet<&'a str>,
     mode: Mode,
     opaque: OpaqueContent,
-    rules: BTreeSet<String>,
+    rules: BTreeSet<&'a str>,
     /// Tokens per window, by the window's key (`tokens_per_minute`, ...), shortest first.
     budget: [(&'static str, Option<u64>); 3],
     output_cap: Option<(u64, CapAction)>,
 }
 
-fn global_opaque(config: &Config) -> OpaqueContent {
-    config.opaque_content.unwrap_or(OpaqueContent::Block)
-}
-
-fn effective(config: &Config, consumer: &ConsumerConfig) -> Effective {
-    let mut approved = BTreeSet::new();
-    for pattern in &consumer.models {
-        if let Ok(glob) = Glob::new(pattern) {
-            approved.extend(
-                config
-                    .models
-                    .keys()
-                    .filter(|model| glob.matches(model))
-                    .cloned(),
-            );
-        }
-    }
-    let rules = match &consumer.rules {
-        Some(ids) => ids.iter().cloned().collect(),
-        None => config.rules.iter().map(|rule| rule.id.clone()).collect(),
+fn effective<'a>(policy: &'a Policy, consumer: &'a Consumer) -> Effective<'a> {
+    let rules = policy
+        .rules
+        .iter()
+        .zip(&consumer.rules)
+        .filter(|(_, applies)| **applies)
+        .map(|(rule, _)| rule.id.as_str())
+        .collect();
+    let tokens = |window: Window| {
+        let limits = consumer
+            .budget
+            .as_ref()
+            .map_or(&[][..], |budget| &budget.limits);
+        let limit = limits.iter().find(|limit| limit.window == window);
+        (window.config_key(), limit.map(|limit| limit.tokens))
     };
-    let budget = consumer.budget.as_ref();
     Effective {
-        approved,
-        mode: consumer.mode.unwrap_or(config.mode),
-        opaque: consumer
-            .opaque_content
-            .unwrap_or_else(|| global_opaque(config)),
+        approved: consumer.approved.iter().map(String::as_str).collect(),
+        mode: consumer.mode,
+        opaque: consumer.opaque_content,
         rules,
         budget: [
-            (
-                "tokens_per_minute",
-                budget.and_then(|budget| budget.tokens_per_minute),
-            ),
-            (
-                "tokens_per_hour",
-                budget.and_then(|budget| budget.tokens_per_hour),
-            ),
-            (
-                "tokens_per_day",
-                budget.and_then(|budget| budget.tokens_per_day),
-            ),
+            tokens(Window::Minute),
+            tokens(Window::Hour),
+            tokens(Window::Day),
         ],
-        output_cap: consumer
-            .max_output_tokens
-            .map(|limit| (limit, consumer.max_output_tokens_action.unwrap_or_default())),
+        output_cap: consumer.output_cap.map(|cap| (cap.limit, cap.action)),
     }
 }
 
 /// How the filter treats requests that name `name`: its own entry, else `default`'s, else
 /// none (no consumer: refused in enforce mode).
-fn evaluated_as(config: &Config, name: &str) -> Option<Effective> {
-    config
+fn evaluated_as<'a>(policy: &'a Policy, name: &str) -> Option<Effective<'a>> {
+    policy
         .consumers
         .get(name)
-        .or_else(|| config.consumers.get(DEFAULT_CONSUMER))
-        .map(|consumer| effective(config, consumer))
+        .or_else(|| policy.consumers.get(DEFAULT_CONSUMER))
+        .map(|consumer| effective(policy, consumer))
 }
 
-fn diff(old: &Config, new: &Config) -> Changes {
+/// The models a consumer may use; none without a consumer.
+fn approved<'a>(view: &Option<Effective<'a>>) -> BTreeSet<&'a str> {
+    view.as_ref()
+        .map(|view| view.approved.clone())
+        .unwrap_or_default()
+}
+
+fn diff(old: &Policy, new: &Policy) -> Changes {
     let mut changes = Changes::default();
     globals(&mut changes, old, new);
     providers(&mut changes, old, new);
@@ -241,13 +222,6 @@ fn mode_change(changes: &mut Changes, subject: &str, old: Mode, new: Mode, loose
     }
 }
 
-fn opaque_name(opaque: OpaqueContent) -> &'static str {
-    match opaque {
-        OpaqueContent::Allow => "allow",
-        OpaqueContent::Block => "block",
-    }
-}
-
 fn opaque_change(changes: &mut Changes, subject: &str, old: OpaqueContent, new: OpaqueContent) {
     if old != new {
         let sign = if new == OpaqueContent::Allow {
@@ -257,30 +231,22 @@ fn opaque_change(changes: &mut Changes, subject: &str, old: OpaqueContent, new: 
         };
         changes.add(
             sign,
-            format!("{subject} {} -> {}", opaque_name(old), opaque_name(new)),
+            format!("{subject} {} -> {}", old.as_str(), new.as_str()),
         );
     }
 }
 
-fn identity_name(identity: Option<&IdentityConfig>) -> String {
+fn identity_name(identity: &Identity) -> String {
     match identity {
-        Some(IdentityConfig {
-            header: Some(header),
-            ..
-        }) => format!("header {header}"),
-        Some(IdentityConfig {
-            metadata: Some(metadata),
-            ..
-        }) => format!(
-            "metadata {} [{}]",
-            metadata.namespace,
-            metadata.path.join(", ")
-        ),
-        _ => "none (every request is consumer default)".to_owned(),
+        Identity::Header(header) => format!("header {header}"),
+        Identity::Metadata { namespace, path } => {
+            format!("metadata {namespace} [{}]", path.join(", "))
+        }
+        Identity::None => "none (every request is consumer default)".to_owned(),
     }
 }
 
-fn globals(changes: &mut Changes, old: &Config, new: &Config) {
+fn globals(changes: &mut Changes, old: &Policy, new: &Policy) {
     mode_change(
         changes,
         "mode:",
@@ -288,23 +254,9 @@ fn globals(changes: &mut Changes, old: &Config, new: &Config) {
         new.mode,
         "every denial will be forwarded",
     );
-    let (old_identity, new_identity) = (
-        identity_name(old.identity.as_ref()),
-        identity_name(new.identity.as_ref()),
-    );
-    if old_identity != new_identity {
-        let header = |config: &Config| {
-            config
-                .identity
-                .as_ref()
-                .is_some_and(|identity| identity.header.is_some())
-        };
-        let metadata = |config: &Config| {
-            config
-                .identity
-                .as_ref()
-                .is_some_and(|identity| identity.metadata.is_some())
-        };
+    if old.identity != new.identity {
+        let header = |policy: &Policy| matches!(policy.identity, Identity::Header(_));
+        let metadata = |policy: &Policy| matches!(policy.identity, Identity::Metadata { .. });
         let (sign, note) = if header(new) && !header(old) {
             (
                 Sign::Widen,
@@ -320,7 +272,11 @@ fn globals(changes: &mut Changes, old: &Config, new: &Config) {
         };
         changes.add(
             sign,
-            format!("identity: {old_identity} -> {new_identity}{note}"),
+            format!(
+                "identity: {} -> {}{note}",
+                identity_name(&old.identity),
+                identity_name(&new.identity)
+            ),
         );
     }
     if old.max_body_bytes != new.max_body_bytes {
@@ -340,8 +296,8 @@ fn globals(changes: &mut Changes, old: &Config, new: &Config) {
     opaque_change(
         changes,
         "opaque_content:",
-        global_opaque(old),
-        global_opaque(new),
+        old.opaque_content,
+        new.opaque_content,
     );
     if old.route_header != new.route_header {
         changes.add(
@@ -358,7 +314,7 @@ fn globals(changes: &mut Changes, old: &Config, new: &Config) {
             ),
         );
     }
-    let (old_inject, new_inject) = (old.usage.inject_stream_usage, new.usage.inject_stream_usage);
+    let (old_inject, new_inject) = (old.inject_stream_usage, new.inject_stream_usage);
     if old_inject != new_inject {
         let (sign, note) = if new_inject {
             (Sign::Narrow, "")
@@ -427,10 +383,28 @@ fn optional(value: Option<&String>) -> &str {
     value.map_or("none", String::as_str)
 }
 
-fn providers(changes: &mut Changes, old: &Config, new: &Config) {
-    for (name, provider) in &new.providers {
-        let apis: BTreeSet<&str> = provider.api.0.iter().map(|api| api.as_str()).collect();
-        let Some(before) = old.providers.get(name) else {
+/// The name of the provider at `index` in the compiled policy.
+fn provider_name(policy: &Policy, index: usize) -> &str {
+    policy
+        .providers
+        .get(index)
+        .map_or("none", |provider| provider.name.as_str())
+}
+
+fn providers(changes: &mut Changes, old: &Policy, new: &Policy) {
+    let old_providers: BTreeMap<&str, _> = old
+        .providers
+        .iter()
+        .map(|provider| (provider.name.as_str(), provider))
+        .collect();
+    let new_providers: BTreeMap<&str, _> = new
+        .providers
+        .iter()
+        .map(|provider| (provider.name.as_str(), provider))
+        .collect();
+    for (name, provider) in &new_providers {
+        let apis: BTreeSet<&str> = provider.families.iter().map(|api| api.as_str()).collect();
+        let Some(before) = old_providers.get(name) else {
             changes.add(
                 Sign::Neutral,
                 format!(
@@ -450,7 +424,7 @@ fn providers(changes: &mut Changes, old: &Config, new: &Config) {
                 ),
             );
         }
-        let old_apis: BTreeSet<&str> = before.api.0.iter().map(|api| api.as_str()).collect();
+        let old_apis: BTreeSet<&str> = before.families.iter().map(|api| api.as_str()).collect();
         for api in apis.difference(&old_apis) {
             changes.add(Sign::Widen, format!("provider {name}: api {api} added"));
         }
@@ -468,29 +442,38 @@ fn providers(changes: &mut Changes, old: &Config, new: &Config) {
             );
         }
     }
-    for name in old.providers.keys() {
-        if !new.providers.contains_key(name) {
+    for name in old_providers.keys() {
+        if !new_providers.contains_key(name) {
             changes.add(Sign::Neutral, format!("provider {name} removed"));
         }
     }
 }
 
-fn catalogue(changes: &mut Changes, old: &Config, new: &Config) {
-    for (name, model) in &new.models {
-        let Some(before) = old.models.get(name) else {
+fn catalogue(changes: &mut Changes, old: &Policy, new: &Policy) {
+    let old_models: BTreeMap<&str, _> = old
+        .models
+        .iter()
+        .map(|(name, model)| (name.as_str(), model))
+        .collect();
+    let new_models: BTreeMap<&str, _> = new
+        .models
+        .iter()
+        .map(|(name, model)| (name.as_str(), model))
+        .collect();
+    for (name, model) in &new_models {
+        let provider = provider_name(new, model.provider);
+        let Some(before) = old_models.get(name) else {
             changes.add(
                 Sign::Neutral,
-                format!("model {name} added (provider {})", model.provider),
+                format!("model {name} added (provider {provider})"),
             );
             continue;
         };
-        if before.provider != model.provider {
+        let old_provider = provider_name(old, before.provider);
+        if old_provider != provider {
             changes.add(
                 Sign::Neutral,
-                format!(
-                    "model {name}: provider {} -> {}",
-                    before.provider, model.provider
-                ),
+                format!("model {name}: provider {old_provider} -> {provider}"),
             );
         }
         if before.upstream_model != model.upstream_model {
@@ -504,22 +487,20 @@ fn catalogue(changes: &mut Changes, old: &Config, new: &Config) {
             );
         }
     }
-    for name in old.models.keys() {
-        if !new.models.contains_key(name) {
+    for name in old_models.keys() {
+        if !new_models.contains_key(name) {
             changes.add(Sign::Neutral, format!("model {name} removed"));
         }
     }
 }
 
-fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
+fn consumers(changes: &mut Changes, old: &Policy, new: &Policy) {
     let names: BTreeSet<&String> = old.consumers.keys().chain(new.consumers.keys()).collect();
     for name in names {
         let subject = format!("consumer {name}");
-        match (
-            old.consumers.contains_key(name),
-            new.consumers.contains_key(name),
-        ) {
-            (false, true) => {
+        let (old_entry, new_entry) = (old.consumers.get(name), new.consumers.get(name));
+        match (old_entry, new_entry) {
+            (None, Some(_)) => {
                 let before = if old.consumers.contains_key(DEFAULT_CONSUMER) {
                     "was evaluated as default"
                 } else {
@@ -527,7 +508,7 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
                 };
                 changes.add(Sign::Neutral, format!("{subject} added ({before})"));
             }
-            (true, false) => {
+            (Some(_), None) => {
                 let after = if new.consumers.contains_key(DEFAULT_CONSUMER) {
                     "now evaluated as default"
                 } else {
@@ -542,9 +523,6 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
         if before == after {
             continue;
         }
-        let empty = BTreeSet::new();
-        let approved =
-            |view: &Option<Effective>| view.as_ref().map_or(&empty, |view| &view.approved).clone();
         let (old_models, new_models) = (approved(&before), approved(&after));
         for model in new_models.difference(&old_models) {
             changes.add(Sign::Widen, format!("{subject}: model {model} approved"));
@@ -552,14 +530,16 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
         for model in old_models.difference(&new_models) {
             changes.add(Sign::Narrow, format!("{subject}: model {model} withdrawn"));
         }
-        let mode = |config: &Config, view: &Option<Effective>| {
-            view.as_ref().map_or(config.mode, |view| view.mode)
+        let mode = |policy: &Policy, view: &Option<Effective<'_>>| {
+            view.as_ref().map_or(policy.mode, |view| view.mode)
         };
-        // A change inherited from the global setting is shown once, on the global line.
-        let own = |pick: fn(&ConsumerConfig) -> bool| {
-            old.consumers.get(name).is_some_and(pick) || new.consumers.get(name).is_some_and(pick)
+        // A change inherited from the global setting is shown once, on the global line; a
+        // consumer evaluated by its own entry on only one side shows its own.
+        let same_entry = old_entry.is_some() && new_entry.is_some();
+        let own = |pick: fn(&Consumer) -> bool| {
+            !same_entry || old_entry.is_some_and(pick) || new_entry.is_some_and(pick)
         };
-        if own(|consumer| consumer.mode.is_some()) || !same_entry(old, new, name) {
+        if own(|consumer| consumer.own.mode) {
             mode_change(
                 changes,
                 &format!("{subject}: mode"),
@@ -570,7 +550,7 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
         }
         // Without a consumer there is nothing to inspect: only a defined one has these.
         if let (Some(before), Some(after)) = (&before, &after) {
-            if own(|consumer| consumer.opaque_content.is_some()) || !same_entry(old, new, name) {
+            if own(|consumer| consumer.own.opaque_content) {
                 opaque_change(
                     changes,
                     &format!("{subject}: opaque_content"),
@@ -592,12 +572,6 @@ fn consumers(changes: &mut Changes, old: &Config, new: &Config) {
     }
 }
 
-/// Whether `name` is evaluated by its own entry in both files (not added, removed, or falling
-/// back to `default` in either).
-fn same_entry(old: &Config, new: &Config, name: &str) -> bool {
-    old.consumers.contains_key(name) && new.consumers.contains_key(name)
-}
-
 fn action_strength(action: RuleAction) -> u8 {
     match action {
         RuleAction::Block => 2,
@@ -606,25 +580,14 @@ fn action_strength(action: RuleAction) -> u8 {
     }
 }
 
-fn field_name(field: Field) -> &'static str {
-    match field {
-        Field::Prompt => "prompt",
-        Field::System => "system",
-        Field::ToolArguments => "tool_arguments",
-        Field::ToolResults => "tool_results",
-        Field::Other => "other",
+fn source(rule: &Rule) -> String {
+    match &rule.detection {
+        Detection::Detector(detect) => format!("detect {detect}"),
+        Detection::Pattern(pattern) => format!("pattern {}", Value::from(pattern.as_str())),
     }
 }
 
-fn source(rule: &RuleConfig) -> String {
-    match (&rule.detect, &rule.pattern) {
-        (Some(detect), _) => format!("detect {detect}"),
-        (None, Some(pattern)) => format!("pattern {}", Value::from(pattern.as_str())),
-        (None, None) => "nothing".to_owned(),
-    }
-}
-
-fn rule_mode(rule: &RuleConfig) -> Mode {
+fn rule_mode(rule: &Rule) -> Mode {
     // A rule's own mode can only turn it into a record; `enforce` there means "as inherited".
     rule.mode.unwrap_or(Mode::Enforce)
 }
@@ -653,25 +616,25 @@ fn scope_change(
     changes.add(sign, format!("{subject} {} -> {}", show(&old), show(&new)));
 }
 
-fn roles(rule: &RuleConfig) -> Option<BTreeSet<&str>> {
+fn roles(rule: &Rule) -> Option<BTreeSet<&str>> {
     rule.roles
         .as_ref()
         .map(|roles| roles.iter().map(String::as_str).collect())
 }
 
-fn fields(rule: &RuleConfig) -> Option<BTreeSet<&'static str>> {
+fn fields(rule: &Rule) -> Option<BTreeSet<&'static str>> {
     rule.fields
         .as_ref()
-        .map(|fields| fields.iter().map(|field| field_name(*field)).collect())
+        .map(|fields| fields.iter().map(|field| field.as_str()).collect())
 }
 
-fn rules(changes: &mut Changes, old: &Config, new: &Config) {
-    let old_rules: BTreeMap<&str, &RuleConfig> = old
+fn rules(changes: &mut Changes, old: &Policy, new: &Policy) {
+    let old_rules: BTreeMap<&str, &Rule> = old
         .rules
         .iter()
         .map(|rule| (rule.id.as_str(), rule))
         .collect();
-    let new_rules: BTreeMap<&str, &RuleConfig> = new
+    let new_rules: BTreeMap<&str, &Rule> = new
         .rules
         .iter()
         .map(|rule| (rule.id.as_str(), rule))
@@ -750,15 +713,17 @@ fn rules(changes: &mut Changes, old: &Config, new: &Config) {
     }
 }
 
-fn passthrough(changes: &mut Changes, old: &Config, new: &Config) {
-    let entries = |config: &Config| -> BTreeSet<String> {
-        config
+fn passthrough(changes: &mut Changes, old: &Policy, new: &Policy) {
+    let entries = |policy: &Policy| -> BTreeSet<String> {
+        policy
             .passthrough
             .iter()
             .map(|entry| {
                 format!(
                     "{} {} -> provider {}",
-                    entry.method, entry.path_prefix, entry.provider
+                    entry.method,
+                    entry.path_prefix,
+                    provider_name(policy, entry.provider)
                 )
             })
             .collect()

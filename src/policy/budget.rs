@@ -26,6 +26,15 @@ impl Window {
             Window::Day => "day",
         }
     }
+
+    /// The budget's key for this window in the configuration.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Window::Minute => "tokens_per_minute",
+            Window::Hour => "tokens_per_hour",
+            Window::Day => "tokens_per_day",
+        }
+    }
 }
 
 /// One limit: at most `tokens` (input plus output) per `window`.

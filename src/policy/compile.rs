@@ -47,6 +47,8 @@ pub struct Policy {
     /// Whether streamed OpenAI-style requests are made to report their usage
     /// (`usage.inject_stream_usage`).
     pub inject_stream_usage: bool,
+    /// The global `opaque_content`, which consumers without their own inherit.
+    pub opaque_content: OpaqueContent,
     pub(crate) providers: Vec<Provider>,
     pub(crate) models: HashMap<String, Model>,
     pub(crate) consumers: HashMap<String, Consumer>,
@@ -74,10 +76,23 @@ pub enum Identity {
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub id: String,
+    // Read by `posturio check --diff`, which the Wasm module does not include.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub detection: Detection,
     pub action: RuleAction,
     pub roles: Option<Vec<String>>,
     pub fields: Option<Vec<Field>>,
     pub mode: Option<Mode>,
+}
+
+/// What a rule looks for, as written: kept so a review can name it (the scanner holds the
+/// compiled form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Detection {
+    /// A built-in detector (`detect`).
+    Detector(String),
+    /// A regular expression (`pattern`).
+    Pattern(String),
 }
 
 #[derive(Debug)]
@@ -100,12 +115,24 @@ pub(crate) struct Consumer {
     /// Catalogue names this consumer may use, globs already expanded.
     pub approved: HashSet<String>,
     pub mode: Mode,
+    /// Which settings the consumer's own entry gives rather than inherits (read by
+    /// `posturio check --diff`, which the Wasm module does not include).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub own: OwnSettings,
     /// Which rules apply, by index into `Policy::rules`.
     pub rules: Vec<bool>,
     pub opaque_content: OpaqueContent,
     /// The most output tokens one request may ask for.
     pub output_cap: Option<OutputCap>,
     pub budget: Option<Budget>,
+}
+
+/// Which of a consumer's settings its own entry gives, rather than inheriting the global one:
+/// a review shows a change to an inherited value once, on the global line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OwnSettings {
+    pub mode: bool,
+    pub opaque_content: bool,
 }
 
 /// A consumer's cap on the output tokens of one request.
@@ -308,6 +335,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         identity,
         debug_headers: config.debug_headers,
         inject_stream_usage: config.usage.inject_stream_usage,
+        opaque_content,
         providers,
         models,
         consumers,
@@ -498,6 +526,10 @@ fn compile_consumers(
                 name: name.clone(),
                 approved,
                 mode: consumer.mode.unwrap_or(global_mode),
+                own: OwnSettings {
+                    mode: consumer.mode.is_some(),
+                    opaque_content: consumer.opaque_content.is_some(),
+                },
                 rules: applies,
                 opaque_content: consumer.opaque_content.unwrap_or(global_opaque),
                 output_cap,
@@ -542,17 +574,14 @@ fn compile_output_cap(
 /// The budget's limits, shortest window first; `None` when it has a mistake.
 fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Option<Budget> {
     let windows = [
-        (
-            Window::Minute,
-            "tokens_per_minute",
-            budget.tokens_per_minute,
-        ),
-        (Window::Hour, "tokens_per_hour", budget.tokens_per_hour),
-        (Window::Day, "tokens_per_day", budget.tokens_per_day),
+        (Window::Minute, budget.tokens_per_minute),
+        (Window::Hour, budget.tokens_per_hour),
+        (Window::Day, budget.tokens_per_day),
     ];
     let mut limits = Vec::with_capacity(windows.len());
     let mut valid = true;
-    for (window, key, tokens) in windows {
+    for (window, tokens) in windows {
+        let key = window.config_key();
         match tokens {
             None => {}
             Some(0) => {

@@ -124,6 +124,15 @@ pub enum OpaqueContent {
     Block,
 }
 
+impl OpaqueContent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpaqueContent::Allow => "allow",
+            OpaqueContent::Block => "block",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -317,6 +326,18 @@ pub enum Field {
     ToolResults,
     /// Everything else that reaches the provider: tool definitions, metadata, unknown keys.
     Other,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Prompt => "prompt",
+            Field::System => "system",
+            Field::ToolArguments => "tool_arguments",
+            Field::ToolResults => "tool_results",
+            Field::Other => "other",
+        }
+    }
 }
 
 /// A bodiless call forwarded without inspection, such as `GET /v1/models`.

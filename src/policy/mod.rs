@@ -19,6 +19,7 @@ pub mod redact;
 pub mod reply;
 pub mod request;
 mod rules;
+mod sse;
 pub mod strict_json;
 pub mod usage;
 pub mod usage_chunk;

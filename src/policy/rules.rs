@@ -1,7 +1,7 @@
 //! Compiling the inspection rules: ids checked, detectors resolved, patterns compiled, and all
 //! of them gathered into one scanner.
 
-use super::compile::{Errors, Rule};
+use super::compile::{Detection, Errors, Rule};
 use super::config::RuleConfig;
 use super::inspect::{RuleSource, Scanner};
 
@@ -36,24 +36,34 @@ pub(crate) fn compile_rules(
                 format!("\"{}\" is used by an earlier rule", rule.id),
             );
         }
-        match (&rule.detect, &rule.pattern) {
-            (Some(name), None) => match super::inspect::detectors(name) {
-                Some(found) => sources.extend(
-                    found
-                        .into_iter()
-                        .map(|detector| (index, RuleSource::Detector(detector))),
-                ),
-                None => errors.add(
-                    format!("{path}.detect"),
-                    format!(
-                        "unknown detector \"{name}\"; known: {}",
-                        super::inspect::detector_names().join(", ")
+        let detection = match (&rule.detect, &rule.pattern) {
+            (Some(name), None) => {
+                match super::inspect::detectors(name) {
+                    Some(found) => sources.extend(
+                        found
+                            .into_iter()
+                            .map(|detector| (index, RuleSource::Detector(detector))),
                     ),
-                ),
-            },
-            (None, Some(pattern)) => sources.push((index, RuleSource::Pattern(pattern.clone()))),
-            _ => errors.add(&path, "give exactly one of \"detect\" or \"pattern\""),
-        }
+                    None => errors.add(
+                        format!("{path}.detect"),
+                        format!(
+                            "unknown detector \"{name}\"; known: {}",
+                            super::inspect::detector_names().join(", ")
+                        ),
+                    ),
+                }
+                Detection::Detector(name.clone())
+            }
+            (None, Some(pattern)) => {
+                sources.push((index, RuleSource::Pattern(pattern.clone())));
+                Detection::Pattern(pattern.clone())
+            }
+            _ => {
+                errors.add(&path, "give exactly one of \"detect\" or \"pattern\"");
+                // Never used: a configuration with a mistake compiles to no policy.
+                Detection::Pattern(String::new())
+            }
+        };
         if let Some(roles) = &rule.roles {
             if roles.is_empty() {
                 errors.add(
@@ -75,6 +85,7 @@ pub(crate) fn compile_rules(
         }
         rules.push(Rule {
             id: rule.id.clone(),
+            detection,
             action: rule.action,
             roles: rule.roles.clone(),
             fields: rule.fields.clone(),

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use super::sse::{Lines, Piece};
+
 /// How a response reports its usage: decided by the endpoint the request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageFormat {
@@ -154,7 +156,7 @@ const TRACKED_DEPTH: usize = 3;
 /// a completed copy briefly allocates in proportion to that copy.
 pub struct UsageReader {
     framing: Framing,
-    lines: Lines,
+    lines: DataLines,
     scanner: Scanner,
 }
 
@@ -162,7 +164,7 @@ impl UsageReader {
     pub fn new(format: UsageFormat, framing: Framing) -> Self {
         UsageReader {
             framing,
-            lines: Lines::new(),
+            lines: DataLines::new(),
             scanner: Scanner::new(format),
         }
     }
@@ -721,7 +723,7 @@ impl Scanner {
     }
 }
 
-/// Where the SSE line reader is within a line.
+/// Where the data-line reader is within a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
     /// At the stream's start: this many bytes of a UTF-8 byte order mark seen.
@@ -739,53 +741,56 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 const DATA: &[u8] = b"data";
 const NOT_DATA: u8 = u8::MAX;
 
-/// Splits an event stream into events and hands their `data:` payloads to the scanner.
-struct Lines {
-    line: Line,
-    /// The last line ended with CR: an LF right after it belongs to the same line end.
-    after_cr: bool,
-    /// The event in progress has had a `data` line.
-    event_has_data: bool,
+/// Reads an event stream's lines as they pass and hands their `data:` payloads to the
+/// scanner, one document per event.
+struct DataLines {
+    lines: Lines,
+    event: EventState,
 }
 
-impl Lines {
+/// Where the reader is within the current line and event.
+struct EventState {
+    line: Line,
+    /// The event in progress has had a `data` line.
+    has_data: bool,
+}
+
+impl DataLines {
     fn new() -> Self {
-        Lines {
-            line: Line::Bom(0),
-            after_cr: false,
-            event_has_data: false,
+        DataLines {
+            lines: Lines::default(),
+            event: EventState {
+                line: Line::Bom(0),
+                has_data: false,
+            },
         }
     }
 
     fn feed(&mut self, chunk: &[u8], scanner: &mut Scanner) {
-        let mut rest = chunk;
+        for piece in self.lines.pieces(chunk) {
+            match piece {
+                Piece::LineEnd { .. } => self.event.end_line(scanner),
+                Piece::Text(text) => {
+                    let text = chunk.get(text).unwrap_or_default();
+                    self.event.read_text(text, scanner);
+                }
+            }
+        }
+    }
+}
+
+impl EventState {
+    /// Reads text of the current line: its field name byte by byte, then a data line's value
+    /// at once.
+    fn read_text(&mut self, text: &[u8], scanner: &mut Scanner) {
+        let mut rest = text;
         while let Some((&byte, after)) = rest.split_first() {
-            if self.after_cr {
-                self.after_cr = false;
-                if byte == b'\n' {
-                    rest = after;
-                    continue;
-                }
-            }
-            if byte == b'\n' || byte == b'\r' {
-                self.end_line(byte == b'\r', scanner);
-                rest = after;
-                continue;
-            }
-            if let Line::Data | Line::Skip = self.line {
-                // The rest of the line at once.
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'\n' || b == b'\r')
-                    .unwrap_or(rest.len());
-                let (text, tail) = rest.split_at_checked(end).unwrap_or((rest, &[]));
-                if self.line == Line::Data {
-                    scanner.feed(text);
-                }
-                rest = tail;
-                continue;
-            }
             match self.line {
+                Line::Data => {
+                    scanner.feed(rest);
+                    return;
+                }
+                Line::Skip => return,
                 Line::Bom(seen) => {
                     let seen_next = seen.saturating_add(1);
                     if BOM.get(usize::from(seen)) == Some(&byte) {
@@ -821,7 +826,6 @@ impl Lines {
                         continue;
                     }
                 }
-                Line::Data | Line::Skip => {}
             }
             rest = after;
         }
@@ -829,21 +833,20 @@ impl Lines {
 
     fn start_data(&mut self, scanner: &mut Scanner) {
         // The SSE spec joins an event's data lines with a line feed.
-        if self.event_has_data {
+        if self.has_data {
             scanner.feed(b"\n");
         }
-        self.event_has_data = true;
+        self.has_data = true;
     }
 
-    fn end_line(&mut self, cr: bool, scanner: &mut Scanner) {
-        self.after_cr = cr;
+    fn end_line(&mut self, scanner: &mut Scanner) {
         match self.line {
             // An empty line dispatches the event.
             Line::Bom(_) | Line::Field(0) => {
-                if self.event_has_data {
+                if self.has_data {
                     scanner.end_document();
                 }
-                self.event_has_data = false;
+                self.has_data = false;
             }
             // `data` alone on its line is a data line with an empty value.
             Line::Field(matched) if usize::from(matched) == DATA.len() => self.start_data(scanner),

@@ -9,6 +9,8 @@
 //! Events pass on as soon as they are complete; only an event still arriving is held back,
 //! up to `MAX_EVENT_BYTES`, beyond which the stream passes through unedited.
 
+use super::sse::{whole_events, Lines, Piece};
+
 /// The longest incomplete event held back.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -61,45 +63,12 @@ impl UsageChunkRemover {
 /// remove. At the end of the stream everything counts as complete.
 fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<std::ops::Range<usize>>) {
     let mut removed = Vec::new();
-    let mut event_start = 0;
-    let mut line_start = 0;
-    let mut at = 0;
-    while let Some(&byte) = data.get(at) {
-        if byte != b'\n' && byte != b'\r' {
-            at = at.saturating_add(1);
-            continue;
+    let complete = whole_events(data, end_of_stream, |event| {
+        if data.get(event.clone()).is_some_and(is_usage_only) {
+            removed.push(event);
         }
-        // A CR at the very end may be the first half of a CRLF still to come.
-        let next = data.get(at.saturating_add(1)).copied();
-        if byte == b'\r' && next.is_none() && !end_of_stream {
-            break;
-        }
-        let line_is_empty = at == line_start;
-        let terminator = if byte == b'\r' && next == Some(b'\n') {
-            2
-        } else {
-            1
-        };
-        at = at.saturating_add(terminator);
-        if line_is_empty {
-            if let Some(event) = data.get(event_start..at) {
-                if is_usage_only(event) {
-                    removed.push(event_start..at);
-                }
-            }
-            event_start = at;
-        }
-        line_start = at;
-    }
-    if end_of_stream {
-        if let Some(event) = data.get(event_start..) {
-            if !event.is_empty() && is_usage_only(event) {
-                removed.push(event_start..data.len());
-            }
-        }
-        return (data.len(), removed);
-    }
-    (event_start, removed)
+    });
+    (complete, removed)
 }
 
 /// `data` without the removed ranges.
@@ -126,8 +95,11 @@ fn is_usage_only(event: &[u8]) -> bool {
         return false;
     }
     let mut payload = Vec::new();
-    for line in event.split(|&byte| byte == b'\n' || byte == b'\r') {
-        if let Some(data) = line.strip_prefix(b"data:") {
+    for piece in Lines::default().pieces(event) {
+        let Piece::Text(line) = piece else {
+            continue;
+        };
+        if let Some(data) = event.get(line).and_then(|line| line.strip_prefix(b"data:")) {
             if !payload.is_empty() {
                 payload.push(b'\n');
             }
