@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use super::{config_errors, read, CliError, Output};
 use crate::policy::budget::Window;
-use crate::policy::compile::{Consumer, Detection, Identity, Rule, DEFAULT_CONSUMER};
+use crate::policy::compiled::{Consumer, Identity, DEFAULT_CONSUMER};
 use crate::policy::config::{CapAction, Mode, OpaqueContent, RuleAction};
+use crate::policy::rules::{Detection, Rule};
 use crate::policy::Policy;
 
 pub const LEGEND: &str = "\

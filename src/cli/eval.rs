@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{config_errors, read, CliError, Output};
 use crate::pipeline::{FakeHost, Request};
 use crate::policy::budget::Counter;
-use crate::policy::compile::Identity;
+use crate::policy::compiled::Identity;
 use crate::policy::usage::UsageFormat;
 use crate::policy::{Policy, Reply};
 

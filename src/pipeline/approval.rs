@@ -6,7 +6,7 @@ use super::classification::no_consumer;
 use super::decision::{audit_or_refuse, Facts};
 use super::endpoint::body_reply;
 use crate::policy::classify::{Classified, Endpoint};
-use crate::policy::compile::{Consumer, Policy, Provider};
+use crate::policy::compiled::{Consumer, Policy, Provider};
 use crate::policy::extract::{display_model, BodyError};
 use crate::policy::walk::Walked;
 use crate::policy::{ApiFamily, Code, Reply};

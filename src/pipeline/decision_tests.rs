@@ -320,7 +320,7 @@ fn passthrough_reports_no_usage() {
 #[test]
 fn budgets_caps_and_modes_are_compiled_per_consumer() {
     use crate::policy::budget::{Limit, Window};
-    use crate::policy::compile::OutputCap;
+    use crate::policy::compiled::OutputCap;
     use crate::policy::config::CapAction;
     let text = POLICY
         .replace(

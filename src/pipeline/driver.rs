@@ -25,7 +25,7 @@ use super::record::{Decided, Recorder};
 use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
 use super::Flow;
-use crate::policy::compile::Identity;
+use crate::policy::compiled::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;

@@ -10,7 +10,7 @@ use super::inspection::inspect;
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
 use crate::policy::classify::Classified;
-use crate::policy::compile::{Consumer, Policy};
+use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::extract::BodyError;
 use crate::policy::inspect::ScanSink;
 use crate::policy::limits;

@@ -1,7 +1,7 @@
 //! The identity step: the consumer a request is evaluated as — the one its identity (a
 //! header, or metadata another filter wrote) names, else `default`, else none.
 
-use crate::policy::compile::{Consumer, Identity, Policy, DEFAULT_CONSUMER};
+use crate::policy::compiled::{Consumer, Identity, Policy, DEFAULT_CONSUMER};
 use crate::policy::identity;
 use crate::policy::request::{self, Headers};
 use crate::policy::{ApiFamily, Code, Reply};

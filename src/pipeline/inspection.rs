@@ -2,9 +2,9 @@
 //! redact or only record — and the reply for content that cannot be inspected.
 
 use super::decision::Facts;
-use crate::policy::compile::{Consumer, Policy};
+use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::{Mode, OpaqueContent, RuleAction};
-use crate::policy::inspect::{field_of, role_of, rule_looks_at, Fired, Hit, Verdict};
+use crate::policy::inspect::{field_of, role_of, Fired, Hit, Verdict};
 use crate::policy::walk::Walked;
 use crate::policy::{ApiFamily, Code, Reply};
 
@@ -75,7 +75,7 @@ pub(super) fn judge(
             continue;
         };
         let role = role_of(&hit.at, walked);
-        if !applies(hit.rule) || !rule_looks_at(rule, field_of(hit.at.slot, role), role) {
+        if !applies(hit.rule) || !rule.looks_at(field_of(hit.at.slot, role), role) {
             continue;
         }
         // Audit anywhere (rule or consumer) turns the action into a record.

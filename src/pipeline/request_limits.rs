@@ -4,7 +4,7 @@
 use super::classification::Pending;
 use super::decision::{audit_or_refuse, Facts};
 use crate::policy::classify::Classified;
-use crate::policy::compile::{Consumer, Policy};
+use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::Mode;
 use crate::policy::limits::{self, CapRequest, Change};
 use crate::policy::limits_usage;

@@ -8,7 +8,7 @@ use super::approval::Approved;
 use super::classification::Pending;
 use super::decision::rebase;
 use crate::policy::classify::{encode_segment, Classified};
-use crate::policy::compile::Policy;
+use crate::policy::compiled::Policy;
 use crate::policy::inspect::Verdict;
 use crate::policy::limits::{self, Change};
 use crate::policy::redact::{apply, redact_string, string_value_spans, Edit};

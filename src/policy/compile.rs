@@ -2,221 +2,24 @@
 //! expanded against the catalogue, every mistake reported with the JSON path of the bad value.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 
 use super::budget::{Budget, Limit, Window};
-use super::classify::{is_canonical_path, ApiFamily};
+use super::classify::is_canonical_path;
+use super::compiled::{
+    Consumer, Identity, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider,
+};
 use super::config::{
-    BudgetConfig, CapAction, Config, ConsumerConfig, Field, IdentityConfig, Mode, OpaqueContent,
-    ProviderConfig, RuleAction,
+    parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, IdentityConfig, Mode,
+    OpaqueContent, ProviderConfig, MAX_BODY_LIMIT,
 };
 use super::glob::Glob;
-use super::inspect::Scanner;
-
-/// A mistake in the configuration, at a JSON path such as `consumers.search-team.models[1]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.path.is_empty() || self.path == "." {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// The largest body limit accepted: the filter holds a whole body in memory.
-pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// The name under which requests without a known identity are evaluated.
-pub const DEFAULT_CONSUMER: &str = "default";
-
-/// A compiled policy. Built once per configuration and shared by every request.
-#[derive(Debug)]
-pub struct Policy {
-    pub mode: Mode,
-    pub route_header: String,
-    pub max_body_bytes: usize,
-    pub identity: Identity,
-    pub debug_headers: bool,
-    /// Whether streamed OpenAI-style requests are made to report their usage
-    /// (`usage.inject_stream_usage`).
-    pub inject_stream_usage: bool,
-    /// The global `opaque_content`, which consumers without their own inherit.
-    pub opaque_content: OpaqueContent,
-    pub(crate) providers: Vec<Provider>,
-    pub(crate) models: HashMap<String, Model>,
-    pub(crate) consumers: HashMap<String, Consumer>,
-    pub(crate) passthrough: Vec<Passthrough>,
-    pub(crate) rules: Vec<Rule>,
-    /// One scanner over every rule's detectors and patterns; `None` without rules.
-    pub(crate) scanner: Option<Scanner>,
-}
-
-/// Where the consumer's name comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// Every request is `default`.
-    None,
-    /// A request header (clients can set it: see the security model).
-    Header(String),
-    /// Dynamic metadata written by an earlier filter: `namespace`, then the keys down to a
-    /// string.
-    Metadata {
-        namespace: String,
-        path: Vec<String>,
-    },
-}
-
-#[derive(Debug)]
-pub(crate) struct Rule {
-    pub id: String,
-    // Read by `posturio check --diff`, which the Wasm module does not include.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    pub detection: Detection,
-    pub action: RuleAction,
-    pub roles: Option<Vec<String>>,
-    pub fields: Option<Vec<Field>>,
-    pub mode: Option<Mode>,
-}
-
-/// What a rule looks for, as written: kept so a review can name it (the scanner holds the
-/// compiled form).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Detection {
-    /// A built-in detector (`detect`).
-    Detector(String),
-    /// A regular expression (`pattern`).
-    Pattern(String),
-}
-
-#[derive(Debug)]
-pub(crate) struct Provider {
-    pub name: String,
-    pub cluster: String,
-    pub families: Vec<ApiFamily>,
-    pub base_path: Option<String>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Model {
-    pub provider: usize,
-    pub upstream_model: Option<String>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Consumer {
-    pub name: String,
-    /// Catalogue names this consumer may use, globs already expanded.
-    pub approved: HashSet<String>,
-    pub mode: Mode,
-    /// Which settings the consumer's own entry gives rather than inherits (read by
-    /// `posturio check --diff`, which the Wasm module does not include).
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    pub own: OwnSettings,
-    /// Which rules apply, by index into `Policy::rules`.
-    pub rules: Vec<bool>,
-    pub opaque_content: OpaqueContent,
-    /// The most output tokens one request may ask for.
-    pub output_cap: Option<OutputCap>,
-    pub budget: Option<Budget>,
-}
-
-/// Which of a consumer's settings its own entry gives, rather than inheriting the global one:
-/// a review shows a change to an inherited value once, on the global line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct OwnSettings {
-    pub mode: bool,
-    pub opaque_content: bool,
-}
-
-/// A consumer's cap on the output tokens of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputCap {
-    pub limit: u64,
-    pub action: CapAction,
-}
-
-impl Consumer {
-    pub fn has_rules(&self) -> bool {
-        self.rules.contains(&true)
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Passthrough {
-    pub method: String,
-    pub path_prefix: String,
-    pub provider: usize,
-}
+use super::rules::Rule;
 
 impl Policy {
-    pub fn provider_count(&self) -> usize {
-        self.providers.len()
-    }
-
-    pub fn model_count(&self) -> usize {
-        self.models.len()
-    }
-
-    pub fn consumer_count(&self) -> usize {
-        self.consumers.len()
-    }
-
-    /// The token budget of a consumer (by the name `Pending` evaluates it as).
-    pub fn budget_for(&self, consumer: &str) -> Option<&Budget> {
-        self.consumers.get(consumer)?.budget.as_ref()
-    }
-
-    /// A consumer's cap on the output tokens of one request, if it has one.
-    pub fn output_cap_for(&self, consumer: &str) -> Option<u64> {
-        Some(self.consumers.get(consumer)?.output_cap.as_ref()?.limit)
-    }
-
-    /// A consumer's effective mode: its own, else the global one.
-    pub fn consumer_mode(&self, consumer: &str) -> Option<Mode> {
-        self.consumers.get(consumer).map(|consumer| consumer.mode)
-    }
-
     /// Parses and compiles a configuration document, exactly as the filter does on load.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
         let config = parse(bytes).map_err(|error| vec![error])?;
         compile(config)
-    }
-}
-
-/// Deserializes with the path of any error. Duplicate keys are refused: struct fields by serde,
-/// the name-keyed maps by `unique_map`.
-pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let config: Config =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ConfigError {
-            path: error.path().to_string(),
-            message: error.inner().to_string(),
-        })?;
-    deserializer.end().map_err(|error| ConfigError {
-        path: String::new(),
-        message: format!("invalid JSON: {error}"),
-    })?;
-    Ok(config)
-}
-
-/// Collects every mistake rather than stopping at the first, so one `posturio check` run shows
-/// them all.
-#[derive(Default)]
-pub(crate) struct Errors(Vec<ConfigError>);
-
-impl Errors {
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
     }
 }
 
@@ -325,8 +128,8 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         }
     }
 
-    if !errors.0.is_empty() {
-        return Err(errors.0);
+    if let Some(errors) = errors.into_found() {
+        return Err(errors);
     }
     Ok(Policy {
         mode: config.mode,

@@ -28,7 +28,7 @@ pub struct Config {
     #[serde(default = "default_max_body_bytes")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(range(min = 1, max = super::compile::MAX_BODY_LIMIT))
+        schemars(range(min = 1, max = MAX_BODY_LIMIT))
     )]
     pub max_body_bytes: u64,
     /// Where the consumer's name comes from; without it every request is `default`.
@@ -419,4 +419,59 @@ where
     }
 
     deserializer.deserialize_map(UniqueMapVisitor(std::marker::PhantomData))
+}
+
+/// A mistake in the configuration, at a JSON path such as `consumers.search-team.models[1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The largest body limit accepted: the filter holds a whole body in memory.
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Deserializes with the path of any error. Duplicate keys are refused: struct fields by serde,
+/// the name-keyed maps by `unique_map`.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let config: Config =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ConfigError {
+            path: error.path().to_string(),
+            message: error.inner().to_string(),
+        })?;
+    deserializer.end().map_err(|error| ConfigError {
+        path: String::new(),
+        message: format!("invalid JSON: {error}"),
+    })?;
+    Ok(config)
+}
+
+/// Collects every mistake rather than stopping at the first, so one `posturio check` run shows
+/// them all.
+#[derive(Default)]
+pub(crate) struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The mistakes found, or `None` when there were none.
+    pub(crate) fn into_found(self) -> Option<Vec<ConfigError>> {
+        (!self.0.is_empty()).then_some(self.0)
+    }
 }

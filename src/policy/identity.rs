@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::compile::Consumer;
+use super::compiled::Consumer;
 
 /// What the filter passes for a value that is there but that Envoy cannot hand to the module
 /// (it fails to serialise a null claim): a value that is no name.

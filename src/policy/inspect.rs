@@ -5,7 +5,6 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
-use super::compile::{Policy, Rule};
 use super::config::{Field, RuleAction};
 use super::detect::{self, Detector};
 use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
@@ -317,24 +316,6 @@ pub(crate) fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
             Slot::Prompt => Some("user"),
             _ => None,
         },
-    }
-}
-
-pub(crate) fn rule_looks_at(rule: &Rule, field: Field, role: Option<&str>) -> bool {
-    let field_ok = rule
-        .fields
-        .as_ref()
-        .is_none_or(|fields| fields.contains(&field));
-    let role_ok = rule
-        .roles
-        .as_ref()
-        .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
-    field_ok && role_ok
-}
-
-impl Policy {
-    pub(crate) fn rule_id(&self, index: usize) -> &str {
-        self.rules.get(index).map_or("?", |rule| rule.id.as_str())
     }
 }
 

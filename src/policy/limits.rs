@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::classify::{ApiFamily, Classified, Endpoint};
-use super::compile::OutputCap;
+use super::compiled::OutputCap;
 use super::config::CapAction;
 use super::extract::display_model;
 use super::limits_keys::{reads_as_number, undefined_limit};

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod classify;
 pub mod compile;
+pub mod compiled;
 pub mod config;
 pub mod detect;
 pub mod extract;
@@ -18,7 +19,7 @@ mod parts;
 pub mod redact;
 pub mod reply;
 pub mod request;
-mod rules;
+pub(crate) mod rules;
 mod sse;
 pub mod strict_json;
 pub mod usage;
@@ -26,7 +27,8 @@ pub mod usage_chunk;
 pub mod walk;
 
 pub use classify::ApiFamily;
-pub use compile::{ConfigError, Policy};
+pub use compiled::Policy;
+pub use config::ConfigError;
 pub use config::Mode;
 // The pipeline's decision types, under the names callers of `Policy::on_headers` and
 // `Policy::on_body` have always used.

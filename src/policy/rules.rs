@@ -1,9 +1,46 @@
 //! Compiling the inspection rules: ids checked, detectors resolved, patterns compiled, and all
 //! of them gathered into one scanner.
 
-use super::compile::{Detection, Errors, Rule};
-use super::config::RuleConfig;
+use super::config::{Errors, Field, Mode, RuleAction, RuleConfig};
 use super::inspect::{RuleSource, Scanner};
+
+/// A compiled inspection rule; its detectors and pattern live in the policy's one scanner.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub id: String,
+    // Read by `posturio check --diff`, which the Wasm module does not include.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub detection: Detection,
+    pub action: RuleAction,
+    pub roles: Option<Vec<String>>,
+    pub fields: Option<Vec<Field>>,
+    pub mode: Option<Mode>,
+}
+
+/// What a rule looks for, as written: kept so a review can name it (the scanner holds the
+/// compiled form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Detection {
+    /// A built-in detector (`detect`).
+    Detector(String),
+    /// A regular expression (`pattern`).
+    Pattern(String),
+}
+
+impl Rule {
+    /// Whether the rule reads text in this field, under this role.
+    pub(crate) fn looks_at(&self, field: Field, role: Option<&str>) -> bool {
+        let field_ok = self
+            .fields
+            .as_ref()
+            .is_none_or(|fields| fields.contains(&field));
+        let role_ok = self
+            .roles
+            .as_ref()
+            .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
+        field_ok && role_ok
+    }
+}
 
 /// Rule ids appear in replies, logs and redaction markers: keep them plain.
 fn valid_rule_id(id: &str) -> bool {

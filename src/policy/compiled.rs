@@ -1,0 +1,144 @@
+//! The compiled policy: what every request reads. Built once per configuration by `compile`,
+//! immutable after, shared by every request of a worker.
+
+use std::collections::{HashMap, HashSet};
+
+use super::budget::Budget;
+use super::classify::ApiFamily;
+use super::config::{CapAction, Mode, OpaqueContent};
+use super::inspect::Scanner;
+use super::rules::Rule;
+
+/// The name under which requests without a known identity are evaluated.
+pub const DEFAULT_CONSUMER: &str = "default";
+
+/// A compiled policy. Built once per configuration and shared by every request.
+#[derive(Debug)]
+pub struct Policy {
+    pub mode: Mode,
+    pub route_header: String,
+    pub max_body_bytes: usize,
+    pub identity: Identity,
+    pub debug_headers: bool,
+    /// Whether streamed OpenAI-style requests are made to report their usage
+    /// (`usage.inject_stream_usage`).
+    pub inject_stream_usage: bool,
+    /// The global `opaque_content`, which consumers without their own inherit.
+    pub opaque_content: OpaqueContent,
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) models: HashMap<String, Model>,
+    pub(crate) consumers: HashMap<String, Consumer>,
+    pub(crate) passthrough: Vec<Passthrough>,
+    pub(crate) rules: Vec<Rule>,
+    /// One scanner over every rule's detectors and patterns; `None` without rules.
+    pub(crate) scanner: Option<Scanner>,
+}
+
+/// Where the consumer's name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Every request is `default`.
+    None,
+    /// A request header (clients can set it: see the security model).
+    Header(String),
+    /// Dynamic metadata written by an earlier filter: `namespace`, then the keys down to a
+    /// string.
+    Metadata {
+        namespace: String,
+        path: Vec<String>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Provider {
+    pub name: String,
+    pub cluster: String,
+    pub families: Vec<ApiFamily>,
+    pub base_path: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub provider: usize,
+    pub upstream_model: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    pub name: String,
+    /// Catalogue names this consumer may use, globs already expanded.
+    pub approved: HashSet<String>,
+    pub mode: Mode,
+    /// Which settings the consumer's own entry gives rather than inherits (read by
+    /// `posturio check --diff`, which the Wasm module does not include).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub own: OwnSettings,
+    /// Which rules apply, by index into `Policy::rules`.
+    pub rules: Vec<bool>,
+    pub opaque_content: OpaqueContent,
+    /// The most output tokens one request may ask for.
+    pub output_cap: Option<OutputCap>,
+    pub budget: Option<Budget>,
+}
+
+/// Which of a consumer's settings its own entry gives, rather than inheriting the global one:
+/// a review shows a change to an inherited value once, on the global line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OwnSettings {
+    pub mode: bool,
+    pub opaque_content: bool,
+}
+
+/// A consumer's cap on the output tokens of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    pub limit: u64,
+    pub action: CapAction,
+}
+
+impl Consumer {
+    pub fn has_rules(&self) -> bool {
+        self.rules.contains(&true)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Passthrough {
+    pub method: String,
+    pub path_prefix: String,
+    pub provider: usize,
+}
+
+impl Policy {
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// The token budget of a consumer (by the name `Pending` evaluates it as).
+    pub fn budget_for(&self, consumer: &str) -> Option<&Budget> {
+        self.consumers.get(consumer)?.budget.as_ref()
+    }
+
+    /// A consumer's cap on the output tokens of one request, if it has one.
+    pub fn output_cap_for(&self, consumer: &str) -> Option<u64> {
+        Some(self.consumers.get(consumer)?.output_cap.as_ref()?.limit)
+    }
+
+    /// A consumer's effective mode: its own, else the global one.
+    pub fn consumer_mode(&self, consumer: &str) -> Option<Mode> {
+        self.consumers.get(consumer).map(|consumer| consumer.mode)
+    }
+
+    /// A rule's id by its index, for replies and logs.
+    pub(crate) fn rule_id(&self, index: usize) -> &str {
+        self.rules.get(index).map_or("?", |rule| rule.id.as_str())
+    }
+}
