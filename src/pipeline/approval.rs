@@ -2,9 +2,10 @@
 //! found in the catalogue, its provider able to serve the request's API, and the model
 //! approved for the consumer; in audit mode a refusal of the consumer is recorded instead.
 
-use super::classification::no_consumer;
-use super::decision::{audit_or_refuse, Facts};
-use super::endpoint::body_reply;
+use super::refusals::audit_or_refuse;
+use super::refusals::body_reply;
+use super::refusals::no_consumer;
+use super::state::Facts;
 use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::{Consumer, Policy, Provider};
 use crate::policy::extract::{display_model, BodyError};

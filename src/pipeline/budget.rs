@@ -3,8 +3,9 @@
 //! audit mode recorded), and charged once the response's usage is known.
 
 use super::host::Host;
+use super::state::Pending;
 use crate::policy::budget::{self, Counter, CAS_RETRIES};
-use crate::policy::{Code, Mode, Pending, Policy, Reply};
+use crate::policy::{Code, Mode, Policy, Reply};
 
 /// Creates every budget counter that does not exist yet, so that later updates always carry a
 /// compare-and-swap token: two workers can then never both write the first value of a key.

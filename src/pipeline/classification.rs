@@ -2,42 +2,16 @@
 //! passthrough), its consumer (the identity step), its media type and declared size. It
 //! refuses what the headers condemn and otherwise keeps a `Pending` until the body arrives.
 
-use super::decision::Facts;
 use super::identity;
-use crate::policy::classify::{classify, is_canonical_path, is_under, split_query, Classified};
+use super::refusals::{no_consumer, too_large};
+use super::state::Facts;
+use super::state::{Pending, Target};
+use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::extract::display_model;
 use crate::policy::limits_usage;
 use crate::policy::request::{self, check_json_body, Headers};
 use crate::policy::{ApiFamily, Code, Policy, Reply};
-
-/// What a request is, once its headers are read. Kept until the body arrives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub(crate) target: Target,
-    /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
-    /// one) and the policy has no `default` consumer.
-    pub(crate) consumer: Option<String>,
-    /// The request path, query included, as the client sent it.
-    pub(crate) path: String,
-    pub(crate) shape: ApiFamily,
-    /// Why the request's headers make its answer's usage unreadable, if they do; refused for
-    /// a consumer with a budget once the body is read (audit mode records it instead).
-    pub(crate) unread_headers: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    Endpoint(Classified),
-    Passthrough(usize),
-}
-
-impl Pending {
-    /// The API shape replies to this request take.
-    pub fn shape(&self) -> ApiFamily {
-        self.shape
-    }
-}
 
 /// Decides what the headers alone can decide. `metadata_identity` is the value found at
 /// the identity's metadata path, when the identity comes from metadata.
@@ -147,18 +121,6 @@ pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
     facts
 }
 
-/// The reply for a body over `max_body_bytes`.
-pub fn too_large(policy: &Policy, shape: ApiFamily) -> Reply {
-    Reply::new(
-        Code::BodyTooLarge,
-        shape,
-        format!(
-            "the request body is larger than the gateway's limit of {} bytes",
-            policy.max_body_bytes
-        ),
-    )
-}
-
 fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
     let (path, _) = split_query(target);
     if !is_canonical_path(path) {
@@ -181,12 +143,4 @@ pub fn reply_shape(headers: &Headers) -> ApiFamily {
     } else {
         ApiFamily::OpenAi
     }
-}
-
-pub(crate) fn no_consumer(shape: ApiFamily) -> Reply {
-    Reply::new(
-        Code::ConsumerNotAllowed,
-        shape,
-        "the request names no known consumer and the policy has no \"default\" consumer",
-    )
 }

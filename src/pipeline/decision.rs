@@ -2,54 +2,13 @@
 //! headers): forward (where and how) or refuse, and the facts the record shows. An endpoint
 //! request is decided by `endpoint.rs`; a passthrough call here.
 
-use super::classification::{no_consumer, Pending, Target};
 use super::endpoint;
-use crate::policy::classify::API_ROOT;
-use crate::policy::config::Mode;
-use crate::policy::inspect::Fired;
-use crate::policy::usage::UsageFormat;
+use super::refusals::audit_or_refuse;
+use super::refusals::no_consumer;
+use super::rewrite::rebase;
+use super::state::{Decision, Facts, Forward};
+use super::state::{Pending, Target};
 use crate::policy::{Code, Policy, Reply};
-
-/// The decision on a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Refuse(Reply),
-    Forward(Forward),
-}
-
-/// How to forward an allowed request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    pub cluster: String,
-    /// The new `:path`, when the model is in the path or the provider's `base_path` applies.
-    pub path: Option<String>,
-    /// The new body, when the model is rewritten, text redacted, the output-token cap applied
-    /// or stream usage asked for. Every other byte is the client's.
-    pub body: Option<Vec<u8>>,
-    /// Set when the policy would have refused the request but audit mode let it through.
-    pub audited: Option<Reply>,
-    /// The format the response reports its token usage in; `None` when it reports none
-    /// (token counts, passthrough calls).
-    pub usage: Option<UsageFormat>,
-}
-
-/// What a decision was about, for the log and the access log. Never prompt text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    pub consumer: Option<String>,
-    pub family: Option<&'static str>,
-    pub model: Option<String>,
-    pub upstream_model: Option<String>,
-    pub provider: Option<String>,
-    pub rules: Vec<Fired>,
-    pub redactions: usize,
-    /// An output-token value over the consumer's cap was lowered to it.
-    pub output_cap_clamped: bool,
-    /// The request asked for no output-token limit and was given the consumer's cap.
-    pub output_cap_added: bool,
-    /// `stream_options.include_usage: true` was set so the stream reports its usage.
-    pub stream_usage_added: bool,
-}
 
 /// Decides with the whole body (empty for a request that ended with its headers).
 pub fn decide_body(policy: &Policy, pending: &Pending, body: &[u8]) -> (Decision, Facts) {
@@ -103,25 +62,6 @@ fn decide_passthrough(
         audited,
         usage: None,
     }))
-}
-
-/// In audit mode a policy denial is recorded and the request goes on; in enforce mode it is
-/// the reply.
-pub(crate) fn audit_or_refuse(mode: Mode, reply: Reply) -> Result<Option<Reply>, Reply> {
-    match mode {
-        Mode::Audit => Ok(Some(reply)),
-        Mode::Enforce => Err(reply),
-    }
-}
-
-/// The path with its leading `/v1` replaced by `base_path`, or `None` when unchanged.
-pub(crate) fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
-    let base_path = base_path?;
-    let rest = path.strip_prefix(API_ROOT)?;
-    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
-        return None;
-    }
-    Some(format!("{base_path}{rest}"))
 }
 
 /// The request pipeline's decisions, as methods of the policy for the callers that evaluate

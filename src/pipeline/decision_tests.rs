@@ -1,6 +1,7 @@
 //! Decisions (classification, then the body), table by table: one named case a line.
 
 use super::*;
+use crate::policy::config::Mode;
 use crate::policy::ApiFamily;
 use serde_json::Value;
 

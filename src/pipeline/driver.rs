@@ -11,17 +11,19 @@
 //! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
 //!   at the end of the body or at the end of the stream.
 
+use super::state::{Decision, Facts, Pending};
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::answer::{self, Refusal};
 use super::budget::{self, Checked};
-use super::classification::{classify_request, facts_before_body, reply_shape, too_large};
+use super::classification::{classify_request, facts_before_body, reply_shape};
 use super::decision::decide_body;
 use super::forward::{self, Route};
 use super::host::{Host, HostError};
 use super::metrics::{self, MetricIds};
 use super::record::{Decided, Recorder};
+use super::refusals::too_large;
 use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
 use super::Flow;
@@ -29,7 +31,7 @@ use crate::policy::compiled::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
-use crate::policy::{ApiFamily, Code, Decision, Facts, Pending, Policy, Reply};
+use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 enum Stage {
     /// Nothing seen yet.
@@ -187,7 +189,9 @@ impl<H: Host> Request<H> {
                 metrics: &self.metrics,
                 labels: self.recorder.labels.as_ref(),
             };
-            upstream.headers(&cx, end_of_stream);
+            if upstream.headers(&cx, end_of_stream) {
+                settle(upstream, &cx);
+            }
         }
         Flow::Continue
     }
@@ -203,6 +207,9 @@ impl<H: Host> Request<H> {
                 labels: self.recorder.labels.as_ref(),
             };
             upstream.body(&cx, body_size, end_of_stream);
+            if end_of_stream {
+                settle(upstream, &cx);
+            }
         }
         Flow::Continue
     }

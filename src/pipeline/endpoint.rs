@@ -4,20 +4,19 @@
 //! (`request_limits.rs`), the edits made in one copy (`rewrite.rs`).
 
 use super::approval::approve;
-use super::classification::{too_large, Pending};
-use super::decision::{Decision, Facts, Forward};
 use super::inspection::inspect;
+use super::refusals::body_reply;
+use super::refusals::too_large;
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
+use super::state::Pending;
+use super::state::{Decision, Facts, Forward};
 use crate::policy::classify::Classified;
 use crate::policy::compiled::{Consumer, Policy};
-use crate::policy::extract::BodyError;
 use crate::policy::inspect::ScanSink;
 use crate::policy::limits;
-use crate::policy::reply::{Code, Reply};
-use crate::policy::strict_json::{JsonError, Violation};
+use crate::policy::reply::Reply;
 use crate::policy::walk::{walk_watching, NoText, Watch};
-use crate::policy::ApiFamily;
 
 /// Decides an endpoint request with its whole body.
 pub(super) fn decide_endpoint(
@@ -78,15 +77,4 @@ pub(super) fn decide_endpoint(
         audited,
         usage: limits::usage_format(classified),
     }))
-}
-
-pub(crate) fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
-    let code = match &error {
-        BodyError::Json(JsonError::Violation(
-            Violation::DuplicateKey(_) | Violation::CaseVariant { .. },
-        )) => Code::DuplicateKey,
-        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
-        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
-    };
-    Reply::new(code, shape, error.to_string())
 }

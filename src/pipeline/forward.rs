@@ -2,7 +2,7 @@
 //! its length, the new path, the provider's cluster in the route header.
 
 use super::host::{Host, HostError};
-use crate::policy::Forward;
+use super::state::Forward;
 
 /// What the forward step needs besides the decision.
 pub(super) struct Route<'a> {

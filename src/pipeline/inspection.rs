@@ -1,7 +1,7 @@
 //! The inspection step: the scanner's hits judged for one consumer — which rules apply, block,
 //! redact or only record — and the reply for content that cannot be inspected.
 
-use super::decision::Facts;
+use super::state::Facts;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::{Mode, OpaqueContent, RuleAction};
 use crate::policy::inspect::{field_of, role_of, Fired, Hit, Verdict};

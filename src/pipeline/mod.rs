@@ -22,19 +22,20 @@ mod identity;
 mod inspection;
 pub mod metrics;
 mod record;
+mod refusals;
 mod request_limits;
 mod response;
 mod rewrite;
 mod settle;
+pub mod state;
 
 pub use answer::{Answer, Refusal};
-pub use classification::Pending;
 pub use configure::configure;
-pub use decision::{Decision, Facts, Forward};
 pub use driver::Request;
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake_host::FakeHost;
 pub use host::{Host, HostError, MetricKind};
+pub use state::{Decision, Facts, Forward, Pending};
 
 /// What the adapter tells its host once a callback is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! one log line, the same facts in filter state for Envoy's access log, and the debug header.
 //! Names and codes only, never prompt text.
 
+use super::state::Facts;
 use std::cell::RefCell;
 
 use serde_json::json;
@@ -9,7 +10,7 @@ use serde_json::json;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use crate::policy::extract::display_model;
-use crate::policy::{Facts, Policy, Reply};
+use crate::policy::{Policy, Reply};
 
 /// Label values of a decided request: names from the configuration only.
 #[derive(Debug, Clone, PartialEq, Eq)]

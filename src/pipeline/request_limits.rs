@@ -1,8 +1,9 @@
 //! The limits step: what the request limits change or refuse — usage asked of a stream, a
 //! budget's need to read the answer's usage, and the consumer's output-token cap.
 
-use super::classification::Pending;
-use super::decision::{audit_or_refuse, Facts};
+use super::refusals::audit_or_refuse;
+use super::state::Facts;
+use super::state::Pending;
 use crate::policy::classify::Classified;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::Mode;

@@ -1,12 +1,12 @@
 //! The response step of a forwarded request: upstream status and timing metrics, and token
-//! usage read from the body as it passes (never held back). Settlement is in `settle.rs`.
+//! usage read from the body as it passes (never held back). The driver settles once the
+//! response ends (`settle.rs`).
 
 use std::cell::RefCell;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::record::Labels;
-use super::settle::settle;
 use crate::policy::usage::{
     usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
 };
@@ -79,8 +79,9 @@ pub(super) struct Context<'a, H: Host> {
 
 impl Upstream {
     /// The response's headers: count its status class, time the first byte, and decide
-    /// whether its body can be read for usage.
-    pub(super) fn headers<H: Host>(&mut self, cx: &Context<H>, end_of_stream: bool) {
+    /// whether its body can be read for usage. True when the provider's answer ends here, so
+    /// it is settled now; Envoy's own replies are settled at the end of the stream.
+    pub(super) fn headers<H: Host>(&mut self, cx: &Context<H>, end_of_stream: bool) -> bool {
         let upstream = self;
         // A filter after this one (rate limiting, say) may answer in the provider's stead:
         // that reply is neither an upstream response nor a source of usage.
@@ -102,7 +103,7 @@ impl Upstream {
             if !reached {
                 upstream.settled = true;
             }
-            return;
+            return false;
         }
         let now = cx.host.now_nanos().ok();
         let headers = cx.host.response_headers().unwrap_or_default();
@@ -168,9 +169,7 @@ impl Upstream {
                 );
             }
         }
-        if end_of_stream {
-            settle(upstream, cx);
-        }
+        end_of_stream
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a
@@ -204,9 +203,6 @@ impl Upstream {
                     upstream.remover = None;
                 }
             }
-        }
-        if end_of_stream {
-            settle(upstream, cx);
         }
     }
 }

@@ -2,11 +2,11 @@
 //! limits' changes made as edits of the body in one copy, and the path moved under the
 //! provider's `base_path`.
 
+use crate::policy::classify::API_ROOT;
 use std::collections::BTreeMap;
 
 use super::approval::Approved;
-use super::classification::Pending;
-use super::decision::rebase;
+use super::state::Pending;
 use crate::policy::classify::{encode_segment, Classified};
 use crate::policy::compiled::Policy;
 use crate::policy::inspect::Verdict;
@@ -122,4 +122,14 @@ pub(super) fn redaction_edits(
             Some(Edit { span, text })
         })
         .collect()
+}
+
+/// The path with its leading `/v1` replaced by `base_path`, or `None` when unchanged.
+pub(crate) fn rebase(path: &str, base_path: Option<&str>) -> Option<String> {
+    let base_path = base_path?;
+    let rest = path.strip_prefix(API_ROOT)?;
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+        return None;
+    }
+    Some(format!("{base_path}{rest}"))
 }

@@ -32,6 +32,6 @@ pub use config::ConfigError;
 pub use config::Mode;
 // The pipeline's decision types, under the names callers of `Policy::on_headers` and
 // `Policy::on_body` have always used.
-pub use crate::pipeline::classification::Pending;
-pub use crate::pipeline::decision::{Decision, Facts, Forward};
+pub use crate::pipeline::state::Pending;
+pub use crate::pipeline::state::{Decision, Facts, Forward};
 pub use reply::{Code, Reply};

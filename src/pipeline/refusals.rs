@@ -1,0 +1,49 @@
+//! Refusals several steps give, and the one rule of audit mode: a policy denial is recorded
+//! and the request goes on.
+
+use crate::policy::config::Mode;
+use crate::policy::extract::BodyError;
+use crate::policy::strict_json::{JsonError, Violation};
+use crate::policy::{ApiFamily, Code, Policy, Reply};
+
+/// In audit mode a policy denial is recorded and the request goes on; in enforce mode it is
+/// the reply.
+pub(crate) fn audit_or_refuse(mode: Mode, reply: Reply) -> Result<Option<Reply>, Reply> {
+    match mode {
+        Mode::Audit => Ok(Some(reply)),
+        Mode::Enforce => Err(reply),
+    }
+}
+
+/// The reply for a body over `max_body_bytes`.
+pub fn too_large(policy: &Policy, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::BodyTooLarge,
+        shape,
+        format!(
+            "the request body is larger than the gateway's limit of {} bytes",
+            policy.max_body_bytes
+        ),
+    )
+}
+
+/// The request names no consumer the policy knows.
+pub(crate) fn no_consumer(shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::ConsumerNotAllowed,
+        shape,
+        "the request names no known consumer and the policy has no \"default\" consumer",
+    )
+}
+
+/// A body that cannot be read as the endpoint's request.
+pub(crate) fn body_reply(error: BodyError, shape: ApiFamily) -> Reply {
+    let code = match &error {
+        BodyError::Json(JsonError::Violation(
+            Violation::DuplicateKey(_) | Violation::CaseVariant { .. },
+        )) => Code::DuplicateKey,
+        BodyError::Empty | BodyError::Json(_) | BodyError::NotAnObject => Code::InvalidJson,
+        BodyError::ModelMissing | BodyError::ModelNotString => Code::InvalidModel,
+    };
+    Reply::new(code, shape, error.to_string())
+}

@@ -1,0 +1,76 @@
+//! What the steps learn of a request and hand on: the `Pending` request once its headers are
+//! read, the `Facts` every record shows, and the `Decision` with its `Forward`.
+
+use crate::policy::classify::Classified;
+use crate::policy::inspect::Fired;
+use crate::policy::usage::UsageFormat;
+use crate::policy::{ApiFamily, Reply};
+
+/// What a request is, once its headers are read. Kept until the body arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub(crate) target: Target,
+    /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
+    /// one) and the policy has no `default` consumer.
+    pub(crate) consumer: Option<String>,
+    /// The request path, query included, as the client sent it.
+    pub(crate) path: String,
+    pub(crate) shape: ApiFamily,
+    /// Why the request's headers make its answer's usage unreadable, if they do; refused for
+    /// a consumer with a budget once the body is read (audit mode records it instead).
+    pub(crate) unread_headers: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Endpoint(Classified),
+    Passthrough(usize),
+}
+
+impl Pending {
+    /// The API shape replies to this request take.
+    pub fn shape(&self) -> ApiFamily {
+        self.shape
+    }
+}
+
+/// The decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Refuse(Reply),
+    Forward(Forward),
+}
+
+/// How to forward an allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub cluster: String,
+    /// The new `:path`, when the model is in the path or the provider's `base_path` applies.
+    pub path: Option<String>,
+    /// The new body, when the model is rewritten, text redacted, the output-token cap applied
+    /// or stream usage asked for. Every other byte is the client's.
+    pub body: Option<Vec<u8>>,
+    /// Set when the policy would have refused the request but audit mode let it through.
+    pub audited: Option<Reply>,
+    /// The format the response reports its token usage in; `None` when it reports none
+    /// (token counts, passthrough calls).
+    pub usage: Option<UsageFormat>,
+}
+
+/// What a decision was about, for the log and the access log. Never prompt text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub consumer: Option<String>,
+    pub family: Option<&'static str>,
+    pub model: Option<String>,
+    pub upstream_model: Option<String>,
+    pub provider: Option<String>,
+    pub rules: Vec<Fired>,
+    pub redactions: usize,
+    /// An output-token value over the consumer's cap was lowered to it.
+    pub output_cap_clamped: bool,
+    /// The request asked for no output-token limit and was given the consumer's cap.
+    pub output_cap_added: bool,
+    /// `stream_options.include_usage: true` was set so the stream reports its usage.
+    pub stream_usage_added: bool,
+}
