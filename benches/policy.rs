@@ -22,8 +22,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use posturio::pipeline::Decision;
 use posturio::policy::extract::read_body;
-use posturio::policy::{Decision, Policy};
+use posturio::policy::Policy;
 
 const EXAMPLE_POLICY: &str = include_str!("../envoy/policy.json");
 const DETECTORS_POLICY: &str = include_str!("policy-detectors.json");

@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use posturio::policy::{Code, Decision, Facts, Policy};
+use posturio::pipeline::{Decision, Facts};
+use posturio::policy::{Code, Policy};
 use serde_json::Value;
 
 /// A request as the filter sees it: headers (pseudo-headers included) and the whole body.

@@ -3,7 +3,8 @@
 //! value, JSON text inside a string, prompt text in fields the filter did not map, roles
 //! another family defines, and files sent by id.
 
-use crate::policy::{Code, Forward, Reply};
+use crate::pipeline::Forward;
+use crate::policy::{Code, Reply};
 
 const POLICY: &str = r#"{
   "identity": { "header": "x-team" },

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::policy::{Code, Forward, Reply};
+use crate::pipeline::Forward;
+use crate::policy::{Code, Reply};
 
 const POLICY: &str = r#"{
   "identity": { "header": "x-team" },

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::policy::{Code, Decision, Forward, Policy, Reply};
+use crate::pipeline::{Decision, Forward};
+use crate::policy::{Code, Policy, Reply};
 
 const POLICY: &str = r#"{
   "identity": { "header": "x-team" },

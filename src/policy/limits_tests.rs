@@ -2,8 +2,9 @@
 //! forwarded (compared as JSON, and checked to be strict JSON) or the refusal.
 
 use super::*;
+use crate::pipeline::{Decision, Facts, Forward};
 use crate::policy::strict_json::validate;
-use crate::policy::{Decision, Facts, Forward, Policy};
+use crate::policy::Policy;
 use serde_json::Value;
 
 const POLICY: &str = r#"{

@@ -28,10 +28,5 @@ pub mod walk;
 
 pub use classify::ApiFamily;
 pub use compiled::Policy;
-pub use config::ConfigError;
-pub use config::Mode;
-// The pipeline's decision types, under the names callers of `Policy::on_headers` and
-// `Policy::on_body` have always used.
-pub use crate::pipeline::state::Pending;
-pub use crate::pipeline::state::{Decision, Facts, Forward};
+pub use config::{ConfigError, Mode};
 pub use reply::{Code, Reply};
