@@ -1,5 +1,5 @@
 //! Token budgets per consumer: fixed windows of a minute, an hour or a day, counted per Envoy
-//! instance in shared data. (Skeleton: the counting is being written.)
+//! instance in shared data (the counter and its encoding here; the pipeline checks and charges).
 
 /// A budget window. Windows are aligned to the Unix epoch (a minute starts at :00, a day at
 /// 00:00 UTC).

@@ -29,10 +29,10 @@ pub fn detector_names() -> Vec<&'static str> {
 }
 
 /// Scans text for every rule at once: the built-in detectors and patterns of all rules in one
-/// `detect::Scanner`, each source remembered with its rule.
+/// `detect::SourceSet`, each source remembered with its rule.
 #[derive(Debug)]
 pub struct Scanner {
-    sources: detect::Scanner,
+    sources: detect::SourceSet,
     /// The rule of each source, by the source's index.
     rules: Vec<usize>,
 }
@@ -49,7 +49,7 @@ impl Scanner {
                 RuleSource::Pattern(pattern) => detect::Source::Pattern(pattern),
             })
             .collect();
-        let sources = detect::Scanner::new(&compiled).map_err(|error| {
+        let sources = detect::SourceSet::new(&compiled).map_err(|error| {
             let rule = rules.get(error.index).copied().unwrap_or_default();
             (rule, error.to_string())
         })?;
@@ -57,7 +57,7 @@ impl Scanner {
     }
 
     /// Appends `(rule index, byte range)` for every match in `text`, made of `pieces` (see
-    /// `detect::Scanner::scan_pieces`): each match lies in one piece.
+    /// `detect::SourceSet::scan_pieces`): each match lies in one piece.
     pub fn scan(
         &self,
         text: &str,
@@ -87,7 +87,7 @@ pub struct Hit {
 /// The sink the walk feeds. Each scan has a fixed cost per detector pass, and a body holds
 /// hundreds of short strings and keys, so the text is gathered into one buffer, joined by
 /// newlines, and searched in one pass; yet every detector and pattern decides on one string
-/// alone (`detect::Scanner::scan_pieces`), so what follows a string never hides, nor makes, a
+/// alone (`detect::SourceSet::scan_pieces`), so what follows a string never hides, nor makes, a
 /// match in it.
 pub struct ScanSink<'p> {
     scanner: &'p Scanner,

@@ -157,7 +157,7 @@ const TRACKED_DEPTH: usize = 3;
 pub struct UsageReader {
     framing: Framing,
     lines: DataLines,
-    scanner: Scanner,
+    scanner: UsageExtractor,
 }
 
 impl UsageReader {
@@ -165,7 +165,7 @@ impl UsageReader {
         UsageReader {
             framing,
             lines: DataLines::new(),
-            scanner: Scanner::new(format),
+            scanner: UsageExtractor::new(format),
         }
     }
 
@@ -391,7 +391,7 @@ fn whole(value: &Value) -> Option<u64> {
 
 /// Where a container sits, as far as finding usage goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
+enum Container {
     Other,
     /// A top-level array: each element is a document (Gemini without `alt=sse`).
     List,
@@ -403,7 +403,7 @@ enum Place {
 
 /// What the value after the current key is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+enum NextValue {
     Other,
     Prefix,
     Usage,
@@ -411,22 +411,22 @@ enum Slot {
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
-    place: Place,
+    container: Container,
     is_object: bool,
     /// The next string in this object is a key.
     expect_key: bool,
-    slot: Slot,
+    next: NextValue,
 }
 
 const UNTRACKED: Level = Level {
-    place: Place::Other,
+    container: Container::Other,
     is_object: false,
     expect_key: false,
-    slot: Slot::Other,
+    next: NextValue::Other,
 };
 
 /// An incremental JSON scanner over a sequence of documents that copies out usage objects.
-struct Scanner {
+struct UsageExtractor {
     format: UsageFormat,
     /// Open containers.
     depth: u32,
@@ -452,9 +452,9 @@ struct Scanner {
     found: Option<Counts>,
 }
 
-impl Scanner {
+impl UsageExtractor {
     fn new(format: UsageFormat) -> Self {
-        Scanner {
+        UsageExtractor {
             format,
             depth: 0,
             levels: [UNTRACKED; TRACKED_DEPTH],
@@ -572,17 +572,17 @@ impl Scanner {
                 if let Some(level) = self.level() {
                     if level.is_object && level.expect_key {
                         level.expect_key = false;
-                        level.slot = Slot::Other;
-                        let targets_here = match level.place {
-                            Place::Document => true,
-                            Place::Prefix => prefix_key.is_some(),
-                            Place::Other | Place::List => false,
+                        level.next = NextValue::Other;
+                        let targets_here = match level.container {
+                            Container::Document => true,
+                            Container::Prefix => prefix_key.is_some(),
+                            Container::Other | Container::List => false,
                         };
                         if targets_here {
                             self.start_key();
                         }
                     } else {
-                        level.slot = Slot::Other;
+                        level.next = NextValue::Other;
                     }
                 }
             }
@@ -591,14 +591,14 @@ impl Scanner {
             b',' => {
                 if let Some(level) = self.level() {
                     level.expect_key = level.is_object;
-                    level.slot = Slot::Other;
+                    level.next = NextValue::Other;
                 }
             }
             b':' | b' ' | b'\t' | b'\n' | b'\r' => {}
             // A scalar (or stray byte): whatever was after the key is not usage.
             _ => {
                 if let Some(level) = self.level() {
-                    level.slot = Slot::Other;
+                    level.next = NextValue::Other;
                 }
             }
         }
@@ -606,37 +606,37 @@ impl Scanner {
 
     fn open(&mut self, is_object: bool) {
         let top = self.depth == 0;
-        let place = match self.level() {
+        let container = match self.level() {
             None if top => {
                 if is_object {
-                    Place::Document
+                    Container::Document
                 } else {
-                    Place::List
+                    Container::List
                 }
             }
-            None => Place::Other,
+            None => Container::Other,
             Some(level) => {
-                let place = match (level.place, level.slot, is_object) {
-                    (Place::List, _, true) => Place::Document,
-                    (_, Slot::Prefix, true) => Place::Prefix,
-                    _ => Place::Other,
+                let container = match (level.container, level.next, is_object) {
+                    (Container::List, _, true) => Container::Document,
+                    (_, NextValue::Prefix, true) => Container::Prefix,
+                    _ => Container::Other,
                 };
-                let starts_usage = level.slot == Slot::Usage && is_object;
-                let prefixed = level.place == Place::Prefix;
-                level.slot = Slot::Other;
+                let starts_usage = level.next == NextValue::Usage && is_object;
+                let prefixed = level.container == Container::Prefix;
+                level.next = NextValue::Other;
                 if starts_usage {
                     self.start_capture(prefixed);
                 }
-                place
+                container
             }
         };
         self.depth = self.depth.saturating_add(1);
         if let Some(level) = self.level() {
             *level = Level {
-                place,
+                container,
                 is_object,
                 expect_key: is_object,
-                slot: Slot::Other,
+                next: NextValue::Other,
             };
         }
     }
@@ -662,10 +662,10 @@ impl Scanner {
     fn end_key(&mut self) {
         self.reading_key = false;
         let slot = if self.key_too_long {
-            Slot::Other
+            NextValue::Other
         } else {
             let (usage_key, prefix_key) = self.targets();
-            let place = self.level().map(|level| level.place);
+            let container = self.level().map(|level| level.container);
             let raw = self.key.get(..self.key_len).unwrap_or_default();
             let decoded: Option<String>;
             let key: &[u8] = if self.key_has_escape {
@@ -676,15 +676,15 @@ impl Scanner {
                     .and_then(|key| key.strip_suffix(b"\""))
                     .unwrap_or_default()
             };
-            match place {
-                Some(Place::Document) if key == usage_key => Slot::Usage,
-                Some(Place::Document) if Some(key) == prefix_key => Slot::Prefix,
-                Some(Place::Prefix) if key == b"usage" => Slot::Usage,
-                _ => Slot::Other,
+            match container {
+                Some(Container::Document) if key == usage_key => NextValue::Usage,
+                Some(Container::Document) if Some(key) == prefix_key => NextValue::Prefix,
+                Some(Container::Prefix) if key == b"usage" => NextValue::Usage,
+                _ => NextValue::Other,
             }
         };
         if let Some(level) = self.level() {
-            level.slot = slot;
+            level.next = slot;
         }
     }
 
@@ -766,7 +766,7 @@ impl DataLines {
         }
     }
 
-    fn feed(&mut self, chunk: &[u8], scanner: &mut Scanner) {
+    fn feed(&mut self, chunk: &[u8], scanner: &mut UsageExtractor) {
         for piece in self.lines.pieces(chunk) {
             match piece {
                 Piece::LineEnd { .. } => self.event.end_line(scanner),
@@ -782,7 +782,7 @@ impl DataLines {
 impl EventState {
     /// Reads text of the current line: its field name byte by byte, then a data line's value
     /// at once.
-    fn read_text(&mut self, text: &[u8], scanner: &mut Scanner) {
+    fn read_text(&mut self, text: &[u8], scanner: &mut UsageExtractor) {
         let mut rest = text;
         while let Some((&byte, after)) = rest.split_first() {
             match self.line {
@@ -831,7 +831,7 @@ impl EventState {
         }
     }
 
-    fn start_data(&mut self, scanner: &mut Scanner) {
+    fn start_data(&mut self, scanner: &mut UsageExtractor) {
         // The SSE spec joins an event's data lines with a line feed.
         if self.has_data {
             scanner.feed(b"\n");
@@ -839,7 +839,7 @@ impl EventState {
         self.has_data = true;
     }
 
-    fn end_line(&mut self, scanner: &mut Scanner) {
+    fn end_line(&mut self, scanner: &mut UsageExtractor) {
         match self.line {
             // An empty line dispatches the event.
             Line::Bom(_) | Line::Field(0) => {

@@ -244,7 +244,7 @@ const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// Every source of one scan, compiled once at config load.
 #[derive(Debug, Clone)]
-pub struct Scanner {
+pub struct SourceSet {
     passes: Vec<Pass>,
 }
 
@@ -293,8 +293,8 @@ impl Search {
     }
 }
 
-impl Scanner {
-    pub fn new(sources: &[Source]) -> Result<Scanner, PatternError> {
+impl SourceSet {
+    pub fn new(sources: &[Source]) -> Result<SourceSet, PatternError> {
         let mut passes: Vec<Pass> = Vec::new();
         for (index, source) in sources.iter().enumerate() {
             let detector = match *source {
@@ -329,7 +329,7 @@ impl Scanner {
                 }
             }
         }
-        Ok(Scanner { passes })
+        Ok(SourceSet { passes })
     }
 
     /// Appends every match in `text` as (index of its source in `new`, byte range), sorted by

@@ -15,7 +15,7 @@ macro_rules! detector_cases {
 pub(crate) use detector_cases;
 
 pub(crate) fn matches(detector: Detector, text: &str) -> Vec<&str> {
-    let scanner = Scanner::new(&[Source::Builtin(detector)]).unwrap();
+    let scanner = SourceSet::new(&[Source::Builtin(detector)]).unwrap();
     let mut out = Vec::new();
     scanner.scan(text, &mut out);
     assert_eq!(
@@ -34,7 +34,7 @@ pub(crate) fn matches(detector: Detector, text: &str) -> Vec<&str> {
 }
 
 fn scan(sources: &[Source], text: &str) -> Vec<(usize, String)> {
-    let scanner = Scanner::new(sources).unwrap();
+    let scanner = SourceSet::new(sources).unwrap();
     let mut out = Vec::new();
     scanner.scan(text, &mut out);
     assert_eq!(
@@ -84,7 +84,7 @@ fn every_name_looks_up_itself() {
 #[test]
 fn every_builtin_pattern_compiles() {
     for &detector in Detector::ALL {
-        Scanner::new(&[detector.into()]).unwrap();
+        SourceSet::new(&[detector.into()]).unwrap();
     }
 }
 
@@ -139,7 +139,7 @@ fn detectors_may_overlap_each_other() {
 
 #[test]
 fn a_bad_pattern_names_its_source() {
-    let error = Scanner::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
+    let error = SourceSet::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
     assert_eq!(error.index, 1);
     assert_eq!(
         error.to_string(),
@@ -149,7 +149,7 @@ fn a_bad_pattern_names_its_source() {
 
 #[test]
 fn an_oversized_pattern_is_refused() {
-    let error = Scanner::new(&[Source::Pattern("\\w{1000}")]).unwrap_err();
+    let error = SourceSet::new(&[Source::Pattern("\\w{1000}")]).unwrap_err();
     assert_eq!(error.index, 0);
     assert!(error
         .message
@@ -200,7 +200,7 @@ fn ranges_stay_on_char_boundaries_among_multibyte_text() {
 #[test]
 fn any_stops_at_the_first_match_and_agrees_with_scan() {
     let sources: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
-    let scanner = Scanner::new(&sources).unwrap();
+    let scanner = SourceSet::new(&sources).unwrap();
     for text in [
         "",
         "nothing to see here, version 1.2.3 on 2024-01-15",
@@ -311,7 +311,7 @@ fn prompt_text(size: usize, every: Option<usize>) -> String {
 
 /// The best of five batches, so other work on the machine does not count.
 #[allow(clippy::arithmetic_side_effects)]
-fn micros_per_kib(scanner: &Scanner, text: &str) -> (f64, usize) {
+fn micros_per_kib(scanner: &SourceSet, text: &str) -> (f64, usize) {
     let rounds = (2 * 1024 * 1024 / text.len()).clamp(3, 2048);
     let mut out = Vec::new();
     scanner.scan(text, &mut out);
@@ -336,7 +336,7 @@ fn micros_per_kib(scanner: &Scanner, text: &str) -> (f64, usize) {
 fn detect_speed() {
     let mut sources: Vec<Source> = Detector::ALL.iter().map(|&d| d.into()).collect();
     sources.push(Source::Pattern("(?i)ignore (all )?previous instructions"));
-    let all = Scanner::new(&sources).unwrap();
+    let all = SourceSet::new(&sources).unwrap();
     println!("all 15 detectors + 1 pattern:");
     for size in [1024, 64 * 1024, 1024 * 1024] {
         let text = prompt_text(size, Some(100));
@@ -349,7 +349,7 @@ fn detect_speed() {
     let text = prompt_text(1024 * 1024, Some(100));
     println!("one detector at a time, 1 MiB:");
     for &detector in Detector::ALL {
-        let scanner = Scanner::new(&[detector.into()]).unwrap();
+        let scanner = SourceSet::new(&[detector.into()]).unwrap();
         let (speed, found) = micros_per_kib(&scanner, &text);
         println!(
             "  {:<24} {speed:6.2} µs/KiB ({found} matches)",
@@ -362,7 +362,7 @@ fn detect_speed() {
             _ => vec![Detector::CreditCard, Detector::UsSsn, Detector::Phone],
         };
         let sources: Vec<Source> = detectors.into_iter().map(Source::from).collect();
-        let (speed, _) = micros_per_kib(&Scanner::new(&sources).unwrap(), &text);
+        let (speed, _) = micros_per_kib(&SourceSet::new(&sources).unwrap(), &text);
         println!("  {group:<24} {speed:6.2} µs/KiB");
     }
     let clean = prompt_text(1024 * 1024, None);
@@ -417,7 +417,7 @@ fn detect_speed() {
 /// Scanning strings joined by newlines, as the pieces of one text, must report exactly what
 /// scanning each string alone reports, whatever follows each string.
 fn alone_and_joined(sources: &[Source], strings: &[&str]) {
-    let scanner = Scanner::new(sources).unwrap();
+    let scanner = SourceSet::new(sources).unwrap();
     let mut text = String::new();
     let mut pieces = Vec::new();
     let mut expected = Vec::new();
@@ -479,7 +479,7 @@ pieces_cases! {
 
 #[test]
 fn a_key_block_cut_by_the_next_string_is_still_reported() {
-    let scanner = Scanner::new(&[Source::Builtin(Detector::PrivateKey)]).unwrap();
+    let scanner = SourceSet::new(&[Source::Builtin(Detector::PrivateKey)]).unwrap();
     let key = format!("{KEY_BEGIN}\n{KEY_BODY}");
     let text = format!("{key}\nuser\nstream");
     let mut out = Vec::new();
