@@ -5,7 +5,7 @@
 use super::identity;
 use super::refusals::{no_consumer, too_large};
 use super::state::Facts;
-use super::state::{Pending, Target};
+use super::state::{Pending, RequestKind};
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::extract::display_model;
@@ -42,10 +42,10 @@ pub fn classify_request(
         ));
     }
 
-    let target = match classify(method, path) {
-        Some(classified) => Target::Endpoint(classified),
+    let kind = match classify(method, path) {
+        Some(classified) => RequestKind::Endpoint(classified),
         None => match passthrough_for(policy, method, path) {
-            Some(index) => Target::Passthrough(index),
+            Some(index) => RequestKind::Passthrough(index),
             None => {
                 return Err(Reply::new(
                     Code::UnsupportedEndpoint,
@@ -59,9 +59,9 @@ pub fn classify_request(
             }
         },
     };
-    let shape = match &target {
-        Target::Endpoint(classified) => classified.endpoint.family(),
-        Target::Passthrough(_) => shape,
+    let shape = match &kind {
+        RequestKind::Endpoint(classified) => classified.endpoint.family(),
+        RequestKind::Passthrough(_) => shape,
     };
 
     let consumer = identity::consumer_for(policy, headers, metadata_identity, shape)?;
@@ -69,7 +69,7 @@ pub fn classify_request(
         return Err(no_consumer(shape));
     }
 
-    if let Target::Endpoint(_) = target {
+    if let RequestKind::Endpoint(_) = kind {
         if let Err(error) = check_json_body(headers) {
             return Err(Reply::new(
                 Code::UnsupportedMediaType,
@@ -83,12 +83,12 @@ pub fn classify_request(
             return Err(too_large(policy, shape));
         }
     }
-    let unread_headers = match &target {
-        Target::Endpoint(classified) => limits_usage::unread_headers(classified, headers),
-        Target::Passthrough(_) => None,
+    let unread_headers = match &kind {
+        RequestKind::Endpoint(classified) => limits_usage::unread_headers(classified, headers),
+        RequestKind::Passthrough(_) => None,
     };
     Ok(Pending {
-        target,
+        kind,
         consumer: consumer.map(|consumer| consumer.name.clone()),
         path: path.to_owned(),
         shape,
@@ -103,7 +103,7 @@ pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
         consumer: pending.consumer.clone(),
         ..Facts::default()
     };
-    let Target::Endpoint(classified) = &pending.target else {
+    let RequestKind::Endpoint(classified) = &pending.kind else {
         return facts;
     };
     facts.family = Some(classified.endpoint.family().as_str());

@@ -7,7 +7,7 @@ use super::refusals::audit_or_refuse;
 use super::refusals::no_consumer;
 use super::rewrite::rebase;
 use super::state::{Decision, Facts, Forward};
-use super::state::{Pending, Target};
+use super::state::{Pending, RequestKind};
 use crate::policy::{Code, Policy, Reply};
 
 /// Decides with the whole body (empty for a request that ended with its headers).
@@ -16,11 +16,13 @@ pub fn decide_body(policy: &Policy, pending: &Pending, body: &[u8]) -> (Decision
         consumer: pending.consumer.clone(),
         ..Facts::default()
     };
-    let decision = match &pending.target {
-        Target::Endpoint(classified) => {
+    let decision = match &pending.kind {
+        RequestKind::Endpoint(classified) => {
             endpoint::decide_endpoint(policy, pending, classified, body, &mut facts)
         }
-        Target::Passthrough(index) => decide_passthrough(policy, pending, *index, body, &mut facts),
+        RequestKind::Passthrough(index) => {
+            decide_passthrough(policy, pending, *index, body, &mut facts)
+        }
     };
     (decision.unwrap_or_else(Decision::Refuse), facts)
 }

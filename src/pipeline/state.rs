@@ -9,7 +9,7 @@ use crate::policy::{ApiFamily, Reply};
 /// What a request is, once its headers are read. Kept until the body arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
-    pub(crate) target: Target,
+    pub(crate) kind: RequestKind,
     /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
     /// one) and the policy has no `default` consumer.
     pub(crate) consumer: Option<String>,
@@ -22,7 +22,7 @@ pub struct Pending {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
+pub(crate) enum RequestKind {
     Endpoint(Classified),
     Passthrough(usize),
 }

@@ -139,7 +139,8 @@ fn detectors_may_overlap_each_other() {
 
 #[test]
 fn a_bad_pattern_names_its_source() {
-    let error = SourceSet::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
+    let error =
+        SourceSet::new(&[Detector::Email.into(), Source::Pattern("(unclosed")]).unwrap_err();
     assert_eq!(error.index, 1);
     assert_eq!(
         error.to_string(),
