@@ -13,7 +13,7 @@ use super::config::Mode;
 use super::extract::display_model;
 use super::identity;
 use super::inspect::Fired;
-use super::limits_usage;
+use super::limits::stream_usage as limits_usage;
 use super::reply::{Code, Reply};
 use super::request::{self, check_json_body, Headers};
 use super::usage::UsageFormat;

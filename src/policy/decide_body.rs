@@ -4,18 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use super::body::{walk_watching, BodyError, JsonError, NoText, Span, Violation, Walked, Watch};
 use super::classify::{encode_segment, Classified, Endpoint};
 use super::compile::{Consumer, Policy};
 use super::config::{Mode, RuleAction};
 use super::decide::{audit_or_refuse, no_consumer, rebase, Decision, Facts, Forward, Pending};
-use super::extract::{display_model, BodyError};
+use super::extract::display_model;
 use super::inspect::{ScanSink, Verdict};
+use super::limits::stream_usage as limits_usage;
 use super::limits::{self, CapRequest, Change};
-use super::limits_usage;
-use super::redact::{apply, redact_string, string_value_spans, Edit};
+use super::redact::{apply, redact_string, Edit};
 use super::reply::{Code, Reply};
-use super::strict_json::{JsonError, Violation};
-use super::walk::{walk_watching, NoText, Walked, Watch};
 use super::ApiFamily;
 
 impl Policy {
@@ -306,21 +305,21 @@ impl Policy {
         if verdict.redactions.is_empty() {
             return Some(Vec::new());
         }
-        let mut by_string: BTreeMap<u32, Vec<(std::ops::Range<usize>, &str)>> = BTreeMap::new();
-        for (ordinal, range, rule) in &verdict.redactions {
+        let mut by_string: BTreeMap<Span, Vec<(std::ops::Range<usize>, &str)>> = BTreeMap::new();
+        for (span, range, rule) in &verdict.redactions {
             by_string
-                .entry(*ordinal)
+                .entry(*span)
                 .or_default()
                 .push((range.clone(), self.rule_id(*rule)));
         }
-        let wanted = by_string.keys().map(|ordinal| (*ordinal, ())).collect();
-        let spans = string_value_spans(body, &wanted);
         by_string
             .iter()
-            .map(|(ordinal, ranges)| {
-                let span = spans.get(ordinal)?.clone();
-                let text = redact_string(body.get(span.clone())?, ranges)?;
-                Some(Edit { span, text })
+            .map(|(span, ranges)| {
+                let text = redact_string(body.get(span.range())?, ranges)?;
+                Some(Edit {
+                    span: span.range(),
+                    text,
+                })
             })
             .collect()
     }

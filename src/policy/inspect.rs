@@ -5,10 +5,10 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
+use super::body::{read_offset, Offsets, Slot, Span, TextAt, TextSink, Walked};
 use super::compile::{Consumer, Policy, Rule};
 use super::config::{Field, Mode, OpaqueContent, RuleAction};
 use super::detect::{self, Detector};
-use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
 
 /// What a rule looks for.
 #[derive(Debug, Clone)]
@@ -178,9 +178,9 @@ impl<'p> ScanSink<'p> {
             .filter_map(|(rule, index, range)| {
                 let mut at = *self.at.get(*index)?;
                 // Rewriting a key of JSON text in a string could make a duplicate key, as
-                // rewriting a key of the body could: without an ordinal, a redaction blocks.
+                // rewriting a key of the body could: without a span, a redaction blocks.
                 if in_key(*index, range) {
-                    at.ordinal = None;
+                    at.span = None;
                 }
                 Some(Hit {
                     rule: *rule,
@@ -218,10 +218,7 @@ impl TextSink for ScanSink<'_> {
             .enumerate()
             .rev()
             .find_map(|(index, from)| from.is_none().then_some(index));
-        let at = TextAt {
-            ordinal: None,
-            ..at
-        };
+        let at = TextAt { span: None, ..at };
         self.push(text, at, from.map(|from| (from, layers.to_vec())));
     }
 }
@@ -281,8 +278,9 @@ pub struct Fired {
 pub struct Verdict {
     /// The first enforced blocking rule, by index.
     pub blocked_by: Option<usize>,
-    /// Enforced redactions: `(string ordinal, range in the decoded string, rule index)`.
-    pub redactions: Vec<(u32, Range<usize>, usize)>,
+    /// Enforced redactions: `(span of the string in the body, range in its decoded text, rule
+    /// index)`.
+    pub redactions: Vec<(Span, Range<usize>, usize)>,
     pub fired: Vec<Fired>,
     /// Set when an opaque part is refused (enforced) or recorded (audit).
     pub opaque: Option<(&'static str, bool)>,
@@ -356,14 +354,12 @@ impl Policy {
             // Audit anywhere (rule or consumer) turns the action into a record.
             let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
             let mut action = rule.action;
-            match (action, enforced, hit.at.ordinal) {
+            match (action, enforced, hit.at.span) {
                 (RuleAction::Block, true, _) => {
                     verdict.blocked_by.get_or_insert(hit.rule);
                 }
-                (RuleAction::Redact, true, Some(ordinal)) => {
-                    verdict
-                        .redactions
-                        .push((ordinal, hit.range.clone(), hit.rule));
+                (RuleAction::Redact, true, Some(span)) => {
+                    verdict.redactions.push((span, hit.range.clone(), hit.rule));
                 }
                 // A key cannot be redacted without risking a duplicate key: block instead.
                 (RuleAction::Redact, true, None) => {

@@ -7,129 +7,21 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use keys::{reads_as_number, undefined_limit};
+
+use super::body::{Found, Located, ObjectEnd, Watched};
 use super::classify::{ApiFamily, Classified, Endpoint};
 use super::compile::OutputCap;
 use super::config::CapAction;
 use super::extract::display_model;
-use super::limits_keys::{reads_as_number, undefined_limit};
 use super::redact::Edit;
 use super::reply::{Code, Reply};
 use super::usage::UsageFormat;
-use super::walk::{Found, Located, ObjectEnd, Watch};
 
-/// A value the walk can locate for the limits. The discriminant indexes `Located`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Watched {
-    /// Top-level `stream`.
-    Stream,
-    /// Top-level `stream_options`.
-    StreamOptions,
-    /// `stream_options.include_usage`.
-    IncludeUsage,
-    /// Top-level `max_tokens` (chat completions, completions, Anthropic Messages).
-    MaxTokens,
-    /// Top-level `max_completion_tokens` (chat completions).
-    MaxCompletionTokens,
-    /// Top-level `max_output_tokens` (Responses).
-    MaxOutputTokens,
-    /// Gemini `generationConfig`.
-    GenerationConfig,
-    /// Gemini `generation_config`, the same field as Google's parser reads it.
-    GenerationConfigSnake,
-    /// `maxOutputTokens` in either spelling of Gemini's generation config.
-    GeminiMaxOutputTokens,
-    /// `max_output_tokens` in either spelling of Gemini's generation config.
-    GeminiMaxOutputTokensSnake,
-    /// Bedrock Converse `inferenceConfig`.
-    InferenceConfig,
-    /// `inferenceConfig.maxTokens`.
-    InferenceMaxTokens,
-    /// Bedrock Converse `additionalModelRequestFields`, passed to the model as they are; read
-    /// at every depth (see `additional_limit`).
-    AdditionalModelRequestFields,
-    /// Top-level `n` (chat completions, completions): how many choices are generated.
-    Choices,
-    /// Top-level `best_of` (completions): how many completions are generated to pick from.
-    BestOf,
-    /// `candidateCount` in either spelling of Gemini's generation config.
-    GeminiCandidateCount,
-    /// `candidate_count` in either spelling of Gemini's generation config.
-    GeminiCandidateCountSnake,
-    /// Top-level `background` (Responses): the answer is queued, its usage reported elsewhere.
-    Background,
-    /// Top-level `prompt` (completions): one prompt, or a list of prompts each answered apart.
-    Prompt,
-}
+mod keys;
+pub mod stream_usage;
 
-/// How many `Watched` values there are.
-pub const WATCHED_KINDS: usize = 19;
-
-/// Whether a key is watched: at the top level (`parent` `None`) or inside a watched object.
-pub fn watched(
-    endpoint: Endpoint,
-    watch: Watch,
-    parent: Option<Watched>,
-    key: &str,
-) -> Option<Watched> {
-    use Endpoint::*;
-    match parent {
-        None => {
-            if watch.stream {
-                match key {
-                    "stream" if has_stream_flag(endpoint) => return Some(Watched::Stream),
-                    "stream_options" if reports_stream_usage(endpoint) => {
-                        return Some(Watched::StreamOptions)
-                    }
-                    "background" if endpoint == Responses => return Some(Watched::Background),
-                    _ => {}
-                }
-            }
-            if !watch.output_tokens {
-                return None;
-            }
-            Some(match (endpoint, key) {
-                (ChatCompletions | AzureChatCompletions, "max_completion_tokens") => {
-                    Watched::MaxCompletionTokens
-                }
-                (
-                    ChatCompletions | AzureChatCompletions | Completions | AzureCompletions
-                    | Messages,
-                    "max_tokens",
-                ) => Watched::MaxTokens,
-                (ChatCompletions | AzureChatCompletions | Completions | AzureCompletions, "n") => {
-                    Watched::Choices
-                }
-                // Chat completions do not define `best_of`, but OpenAI-compatible servers that
-                // honour it generate that many choices, as completions do.
-                (
-                    ChatCompletions | AzureChatCompletions | Completions | AzureCompletions,
-                    "best_of",
-                ) => Watched::BestOf,
-                (Completions | AzureCompletions, "prompt") => Watched::Prompt,
-                (Responses, "max_output_tokens") => Watched::MaxOutputTokens,
-                (GeminiGenerate, "generationConfig") => Watched::GenerationConfig,
-                (GeminiGenerate, "generation_config") => Watched::GenerationConfigSnake,
-                (BedrockConverse, "inferenceConfig") => Watched::InferenceConfig,
-                (BedrockConverse, "additionalModelRequestFields") => {
-                    Watched::AdditionalModelRequestFields
-                }
-                _ => return None,
-            })
-        }
-        Some(Watched::StreamOptions) => (key == "include_usage").then_some(Watched::IncludeUsage),
-        Some(Watched::GenerationConfig | Watched::GenerationConfigSnake) => match key {
-            "maxOutputTokens" => Some(Watched::GeminiMaxOutputTokens),
-            "max_output_tokens" => Some(Watched::GeminiMaxOutputTokensSnake),
-            "candidateCount" => Some(Watched::GeminiCandidateCount),
-            "candidate_count" => Some(Watched::GeminiCandidateCountSnake),
-            _ => None,
-        },
-        Some(Watched::InferenceConfig) => {
-            (key == "maxTokens").then_some(Watched::InferenceMaxTokens)
-        }
-        Some(_) => None,
-    }
-}
+pub use super::body::watch::{has_stream_flag, reports_stream_usage};
 
 /// Whether a model-specific request field limits generated tokens, or multiplies them, whatever
 /// the model family spells it: `max_tokens`, `max_tokens_to_sample`, `maxTokenCount`,
@@ -222,22 +114,6 @@ fn additional_limit(raw: &[u8]) -> Result<Option<String>, ()> {
     }
     let value: serde_json::Value = serde_json::from_slice(raw).map_err(|_| ())?;
     Ok(find(None, &value))
-}
-
-/// The endpoints whose requests say whether to stream with a boolean `stream`.
-pub fn has_stream_flag(endpoint: Endpoint) -> bool {
-    reports_stream_usage(endpoint) || matches!(endpoint, Endpoint::Responses | Endpoint::Messages)
-}
-
-/// The endpoints whose streams report usage only when asked (`stream_options.include_usage`).
-pub fn reports_stream_usage(endpoint: Endpoint) -> bool {
-    matches!(
-        endpoint,
-        Endpoint::ChatCompletions
-            | Endpoint::Completions
-            | Endpoint::AzureChatCompletions
-            | Endpoint::AzureCompletions
-    )
 }
 
 /// The format the response's usage comes in; `None` when the response reports none.
@@ -883,5 +759,4 @@ fn both_spellings(one: &str, other: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "limits_tests.rs"]
 mod tests;

@@ -5,11 +5,11 @@
 //! must have that type: lenient servers read `"stream": 1` or `"stream": "true"` as true, and a
 //! filter that read them as false would neither ask for the stream's usage nor expect it.
 
-use super::classify::{split_query, ApiFamily, Classified, Endpoint};
-use super::limits::{reports_stream_usage, Watched};
-use super::reply::{Code, Reply};
-use super::request::Headers;
-use super::walk::{Found, Located};
+use crate::policy::body::watch::reports_stream_usage;
+use crate::policy::body::{Found, Located, Watched};
+use crate::policy::classify::{split_query, ApiFamily, Classified, Endpoint};
+use crate::policy::reply::{Code, Reply};
+use crate::policy::request::Headers;
 
 /// The flags a request gives, once each is known to have its type.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ fn gemini_format(query: &str) -> Option<String> {
                      system parameters such as \"fields\" and \"callback\" on every API); \
                      only alt=json or sse, prettyPrint, key, quotaUser, userProject, \
                      access_token and $.xgafv are forwarded",
-                    super::extract::display_model(name)
+                    crate::policy::extract::display_model(name)
                 ))
             }
         }
@@ -172,7 +172,7 @@ fn gemini_format(query: &str) -> Option<String> {
         Some(Some(other)) => Some(format!(
             "the answer format \"alt={}\" is not one whose usage the gateway reads; use json or \
              sse",
-            super::extract::display_model(other)
+            crate::policy::extract::display_model(other)
         )),
     }
 }
@@ -224,7 +224,7 @@ pub fn unread_headers(classified: &Classified, headers: &Headers) -> Option<Stri
             return Some(format!(
                 "the header \"{}\" may change the answer's shape or cut it short (Google reads \
                  system headers such as \"X-Goog-FieldMask\" on every API)",
-                super::extract::display_model(&lower)
+                crate::policy::extract::display_model(&lower)
             ));
         }
         if lower == "accept" {
@@ -273,5 +273,5 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "limits_usage_tests.rs"]
+#[path = "stream_usage_tests.rs"]
 mod tests;

@@ -8,7 +8,7 @@
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::classify::Endpoint;
+use crate::policy::classify::Endpoint;
 
 /// Whether text is read as a number by a lenient parser: Rust's and JSON's syntax, and what
 /// Python's `int`/`float` (digit groups with `_`, any Unicode decimal digit, surrounding

@@ -1,5 +1,7 @@
-//! A JSON reader for request bodies: a `serde::Deserializer` over bytes that the walk and the
-//! strict check drive with their own visitors, as they would serde_json's.
+//! A JSON reader for request bodies. The walk and the strict check pull tokens from it
+//! (`value`, `next_element`, `next_key`), each string with its span in the body, and return
+//! their own errors as values. It is also a `serde::Deserializer`, built on the same steps,
+//! so it can be compared with serde_json (tests and the `strict_json` fuzz target).
 //!
 //! It exists for speed on large bodies. A prompt body is mostly long strings, and serde_json
 //! scans each one eight bytes at a time, then validates its UTF-8 in a second pass. Here the
@@ -15,14 +17,15 @@
 
 use std::fmt;
 
+use std::borrow::Cow;
+
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
 
+use super::span::Span;
+
 /// serde_json's own limit: deeper documents are refused rather than risk the stack.
 const RECURSION_LIMIT: usize = 128;
-
-/// The newtype name that asks for a value's raw text (see `Raw`).
-const RAW_TOKEN: &str = "$posturio::json_reader::Raw";
 
 /// Why the bytes are not one JSON document, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,27 +49,6 @@ impl de::Error for Error {
     }
 }
 
-/// A value's raw JSON text, borrowed from the body: where it sits can be told from its address.
-/// Only this reader produces it.
-#[derive(Debug, Clone, Copy)]
-pub struct Raw<'de>(pub &'de str);
-
-impl<'de> de::Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = Raw<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<Raw<'de>, E> {
-                Ok(Raw(raw))
-            }
-        }
-        deserializer.deserialize_newtype_struct(RAW_TOKEN, RawVisitor)
-    }
-}
-
 /// Reads one JSON document. Call `end` after the value to refuse trailing bytes.
 pub struct Reader<'de> {
     text: &'de str,
@@ -77,9 +59,48 @@ pub struct Reader<'de> {
 }
 
 /// A decoded string: borrowed from the input when it had no escapes.
-enum Text<'de, 's> {
+pub enum Text<'de, 's> {
     Borrowed(&'de str),
+    /// Decoded into the reader's buffer: valid until the next read.
     Decoded(&'s str),
+}
+
+impl<'de> Text<'de, '_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(text) => text,
+            Text::Decoded(text) => text,
+        }
+    }
+
+    /// The text, still borrowed from the input where it was; copied only if it was decoded.
+    pub fn into_cow(self) -> Cow<'de, str> {
+        match self {
+            Text::Borrowed(text) => Cow::Borrowed(text),
+            Text::Decoded(text) => Cow::Owned(text.to_owned()),
+        }
+    }
+}
+
+/// A number as serde_json hands it over: u64 for a non-negative integer that fits, i64 for a
+/// negative one, f64 otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+/// What `Reader::value` read: a whole scalar, or the opening of an array or object, whose
+/// members are then pulled with `next_element` or `next_key` until they say it closed.
+pub enum Token<'de, 's> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    /// A string, and its span in the input, quotes included.
+    String(Text<'de, 's>, Span),
+    Array,
+    Object,
 }
 
 impl<'de> Reader<'de> {
@@ -186,8 +207,9 @@ impl<'de> Reader<'de> {
         self.depth_left = self.depth_left.saturating_add(1);
     }
 
-    /// Reads a string whose opening quote is the current byte.
-    fn read_string<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+    /// Reads a string whose opening quote is the current byte; its span, quotes included.
+    fn read_string<'s>(&'s mut self) -> Result<(Text<'de, 's>, Span), Error> {
+        let quote = self.at;
         self.bump();
         let start = self.at;
         self.skip_plain();
@@ -195,13 +217,14 @@ impl<'de> Reader<'de> {
             Some(b'"') => {
                 let text = self.text_between(start, self.at)?;
                 self.bump();
-                Ok(Text::Borrowed(text))
+                Ok((Text::Borrowed(text), Span::new(quote, self.at)))
             }
             Some(b'\\') => {
                 let head = self.text_between(start, self.at)?;
                 self.scratch.clear();
                 self.scratch.push_str(head);
-                self.read_escaped_rest()
+                self.read_escaped_rest()?;
+                Ok((Text::Decoded(&self.scratch), Span::new(quote, self.at)))
             }
             Some(_) => Err(self.control_character()),
             None => Err(self.error("EOF while parsing a string")),
@@ -218,13 +241,14 @@ impl<'de> Reader<'de> {
         self.error("control character (\\u0000-\\u001F) found while parsing a string")
     }
 
-    /// The rest of a string from its first backslash, decoded into `scratch`.
-    fn read_escaped_rest<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+    /// The rest of a string from its first backslash, decoded into `scratch`, and its closing
+    /// quote.
+    fn read_escaped_rest(&mut self) -> Result<(), Error> {
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.bump();
-                    return Ok(Text::Decoded(&self.scratch));
+                    return Ok(());
                 }
                 Some(b'\\') => {
                     self.bump();
@@ -320,9 +344,8 @@ impl<'de> Reader<'de> {
         Ok(value)
     }
 
-    /// Checks a number against the JSON grammar and visits it as serde_json would: u64 for a
-    /// non-negative integer that fits, i64 for a negative one, f64 otherwise.
-    fn read_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
+    /// Checks a number against the JSON grammar and reads it as serde_json would.
+    fn read_number(&mut self) -> Result<Number, Error> {
         let start = self.at;
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -362,17 +385,17 @@ impl<'de> Reader<'de> {
                 self.text_between(start.saturating_add(usize::from(negative)), integer_end)?;
             if let Ok(magnitude) = digits.parse::<u64>() {
                 if !negative {
-                    return visitor.visit_u64(magnitude);
+                    return Ok(Number::U64(magnitude));
                 }
                 let value = 0i64.wrapping_sub_unsigned(magnitude);
                 if value < 0 {
-                    return visitor.visit_i64(value);
+                    return Ok(Number::I64(value));
                 }
                 // -0, and magnitudes past i64::MIN: serde_json hands these over as floats.
             }
         }
         match text.parse::<f64>() {
-            Ok(value) if value.is_finite() => visitor.visit_f64(value),
+            Ok(value) if value.is_finite() => Ok(Number::F64(value)),
             _ => Err(self.error("number out of range")),
         }
     }
@@ -391,9 +414,136 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// Reads any value without visiting it; its raw text is what `Raw` receives.
+    /// Reads any value without visiting it.
     fn skip_value(&mut self) -> Result<(), Error> {
         de::Deserializer::deserialize_any(&mut *self, de::IgnoredAny).map(|_| ())
+    }
+
+    /// Reads the next value: a scalar whole, an array or object up to its opening bracket.
+    pub fn value(&mut self) -> Result<Token<'de, '_>, Error> {
+        let Some(byte) = self.skip_space() else {
+            return Err(self.error("EOF while parsing a value"));
+        };
+        match byte {
+            b'n' => {
+                self.expect_literal(b"null")?;
+                Ok(Token::Null)
+            }
+            b't' => {
+                self.expect_literal(b"true")?;
+                Ok(Token::Bool(true))
+            }
+            b'f' => {
+                self.expect_literal(b"false")?;
+                Ok(Token::Bool(false))
+            }
+            b'-' | b'0'..=b'9' => self.read_number().map(Token::Number),
+            b'"' => {
+                let (text, span) = self.read_string()?;
+                Ok(Token::String(text, span))
+            }
+            b'[' => {
+                self.enter()?;
+                self.bump();
+                Ok(Token::Array)
+            }
+            b'{' => {
+                self.enter()?;
+                self.bump();
+                Ok(Token::Object)
+            }
+            _ => Err(self.error("expected value")),
+        }
+    }
+
+    /// After `Token::Array`: whether another element follows (read it next), or the array
+    /// closed. `first` starts `true` for each array.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool, Error> {
+        match self.skip_space() {
+            Some(b']') => {
+                self.bump();
+                self.leave();
+                return Ok(false);
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                if self.skip_space() == Some(b']') {
+                    return Err(self.error("trailing comma"));
+                }
+            }
+            Some(_) if *first => {}
+            Some(_) => return Err(self.error("expected `,` or `]`")),
+            None => return Err(self.error("EOF while parsing a list")),
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    /// After `Token::Object`: the next key and its span, or `None` when the object closed.
+    /// Call `colon` before reading the key's value. `first` starts `true` for each object.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<(Text<'de, '_>, Span)>, Error> {
+        match self.skip_space() {
+            Some(b'}') => {
+                self.bump();
+                self.leave();
+                return Ok(None);
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                match self.skip_space() {
+                    Some(b'"') => {}
+                    Some(b'}') => return Err(self.error("trailing comma")),
+                    Some(_) => return Err(self.error("key must be a string")),
+                    None => return Err(self.error("EOF while parsing an object")),
+                }
+            }
+            Some(b'"') if *first => {}
+            Some(_) if *first => return Err(self.error("key must be a string")),
+            Some(_) => return Err(self.error("expected `,` or `}`")),
+            None => return Err(self.error("EOF while parsing an object")),
+        }
+        *first = false;
+        self.read_string().map(Some)
+    }
+
+    /// The `:` between a key and its value.
+    pub fn colon(&mut self) -> Result<(), Error> {
+        match self.skip_space() {
+            Some(b':') => {
+                self.bump();
+                Ok(())
+            }
+            Some(_) => Err(self.error("expected `:`")),
+            None => Err(self.error("EOF while parsing an object")),
+        }
+    }
+
+    /// Reads the next value without looking inside it: its raw text and span.
+    pub fn raw_value(&mut self) -> Result<(&'de str, Span), Error> {
+        if self.skip_space().is_none() {
+            return Err(self.error("EOF while parsing a value"));
+        }
+        let start = self.at;
+        self.skip_value()?;
+        Ok((
+            self.text_between(start, self.at)?,
+            Span::new(start, self.at),
+        ))
+    }
+
+    /// A reader over a value already read (`raw_value`), to read it again: the spans it gives
+    /// are still spans of the whole input.
+    pub fn reread(&self, span: Span) -> Result<Reader<'de>, Error> {
+        let text = self
+            .text
+            .get(..span.end)
+            .ok_or_else(|| self.error("internal: a value could not be located"))?;
+        Ok(Reader {
+            text,
+            at: span.start,
+            depth_left: RECURSION_LIMIT,
+            scratch: String::new(),
+        })
     }
 }
 
@@ -507,79 +657,50 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let Some(byte) = self.skip_space() else {
-            return Err(self.error("EOF while parsing a value"));
-        };
-        match byte {
-            b'n' => {
-                self.expect_literal(b"null")?;
-                visitor.visit_unit()
-            }
-            b't' => {
-                self.expect_literal(b"true")?;
-                visitor.visit_bool(true)
-            }
-            b'f' => {
-                self.expect_literal(b"false")?;
-                visitor.visit_bool(false)
-            }
-            b'-' | b'0'..=b'9' => self.read_number(visitor),
-            b'"' => match self.read_string()? {
-                Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-                Text::Decoded(text) => visitor.visit_str(text),
-            },
-            b'[' => {
-                self.enter()?;
-                self.bump();
+        match self.value()? {
+            Token::Null => visitor.visit_unit(),
+            Token::Bool(value) => visitor.visit_bool(value),
+            Token::Number(Number::U64(value)) => visitor.visit_u64(value),
+            Token::Number(Number::I64(value)) => visitor.visit_i64(value),
+            Token::Number(Number::F64(value)) => visitor.visit_f64(value),
+            Token::String(Text::Borrowed(text), _) => visitor.visit_borrowed_str(text),
+            Token::String(Text::Decoded(text), _) => visitor.visit_str(text),
+            Token::Array => {
                 let mut access = Elements {
                     reader: self,
                     first: true,
                     done: false,
                 };
                 let value = visitor.visit_seq(&mut access)?;
-                let done = access.done;
-                self.leave();
-                if done {
+                if access.done {
                     Ok(value)
                 } else {
                     Err(self.error("trailing characters"))
                 }
             }
-            b'{' => {
-                self.enter()?;
-                self.bump();
+            Token::Object => {
                 let mut access = Members {
                     reader: self,
                     first: true,
                     done: false,
                 };
                 let value = visitor.visit_map(&mut access)?;
-                let done = access.done;
-                self.leave();
-                if done {
+                if access.done {
                     Ok(value)
                 } else {
                     Err(self.error("trailing characters"))
                 }
             }
-            _ => Err(self.error("expected value")),
         }
     }
 
+    /// As serde_json: a newtype is its inner value.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        if name != RAW_TOKEN {
-            return visitor.visit_newtype_struct(self);
-        }
-        if self.skip_space().is_none() {
-            return Err(self.error("EOF while parsing a value"));
-        }
-        let start = self.at;
-        self.skip_value()?;
-        visitor.visit_borrowed_str(self.text_between(start, self.at)?)
+        visitor.visit_newtype_struct(self)
     }
 
     forward_to_deserialize_any! {
@@ -605,23 +726,10 @@ impl<'de> SeqAccess<'de> for &mut Elements<'_, 'de> {
         if self.done {
             return Ok(None);
         }
-        match self.reader.skip_space() {
-            Some(b']') => {
-                self.reader.bump();
-                self.done = true;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => {
-                self.reader.bump();
-                if self.reader.skip_space() == Some(b']') {
-                    return Err(self.reader.error("trailing comma"));
-                }
-            }
-            Some(_) if self.first => {}
-            Some(_) => return Err(self.reader.error("expected `,` or `]`")),
-            None => return Err(self.reader.error("EOF while parsing a list")),
+        if !self.reader.next_element(&mut self.first)? {
+            self.done = true;
+            return Ok(None);
         }
-        self.first = false;
         seed.deserialize(&mut *self.reader).map(Some)
     }
 }
@@ -643,55 +751,35 @@ impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
         if self.done {
             return Ok(None);
         }
-        match self.reader.skip_space() {
-            Some(b'}') => {
-                self.reader.bump();
+        match self.reader.next_key(&mut self.first)? {
+            None => {
                 self.done = true;
-                return Ok(None);
+                Ok(None)
             }
-            Some(b',') if !self.first => {
-                self.reader.bump();
-                match self.reader.skip_space() {
-                    Some(b'"') => {}
-                    Some(b'}') => return Err(self.reader.error("trailing comma")),
-                    Some(_) => return Err(self.reader.error("key must be a string")),
-                    None => return Err(self.reader.error("EOF while parsing an object")),
-                }
-            }
-            Some(b'"') if self.first => {}
-            Some(_) if self.first => return Err(self.reader.error("key must be a string")),
-            Some(_) => return Err(self.reader.error("expected `,` or `}`")),
-            None => return Err(self.reader.error("EOF while parsing an object")),
+            Some((Text::Borrowed(key), _)) => seed.deserialize(Key::Borrowed(key)).map(Some),
+            Some((Text::Decoded(key), _)) => seed.deserialize(Key::Decoded(key)).map(Some),
         }
-        self.first = false;
-        seed.deserialize(Key {
-            reader: &mut *self.reader,
-        })
-        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        match self.reader.skip_space() {
-            Some(b':') => self.reader.bump(),
-            Some(_) => return Err(self.reader.error("expected `:`")),
-            None => return Err(self.reader.error("EOF while parsing an object")),
-        }
+        self.reader.colon()?;
         seed.deserialize(&mut *self.reader)
     }
 }
 
-/// An object key: always a string, whatever the visitor asks for.
-struct Key<'r, 'de> {
-    reader: &'r mut Reader<'de>,
+/// An object key, already read: always a string, whatever the visitor asks for.
+enum Key<'de, 's> {
+    Borrowed(&'de str),
+    Decoded(&'s str),
 }
 
-impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
+impl<'de> de::Deserializer<'de> for Key<'de, '_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.reader.read_string()? {
-            Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-            Text::Decoded(text) => visitor.visit_str(text),
+        match self {
+            Key::Borrowed(text) => visitor.visit_borrowed_str(text),
+            Key::Decoded(text) => visitor.visit_str(text),
         }
     }
 
