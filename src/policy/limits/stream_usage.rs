@@ -1,5 +1,6 @@
-//! The request flags that decide whether a response's usage can be read, and the rule that a
-//! consumer with a budget is only forwarded requests whose usage will be read.
+//! Asking a stream for its usage: the change that makes an OpenAI-style stream end with its
+//! usage, the request flags that decide whether a response's usage can be read, and the rule
+//! that a consumer with a budget is only forwarded requests whose usage will be read.
 //!
 //! A flag whose type the API defines (`stream`, `stream_options.include_usage`, `background`)
 //! must have that type: lenient servers read `"stream": 1` or `"stream": "true"` as true, and a
@@ -10,6 +11,8 @@ use crate::policy::body::{Found, Located, Watched};
 use crate::policy::classify::{split_query, ApiFamily, Classified, Endpoint};
 use crate::policy::reply::{Code, Reply};
 use crate::policy::request::Headers;
+
+use super::{raw, Change};
 
 /// The flags a request gives, once each is known to have its type.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +25,42 @@ pub struct Flags {
     pub background: bool,
 }
 
-fn raw<'b>(body: &'b [u8], found: &Found) -> &'b [u8] {
-    body.get(found.span()).unwrap_or_default()
+const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
+
+/// The change that makes a streamed response end with its usage, if the body needs one:
+/// `stream_options.include_usage` set to `true` when `stream` is `true`. A `stream_options`
+/// or `include_usage` of a type the provider refuses anyway is left for it to refuse.
+pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
+    let stream = located.get(Watched::Stream)?;
+    if raw(body, &stream) != b"true" {
+        return None;
+    }
+    let Some(options) = located.get(Watched::StreamOptions) else {
+        return Some(Change::Insert {
+            object: located.top?,
+            member: format!(r#""stream_options":{INCLUDE_USAGE}"#),
+        });
+    };
+    if raw(body, &options) == b"null" {
+        return Some(Change::Replace {
+            span: options.span(),
+            text: INCLUDE_USAGE.to_owned(),
+        });
+    }
+    let object = options.object?;
+    match located.get(Watched::IncludeUsage) {
+        None => Some(Change::Insert {
+            object,
+            member: r#""include_usage":true"#.to_owned(),
+        }),
+        Some(include) if matches!(raw(body, &include), b"false" | b"null") => {
+            Some(Change::Replace {
+                span: include.span(),
+                text: "true".to_owned(),
+            })
+        }
+        Some(_) => None,
+    }
 }
 
 /// A boolean flag: `Ok(None)` when absent or null, `Err` when it has another type.

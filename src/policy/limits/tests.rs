@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::policy::body::strict_json::validate;
-use crate::policy::{Decision, Facts, Forward, Policy};
+use crate::policy::{ApiFamily, Code, Decision, Facts, Forward, Policy, Reply};
 use serde_json::Value;
 
 const POLICY: &str = r#"{
