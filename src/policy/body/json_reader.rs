@@ -15,13 +15,12 @@
 //! serde_json, but floats are parsed by the standard library, which may differ from
 //! serde_json's in the last bit; no visitor here reads a float's value).
 
+use std::borrow::Cow;
 use std::fmt;
 
-use std::borrow::Cow;
+use serde::de;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::forward_to_deserialize_any;
-
+use super::plain_run::plain_run;
 use super::span::Span;
 
 /// serde_json's own limit: deeper documents are refused rather than risk the stack.
@@ -30,7 +29,7 @@ const RECURSION_LIMIT: usize = 128;
 /// Why the bytes are not one JSON document, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    message: String,
+    pub(super) message: String,
 }
 
 impl fmt::Display for Error {
@@ -40,14 +39,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl de::Error for Error {
-    fn custom<T: fmt::Display>(message: T) -> Self {
-        Error {
-            message: message.to_string(),
-        }
-    }
-}
 
 /// Reads one JSON document. Call `end` after the value to refuse trailing bytes.
 pub struct Reader<'de> {
@@ -142,7 +133,7 @@ impl<'de> Reader<'de> {
     }
 
     /// An error at the current position.
-    fn error(&self, what: &str) -> Error {
+    pub(super) fn error(&self, what: &str) -> Error {
         error_at(self.input(), self.at, what)
     }
 
@@ -563,230 +554,6 @@ fn error_at(input: &[u8], at: usize, what: &str) -> Error {
         .saturating_add(1);
     Error {
         message: format!("{what} at line {line} column {column}"),
-    }
-}
-
-/// How many leading bytes of `bytes` are plain string content: not `"`, `\` or a control
-/// character. A chunk at a time: sixteen bytes with Wasm SIMD in the module, eight with word
-/// arithmetic elsewhere.
-#[inline]
-fn plain_run(bytes: &[u8]) -> usize {
-    let mut chunks = bytes.chunks_exact(CHUNK);
-    let mut offset = 0usize;
-    for chunk in &mut chunks {
-        if let Some(at) = first_special(chunk) {
-            return offset.saturating_add(at);
-        }
-        offset = offset.saturating_add(CHUNK);
-    }
-    let tail = chunks.remainder();
-    let plain = tail
-        .iter()
-        .position(|byte| is_special(*byte))
-        .unwrap_or(tail.len());
-    offset.saturating_add(plain)
-}
-
-/// The lanes of a 16-byte chunk that are `"`, `\` or a control character, all ones.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn special_lanes(chunk: &[u8]) -> core::arch::wasm32::v128 {
-    use core::arch::wasm32::{u8x16, u8x16_eq, u8x16_lt, u8x16_splat, v128_or};
-    let Ok([b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
-        <[u8; 16]>::try_from(chunk)
-    else {
-        return u8x16_splat(0xff);
-    };
-    // Sixteen consecutive byte loads: the compiler makes them one vector load.
-    let bytes = u8x16(
-        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
-    );
-    v128_or(
-        v128_or(
-            u8x16_eq(bytes, u8x16_splat(b'"')),
-            u8x16_eq(bytes, u8x16_splat(b'\\')),
-        ),
-        u8x16_lt(bytes, u8x16_splat(0x20)),
-    )
-}
-
-fn is_special(byte: u8) -> bool {
-    matches!(byte, b'"' | b'\\' | 0x00..=0x1f)
-}
-
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-const CHUNK: usize = 16;
-
-/// The index of the first `"`, `\` or control character in a 16-byte chunk.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn first_special(chunk: &[u8]) -> Option<usize> {
-    match core::arch::wasm32::u8x16_bitmask(special_lanes(chunk)) {
-        0 => None,
-        mask => Some(mask.trailing_zeros() as usize),
-    }
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-const CHUNK: usize = 8;
-
-/// The same for an 8-byte chunk on other targets (the host tools, tests and fuzzing), with
-/// word arithmetic: a byte's high bit is set in `found` when it is special.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline]
-fn first_special(chunk: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGHS: u64 = ONES << 7;
-    let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    // A byte b has its high bit set by (b - k) & !b when b < k (for b below 0x80), the usual
-    // zero-byte test shifted: below 0x20 for control characters, equal for `"` and `\`.
-    let below_space = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word;
-    let quote = word ^ ONES.wrapping_mul(u64::from(b'"'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = word ^ ONES.wrapping_mul(u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let found = (below_space | quote | backslash) & HIGHS;
-    match found {
-        0 => None,
-        // Borrows only run towards higher bytes, so the lowest flagged byte is a true one.
-        found => Some((found.trailing_zeros() / 8) as usize),
-    }
-}
-
-impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.value()? {
-            Token::Null => visitor.visit_unit(),
-            Token::Bool(value) => visitor.visit_bool(value),
-            Token::Number(Number::U64(value)) => visitor.visit_u64(value),
-            Token::Number(Number::I64(value)) => visitor.visit_i64(value),
-            Token::Number(Number::F64(value)) => visitor.visit_f64(value),
-            Token::String(Text::Borrowed(text), _) => visitor.visit_borrowed_str(text),
-            Token::String(Text::Decoded(text), _) => visitor.visit_str(text),
-            Token::Array => {
-                let mut access = Elements {
-                    reader: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_seq(&mut access)?;
-                if access.done {
-                    Ok(value)
-                } else {
-                    Err(self.error("trailing characters"))
-                }
-            }
-            Token::Object => {
-                let mut access = Members {
-                    reader: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_map(&mut access)?;
-                if access.done {
-                    Ok(value)
-                } else {
-                    Err(self.error("trailing characters"))
-                }
-            }
-        }
-    }
-
-    /// As serde_json: a newtype is its inner value.
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-/// The elements of an array, read as the visitor asks for them.
-struct Elements<'r, 'de> {
-    reader: &'r mut Reader<'de>,
-    first: bool,
-    done: bool,
-}
-
-impl<'de> SeqAccess<'de> for &mut Elements<'_, 'de> {
-    type Error = Error;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        if !self.reader.next_element(&mut self.first)? {
-            self.done = true;
-            return Ok(None);
-        }
-        seed.deserialize(&mut *self.reader).map(Some)
-    }
-}
-
-/// The members of an object, read as the visitor asks for them.
-struct Members<'r, 'de> {
-    reader: &'r mut Reader<'de>,
-    first: bool,
-    done: bool,
-}
-
-impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
-    type Error = Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        match self.reader.next_key(&mut self.first)? {
-            None => {
-                self.done = true;
-                Ok(None)
-            }
-            Some((Text::Borrowed(key), _)) => seed.deserialize(Key::Borrowed(key)).map(Some),
-            Some((Text::Decoded(key), _)) => seed.deserialize(Key::Decoded(key)).map(Some),
-        }
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        self.reader.colon()?;
-        seed.deserialize(&mut *self.reader)
-    }
-}
-
-/// An object key, already read: always a string, whatever the visitor asks for.
-enum Key<'de, 's> {
-    Borrowed(&'de str),
-    Decoded(&'s str),
-}
-
-impl<'de> de::Deserializer<'de> for Key<'de, '_> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Key::Borrowed(text) => visitor.visit_borrowed_str(text),
-            Key::Decoded(text) => visitor.visit_str(text),
-        }
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
     }
 }
 

@@ -8,7 +8,9 @@ use std::fmt;
 use std::ops::Range;
 
 pub mod json_reader;
+mod json_serde;
 mod places;
+mod plain_run;
 mod read_keys;
 pub mod span;
 pub mod strict_json;
