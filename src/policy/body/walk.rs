@@ -401,14 +401,7 @@ impl Node {
             }),
             _ => None,
         };
-        state.walked.located.set(
-            what,
-            Found {
-                start: span.start,
-                end: span.end,
-                object,
-            },
-        );
+        state.walked.located.set(what, Found { span, object });
         if let Some(b'{' | b'[' | b'"') = text.as_bytes().first() {
             let node = Node {
                 watched: object.map(|_| what),

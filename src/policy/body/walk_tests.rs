@@ -204,7 +204,7 @@ const ALL: Watch = Watch {
 
 /// The raw text of a located value.
 fn text_of(body: &str, found: Option<Found>) -> Option<&str> {
-    found.and_then(|found| body.get(found.span()))
+    found.and_then(|found| body.get(found.span.range()))
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn object_ends_and_emptiness() {
         let config = found.get(Watched::GenerationConfig).unwrap();
         let object = config.object.unwrap();
         assert_eq!(object.empty, empty, "{body}");
-        assert_eq!(object.close, config.end - 1, "{body}");
+        assert_eq!(object.close, config.span.end - 1, "{body}");
         assert_eq!(body.as_bytes()[object.close], b'}');
     }
     for (body, empty, close) in [

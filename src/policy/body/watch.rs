@@ -2,6 +2,7 @@
 //! fields, `stream` and `stream_options`, and where the objects holding them close), so the
 //! limits edit the body in place without reading it again. `limits` reads what is located.
 
+use super::span::Span;
 use crate::policy::classify::Endpoint;
 
 /// Declares `Watched`, the list of all its values, and the table with one slot for each, from
@@ -111,15 +112,8 @@ pub struct ObjectEnd {
 /// object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
-    pub start: usize,
-    pub end: usize,
+    pub span: Span,
     pub object: Option<ObjectEnd>,
-}
-
-impl Found {
-    pub fn span(&self) -> std::ops::Range<usize> {
-        self.start..self.end
-    }
 }
 
 /// The values located for a `Watch`: one slot per `Watched` value, declared with it, so a

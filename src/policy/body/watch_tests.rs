@@ -169,15 +169,14 @@ fn every_watched_value_has_its_own_slot() {
         located.set(
             *what,
             Found {
-                start: at,
-                end: at + 1,
+                span: Span::new(at, at + 1),
                 object: None,
             },
         );
     }
     for (at, what) in Watched::ALL.iter().enumerate() {
         assert_eq!(
-            located.get(*what).map(|found| found.start),
+            located.get(*what).map(|found| found.span.start),
             Some(at),
             "{what:?}"
         );

@@ -75,7 +75,7 @@ pub fn into_edits(changes: Vec<Change>) -> Vec<Edit> {
 
 /// The raw JSON text of a located value.
 fn raw<'b>(body: &'b [u8], found: &Found) -> &'b [u8] {
-    body.get(found.span()).unwrap_or_default()
+    body.get(found.span.range()).unwrap_or_default()
 }
 
 /// The refusal of a body that gives two spellings of one field.

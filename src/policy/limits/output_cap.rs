@@ -346,7 +346,7 @@ fn holder(
     let field = target.fields.get(index).unwrap_or(default_field);
     if raw(body, &found) == b"null" {
         return Ok(Err(CapOutcome::added(Change::Replace {
-            span: found.span(),
+            span: found.span.range(),
             text: format!(r#"{{"{}":{limit}}}"#, field.name),
         })));
     }
@@ -412,7 +412,7 @@ fn check_fields(
                 // As if absent: the cap takes the value's place, whatever the action.
                 given.any = true;
                 outcome.changes.push(Change::Replace {
-                    span: found.span(),
+                    span: found.span.range(),
                     text: limit.to_string(),
                 });
                 outcome.added = true;
@@ -432,7 +432,7 @@ fn check_fields(
                     .over
                     .get_or_insert_with(|| over_cap(&holder.name(field), asked, share, request));
                 outcome.changes.push(Change::Replace {
-                    span: found.span(),
+                    span: found.span.range(),
                     text: limit.to_string(),
                 });
                 outcome.clamped = true;
@@ -488,7 +488,7 @@ fn add_cap(
         .find(|(what, _)| target.spellings || *what == added.what);
     match null {
         Some((_, found)) => outcome.changes.push(Change::Replace {
-            span: found.span(),
+            span: found.span.range(),
             text: limit.to_string(),
         }),
         None => {

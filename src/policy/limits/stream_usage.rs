@@ -43,7 +43,7 @@ pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
     };
     if raw(body, &options) == b"null" {
         return Some(Change::Replace {
-            span: options.span(),
+            span: options.span.range(),
             text: INCLUDE_USAGE.to_owned(),
         });
     }
@@ -55,7 +55,7 @@ pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
         }),
         Some(include) if matches!(raw(body, &include), b"false" | b"null") => {
             Some(Change::Replace {
-                span: include.span(),
+                span: include.span.range(),
                 text: "true".to_owned(),
             })
         }
