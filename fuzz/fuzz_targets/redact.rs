@@ -1,8 +1,10 @@
-//! A JSON document through the redaction helpers as the filter uses them: `string_value_spans`
-//! must find every string value (never a key) serde_json finds, in document order; redacting
-//! some of them with `redact_string` and applying the edits with `apply` must give JSON that
-//! reads as the same document with exactly those strings replaced, as `redact_string`
-//! documents (overlapping ranges included).
+//! A JSON document through the redaction helpers as the filter uses them. Every span the walk
+//! gives a string value must be that string's token, as `value_spans` (a plain scan checked
+//! here against serde_json: every string value, never a key, in document order) finds it, with
+//! the text serde_json reads there. Redacting some of those strings with `redact_string` and
+//! applying the edits with `apply` must give JSON that reads as the same document with exactly
+//! those strings replaced, as `redact_string` documents (overlapping ranges included). A
+//! document the walk refuses has its strings redacted at the scan's spans instead.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -10,7 +12,9 @@ use std::fmt;
 use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
-use posturio::policy::redact::{apply, redact_string, string_value_spans, Edit};
+use posturio::policy::body::{walk, TextAt, TextSink};
+use posturio::policy::classify::Endpoint;
+use posturio::policy::redact::{apply, redact_string, Edit};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -100,6 +104,49 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
+/// The spans of string values (not keys) in a JSON document, in document order.
+fn value_spans(body: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut index = 0usize;
+    while let Some(&byte) = body.get(index) {
+        if byte != b'"' {
+            index += 1;
+            continue;
+        }
+        let start = index;
+        let mut end = start + 1;
+        while let Some(&inner) = body.get(end) {
+            match inner {
+                b'\\' => end += 2,
+                b'"' => break,
+                _ => end += 1,
+            }
+        }
+        let after = end + 1;
+        let is_key = body
+            .get(after..)
+            .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()))
+            == Some(&b':');
+        if !is_key {
+            spans.push(start..after);
+        }
+        index = after;
+    }
+    spans
+}
+
+/// The string values the walk hands out with a span, and their text.
+#[derive(Default)]
+struct Spanned(Vec<(Range<usize>, String)>);
+
+impl TextSink for Spanned {
+    fn text(&mut self, text: &str, at: TextAt) {
+        if let Some(span) = at.span {
+            self.0.push((span.range(), text.to_owned()));
+        }
+    }
+}
+
 /// A pseudo-random stream drawn from the whole input.
 struct Draw(u64);
 
@@ -153,24 +200,46 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut texts = Vec::new();
     document.strings(&mut texts);
-    let all: BTreeMap<u32, ()> = (0..texts.len() as u32).map(|i| (i, ())).collect();
-    let spans = string_value_spans(data, &all);
+    let spans = value_spans(data);
     assert_eq!(
         spans.len(),
         texts.len(),
         "spans {spans:?} for strings {texts:?}"
     );
-    for (ordinal, span) in &spans {
+    for (ordinal, span) in spans.iter().enumerate() {
         let raw: String = serde_json::from_slice(&data[span.clone()])
             .unwrap_or_else(|error| panic!("span {span:?} is not a JSON string: {error}"));
-        assert_eq!(raw, texts[*ordinal as usize], "span {span:?}");
+        assert_eq!(raw, texts[ordinal], "span {span:?}");
     }
+    let ordinals: BTreeMap<usize, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(ordinal, span)| (span.start, ordinal))
+        .collect();
+
+    // The strings to redact: those the walk gives a span, each checked against the scan.
+    let mut walked = Spanned::default();
+    let chosen: Vec<usize> = match walk(data, Endpoint::ChatCompletions, &mut walked) {
+        Ok(_) => walked
+            .0
+            .iter()
+            .map(|(span, text)| {
+                let ordinal = *ordinals
+                    .get(&span.start)
+                    .unwrap_or_else(|| panic!("the walk's span {span:?} is no string value"));
+                assert_eq!(spans[ordinal], *span, "the walk's span of {text:?}");
+                assert_eq!(texts[ordinal], *text, "the walk's text at {span:?}");
+                ordinal
+            })
+            .collect(),
+        Err(_) => (0..spans.len()).collect(),
+    };
 
     let mut draw = Draw::new(data);
     let mut expected = texts.clone();
     let mut edits = Vec::new();
-    for (ordinal, span) in &spans {
-        let index = *ordinal as usize;
+    for index in chosen {
+        let span = &spans[index];
         let text = &texts[index];
         if text.is_empty() || draw.next(2) == 0 {
             continue;

@@ -10,9 +10,10 @@
 use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
-use posturio::policy::extract::{read_body, BodyError};
-use posturio::policy::json_reader::Reader;
-use posturio::policy::strict_json::{fold_eq, validate, JsonError, Violation, MAX_DEPTH};
+use posturio::policy::body::json_reader::Reader;
+use posturio::policy::body::strict_json::{fold_eq, validate, JsonError, Violation, MAX_DEPTH};
+use posturio::policy::body::BodyError;
+use posturio::policy::extract::read_body;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON document as serde_json reads it, keys kept in order and duplicates kept. Numbers

@@ -252,13 +252,13 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
             }
             // The body as the client sent it passes the strict reading: never forwarded unread.
             if !request.body.is_empty() {
-                posturio::policy::strict_json::validate(&request.body)
+                posturio::policy::body::strict_json::validate(&request.body)
                     .unwrap_or_else(|e| panic!("forwarded a body that is not strict JSON: {e}"));
             }
             let wanted = upstream.as_deref().unwrap_or(model);
             match &forward.body {
                 Some(body) => {
-                    posturio::policy::strict_json::validate(body)
+                    posturio::policy::body::strict_json::validate(body)
                         .unwrap_or_else(|e| panic!("the rewritten body is not strict JSON: {e}"));
                     let mut rewritten: Value = serde_json::from_slice(body).unwrap();
                     if rewritten.get("model").is_some() {

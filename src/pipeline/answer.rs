@@ -4,12 +4,12 @@
 //! recording the refusal; so no step, and no adapter, can answer a request that the metrics,
 //! the log line and the access log do not show.
 
-use super::state::Facts;
 use std::cell::RefCell;
 
 use super::host::{Host, HostError};
 use super::metrics::MetricIds;
 use super::record::{Decided, Recorder};
+use super::state::Facts;
 use super::Flow;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 

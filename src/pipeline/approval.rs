@@ -2,14 +2,12 @@
 //! found in the catalogue, its provider able to serve the request's API, and the model
 //! approved for the consumer; in audit mode a refusal of the consumer is recorded instead.
 
-use super::refusals::audit_or_refuse;
-use super::refusals::body_reply;
-use super::refusals::no_consumer;
+use super::refusals::{audit_or_refuse, body_reply, no_consumer};
 use super::state::Facts;
+use crate::policy::body::{BodyError, Walked};
 use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::{Consumer, Policy, Provider};
-use crate::policy::extract::{display_model, BodyError};
-use crate::policy::walk::Walked;
+use crate::policy::extract::display_model;
 use crate::policy::{ApiFamily, Code, Reply};
 
 /// An approved model: the name the client sent, the provider's name for it, and the provider.

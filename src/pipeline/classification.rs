@@ -4,12 +4,11 @@
 
 use super::identity;
 use super::refusals::{no_consumer, too_large};
-use super::state::Facts;
-use super::state::{Pending, RequestKind};
+use super::state::{Facts, Pending, RequestKind};
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::extract::display_model;
-use crate::policy::limits_usage;
+use crate::policy::limits::stream_usage;
 use crate::policy::request::{self, check_json_body, Headers};
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
@@ -84,7 +83,7 @@ pub fn classify_request(
         }
     }
     let unread_headers = match &kind {
-        RequestKind::Endpoint(classified) => limits_usage::unread_headers(classified, headers),
+        RequestKind::Endpoint(classified) => stream_usage::unread_headers(classified, headers),
         RequestKind::Passthrough(_) => None,
     };
     Ok(Pending {

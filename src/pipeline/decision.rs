@@ -3,11 +3,9 @@
 //! request is decided by `endpoint.rs`; a passthrough call here.
 
 use super::endpoint;
-use super::refusals::audit_or_refuse;
-use super::refusals::no_consumer;
+use super::refusals::{audit_or_refuse, no_consumer};
 use super::rewrite::rebase;
-use super::state::{Decision, Facts, Forward};
-use super::state::{Pending, RequestKind};
+use super::state::{Decision, Facts, Forward, Pending, RequestKind};
 use crate::policy::{Code, Policy, Reply};
 
 /// Decides with the whole body (empty for a request that ended with its headers).

@@ -11,7 +11,6 @@
 //! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
 //!   at the end of the body or at the end of the stream.
 
-use super::state::{Decision, Facts, Pending};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -26,6 +25,7 @@ use super::record::{Decided, Recorder};
 use super::refusals::too_large;
 use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
+use super::state::{Decision, Facts, Pending};
 use super::Flow;
 use crate::policy::compiled::Identity;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;

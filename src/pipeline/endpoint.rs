@@ -5,18 +5,16 @@
 
 use super::approval::approve;
 use super::inspection::inspect;
-use super::refusals::body_reply;
-use super::refusals::too_large;
+use super::refusals::{body_reply, too_large};
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
-use super::state::Pending;
-use super::state::{Decision, Facts, Forward};
+use super::state::{Decision, Facts, Forward, Pending};
+use crate::policy::body::{walk_watching, NoText, Watch};
 use crate::policy::classify::Classified;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::inspect::ScanSink;
 use crate::policy::limits;
 use crate::policy::reply::Reply;
-use crate::policy::walk::{walk_watching, NoText, Watch};
 
 /// Decides an endpoint request with its whole body.
 pub(super) fn decide_endpoint(

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 
 use super::answer::Answer;
 use super::host::{Host, HostError, MetricKind};
-use crate::policy::budget;
-use crate::policy::Reply;
+use crate::policy::{budget, Reply};
 
 /// Records every call; serves canned headers and body; can be told to fail.
 #[derive(Default)]

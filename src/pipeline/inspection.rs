@@ -2,10 +2,10 @@
 //! redact or only record — and the reply for content that cannot be inspected.
 
 use super::state::Facts;
+use crate::policy::body::Walked;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::{Mode, OpaqueContent, RuleAction};
 use crate::policy::inspect::{field_of, role_of, Fired, Hit, Verdict};
-use crate::policy::walk::Walked;
 use crate::policy::{ApiFamily, Code, Reply};
 
 /// Judges the scanner's hits and applies the verdict: a rule that blocks, or content that
@@ -81,14 +81,12 @@ pub(super) fn judge(
         // Audit anywhere (rule or consumer) turns the action into a record.
         let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
         let mut action = rule.action;
-        match (action, enforced, hit.at.ordinal) {
+        match (action, enforced, hit.at.span) {
             (RuleAction::Block, true, _) => {
                 verdict.blocked_by.get_or_insert(hit.rule);
             }
-            (RuleAction::Redact, true, Some(ordinal)) => {
-                verdict
-                    .redactions
-                    .push((ordinal, hit.range.clone(), hit.rule));
+            (RuleAction::Redact, true, Some(span)) => {
+                verdict.redactions.push((span, hit.range.clone(), hit.rule));
             }
             // A key cannot be redacted without risking a duplicate key: block instead.
             (RuleAction::Redact, true, None) => {

@@ -2,13 +2,13 @@
 //! one log line, the same facts in filter state for Envoy's access log, and the debug header.
 //! Names and codes only, never prompt text.
 
-use super::state::Facts;
 use std::cell::RefCell;
 
 use serde_json::json;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
+use super::state::Facts;
 use crate::policy::extract::display_model;
 use crate::policy::{Policy, Reply};
 

@@ -1,9 +1,8 @@
 //! Refusals several steps give, and the one rule of audit mode: a policy denial is recorded
 //! and the request goes on.
 
+use crate::policy::body::{BodyError, JsonError, Violation};
 use crate::policy::config::Mode;
-use crate::policy::extract::BodyError;
-use crate::policy::strict_json::{JsonError, Violation};
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 /// In audit mode a policy denial is recorded and the request goes on; in enforce mode it is

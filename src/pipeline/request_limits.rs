@@ -2,15 +2,13 @@
 //! budget's need to read the answer's usage, and the consumer's output-token cap.
 
 use super::refusals::audit_or_refuse;
-use super::state::Facts;
-use super::state::Pending;
+use super::state::{Facts, Pending};
+use crate::policy::body::Walked;
 use crate::policy::classify::Classified;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::Mode;
-use crate::policy::limits::{self, CapRequest, Change};
-use crate::policy::limits_usage;
+use crate::policy::limits::{self, stream_usage, CapRequest, Change};
 use crate::policy::reply::{Code, Reply};
-use crate::policy::walk::Walked;
 
 /// The changes the request limits make: usage asked of a stream, and the consumer's
 /// output-token cap. In audit mode the cap changes nothing and what it would have done is
@@ -24,7 +22,7 @@ pub(super) fn limit_changes(
     audited: &mut Option<Reply>,
 ) -> Result<Vec<Change>, Reply> {
     let shape = classified.endpoint.family();
-    let flags = limits_usage::flags(body, &walked.located, shape)?;
+    let flags = stream_usage::flags(body, &walked.located, shape)?;
     let mut changes = Vec::new();
     if policy.inject_stream_usage && limits::reports_stream_usage(classified.endpoint) {
         if let Some(change) = limits::stream_usage(body, &walked.located) {
@@ -37,7 +35,7 @@ pub(super) fn limit_changes(
     if let Some(consumer) = consumer.filter(|consumer| policy.budget_for(&consumer.name).is_some())
     {
         let unread =
-            limits_usage::unread_usage(classified, &pending.path, flags, facts.stream_usage_added)
+            stream_usage::unread_usage(classified, &pending.path, flags, facts.stream_usage_added)
                 .or_else(|| pending.unread_headers.clone());
         if let Some(reason) = unread {
             let reply = Reply::new(

@@ -2,17 +2,16 @@
 //! limits' changes made as edits of the body in one copy, and the path moved under the
 //! provider's `base_path`.
 
-use crate::policy::classify::API_ROOT;
 use std::collections::BTreeMap;
 
 use super::approval::Approved;
 use super::state::Pending;
-use crate::policy::classify::{encode_segment, Classified};
+use crate::policy::body::{Span, Walked};
+use crate::policy::classify::{encode_segment, Classified, API_ROOT};
 use crate::policy::compiled::Policy;
 use crate::policy::inspect::Verdict;
 use crate::policy::limits::{self, Change};
-use crate::policy::redact::{apply, redact_string, string_value_spans, Edit};
-use crate::policy::walk::Walked;
+use crate::policy::redact::{apply, redact_string, Edit};
 use crate::policy::{Code, Reply};
 
 /// The new path and body; `None` where they stay the client's.
@@ -105,21 +104,21 @@ pub(super) fn redaction_edits(
     if verdict.redactions.is_empty() {
         return Some(Vec::new());
     }
-    let mut by_string: BTreeMap<u32, Vec<(std::ops::Range<usize>, &str)>> = BTreeMap::new();
-    for (ordinal, range, rule) in &verdict.redactions {
+    let mut by_string: BTreeMap<Span, Vec<(std::ops::Range<usize>, &str)>> = BTreeMap::new();
+    for (span, range, rule) in &verdict.redactions {
         by_string
-            .entry(*ordinal)
+            .entry(*span)
             .or_default()
             .push((range.clone(), policy.rule_id(*rule)));
     }
-    let wanted = by_string.keys().map(|ordinal| (*ordinal, ())).collect();
-    let spans = string_value_spans(body, &wanted);
     by_string
         .iter()
-        .map(|(ordinal, ranges)| {
-            let span = spans.get(ordinal)?.clone();
-            let text = redact_string(body.get(span.clone())?, ranges)?;
-            Some(Edit { span, text })
+        .map(|(span, ranges)| {
+            let text = redact_string(body.get(span.range())?, ranges)?;
+            Some(Edit {
+                span: span.range(),
+                text,
+            })
         })
         .collect()
 }

@@ -3,47 +3,16 @@
 //! The body is read in one strict pass (`walk`); the top-level `model` comes out with its byte
 //! span, so an alias is swapped in place without re-serialising the rest of the body.
 
-use std::fmt;
 use std::ops::Range;
 
+use super::body::strict_json::shorten;
+use super::body::{walk, BodyError, ModelField, NoText};
 use super::classify::Endpoint;
-use super::strict_json::{shorten, JsonError};
-use super::walk::{walk, NoText};
-
-/// The top-level `model` of a request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelField {
-    pub name: String,
-    /// Where the value, quotes included, sits in the body.
-    pub span: Range<usize>,
-}
 
 /// What the policy reads from a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestBody {
     pub model: ModelField,
-}
-
-/// Why a body was refused. Each becomes a 400 with its own code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
-    Empty,
-    Json(JsonError),
-    NotAnObject,
-    ModelMissing,
-    ModelNotString,
-}
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            BodyError::Empty => f.write_str("the request body is empty; a JSON object is required"),
-            BodyError::Json(error) => write!(f, "the request body is not acceptable: {error}"),
-            BodyError::NotAnObject => f.write_str("the request body must be a JSON object"),
-            BodyError::ModelMissing => f.write_str("the request body has no \"model\""),
-            BodyError::ModelNotString => f.write_str("\"model\" must be a string"),
-        }
-    }
 }
 
 /// Validates a whole body and extracts its `model`, without looking at its text.
@@ -79,7 +48,7 @@ pub fn display_model(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::strict_json::Violation;
+    use crate::policy::body::strict_json::{JsonError, Violation};
 
     /// The model, or the error with serde_json's message blanked (only the kind is compared).
     fn model_of(body: &str) -> Result<String, BodyError> {

@@ -5,9 +5,9 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
+use super::body::{read_offset, Offsets, Slot, Span, TextAt, TextSink, Walked};
 use super::config::{Field, RuleAction};
 use super::detect::{self, Detector};
-use super::walk::{read_offset, Offsets, Slot, TextAt, TextSink, Walked};
 
 /// What a rule looks for.
 #[derive(Debug, Clone)]
@@ -177,9 +177,9 @@ impl<'p> ScanSink<'p> {
             .filter_map(|(rule, index, range)| {
                 let mut at = *self.at.get(*index)?;
                 // Rewriting a key of JSON text in a string could make a duplicate key, as
-                // rewriting a key of the body could: without an ordinal, a redaction blocks.
+                // rewriting a key of the body could: without a span, a redaction blocks.
                 if in_key(*index, range) {
-                    at.ordinal = None;
+                    at.span = None;
                 }
                 Some(Hit {
                     rule: *rule,
@@ -217,10 +217,7 @@ impl TextSink for ScanSink<'_> {
             .enumerate()
             .rev()
             .find_map(|(index, from)| from.is_none().then_some(index));
-        let at = TextAt {
-            ordinal: None,
-            ..at
-        };
+        let at = TextAt { span: None, ..at };
         self.push(text, at, from.map(|from| (from, layers.to_vec())));
     }
 }
@@ -280,8 +277,9 @@ pub struct Fired {
 pub struct Verdict {
     /// The first enforced blocking rule, by index.
     pub blocked_by: Option<usize>,
-    /// Enforced redactions: `(string ordinal, range in the decoded string, rule index)`.
-    pub redactions: Vec<(u32, Range<usize>, usize)>,
+    /// Enforced redactions: `(span of the string in the body, range in its decoded text, rule
+    /// index)`.
+    pub redactions: Vec<(Span, Range<usize>, usize)>,
     pub fired: Vec<Fired>,
     /// Set when an opaque part is refused (enforced) or recorded (audit).
     pub opaque: Option<(&'static str, bool)>,

@@ -324,15 +324,15 @@ fn path_family_a_provider_does_not_speak_is_refused() {
 
 #[test]
 fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
+    use crate::policy::body::{Slot, Span, TextAt, TextSink};
     use crate::policy::inspect::{RuleSource, ScanSink, Scanner};
-    use crate::policy::walk::{Slot, TextAt, TextSink};
     let scanner = Scanner::new(vec![
         (0, RuleSource::Pattern(r"end\s+start".into())),
         (1, RuleSource::Pattern("needle".into())),
     ])
     .unwrap();
-    let at = |ordinal| TextAt {
-        ordinal: Some(ordinal),
+    let at = |start| TextAt {
+        span: Some(Span::new(start, start + 1)),
         message: None,
         slot: Slot::Other,
     };
@@ -340,10 +340,10 @@ fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
     sink.text("the end", at(0));
     sink.text("start here, a needle", at(1));
     sink.text("end start", at(2));
-    let mut hits: Vec<(usize, Option<u32>, std::ops::Range<usize>)> = sink
+    let mut hits: Vec<(usize, Option<usize>, std::ops::Range<usize>)> = sink
         .finish()
         .into_iter()
-        .map(|hit| (hit.rule, hit.at.ordinal, hit.range))
+        .map(|hit| (hit.rule, hit.at.span.map(|span| span.start), hit.range))
         .collect();
     hits.sort_by_key(|hit| hit.1);
     assert_eq!(hits, vec![(1, Some(1), 14..20), (0, Some(2), 0..9)]);

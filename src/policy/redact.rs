@@ -1,8 +1,10 @@
 //! The forwarded body's edits, applied in one copy: the model swapped in place, and each
 //! redacted string replaced by its re-encoded, redacted text. Every other byte is the client's.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::ops::Range;
+
+use super::body::text::unescape;
 
 /// A replacement of `span` (bytes of the body) by `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,46 +30,17 @@ pub fn apply(body: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The spans of string values (not keys) in a valid JSON document, by ordinal, for the
-/// ordinals asked for. Relies on the body having passed the strict walk.
-pub fn string_value_spans(body: &[u8], wanted: &BTreeMap<u32, ()>) -> BTreeMap<u32, Range<usize>> {
-    let mut spans = BTreeMap::new();
-    let mut ordinal = 0u32;
-    let mut index = 0usize;
-    while let Some(&byte) = body.get(index) {
-        if byte != b'"' {
-            index = index.saturating_add(1);
-            continue;
-        }
-        let start = index;
-        let mut end = start.saturating_add(1);
-        while let Some(&inner) = body.get(end) {
-            match inner {
-                b'\\' => end = end.saturating_add(2),
-                b'"' => break,
-                _ => end = end.saturating_add(1),
-            }
-        }
-        let after = end.saturating_add(1);
-        let is_key = body
-            .get(after..)
-            .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()))
-            == Some(&b':');
-        if !is_key {
-            if wanted.contains_key(&ordinal) {
-                spans.insert(ordinal, start..after);
-            }
-            ordinal = ordinal.saturating_add(1);
-        }
-        index = after;
-    }
-    spans
-}
-
-/// Redacts one JSON string (`raw`, quotes included): each range of its decoded text becomes
-/// `[REDACTED:<rule>]`. Where ranges overlap, a later one covers only what an earlier one left.
+/// Redacts one JSON string (`raw`, quotes included, a token the walk read): each range of its
+/// decoded text becomes `[REDACTED:<rule>]`. Where ranges overlap, a later one covers only what
+/// an earlier one left. The text is decoded as the walk decoded it, and only when it has
+/// escapes.
 pub fn redact_string(raw: &[u8], ranges: &[(Range<usize>, &str)]) -> Option<String> {
-    let text: String = serde_json::from_slice(raw).ok()?;
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let inner = std::str::from_utf8(inner).ok()?;
+    let text = match unescape(inner) {
+        Some(decoded) => Cow::Owned(decoded),
+        None => Cow::Borrowed(inner),
+    };
     let mut sorted: Vec<&(Range<usize>, &str)> = ranges.iter().collect();
     sorted.sort_by_key(|(range, _)| range.start);
     let mut out = String::with_capacity(text.len());
@@ -90,18 +63,6 @@ pub fn redact_string(raw: &[u8], ranges: &[(Range<usize>, &str)]) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_value_strings_not_keys() {
-        let body = br#"{"a" : "x\"y", "b":["z", {"c":"w"}], "d\\":"v"}"#;
-        let wanted = (0..10).map(|i| (i, ())).collect();
-        let spans = string_value_spans(body, &wanted);
-        let texts: Vec<&[u8]> = spans.values().map(|span| &body[span.clone()]).collect();
-        assert_eq!(
-            texts,
-            vec![&br#""x\"y""#[..], br#""z""#, br#""w""#, br#""v""#]
-        );
-    }
 
     #[test]
     fn redacts_decoded_ranges_and_reencodes() {

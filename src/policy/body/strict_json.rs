@@ -1,7 +1,8 @@
 //! JSON read more strictly than serde_json reads it by default.
 //!
-//! serde_json already refuses what RFC 8259 forbids (bad syntax, invalid UTF-8, lone
-//! surrogates, trailing data once `end` is called). On top of that, a key that appears twice in
+//! The reader already refuses what RFC 8259 forbids, as serde_json does (bad syntax, invalid
+//! UTF-8, lone surrogates, trailing data once `end` is called). On top of that, a key that
+//! appears twice in
 //! one object is refused, because parsers disagree on which copy wins: a duplicate is a way to
 //! show the filter one value and the provider another. Two keys that differ only in letter case
 //! are refused the same way: Go's `encoding/json` and .NET match keys without regard to case
@@ -10,22 +11,17 @@
 //! recursion.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::Deserializer;
-
-use super::json_reader::Reader;
+use super::json_reader::{self, Reader, Token};
 
 /// Deeper nesting than this is refused. LLM requests (tool schemas included) stay far below it,
 /// and serde_json's own limit (128) is never reached.
 pub const MAX_DEPTH: usize = 64;
 
-/// What made a syntactically valid document unacceptable. Carried out of serde's visitors
-/// through a `Cell`, since serde's error type only holds a message.
+/// What made a syntactically valid document unacceptable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     DuplicateKey(String),
@@ -187,121 +183,6 @@ impl Default for KeySet<'_> {
     }
 }
 
-/// Reads an object key, borrowing it from the input when it has no escapes.
-pub struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key))
-    }
-}
-
-/// Walks any JSON value, checking every object for duplicate keys and the nesting depth,
-/// without building it.
-#[derive(Clone, Copy)]
-pub struct StrictValue<'v> {
-    pub depth: usize,
-    pub violation: &'v Cell<Option<Violation>>,
-}
-
-impl StrictValue<'_> {
-    fn fail<E: de::Error>(&self, violation: Violation) -> E {
-        let message = violation.to_string();
-        self.violation.set(Some(violation));
-        E::custom(message)
-    }
-
-    fn nested<E: de::Error>(&self) -> Result<Self, E> {
-        match self.depth.checked_add(1) {
-            Some(depth) if depth <= MAX_DEPTH => Ok(StrictValue {
-                depth,
-                violation: self.violation,
-            }),
-            _ => Err(self.fail(Violation::TooDeep)),
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let element = self.nested()?;
-        while seq.next_element_seed(element)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let value = self.nested()?;
-        let mut keys = KeySet::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if let Err(seen) = keys.insert(key.clone()) {
-                return Err(self.fail(seen.violation(key)));
-            }
-            map.next_value_seed(value)?;
-        }
-        Ok(())
-    }
-}
-
 /// The reason a document was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
@@ -319,25 +200,52 @@ impl fmt::Display for JsonError {
     }
 }
 
-/// Turns the reader's error into ours, preferring the violation a visitor recorded.
-pub fn classify_error(error: impl fmt::Display, violation: &Cell<Option<Violation>>) -> JsonError {
-    match violation.take() {
-        Some(violation) => JsonError::Violation(violation),
-        None => JsonError::Syntax(error.to_string()),
+impl From<json_reader::Error> for JsonError {
+    fn from(error: json_reader::Error) -> Self {
+        JsonError::Syntax(error.to_string())
     }
 }
 
-/// Checks a whole document: valid JSON, no duplicate key anywhere (letter case folded), bounded depth, nothing after it.
+/// Checks a whole document: valid JSON, no duplicate key anywhere (letter case folded), bounded
+/// depth, nothing after it.
 pub fn validate(bytes: &[u8]) -> Result<(), JsonError> {
-    let violation = Cell::new(None);
-    let mut reader = Reader::new(bytes).map_err(|error| classify_error(error, &violation))?;
-    let seed = StrictValue {
-        depth: 0,
-        violation: &violation,
+    let mut reader = Reader::new(bytes)?;
+    strict_value(&mut reader, 0)?;
+    reader.end()?;
+    Ok(())
+}
+
+/// Reads one value at `depth`, checking every object in it for duplicate keys and the nesting
+/// depth, without building it.
+fn strict_value(reader: &mut Reader<'_>, depth: usize) -> Result<(), JsonError> {
+    let nested = || match depth.checked_add(1) {
+        Some(nested) if nested <= MAX_DEPTH => Ok(nested),
+        _ => Err(JsonError::Violation(Violation::TooDeep)),
     };
-    seed.deserialize(&mut reader)
-        .and_then(|()| reader.end())
-        .map_err(|error| classify_error(error, &violation))
+    match reader.value()? {
+        Token::Array => {
+            let nested = nested()?;
+            let mut first = true;
+            while reader.next_element(&mut first)? {
+                strict_value(reader, nested)?;
+            }
+        }
+        Token::Object => {
+            let nested = nested()?;
+            let mut keys = KeySet::new();
+            let mut first = true;
+            while let Some((key, _)) = reader.next_key(&mut first)? {
+                let key = key.into_cow();
+                if let Err(seen) = keys.insert(key.clone()) {
+                    return Err(JsonError::Violation(seen.violation(key)));
+                }
+                reader.colon()?;
+                strict_value(reader, nested)?;
+            }
+        }
+        Token::Null | Token::Bool(_) | Token::Number(_) | Token::String(..) => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

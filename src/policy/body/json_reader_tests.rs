@@ -185,33 +185,24 @@ fn plain_run_matches_a_byte_by_byte_search() {
 fn raw_is_the_value_s_exact_text() {
     let body = br#"{"model" :  "gpt\u002d4o" , "n": [1, {"a": 2}] }"#;
     let mut reader = Reader::new(body).unwrap();
-    struct Fields<'de>(Vec<Raw<'de>>);
-    impl<'de> Deserialize<'de> for Fields<'de> {
-        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Fields<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                    let mut raws = Vec::new();
-                    while map.next_key::<String>()?.is_some() {
-                        raws.push(map.next_value::<Raw<'de>>()?);
-                    }
-                    Ok(Fields(raws))
-                }
-            }
-            deserializer.deserialize_any(V)
-        }
+    let mut raws = Vec::new();
+    let mut spans = Vec::new();
+    assert!(matches!(reader.value().unwrap(), Token::Object));
+    let mut first = true;
+    while reader.next_key(&mut first).unwrap().is_some() {
+        reader.colon().unwrap();
+        let (raw, span) = reader.raw_value().unwrap();
+        raws.push(raw);
+        spans.push(span);
     }
-    let fields = Fields::deserialize(&mut reader).unwrap();
     reader.end().unwrap();
-    let raws: Vec<&str> = fields.0.iter().map(|raw| raw.0).collect();
+
     assert_eq!(raws, [r#""gpt\u002d4o""#, r#"[1, {"a": 2}]"#]);
-    // Each borrowed from the body itself, so its place can be told from its address.
+    // Each borrowed from the body itself, at its span.
     let start = raws[1].as_ptr() as usize - body.as_ptr() as usize;
     assert_eq!(&body[start..start + raws[1].len()], raws[1].as_bytes());
+    assert_eq!(spans[1].range(), start..start + raws[1].len());
+    assert_eq!(&body[spans[0].range()], raws[0].as_bytes());
 }
 
 #[test]

@@ -3,12 +3,14 @@
 //! TGI `max_new_tokens`, `min_tokens`, `ignore_eos`; Ollama `num_predict`; ...), and model
 //! adapters parse numbers leniently. A list of such names could never be complete, so for a
 //! capped consumer the list is of what passes: the API's own parameters and a few sampling
-//! settings known to leave the length alone. Every other top-level number is refused.
+//! settings known to leave the length alone. Every other top-level number is refused. The same
+//! holds at every depth of Bedrock Converse `additionalModelRequestFields`, which Bedrock
+//! hands to the model as they are (`additional_limit`).
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::classify::Endpoint;
+use crate::policy::classify::Endpoint;
 
 /// Whether text is read as a number by a lenient parser: Rust's and JSON's syntax, and what
 /// Python's `int`/`float` (digit groups with `_`, any Unicode decimal digit, surrounding
@@ -292,6 +294,99 @@ pub(crate) fn undefined_limit(endpoint: Endpoint, body: &[u8]) -> Result<Option<
         };
         refused.then_some(key)
     }))
+}
+
+/// Whether a model-specific request field limits generated tokens, or multiplies them, whatever
+/// the model family spells it: `max_tokens`, `max_tokens_to_sample`, `maxTokenCount`,
+/// `max_gen_len`, `max_new_tokens`, `n`, `num_generations`, `candidateCount`, ... Matched
+/// loosely on purpose: a false match only asks the client to use `inferenceConfig.maxTokens`
+/// instead, or to leave the field out.
+fn limits_output_tokens(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let choices = matches!(
+        key.as_str(),
+        "n" | "best_of"
+            | "num_generations"
+            | "numgenerations"
+            | "candidate_count"
+            | "candidatecount"
+            | "num_return_sequences"
+            | "numresults"
+            | "num_results"
+    );
+    choices || (key.contains("max") && (key.contains("token") || key.contains("gen_len")))
+}
+
+/// Model-specific numeric settings known to leave the length and number of outputs alone:
+/// sampling, penalties and seeds, in the spellings model families use. Every other number in
+/// `additionalModelRequestFields` may bound output (`max_length`, `num_predict`, `length`, ...)
+/// and is refused for a capped consumer: a list of what limits output could never be complete.
+/// Anthropic's `thinking.budget_tokens` is here because Anthropic refuses one that is not
+/// below `max_tokens`, which the cap sets.
+const NEUTRAL_NUMBERS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "topp",
+    "top_k",
+    "topk",
+    "min_p",
+    "minp",
+    "seed",
+    "random_seed",
+    "randomseed",
+    "presence_penalty",
+    "presencepenalty",
+    "frequency_penalty",
+    "frequencypenalty",
+    "repetition_penalty",
+    "repetitionpenalty",
+    "repeat_penalty",
+    "budget_tokens",
+];
+
+/// Whether a key's numeric value is known not to change how much is generated.
+fn neutral_number(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    NEUTRAL_NUMBERS.contains(&key.as_str())
+}
+
+/// Whether a value is a number, or text a lenient parser reads as one (`"5000"`, `"5_000"`,
+/// `"0x1388"`, full-width or other Unicode digits).
+fn numeric(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(_) => true,
+        serde_json::Value::String(text) => reads_as_number(text),
+        _ => false,
+    }
+}
+
+/// The first key, at any depth of `additionalModelRequestFields`, that limits or multiplies
+/// output tokens, or that holds a number not known to leave output alone. Bedrock hands the
+/// object to the model as it is, and models nest their own settings (Amazon Nova reads
+/// `inferenceConfig.max_new_tokens` there), so every level is read; a number in a list belongs
+/// to the list's key. `Err` when the value cannot be read (it was validated by the walk, so
+/// never in practice).
+pub(super) fn additional_limit(raw: &[u8]) -> Result<Option<String>, ()> {
+    fn find(key: Option<&str>, value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::Object(object) => object.iter().find_map(|(key, value)| {
+                if limits_output_tokens(key) {
+                    Some(key.clone())
+                } else {
+                    find(Some(key), value)
+                }
+            }),
+            serde_json::Value::Array(items) => items.iter().find_map(|item| find(key, item)),
+            value if numeric(value) => match key {
+                Some(key) if neutral_number(key) => None,
+                Some(key) => Some(key.to_owned()),
+                None => Some(String::new()),
+            },
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|_| ())?;
+    Ok(find(None, &value))
 }
 
 #[cfg(test)]

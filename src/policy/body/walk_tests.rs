@@ -1,6 +1,9 @@
 //! Every place prompt text can hide, per API family: which slot and role the walk gives it.
 
 use super::*;
+use crate::policy::body::read_keys::{read_key_variant, READ_KEYS};
+use crate::policy::body::text::{read_offset, unescape, unescape_mapped};
+use crate::policy::body::NoText;
 
 /// Collects (text, slot, role) for string values, resolving roles after the walk.
 #[derive(Default)]
@@ -17,7 +20,7 @@ fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, Slot, Option<String>)> 
     let walked = walk(body.as_bytes(), endpoint, &mut sink).unwrap();
     sink.0
         .into_iter()
-        .filter(|(_, at)| at.ordinal.is_some())
+        .filter(|(_, at)| at.span.is_some())
         .map(|(text, at)| {
             let role = at.message.and_then(|index| {
                 walked
@@ -112,7 +115,7 @@ fn keys_of_tool_arguments_are_handed_out() {
     let body = r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","input":{"HELLO":1}}]}]}"#;
     walk(body.as_bytes(), Endpoint::Messages, &mut sink).unwrap();
     let key = sink.0.iter().find(|(text, _)| text == "HELLO").unwrap();
-    assert_eq!(key.1.ordinal, None);
+    assert_eq!(key.1.span, None);
     assert_eq!(key.1.slot, Slot::ToolArguments);
 }
 
@@ -122,20 +125,19 @@ fn every_string_value_is_handed_out_once_in_order() {
         r#"{"a":"1","model":"m","b":["2",{"c":"3"}],"messages":[{"role":"user","content":"4"}]}"#;
     let mut sink = Collect::default();
     walk(body.as_bytes(), Endpoint::ChatCompletions, &mut sink).unwrap();
-    let values: Vec<(String, Option<u32>)> = sink
+    let values: Vec<(String, &str)> = sink
         .0
         .iter()
-        .filter(|(_, at)| at.ordinal.is_some())
-        .map(|(text, at)| (text.clone(), at.ordinal))
+        .filter_map(|(text, at)| Some((text.clone(), body.get(at.span?.range())?)))
         .collect();
-    // The model (ordinal 1) and the role (ordinal 4) take ordinals but are handed out without.
+    // The model and the role are handed out without a span.
     assert_eq!(
         values,
         vec![
-            ("1".into(), Some(0)),
-            ("2".into(), Some(2)),
-            ("3".into(), Some(3)),
-            ("4".into(), Some(5)),
+            ("1".into(), r#""1""#),
+            ("2".into(), r#""2""#),
+            ("3".into(), r#""3""#),
+            ("4".into(), r#""4""#),
         ]
     );
 }
@@ -176,9 +178,9 @@ fn strictness_is_kept() {
     ] {
         assert!(matches!(
             walk(body.as_bytes(), Endpoint::ChatCompletions, &mut NoText),
-            Err(BodyError::Json(
-                crate::policy::strict_json::JsonError::Violation(Violation::DuplicateKey(_))
-            ))
+            Err(BodyError::Json(JsonError::Violation(
+                Violation::DuplicateKey(_)
+            )))
         ));
     }
     let deep = format!(
@@ -202,7 +204,7 @@ const ALL: Watch = Watch {
 
 /// The raw text of a located value.
 fn text_of(body: &str, found: Option<Found>) -> Option<&str> {
-    found.and_then(|found| body.get(found.span()))
+    found.and_then(|found| body.get(found.span.range()))
 }
 
 #[test]
@@ -253,7 +255,7 @@ fn object_ends_and_emptiness() {
         let config = found.get(Watched::GenerationConfig).unwrap();
         let object = config.object.unwrap();
         assert_eq!(object.empty, empty, "{body}");
-        assert_eq!(object.close, config.end - 1, "{body}");
+        assert_eq!(object.close, config.span.end - 1, "{body}");
         assert_eq!(body.as_bytes()[object.close], b'}');
     }
     for (body, empty, close) in [
@@ -304,31 +306,29 @@ fn only_the_endpoints_fields_are_located() {
 
 #[test]
 fn located_values_are_walked_like_any_other() {
-    // Strings inside located values are handed out, in order, with the ordinals the redaction
-    // spans are counted by.
+    // Strings inside located values are handed out, in order, with their spans in the body.
     let body = r#"{"a":"1","stream_options":{"x":"2","include_usage":"3"},"max_tokens":"4","model":"m","b":"5"}"#;
     let mut sink = Collect::default();
     let walked = walk_watching(body.as_bytes(), Endpoint::ChatCompletions, ALL, &mut sink).unwrap();
-    let values: Vec<(String, Option<u32>, Slot)> = sink
+    let values: Vec<(String, &str, Slot)> = sink
         .0
         .iter()
-        .filter(|(_, at)| at.ordinal.is_some())
-        .map(|(text, at)| (text.clone(), at.ordinal, at.slot))
+        .filter_map(|(text, at)| Some((text.clone(), body.get(at.span?.range())?, at.slot)))
         .collect();
     assert_eq!(
         values,
         vec![
-            ("1".into(), Some(0), Slot::Other),
-            ("2".into(), Some(1), Slot::Other),
-            ("3".into(), Some(2), Slot::Other),
-            ("4".into(), Some(3), Slot::Other),
-            ("5".into(), Some(5), Slot::Other),
+            ("1".into(), r#""1""#, Slot::Other),
+            ("2".into(), r#""2""#, Slot::Other),
+            ("3".into(), r#""3""#, Slot::Other),
+            ("4".into(), r#""4""#, Slot::Other),
+            ("5".into(), r#""5""#, Slot::Other),
         ]
     );
     let keys: Vec<&str> = sink
         .0
         .iter()
-        .filter(|(_, at)| at.ordinal.is_none())
+        .filter(|(_, at)| at.span.is_none())
         .map(|(text, _)| text.as_str())
         .collect();
     assert_eq!(
@@ -339,13 +339,13 @@ fn located_values_are_walked_like_any_other() {
             "x",
             "include_usage",
             "max_tokens",
-            // The model is scanned, without an ordinal (a redaction there blocks).
+            // The model is scanned, without a span (a redaction there blocks).
             "m",
             "b"
         ]
     );
     assert_eq!(walked.model.unwrap().name, "m");
-    // The same ordinals as without a watch.
+    // The same spans as without a watch.
     let mut plain = Collect::default();
     walk(body.as_bytes(), Endpoint::ChatCompletions, &mut plain).unwrap();
     assert_eq!(plain.0, sink.0);
@@ -361,9 +361,9 @@ fn located_values_are_read_as_strictly() {
         assert!(
             matches!(
                 walk_watching(body.as_bytes(), Endpoint::ChatCompletions, ALL, &mut NoText),
-                Err(BodyError::Json(
-                    crate::policy::strict_json::JsonError::Violation(Violation::DuplicateKey(_))
-                ))
+                Err(BodyError::Json(JsonError::Violation(
+                    Violation::DuplicateKey(_)
+                )))
             ),
             "{body}"
         );
@@ -402,14 +402,12 @@ fn located_values_are_read_as_strictly() {
             ALL,
             &mut NoText
         ),
-        Err(BodyError::Json(
-            crate::policy::strict_json::JsonError::Violation(Violation::TooDeep)
-        ))
+        Err(BodyError::Json(JsonError::Violation(Violation::TooDeep)))
     ));
 }
 
 #[test]
-fn the_body_model_is_scanned_without_an_ordinal() {
+fn the_body_model_is_scanned_without_a_span() {
     for endpoint in [
         Endpoint::ChatCompletions,
         Endpoint::AzureChatCompletions,
@@ -422,7 +420,7 @@ fn the_body_model_is_scanned_without_an_ordinal() {
         walk(body.as_bytes(), endpoint, &mut sink).unwrap();
         let model = sink.0.iter().find(|(text, _)| text == "HELLO");
         assert_eq!(
-            model.map(|(_, at)| (at.ordinal, at.slot)),
+            model.map(|(_, at)| (at.span, at.slot)),
             Some((None, Slot::Other)),
             "{endpoint:?}"
         );
@@ -438,7 +436,7 @@ fn the_body_model_is_scanned_without_an_ordinal() {
 
 #[test]
 fn read_keys_are_distinct_once_folded() {
-    let all: Vec<&str> = super::READ_KEYS
+    let all: Vec<&str> = READ_KEYS
         .iter()
         .chain(
             crate::policy::parts::READ_PART_KEYS
@@ -449,9 +447,9 @@ fn read_keys_are_distinct_once_folded() {
         .copied()
         .collect();
     for a in &all {
-        assert_eq!(super::read_key_variant(a), None, "{a}");
+        assert_eq!(read_key_variant(a), None, "{a}");
         let variant = a.to_ascii_uppercase();
-        assert_eq!(super::read_key_variant(&variant), Some(*a), "{a}");
+        assert_eq!(read_key_variant(&variant), Some(*a), "{a}");
     }
 }
 
@@ -467,7 +465,7 @@ fn unescapes_json_text_inside_strings() {
         (r"trailing\", None),
         (r"two\\", Some(r"two\")),
     ] {
-        assert_eq!(super::unescape(text).as_deref(), expected, "{text}");
+        assert_eq!(unescape(text).as_deref(), expected, "{text}");
     }
 }
 
@@ -480,7 +478,7 @@ fn unescape_maps_each_decoded_byte_to_where_it_was_read() {
         (r"\u00e9!", vec![0, 0, 6, 7]),
         (r"\ud83d\ude00", vec![0, 0, 0, 0, 12]),
     ] {
-        let (decoded, offsets) = super::unescape_mapped(text).unwrap();
+        let (decoded, offsets) = unescape_mapped(text).unwrap();
         let map: Vec<usize> = (0..=decoded.len())
             .map(|at| offsets.read_at(at).unwrap())
             .collect();
@@ -492,12 +490,12 @@ fn unescape_maps_each_decoded_byte_to_where_it_was_read() {
 fn decoded_layers_lead_back_to_the_string_as_read() {
     // `\\u0041` decodes to `\u0041`, then to `A`: each layer's bytes lead back to the escape.
     let text = r"x\\u0041y";
-    let (first, one) = super::unescape_mapped(text).unwrap();
-    let (second, two) = super::unescape_mapped(&first).unwrap();
+    let (first, one) = unescape_mapped(text).unwrap();
+    let (second, two) = unescape_mapped(&first).unwrap();
     assert_eq!(second, "xAy");
     let layers = [one, two];
     let map: Vec<usize> = (0..=second.len())
-        .map(|at| super::read_offset(&layers, at).unwrap())
+        .map(|at| read_offset(&layers, at).unwrap())
         .collect();
     assert_eq!(map, vec![0, 1, 8, 9]);
 }

@@ -1,15 +1,18 @@
-//! The request flags that decide whether a response's usage can be read, and the rule that a
-//! consumer with a budget is only forwarded requests whose usage will be read.
+//! Asking a stream for its usage: the change that makes an OpenAI-style stream end with its
+//! usage, the request flags that decide whether a response's usage can be read, and the rule
+//! that a consumer with a budget is only forwarded requests whose usage will be read.
 //!
 //! A flag whose type the API defines (`stream`, `stream_options.include_usage`, `background`)
 //! must have that type: lenient servers read `"stream": 1` or `"stream": "true"` as true, and a
 //! filter that read them as false would neither ask for the stream's usage nor expect it.
 
-use super::classify::{split_query, ApiFamily, Classified, Endpoint};
-use super::limits::{reports_stream_usage, Watched};
-use super::reply::{Code, Reply};
-use super::request::Headers;
-use super::walk::{Found, Located};
+use crate::policy::body::watch::reports_stream_usage;
+use crate::policy::body::{Found, Located, Watched};
+use crate::policy::classify::{split_query, ApiFamily, Classified, Endpoint};
+use crate::policy::reply::{Code, Reply};
+use crate::policy::request::Headers;
+
+use super::{raw, Change};
 
 /// The flags a request gives, once each is known to have its type.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +25,42 @@ pub struct Flags {
     pub background: bool,
 }
 
-fn raw<'b>(body: &'b [u8], found: &Found) -> &'b [u8] {
-    body.get(found.span()).unwrap_or_default()
+const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
+
+/// The change that makes a streamed response end with its usage, if the body needs one:
+/// `stream_options.include_usage` set to `true` when `stream` is `true`. A `stream_options`
+/// or `include_usage` of a type the provider refuses anyway is left for it to refuse.
+pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
+    let stream = located.get(Watched::Stream)?;
+    if raw(body, &stream) != b"true" {
+        return None;
+    }
+    let Some(options) = located.get(Watched::StreamOptions) else {
+        return Some(Change::Insert {
+            object: located.top?,
+            member: format!(r#""stream_options":{INCLUDE_USAGE}"#),
+        });
+    };
+    if raw(body, &options) == b"null" {
+        return Some(Change::Replace {
+            span: options.span.range(),
+            text: INCLUDE_USAGE.to_owned(),
+        });
+    }
+    let object = options.object?;
+    match located.get(Watched::IncludeUsage) {
+        None => Some(Change::Insert {
+            object,
+            member: r#""include_usage":true"#.to_owned(),
+        }),
+        Some(include) if matches!(raw(body, &include), b"false" | b"null") => {
+            Some(Change::Replace {
+                span: include.span.range(),
+                text: "true".to_owned(),
+            })
+        }
+        Some(_) => None,
+    }
 }
 
 /// A boolean flag: `Ok(None)` when absent or null, `Err` when it has another type.
@@ -161,7 +198,7 @@ fn gemini_format(query: &str) -> Option<String> {
                      system parameters such as \"fields\" and \"callback\" on every API); \
                      only alt=json or sse, prettyPrint, key, quotaUser, userProject, \
                      access_token and $.xgafv are forwarded",
-                    super::extract::display_model(name)
+                    crate::policy::extract::display_model(name)
                 ))
             }
         }
@@ -172,7 +209,7 @@ fn gemini_format(query: &str) -> Option<String> {
         Some(Some(other)) => Some(format!(
             "the answer format \"alt={}\" is not one whose usage the gateway reads; use json or \
              sse",
-            super::extract::display_model(other)
+            crate::policy::extract::display_model(other)
         )),
     }
 }
@@ -224,7 +261,7 @@ pub fn unread_headers(classified: &Classified, headers: &Headers) -> Option<Stri
             return Some(format!(
                 "the header \"{}\" may change the answer's shape or cut it short (Google reads \
                  system headers such as \"X-Goog-FieldMask\" on every API)",
-                super::extract::display_model(&lower)
+                crate::policy::extract::display_model(&lower)
             ));
         }
         if lower == "accept" {
@@ -273,5 +310,5 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "limits_usage_tests.rs"]
+#[path = "stream_usage_tests.rs"]
 mod tests;

@@ -1,5 +1,7 @@
-//! A JSON reader for request bodies: a `serde::Deserializer` over bytes that the walk and the
-//! strict check drive with their own visitors, as they would serde_json's.
+//! A JSON reader for request bodies. The walk and the strict check pull tokens from it
+//! (`value`, `next_element`, `next_key`), each string with its span in the body, and return
+//! their own errors as values. It is also a `serde::Deserializer`, built on the same steps,
+//! so it can be compared with serde_json (tests and the `strict_json` fuzz target).
 //!
 //! It exists for speed on large bodies. A prompt body is mostly long strings, and serde_json
 //! scans each one eight bytes at a time, then validates its UTF-8 in a second pass. Here the
@@ -13,21 +15,21 @@
 //! serde_json, but floats are parsed by the standard library, which may differ from
 //! serde_json's in the last bit; no visitor here reads a float's value).
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::forward_to_deserialize_any;
+use serde::de;
+
+use super::plain_run::plain_run;
+use super::span::Span;
 
 /// serde_json's own limit: deeper documents are refused rather than risk the stack.
 const RECURSION_LIMIT: usize = 128;
 
-/// The newtype name that asks for a value's raw text (see `Raw`).
-const RAW_TOKEN: &str = "$posturio::json_reader::Raw";
-
 /// Why the bytes are not one JSON document, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    message: String,
+    pub(super) message: String,
 }
 
 impl fmt::Display for Error {
@@ -37,35 +39,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl de::Error for Error {
-    fn custom<T: fmt::Display>(message: T) -> Self {
-        Error {
-            message: message.to_string(),
-        }
-    }
-}
-
-/// A value's raw JSON text, borrowed from the body: where it sits can be told from its address.
-/// Only this reader produces it.
-#[derive(Debug, Clone, Copy)]
-pub struct Raw<'de>(pub &'de str);
-
-impl<'de> de::Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = Raw<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<Raw<'de>, E> {
-                Ok(Raw(raw))
-            }
-        }
-        deserializer.deserialize_newtype_struct(RAW_TOKEN, RawVisitor)
-    }
-}
 
 /// Reads one JSON document. Call `end` after the value to refuse trailing bytes.
 pub struct Reader<'de> {
@@ -77,9 +50,48 @@ pub struct Reader<'de> {
 }
 
 /// A decoded string: borrowed from the input when it had no escapes.
-enum Text<'de, 's> {
+pub enum Text<'de, 's> {
     Borrowed(&'de str),
+    /// Decoded into the reader's buffer: valid until the next read.
     Decoded(&'s str),
+}
+
+impl<'de> Text<'de, '_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(text) => text,
+            Text::Decoded(text) => text,
+        }
+    }
+
+    /// The text, still borrowed from the input where it was; copied only if it was decoded.
+    pub fn into_cow(self) -> Cow<'de, str> {
+        match self {
+            Text::Borrowed(text) => Cow::Borrowed(text),
+            Text::Decoded(text) => Cow::Owned(text.to_owned()),
+        }
+    }
+}
+
+/// A number as serde_json hands it over: u64 for a non-negative integer that fits, i64 for a
+/// negative one, f64 otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+/// What `Reader::value` read: a whole scalar, or the opening of an array or object, whose
+/// members are then pulled with `next_element` or `next_key` until they say it closed.
+pub enum Token<'de, 's> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    /// A string, and its span in the input, quotes included.
+    String(Text<'de, 's>, Span),
+    Array,
+    Object,
 }
 
 impl<'de> Reader<'de> {
@@ -121,7 +133,7 @@ impl<'de> Reader<'de> {
     }
 
     /// An error at the current position.
-    fn error(&self, what: &str) -> Error {
+    pub(super) fn error(&self, what: &str) -> Error {
         error_at(self.input(), self.at, what)
     }
 
@@ -186,8 +198,9 @@ impl<'de> Reader<'de> {
         self.depth_left = self.depth_left.saturating_add(1);
     }
 
-    /// Reads a string whose opening quote is the current byte.
-    fn read_string<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+    /// Reads a string whose opening quote is the current byte; its span, quotes included.
+    fn read_string<'s>(&'s mut self) -> Result<(Text<'de, 's>, Span), Error> {
+        let quote = self.at;
         self.bump();
         let start = self.at;
         self.skip_plain();
@@ -195,13 +208,14 @@ impl<'de> Reader<'de> {
             Some(b'"') => {
                 let text = self.text_between(start, self.at)?;
                 self.bump();
-                Ok(Text::Borrowed(text))
+                Ok((Text::Borrowed(text), Span::new(quote, self.at)))
             }
             Some(b'\\') => {
                 let head = self.text_between(start, self.at)?;
                 self.scratch.clear();
                 self.scratch.push_str(head);
-                self.read_escaped_rest()
+                self.read_escaped_rest()?;
+                Ok((Text::Decoded(&self.scratch), Span::new(quote, self.at)))
             }
             Some(_) => Err(self.control_character()),
             None => Err(self.error("EOF while parsing a string")),
@@ -218,13 +232,14 @@ impl<'de> Reader<'de> {
         self.error("control character (\\u0000-\\u001F) found while parsing a string")
     }
 
-    /// The rest of a string from its first backslash, decoded into `scratch`.
-    fn read_escaped_rest<'s>(&'s mut self) -> Result<Text<'de, 's>, Error> {
+    /// The rest of a string from its first backslash, decoded into `scratch`, and its closing
+    /// quote.
+    fn read_escaped_rest(&mut self) -> Result<(), Error> {
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.bump();
-                    return Ok(Text::Decoded(&self.scratch));
+                    return Ok(());
                 }
                 Some(b'\\') => {
                     self.bump();
@@ -320,9 +335,8 @@ impl<'de> Reader<'de> {
         Ok(value)
     }
 
-    /// Checks a number against the JSON grammar and visits it as serde_json would: u64 for a
-    /// non-negative integer that fits, i64 for a negative one, f64 otherwise.
-    fn read_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
+    /// Checks a number against the JSON grammar and reads it as serde_json would.
+    fn read_number(&mut self) -> Result<Number, Error> {
         let start = self.at;
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -362,17 +376,17 @@ impl<'de> Reader<'de> {
                 self.text_between(start.saturating_add(usize::from(negative)), integer_end)?;
             if let Ok(magnitude) = digits.parse::<u64>() {
                 if !negative {
-                    return visitor.visit_u64(magnitude);
+                    return Ok(Number::U64(magnitude));
                 }
                 let value = 0i64.wrapping_sub_unsigned(magnitude);
                 if value < 0 {
-                    return visitor.visit_i64(value);
+                    return Ok(Number::I64(value));
                 }
                 // -0, and magnitudes past i64::MIN: serde_json hands these over as floats.
             }
         }
         match text.parse::<f64>() {
-            Ok(value) if value.is_finite() => visitor.visit_f64(value),
+            Ok(value) if value.is_finite() => Ok(Number::F64(value)),
             _ => Err(self.error("number out of range")),
         }
     }
@@ -391,9 +405,136 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// Reads any value without visiting it; its raw text is what `Raw` receives.
+    /// Reads any value without visiting it.
     fn skip_value(&mut self) -> Result<(), Error> {
         de::Deserializer::deserialize_any(&mut *self, de::IgnoredAny).map(|_| ())
+    }
+
+    /// Reads the next value: a scalar whole, an array or object up to its opening bracket.
+    pub fn value(&mut self) -> Result<Token<'de, '_>, Error> {
+        let Some(byte) = self.skip_space() else {
+            return Err(self.error("EOF while parsing a value"));
+        };
+        match byte {
+            b'n' => {
+                self.expect_literal(b"null")?;
+                Ok(Token::Null)
+            }
+            b't' => {
+                self.expect_literal(b"true")?;
+                Ok(Token::Bool(true))
+            }
+            b'f' => {
+                self.expect_literal(b"false")?;
+                Ok(Token::Bool(false))
+            }
+            b'-' | b'0'..=b'9' => self.read_number().map(Token::Number),
+            b'"' => {
+                let (text, span) = self.read_string()?;
+                Ok(Token::String(text, span))
+            }
+            b'[' => {
+                self.enter()?;
+                self.bump();
+                Ok(Token::Array)
+            }
+            b'{' => {
+                self.enter()?;
+                self.bump();
+                Ok(Token::Object)
+            }
+            _ => Err(self.error("expected value")),
+        }
+    }
+
+    /// After `Token::Array`: whether another element follows (read it next), or the array
+    /// closed. `first` starts `true` for each array.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool, Error> {
+        match self.skip_space() {
+            Some(b']') => {
+                self.bump();
+                self.leave();
+                return Ok(false);
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                if self.skip_space() == Some(b']') {
+                    return Err(self.error("trailing comma"));
+                }
+            }
+            Some(_) if *first => {}
+            Some(_) => return Err(self.error("expected `,` or `]`")),
+            None => return Err(self.error("EOF while parsing a list")),
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    /// After `Token::Object`: the next key and its span, or `None` when the object closed.
+    /// Call `colon` before reading the key's value. `first` starts `true` for each object.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<(Text<'de, '_>, Span)>, Error> {
+        match self.skip_space() {
+            Some(b'}') => {
+                self.bump();
+                self.leave();
+                return Ok(None);
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                match self.skip_space() {
+                    Some(b'"') => {}
+                    Some(b'}') => return Err(self.error("trailing comma")),
+                    Some(_) => return Err(self.error("key must be a string")),
+                    None => return Err(self.error("EOF while parsing an object")),
+                }
+            }
+            Some(b'"') if *first => {}
+            Some(_) if *first => return Err(self.error("key must be a string")),
+            Some(_) => return Err(self.error("expected `,` or `}`")),
+            None => return Err(self.error("EOF while parsing an object")),
+        }
+        *first = false;
+        self.read_string().map(Some)
+    }
+
+    /// The `:` between a key and its value.
+    pub fn colon(&mut self) -> Result<(), Error> {
+        match self.skip_space() {
+            Some(b':') => {
+                self.bump();
+                Ok(())
+            }
+            Some(_) => Err(self.error("expected `:`")),
+            None => Err(self.error("EOF while parsing an object")),
+        }
+    }
+
+    /// Reads the next value without looking inside it: its raw text and span.
+    pub fn raw_value(&mut self) -> Result<(&'de str, Span), Error> {
+        if self.skip_space().is_none() {
+            return Err(self.error("EOF while parsing a value"));
+        }
+        let start = self.at;
+        self.skip_value()?;
+        Ok((
+            self.text_between(start, self.at)?,
+            Span::new(start, self.at),
+        ))
+    }
+
+    /// A reader over a value already read (`raw_value`), to read it again: the spans it gives
+    /// are still spans of the whole input.
+    pub fn reread(&self, span: Span) -> Result<Reader<'de>, Error> {
+        let text = self
+            .text
+            .get(..span.end)
+            .ok_or_else(|| self.error("internal: a value could not be located"))?;
+        Ok(Reader {
+            text,
+            at: span.start,
+            depth_left: RECURSION_LIMIT,
+            scratch: String::new(),
+        })
     }
 }
 
@@ -413,292 +554,6 @@ fn error_at(input: &[u8], at: usize, what: &str) -> Error {
         .saturating_add(1);
     Error {
         message: format!("{what} at line {line} column {column}"),
-    }
-}
-
-/// How many leading bytes of `bytes` are plain string content: not `"`, `\` or a control
-/// character. A chunk at a time: sixteen bytes with Wasm SIMD in the module, eight with word
-/// arithmetic elsewhere.
-#[inline]
-fn plain_run(bytes: &[u8]) -> usize {
-    let mut chunks = bytes.chunks_exact(CHUNK);
-    let mut offset = 0usize;
-    for chunk in &mut chunks {
-        if let Some(at) = first_special(chunk) {
-            return offset.saturating_add(at);
-        }
-        offset = offset.saturating_add(CHUNK);
-    }
-    let tail = chunks.remainder();
-    let plain = tail
-        .iter()
-        .position(|byte| is_special(*byte))
-        .unwrap_or(tail.len());
-    offset.saturating_add(plain)
-}
-
-/// The lanes of a 16-byte chunk that are `"`, `\` or a control character, all ones.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn special_lanes(chunk: &[u8]) -> core::arch::wasm32::v128 {
-    use core::arch::wasm32::{u8x16, u8x16_eq, u8x16_lt, u8x16_splat, v128_or};
-    let Ok([b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
-        <[u8; 16]>::try_from(chunk)
-    else {
-        return u8x16_splat(0xff);
-    };
-    // Sixteen consecutive byte loads: the compiler makes them one vector load.
-    let bytes = u8x16(
-        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
-    );
-    v128_or(
-        v128_or(
-            u8x16_eq(bytes, u8x16_splat(b'"')),
-            u8x16_eq(bytes, u8x16_splat(b'\\')),
-        ),
-        u8x16_lt(bytes, u8x16_splat(0x20)),
-    )
-}
-
-fn is_special(byte: u8) -> bool {
-    matches!(byte, b'"' | b'\\' | 0x00..=0x1f)
-}
-
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-const CHUNK: usize = 16;
-
-/// The index of the first `"`, `\` or control character in a 16-byte chunk.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn first_special(chunk: &[u8]) -> Option<usize> {
-    match core::arch::wasm32::u8x16_bitmask(special_lanes(chunk)) {
-        0 => None,
-        mask => Some(mask.trailing_zeros() as usize),
-    }
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-const CHUNK: usize = 8;
-
-/// The same for an 8-byte chunk on other targets (the host tools, tests and fuzzing), with
-/// word arithmetic: a byte's high bit is set in `found` when it is special.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline]
-fn first_special(chunk: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGHS: u64 = ONES << 7;
-    let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    // A byte b has its high bit set by (b - k) & !b when b < k (for b below 0x80), the usual
-    // zero-byte test shifted: below 0x20 for control characters, equal for `"` and `\`.
-    let below_space = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word;
-    let quote = word ^ ONES.wrapping_mul(u64::from(b'"'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = word ^ ONES.wrapping_mul(u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let found = (below_space | quote | backslash) & HIGHS;
-    match found {
-        0 => None,
-        // Borrows only run towards higher bytes, so the lowest flagged byte is a true one.
-        found => Some((found.trailing_zeros() / 8) as usize),
-    }
-}
-
-impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let Some(byte) = self.skip_space() else {
-            return Err(self.error("EOF while parsing a value"));
-        };
-        match byte {
-            b'n' => {
-                self.expect_literal(b"null")?;
-                visitor.visit_unit()
-            }
-            b't' => {
-                self.expect_literal(b"true")?;
-                visitor.visit_bool(true)
-            }
-            b'f' => {
-                self.expect_literal(b"false")?;
-                visitor.visit_bool(false)
-            }
-            b'-' | b'0'..=b'9' => self.read_number(visitor),
-            b'"' => match self.read_string()? {
-                Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-                Text::Decoded(text) => visitor.visit_str(text),
-            },
-            b'[' => {
-                self.enter()?;
-                self.bump();
-                let mut access = Elements {
-                    reader: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_seq(&mut access)?;
-                let done = access.done;
-                self.leave();
-                if done {
-                    Ok(value)
-                } else {
-                    Err(self.error("trailing characters"))
-                }
-            }
-            b'{' => {
-                self.enter()?;
-                self.bump();
-                let mut access = Members {
-                    reader: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_map(&mut access)?;
-                let done = access.done;
-                self.leave();
-                if done {
-                    Ok(value)
-                } else {
-                    Err(self.error("trailing characters"))
-                }
-            }
-            _ => Err(self.error("expected value")),
-        }
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        if name != RAW_TOKEN {
-            return visitor.visit_newtype_struct(self);
-        }
-        if self.skip_space().is_none() {
-            return Err(self.error("EOF while parsing a value"));
-        }
-        let start = self.at;
-        self.skip_value()?;
-        visitor.visit_borrowed_str(self.text_between(start, self.at)?)
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-/// The elements of an array, read as the visitor asks for them.
-struct Elements<'r, 'de> {
-    reader: &'r mut Reader<'de>,
-    first: bool,
-    done: bool,
-}
-
-impl<'de> SeqAccess<'de> for &mut Elements<'_, 'de> {
-    type Error = Error;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        match self.reader.skip_space() {
-            Some(b']') => {
-                self.reader.bump();
-                self.done = true;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => {
-                self.reader.bump();
-                if self.reader.skip_space() == Some(b']') {
-                    return Err(self.reader.error("trailing comma"));
-                }
-            }
-            Some(_) if self.first => {}
-            Some(_) => return Err(self.reader.error("expected `,` or `]`")),
-            None => return Err(self.reader.error("EOF while parsing a list")),
-        }
-        self.first = false;
-        seed.deserialize(&mut *self.reader).map(Some)
-    }
-}
-
-/// The members of an object, read as the visitor asks for them.
-struct Members<'r, 'de> {
-    reader: &'r mut Reader<'de>,
-    first: bool,
-    done: bool,
-}
-
-impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
-    type Error = Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        match self.reader.skip_space() {
-            Some(b'}') => {
-                self.reader.bump();
-                self.done = true;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => {
-                self.reader.bump();
-                match self.reader.skip_space() {
-                    Some(b'"') => {}
-                    Some(b'}') => return Err(self.reader.error("trailing comma")),
-                    Some(_) => return Err(self.reader.error("key must be a string")),
-                    None => return Err(self.reader.error("EOF while parsing an object")),
-                }
-            }
-            Some(b'"') if self.first => {}
-            Some(_) if self.first => return Err(self.reader.error("key must be a string")),
-            Some(_) => return Err(self.reader.error("expected `,` or `}`")),
-            None => return Err(self.reader.error("EOF while parsing an object")),
-        }
-        self.first = false;
-        seed.deserialize(Key {
-            reader: &mut *self.reader,
-        })
-        .map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        match self.reader.skip_space() {
-            Some(b':') => self.reader.bump(),
-            Some(_) => return Err(self.reader.error("expected `:`")),
-            None => return Err(self.reader.error("EOF while parsing an object")),
-        }
-        seed.deserialize(&mut *self.reader)
-    }
-}
-
-/// An object key: always a string, whatever the visitor asks for.
-struct Key<'r, 'de> {
-    reader: &'r mut Reader<'de>,
-}
-
-impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.reader.read_string()? {
-            Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-            Text::Decoded(text) => visitor.visit_str(text),
-        }
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
     }
 }
 
