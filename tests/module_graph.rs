@@ -541,7 +541,6 @@ const LAYERS: [(&str, &[&str]); 2] = [
 ];
 
 #[test]
-#[ignore = "src/policy still has import cycles being removed; `make modules` runs this"]
 fn the_policy_layer_has_no_import_cycle_and_imports_no_layer_above() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut problems = Vec::new();
