@@ -7,7 +7,7 @@ use super::state::Facts;
 use crate::policy::body::{BodyError, Walked};
 use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::{Consumer, Policy, Provider};
-use crate::policy::extract::display_model;
+use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Reply};
 
 /// An approved model: the name the client sent, the provider's name for it, and the provider.
@@ -57,7 +57,7 @@ pub(super) fn approve<'a>(
             shape,
             format!(
                 "model \"{}\" is not in this gateway's catalogue of approved models",
-                display_model(name)
+                shorten(name)
             ),
         ));
     };
@@ -77,7 +77,7 @@ pub(super) fn approve<'a>(
             shape,
             format!(
                 "model \"{}\" is served by provider \"{}\", which does not accept the {} API",
-                display_model(name),
+                shorten(name),
                 provider.name,
                 endpoint.family().as_str(),
             ),
@@ -112,7 +112,7 @@ fn not_approved(model: &str, consumer: &Consumer, shape: ApiFamily) -> Reply {
         shape,
         format!(
             "model \"{}\" is not approved for consumer \"{}\"",
-            display_model(model),
+            shorten(model),
             consumer.name
         ),
     )

@@ -7,9 +7,9 @@ use super::refusals::{no_consumer, too_large};
 use super::state::{Facts, Pending, RequestKind};
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
-use crate::policy::extract::display_model;
 use crate::policy::limits::stream_usage;
 use crate::policy::request::{self, check_json_body, Headers};
+use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 /// Decides what the headers alone can decide. `metadata_identity` is the value found at
@@ -51,8 +51,8 @@ pub fn classify_request(
                     shape,
                     format!(
                         "{} {} is not an endpoint this gateway serves",
-                        display_model(method),
-                        display_model(split_query(path).0)
+                        shorten(method),
+                        shorten(split_query(path).0)
                     ),
                 ))
             }

@@ -261,7 +261,7 @@ impl<H: Host> Request<H> {
         self.recorder.request_id = only(&headers, "x-request-id")
             .ok()
             .flatten()
-            .map(crate::policy::extract::display_model);
+            .map(|id| crate::policy::shorten::shorten(id).into_owned());
         let metadata_identity = match &policy.identity {
             Identity::Metadata { namespace, path } => {
                 let mut property = vec!["metadata", "filter_metadata", namespace.as_str()];

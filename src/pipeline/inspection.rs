@@ -75,7 +75,7 @@ pub(super) fn judge(
             continue;
         };
         let role = role_of(&hit.at, walked);
-        if !applies(hit.rule) || !rule.looks_at(field_of(hit.at.slot, role), role) {
+        if !applies(hit.rule) || !rule.looks_at(field_of(hit.at.field, role), role) {
             continue;
         }
         // Audit anywhere (rule or consumer) turns the action into a record.

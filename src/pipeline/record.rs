@@ -9,7 +9,7 @@ use serde_json::json;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::state::Facts;
-use crate::policy::extract::display_model;
+use crate::policy::shorten::shorten;
 use crate::policy::{Policy, Reply};
 
 /// Label values of a decided request: names from the configuration only.
@@ -208,7 +208,7 @@ fn decision_line(
         "code": reply.map(|reply| reply.code.as_str()),
         "consumer": facts.consumer,
         "api": facts.family,
-        "model": facts.model.as_deref().map(display_model),
+        "model": facts.model.as_deref().map(|model| shorten(model).into_owned()),
         "upstream_model": facts.upstream_model,
         "provider": facts.provider,
         "rules": rules,

@@ -5,7 +5,6 @@
 
 use std::ops::Range;
 
-use super::body::strict_json::shorten;
 use super::body::{walk, BodyError, ModelField, NoText};
 use super::classify::Endpoint;
 
@@ -38,11 +37,6 @@ pub fn replace_model(body: &[u8], span: &Range<usize>, new_model: &str) -> Optio
     out.extend_from_slice(quoted.as_bytes());
     out.extend_from_slice(after);
     Some(out)
-}
-
-/// For messages: the model a client asked for, shortened.
-pub fn display_model(name: &str) -> String {
-    shorten(name).into_owned()
 }
 
 #[cfg(test)]

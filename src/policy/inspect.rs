@@ -5,7 +5,7 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
-use super::body::{read_offset, Offsets, Slot, Span, TextAt, TextSink, Walked};
+use super::body::{read_offset, Offsets, Span, TextAt, TextField, TextSink, Walked};
 use super::config::{Field, RuleAction};
 use super::detect::{self, Detector};
 
@@ -286,18 +286,18 @@ pub struct Verdict {
 }
 
 /// The field a piece of text counts as, now that its message's role is known.
-pub(crate) fn field_of(slot: Slot, role: Option<&str>) -> Field {
-    match slot {
-        Slot::MessageContent => match role {
+pub(crate) fn field_of(field: TextField, role: Option<&str>) -> Field {
+    match field {
+        TextField::MessageContent => match role {
             Some("system" | "developer") => Field::System,
             Some("tool" | "function") => Field::ToolResults,
             _ => Field::Prompt,
         },
-        Slot::Prompt => Field::Prompt,
-        Slot::System => Field::System,
-        Slot::ToolArguments => Field::ToolArguments,
-        Slot::ToolResults => Field::ToolResults,
-        Slot::Other => Field::Other,
+        TextField::Prompt => Field::Prompt,
+        TextField::System => Field::System,
+        TextField::ToolArguments => Field::ToolArguments,
+        TextField::ToolResults => Field::ToolResults,
+        TextField::Other => Field::Other,
     }
 }
 
@@ -309,9 +309,9 @@ pub(crate) fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
             .roles
             .get(index as usize)
             .and_then(|role| role.as_deref()),
-        None => match at.slot {
-            Slot::System => Some("system"),
-            Slot::Prompt => Some("user"),
+        None => match at.field {
+            TextField::System => Some("system"),
+            TextField::Prompt => Some("user"),
             _ => None,
         },
     }

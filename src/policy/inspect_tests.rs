@@ -324,7 +324,7 @@ fn path_family_a_provider_does_not_speak_is_refused() {
 
 #[test]
 fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
-    use crate::policy::body::{Slot, Span, TextAt, TextSink};
+    use crate::policy::body::{Span, TextAt, TextField, TextSink};
     use crate::policy::inspect::{RuleSource, ScanSink, Scanner};
     let scanner = Scanner::new(vec![
         (0, RuleSource::Pattern(r"end\s+start".into())),
@@ -334,7 +334,7 @@ fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
     let at = |start| TextAt {
         span: Some(Span::new(start, start + 1)),
         message: None,
-        slot: Slot::Other,
+        field: TextField::Other,
     };
     let mut sink = ScanSink::new(&scanner, 64);
     sink.text("the end", at(0));

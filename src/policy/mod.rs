@@ -18,6 +18,7 @@ pub mod redact;
 pub mod reply;
 pub mod request;
 pub(crate) mod rules;
+pub mod shorten;
 mod sse;
 pub mod usage;
 pub mod usage_chunk;

@@ -139,7 +139,7 @@ pub fn content_length(headers: &Headers) -> Option<u64> {
 }
 
 fn shorten_header(value: &str) -> String {
-    super::body::strict_json::shorten(value).into_owned()
+    super::shorten::shorten(value).into_owned()
 }
 
 #[cfg(test)]

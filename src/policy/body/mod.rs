@@ -20,9 +20,9 @@ pub mod watch;
 
 pub use span::Span;
 pub use strict_json::{JsonError, Violation};
-pub use text::{read_offset, NoText, Offsets, Slot, TextAt, TextSink};
+pub use text::{read_offset, NoText, Offsets, TextAt, TextField, TextSink};
 pub use walk::{walk, walk_watching, Walked};
-pub use watch::{Found, Located, ObjectEnd, Watch, Watched};
+pub use watch::{Located, LocatedValue, ObjectEnd, Watch, Watched};
 
 /// The top-level `model` of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Where a value sits, judged from the keys above it (`Place`), and what that makes of its
-//! text: which slot a string fills, which keys carry prompts in each API family, which roles
+//! text: which field a string fills, which keys carry prompts in each API family, which roles
 //! a family defines, and which keys name content the filter cannot read.
 
 use std::borrow::Cow;
 
-use super::text::Slot;
+use super::text::TextField;
 use crate::policy::classify::Endpoint;
 use crate::policy::parts::{self, Family};
 
@@ -29,9 +29,9 @@ pub(super) enum Place {
     /// that names an image, a file or other media is opaque.
     ModelFields,
     /// Text, or parts holding text, of the given kind. Objects here are content parts.
-    Text(Slot),
+    Text(TextField),
     /// Everything beneath is of this kind, keys included (tool arguments are free-form JSON).
-    Subtree(Slot),
+    Subtree(TextField),
     /// A content part's `type`: recorded to judge the part (see `parts`), and scanned.
     PartType,
     /// A Gemini `countTokens` body's `generateContentRequest`: read as a request of its own.
@@ -47,14 +47,14 @@ pub(super) enum Place {
 
 impl Place {
     /// What a string here is to the model.
-    pub(super) fn slot(self) -> Slot {
+    pub(super) fn field(self) -> TextField {
         match self {
-            Place::Text(slot) | Place::Subtree(slot) => slot,
-            Place::ResponsesInput | Place::Messages | Place::ModelFields => Slot::Prompt,
-            Place::Instructions => Slot::System,
+            Place::Text(field) | Place::Subtree(field) => field,
+            Place::ResponsesInput | Place::Messages | Place::ModelFields => TextField::Prompt,
+            Place::Instructions => TextField::System,
             // A bare string where a message is expected: its message's content.
-            Place::Message => Slot::MessageContent,
-            _ => Slot::Other,
+            Place::Message => TextField::MessageContent,
+            _ => TextField::Other,
         }
     }
 
@@ -91,31 +91,31 @@ impl Place {
             Place::Message => match key {
                 "role" => Place::Role,
                 // `message`: a Cohere Command R `chat_history` turn.
-                "content" | "parts" | "name" | "message" => Place::Text(Slot::MessageContent),
+                "content" | "parts" | "name" | "message" => Place::Text(TextField::MessageContent),
                 "tool_calls" | "function_call" | "arguments" | "input" => {
-                    Place::Subtree(Slot::ToolArguments)
+                    Place::Subtree(TextField::ToolArguments)
                 }
-                "output" => Place::Text(Slot::ToolResults),
-                _ => Place::Subtree(Slot::Other),
+                "output" => Place::Text(TextField::ToolResults),
+                _ => Place::Subtree(TextField::Other),
             },
             // Keys of a content part. Where a tool's result may itself hold parts (Anthropic
             // `tool_result.content`, Converse `toolResult`, Gemini `functionResponse.parts`,
             // Responses `output`), those are parts too, and judged as such.
-            Place::Text(slot) => {
+            Place::Text(field) => {
                 match key {
                     "text" | "thinking" | "refusal" | "parts" | "guardContent"
-                    | "reasoningContent" | "reasoningText" => Place::Text(slot),
+                    | "reasoningContent" | "reasoningText" => Place::Text(field),
                     "input" | "args" | "arguments" | "functionCall" | "function_call"
-                    | "toolUse" => Place::Subtree(Slot::ToolArguments),
+                    | "toolUse" => Place::Subtree(TextField::ToolArguments),
                     "content" | "output" | "functionResponse" | "function_response"
-                    | "toolResult" => Place::Text(Slot::ToolResults),
-                    "response" | "json" => Place::Subtree(Slot::ToolResults),
-                    _ => Place::Subtree(Slot::Other),
+                    | "toolResult" => Place::Text(TextField::ToolResults),
+                    "response" | "json" => Place::Subtree(TextField::ToolResults),
+                    _ => Place::Subtree(TextField::Other),
                 }
             }
             Place::PromptTemplate if key == "variables" => Place::Variables,
-            Place::Variables => Place::Text(Slot::Prompt),
-            Place::Subtree(slot) => Place::Subtree(slot),
+            Place::Variables => Place::Text(TextField::Prompt),
+            Place::Subtree(field) => Place::Subtree(field),
             Place::ModelFields => Place::ModelFields,
             Place::Messages
             | Place::Role
@@ -123,7 +123,7 @@ impl Place {
             | Place::Instructions
             | Place::Settings
             | Place::PartType
-            | Place::PromptTemplate => Place::Subtree(Slot::Other),
+            | Place::PromptTemplate => Place::Subtree(TextField::Other),
         }
     }
 }
@@ -136,32 +136,32 @@ fn top_level_place(endpoint: Endpoint, key: &str) -> Place {
         | (Embeddings | AzureEmbeddings, "input")
         // Cohere Command R's `message` (its `chat_history` is its messages).
         | (BedrockInvoke, "prompt" | "inputText" | "input" | "message") => {
-            Place::Text(Slot::Prompt)
+            Place::Text(TextField::Prompt)
         }
         // Cohere Command R's grounding documents: objects of text fields.
-        (BedrockInvoke, "documents") => Place::Subtree(Slot::Prompt),
+        (BedrockInvoke, "documents") => Place::Subtree(TextField::Prompt),
         (BedrockInvoke, "chat_history") => Place::Messages,
-        (BedrockInvoke, "preamble") => Place::Text(Slot::System),
+        (BedrockInvoke, "preamble") => Place::Text(TextField::System),
         (Responses, "input") => Place::ResponsesInput,
         (Responses, "instructions") => Place::Instructions,
         (Responses, "prompt") => Place::PromptTemplate,
         (BedrockConverse, "promptVariables") => Place::Variables,
         (GeminiGenerate, "contents") => Place::Messages,
-        (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(Slot::System),
+        (GeminiGenerate, "systemInstruction" | "system_instruction") => Place::Text(TextField::System),
         (GeminiGenerate, "generateContentRequest" | "generate_content_request") => {
             Place::InnerRequest
         }
         (_, "messages") => Place::Messages,
-        (_, "system") => Place::Text(Slot::System),
+        (_, "system") => Place::Text(TextField::System),
         (GeminiGenerate, "generationConfig" | "generation_config")
         | (BedrockConverse, "inferenceConfig")
         | (_, "stream_options") => Place::Settings,
         // Tool definitions are read as in every family (their property names are not media).
-        (BedrockInvoke, "tools" | "tool_choice" | "toolConfig") => Place::Subtree(Slot::Other),
+        (BedrockInvoke, "tools" | "tool_choice" | "toolConfig") => Place::Subtree(TextField::Other),
         (BedrockConverse, "additionalModelRequestFields") | (BedrockInvoke, _) => {
             Place::ModelFields
         }
-        _ => Place::Subtree(Slot::Other),
+        _ => Place::Subtree(TextField::Other),
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::json_reader::{self, Reader, Token};
+use crate::policy::shorten::shorten;
 
 /// Deeper nesting than this is refused. LLM requests (tool schemas included) stay far below it,
 /// and serde_json's own limit (128) is never reached.
@@ -53,15 +54,6 @@ impl fmt::Display for Violation {
             ),
             Violation::TooDeep => write!(f, "JSON nested deeper than {MAX_DEPTH} levels"),
         }
-    }
-}
-
-/// At most 64 characters of untrusted text, for messages.
-pub fn shorten(text: &str) -> Cow<'_, str> {
-    const LIMIT: usize = 64;
-    match text.char_indices().nth(LIMIT) {
-        Some((end, _)) => Cow::Owned(format!("{}...", text.get(..end).unwrap_or_default())),
-        None => Cow::Borrowed(text),
     }
 }
 
@@ -392,14 +384,5 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn shorten_keeps_char_boundaries() {
-        assert_eq!(shorten("abc"), "abc");
-        let long = "é".repeat(100);
-        let short = shorten(&long);
-        assert!(short.ends_with("..."));
-        assert_eq!(short.chars().count(), 67);
     }
 }

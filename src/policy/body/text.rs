@@ -1,4 +1,4 @@
-//! The text the walk hands out: what a string is to the model (`Slot`), where it sits
+//! The text the walk hands out: what a string is to the model (`TextField`), where it sits
 //! (`TextAt`), the sink that receives it, and the JSON text decoded inside strings, with the
 //! offsets that lead a match in decoded text back to the string as read.
 
@@ -8,7 +8,7 @@ use super::span::Span;
 
 /// What a piece of text is to the model, before its message's role is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum TextField {
     /// Content of a message: prompt, system or tool result depending on the role.
     MessageContent,
     /// Prompt text outside messages (completions `prompt`, embeddings `input`).
@@ -28,7 +28,7 @@ pub struct TextAt {
     pub span: Option<Span>,
     /// The message it belongs to, if any: an index into `Walked::roles`.
     pub message: Option<u32>,
-    pub slot: Slot,
+    pub field: TextField,
 }
 
 /// Receives every string of the body as it is read.

@@ -18,8 +18,8 @@ use super::places::{is_data_url, opaque_key, role_name, Place};
 use super::read_keys::read_key_variant;
 use super::span::Span;
 use super::strict_json::{JsonError, KeySet, Violation, MAX_DEPTH};
-use super::text::{decoded_layers, Slot, TextAt, TextSink};
-use super::watch::{top_object_end, watched, Found, Located, ObjectEnd, Watch, Watched};
+use super::text::{decoded_layers, TextAt, TextField, TextSink};
+use super::watch::{top_object_end, watched, Located, LocatedValue, ObjectEnd, Watch, Watched};
 use super::{BodyError, ModelField};
 use crate::policy::classify::Endpoint;
 use crate::policy::parts::{opaque_part, unread_key, Family};
@@ -174,7 +174,7 @@ impl Node {
             let at = TextAt {
                 span: None,
                 message: None,
-                slot: Slot::Other,
+                field: TextField::Other,
             };
             state.sink.text(text, at);
             return;
@@ -185,17 +185,17 @@ impl Node {
         let at = TextAt {
             span: Some(span),
             message: self.message,
-            slot: self.place.slot(),
+            field: self.place.field(),
         };
         state.sink.text(text, at);
         decoded_layers(text, at, &mut *state.sink);
     }
 
-    fn key<S: TextSink>(self, key: &str, slot: Slot, state: &mut State<'_, S>) {
+    fn key<S: TextSink>(self, key: &str, field: TextField, state: &mut State<'_, S>) {
         let at = TextAt {
             span: None,
             message: self.message,
-            slot,
+            field,
         };
         state.sink.text(key, at);
         decoded_layers(key, at, &mut *state.sink);
@@ -212,7 +212,7 @@ impl Node {
         self.role_not_text(state);
         let element = match self.place {
             Place::Messages | Place::ResponsesInput | Place::Instructions => Place::Message,
-            Place::PartType | Place::Role => Place::Subtree(Slot::Other),
+            Place::PartType | Place::Role => Place::Subtree(TextField::Other),
             other => other,
         };
         let element = self.child(element)?;
@@ -288,11 +288,11 @@ impl Node {
             if let Some(kind) = opaque_key(node.endpoint, node.place, place, &key) {
                 state.opaque(kind);
             }
-            let key_slot = match place {
-                Place::Subtree(slot) => slot,
-                _ => Slot::Other,
+            let key_field = match place {
+                Place::Subtree(field) => field,
+                _ => TextField::Other,
             };
-            node.key(&key, key_slot, state);
+            node.key(&key, key_field, state);
             if watching {
                 if let Some(what) = watched(node.endpoint, node.watch, node.watched, &key) {
                     reader.colon()?;
@@ -401,7 +401,10 @@ impl Node {
             }),
             _ => None,
         };
-        state.walked.located.set(what, Found { span, object });
+        state
+            .walked
+            .located
+            .set(what, LocatedValue { span, object });
         if let Some(b'{' | b'[' | b'"') = text.as_bytes().first() {
             let node = Node {
                 watched: object.map(|_| what),
@@ -430,7 +433,7 @@ impl Node {
         let at = TextAt {
             span: None,
             message: None,
-            slot: Slot::Other,
+            field: TextField::Other,
         };
         state.sink.text(&name, at);
         let field = ModelField {

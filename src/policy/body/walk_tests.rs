@@ -1,11 +1,11 @@
-//! Every place prompt text can hide, per API family: which slot and role the walk gives it.
+//! Every place prompt text can hide, per API family: which field and role the walk gives it.
 
 use super::*;
 use crate::policy::body::read_keys::{read_key_variant, READ_KEYS};
 use crate::policy::body::text::{read_offset, unescape, unescape_mapped};
 use crate::policy::body::NoText;
 
-/// Collects (text, slot, role) for string values, resolving roles after the walk.
+/// Collects (text, field, role) for string values, resolving roles after the walk.
 #[derive(Default)]
 struct Collect(Vec<(String, TextAt)>);
 
@@ -15,7 +15,7 @@ impl TextSink for Collect {
     }
 }
 
-fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, Slot, Option<String>)> {
+fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, TextField, Option<String>)> {
     let mut sink = Collect::default();
     let walked = walk(body.as_bytes(), endpoint, &mut sink).unwrap();
     sink.0
@@ -30,29 +30,29 @@ fn texts(endpoint: Endpoint, body: &str) -> Vec<(String, Slot, Option<String>)> 
                     .flatten()
                     .map(|role| role.into_owned())
             });
-            (text, at.slot, role)
+            (text, at.field, role)
         })
         .collect()
 }
 
-/// The slot and role of the string value `needle`.
-fn place_of(endpoint: Endpoint, body: &str, needle: &str) -> (Slot, Option<String>) {
+/// The field and role of the string value `needle`.
+fn place_of(endpoint: Endpoint, body: &str, needle: &str) -> (TextField, Option<String>) {
     let found = texts(endpoint, body);
     found
         .iter()
         .find(|(text, _, _)| text == needle)
-        .map(|(_, slot, role)| (*slot, role.clone()))
+        .map(|(_, field, role)| (*field, role.clone()))
         .unwrap_or_else(|| panic!("{needle:?} not handed out; got {found:?}"))
 }
 
 macro_rules! places {
-    ($($name:ident: $endpoint:ident, $body:expr, $needle:expr => $slot:ident, $role:expr;)*) => {$(
+    ($($name:ident: $endpoint:ident, $body:expr, $needle:expr => $field:ident, $role:expr;)*) => {$(
         #[test]
         fn $name() {
             let role: Option<&str> = $role;
             assert_eq!(
                 place_of(Endpoint::$endpoint, $body, $needle),
-                (Slot::$slot, role.map(str::to_owned))
+                (TextField::$field, role.map(str::to_owned))
             );
         }
     )*};
@@ -116,7 +116,7 @@ fn keys_of_tool_arguments_are_handed_out() {
     walk(body.as_bytes(), Endpoint::Messages, &mut sink).unwrap();
     let key = sink.0.iter().find(|(text, _)| text == "HELLO").unwrap();
     assert_eq!(key.1.span, None);
-    assert_eq!(key.1.slot, Slot::ToolArguments);
+    assert_eq!(key.1.field, TextField::ToolArguments);
 }
 
 #[test]
@@ -203,7 +203,7 @@ const ALL: Watch = Watch {
 };
 
 /// The raw text of a located value.
-fn text_of(body: &str, found: Option<Found>) -> Option<&str> {
+fn text_of(body: &str, found: Option<LocatedValue>) -> Option<&str> {
     found.and_then(|found| body.get(found.span.range()))
 }
 
@@ -310,19 +310,19 @@ fn located_values_are_walked_like_any_other() {
     let body = r#"{"a":"1","stream_options":{"x":"2","include_usage":"3"},"max_tokens":"4","model":"m","b":"5"}"#;
     let mut sink = Collect::default();
     let walked = walk_watching(body.as_bytes(), Endpoint::ChatCompletions, ALL, &mut sink).unwrap();
-    let values: Vec<(String, &str, Slot)> = sink
+    let values: Vec<(String, &str, TextField)> = sink
         .0
         .iter()
-        .filter_map(|(text, at)| Some((text.clone(), body.get(at.span?.range())?, at.slot)))
+        .filter_map(|(text, at)| Some((text.clone(), body.get(at.span?.range())?, at.field)))
         .collect();
     assert_eq!(
         values,
         vec![
-            ("1".into(), r#""1""#, Slot::Other),
-            ("2".into(), r#""2""#, Slot::Other),
-            ("3".into(), r#""3""#, Slot::Other),
-            ("4".into(), r#""4""#, Slot::Other),
-            ("5".into(), r#""5""#, Slot::Other),
+            ("1".into(), r#""1""#, TextField::Other),
+            ("2".into(), r#""2""#, TextField::Other),
+            ("3".into(), r#""3""#, TextField::Other),
+            ("4".into(), r#""4""#, TextField::Other),
+            ("5".into(), r#""5""#, TextField::Other),
         ]
     );
     let keys: Vec<&str> = sink
@@ -420,8 +420,8 @@ fn the_body_model_is_scanned_without_a_span() {
         walk(body.as_bytes(), endpoint, &mut sink).unwrap();
         let model = sink.0.iter().find(|(text, _)| text == "HELLO");
         assert_eq!(
-            model.map(|(_, at)| (at.span, at.slot)),
-            Some((None, Slot::Other)),
+            model.map(|(_, at)| (at.span, at.field)),
+            Some((None, TextField::Other)),
             "{endpoint:?}"
         );
     }

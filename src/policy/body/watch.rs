@@ -24,17 +24,17 @@ macro_rules! watched_values {
         #[allow(non_snake_case)]
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
         struct Slots {
-            $($kind: Option<Found>,)*
+            $($kind: Option<LocatedValue>,)*
         }
 
         impl Slots {
-            fn slot(&self, what: Watched) -> &Option<Found> {
+            fn slot(&self, what: Watched) -> &Option<LocatedValue> {
                 match what {
                     $(Watched::$kind => &self.$kind,)*
                 }
             }
 
-            fn slot_mut(&mut self, what: Watched) -> &mut Option<Found> {
+            fn slot_mut(&mut self, what: Watched) -> &mut Option<LocatedValue> {
                 match what {
                     $(Watched::$kind => &mut self.$kind,)*
                 }
@@ -111,7 +111,7 @@ pub struct ObjectEnd {
 /// A located value: the span of its raw JSON text in the body, and where it closes if it is an
 /// object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Found {
+pub struct LocatedValue {
     pub span: Span,
     pub object: Option<ObjectEnd>,
 }
@@ -126,11 +126,11 @@ pub struct Located {
 }
 
 impl Located {
-    pub fn get(&self, what: Watched) -> Option<Found> {
+    pub fn get(&self, what: Watched) -> Option<LocatedValue> {
         *self.found.slot(what)
     }
 
-    pub(super) fn set(&mut self, what: Watched, found: Found) {
+    pub(super) fn set(&mut self, what: Watched, found: LocatedValue) {
         *self.found.slot_mut(what) = Some(found);
     }
 }

@@ -168,7 +168,7 @@ fn every_watched_value_has_its_own_slot() {
     for (at, what) in Watched::ALL.iter().enumerate() {
         located.set(
             *what,
-            Found {
+            LocatedValue {
                 span: Span::new(at, at + 1),
                 object: None,
             },

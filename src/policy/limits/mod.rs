@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::body::{Found, ObjectEnd};
+use super::body::{LocatedValue, ObjectEnd};
 use super::classify::{Classified, Endpoint};
 use super::redact::Edit;
 use super::usage::UsageFormat;
@@ -74,7 +74,7 @@ pub fn into_edits(changes: Vec<Change>) -> Vec<Edit> {
 }
 
 /// The raw JSON text of a located value.
-fn raw<'b>(body: &'b [u8], found: &Found) -> &'b [u8] {
+fn raw<'b>(body: &'b [u8], found: &LocatedValue) -> &'b [u8] {
     body.get(found.span.range()).unwrap_or_default()
 }
 

@@ -5,27 +5,27 @@
 use super::choices::{choices, token_value, Choices, TokenValue};
 use super::keys::{additional_limit, undefined_limit};
 use super::{both_spellings, raw, Change};
-use crate::policy::body::{Found, Located, ObjectEnd, Watched};
+use crate::policy::body::{Located, LocatedValue, ObjectEnd, Watched};
 use crate::policy::classify::{ApiFamily, Classified, Endpoint};
 use crate::policy::compiled::OutputCap;
 use crate::policy::config::CapAction;
-use crate::policy::extract::display_model;
 use crate::policy::reply::{Code, Reply};
+use crate::policy::shorten::shorten;
 
-/// A field by the name clients send.
+/// One spelling of a watched field: the value, and the key clients send it under.
 #[derive(Debug, Clone, Copy)]
-struct Field {
+struct Spelling {
     what: Watched,
     name: &'static str,
 }
 
-const fn field(what: Watched, name: &'static str) -> Field {
-    Field { what, name }
+const fn spelling(what: Watched, name: &'static str) -> Spelling {
+    Spelling { what, name }
 }
 
 /// Where an endpoint's output-token fields are.
 #[derive(Debug, Clone, Copy)]
-enum Target {
+enum OutputFields {
     /// Nothing is generated (embeddings, token counts): no cap.
     None,
     /// The body is the model's own format: a cap cannot be enforced.
@@ -38,35 +38,35 @@ enum Target {
 struct CapFields {
     /// Empty: the fields are top-level. Otherwise the spellings of the key of the object that
     /// holds them (giving two is refused).
-    container: &'static [Field],
+    container: &'static [Spelling],
     /// The first is the one added when none is given.
-    fields: &'static [Field],
+    fields: &'static [Spelling],
     /// The fields are spellings of one field (giving two is refused), each matching the
     /// container spelling at the same index; otherwise distinct fields, each checked.
     spellings: bool,
 }
 
-const CHAT: &[Field] = &[
-    field(Watched::MaxCompletionTokens, "max_completion_tokens"),
-    field(Watched::MaxTokens, "max_tokens"),
+const CHAT: &[Spelling] = &[
+    spelling(Watched::MaxCompletionTokens, "max_completion_tokens"),
+    spelling(Watched::MaxTokens, "max_tokens"),
 ];
-const MAX_TOKENS: &[Field] = &[field(Watched::MaxTokens, "max_tokens")];
-const RESPONSES: &[Field] = &[field(Watched::MaxOutputTokens, "max_output_tokens")];
-const GENERATION_CONFIG: &[Field] = &[
-    field(Watched::GenerationConfig, "generationConfig"),
-    field(Watched::GenerationConfigSnake, "generation_config"),
+const MAX_TOKENS: &[Spelling] = &[spelling(Watched::MaxTokens, "max_tokens")];
+const RESPONSES: &[Spelling] = &[spelling(Watched::MaxOutputTokens, "max_output_tokens")];
+const GENERATION_CONFIG: &[Spelling] = &[
+    spelling(Watched::GenerationConfig, "generationConfig"),
+    spelling(Watched::GenerationConfigSnake, "generation_config"),
 ];
-const GEMINI: &[Field] = &[
-    field(Watched::GeminiMaxOutputTokens, "maxOutputTokens"),
-    field(Watched::GeminiMaxOutputTokensSnake, "max_output_tokens"),
+const GEMINI: &[Spelling] = &[
+    spelling(Watched::GeminiMaxOutputTokens, "maxOutputTokens"),
+    spelling(Watched::GeminiMaxOutputTokensSnake, "max_output_tokens"),
 ];
-const INFERENCE_CONFIG: &[Field] = &[field(Watched::InferenceConfig, "inferenceConfig")];
-const BEDROCK: &[Field] = &[field(Watched::InferenceMaxTokens, "maxTokens")];
+const INFERENCE_CONFIG: &[Spelling] = &[spelling(Watched::InferenceConfig, "inferenceConfig")];
+const BEDROCK: &[Spelling] = &[spelling(Watched::InferenceMaxTokens, "maxTokens")];
 
-fn target(classified: &Classified) -> Target {
+fn target(classified: &Classified) -> OutputFields {
     use Endpoint::*;
     let top = |fields| {
-        Target::Fields(CapFields {
+        OutputFields::Fields(CapFields {
             container: &[],
             fields,
             spellings: false,
@@ -76,25 +76,25 @@ fn target(classified: &Classified) -> Target {
         ChatCompletions | AzureChatCompletions => top(CHAT),
         Completions | AzureCompletions | Messages => top(MAX_TOKENS),
         Responses => top(RESPONSES),
-        GeminiGenerate if classified.counts_tokens => Target::None,
-        GeminiGenerate => Target::Fields(CapFields {
+        GeminiGenerate if classified.counts_tokens => OutputFields::None,
+        GeminiGenerate => OutputFields::Fields(CapFields {
             container: GENERATION_CONFIG,
             fields: GEMINI,
             spellings: true,
         }),
-        BedrockConverse => Target::Fields(CapFields {
+        BedrockConverse => OutputFields::Fields(CapFields {
             container: INFERENCE_CONFIG,
             fields: BEDROCK,
             spellings: false,
         }),
-        BedrockInvoke => Target::Unenforceable,
-        Embeddings | AzureEmbeddings | CountTokens => Target::None,
+        BedrockInvoke => OutputFields::Unenforceable,
+        Embeddings | AzureEmbeddings | CountTokens => OutputFields::None,
     }
 }
 
 /// Whether a request to this endpoint has output-token fields for the walk to locate.
 pub fn has_cap_fields(classified: &Classified) -> bool {
-    matches!(target(classified), Target::Fields(_))
+    matches!(target(classified), OutputFields::Fields(_))
 }
 
 /// What the cap makes of one request: nothing to do (the default); changes that enforce it
@@ -154,11 +154,11 @@ pub fn output_cap(
     request: CapRequest<'_>,
 ) -> Result<CapOutcome, Reply> {
     let target = match target(classified) {
-        Target::None => return Ok(CapOutcome::default()),
-        Target::Unenforceable => {
+        OutputFields::None => return Ok(CapOutcome::default()),
+        OutputFields::Unenforceable => {
             return Ok(CapOutcome::refusal(unenforceable(classified, request)))
         }
-        Target::Fields(target) => target,
+        OutputFields::Fields(target) => target,
     };
     refuse_unread_limits(classified, body, located, &target, request.shape)?;
     // The cap bounds what one request produces in all: with several choices, each may have
@@ -241,7 +241,7 @@ fn refuse_unread_limits(
                  output tokens in the model's own format (only sampling settings such as \
                  \"temperature\" or \"top_k\" are passed for a consumer with an output-token \
                  cap); set the limit with \"inferenceConfig.maxTokens\" and leave the field out",
-                display_model(&key)
+                shorten(&key)
             )));
         }
     }
@@ -257,7 +257,7 @@ fn refuse_unread_limits(
              OpenAI-compatible server (a consumer with an output-token cap may send only the \
              API's own parameters and sampling settings such as \"top_k\"); set the limit with \
              \"{limit_field}\" and leave the field out",
-            display_model(&key),
+            shorten(&key),
             classified.endpoint.name()
         )));
     }
@@ -293,7 +293,7 @@ struct Holder {
 
 impl Holder {
     /// A field's name as messages give it.
-    fn name(&self, field: &Field) -> String {
+    fn name(&self, field: &Spelling) -> String {
         if self.prefix.is_empty() {
             field.name.to_owned()
         } else {
@@ -372,7 +372,7 @@ struct Given {
     /// A field has a count, or a value treated as absent that the cap replaced.
     any: bool,
     /// The fields given as `null`.
-    nulls: Vec<(Watched, Found)>,
+    nulls: Vec<(Watched, LocatedValue)>,
 }
 
 /// Checks each field the request gives against the cap's share: a count over it is clamped
@@ -392,7 +392,7 @@ fn check_fields(
         any: false,
         nulls: Vec::new(),
     };
-    let mut spelled: Option<&Field> = None;
+    let mut spelled: Option<&Spelling> = None;
     for field in target.fields {
         let Some(found) = located.get(field.what) else {
             continue;
@@ -470,7 +470,7 @@ fn add_cap(
     located: &Located,
     target: &CapFields,
     holder: &Holder,
-    nulls: &[(Watched, Found)],
+    nulls: &[(Watched, LocatedValue)],
     limit: u64,
     shape: ApiFamily,
     outcome: &mut CapOutcome,

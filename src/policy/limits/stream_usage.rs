@@ -7,7 +7,7 @@
 //! filter that read them as false would neither ask for the stream's usage nor expect it.
 
 use crate::policy::body::watch::reports_stream_usage;
-use crate::policy::body::{Found, Located, Watched};
+use crate::policy::body::{Located, LocatedValue, Watched};
 use crate::policy::classify::{split_query, ApiFamily, Classified, Endpoint};
 use crate::policy::reply::{Code, Reply};
 use crate::policy::request::Headers;
@@ -64,7 +64,7 @@ pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
 }
 
 /// A boolean flag: `Ok(None)` when absent or null, `Err` when it has another type.
-fn boolean(body: &[u8], found: Option<Found>) -> Result<Option<bool>, ()> {
+fn boolean(body: &[u8], found: Option<LocatedValue>) -> Result<Option<bool>, ()> {
     let Some(found) = found else {
         return Ok(None);
     };
@@ -198,7 +198,7 @@ fn gemini_format(query: &str) -> Option<String> {
                      system parameters such as \"fields\" and \"callback\" on every API); \
                      only alt=json or sse, prettyPrint, key, quotaUser, userProject, \
                      access_token and $.xgafv are forwarded",
-                    crate::policy::extract::display_model(name)
+                    crate::policy::shorten::shorten(name)
                 ))
             }
         }
@@ -209,7 +209,7 @@ fn gemini_format(query: &str) -> Option<String> {
         Some(Some(other)) => Some(format!(
             "the answer format \"alt={}\" is not one whose usage the gateway reads; use json or \
              sse",
-            crate::policy::extract::display_model(other)
+            crate::policy::shorten::shorten(other)
         )),
     }
 }
@@ -261,7 +261,7 @@ pub fn unread_headers(classified: &Classified, headers: &Headers) -> Option<Stri
             return Some(format!(
                 "the header \"{}\" may change the answer's shape or cut it short (Google reads \
                  system headers such as \"X-Goog-FieldMask\" on every API)",
-                crate::policy::extract::display_model(&lower)
+                crate::policy::shorten::shorten(&lower)
             ));
         }
         if lower == "accept" {
