@@ -7,7 +7,7 @@ use crate::policy::body::Walked;
 use crate::policy::classify::Classified;
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::config::Mode;
-use crate::policy::limits::{self, stream_usage, CapRequest, Change};
+use crate::policy::limits::{self, stream_usage, CapOutcome, CapRequest, Change};
 use crate::policy::reply::{Code, Reply};
 
 /// The changes the request limits make: usage asked of a stream, and the consumer's
@@ -25,7 +25,7 @@ pub(super) fn limit_changes(
     let flags = stream_usage::flags(body, &walked.located, shape)?;
     let mut changes = Vec::new();
     if policy.inject_stream_usage && limits::reports_stream_usage(classified.endpoint) {
-        if let Some(change) = limits::stream_usage(body, &walked.located) {
+        if let Some(change) = limits::include_usage(body, &walked.located) {
             changes.push(change);
             facts.stream_usage_added = true;
         }
@@ -63,16 +63,16 @@ pub(super) fn limit_changes(
         shape: classified.endpoint.family(),
     };
     let outcome = limits::output_cap(classified, body, &walked.located, request)?;
-    match (consumer.mode, outcome.over) {
-        (Mode::Enforce, Some(over)) if outcome.refused => Err(over),
-        (Mode::Enforce, _) => {
-            changes.extend(outcome.changes);
-            facts.output_cap_clamped = outcome.clamped;
-            facts.output_cap_added = outcome.added;
+    match (consumer.mode, outcome) {
+        (Mode::Enforce, CapOutcome::Refused(reply)) => Err(reply),
+        (Mode::Enforce, CapOutcome::Enforced(enforcement)) => {
+            changes.extend(enforcement.changes);
+            facts.output_cap_clamped = enforcement.clamped;
+            facts.output_cap_added = enforcement.added;
             Ok(changes)
         }
-        (Mode::Audit, over) => {
-            if let Some(over) = over {
+        (Mode::Audit, outcome) => {
+            if let Some(over) = outcome.over() {
                 audited.get_or_insert(over);
             }
             Ok(changes)

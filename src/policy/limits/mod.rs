@@ -20,8 +20,8 @@ mod output_cap;
 pub mod stream_usage;
 
 pub use super::body::watch::{has_stream_flag, reports_stream_usage};
-pub use output_cap::{has_cap_fields, output_cap, CapOutcome, CapRequest};
-pub use stream_usage::stream_usage;
+pub use output_cap::{has_cap_fields, output_cap, CapOutcome, CapRequest, Enforcement};
+pub use stream_usage::include_usage;
 
 /// The format the response's usage comes in; `None` when the response reports none.
 pub fn usage_format(classified: &Classified) -> Option<UsageFormat> {

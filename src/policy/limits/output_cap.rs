@@ -97,42 +97,47 @@ pub fn has_cap_fields(classified: &Classified) -> bool {
     matches!(target(classified), OutputFields::Fields(_))
 }
 
-/// What the cap makes of one request: nothing to do (the default); changes that enforce it
-/// (`changes`, with `clamped` or `added` saying which); a request over the cap (`over`),
-/// clamped by the changes or, when `refused`, refused outright with no changes.
+/// What the cap makes of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapOutcome {
+    /// 403 `max_output_tokens_exceeded`, with no changes: over the cap with action `refuse`,
+    /// more outputs asked for than the cap can share, or an API the cap cannot be enforced on.
+    Refused(Reply),
+    /// Enforced by changes to the body (none when the request is within the cap).
+    Enforced(Enforcement),
+}
+
+impl CapOutcome {
+    /// What audit mode records: the refusal, or the reply a clamped value would have had.
+    pub fn over(self) -> Option<Reply> {
+        match self {
+            CapOutcome::Refused(reply) => Some(reply),
+            CapOutcome::Enforced(enforcement) => enforcement.over,
+        }
+    }
+}
+
+/// The changes that enforce the cap, and what they do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CapOutcome {
-    /// The changes enforcement makes: values over the cap lowered (with `clamp`), the field
-    /// added when the request gives none.
+pub struct Enforcement {
+    /// Values over the cap lowered to it (action `clamp`), or the field added when the
+    /// request gives none.
     pub changes: Vec<Change>,
     /// A value was over the cap and is lowered to it.
     pub clamped: bool,
     /// The request gave no value, and is given the cap.
     pub added: bool,
-    /// 403 `max_output_tokens_exceeded`: the request asks for more than the cap (or the cap
-    /// cannot be enforced on this API).
+    /// The 403 a clamped value would have had: what audit mode records.
     pub over: Option<Reply>,
-    /// Whether `over` refuses the request (action `refuse`, or an API the cap cannot be
-    /// enforced on) rather than being clamped.
-    pub refused: bool,
 }
 
-impl CapOutcome {
-    /// The request is refused with `reply`.
-    fn refusal(reply: Reply) -> Self {
-        CapOutcome {
-            over: Some(reply),
-            refused: true,
-            ..CapOutcome::default()
-        }
-    }
-
+impl Enforcement {
     /// The cap is given to a request that gave no value.
     fn added(change: Change) -> Self {
-        CapOutcome {
+        Enforcement {
             changes: vec![change],
             added: true,
-            ..CapOutcome::default()
+            ..Enforcement::default()
         }
     }
 }
@@ -154,9 +159,9 @@ pub fn output_cap(
     request: CapRequest<'_>,
 ) -> Result<CapOutcome, Reply> {
     let target = match target(classified) {
-        OutputFields::None => return Ok(CapOutcome::default()),
+        OutputFields::None => return Ok(CapOutcome::Enforced(Enforcement::default())),
         OutputFields::Unenforceable => {
-            return Ok(CapOutcome::refusal(unenforceable(classified, request)))
+            return Ok(CapOutcome::Refused(unenforceable(classified, request)))
         }
         OutputFields::Fields(target) => target,
     };
@@ -166,13 +171,13 @@ pub fn output_cap(
     let choices = choices(body, located, request.shape)?;
     let limit = request.cap.limit.checked_div(choices.count).unwrap_or(0);
     if limit == 0 {
-        return Ok(CapOutcome::refusal(too_many_outputs(&choices, request)));
+        return Ok(CapOutcome::Refused(too_many_outputs(&choices, request)));
     }
     let holder = match holder(body, located, &target, limit, request.shape)? {
         Ok(holder) => holder,
-        Err(settled) => return Ok(settled),
+        Err(settled) => return Ok(CapOutcome::Enforced(settled)),
     };
-    let mut outcome = CapOutcome::default();
+    let mut outcome = Enforcement::default();
     let given = check_fields(
         body,
         located,
@@ -182,15 +187,11 @@ pub fn output_cap(
         request,
         &mut outcome,
     )?;
-    if outcome.over.is_some() && request.cap.action == CapAction::Refuse {
-        return Ok(CapOutcome {
-            over: outcome.over,
-            refused: true,
-            ..CapOutcome::default()
-        });
+    if let (Some(over), CapAction::Refuse) = (&outcome.over, request.cap.action) {
+        return Ok(CapOutcome::Refused(over.clone()));
     }
     if given.any {
-        return Ok(outcome);
+        return Ok(CapOutcome::Enforced(outcome));
     }
     add_cap(
         located,
@@ -201,7 +202,7 @@ pub fn output_cap(
         request.shape,
         &mut outcome,
     )?;
-    Ok(outcome)
+    Ok(CapOutcome::Enforced(outcome))
 }
 
 /// The refusal for an API whose body is the model's own format.
@@ -311,7 +312,7 @@ fn holder(
     target: &CapFields,
     limit: u64,
     shape: ApiFamily,
-) -> Result<Result<Holder, CapOutcome>, Reply> {
+) -> Result<Result<Holder, Enforcement>, Reply> {
     let invalid = |message: String| Reply::new(Code::InvalidRequest, shape, message);
     if target.container.is_empty() {
         return Ok(Ok(Holder {
@@ -332,10 +333,10 @@ fn holder(
     let (Some(default_key), Some(default_field)) =
         (target.container.first(), target.fields.first())
     else {
-        return Ok(Err(CapOutcome::default()));
+        return Ok(Err(Enforcement::default()));
     };
     let Some((index, key, found)) = first else {
-        return Ok(Err(CapOutcome::added(Change::Insert {
+        return Ok(Err(Enforcement::added(Change::Insert {
             object: top_of(located, shape)?,
             member: format!(
                 r#""{}":{{"{}":{limit}}}"#,
@@ -345,7 +346,7 @@ fn holder(
     };
     let field = target.fields.get(index).unwrap_or(default_field);
     if raw(body, &found) == b"null" {
-        return Ok(Err(CapOutcome::added(Change::Replace {
+        return Ok(Err(Enforcement::added(Change::Replace {
             span: found.span.range(),
             text: format!(r#"{{"{}":{limit}}}"#, field.name),
         })));
@@ -384,7 +385,7 @@ fn check_fields(
     holder: &Holder,
     share: Share,
     request: CapRequest<'_>,
-    outcome: &mut CapOutcome,
+    outcome: &mut Enforcement,
 ) -> Result<Given, Reply> {
     let invalid = |message: String| Reply::new(Code::InvalidRequest, request.shape, message);
     let Share { limit, .. } = share;
@@ -473,7 +474,7 @@ fn add_cap(
     nulls: &[(Watched, LocatedValue)],
     limit: u64,
     shape: ApiFamily,
-    outcome: &mut CapOutcome,
+    outcome: &mut Enforcement,
 ) -> Result<(), Reply> {
     let added = if target.spellings {
         target.fields.get(holder.spelling).or(target.fields.first())

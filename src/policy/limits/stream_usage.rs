@@ -30,7 +30,7 @@ const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
 /// The change that makes a streamed response end with its usage, if the body needs one:
 /// `stream_options.include_usage` set to `true` when `stream` is `true`. A `stream_options`
 /// or `include_usage` of a type the provider refuses anyway is left for it to refuse.
-pub fn stream_usage(body: &[u8], located: &Located) -> Option<Change> {
+pub fn include_usage(body: &[u8], located: &Located) -> Option<Change> {
     let stream = located.get(Watched::Stream)?;
     if raw(body, &stream) != b"true" {
         return None;
