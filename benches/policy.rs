@@ -19,6 +19,8 @@
     clippy::arithmetic_side_effects
 )]
 
+use posturio::pipeline::classification::classify_request;
+use posturio::pipeline::decision::decide_body;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -208,8 +210,8 @@ const CASES: &[Case] = &[
 
 /// One evaluation of a request, as the filter does it: headers, then the whole body.
 fn evaluate(policy: &Policy, headers: &[(String, Vec<u8>)], body: &[u8]) -> Decision {
-    match policy.on_headers(headers, None) {
-        Ok(pending) => policy.on_body(&pending, body).0,
+    match classify_request(policy, headers, None) {
+        Ok(pending) => decide_body(policy, &pending, body).0,
         Err(reply) => Decision::Refuse(reply),
     }
 }

@@ -64,24 +64,6 @@ fn decide_passthrough(
     }))
 }
 
-/// The request pipeline's decisions, as methods of the policy for the callers that evaluate
-/// requests without a host (benchmarks, fuzzing, the policy's own tests).
-impl Policy {
-    /// The classification step (see `classification::classify_request`).
-    pub fn on_headers(
-        &self,
-        headers: &crate::policy::request::Headers,
-        metadata_identity: Option<&[u8]>,
-    ) -> Result<Pending, Reply> {
-        super::classification::classify_request(self, headers, metadata_identity)
-    }
-
-    /// The decision with the whole body (see `decide_body`).
-    pub fn on_body(&self, pending: &Pending, body: &[u8]) -> (Decision, Facts) {
-        decide_body(self, pending, body)
-    }
-}
-
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! Decisions (classification, then the body), table by table: one named case a line.
 
 use super::*;
+use crate::pipeline::classification::classify_request;
 use crate::policy::config::Mode;
 use crate::policy::ApiFamily;
 use serde_json::Value;
@@ -58,8 +59,8 @@ fn run(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Result<Forward, Reply> {
-    let pending = policy.on_headers(&headers(method, path, extra), None)?;
-    match policy.on_body(&pending, body.as_bytes()).0 {
+    let pending = classify_request(policy, &headers(method, path, extra), None)?;
+    match decide_body(policy, &pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
     }
@@ -133,7 +134,7 @@ fn missing_content_type_is_415() {
     let policy = policy();
     let mut request = headers("POST", "/v1/chat/completions", &[]);
     request.retain(|(name, _)| name != "content-type");
-    let reply = policy.on_headers(&request, None).unwrap_err();
+    let reply = classify_request(&policy, &request, None).unwrap_err();
     assert_eq!(reply.code, Code::UnsupportedMediaType);
 }
 
@@ -215,16 +216,18 @@ fn audit_records_what_it_let_through() {
 fn no_default_consumer_denies_unidentified_requests() {
     let policy =
         policy_from(&POLICY.replace(r#""default": { "models": ["gpt-4o-mini", "fast"] },"#, ""));
-    let reply = policy
-        .on_headers(&headers("POST", "/v1/chat/completions", &[]), None)
-        .unwrap_err();
+    let reply =
+        classify_request(&policy, &headers("POST", "/v1/chat/completions", &[]), None).unwrap_err();
     assert_eq!(
         (reply.status(), reply.code),
         (403, Code::ConsumerNotAllowed)
     );
-    let reply = policy
-        .on_headers(&headers("GET", "/v1/models", &[("x-team", "nobody")]), None)
-        .unwrap_err();
+    let reply = classify_request(
+        &policy,
+        &headers("GET", "/v1/models", &[("x-team", "nobody")]),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(reply.code, Code::ConsumerNotAllowed);
     assert!(run(
         &policy,
@@ -277,12 +280,12 @@ fn replies_take_the_callers_shape() {
     )
     .unwrap_err();
     assert_eq!(reply.shape, ApiFamily::OpenAi);
-    let reply = policy
-        .on_headers(
-            &headers("POST", "/v1/nope", &[("anthropic-version", "2023-06-01")]),
-            None,
-        )
-        .unwrap_err();
+    let reply = classify_request(
+        &policy,
+        &headers("POST", "/v1/nope", &[("anthropic-version", "2023-06-01")]),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(reply.shape, ApiFamily::Anthropic);
 }
 

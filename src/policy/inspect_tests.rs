@@ -1,6 +1,8 @@
 //! Inspection end to end through `on_headers` + `on_body`: block, redact, audit, per-consumer
 //! rule sets, roles and fields, opaque content, and the path-model families.
 
+use crate::pipeline::classification::classify_request;
+use crate::pipeline::decision::decide_body;
 use serde_json::{json, Value};
 
 use crate::pipeline::{Decision, Forward};
@@ -54,8 +56,8 @@ pub(super) fn evaluate(policy: &str, team: &str, path: &str, body: &str) -> Resu
         ("content-type".into(), b"application/json".to_vec()),
         ("x-team".into(), team.as_bytes().to_vec()),
     ];
-    let pending = policy.on_headers(&headers, None)?;
-    match policy.on_body(&pending, body.as_bytes()).0 {
+    let pending = classify_request(&policy, &headers, None)?;
+    match decide_body(&policy, &pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
     }
@@ -130,8 +132,8 @@ fn escaped_secrets_are_found() {
         (":path".into(), b"/v1/chat/completions".to_vec()),
         ("content-type".into(), b"application/json".to_vec()),
     ];
-    let pending = policy.on_headers(&headers, None).unwrap();
-    let (decision, _) = policy.on_body(&pending, body.as_bytes());
+    let pending = classify_request(&policy, &headers, None).unwrap();
+    let (decision, _) = decide_body(&policy, &pending, body.as_bytes());
     assert!(matches!(decision, Decision::Refuse(reply) if reply.code == Code::PromptBlocked));
 }
 

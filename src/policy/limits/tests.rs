@@ -2,6 +2,8 @@
 //! forwarded (compared as JSON, and checked to be strict JSON) or the refusal.
 
 use super::*;
+use crate::pipeline::classification::classify_request;
+use crate::pipeline::decision::decide_body;
 use crate::pipeline::{Decision, Facts, Forward};
 use crate::policy::body::strict_json::validate;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
@@ -52,11 +54,11 @@ fn run(policy: &Policy, consumer: &str, path: &str, body: &str) -> (Result<Forwa
         ("content-type".into(), b"application/json".to_vec()),
         ("x-team".into(), consumer.as_bytes().to_vec()),
     ];
-    let pending = match policy.on_headers(&headers, None) {
+    let pending = match classify_request(policy, &headers, None) {
         Ok(pending) => pending,
         Err(reply) => return (Err(reply), Facts::default()),
     };
-    let (decision, facts) = policy.on_body(&pending, body.as_bytes());
+    let (decision, facts) = decide_body(policy, &pending, body.as_bytes());
     match decision {
         Decision::Forward(forward) => (Ok(forward), facts),
         Decision::Refuse(reply) => (Err(reply), facts),
@@ -782,8 +784,8 @@ fn run_with_header(consumer: &str, path: &str, header: (&str, &str)) -> Decision
         ("x-team".into(), consumer.as_bytes().to_vec()),
         (header.0.into(), header.1.as_bytes().to_vec()),
     ];
-    let pending = policy.on_headers(&headers, None).unwrap();
-    policy.on_body(&pending, br#"{"contents":[]}"#).0
+    let pending = classify_request(&policy, &headers, None).unwrap();
+    decide_body(&policy, &pending, br#"{"contents":[]}"#).0
 }
 
 #[test]
