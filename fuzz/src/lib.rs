@@ -208,8 +208,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Evaluates `request` against `policy` as the filter does and checks what every decision
 /// must satisfy. `catalogue` is the same policy read independently.
 pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawRequest) {
-    let (decision, facts) = match classify_request(&policy, &request.headers, None) {
-        Ok(pending) => decide_body(&policy, &pending, &request.body),
+    let (decision, facts) = match classify_request(policy, &request.headers, None) {
+        Ok(pending) => decide_body(policy, &pending, &request.body),
         Err(reply) => (Decision::Refuse(reply), Facts::default()),
     };
     match decision {
@@ -473,8 +473,8 @@ pub fn check_planted_secret(
             .collect(),
         body: serde_json::to_vec(&body).unwrap(),
     };
-    let (decision, facts) = match classify_request(&policy, &planted.headers, None) {
-        Ok(pending) => decide_body(&policy, &pending, &planted.body),
+    let (decision, facts) = match classify_request(policy, &planted.headers, None) {
+        Ok(pending) => decide_body(policy, &pending, &planted.body),
         Err(reply) => (Decision::Refuse(reply), Facts::default()),
     };
     if let Decision::Forward(_) = decision {
