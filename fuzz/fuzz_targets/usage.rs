@@ -61,7 +61,7 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         None | Some(Value::Null) => 0,
         Some(count) => count.as_u64()?,
     };
-    let input = input.max(total.checked_sub(output).unwrap_or(0));
+    let input = input.max(total.saturating_sub(output));
     Some(Some(Usage {
         input,
         output,

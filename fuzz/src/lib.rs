@@ -10,10 +10,10 @@
     clippy::string_slice
 )]
 
-use posturio::pipeline::decision::decide_body;
-use posturio::pipeline::classification::classify_request;
 use std::collections::BTreeMap;
 
+use posturio::pipeline::classification::classify_request;
+use posturio::pipeline::decision::decide_body;
 use posturio::pipeline::{Decision, Facts};
 use posturio::policy::{Code, Policy};
 use serde_json::Value;
