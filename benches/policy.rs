@@ -19,11 +19,11 @@
     clippy::arithmetic_side_effects
 )]
 
-use posturio::pipeline::classification::classify_request;
-use posturio::pipeline::decision::decide_body;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use posturio::pipeline::classification::classify_request;
+use posturio::pipeline::decision::decide_body;
 use posturio::pipeline::Decision;
 use posturio::policy::extract::read_body;
 use posturio::policy::Policy;

@@ -1,10 +1,10 @@
 //! Inspection end to end through `on_headers` + `on_body`: block, redact, audit, per-consumer
 //! rule sets, roles and fields, opaque content, and the path-model families.
 
-use crate::pipeline::classification::classify_request;
-use crate::pipeline::decision::decide_body;
 use serde_json::{json, Value};
 
+use crate::pipeline::classification::classify_request;
+use crate::pipeline::decision::decide_body;
 use crate::pipeline::{Decision, Forward};
 use crate::policy::{Code, Policy, Reply};
 
