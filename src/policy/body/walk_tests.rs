@@ -499,3 +499,25 @@ fn decoded_layers_lead_back_to_the_string_as_read() {
         .collect();
     assert_eq!(map, vec![0, 1, 8, 9]);
 }
+
+#[test]
+fn value_strings_have_spans_and_keys_none() {
+    // Escaped quotes and backslashes inside values and keys: each value's span is its whole
+    // token, quotes included, and no key has one (a key is never redacted in place).
+    let body = r#"{"a" : "x\"y", "b":["z", {"c":"w"}], "d\\":"v"}"#;
+    let mut sink = Collect::default();
+    walk(body.as_bytes(), Endpoint::ChatCompletions, &mut sink).unwrap();
+    let values: Vec<&str> = sink
+        .0
+        .iter()
+        .filter_map(|(_, at)| body.get(at.span?.range()))
+        .collect();
+    assert_eq!(values, vec![r#""x\"y""#, r#""z""#, r#""w""#, r#""v""#]);
+    let keys: Vec<&str> = sink
+        .0
+        .iter()
+        .filter(|(_, at)| at.span.is_none())
+        .map(|(text, _)| text.as_str())
+        .collect();
+    assert_eq!(keys, vec!["a", "b", "c", "d\\"]);
+}
