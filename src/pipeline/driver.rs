@@ -182,13 +182,7 @@ impl<H: Host> Request<H> {
                 log::warn!("{error}; no debug header");
             }
         }
-        if let Some(upstream) = self.upstream.as_mut() {
-            let cx = Context {
-                host: &self.host,
-                policy: self.policy.as_deref(),
-                metrics: &self.metrics,
-                labels: self.recorder.labels.as_ref(),
-            };
+        if let (cx, Some(upstream)) = self.response_step() {
             if upstream.headers(&cx, end_of_stream) {
                 settle(upstream, &cx);
             }
@@ -199,13 +193,7 @@ impl<H: Host> Request<H> {
     /// A chunk of the response body: read for usage and passed on as it is, except for a
     /// usage chunk the client did not ask for.
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
-        if let Some(upstream) = self.upstream.as_mut() {
-            let cx = Context {
-                host: &self.host,
-                policy: self.policy.as_deref(),
-                metrics: &self.metrics,
-                labels: self.recorder.labels.as_ref(),
-            };
+        if let (cx, Some(upstream)) = self.response_step() {
             upstream.body(&cx, body_size, end_of_stream);
             if end_of_stream {
                 settle(upstream, &cx);
@@ -216,26 +204,34 @@ impl<H: Host> Request<H> {
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
     pub fn on_log(&mut self) {
+        let started_at = self.started_at;
+        let (cx, upstream) = self.response_step();
+        if let Some(upstream) = upstream {
+            settle(upstream, &cx);
+        }
+        let duration = millis_between(started_at, cx.host.now_nanos().ok());
+        if let (Some(labels), Some(duration), Ok(mut metrics)) =
+            (cx.labels, duration, cx.metrics.try_borrow_mut())
+        {
+            metrics.record(
+                cx.host,
+                metrics::REQUEST_DURATION,
+                &[("model", &labels.model)],
+                duration,
+            );
+        }
+    }
+
+    /// What the response steps read (the host, the policy, the metrics and the decided
+    /// request's labels), beside the forwarded request's response state, when there is one.
+    fn response_step(&mut self) -> (Context<'_, H>, Option<&mut Upstream>) {
         let cx = Context {
             host: &self.host,
             policy: self.policy.as_deref(),
             metrics: &self.metrics,
             labels: self.recorder.labels.as_ref(),
         };
-        if let Some(upstream) = self.upstream.as_mut() {
-            settle(upstream, &cx);
-        }
-        let duration = millis_between(self.started_at, self.host.now_nanos().ok());
-        if let (Some(labels), Some(duration), Ok(mut metrics)) =
-            (cx.labels, duration, self.metrics.try_borrow_mut())
-        {
-            metrics.record(
-                &self.host,
-                metrics::REQUEST_DURATION,
-                &[("model", &labels.model)],
-                duration,
-            );
-        }
+        (cx, self.upstream.as_mut())
     }
 
     /// Drops the client's route header, then reads what identity and classification need:
