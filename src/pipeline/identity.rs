@@ -214,3 +214,7 @@ fn metadata_source(namespace: &str, path: &[String]) -> String {
 fn inconsistent(shape: ApiFamily) -> Reply {
     Reply::new(Code::InternalError, shape, "the policy is inconsistent")
 }
+
+#[cfg(test)]
+#[path = "identity_tests.rs"]
+mod tests;
