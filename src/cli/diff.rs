@@ -257,7 +257,7 @@ fn identity_name(identity: &Identity) -> String {
             if let Some((namespace, path)) = identity.metadata() {
                 sources.push(metadata(namespace, path));
             }
-            format!("{} (each required)", sources.join(" + "))
+            format!("{} (required)", sources.join(" + "))
         }
     }
 }
