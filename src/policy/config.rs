@@ -202,6 +202,10 @@ pub struct ConsumerConfig {
     /// SPIFFE IDs of client certificates that name this consumer; a path segment may be `*`.
     /// Needs `identity.peer_certificate`.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(inner(pattern(r"^spiffe://[a-z0-9._-]+(/([A-Za-z0-9._-]+|\*))+$")))
+    )]
     pub principals: Vec<String>,
 }
 
@@ -211,7 +215,13 @@ pub struct ConsumerConfig {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(untagged))]
 pub enum ApiKeyConfig {
     /// `sha256:` and the key's SHA-256 in hex.
-    Hash(String),
+    Hash(
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(pattern(r"^sha256:[0-9a-fA-F]{64}$"))
+        )]
+        String,
+    ),
     Expiring(ExpiringKey),
 }
 
@@ -230,9 +240,19 @@ impl ApiKeyConfig {
 #[serde(deny_unknown_fields)]
 pub struct ExpiringKey {
     /// `sha256:` and the key's SHA-256 in hex.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(pattern(r"^sha256:[0-9a-fA-F]{64}$"))
+    )]
     pub hash: String,
     /// When the key stops working: an RFC 3339 date-time such as `2027-01-31T00:00:00Z`.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(pattern(
+            r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        ))
+    )]
     pub expires: Option<String>,
 }
 
