@@ -7,9 +7,11 @@
 //! falls back to `default`.
 
 use crate::policy::api_keys::{self, KeyRefused};
-use crate::policy::compiled::{Consumer, Identity, Policy, Verified, DEFAULT_CONSUMER};
+use crate::policy::compiled::{
+    Consumer, Identity, MetadataSource, Policy, Verified, DEFAULT_CONSUMER,
+};
 use crate::policy::identity;
-use crate::policy::principals::PeerRefused;
+use crate::policy::principals::{PeerRefused, Principals};
 use crate::policy::request::{self, Headers};
 use crate::policy::shorten::shorten;
 use crate::policy::{rfc3339, ApiFamily, Code, Reply};
@@ -82,54 +84,16 @@ fn verified_consumer<'p>(
         ));
     }
     if let Some(principals) = &verified.peer_certificate {
-        let uri = inputs
-            .peer_uri_san
-            .filter(|uri| !uri.is_empty())
-            .ok_or_else(|| {
-                Reply::new(
-                    Code::MissingPeerIdentity,
-                    shape,
-                    "the request came without a client certificate that names a workload (a \
-                 verified certificate with a URI SAN); connect with mutual TLS",
-                )
-            })?;
-        let consumer = principals.consumer_for(uri).map_err(|refused| {
-            let why = match refused {
-                PeerRefused::Malformed => "is not a well-formed SPIFFE ID",
-                PeerRefused::Unknown => "matches no consumer's principals",
-            };
-            // The ID is no secret (Envoy verified it), and the operator needs it to add it.
-            log::warn!(
-                "client certificate URI SAN \"{}\" {why}",
-                shorten(&String::from_utf8_lossy(uri))
-            );
-            Reply::new(
-                Code::UnknownPeerIdentity,
-                shape,
-                "the client certificate's identity is not a consumer of this gateway",
-            )
-        })?;
-        named.push(("the client certificate", consumer));
+        named.push((
+            "the client certificate",
+            peer_consumer(principals, inputs, shape)?,
+        ));
     }
     if let Some(metadata) = &verified.metadata {
-        let source = metadata_source(&metadata.namespace, &metadata.path);
-        let value = inputs
-            .metadata
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| {
-                Reply::new(
-                    Code::IdentityUnusable,
-                    shape,
-                    format!(
-                        "{source} is missing; every identity source this gateway configures \
-                         is required"
-                    ),
-                )
-            })?;
-        let name = std::str::from_utf8(value).unwrap_or_default();
-        // A well-formed name with no entry still names someone: it can only conflict.
-        let consumer = resolve(policy, value, &source, shape)?.map_or(name, |c| c.name.as_str());
-        named.push(("the verified claim", consumer));
+        named.push((
+            "the verified claim",
+            claim_consumer(policy, metadata, inputs, shape)?,
+        ));
     }
     let Some(&(first_source, first)) = named.first() else {
         return Err(inconsistent(shape));
@@ -185,6 +149,68 @@ fn key_consumer<'t>(
                 "the gateway could not read the time to check the API key's expiry",
             ),
         })
+}
+
+/// The consumer the client certificate's SPIFFE ID names.
+fn peer_consumer<'t>(
+    principals: &'t Principals,
+    inputs: &IdentityInputs,
+    shape: ApiFamily,
+) -> Result<&'t str, Reply> {
+    let uri = inputs
+        .peer_uri_san
+        .filter(|uri| !uri.is_empty())
+        .ok_or_else(|| {
+            Reply::new(
+                Code::MissingPeerIdentity,
+                shape,
+                "the request came without a client certificate that names a workload (a \
+                 verified certificate with a URI SAN); connect with mutual TLS",
+            )
+        })?;
+    principals.consumer_for(uri).map_err(|refused| {
+        let why = match refused {
+            PeerRefused::Malformed => "is not a well-formed SPIFFE ID",
+            PeerRefused::Unknown => "matches no consumer's principals",
+        };
+        // The ID is no secret (Envoy verified it), and the operator needs it to add it.
+        log::warn!(
+            "client certificate URI SAN \"{}\" {why}",
+            shorten(&String::from_utf8_lossy(uri))
+        );
+        Reply::new(
+            Code::UnknownPeerIdentity,
+            shape,
+            "the client certificate's identity is not a consumer of this gateway",
+        )
+    })
+}
+
+/// The name the verified claim gives: a consumer's, or a well-formed name with no entry, which
+/// can only conflict with the other sources.
+fn claim_consumer<'i>(
+    policy: &Policy,
+    metadata: &MetadataSource,
+    inputs: &IdentityInputs<'i>,
+    shape: ApiFamily,
+) -> Result<&'i str, Reply> {
+    let source = metadata_source(&metadata.namespace, &metadata.path);
+    let value = inputs
+        .metadata
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| {
+            Reply::new(
+                Code::IdentityUnusable,
+                shape,
+                format!(
+                    "{source} is missing; every identity source this gateway configures is \
+                     required"
+                ),
+            )
+        })?;
+    // `resolve` refuses what is no name (not text, spaces, another case, look-alikes).
+    resolve(policy, value, &source, shape)?;
+    std::str::from_utf8(value).map_err(|_| inconsistent(shape))
 }
 
 /// The consumer a present name resolves to; `Ok(None)` for a well-formed name with no entry.
