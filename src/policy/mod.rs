@@ -13,6 +13,7 @@ pub mod glob;
 pub mod identity;
 pub mod inspect;
 pub mod limits;
+pub mod model_list;
 mod parts;
 pub mod redact;
 pub mod reply;
