@@ -93,6 +93,15 @@ pub fn parse_hash(text: &str) -> Result<[u8; 32], &'static str> {
     Ok(digest)
 }
 
+/// A key's digest as the policy lists it: `sha256:` and 64 lowercase hex digits.
+pub fn written_hash(key: &[u8]) -> String {
+    let hex: String = Sha256::digest(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{HASH_PREFIX}{hex}")
+}
+
 /// `sha256:` and the digest's first 12 hex digits, then `…`: enough to tell keys apart in a
 /// review, too little to look one up.
 pub fn short_hash(digest: &[u8; 32]) -> String {
