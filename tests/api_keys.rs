@@ -825,3 +825,100 @@ fn a_key_is_rotated_and_revoked_by_an_ecds_push_under_traffic() {
     );
     envoy.assert_no_wasm_failure();
 }
+
+/// The fenced block of README.md whose first line is "```<info>" and that contains `needle`.
+fn readme_block(info: &str, needle: &str) -> String {
+    let readme = common::read_repo_file("README.md");
+    let fence = format!("```{info}\n");
+    readme
+        .split(&fence)
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block.to_owned()))
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("README.md has no ```{info} block with {needle:?}"))
+}
+
+/// README's "A key for each team", step by step: the key from `posturio key new`, its line
+/// put into envoy/policy.json as the README shows, and the README's OpenAI SDK snippet run
+/// with that key against Envoy.
+#[test]
+fn the_readme_key_quick_start_runs() {
+    // 1. The command, as the README gives it.
+    let command = readme_block("sh", "posturio key new");
+    assert_eq!(command.trim(), "posturio key new --consumer search-team");
+    let output = Command::new(env!("CARGO_BIN_EXE_posturio"))
+        .args(["key", "new", "--consumer", "search-team"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout.lines().next().unwrap().to_owned();
+    assert!(key.starts_with("pst_") && key.len() == 47, "{key}");
+    let printed = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let line = format!("add to consumers.search-team.api_keys: \"{}\"", hash(&key));
+    assert!(printed.contains(&line), "{printed}");
+    assert!(readme_block("text", "add to consumers")
+        .contains("add to consumers.search-team.api_keys: \"sha256:…\""));
+
+    // 2. The policy change the README shows, applied to envoy/policy.json.
+    let shown = readme_block("json", "\"api_keys\": true");
+    let shown: Value =
+        serde_json::from_str(&format!("{{{}}}", shown.trim().trim_end_matches(','))).unwrap();
+    let mut policy: Value = serde_json::from_str(&common::example_policy()).unwrap();
+    policy["identity"] = shown["identity"].clone();
+    let mut consumers = shown["consumers"].clone();
+    assert_eq!(consumers["search-team"]["api_keys"], json!(["sha256:…"]));
+    consumers["search-team"]["api_keys"] = json!([hash(&key)]);
+    for (name, consumer) in consumers.as_object().unwrap() {
+        let mut unchanged = consumer.clone();
+        unchanged.as_object_mut().unwrap().remove("api_keys");
+        assert_eq!(
+            unchanged, policy["consumers"][name],
+            "the README's {name} differs from envoy/policy.json's"
+        );
+    }
+    policy["consumers"] = consumers;
+
+    // 3. The README's SDK snippet, against Envoy with that policy.
+    let mock = MockProvider::start();
+    let envoy = Envoy::with_mock(&policy.to_string(), &mock);
+    let snippet = readme_block("python", "POSTURIO_KEY");
+    assert!(snippet.contains("127.0.0.1:10000"), "{snippet}");
+    let snippet = snippet.replace("127.0.0.1:10000", &format!("127.0.0.1:{}", envoy.port()));
+    let run = |key: &str| {
+        Command::new(python())
+            .arg("-c")
+            .arg(&snippet)
+            .env("POSTURIO_KEY", key)
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY")
+            .output()
+            .unwrap()
+    };
+    let output = run(&key);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Hello from the mock openai provider."
+    );
+    let upstream = mock.single_request();
+    assert_eq!(upstream.json()["model"], "gpt-4o");
+    assert_no_client_key(&upstream, &[&key], "README");
+    // Another key: the SDK raises AuthenticationError, nothing is forwarded.
+    let output = run(UNKNOWN_KEY);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("openai.AuthenticationError"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(mock.requests().len(), 1);
+    envoy.assert_no_wasm_failure();
+}
