@@ -22,7 +22,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use posturio::pipeline::classification::classify_request;
+use posturio::pipeline::classification::{classify_request, IdentityInputs};
 use posturio::pipeline::decision::decide_body;
 use posturio::pipeline::Decision;
 use posturio::policy::extract::read_body;
@@ -210,7 +210,7 @@ const CASES: &[Case] = &[
 
 /// One evaluation of a request, as the filter does it: headers, then the whole body.
 fn evaluate(policy: &Policy, headers: &[(String, Vec<u8>)], body: &[u8]) -> Decision {
-    match classify_request(policy, headers, None) {
+    match classify_request(policy, headers, &IdentityInputs::default()) {
         Ok(pending) => decide_body(policy, &pending, body).0,
         Err(reply) => Decision::Refuse(reply),
     }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use posturio::pipeline::classification::classify_request;
+use posturio::pipeline::classification::{classify_request, IdentityInputs};
 use posturio::pipeline::decision::decide_body;
 use posturio::pipeline::{Decision, Facts};
 use posturio::policy::{Code, Policy};
@@ -208,7 +208,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Evaluates `request` against `policy` as the filter does and checks what every decision
 /// must satisfy. `catalogue` is the same policy read independently.
 pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawRequest) {
-    let (decision, facts) = match classify_request(policy, &request.headers, None) {
+    let (decision, facts) = match classify_request(policy, &request.headers, &IdentityInputs::default()) {
         Ok(pending) => decide_body(policy, &pending, &request.body),
         Err(reply) => (Decision::Refuse(reply), Facts::default()),
     };
@@ -473,7 +473,7 @@ pub fn check_planted_secret(
             .collect(),
         body: serde_json::to_vec(&body).unwrap(),
     };
-    let (decision, facts) = match classify_request(policy, &planted.headers, None) {
+    let (decision, facts) = match classify_request(policy, &planted.headers, &IdentityInputs::default()) {
         Ok(pending) => decide_body(policy, &pending, &planted.body),
         Err(reply) => (Decision::Refuse(reply), Facts::default()),
     };

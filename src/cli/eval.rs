@@ -105,6 +105,13 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                  policy reads the header \"{header}\": use --header '{header}: NAME'"
             )))
         }
+        (Some(_), Identity::Verified(_)) if policy.identity.metadata().is_none() => {
+            return Err(CliError::Usage(
+                "--identity gives the consumer of a policy whose identity is metadata; this \
+                 policy identifies requests by API key or client certificate only"
+                    .to_owned(),
+            ))
+        }
         (Some(_), Identity::None) => {
             return Err(CliError::Usage(
                 "--identity gives the consumer of a policy whose identity is metadata; this \
@@ -134,10 +141,9 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
             .borrow_mut()
             .push(("response.code_details".to_owned(), b"via_upstream".to_vec()));
     }
-    if let (Identity::Metadata { namespace, path }, Some(identity)) =
-        (&policy.identity, &args.identity)
+    if let (Some((namespace, path)), Some(identity)) = (policy.identity.metadata(), &args.identity)
     {
-        let mut key = vec!["metadata", "filter_metadata", namespace.as_str()];
+        let mut key = vec!["metadata", "filter_metadata", namespace];
         key.extend(path.iter().map(String::as_str));
         host.properties
             .borrow_mut()

@@ -3,8 +3,10 @@
 //! refuses what the headers condemn and otherwise keeps a `Pending` until the body arrives.
 
 use super::identity;
+pub use super::identity::IdentityInputs;
 use super::refusals::{no_consumer, too_large};
 use super::state::{Facts, Pending, RequestKind};
+use crate::policy::api_keys::without_key_parameters;
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::limits::stream_usage;
@@ -12,12 +14,12 @@ use crate::policy::request::{self, check_json_body, Headers};
 use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
-/// Decides what the headers alone can decide. `metadata_identity` is the value found at
-/// the identity's metadata path, when the identity comes from metadata.
+/// Decides what the headers alone can decide. `identity` holds what the host gave the identity
+/// step besides the headers (the clock, metadata, the peer certificate).
 pub fn classify_request(
     policy: &Policy,
     headers: &Headers,
-    metadata_identity: Option<&[u8]>,
+    identity: &IdentityInputs,
 ) -> Result<Pending, Reply> {
     let shape = reply_shape(headers);
     let method = request::only(headers, ":method")
@@ -63,7 +65,7 @@ pub fn classify_request(
         RequestKind::Passthrough(_) => shape,
     };
 
-    let consumer = identity::consumer_for(policy, headers, metadata_identity, shape)?;
+    let consumer = identity::consumer_for(policy, headers, path, identity, shape)?;
     if consumer.is_none() && policy.mode == Mode::Enforce {
         return Err(no_consumer(shape));
     }
@@ -86,10 +88,16 @@ pub fn classify_request(
         RequestKind::Endpoint(classified) => stream_usage::unread_headers(classified, headers),
         RequestKind::Passthrough(_) => None,
     };
+    // A key in the query never reaches the provider; only a policy that reads keys looks.
+    let without_keys = policy
+        .identity
+        .api_keys()
+        .and_then(|_| without_key_parameters(path));
     Ok(Pending {
         kind,
         consumer: consumer.map(|consumer| consumer.name.clone()),
-        path: path.to_owned(),
+        path_rewritten: without_keys.is_some(),
+        path: without_keys.unwrap_or_else(|| path.to_owned()),
         shape,
         unread_headers,
     })

@@ -57,7 +57,7 @@ fn decide_passthrough(
     };
     Ok(Decision::Forward(Forward {
         cluster: provider.cluster.clone(),
-        path: rebase(&pending.path, provider.base_path.as_deref()),
+        path: pending.forward_path(rebase(&pending.path, provider.base_path.as_deref())),
         body: None,
         audited,
         usage: None,

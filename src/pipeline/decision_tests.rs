@@ -1,7 +1,7 @@
 //! Decisions (classification, then the body), table by table: one named case a line.
 
 use super::*;
-use crate::pipeline::classification::classify_request;
+use crate::pipeline::classification::{classify_request, IdentityInputs};
 use crate::policy::config::Mode;
 use crate::policy::ApiFamily;
 use serde_json::Value;
@@ -59,7 +59,11 @@ fn run(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Result<Forward, Reply> {
-    let pending = classify_request(policy, &headers(method, path, extra), None)?;
+    let pending = classify_request(
+        policy,
+        &headers(method, path, extra),
+        &IdentityInputs::default(),
+    )?;
     match decide_body(policy, &pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
@@ -134,7 +138,7 @@ fn missing_content_type_is_415() {
     let policy = policy();
     let mut request = headers("POST", "/v1/chat/completions", &[]);
     request.retain(|(name, _)| name != "content-type");
-    let reply = classify_request(&policy, &request, None).unwrap_err();
+    let reply = classify_request(&policy, &request, &IdentityInputs::default()).unwrap_err();
     assert_eq!(reply.code, Code::UnsupportedMediaType);
 }
 
@@ -216,8 +220,12 @@ fn audit_records_what_it_let_through() {
 fn no_default_consumer_denies_unidentified_requests() {
     let policy =
         policy_from(&POLICY.replace(r#""default": { "models": ["gpt-4o-mini", "fast"] },"#, ""));
-    let reply =
-        classify_request(&policy, &headers("POST", "/v1/chat/completions", &[]), None).unwrap_err();
+    let reply = classify_request(
+        &policy,
+        &headers("POST", "/v1/chat/completions", &[]),
+        &IdentityInputs::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         (reply.status(), reply.code),
         (403, Code::ConsumerNotAllowed)
@@ -225,7 +233,7 @@ fn no_default_consumer_denies_unidentified_requests() {
     let reply = classify_request(
         &policy,
         &headers("GET", "/v1/models", &[("x-team", "nobody")]),
-        None,
+        &IdentityInputs::default(),
     )
     .unwrap_err();
     assert_eq!(reply.code, Code::ConsumerNotAllowed);
@@ -283,7 +291,7 @@ fn replies_take_the_callers_shape() {
     let reply = classify_request(
         &policy,
         &headers("POST", "/v1/nope", &[("anthropic-version", "2023-06-01")]),
-        None,
+        &IdentityInputs::default(),
     )
     .unwrap_err();
     assert_eq!(reply.shape, ApiFamily::Anthropic);

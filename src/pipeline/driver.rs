@@ -2,7 +2,7 @@
 //! produces what the next needs or a `Refusal`, and `Request::refuse` — the one place a
 //! refusal goes — records it and answers (see `answer.rs`).
 //!
-//! - request headers: route header dropped → identity and classification
+//! - request headers: route header (and API key headers) dropped → identity and classification
 //!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
 //! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
 //!   approval, inspection, limits, rewrite) → budget check (`budget.rs`) → record
@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::answer::{self, Refusal};
 use super::budget::{self, Checked};
-use super::classification::{classify_request, facts_before_body, reply_shape};
+use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
 use super::forward::{self, Route};
 use super::host::{Host, HostError};
@@ -27,7 +27,7 @@ use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
 use super::state::{Decision, Facts, Pending};
 use super::Flow;
-use crate::policy::compiled::Identity;
+use crate::policy::api_keys::KEY_HEADERS;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
@@ -47,7 +47,18 @@ struct HeadersRead {
     headers: Vec<(String, Vec<u8>)>,
     /// The value at the identity's metadata path, when the identity comes from metadata.
     metadata_identity: Option<Vec<u8>>,
+    /// The client certificate's first URI SAN, when the identity reads the peer certificate.
+    peer_uri_san: Option<Vec<u8>>,
 }
+
+/// The Envoy attribute holding the first URI SAN of the downstream peer certificate Envoy
+/// verified (`connection.uri_san_peer_certificate`: `URISanPeerCertificate` in Envoy's
+/// `source/extensions/filters/common/expr/context.h`, read by `ConnectionWrapper` in
+/// `context.cc` from the connection's SSL info). Never a header such as
+/// `x-forwarded-client-cert`, which a client could send.
+const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
 /// One request's state, from its headers to the end of its response.
 pub struct Request<H: Host> {
@@ -114,11 +125,17 @@ impl<H: Host> Request<H> {
             Ok(read) => read,
             Err(error) => return self.refuse(self.host_failed(&error)),
         };
-        let pending =
-            match classify_request(&policy, &read.headers, read.metadata_identity.as_deref()) {
-                Ok(pending) => pending,
-                Err(reply) => return self.refuse(Refusal::bare(reply)),
-            };
+        let identity = IdentityInputs {
+            now_seconds: self
+                .started_at
+                .and_then(|nanos| i64::try_from(nanos / NANOS_PER_SECOND).ok()),
+            metadata: read.metadata_identity.as_deref(),
+            peer_uri_san: read.peer_uri_san.as_deref(),
+        };
+        let pending = match classify_request(&policy, &read.headers, &identity) {
+            Ok(pending) => pending,
+            Err(reply) => return self.refuse(Refusal::bare(reply)),
+        };
         self.shape = pending.shape();
         if end_of_stream {
             self.stage = Stage::Done;
@@ -234,8 +251,9 @@ impl<H: Host> Request<H> {
         (cx, self.upstream.as_mut())
     }
 
-    /// Drops the client's route header, then reads what identity and classification need:
-    /// the headers, and the identity metadata when the policy takes identity from there.
+    /// Drops the client's route header (and its API key headers, when the policy reads keys),
+    /// then reads what identity and classification need: the headers, and the identity
+    /// metadata and the peer certificate's URI SAN when the policy reads them.
     fn read_headers(&mut self, policy: &Policy) -> Result<HeadersRead, HostError> {
         let headers = self.host.request_headers()?;
         // A host call that fails from here on is answered in the shape the headers suggest;
@@ -253,14 +271,23 @@ impl<H: Host> Request<H> {
                 .set_request_header(&policy.route_header, None)
                 .map_err(|error| failed(error, &mut self.shape))?;
         }
+        // So are the places API keys arrive in, when the policy reads keys: the provider sees
+        // only the credential Envoy injects for its cluster.
+        if policy.identity.api_keys().is_some() {
+            for name in KEY_HEADERS.into_iter().filter(|name| sent(name)) {
+                self.host
+                    .set_request_header(name, None)
+                    .map_err(|error| failed(error, &mut self.shape))?;
+            }
+        }
         self.accept_encoding_sent = sent("accept-encoding");
         self.recorder.request_id = only(&headers, "x-request-id")
             .ok()
             .flatten()
             .map(|id| crate::policy::shorten::shorten(id).into_owned());
-        let metadata_identity = match &policy.identity {
-            Identity::Metadata { namespace, path } => {
-                let mut property = vec!["metadata", "filter_metadata", namespace.as_str()];
+        let metadata_identity = match policy.identity.metadata() {
+            Some((namespace, path)) => {
+                let mut property = vec!["metadata", "filter_metadata", namespace];
                 property.extend(path.iter().map(String::as_str));
                 match self.host.property(&property) {
                     Ok(value) => value,
@@ -271,11 +298,19 @@ impl<H: Host> Request<H> {
                     Err(error) => return Err(failed(error, &mut self.shape)),
                 }
             }
-            _ => None,
+            None => None,
+        };
+        let peer_uri_san = match policy.identity.peer_certificate() {
+            Some(_) => self
+                .host
+                .property(&PEER_URI_SAN)
+                .map_err(|error| failed(error, &mut self.shape))?,
+            None => None,
         };
         Ok(HeadersRead {
             headers,
             metadata_identity,
+            peer_uri_san,
         })
     }
 

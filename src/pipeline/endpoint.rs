@@ -70,7 +70,7 @@ pub(super) fn decide_endpoint(
     let rewritten = rewrite(policy, request, (&walked, &verdict), &approved, changes)?;
     Ok(Decision::Forward(Forward {
         cluster: approved.provider.cluster.clone(),
-        path: rewritten.path,
+        path: pending.forward_path(rewritten.path),
         body: rewritten.body,
         audited,
         usage: limits::usage_format(classified),

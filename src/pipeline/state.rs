@@ -13,8 +13,11 @@ pub struct Pending {
     /// The consumer the request is evaluated as; `None` when it has no identity (or an unknown
     /// one) and the policy has no `default` consumer.
     pub(crate) consumer: Option<String>,
-    /// The request path, query included, as the client sent it.
+    /// The request path, query included, as the client sent it less any `key` parameter (an
+    /// API key, when the policy reads keys).
     pub(crate) path: String,
+    /// `path` differs from the client's: it must be forwarded even if nothing else changes it.
+    pub(crate) path_rewritten: bool,
     pub(crate) shape: ApiFamily,
     /// Why the request's headers make its answer's usage unreadable, if they do; refused for
     /// a consumer with a budget once the body is read (audit mode records it instead).
@@ -31,6 +34,12 @@ impl Pending {
     /// The API shape replies to this request take.
     pub fn shape(&self) -> ApiFamily {
         self.shape
+    }
+
+    /// The `:path` to forward: the rewritten one, else this request's own when it differs
+    /// from the client's.
+    pub(crate) fn forward_path(&self, rewritten: Option<String>) -> Option<String> {
+        rewritten.or_else(|| self.path_rewritten.then(|| self.path.clone()))
     }
 }
 

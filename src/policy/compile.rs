@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::budget::{Budget, Limit, Window};
 use super::classify::is_canonical_path;
-use super::compiled::{
-    Consumer, Identity, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider,
-};
+use super::compile_identity::compile_identity;
+use super::compiled::{Consumer, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider};
 use super::config::{
-    parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, IdentityConfig, Mode,
-    OpaqueContent, ProviderConfig, MAX_BODY_LIMIT,
+    parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, Mode, OpaqueContent,
+    ProviderConfig, MAX_BODY_LIMIT,
 };
 use super::glob::Glob;
 use super::rules::Rule;
@@ -27,7 +26,12 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
     let mut errors = Errors::default();
 
     check_header_name(&mut errors, "route_header", &config.route_header);
-    let identity = compile_identity(&mut errors, config.identity, &config.route_header);
+    let identity = compile_identity(
+        &mut errors,
+        config.identity,
+        &config.consumers,
+        &config.route_header,
+    );
     let max_body_bytes = match usize::try_from(config.max_body_bytes) {
         Ok(limit) if (1..=MAX_BODY_LIMIT).contains(&config.max_body_bytes) => limit,
         _ => {
@@ -146,58 +150,6 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         rules,
         scanner,
     })
-}
-
-fn compile_identity(
-    errors: &mut Errors,
-    identity: Option<IdentityConfig>,
-    route_header: &str,
-) -> Identity {
-    let Some(identity) = identity else {
-        return Identity::None;
-    };
-    match (identity.header, identity.metadata) {
-        (Some(header), None) => {
-            check_header_name(errors, "identity.header", &header);
-            if header == route_header {
-                errors.add(
-                    "identity.header",
-                    "must differ from route_header: the route header is removed from every request",
-                );
-            }
-            Identity::Header(header)
-        }
-        (None, Some(metadata)) => {
-            if metadata.namespace.is_empty() || metadata.namespace.chars().any(char::is_control) {
-                errors.add(
-                    "identity.metadata.namespace",
-                    "must be a filter name such as envoy.filters.http.jwt_authn",
-                );
-            }
-            if metadata.path.is_empty() {
-                errors.add(
-                    "identity.metadata.path",
-                    "must name at least one key, such as [\"jwt_payload\", \"sub\"]",
-                );
-            }
-            for (index, key) in metadata.path.iter().enumerate() {
-                if key.is_empty() {
-                    errors.add(
-                        format!("identity.metadata.path[{index}]"),
-                        "must not be empty",
-                    );
-                }
-            }
-            Identity::Metadata {
-                namespace: metadata.namespace,
-                path: metadata.path,
-            }
-        }
-        _ => {
-            errors.add("identity", "give exactly one of \"header\" or \"metadata\"");
-            Identity::None
-        }
-    }
 }
 
 fn compile_providers(
@@ -409,7 +361,7 @@ fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Opt
 
 /// Header names the filter reads or sets: lowercase token characters, not a pseudo-header,
 /// and not one whose meaning Envoy or HTTP owns.
-fn check_header_name(errors: &mut Errors, path: &str, name: &str) {
+pub(super) fn check_header_name(errors: &mut Errors, path: &str, name: &str) {
     let token = !name.is_empty()
         && name
             .bytes()

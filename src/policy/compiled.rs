@@ -3,10 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::api_keys::KeyTable;
 use super::budget::Budget;
 use super::classify::ApiFamily;
 use super::config::{CapAction, Mode, OpaqueContent};
 use super::inspect::Scanner;
+use super::principals::Principals;
 use super::rules::Rule;
 
 /// The name under which requests without a known identity are evaluated.
@@ -34,19 +36,69 @@ pub struct Policy {
     pub(crate) scanner: Option<Scanner>,
 }
 
-/// Where the consumer's name comes from.
+/// Where the consumer's name comes from: the identity sources the policy configures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// Every request is `default`.
     None,
-    /// A request header (clients can set it: see the security model).
+    /// A request header, alone (clients can set it: see the security model). A request
+    /// without it is `default`.
     Header(String),
-    /// Dynamic metadata written by an earlier filter: `namespace`, then the keys down to a
-    /// string.
+    /// Dynamic metadata written by an earlier filter, alone: `namespace`, then the keys down
+    /// to a string. A request without it is `default`.
     Metadata {
         namespace: String,
         path: Vec<String>,
     },
+    /// API keys or the peer certificate, with or without metadata: every source is required,
+    /// all must name the same consumer, and nothing falls back to `default`.
+    Verified(Verified),
+}
+
+/// The sources of an `Identity::Verified`: at least one of `api_keys` and
+/// `peer_certificate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub metadata: Option<MetadataSource>,
+    pub api_keys: Option<KeyTable>,
+    pub peer_certificate: Option<Principals>,
+}
+
+/// Where in the dynamic metadata a verified claim is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataSource {
+    pub namespace: String,
+    pub path: Vec<String>,
+}
+
+impl Identity {
+    /// The metadata namespace and path the identity reads, if it reads one.
+    pub fn metadata(&self) -> Option<(&str, &[String])> {
+        match self {
+            Identity::Metadata { namespace, path } => Some((namespace, path)),
+            Identity::Verified(Verified {
+                metadata: Some(source),
+                ..
+            }) => Some((&source.namespace, &source.path)),
+            _ => None,
+        }
+    }
+
+    /// The API key table, when requests are identified by key.
+    pub fn api_keys(&self) -> Option<&KeyTable> {
+        match self {
+            Identity::Verified(verified) => verified.api_keys.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The consumers' SPIFFE patterns, when requests are identified by peer certificate.
+    pub fn peer_certificate(&self) -> Option<&Principals> {
+        match self {
+            Identity::Verified(verified) => verified.peer_certificate.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]

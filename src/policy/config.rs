@@ -103,6 +103,14 @@ pub struct IdentityConfig {
     /// Dynamic metadata written by an earlier filter, such as a verified JWT claim.
     #[serde(default)]
     pub metadata: Option<MetadataIdentity>,
+    /// Virtual API keys: a request carries a key the consumers list by its SHA-256
+    /// (`consumers.<name>.api_keys`); the key never reaches the provider.
+    #[serde(default)]
+    pub api_keys: bool,
+    /// The SPIFFE ID of the client certificate Envoy verified, matched against the consumers'
+    /// `principals`.
+    #[serde(default)]
+    pub peer_certificate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +195,72 @@ pub struct ConsumerConfig {
     /// Tokens (input plus output) this consumer may use per minute, hour or day.
     #[serde(default)]
     pub budget: Option<BudgetConfig>,
+    /// The SHA-256 of each API key that names this consumer (`posturio key hash`), with an
+    /// optional expiry; needs `identity.api_keys`.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// SPIFFE IDs of client certificates that name this consumer; a path segment may be `*`.
+    /// Needs `identity.peer_certificate`.
+    #[serde(default)]
+    pub principals: Vec<String>,
+}
+
+/// An API key by its hash: `"sha256:<64 hex>"`, or `{"hash": ..., "expires": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(untagged))]
+pub enum ApiKeyConfig {
+    /// `sha256:` and the key's SHA-256 in hex.
+    Hash(String),
+    Expiring(ExpiringKey),
+}
+
+impl ApiKeyConfig {
+    pub fn hash(&self) -> &str {
+        match self {
+            ApiKeyConfig::Hash(hash) => hash,
+            ApiKeyConfig::Expiring(key) => &key.hash,
+        }
+    }
+}
+
+/// A key with an expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExpiringKey {
+    /// `sha256:` and the key's SHA-256 in hex.
+    pub hash: String,
+    /// When the key stops working: an RFC 3339 date-time such as `2027-01-31T00:00:00Z`.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+// By hand rather than `untagged`, so a mistake inside the object form keeps serde's precise
+// message ("unknown field `expire`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for ApiKeyConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = ApiKeyConfig;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"sha256:<64 hex digits>\" or {\"hash\": ..., \"expires\": ...}")
+            }
+
+            fn visit_str<E: de::Error>(self, hash: &str) -> Result<ApiKeyConfig, E> {
+                Ok(ApiKeyConfig::Hash(hash.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ApiKeyConfig, A::Error> {
+                ExpiringKey::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ApiKeyConfig::Expiring)
+            }
+        }
+
+        deserializer.deserialize_any(KeyVisitor)
+    }
 }
 
 /// What to do with a request that asks for more output tokens than its consumer's cap.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::pipeline::classification::classify_request;
+use crate::pipeline::classification::{classify_request, IdentityInputs};
 use crate::pipeline::decision::decide_body;
 use crate::pipeline::{Decision, Forward};
 use crate::policy::{Code, Policy, Reply};
@@ -56,7 +56,7 @@ pub(super) fn evaluate(policy: &str, team: &str, path: &str, body: &str) -> Resu
         ("content-type".into(), b"application/json".to_vec()),
         ("x-team".into(), team.as_bytes().to_vec()),
     ];
-    let pending = classify_request(&policy, &headers, None)?;
+    let pending = classify_request(&policy, &headers, &IdentityInputs::default())?;
     match decide_body(&policy, &pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
@@ -132,7 +132,7 @@ fn escaped_secrets_are_found() {
         (":path".into(), b"/v1/chat/completions".to_vec()),
         ("content-type".into(), b"application/json".to_vec()),
     ];
-    let pending = classify_request(&policy, &headers, None).unwrap();
+    let pending = classify_request(&policy, &headers, &IdentityInputs::default()).unwrap();
     let (decision, _) = decide_body(&policy, &pending, body.as_bytes());
     assert!(matches!(decision, Decision::Refuse(reply) if reply.code == Code::PromptBlocked));
 }

@@ -1,10 +1,12 @@
 //! The policy layer: pure Rust, no proxy-wasm. It compiles the configuration once and decides
 //! each request from plain data, so it runs and is tested on the host.
 
+pub mod api_keys;
 pub mod body;
 pub mod budget;
 pub mod classify;
 pub mod compile;
+mod compile_identity;
 pub mod compiled;
 pub mod config;
 pub mod detect;
@@ -14,9 +16,11 @@ pub mod identity;
 pub mod inspect;
 pub mod limits;
 mod parts;
+pub mod principals;
 pub mod redact;
 pub mod reply;
 pub mod request;
+pub mod rfc3339;
 pub(crate) mod rules;
 pub mod shorten;
 mod sse;

@@ -13,6 +13,16 @@ pub enum Code {
     ConsumerNotAllowed,
     InvalidIdentity,
     IdentityUnusable,
+    /// No API key in any place keys are read.
+    MissingApiKey,
+    /// An API key that is malformed, repeated, unknown or expired.
+    InvalidApiKey,
+    /// No verified client certificate with a URI SAN.
+    MissingPeerIdentity,
+    /// A client certificate whose SPIFFE ID is malformed or names no consumer.
+    UnknownPeerIdentity,
+    /// Identity sources that name different consumers.
+    IdentityConflict,
     InvalidRequest,
     InvalidJson,
     DuplicateKey,
@@ -37,6 +47,11 @@ impl Code {
             Code::ConsumerNotAllowed => "consumer_not_allowed",
             Code::InvalidIdentity => "invalid_identity",
             Code::IdentityUnusable => "identity_unusable",
+            Code::MissingApiKey => "missing_api_key",
+            Code::InvalidApiKey => "invalid_api_key",
+            Code::MissingPeerIdentity => "missing_peer_identity",
+            Code::UnknownPeerIdentity => "unknown_peer_identity",
+            Code::IdentityConflict => "identity_conflict",
             Code::InvalidRequest => "invalid_request",
             Code::InvalidJson => "invalid_json",
             Code::DuplicateKey => "duplicate_key",
@@ -63,7 +78,10 @@ impl Code {
             | Code::OpaqueContent
             | Code::MaxOutputTokensExceeded
             | Code::UsageUnreadable
-            | Code::IdentityUnusable => 403,
+            | Code::IdentityUnusable
+            | Code::UnknownPeerIdentity
+            | Code::IdentityConflict => 403,
+            Code::MissingApiKey | Code::InvalidApiKey | Code::MissingPeerIdentity => 401,
             Code::InvalidIdentity
             | Code::InvalidRequest
             | Code::InvalidJson
@@ -201,12 +219,17 @@ impl Reply {
         if let Some(seconds) = self.retry_after {
             headers.push(("retry-after", seconds.to_string()));
         }
+        if self.status() == 401 {
+            // HTTP requires a challenge with every 401.
+            headers.push(("www-authenticate", "Bearer realm=\"posturio\"".to_owned()));
+        }
         headers
     }
 }
 
 fn google_status(code: Code) -> &'static str {
     match code.status() {
+        401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         429 => "RESOURCE_EXHAUSTED",
         404 => "NOT_FOUND",
@@ -217,6 +240,7 @@ fn google_status(code: Code) -> &'static str {
 
 fn bedrock_type(code: Code) -> &'static str {
     match code.status() {
+        401 => "UnrecognizedClientException",
         403 => "AccessDeniedException",
         429 => "ThrottlingException",
         404 => "ResourceNotFoundException",
@@ -227,6 +251,7 @@ fn bedrock_type(code: Code) -> &'static str {
 
 fn openai_type(code: Code) -> &'static str {
     match code.status() {
+        401 => "authentication_error",
         403 => "permission_error",
         429 => "rate_limit_error",
         404 => "not_found_error",
@@ -237,6 +262,7 @@ fn openai_type(code: Code) -> &'static str {
 
 fn anthropic_type(code: Code) -> &'static str {
     match code.status() {
+        401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
@@ -312,6 +338,85 @@ mod tests {
             .headers()
             .iter()
             .any(|(name, _)| *name == "retry-after"));
+    }
+
+    #[test]
+    fn identity_refusals_in_every_shape() {
+        for (code, status, openai, google, bedrock) in [
+            (
+                Code::MissingApiKey,
+                401,
+                "authentication_error",
+                "UNAUTHENTICATED",
+                "UnrecognizedClientException",
+            ),
+            (
+                Code::InvalidApiKey,
+                401,
+                "authentication_error",
+                "UNAUTHENTICATED",
+                "UnrecognizedClientException",
+            ),
+            (
+                Code::MissingPeerIdentity,
+                401,
+                "authentication_error",
+                "UNAUTHENTICATED",
+                "UnrecognizedClientException",
+            ),
+            (
+                Code::UnknownPeerIdentity,
+                403,
+                "permission_error",
+                "PERMISSION_DENIED",
+                "AccessDeniedException",
+            ),
+            (
+                Code::IdentityConflict,
+                403,
+                "permission_error",
+                "PERMISSION_DENIED",
+                "AccessDeniedException",
+            ),
+        ] {
+            let name = code.as_str();
+            assert_eq!(code.status(), status, "{name}");
+            assert!(
+                !code.is_policy_denial(),
+                "{name} is refused in audit mode too"
+            );
+            let body = |family| -> Value {
+                serde_json::from_slice(&Reply::new(code, family, "m").body()).unwrap()
+            };
+            assert_eq!(body(ApiFamily::OpenAi)["error"]["type"], openai, "{name}");
+            assert_eq!(body(ApiFamily::OpenAi)["error"]["code"], name);
+            assert_eq!(
+                body(ApiFamily::AzureOpenAi)["error"]["type"],
+                openai,
+                "{name}"
+            );
+            assert_eq!(
+                body(ApiFamily::Anthropic)["error"]["type"],
+                openai,
+                "{name}"
+            );
+            assert_eq!(body(ApiFamily::Gemini)["error"]["status"], google, "{name}");
+            assert_eq!(body(ApiFamily::Gemini)["error"]["code"], status, "{name}");
+            let bedrock_reply = Reply::new(code, ApiFamily::Bedrock, "m");
+            assert!(bedrock_reply
+                .headers()
+                .contains(&("x-amzn-errortype", bedrock.to_owned())));
+            let challenge = ("www-authenticate", "Bearer realm=\"posturio\"".to_owned());
+            for family in [
+                ApiFamily::OpenAi,
+                ApiFamily::Anthropic,
+                ApiFamily::Gemini,
+                ApiFamily::Bedrock,
+            ] {
+                let headers = Reply::new(code, family, "m").headers();
+                assert_eq!(headers.contains(&challenge), status == 401, "{name}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! forwarded (compared as JSON, and checked to be strict JSON) or the refusal.
 
 use super::*;
-use crate::pipeline::classification::classify_request;
+use crate::pipeline::classification::{classify_request, IdentityInputs};
 use crate::pipeline::decision::decide_body;
 use crate::pipeline::{Decision, Facts, Forward};
 use crate::policy::body::strict_json::validate;
@@ -54,7 +54,7 @@ fn run(policy: &Policy, consumer: &str, path: &str, body: &str) -> (Result<Forwa
         ("content-type".into(), b"application/json".to_vec()),
         ("x-team".into(), consumer.as_bytes().to_vec()),
     ];
-    let pending = match classify_request(policy, &headers, None) {
+    let pending = match classify_request(policy, &headers, &IdentityInputs::default()) {
         Ok(pending) => pending,
         Err(reply) => return (Err(reply), Facts::default()),
     };
@@ -784,7 +784,7 @@ fn run_with_header(consumer: &str, path: &str, header: (&str, &str)) -> Decision
         ("x-team".into(), consumer.as_bytes().to_vec()),
         (header.0.into(), header.1.as_bytes().to_vec()),
     ];
-    let pending = classify_request(&policy, &headers, None).unwrap();
+    let pending = classify_request(&policy, &headers, &IdentityInputs::default()).unwrap();
     decide_body(&policy, &pending, br#"{"contents":[]}"#).0
 }
 

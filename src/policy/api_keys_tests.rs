@@ -1,0 +1,277 @@
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+fn key(pairs: &[(&str, &str)], target: &str) -> Result<Option<String>, KeyError> {
+    find_key(&headers(pairs), target)
+        .map(|key| key.map(|key| String::from_utf8(key.into_owned()).unwrap()))
+}
+
+const AUTH: Place = Place::Header("authorization");
+
+#[test]
+fn keys_are_read_from_every_place() {
+    let found = |pairs: &[(&str, &str)], target: &str| key(pairs, target).unwrap();
+    for (case, pairs, target, expected) in [
+        (
+            "bearer",
+            &[("authorization", "Bearer k1")][..],
+            "/v1/x",
+            Some("k1"),
+        ),
+        (
+            "bearer lowercase",
+            &[("authorization", "bearer k1")],
+            "/v1/x",
+            Some("k1"),
+        ),
+        (
+            "bearer upper",
+            &[("Authorization", "BEARER k1")],
+            "/v1/x",
+            Some("k1"),
+        ),
+        (
+            "bearer spaces",
+            &[("authorization", "Bearer    k1  ")],
+            "/v1/x",
+            Some("k1"),
+        ),
+        (
+            "basic ignored",
+            &[("authorization", "Basic dXNlcjpw")],
+            "/v1/x",
+            None,
+        ),
+        (
+            "sigv4 ignored",
+            &[(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=ab",
+            )],
+            "/v1/x",
+            None,
+        ),
+        (
+            "bearer glued",
+            &[("authorization", "Bearerk1")],
+            "/v1/x",
+            None,
+        ),
+        ("x-api-key", &[("x-api-key", "k2")], "/v1/x", Some("k2")),
+        ("api-key", &[("api-key", "k3")], "/v1/x", Some("k3")),
+        (
+            "x-goog-api-key",
+            &[("x-goog-api-key", "k4")],
+            "/v1/x",
+            Some("k4"),
+        ),
+        (
+            "query",
+            &[],
+            "/v1beta/models/g:generateContent?key=k5",
+            Some("k5"),
+        ),
+        (
+            "query among others",
+            &[],
+            "/v?alt=sse&key=k6&x=1",
+            Some("k6"),
+        ),
+        ("query name encoded", &[], "/v?k%65y=k7", Some("k7")),
+        ("query value encoded", &[], "/v?key=a%2Fb%3D", Some("a/b=")),
+        ("plus kept", &[], "/v?key=a+b", Some("a+b")),
+        ("keyx is not key", &[], "/v?keyx=1&xkey=2&key_=3", None),
+        ("key in the path", &[], "/v1/key=abc", None),
+        ("none", &[("x-posturio-consumer", "a")], "/v1/x", None),
+        (
+            "same key twice",
+            &[("authorization", "Bearer same"), ("x-api-key", "same")],
+            "/v?key=same",
+            Some("same"),
+        ),
+    ] {
+        assert_eq!(found(pairs, target).as_deref(), expected, "{case}");
+    }
+}
+
+#[test]
+fn ambiguous_keys_are_refused() {
+    for (case, pairs, target, expected) in [
+        (
+            "authorization twice",
+            &[("authorization", "Bearer a"), ("authorization", "Basic b")][..],
+            "/v",
+            KeyError::Repeated(AUTH),
+        ),
+        (
+            "x-api-key twice",
+            &[("x-api-key", "a"), ("X-Api-Key", "a")],
+            "/v",
+            KeyError::Repeated(Place::Header("x-api-key")),
+        ),
+        (
+            "parameter twice",
+            &[],
+            "/v?key=a&key=a",
+            KeyError::Repeated(Place::Parameter),
+        ),
+        (
+            "parameter twice, once encoded",
+            &[],
+            "/v?key=a&%6bey=a",
+            KeyError::Repeated(Place::Parameter),
+        ),
+        (
+            "different keys",
+            &[("authorization", "Bearer a"), ("x-api-key", "b")],
+            "/v",
+            KeyError::Different(AUTH, Place::Header("x-api-key")),
+        ),
+        (
+            "header and parameter differ",
+            &[("x-goog-api-key", "a")],
+            "/v?key=b",
+            KeyError::Different(Place::Header("x-goog-api-key"), Place::Parameter),
+        ),
+        (
+            "empty bearer",
+            &[("authorization", "Bearer")],
+            "/v",
+            KeyError::Empty(AUTH),
+        ),
+        (
+            "bearer only spaces",
+            &[("authorization", "Bearer   ")],
+            "/v",
+            KeyError::Empty(AUTH),
+        ),
+        (
+            "bearer two words",
+            &[("authorization", "Bearer a b")],
+            "/v",
+            KeyError::Malformed(AUTH),
+        ),
+        (
+            "empty header",
+            &[("api-key", "")],
+            "/v",
+            KeyError::Empty(Place::Header("api-key")),
+        ),
+        (
+            "empty parameter",
+            &[],
+            "/v?key=",
+            KeyError::Empty(Place::Parameter),
+        ),
+        (
+            "bare parameter",
+            &[],
+            "/v?key",
+            KeyError::Empty(Place::Parameter),
+        ),
+        ("bad escape", &[], "/v?key=a%zz", KeyError::BadEncoding),
+    ] {
+        assert_eq!(key(pairs, target), Err(expected), "{case}");
+    }
+}
+
+#[test]
+fn messages_never_hold_the_key() {
+    let error = key(
+        &[
+            ("authorization", "Bearer secret1"),
+            ("x-api-key", "secret2"),
+        ],
+        "/v",
+    )
+    .unwrap_err();
+    let reason = error.reason();
+    assert_eq!(
+        reason,
+        "the authorization header and the x-api-key header carry different keys; send one"
+    );
+    let reason = KeyError::Repeated(Place::Parameter).reason();
+    assert_eq!(
+        reason,
+        "the \"key\" query parameter is sent twice; send one key"
+    );
+}
+
+#[test]
+fn key_parameters_are_removed_and_the_rest_kept_byte_for_byte() {
+    for (target, expected) in [
+        ("/v1/x", None),
+        ("/v1/x?alt=sse", None),
+        ("/v1/x?keyx=1&xkey=2", None),
+        ("/v1/x?key=a", Some("/v1/x")),
+        ("/v1/x?key=a&key=b", Some("/v1/x")),
+        ("/v1/x?alt=sse&key=a&b=%2F+x", Some("/v1/x?alt=sse&b=%2F+x")),
+        ("/v1/x?k%65y=a&alt=sse", Some("/v1/x?alt=sse")),
+        ("/v1/x?a=1&&key&b=2", Some("/v1/x?a=1&&b=2")),
+        ("/v1/x?key=a%zz&z", Some("/v1/x?z")),
+    ] {
+        assert_eq!(
+            without_key_parameters(target).as_deref(),
+            expected,
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn hashes() {
+    let digest =
+        parse_hash("sha256:9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08")
+            .unwrap();
+    assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(b"test")));
+    assert_eq!(short_hash(&digest), "sha256:9f86d081884c…");
+    for bad in [
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "pst_3q2abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a088",
+        "sha256:+f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "sha256:gf86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "SHA256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "sha256:éf86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0",
+    ] {
+        let error = parse_hash(bad).unwrap_err();
+        assert!(error.contains("never the key itself"), "{bad}");
+    }
+}
+
+#[test]
+fn expiry_is_at_or_before_the_request_time() {
+    let mut table = KeyTable::default();
+    let digest = |key: &[u8]| <[u8; 32]>::from(Sha256::digest(key));
+    let entry = |expires| KeyEntry {
+        consumer: "search".to_owned(),
+        expires,
+    };
+    table.insert(digest(b"lasting"), entry(None));
+    table.insert(digest(b"expiring"), entry(Some(1000)));
+    assert_eq!(table.consumer_for(b"lasting", None), Ok("search"));
+    assert_eq!(table.consumer_for(b"expiring", Some(999)), Ok("search"));
+    assert_eq!(
+        table.consumer_for(b"expiring", Some(1000)),
+        Err(KeyRefused::Expired(1000))
+    );
+    assert_eq!(
+        table.consumer_for(b"expiring", Some(1001)),
+        Err(KeyRefused::Expired(1000))
+    );
+    assert_eq!(
+        table.consumer_for(b"expiring", None),
+        Err(KeyRefused::NoClock)
+    );
+    assert_eq!(
+        table.consumer_for(b"other", Some(0)),
+        Err(KeyRefused::Unknown)
+    );
+}
