@@ -72,7 +72,9 @@ impl Certificates {
 /// certificate optional when `required` is false.
 fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool) -> Envoy {
     let template = common::read_repo_file(TEMPLATE);
-    assert_eq!(template.matches(REQUIRED).count(), 1, "{TEMPLATE}");
+    // The listener's setting, not the header comment that mentions it.
+    let setting = format!("\n          {REQUIRED}\n");
+    assert_eq!(template.matches(&setting).count(), 1, "{TEMPLATE}");
     assert!(template.contains(&format!("{SHIPPED_TLS_DIR}/ca.pem")));
     let build = |listener_port: u16, admin_port: u16, dir: &Path| {
         let params = ConfigParams {
@@ -85,7 +87,7 @@ fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool
         let mut config = render_config(&template, &params)
             .replace(SHIPPED_TLS_DIR, &certs.dir.path().display().to_string());
         if !required {
-            config = config.replace(REQUIRED, "require_client_certificate: false");
+            config = config.replace(&setting, "\n          require_client_certificate: false\n");
         }
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
@@ -243,7 +245,7 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
         &envoy,
         &certs,
         Some("search"),
-        &[chat("gpt-4o", &[]), chat("claude-sonnet-4", &[])],
+        &[chat("gpt-4o", &[]), chat("gemini-flash", &[])],
     );
     assert_forwarded(&search[0], "gpt-4o");
     assert_eq!(search[1]["status"], 200, "{:#}", search[1]);
