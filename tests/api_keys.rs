@@ -403,6 +403,26 @@ fn each_family_gets_its_keys_consumer_and_the_provider_never_sees_the_key() {
             assert_eq!(line["posturio_consumer"], "search-team", "{line:#}");
         }
     }
+
+    // The same key in every place at once is one key.
+    mock.reset();
+    let bearer = format!("Bearer {SEARCH_KEY}");
+    let response = http::post(
+        port,
+        &format!("/v1/chat/completions?key={SEARCH_KEY}&x=1"),
+        &[
+            JSON,
+            ("authorization", &bearer),
+            ("x-api-key", SEARCH_KEY),
+            ("api-key", SEARCH_KEY),
+            ("x-goog-api-key", SEARCH_KEY),
+        ],
+        chat("gpt-4o").to_string().as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let upstream = mock.single_request();
+    assert_eq!(upstream.path, "/v1/chat/completions?x=1");
+    assert_no_client_key(&upstream, &[SEARCH_KEY], "the same key everywhere");
     envoy.assert_no_wasm_failure();
 }
 

@@ -302,6 +302,14 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
         assert_handshake_refused(&outcomes[0]);
     }
 
+    // The operator learns which identity to add to `principals`: Envoy verified it, it is no
+    // secret, and the log (never the reply) names it.
+    let logged = envoy.wait_for_log(
+        "client certificate URI SAN \"spiffe://cluster.local/ns/other/sa/x\" matches no",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(logged.is_some(), "the refused SPIFFE ID is not in the log");
+
     let forwarded = mock.requests();
     assert_eq!(forwarded.len(), 3, "{forwarded:#?}");
     for upstream in &forwarded {
