@@ -243,6 +243,7 @@ fn check(case: &Case, policy: &Policy, headers: &[(String, Vec<u8>)], body: &[u8
             assert_eq!(reply.status(), status, "{}: {}", case.name, reply.message);
         }
         (Decision::Forward(_), _) => panic!("{}: forwarded, expected a refusal", case.name),
+        (Decision::AnswerLocally(_), _) => panic!("{}: answered locally", case.name),
         (Decision::Refuse(reply), _) => {
             panic!(
                 "{}: refused ({}), expected forwarding",

@@ -439,3 +439,135 @@ fn eval_refuses_a_body_over_the_limit() {
     assert_eq!(verdict["status"], 413);
     assert_eq!(verdict["code"], "body_too_large");
 }
+
+#[test]
+fn eval_prints_the_model_list_the_gateway_answers() {
+    let args = [
+        "eval",
+        "envoy/policy.json",
+        "--method",
+        "GET",
+        "--path",
+        "/v1/models",
+        "--header",
+        "x-posturio-consumer: search-team",
+        "-",
+    ];
+    let output = posturio(&args, Some(b""));
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{verdict}");
+    assert_eq!(verdict["decision"], "allow");
+    assert_eq!(verdict["answered_locally"], true);
+    assert_eq!(verdict["status"], 200);
+    assert_eq!(verdict["consumer"], "search-team");
+    let ids: Vec<_> = verdict["answer"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| model["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gemini-flash", "gpt-4o", "gpt-4o-mini"]);
+
+    // Another consumer's model: refused as not found.
+    let args = [
+        "eval",
+        "envoy/policy.json",
+        "--method",
+        "GET",
+        "--path",
+        "/v1/models/gpt-4o",
+        "-",
+    ];
+    let output = posturio(&args, Some(b""));
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{verdict}");
+    assert_eq!(verdict["status"], 404);
+    assert_eq!(verdict["code"], "model_not_found");
+}
+
+/// `posturio key new`'s key (standard output) and policy line (standard error).
+fn new_key(args: &[&str]) -> (String, String) {
+    let mut all = vec!["key", "new"];
+    all.extend_from_slice(args);
+    let output = posturio(&all, None);
+    assert!(output.status.success(), "{output:?}");
+    (
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn key_hash(stdin: &[u8]) -> Output {
+    posturio(&["key", "hash"], Some(stdin))
+}
+
+#[test]
+fn key_new_prints_a_random_key_and_its_policy_line() {
+    let (stdout, stderr) = new_key(&["--consumer", "search"]);
+    // The key alone on the first (only) line of standard output.
+    let key = stdout.strip_suffix('\n').unwrap();
+    assert!(!key.contains('\n'), "{stdout:?}");
+    let random = key.strip_prefix("pst_").unwrap();
+    // 43 characters of base64url: 32 random bytes, 256 bits.
+    assert_eq!(random.len(), 43, "{key}");
+    assert!(
+        random
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{key}"
+    );
+    // The last character carries 4 bits of the 32nd byte and 2 zero bits.
+    let last = random.chars().last().unwrap();
+    assert!("AEIMQUYcgkosw048".contains(last), "{key}");
+
+    // The line to add names the consumer and holds the hash `key hash` gives for the key.
+    let hash = key_hash(stdout.as_bytes());
+    assert!(hash.status.success());
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "add to consumers.search.api_keys: \"{}\"\n",
+            hash.trim_end()
+        )
+    );
+    assert!(!stderr.contains(key), "the policy line never holds the key");
+
+    // Two keys differ.
+    let (other, _) = new_key(&["--consumer", "search"]);
+    assert_ne!(other, stdout);
+    let (_, hint) = new_key(&[]);
+    assert!(
+        hint.starts_with("add to consumers.<name>.api_keys: \"sha256:"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn key_hash_is_the_keys_sha256() {
+    // The SHA-256 test vector of "abc" (FIPS 180-2).
+    let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n";
+    for input in [&b"abc"[..], b"abc\n", b"abc\r\n"] {
+        let output = key_hash(input);
+        assert_eq!(output.status.code(), Some(0), "{input:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), abc, "{input:?}");
+    }
+    // Only one line end goes; anything else is part of the key.
+    let output = key_hash(b" abc\n");
+    assert_ne!(String::from_utf8_lossy(&output.stdout), abc);
+}
+
+#[test]
+fn key_hash_of_nothing_is_an_error() {
+    for input in [&b""[..], b"\n", b"\r\n"] {
+        let output = key_hash(input);
+        assert_eq!(output.status.code(), Some(2), "{input:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("standard input holds no key"), "{stderr}");
+    }
+    let output = posturio(&["key", "hash", "pst_x"], None);
+    assert_eq!(output.status.code(), Some(2));
+    let output = posturio(&["key", "rotate"], None);
+    assert_eq!(output.status.code(), Some(2));
+}

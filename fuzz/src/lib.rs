@@ -201,6 +201,25 @@ pub fn secret_like_tokens(bytes: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// The model names a model list (or one listed model) shows, in any of its shapes.
+fn listed_names(listed: &Value) -> Vec<String> {
+    let models = match (listed.get("data"), listed.get("models")) {
+        (Some(Value::Array(models)), _) | (_, Some(Value::Array(models))) => models.clone(),
+        _ => vec![listed.clone()],
+    };
+    models
+        .iter()
+        .filter_map(|model| {
+            let id = model.get("id").and_then(Value::as_str);
+            let name = model
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|name| name.trim_start_matches("models/"));
+            id.or(name).map(str::to_owned)
+        })
+        .collect()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
 }
@@ -225,6 +244,18 @@ pub fn evaluate_and_check(policy: &Policy, catalogue: &Catalogue, request: &RawR
                 .unwrap_or_else(|e| panic!("the reply body is not JSON ({e})"));
             assert!(rendered.is_object());
             check_no_echo(request, &facts, reply.code, reply.message.as_bytes());
+        }
+        Decision::AnswerLocally(body) => {
+            // A model list: JSON, naming only models the consumer may use.
+            let listed: Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("the model list is not JSON ({e})"));
+            let consumer = facts.consumer.as_deref();
+            for name in listed_names(&listed) {
+                assert!(
+                    consumer.is_some_and(|c| catalogue.approved(c, &name)),
+                    "listed {name:?} for consumer {consumer:?}, which is not approved for it"
+                );
+            }
         }
         Decision::Forward(forward) => {
             let Some(model) = facts.model.as_deref() else {

@@ -1,5 +1,6 @@
 //! `posturio eval`: one request through the request pipeline, over the fake host, exactly as
-//! the filter runs it; the decision printed as JSON. With `--response`, the upstream's answer
+//! the filter runs it; the decision printed as JSON (with the answer itself, for a request the
+//! gateway answers, such as a model list). With `--response`, the upstream's answer
 //! goes through the pipeline too, and the usage read and the budget charged are printed.
 
 use std::rc::Rc;
@@ -187,6 +188,24 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                 "reply": reply_json(reply),
             }),
         ),
+        // Answered by the gateway itself (a model list): what the client receives.
+        (None, false) => {
+            let sent = host.answers.borrow().last().cloned();
+            (
+                0,
+                json!({
+                    "decision": "allow",
+                    "answered_locally": true,
+                    "status": sent.as_ref().map(|sent| sent.status),
+                    "consumer": facts.consumer,
+                    "api": facts.family,
+                    "model": facts.model,
+                    "answer": sent.map_or(Value::Null, |sent| {
+                        serde_json::from_slice::<Value>(&sent.body).unwrap_or(Value::Null)
+                    }),
+                }),
+            )
+        }
         (audited, _) => {
             let new_body = host.new_body.borrow().clone();
             let forwarded_body = new_body

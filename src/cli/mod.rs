@@ -2,6 +2,7 @@
 
 mod diff;
 mod eval;
+mod key;
 mod render;
 pub mod schema;
 
@@ -32,7 +33,9 @@ usage:
       --response gives the upstream's answer (status 200) with its headers: the usage read
       from it and the budget charged are printed too.
       --method defaults to POST; content-type application/json is assumed unless given.
-      Exit 0 when the request would be forwarded, 1 when refused, 2 when CONFIG is invalid.
+      A request the gateway answers itself (a model list, GET /v1/models) prints that answer.
+      Exit 0 when the request would be forwarded or answered, 1 when refused, 2 when CONFIG
+      is invalid.
   posturio render [--check] FILE... | posturio render FILE --out OUT
       Rewrite each copy of a policy embedded in FILE (an Envoy configuration, an ECDS file, a
       Kubernetes manifest) from the policy file its marker names: a comment line
@@ -42,6 +45,14 @@ usage:
       --check writes nothing and exits 1 if a copy differs from its source.
       --out writes the rendered FILE to OUT instead (e.g. a watched ECDS file).
       Exit 0 when every copy is (now) in step; 1 otherwise.
+  posturio key new [--consumer NAME]
+      Print a fresh API key (pst_ and 43 characters of base64url: 32 random bytes from the
+      operating system) alone on standard output, and on standard error the line to add to
+      the policy: add to consumers.NAME.api_keys: \"sha256:...\". Hand the key to the consumer;
+      the policy holds only its hash.
+  posturio key hash
+      Read one key from standard input (one trailing newline removed, nothing else) and print
+      its hash, sha256: and 64 lowercase hex digits, as consumers.NAME.api_keys lists it.
   posturio schema
       Print the JSON Schema (draft 2020-12) of the policy, for editors and CI. It checks keys,
       types and enum values; only check resolves names and expands globs.
@@ -70,6 +81,7 @@ pub fn run(args: &[String]) -> Result<Output, CliError> {
         Some((command, rest)) if command == "eval" => eval::eval(rest),
         Some((command, rest)) if command == "schema" => schema::schema(rest),
         Some((command, rest)) if command == "render" => render::render(rest),
+        Some((command, rest)) if command == "key" => key::key(rest),
         Some((command, _)) if command == "help" || command == "--help" || command == "-h" => {
             Ok(Output {
                 code: 0,

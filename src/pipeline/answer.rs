@@ -1,8 +1,9 @@
-//! Refusals, and the one way a local reply reaches the client: recorded first, then sent.
+//! Refusals, and the one way a local answer reaches the client: recorded first, then sent.
 //!
-//! `Host::send_reply` takes an `Answer`, and only `answer` below can make one, right after
-//! recording the refusal; so no step, and no adapter, can answer a request that the metrics,
-//! the log line and the access log do not show.
+//! `Host::send_reply` takes an `Answer` (status, headers, body), and only `answer` (a refusal)
+//! and `answer_allowed` (a request the gateway serves itself, such as a model list) below can
+//! make one, right after recording it; so no step, and no adapter, can answer a request that
+//! the metrics, the log line and the access log do not show.
 
 use std::cell::RefCell;
 
@@ -46,14 +47,33 @@ impl Refusal {
     }
 }
 
-/// A recorded refusal, ready to be sent. Only `answer` makes one.
+/// A recorded answer, ready to be sent: its status, headers and body are all an adapter
+/// sends. Only this file makes one.
 pub struct Answer<'a> {
-    reply: &'a Reply,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    /// The refusal it renders, when it is one.
+    refusal: Option<&'a Reply>,
 }
 
 impl Answer<'_> {
-    pub fn reply(&self) -> &Reply {
-        self.reply
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The refusal this answer renders, if it is one: for hosts that keep what was refused
+    /// (the test host). Adapters send status, headers and body, nothing else.
+    pub fn refusal(&self) -> Option<&Reply> {
+        self.refusal
     }
 }
 
@@ -71,10 +91,46 @@ pub(super) fn answer<H: Host>(
         forwarded: false,
     };
     recorder.record(host, policy, metrics, decided);
-    let answer = Answer {
-        reply: &refusal.reply,
+    send(
+        host,
+        &Answer {
+            status: refusal.reply.status(),
+            headers: refusal.reply.headers(),
+            body: refusal.reply.body(),
+            refusal: Some(&refusal.reply),
+        },
+    )
+}
+
+/// Records a request the gateway serves itself (decision `allow`, never forwarded), then
+/// answers it with 200 and this JSON body.
+pub(super) fn answer_allowed<H: Host>(
+    host: &H,
+    recorder: &mut Recorder,
+    policy: Option<&Policy>,
+    metrics: &RefCell<MetricIds>,
+    facts: &Facts,
+    body: Vec<u8>,
+) -> Flow {
+    let decided = Decided {
+        facts,
+        reply: None,
+        forwarded: false,
     };
-    if let Err(error) = host.send_reply(&answer) {
+    recorder.record(host, policy, metrics, decided);
+    send(
+        host,
+        &Answer {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body,
+            refusal: None,
+        },
+    )
+}
+
+fn send<H: Host>(host: &H, answer: &Answer) -> Flow {
+    if let Err(error) = host.send_reply(answer) {
         log::error!("{error}; the request could not be answered");
     }
     Flow::Pause

@@ -1,6 +1,7 @@
-//! The classification step: what the headers alone say of a request — its endpoint (or a
-//! passthrough), its consumer (the identity step), its media type and declared size. It
-//! refuses what the headers condemn and otherwise keeps a `Pending` until the body arrives.
+//! The classification step: what the headers alone say of a request — its endpoint (a model
+//! list, or a passthrough), its consumer (the identity step), its media type and declared
+//! size. It refuses what the headers condemn and otherwise keeps a `Pending` until the body
+//! arrives.
 
 use super::identity;
 pub use super::identity::IdentityInputs;
@@ -10,6 +11,7 @@ use crate::policy::api_keys::without_key_parameters;
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::limits::stream_usage;
+use crate::policy::model_list;
 use crate::policy::request::{self, check_json_body, Headers};
 use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
@@ -43,25 +45,20 @@ pub fn classify_request(
         ));
     }
 
-    let kind = match classify(method, path) {
-        Some(classified) => RequestKind::Endpoint(classified),
-        None => match passthrough_for(policy, method, path) {
+    // A model list comes before any passthrough that would also match its path.
+    let kind = if let Some(classified) = classify(method, path) {
+        RequestKind::Endpoint(classified)
+    } else if let Some(list) = model_list::recognise(method, path, headers) {
+        RequestKind::ModelList(list)
+    } else {
+        match passthrough_for(policy, method, path) {
             Some(index) => RequestKind::Passthrough(index),
-            None => {
-                return Err(Reply::new(
-                    Code::UnsupportedEndpoint,
-                    shape,
-                    format!(
-                        "{} {} is not an endpoint this gateway serves",
-                        shorten(method),
-                        shorten(split_query(path).0)
-                    ),
-                ))
-            }
-        },
+            None => return Err(unsupported_endpoint(method, path, shape)),
+        }
     };
     let shape = match &kind {
         RequestKind::Endpoint(classified) => classified.endpoint.family(),
+        RequestKind::ModelList(list) => list.family,
         RequestKind::Passthrough(_) => shape,
     };
 
@@ -86,7 +83,7 @@ pub fn classify_request(
     }
     let unread_headers = match &kind {
         RequestKind::Endpoint(classified) => stream_usage::unread_headers(classified, headers),
-        RequestKind::Passthrough(_) => None,
+        RequestKind::Passthrough(_) | RequestKind::ModelList(_) => None,
     };
     // A key in the query never reaches the provider; only a policy that reads keys looks.
     let without_keys = policy
@@ -128,7 +125,21 @@ pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
     facts
 }
 
-fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
+/// The reply for a method and path that is no endpoint, no model list and no passthrough.
+pub(super) fn unsupported_endpoint(method: &str, target: &str, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::UnsupportedEndpoint,
+        shape,
+        format!(
+            "{} {} is not an endpoint this gateway serves",
+            shorten(method),
+            shorten(split_query(target).0)
+        ),
+    )
+}
+
+/// The passthrough entry that serves this method and path, if any.
+pub(super) fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
     let (path, _) = split_query(target);
     if !is_canonical_path(path) {
         return None;

@@ -1,8 +1,10 @@
 //! The decision on a request, once its body is read (empty for a request that ended with its
-//! headers): forward (where and how) or refuse, and the facts the record shows. An endpoint
-//! request is decided by `endpoint.rs`; a passthrough call here.
+//! headers): forward (where and how), answer locally, or refuse, and the facts the record
+//! shows. An endpoint request is decided by `endpoint.rs`, a model list by `model_list.rs`; a
+//! passthrough call here.
 
 use super::endpoint;
+use super::model_list::decide_model_list;
 use super::refusals::{audit_or_refuse, no_consumer};
 use super::rewrite::rebase;
 use super::state::{Decision, Facts, Forward, Pending, RequestKind};
@@ -21,11 +23,12 @@ pub fn decide_body(policy: &Policy, pending: &Pending, body: &[u8]) -> (Decision
         RequestKind::Passthrough(index) => {
             decide_passthrough(policy, pending, *index, body, &mut facts)
         }
+        RequestKind::ModelList(list) => decide_model_list(policy, pending, list, body, &mut facts),
     };
     (decision.unwrap_or_else(Decision::Refuse), facts)
 }
 
-fn decide_passthrough(
+pub(super) fn decide_passthrough(
     policy: &Policy,
     pending: &Pending,
     index: usize,

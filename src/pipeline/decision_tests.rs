@@ -26,7 +26,10 @@ const POLICY: &str = r#"{
     "search": { "models": ["gpt-4o*", "claude-*", "gemini-*"] },
     "trial": { "models": ["gpt-4o-mini"], "mode": "audit" }
   },
-  "passthrough": [ { "method": "GET", "path_prefix": "/v1/models", "provider": "openai" } ]
+  "passthrough": [
+    { "method": "GET", "path_prefix": "/v1/models", "provider": "openai" },
+    { "method": "GET", "path_prefix": "/v1/files", "provider": "openai" }
+  ]
 }"#;
 
 fn policy_from(text: &str) -> Policy {
@@ -51,7 +54,25 @@ fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec
     headers
 }
 
-/// Runs a request through both steps; `Ok((cluster, path, body))` when forwarded.
+/// Runs a request through both steps: its decision, or the refusal at its headers.
+fn decide(
+    policy: &Policy,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Decision {
+    match classify_request(
+        policy,
+        &headers(method, path, extra),
+        &IdentityInputs::default(),
+    ) {
+        Ok(pending) => decide_body(policy, &pending, body.as_bytes()).0,
+        Err(reply) => Decision::Refuse(reply),
+    }
+}
+
+/// Runs a request through both steps; `Ok(forward)` when forwarded.
 fn run(
     policy: &Policy,
     method: &str,
@@ -59,14 +80,12 @@ fn run(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Result<Forward, Reply> {
-    let pending = classify_request(
-        policy,
-        &headers(method, path, extra),
-        &IdentityInputs::default(),
-    )?;
-    match decide_body(policy, &pending, body.as_bytes()).0 {
+    match decide(policy, method, path, extra, body) {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
+        Decision::AnswerLocally(body) => {
+            panic!("answered locally: {}", String::from_utf8_lossy(&body))
+        }
     }
 }
 
@@ -74,11 +93,12 @@ fn chat(model: &str) -> String {
     format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
 }
 
-/// The code of a refusal, or the cluster of a forward.
-fn outcome(result: Result<Forward, Reply>) -> String {
-    match result {
-        Ok(forward) => format!("forward {}", forward.cluster),
-        Err(reply) => format!("{} {}", reply.status(), reply.code.as_str()),
+/// The code of a refusal, the cluster of a forward, or the local answer.
+fn outcome(decision: Decision) -> String {
+    match decision {
+        Decision::Forward(forward) => format!("forward {}", forward.cluster),
+        Decision::Refuse(reply) => format!("{} {}", reply.status(), reply.code.as_str()),
+        Decision::AnswerLocally(_) => "answer 200".to_owned(),
     }
 }
 
@@ -87,8 +107,8 @@ macro_rules! decisions {
         #[test]
         fn $name() {
             let body: String = $body.into();
-            let result = run(&policy(), $method, $path, &[$($header),*], &body);
-            assert_eq!(outcome(result), $expected);
+            let decision = decide(&policy(), $method, $path, &[$($header),*], &body);
+            assert_eq!(outcome(decision), $expected);
         }
     )*};
 }
@@ -118,12 +138,24 @@ decisions! {
     encoded_path: "POST", "/v1/chat%2Fcompletions", [], chat("gpt-4o-mini") => "404 unsupported_endpoint";
     get_on_endpoint: "GET", "/v1/chat/completions", [], "" => "404 unsupported_endpoint";
     upgrade_refused: "GET", "/v1/models", [("upgrade", "websocket")], "" => "404 unsupported_endpoint";
-    passthrough_get: "GET", "/v1/models", [], "" => "forward openai-cluster";
-    passthrough_below_prefix: "GET", "/v1/models/gpt-4o?x=1", [], "" => "forward openai-cluster";
-    passthrough_with_body: "GET", "/v1/models", [], "{}" => "400 invalid_request";
-    passthrough_wrong_method: "DELETE", "/v1/models/gpt-4o", [], "" => "404 unsupported_endpoint";
-    passthrough_dot_dot: "GET", "/v1/models/../chat/completions", [], "" => "404 unsupported_endpoint";
-    passthrough_sibling: "GET", "/v1/models2", [], "" => "404 unsupported_endpoint";
+    passthrough_get: "GET", "/v1/files", [], "" => "forward openai-cluster";
+    passthrough_below_prefix: "GET", "/v1/files/file-1?x=1", [], "" => "forward openai-cluster";
+    passthrough_with_body: "GET", "/v1/files", [], "{}" => "400 invalid_request";
+    passthrough_wrong_method: "DELETE", "/v1/files/file-1", [], "" => "404 unsupported_endpoint";
+    passthrough_dot_dot: "GET", "/v1/files/../chat/completions", [], "" => "404 unsupported_endpoint";
+    passthrough_sibling: "GET", "/v1/files2", [], "" => "404 unsupported_endpoint";
+    model_list_before_passthrough: "GET", "/v1/models", [], "" => "answer 200";
+    model_get_before_passthrough: "GET", "/v1/models/gpt-4o-mini?x=1", [], "" => "answer 200";
+    model_get_of_another_consumer: "GET", "/v1/models/gpt-4o", [], "" => "404 model_not_found";
+    model_get_of_the_consumer: "GET", "/v1/models/gpt-4o", [("x-team", "search")], "" => "answer 200";
+    model_get_other_family: "GET", "/v1/models/claude-sonnet-4", [("x-team", "search")], "" => "404 model_not_found";
+    model_get_anthropic: "GET", "/v1/models/claude-sonnet-4", [("x-team", "search"), ("anthropic-version", "2023-06-01")], "" => "answer 200";
+    model_list_with_body_falls_to_passthrough: "GET", "/v1/models", [], "{}" => "400 invalid_request";
+    model_list_head_is_no_list: "HEAD", "/v1/models", [], "" => "404 unsupported_endpoint";
+    model_list_post_is_no_list: "POST", "/v1/models", [], "" => "404 unsupported_endpoint";
+    gemini_list_with_body_is_unsupported: "GET", "/v1beta/models", [], "{}" => "404 unsupported_endpoint";
+    gemini_list: "GET", "/v1beta/models", [("x-team", "search")], "" => "answer 200";
+    model_list_identity_twice: "GET", "/v1/models", [("x-team", "default"), ("x-team", "search")], "" => "400 invalid_identity";
     empty_body: "POST", "/v1/chat/completions", [], "" => "400 invalid_json";
     missing_model: "POST", "/v1/chat/completions", [], r#"{"messages":[]}"# => "400 invalid_model";
     duplicate_model: "POST", "/v1/chat/completions", [], r#"{"model":"gpt-4o-mini","model":"gpt-4o"}"# => "400 duplicate_key";
@@ -313,7 +345,7 @@ fn refusals_never_echo_more_than_a_short_model_name() {
 
 #[test]
 fn passthrough_reports_no_usage() {
-    let forward = run(&policy(), "GET", "/v1/models", &[], "").unwrap();
+    let forward = run(&policy(), "GET", "/v1/files", &[], "").unwrap();
     assert_eq!(forward.usage, None);
     let forward = run(
         &policy(),

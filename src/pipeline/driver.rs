@@ -5,8 +5,9 @@
 //! - request headers: route header (and API key headers) dropped → identity and classification
 //!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
 //! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
-//!   approval, inspection, limits, rewrite) → budget check (`budget.rs`) → record
-//!   (`record.rs`) → forward (`forward.rs`);
+//!   approval, inspection, limits, rewrite; for a model list `model_list.rs`, answered here
+//!   and never forwarded) → budget check (`budget.rs`) → record (`record.rs`) → forward
+//!   (`forward.rs`);
 //! - trailers: refused;
 //! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
 //!   at the end of the body or at the end of the stream.
@@ -90,6 +91,7 @@ pub struct Outcome {
     pub facts: Facts,
     /// The refusal, or what audit mode let through.
     pub reply: Option<Reply>,
+    /// False for a refusal, and for a request the gateway answered itself (no reply).
     pub forwarded: bool,
     /// The format the response reports its usage in, for a forwarded request.
     pub usage: Option<UsageFormat>,
@@ -326,6 +328,7 @@ impl<H: Host> Request<H> {
         let (decision, facts) = decide_body(policy, pending, body);
         let mut forward = match decision {
             Decision::Refuse(reply) => return self.refuse(Refusal::new(reply, facts)),
+            Decision::AnswerLocally(body) => return self.answer_locally(policy, facts, body),
             Decision::Forward(forward) => forward,
         };
         // Checked once the request is otherwise allowed, so that a refusal is recorded with
@@ -364,6 +367,26 @@ impl<H: Host> Request<H> {
             usage: forward.usage,
         });
         Flow::Continue
+    }
+
+    /// A request the gateway serves itself (a model list): recorded as allowed, answered,
+    /// never forwarded.
+    fn answer_locally(&mut self, policy: &Policy, facts: Facts, body: Vec<u8>) -> Flow {
+        let flow = answer::answer_allowed(
+            &self.host,
+            &mut self.recorder,
+            Some(policy),
+            &self.metrics,
+            &facts,
+            body,
+        );
+        self.outcome = Some(Outcome {
+            facts,
+            reply: None,
+            forwarded: false,
+            usage: None,
+        });
+        flow
     }
 
     /// Without a valid policy nothing can be decided: the route header still goes, so nothing

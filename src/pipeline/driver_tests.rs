@@ -340,8 +340,14 @@ fn filter_none(host: &FakeHost) -> Request<&FakeHost> {
 
 #[test]
 fn bodiless_passthrough_is_routed_on_headers() {
-    let host = FakeHost::request("GET", "/v1/models", &[], "");
-    let mut filter = filter(&host, policy());
+    let host = FakeHost::request("GET", "/v1/files", &[], "");
+    let passthrough = r#"{
+      "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+      "models": { "gpt-4o-mini": { "provider": "openai" } },
+      "consumers": { "default": { "models": ["gpt-4o-mini"] } },
+      "passthrough": [ { "method": "GET", "path_prefix": "/v1/files", "provider": "openai" } ]
+    }"#;
+    let mut filter = filter(&host, policy_with(passthrough));
     assert_eq!(filter.on_request_headers(true), Flow::Continue);
     assert_eq!(host.header("x-posturio-cluster").as_deref(), Some("openai"));
 }

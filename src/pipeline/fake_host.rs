@@ -19,7 +19,10 @@ use crate::policy::{budget, Reply};
 pub struct FakeHost {
     pub headers: RefCell<Vec<(String, Vec<u8>)>>,
     pub body: Vec<u8>,
+    /// The refusals answered, as data.
     pub replies: RefCell<Vec<Reply>>,
+    /// Every local answer as the client receives it, refusals included.
+    pub answers: RefCell<Vec<Sent>>,
     pub new_body: RefCell<Option<Vec<u8>>>,
     /// Makes the request headers unreadable.
     pub fail_headers: bool,
@@ -44,6 +47,14 @@ pub struct FakeHost {
     pub samples: RefCell<HashMap<String, Vec<u64>>>,
     /// Every host call, by name, in order: each costs Envoy about a microsecond.
     pub calls: RefCell<Vec<&'static str>>,
+}
+
+/// A local answer as sent: status, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 fn refused(call: &'static str, why: &str) -> HostError {
@@ -156,7 +167,18 @@ impl Host for &FakeHost {
 
     fn send_reply(&self, answer: &Answer) -> Result<(), HostError> {
         self.called("send_reply");
-        self.replies.borrow_mut().push(answer.reply().clone());
+        if let Some(reply) = answer.refusal() {
+            self.replies.borrow_mut().push(reply.clone());
+        }
+        self.answers.borrow_mut().push(Sent {
+            status: answer.status(),
+            headers: answer
+                .headers()
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
+            body: answer.body().to_vec(),
+        });
         Ok(())
     }
 

@@ -29,7 +29,8 @@ pub trait Host {
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the first `size` bytes of the buffered request body (all of it) with `body`.
     fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
-    /// Answers the request locally with a recorded refusal (see `answer`).
+    /// Answers the request locally with a recorded answer (see `answer`): its status,
+    /// headers and body, nothing else.
     fn send_reply(&self, answer: &Answer) -> Result<(), HostError>;
     /// A stream property, such as dynamic metadata another filter wrote; `None` when absent.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;

@@ -21,6 +21,7 @@ pub mod host;
 mod identity;
 mod inspection;
 pub mod metrics;
+mod model_list;
 mod record;
 mod refusals;
 mod request_limits;

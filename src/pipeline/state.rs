@@ -1,8 +1,10 @@
 //! What the steps learn of a request and hand on: the `Pending` request once its headers are
-//! read, the `Facts` every record shows, and the `Decision` with its `Forward`.
+//! read, the `Facts` every record shows, and the `Decision` with its `Forward` (or the local
+//! answer).
 
 use crate::policy::classify::Classified;
 use crate::policy::inspect::Fired;
+use crate::policy::model_list::ModelListRequest;
 use crate::policy::usage::UsageFormat;
 use crate::policy::{ApiFamily, Reply};
 
@@ -28,6 +30,8 @@ pub struct Pending {
 pub(crate) enum RequestKind {
     Endpoint(Classified),
     Passthrough(usize),
+    /// A consumer's model list, answered by the gateway (`model_list.rs`).
+    ModelList(ModelListRequest),
 }
 
 impl Pending {
@@ -48,6 +52,8 @@ impl Pending {
 pub enum Decision {
     Refuse(Reply),
     Forward(Forward),
+    /// Answered by the gateway itself with 200 and this JSON body (a model list).
+    AnswerLocally(Vec<u8>),
 }
 
 /// How to forward an allowed request.

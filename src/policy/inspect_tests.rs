@@ -60,6 +60,7 @@ pub(super) fn evaluate(policy: &str, team: &str, path: &str, body: &str) -> Resu
     match decide_body(&policy, &pending, body.as_bytes()).0 {
         Decision::Forward(forward) => Ok(forward),
         Decision::Refuse(reply) => Err(reply),
+        Decision::AnswerLocally(_) => panic!("a POST is never answered locally"),
     }
 }
 

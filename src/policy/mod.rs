@@ -15,6 +15,7 @@ pub mod glob;
 pub mod identity;
 pub mod inspect;
 pub mod limits;
+pub mod model_list;
 mod parts;
 pub mod principals;
 pub mod redact;

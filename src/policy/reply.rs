@@ -10,6 +10,9 @@ use super::classify::ApiFamily;
 pub enum Code {
     ModelNotApproved,
     ModelNotFound,
+    /// A model-list request asked for a model outside the consumer's list (404, so SDKs raise
+    /// their not-found error); on the wire it is `model_not_found` too.
+    ModelNotInList,
     ConsumerNotAllowed,
     InvalidIdentity,
     IdentityUnusable,
@@ -43,7 +46,7 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
             Code::ModelNotApproved => "model_not_approved",
-            Code::ModelNotFound => "model_not_found",
+            Code::ModelNotFound | Code::ModelNotInList => "model_not_found",
             Code::ConsumerNotAllowed => "consumer_not_allowed",
             Code::InvalidIdentity => "invalid_identity",
             Code::IdentityUnusable => "identity_unusable",
@@ -88,7 +91,7 @@ impl Code {
             | Code::DuplicateKey
             | Code::InvalidModel
             | Code::ProviderApiMismatch => 400,
-            Code::UnsupportedEndpoint => 404,
+            Code::UnsupportedEndpoint | Code::ModelNotInList => 404,
             Code::BodyTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::BudgetExceeded => 429,
@@ -427,6 +430,7 @@ mod tests {
             (Code::InvalidIdentity, 400),
             (Code::DuplicateKey, 400),
             (Code::UnsupportedEndpoint, 404),
+            (Code::ModelNotInList, 404),
             (Code::UnsupportedMediaType, 415),
             (Code::InternalError, 500),
             (Code::BudgetExceeded, 429),

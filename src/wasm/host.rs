@@ -43,14 +43,12 @@ impl Host for WasmHost {
     }
 
     fn send_reply(&self, answer: &Answer) -> Result<(), HostError> {
-        let reply = answer.reply();
-        let body = reply.body();
-        let headers = reply.headers();
-        let headers = headers
+        let headers = answer
+            .headers()
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        hostcalls::send_http_response(u32::from(reply.status()), headers, Some(&body))
+        hostcalls::send_http_response(u32::from(answer.status()), headers, Some(answer.body()))
             .map_err(failed("send_http_response"))
     }
 

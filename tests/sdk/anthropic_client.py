@@ -50,6 +50,16 @@ def message_stream(client: anthropic.Anthropic) -> dict:
     }
 
 
+def models(client: anthropic.Anthropic) -> dict:
+    # Iterating the page follows `has_more`: a second page would be a second request.
+    return {"models": [found.id for found in client.models.list()]}
+
+
+def model(client: anthropic.Anthropic, name: str) -> dict:
+    found = client.models.retrieve(name)
+    return {"id": found.id, "type": found.type, "display_name": found.display_name}
+
+
 # name -> (extra default headers for the client, the call)
 SCENARIOS = {
     "messages": ({}, lambda c: message(c, "claude-haiku-4")),
@@ -59,6 +69,11 @@ SCENARIOS = {
         {"x-posturio-consumer": "search-team"},
         lambda c: message(c, "claude-sonnet-4"),
     ),
+    "models_list": ({}, models),
+    "models_list_search_team": ({"x-posturio-consumer": "search-team"}, models),
+    "models_retrieve": ({}, lambda c: model(c, "claude-haiku-4")),
+    # claude-sonnet-4 is search-team's, not the default consumer's.
+    "models_retrieve_other": ({}, lambda c: model(c, "claude-sonnet-4")),
 }
 
 

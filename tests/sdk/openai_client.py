@@ -91,6 +91,11 @@ def models(client: openai.OpenAI) -> dict:
     return {"models": [model.id for model in client.models.list().data]}
 
 
+def model(client: openai.OpenAI, name: str) -> dict:
+    found = client.models.retrieve(name)
+    return {"id": found.id, "object": found.object, "owned_by": found.owned_by}
+
+
 # name -> (extra default headers for the client, the call)
 SCENARIOS = {
     "chat": ({}, lambda c: chat(c, "gpt-4o-mini")),
@@ -102,6 +107,11 @@ SCENARIOS = {
     "embeddings": ({}, embeddings),
     "responses": ({}, responses),
     "models_list": ({}, models),
+    "models_list_search_team": ({"x-posturio-consumer": "search-team"}, models),
+    "models_retrieve": ({}, lambda c: model(c, "fast")),
+    # gpt-4o is search-team's, not the default consumer's; gpt-5 is no one's.
+    "models_retrieve_other": ({}, lambda c: model(c, "gpt-4o")),
+    "models_retrieve_unknown": ({}, lambda c: model(c, "gpt-5")),
     "search_team_gemini": (
         {"x-posturio-consumer": "search-team"},
         lambda c: chat(c, "gemini-flash"),

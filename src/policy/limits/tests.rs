@@ -62,6 +62,7 @@ fn run(policy: &Policy, consumer: &str, path: &str, body: &str) -> (Result<Forwa
     match decision {
         Decision::Forward(forward) => (Ok(forward), facts),
         Decision::Refuse(reply) => (Err(reply), facts),
+        Decision::AnswerLocally(_) => panic!("a POST is never answered locally"),
     }
 }
 
