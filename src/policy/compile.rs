@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::budget::{Budget, Limit, Window};
 use super::classify::is_canonical_path;
 use super::compile_identity::compile_identity;
-use super::compiled::{Consumer, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider};
+use super::compiled::{
+    Consumer, Identity, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider,
+};
 use super::config::{
     parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, Mode, OpaqueContent,
     ProviderConfig, MAX_BODY_LIMIT,
@@ -32,6 +34,9 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         &config.consumers,
         &config.route_header,
     );
+    if let Identity::Header(header) = &identity {
+        check_header_name(&mut errors, "identity.header", header);
+    }
     let max_body_bytes = match usize::try_from(config.max_body_bytes) {
         Ok(limit) if (1..=MAX_BODY_LIMIT).contains(&config.max_body_bytes) => limit,
         _ => {
@@ -361,7 +366,7 @@ fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Opt
 
 /// Header names the filter reads or sets: lowercase token characters, not a pseudo-header,
 /// and not one whose meaning Envoy or HTTP owns.
-pub(super) fn check_header_name(errors: &mut Errors, path: &str, name: &str) {
+fn check_header_name(errors: &mut Errors, path: &str, name: &str) {
     let token = !name.is_empty()
         && name
             .bytes()

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::api_keys::{parse_hash, KeyEntry, KeyTable};
-use super::compile::check_header_name;
 use super::compiled::{Identity, MetadataSource, Verified};
 use super::config::{ApiKeyConfig, ConsumerConfig, Errors, IdentityConfig, MetadataIdentity};
 use super::principals::{parse_pattern, Principal, Principals};
@@ -33,8 +32,8 @@ pub(super) fn compile_identity(
         .metadata
         .map(|metadata| compile_metadata(errors, metadata));
 
+    // The header's name is checked by `compile`, with the route header's.
     if let Some(header) = identity.header {
-        check_header_name(errors, "identity.header", &header);
         if header == route_header {
             errors.add(
                 "identity.header",

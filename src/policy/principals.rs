@@ -97,13 +97,6 @@ impl Principals {
     pub fn consumer_for(&self, uri: &[u8]) -> Result<&str, PeerRefused> {
         let uri = std::str::from_utf8(uri).map_err(|_| PeerRefused::Malformed)?;
         let (trust_domain, segments) = split_id(uri, false).map_err(|_| PeerRefused::Malformed)?;
-        let segments: Vec<&str> = segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Exact(text) => text.as_str(),
-                Segment::Any => "*",
-            })
-            .collect();
         self.patterns
             .iter()
             .find(|pattern| pattern.matches(trust_domain, &segments))
@@ -115,11 +108,19 @@ impl Principals {
 /// A pattern of the policy, its trust domain and segments, or why it is not one.
 pub fn parse_pattern(text: &str) -> Result<(String, Vec<Segment>), String> {
     let (trust_domain, segments) = split_id(text, true)?;
+    let segments = segments
+        .into_iter()
+        .map(|segment| match segment {
+            "*" => Segment::Any,
+            exact => Segment::Exact(exact.to_owned()),
+        })
+        .collect();
     Ok((trust_domain.to_owned(), segments))
 }
 
-/// Splits a SPIFFE ID (a pattern when `wildcards`) into its trust domain and path segments.
-fn split_id(text: &str, wildcards: bool) -> Result<(&str, Vec<Segment>), String> {
+/// Splits a SPIFFE ID (a pattern, whose segments may be `*`, when `wildcards`) into its trust
+/// domain and path segments.
+fn split_id(text: &str, wildcards: bool) -> Result<(&str, Vec<&str>), String> {
     const SHAPE: &str = "must be a SPIFFE ID such as spiffe://cluster.local/ns/search/sa/api";
     if text.len() > MAX_ID_BYTES {
         return Err(format!("is longer than {MAX_ID_BYTES} bytes"));
@@ -141,7 +142,7 @@ fn split_id(text: &str, wildcards: bool) -> Result<(&str, Vec<Segment>), String>
     let mut segments = Vec::new();
     for segment in path.split('/') {
         if wildcards && segment == "*" {
-            segments.push(Segment::Any);
+            segments.push(segment);
             continue;
         }
         if wildcards && segment.contains('*') {
@@ -162,7 +163,7 @@ fn split_id(text: &str, wildcards: bool) -> Result<(&str, Vec<Segment>), String>
                  fragment or percent-encoding)"
             ));
         }
-        segments.push(Segment::Exact(segment.to_owned()));
+        segments.push(segment);
     }
     Ok((trust_domain, segments))
 }
