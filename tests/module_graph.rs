@@ -54,7 +54,7 @@ const ALLOWED_EDGES: [(&str, &str, &str, &str); 1] = [(
     "host",
     "answer",
     "the host trait sends only an `Answer`, which only `answer.rs` makes, after it records the \
-     refusal through the host: a refusal cannot be answered unrecorded",
+     refusal (or the local answer) through the host: no answer goes out unrecorded",
 )];
 
 /// Most cycles listed: a graph knotted enough to have more needs no longer list.

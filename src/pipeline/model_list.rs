@@ -1,10 +1,8 @@
 //! The model-list step: `GET /v1/models` and the like, answered by the gateway from the
-//! consumer's approved models (`crate::policy::model_list`), never forwarded. A request that
-//! carries a body is no model list: it is what it would be without one, a passthrough or an
-//! unsupported endpoint.
+//! consumer's approved models (`crate::policy::model_list`), never forwarded. Only a bodiless
+//! request is a model list: `decision.rs` treats one with a body as what it would be without
+//! this step, a passthrough or an unsupported endpoint.
 
-use super::classification::{passthrough_for, unsupported_endpoint};
-use super::decision::decide_passthrough;
 use super::refusals::no_consumer;
 use super::state::{Decision, Facts, Pending};
 use crate::policy::model_list::{self, ModelListRequest};
@@ -17,15 +15,8 @@ pub(super) fn decide_model_list(
     policy: &Policy,
     pending: &Pending,
     list: &ModelListRequest,
-    body: &[u8],
     facts: &mut Facts,
 ) -> Result<Decision, Reply> {
-    if !body.is_empty() {
-        return match passthrough_for(policy, "GET", &pending.path) {
-            Some(index) => decide_passthrough(policy, pending, index, body, facts),
-            None => Err(unsupported_endpoint("GET", &pending.path, pending.shape)),
-        };
-    }
     facts.family = Some(list.family.as_str());
     facts.model.clone_from(&list.id);
     let Some(consumer) = &pending.consumer else {
