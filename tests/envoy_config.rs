@@ -6,6 +6,23 @@ mod common;
 use std::process::Command;
 
 use common::envoy::{envoy_binary, module_path, replace_module_path};
+use common::mock::python;
+
+/// A throwaway CA, server and client certificates in `dir` (tests/peer_tls.py).
+#[allow(clippy::unwrap_used)] // test setup: a failure is reported by panicking
+fn write_test_certificates(dir: &std::path::Path) {
+    let output = Command::new(python())
+        .arg(common::repo_path("tests/peer_tls.py"))
+        .arg("certs")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tests/peer_tls.py certs failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
 
 #[test]
 fn shipped_envoy_configs_validate() {
@@ -30,6 +47,10 @@ fn shipped_envoy_configs_validate() {
         } else {
             text
         };
+        // envoy-mtls.yaml reads its certificates from /etc/posturio/tls; Envoy loads them.
+        if text.contains("/etc/posturio/tls/") {
+            write_test_certificates(&dir.path().join("tls"));
+        }
         // envoy-providers.yaml reads provider keys from /etc/posturio; Envoy checks they exist.
         let text = if text.contains("/etc/posturio/") {
             for key in ["openai-key", "anthropic-key", "gemini-key"] {

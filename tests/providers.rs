@@ -194,6 +194,9 @@ fn envoy_injects_each_providers_key_and_drops_the_clients() {
         &[
             ("x-posturio-consumer", "search-team"),
             ("Authorization", &format!("Bearer {client_key}")),
+            // Azure OpenAI's and Gemini's key headers: the route strips them too.
+            ("api-key", client_key),
+            ("x-goog-api-key", client_key),
         ],
         &gemini,
     );

@@ -1,0 +1,404 @@
+//! Workload identity from the peer certificate (`identity.peer_certificate`), through real
+//! Envoy running the shipped `envoy/envoy-mtls.yaml`: mutual TLS on the listener, with a CA,
+//! server and client certificates made for the test (tests/peer_tls.py), and the consumer
+//! named by the SPIFFE ID in the verified client certificate.
+//!
+//! Posturio reads Envoy's attribute `connection.uri_san_peer_certificate`. Envoy defines it in
+//! `source/extensions/filters/common/expr/context.cc` (`SslExtractorsValues`, the
+//! `URISanPeerCertificate` extractor): the FIRST URI SAN of the downstream peer certificate,
+//! and no value at all when the certificate has none or there is no TLS connection. These
+//! tests passing is what confirms the name in Envoy 1.40.
+// Test code: failing loudly (unwrap/panic) is how a test reports.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::envoy::{module_path, render_config, ConfigParams, ProviderPorts};
+use common::mock::python;
+use common::{Envoy, MockProvider};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const TEMPLATE: &str = "envoy/envoy-mtls.yaml";
+const POLICY: &str = "envoy/policy-mtls.json";
+/// Where the shipped example reads its certificates.
+const SHIPPED_TLS_DIR: &str = "/etc/posturio/tls";
+const REQUIRED: &str = "require_client_certificate: true";
+const SEARCH_ID: &str = "spiffe://cluster.local/ns/search/sa/api";
+const SEARCH_KEY: &str = "pst_search-team-7Qx2k9VbLmZ4nR8tYw3uPa6sDf1gHj5KcXe0oIqN";
+const OPS_KEY: &str = "pst_ops-bot-Zk3mW8qR2tYv6uXa9bLc4nDe7fGh1jKp5sTo0iQw";
+
+/// The test's certificates (tests/peer_tls.py), made once per test.
+struct Certificates {
+    dir: tempfile::TempDir,
+}
+
+impl Certificates {
+    fn make() -> Certificates {
+        let dir = tempfile::Builder::new()
+            .prefix("posturio-tls-")
+            .tempdir()
+            .unwrap();
+        let output = Command::new(python())
+            .arg(common::repo_path("tests/peer_tls.py"))
+            .arg("certs")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tests/peer_tls.py certs: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Certificates { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+}
+
+/// The shipped mTLS example with the test's ports, certificates and `policy`; the client
+/// certificate optional when `required` is false.
+fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool) -> Envoy {
+    let template = common::read_repo_file(TEMPLATE);
+    // The listener's setting, not the header comment that mentions it.
+    let setting = format!("\n          {REQUIRED}\n");
+    assert_eq!(template.matches(&setting).count(), 1, "{TEMPLATE}");
+    assert!(template.contains(&format!("{SHIPPED_TLS_DIR}/ca.pem")));
+    let build = |listener_port: u16, admin_port: u16, dir: &Path| {
+        let params = ConfigParams {
+            listener_port,
+            admin_port,
+            providers: ProviderPorts::of(mock),
+            module: module_path(),
+            policy: policy.to_owned(),
+        };
+        let mut config = render_config(&template, &params)
+            .replace(SHIPPED_TLS_DIR, &certs.dir.path().display().to_string());
+        if !required {
+            config = config.replace(&setting, "\n          require_client_certificate: false\n");
+        }
+        let path = dir.join("envoy.yaml");
+        std::fs::write(&path, config).unwrap();
+        (path, Vec::new())
+    };
+    Envoy::start_generated(&build)
+}
+
+fn shipped_policy() -> Value {
+    serde_json::from_str(&common::read_repo_file(POLICY)).unwrap()
+}
+
+fn sha256(key: &str) -> String {
+    let hex: String = Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// The shipped policy with API keys required too: `search-team` and `ops-bot` each with one.
+fn policy_with_keys() -> String {
+    let mut policy = shipped_policy();
+    policy["identity"] = json!({ "api_keys": true, "peer_certificate": true });
+    policy["consumers"]["search-team"]["api_keys"] = json!([sha256(SEARCH_KEY)]);
+    policy["consumers"]["ops-bot"]["api_keys"] = json!([sha256(OPS_KEY)]);
+    policy.to_string()
+}
+
+/// A chat request for `model`, with further `headers`.
+fn chat(model: &str, headers: &[(&str, &str)]) -> Value {
+    let mut all = vec![json!(["content-type", "application/json"])];
+    all.extend(headers.iter().map(|(k, v)| json!([k, v])));
+    json!({
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": all,
+        "body": json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    })
+}
+
+/// Sends `requests`, each on its own TLS connection presenting `client`'s certificate (none
+/// for `None`); one outcome each: `{status, headers, body}` or `{error}`.
+fn send(
+    envoy: &Envoy,
+    certs: &Certificates,
+    client: Option<&str>,
+    requests: &[Value],
+) -> Vec<Value> {
+    let (cert, key) = match client {
+        Some(name) => (
+            certs.path(&format!("{name}.pem")).display().to_string(),
+            certs.path(&format!("{name}-key.pem")).display().to_string(),
+        ),
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    let output = Command::new(python())
+        .arg(common::repo_path("tests/peer_tls.py"))
+        .arg("request")
+        .arg(envoy.port().to_string())
+        .arg(certs.path("ca.pem"))
+        .arg(cert)
+        .arg(key)
+        .arg(Value::from(requests.to_vec()).to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcomes: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), requests.len(), "{stdout}");
+    outcomes
+}
+
+fn header<'a>(outcome: &'a Value, name: &str) -> Option<&'a str> {
+    outcome["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair[1].as_str())
+}
+
+fn body(outcome: &Value) -> Value {
+    serde_json::from_str(outcome["body"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {outcome:#}"))
+}
+
+/// Panics unless the mock answered (the request was forwarded) for `model`.
+fn assert_forwarded(outcome: &Value, model: &str) {
+    assert_eq!(outcome["status"], 200, "{outcome:#}");
+    assert_eq!(header(outcome, "x-posturio-code"), None, "{outcome:#}");
+    assert_eq!(body(outcome)["model"], model, "{outcome:#}");
+}
+
+/// Panics unless Posturio refused with `status` and `code` (OpenAI's shape), without naming
+/// a SPIFFE ID; returns the message.
+fn assert_refused(outcome: &Value, status: u16, code: &str) -> String {
+    assert_eq!(outcome["status"], status, "{outcome:#}");
+    assert_eq!(
+        header(outcome, "x-posturio-code"),
+        Some(code),
+        "{outcome:#}"
+    );
+    let text = outcome["body"].as_str().unwrap();
+    assert!(
+        !text.contains("spiffe://"),
+        "the reply echoes a SPIFFE ID: {text}"
+    );
+    let error = &body(outcome)["error"];
+    assert_eq!(error["code"], code, "{outcome:#}");
+    let kind = if status == 401 {
+        "authentication_error"
+    } else {
+        "permission_error"
+    };
+    assert_eq!(error["type"], kind, "{outcome:#}");
+    if status == 401 {
+        assert_eq!(
+            header(outcome, "www-authenticate"),
+            Some("Bearer realm=\"posturio\""),
+            "{outcome:#}"
+        );
+    }
+    error["message"].as_str().unwrap().to_owned()
+}
+
+/// Panics unless the connection failed: Envoy refused the handshake.
+fn assert_handshake_refused(outcome: &Value) {
+    assert!(outcome["error"].is_string(), "Envoy answered: {outcome:#}");
+}
+
+#[test]
+fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
+    let certs = Certificates::make();
+    let mock = MockProvider::start();
+    let policy = common::read_repo_file(POLICY);
+    let envoy = start(&certs, &mock, &policy, true);
+    let spoofs: [(&str, &str); 3] = [
+        (
+            "x-forwarded-client-cert",
+            "By=spiffe://cluster.local/ns/llm/sa/gateway;URI=spiffe://cluster.local/ns/search/sa/api",
+        ),
+        ("x-posturio-consumer", "search-team"),
+        ("x-spiffe-id", SEARCH_ID),
+    ];
+
+    // `search-team` by the namespace's `*` pattern: a model only it may use is forwarded.
+    let search = send(
+        &envoy,
+        &certs,
+        Some("search"),
+        &[chat("gpt-4o", &[]), chat("gemini-flash", &[])],
+    );
+    assert_forwarded(&search[0], "gpt-4o");
+    assert_eq!(search[1]["status"], 200, "{:#}", search[1]);
+    // `ops-bot` by its exact ID: that model is not approved for it, its own is.
+    let ops = send(
+        &envoy,
+        &certs,
+        Some("ops"),
+        &[
+            chat("gpt-4o", &[]),
+            chat("gpt-4o-mini", &[]),
+            chat("gpt-4o", &spoofs),
+        ],
+    );
+    let message = assert_refused(&ops[0], 403, "model_not_approved");
+    assert!(message.contains("\"ops-bot\""), "{message}");
+    assert_forwarded(&ops[1], "gpt-4o-mini");
+    // Headers naming another identity change nothing: only the verified certificate counts.
+    let message = assert_refused(&ops[2], 403, "model_not_approved");
+    assert!(message.contains("\"ops-bot\""), "{message}");
+
+    // A certificate of the trusted CA whose SPIFFE ID no consumer lists, with or without
+    // headers that name a listed one; a URI SAN that is not a SPIFFE ID.
+    for client in ["stranger", "web"] {
+        let outcomes = send(
+            &envoy,
+            &certs,
+            Some(client),
+            &[chat("gpt-4o-mini", &[]), chat("gpt-4o-mini", &spoofs)],
+        );
+        for outcome in &outcomes {
+            let message = assert_refused(outcome, 403, "unknown_peer_identity");
+            assert!(
+                message.contains(
+                    "the client certificate's identity is not a consumer of this gateway"
+                ),
+                "{client}: {message}"
+            );
+        }
+    }
+    // A certificate without a URI SAN: no identity.
+    let outcomes = send(
+        &envoy,
+        &certs,
+        Some("nouri"),
+        &[chat("gpt-4o-mini", &spoofs)],
+    );
+    assert_refused(&outcomes[0], 401, "missing_peer_identity");
+
+    // The listener verifies: no certificate, or one from another CA (with search-team's ID),
+    // never gets to send a request.
+    for client in [None, Some("rogue")] {
+        let outcomes = send(&envoy, &certs, client, &[chat("gpt-4o-mini", &spoofs)]);
+        assert_handshake_refused(&outcomes[0]);
+    }
+
+    // The operator learns which identity to add to `principals`: Envoy verified it, it is no
+    // secret, and the log (never the reply) names it.
+    let logged = envoy.wait_for_log(
+        "client certificate URI SAN \"spiffe://cluster.local/ns/other/sa/x\" matches no",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(logged.is_some(), "the refused SPIFFE ID is not in the log");
+
+    let forwarded = mock.requests();
+    assert_eq!(forwarded.len(), 3, "{forwarded:#?}");
+    for upstream in &forwarded {
+        assert_eq!(
+            upstream.header("x-forwarded-client-cert"),
+            None,
+            "{upstream:#?}"
+        );
+    }
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn without_a_client_certificate_the_request_is_refused_401() {
+    let certs = Certificates::make();
+    let mock = MockProvider::start();
+    let policy = common::read_repo_file(POLICY);
+    let envoy = start(&certs, &mock, &policy, false);
+    let xfcc = (
+        "x-forwarded-client-cert",
+        "URI=spiffe://cluster.local/ns/search/sa/api",
+    );
+
+    let outcomes = send(
+        &envoy,
+        &certs,
+        None,
+        &[chat("gpt-4o-mini", &[]), chat("gpt-4o-mini", &[xfcc])],
+    );
+    for outcome in &outcomes {
+        assert_refused(outcome, 401, "missing_peer_identity");
+    }
+    // The same listener with a certificate: identified as usual.
+    let outcomes = send(&envoy, &certs, Some("search"), &[chat("gpt-4o", &[])]);
+    assert_forwarded(&outcomes[0], "gpt-4o");
+    // A certificate from an untrusted CA still fails the handshake, optional or not.
+    let outcomes = send(&envoy, &certs, Some("rogue"), &[chat("gpt-4o-mini", &[])]);
+    assert_handshake_refused(&outcomes[0]);
+    assert_eq!(mock.requests().len(), 1);
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_key_and_a_certificate_must_name_the_same_consumer() {
+    let certs = Certificates::make();
+    let mock = MockProvider::start();
+    let envoy = start(&certs, &mock, &policy_with_keys(), false);
+    let bearer = |key: &str| format!("Bearer {key}");
+    let (search_bearer, ops_bearer) = (bearer(SEARCH_KEY), bearer(OPS_KEY));
+
+    let outcomes = send(
+        &envoy,
+        &certs,
+        Some("search"),
+        &[
+            chat("gpt-4o", &[("authorization", &search_bearer)]),
+            chat("gpt-4o", &[("authorization", &ops_bearer)]),
+            chat("gpt-4o", &[]),
+        ],
+    );
+    assert_forwarded(&outcomes[0], "gpt-4o");
+    let message = assert_refused(&outcomes[1], 403, "identity_conflict");
+    assert!(
+        message.contains("the API key and the client certificate name different consumers"),
+        "{message}"
+    );
+    for consumer in ["search-team", "ops-bot"] {
+        assert!(
+            !outcomes[1]["body"].as_str().unwrap().contains(consumer),
+            "{message}"
+        );
+    }
+    assert_refused(&outcomes[2], 401, "missing_api_key");
+
+    // A key without a certificate: the certificate is required too.
+    let outcomes = send(
+        &envoy,
+        &certs,
+        None,
+        &[chat("gpt-4o-mini", &[("authorization", &search_bearer)])],
+    );
+    assert_refused(&outcomes[0], 401, "missing_peer_identity");
+
+    let forwarded = mock.requests();
+    assert_eq!(forwarded.len(), 1, "{forwarded:#?}");
+    assert_eq!(
+        forwarded[0].header("authorization"),
+        None,
+        "the key reached the provider"
+    );
+    envoy.assert_no_wasm_failure();
+}
