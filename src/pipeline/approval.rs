@@ -71,6 +71,15 @@ pub(super) fn approve<'a>(
     facts.provider = Some(provider.name.clone());
     let upstream = model.upstream_model.as_deref().unwrap_or(name);
     facts.upstream_model = Some(upstream.to_owned());
+    // Approval comes before the API check, so that a model the consumer may not use is
+    // refused alike whichever API it is asked through, and its provider is never named.
+    let audited = match consumer {
+        None => audit_or_refuse(policy.mode, no_consumer(shape))?,
+        Some(consumer) if !consumer.approved.contains(name) => {
+            audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
+        }
+        Some(_) => None,
+    };
     if !provider.families.contains(&endpoint.family()) {
         return Err(Reply::new(
             Code::ProviderApiMismatch,
@@ -83,14 +92,6 @@ pub(super) fn approve<'a>(
             ),
         ));
     }
-
-    let audited = match consumer {
-        None => audit_or_refuse(policy.mode, no_consumer(shape))?,
-        Some(consumer) if !consumer.approved.contains(name) => {
-            audit_or_refuse(consumer.mode, not_approved(name, consumer, shape))?
-        }
-        Some(_) => None,
-    };
     let approved = Approved {
         name,
         upstream,

@@ -130,6 +130,9 @@ decisions! {
     identity_other_case_of_default_refused: "POST", "/v1/chat/completions", [("x-team", "DEFAULT")], chat("gpt-4o-mini") => "403 identity_unusable";
     family_mismatch: "POST", "/v1/chat/completions", [("x-team", "search")], chat("claude-sonnet-4") => "400 provider_api_mismatch";
     family_mismatch_other_way: "POST", "/v1/messages", [], chat("gpt-4o-mini") => "400 provider_api_mismatch";
+    // A model the consumer may not use is refused alike through any API: the mismatch, which
+    // names the provider, is only said of a model the consumer may use.
+    unapproved_on_other_api_is_not_approved: "POST", "/v1/chat/completions", [], chat("claude-sonnet-4") => "403 model_not_approved";
     audit_consumer_forwards_unapproved: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-4o") => "forward openai-cluster";
     audit_consumer_still_refuses_unknown_model: "POST", "/v1/chat/completions", [("x-team", "trial")], chat("gpt-5") => "403 model_not_found";
     audit_consumer_still_refuses_bad_json: "POST", "/v1/chat/completions", [("x-team", "trial")], "{" => "400 invalid_json";
