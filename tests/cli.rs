@@ -571,3 +571,36 @@ fn key_hash_of_nothing_is_an_error() {
     let output = posturio(&["key", "rotate"], None);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// `eval` decides with the real clock: a key that expired is refused as Envoy refuses it, and
+/// one that expires in the future is accepted.
+#[test]
+fn eval_checks_key_expiry_against_the_clock() {
+    // SHA-256 of "abc" and of "abd".
+    let policy = r#"{
+      "identity": { "api_keys": true },
+      "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+      "models": { "gpt-4o": { "provider": "openai" } },
+      "consumers": {
+        "old": { "models": ["*"], "api_keys": [{ "hash": "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "expires": "2020-01-01T00:00:00Z" }] },
+        "new": { "models": ["*"], "api_keys": [{ "hash": "sha256:a52d159f262b2c6ddb724a61840befc36eb30c88877a4030b65cbe86298449c9", "expires": "2999-01-01T00:00:00Z" }] }
+      }
+    }"#;
+    let body = br#"{"model":"gpt-4o","messages":[]}"#;
+    let (code, verdict) = eval_with(
+        policy,
+        "/v1/chat/completions",
+        &["authorization: Bearer abc"],
+        body,
+    );
+    assert_eq!(code, 1, "{verdict}");
+    assert_eq!(verdict["code"], "invalid_api_key");
+    let (code, verdict) = eval_with(
+        policy,
+        "/v1/chat/completions",
+        &["authorization: Bearer abd"],
+        body,
+    );
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["consumer"], "new");
+}

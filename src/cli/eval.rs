@@ -135,6 +135,11 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
     }
     headers.extend(args.headers);
     let mut host = FakeHost::new(headers, body);
+    // The real clock, as Envoy would give it: key expiry and budget windows depend on it.
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        host.now
+            .set(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX));
+    }
     if let Some(response) = &response {
         host.upstream_headers = upstream_headers(&args.response_headers);
         *host.upstream_chunks.borrow_mut() = vec![response.clone()];
