@@ -7,7 +7,7 @@ use super::identity;
 pub use super::identity::IdentityInputs;
 use super::refusals::{no_consumer, too_large};
 use super::state::{Facts, Pending, RequestKind};
-use crate::policy::api_keys::without_key_parameters;
+use crate::policy::api_keys::without_credential_parameters;
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::limits::stream_usage;
@@ -85,11 +85,12 @@ pub fn classify_request(
         RequestKind::Endpoint(classified) => stream_usage::unread_headers(classified, headers),
         RequestKind::Passthrough(_) | RequestKind::ModelList(_) => None,
     };
-    // A key in the query never reaches the provider; only a policy that reads keys looks.
+    // A credential in the query never reaches the provider; only a policy that reads keys
+    // looks.
     let without_keys = policy
         .identity
         .api_keys()
-        .and_then(|_| without_key_parameters(path));
+        .and_then(|_| without_credential_parameters(path));
     Ok(Pending {
         kind,
         consumer: consumer.map(|consumer| consumer.name.clone()),
