@@ -51,10 +51,7 @@ pub fn classify_request(
     } else if let Some(list) = model_list::recognise(method, path, headers) {
         RequestKind::ModelList(list)
     } else {
-        match passthrough_for(policy, method, path) {
-            Some(index) => RequestKind::Passthrough(index),
-            None => return Err(unsupported_endpoint(method, path, shape)),
-        }
+        RequestKind::Passthrough(passthrough_for(policy, method, path, shape)?)
     };
     let shape = match &kind {
         RequestKind::Endpoint(classified) => classified.endpoint.family(),
@@ -139,16 +136,40 @@ pub(super) fn unsupported_endpoint(method: &str, target: &str, shape: ApiFamily)
     )
 }
 
-/// The passthrough entry that serves this method and path, if any.
-pub(super) fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
+/// The passthrough entry that serves this method and path; else 404 `unsupported_endpoint`.
+/// A path that names a model listing is never forwarded, whatever entry matches it: model
+/// lists are the gateway's to answer, and the provider's would list every model it serves.
+pub(super) fn passthrough_for(
+    policy: &Policy,
+    method: &str,
+    target: &str,
+    shape: ApiFamily,
+) -> Result<usize, Reply> {
     let (path, _) = split_query(target);
-    if !is_canonical_path(path) {
-        return None;
+    let index = is_canonical_path(path)
+        .then(|| {
+            policy
+                .passthrough
+                .iter()
+                .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+        })
+        .flatten()
+        .ok_or_else(|| unsupported_endpoint(method, target, shape))?;
+    if model_list::names_model_listing(path) {
+        return Err(Reply::new(
+            Code::UnsupportedEndpoint,
+            shape,
+            format!(
+                "{} {} is not forwarded: a passthrough never forwards a path that names a model \
+                 list, which would show the provider's own; model lists are answered by the \
+                 gateway at {}",
+                shorten(method),
+                shorten(path),
+                model_list::list_paths()
+            ),
+        ));
     }
-    policy
-        .passthrough
-        .iter()
-        .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+    Ok(index)
 }
 
 /// The reply shape when the endpoint is not known: Anthropic's SDK always sends
