@@ -40,6 +40,14 @@ const EXPIRED_AT: &str = "2020-01-01T00:00:00Z";
 const UNKNOWN_KEY: &str = "pst_unknown-9Pq1Wr5Ty3Ui7Op2As6Df4Gh8Jk0Lz3Xc5Vb7Nm1";
 /// The headers a client key may arrive in; none of them may reach a provider.
 const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+/// The other credential headers a provider (or the gateway in front of it) reads; removed too.
+const OTHER_CREDENTIAL_HEADERS: [&str; 3] = [
+    "proxy-authorization",
+    "x-amz-security-token",
+    "ocp-apim-subscription-key",
+];
+/// Held by every other client credential the rows below send: none may reach a provider.
+const CLIENT_CREDENTIAL: &str = "client-credential";
 const REALM: &str = "Bearer realm=\"posturio\"";
 
 /// `sha256:<hex>` of a key's bytes, as the policy lists it.
@@ -115,6 +123,8 @@ enum Place {
     Query,
     /// `k%65y=<key with its `_` percent-encoded>`: name and value are compared decoded.
     EncodedQuery,
+    /// `$key=<key>`: Google reads its system parameters with or without `$`.
+    DollarQuery,
 }
 
 /// One family's request, without its key.
@@ -170,6 +180,7 @@ fn with_key(call: &Call, key: &str, place: Place) -> (String, Vec<(String, Strin
         Place::EncodedQuery => {
             path = format!("{path}{separator}k%65y={}", key.replace('_', "%5F"));
         }
+        Place::DollarQuery => path = format!("{path}{separator}$key={key}"),
     }
     (path, headers)
 }
@@ -298,6 +309,48 @@ fn calls() -> Vec<(Call, Place)> {
             Place::Bearer("Bearer "),
         ),
         (
+            gemini_call(
+                "Gemini, $key beside OAuth tokens in the query",
+                "/v1beta/models/gemini-flash:generateContent?access_token=client-credential-1\
+                 &alt=json&%24oauth_token=client-credential-2&Key=client-credential-3",
+                "/v1beta/models/gemini-2.5-flash:generateContent?alt=json",
+            ),
+            Place::DollarQuery,
+        ),
+        (
+            Call {
+                name: "Bedrock Converse, a session token and a presigned query beside the key",
+                method: "POST",
+                path: "/model/claude-bedrock/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                       &X-Amz-Credential=client-credential%2F20260101%2Fus-east-1\
+                       &X-Amz-Security-Token=client-credential-sts&trace=1\
+                       &X-Amz-Signature=client-credential-sig&x-amz-signedheaders=host",
+                body: converse(),
+                extra_headers: &[("x-amz-security-token", "client-credential-sts")],
+                shape: Shape::Bedrock,
+                listener: "anthropic",
+                upstream_path: "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse?trace=1",
+                names_a_model: true,
+            },
+            Place::Bearer("Bearer "),
+        ),
+        (
+            Call {
+                name: "Azure OpenAI deployment, API Management's key and a proxy's credentials",
+                path: "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21\
+                       &subscription-key=client-credential-q",
+                body: azure(),
+                extra_headers: &[
+                    ("ocp-apim-subscription-key", "client-credential-apim"),
+                    ("proxy-authorization", "Basic client-credential-proxy"),
+                ],
+                upstream_path:
+                    "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+                ..openai_chat()
+            },
+            Place::Header("api-key"),
+        ),
+        (
             Call {
                 name: "passthrough, ?key= first",
                 method: "GET",
@@ -317,13 +370,24 @@ fn calls() -> Vec<(Call, Place)> {
 /// Panics if the recorded request carries a client key anywhere: in one of the key headers,
 /// in any header value, or in its target.
 fn assert_no_client_key(upstream: &common::Recorded, keys: &[&str], context: &str) {
-    for name in KEY_HEADERS {
+    for name in KEY_HEADERS.iter().chain(&OTHER_CREDENTIAL_HEADERS) {
         assert_eq!(
             upstream.header(name),
             None,
             "{context}: {name} reached the provider: {upstream:#?}"
         );
     }
+    for (name, value) in &upstream.headers {
+        assert!(
+            !value.contains(CLIENT_CREDENTIAL),
+            "{context}: a client credential is in {name}"
+        );
+    }
+    assert!(
+        !upstream.path.contains(CLIENT_CREDENTIAL),
+        "{context}: a client credential is in the target {}",
+        upstream.path
+    );
     for key in keys {
         let encoded = key.replace('_', "%5F");
         for (name, value) in &upstream.headers {
@@ -343,7 +407,9 @@ fn assert_no_client_key(upstream: &common::Recorded, keys: &[&str], context: &st
     assert!(
         !query
             .split('&')
-            .any(|pair| pair.starts_with("key=") || pair.starts_with("k%65y=")),
+            .any(|pair| ["key=", "k%65y=", "$key=", "%24key="]
+                .iter()
+                .any(|name| pair.starts_with(name))),
         "{context}: a key parameter reached the provider: {}",
         upstream.path
     );

@@ -181,6 +181,78 @@ fn lists_are_answered_by_the_gateway_in_each_shape() {
 }
 
 #[test]
+fn a_passthrough_never_forwards_a_providers_model_list() {
+    // GET passthroughs broad enough to cover Azure's, OpenAI's and Gemini's own lists.
+    let policy = r#"{
+      "identity": { "header": "x-posturio-consumer" },
+      "providers": {
+        "openai": { "cluster": "openai", "api": "openai" },
+        "azure": { "cluster": "openai", "api": "azure_openai" },
+        "vertex": { "cluster": "gemini", "api": "gemini" }
+      },
+      "models": { "gpt-4o": { "provider": "openai" } },
+      "consumers": { "default": { "models": ["gpt-4o"] } },
+      "passthrough": [
+        { "method": "GET", "path_prefix": "/openai", "provider": "azure" },
+        { "method": "GET", "path_prefix": "/v1beta", "provider": "vertex" },
+        { "method": "GET", "path_prefix": "/v1", "provider": "openai" }
+      ]
+    }"#;
+    let mock = MockProvider::start();
+    let envoy = Envoy::with_mock(policy, &mock);
+    let port = envoy.port();
+    for path in [
+        "/openai/models?api-version=2024-10-21",
+        "/openai/v1/models",
+        "/v1beta/openai/models",
+        "/v1/models;x=1",
+        "/v1/models.json",
+        "/v1/Models",
+        "/v1/MODELS",
+        "/v1/models:list",
+        "/v1beta/models:list",
+        "/v1/models/gpt-4o/permissions",
+    ] {
+        let response = http::get(port, path, &[]);
+        assert_eq!(response.status, 404, "{path}: {response:?}");
+        assert_eq!(
+            response.header("x-posturio-code"),
+            Some("unsupported_endpoint"),
+            "{path}: {response:?}"
+        );
+        let message = response.json()["error"]["message"].to_string();
+        assert!(
+            message.contains("/v1/models and /v1beta/models"),
+            "{path}: {message}"
+        );
+        let received = mock.requests();
+        assert!(received.is_empty(), "{path}: {received:#?}");
+    }
+    // The gateway's own list is still answered, and other passthrough paths still pass.
+    assert_eq!(
+        ids(&answered(&http::get(port, "/v1/models", &[]))),
+        ["gpt-4o"]
+    );
+    for (path, listener) in [
+        ("/v1/files?limit=2", "openai"),
+        ("/openai/files?api-version=2024-10-21", "openai"),
+        ("/v1beta/cachedContents", "gemini"),
+    ] {
+        mock.reset();
+        let response = http::get(port, path, &[]);
+        assert_eq!(
+            response.header("x-posturio-code"),
+            None,
+            "{path}: {response:?}"
+        );
+        let upstream = mock.single_request();
+        assert_eq!(upstream.path, path);
+        assert_eq!(upstream.listener, listener, "{path}");
+    }
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
 fn the_official_sdks_list_and_retrieve_models() {
     let mock = MockProvider::start();
     let envoy = Envoy::with_mock(&common::example_policy(), &mock);

@@ -96,6 +96,17 @@ fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool
     Envoy::start_generated(&build)
 }
 
+/// Credentials a client may send beside its certificate; the shipped route removes each.
+const CLIENT_CREDENTIALS: [(&str, &str); 7] = [
+    ("authorization", "Bearer sk-client"),
+    ("x-api-key", "sk-client"),
+    ("api-key", "sk-client"),
+    ("x-goog-api-key", "sk-client"),
+    ("proxy-authorization", "Basic Y2xpZW50"),
+    ("x-amz-security-token", "client-sts"),
+    ("ocp-apim-subscription-key", "client-apim"),
+];
+
 fn shipped_policy() -> Value {
     serde_json::from_str(&common::read_repo_file(POLICY)).unwrap()
 }
@@ -240,12 +251,16 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
         ("x-spiffe-id", SEARCH_ID),
     ];
 
-    // `search-team` by the namespace's `*` pattern: a model only it may use is forwarded.
+    // `search-team` by the namespace's `*` pattern: a model only it may use is forwarded,
+    // without any credential the client sent beside its certificate.
     let search = send(
         &envoy,
         &certs,
         Some("search"),
-        &[chat("gpt-4o", &[]), chat("gemini-flash", &[])],
+        &[
+            chat("gpt-4o", &CLIENT_CREDENTIALS),
+            chat("gemini-flash", &[]),
+        ],
     );
     assert_forwarded(&search[0], "gpt-4o");
     assert_eq!(search[1]["status"], 200, "{:#}", search[1]);
@@ -318,6 +333,9 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
             None,
             "{upstream:#?}"
         );
+        for (name, _) in CLIENT_CREDENTIALS {
+            assert_eq!(upstream.header(name), None, "{name}: {upstream:#?}");
+        }
     }
     envoy.assert_no_wasm_failure();
 }

@@ -7,7 +7,7 @@ use super::identity;
 pub use super::identity::IdentityInputs;
 use super::refusals::{no_consumer, too_large};
 use super::state::{Facts, Pending, RequestKind};
-use crate::policy::api_keys::without_key_parameters;
+use crate::policy::api_keys::without_credential_parameters;
 use crate::policy::classify::{classify, is_canonical_path, is_under, split_query};
 use crate::policy::config::Mode;
 use crate::policy::limits::stream_usage;
@@ -51,10 +51,7 @@ pub fn classify_request(
     } else if let Some(list) = model_list::recognise(method, path, headers) {
         RequestKind::ModelList(list)
     } else {
-        match passthrough_for(policy, method, path) {
-            Some(index) => RequestKind::Passthrough(index),
-            None => return Err(unsupported_endpoint(method, path, shape)),
-        }
+        RequestKind::Passthrough(passthrough_for(policy, method, path, shape)?)
     };
     let shape = match &kind {
         RequestKind::Endpoint(classified) => classified.endpoint.family(),
@@ -85,11 +82,12 @@ pub fn classify_request(
         RequestKind::Endpoint(classified) => stream_usage::unread_headers(classified, headers),
         RequestKind::Passthrough(_) | RequestKind::ModelList(_) => None,
     };
-    // A key in the query never reaches the provider; only a policy that reads keys looks.
+    // A credential in the query never reaches the provider; only a policy that reads keys
+    // looks.
     let without_keys = policy
         .identity
         .api_keys()
-        .and_then(|_| without_key_parameters(path));
+        .and_then(|_| without_credential_parameters(path));
     Ok(Pending {
         kind,
         consumer: consumer.map(|consumer| consumer.name.clone()),
@@ -138,16 +136,40 @@ pub(super) fn unsupported_endpoint(method: &str, target: &str, shape: ApiFamily)
     )
 }
 
-/// The passthrough entry that serves this method and path, if any.
-pub(super) fn passthrough_for(policy: &Policy, method: &str, target: &str) -> Option<usize> {
+/// The passthrough entry that serves this method and path; else 404 `unsupported_endpoint`.
+/// A path that names a model listing is never forwarded, whatever entry matches it: model
+/// lists are the gateway's to answer, and the provider's would list every model it serves.
+pub(super) fn passthrough_for(
+    policy: &Policy,
+    method: &str,
+    target: &str,
+    shape: ApiFamily,
+) -> Result<usize, Reply> {
     let (path, _) = split_query(target);
-    if !is_canonical_path(path) {
-        return None;
+    let index = is_canonical_path(path)
+        .then(|| {
+            policy
+                .passthrough
+                .iter()
+                .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+        })
+        .flatten()
+        .ok_or_else(|| unsupported_endpoint(method, target, shape))?;
+    if model_list::names_model_listing(path) {
+        return Err(Reply::new(
+            Code::UnsupportedEndpoint,
+            shape,
+            format!(
+                "{} {} is not forwarded: a passthrough never forwards a path that names a model \
+                 list, which would show the provider's own; model lists are answered by the \
+                 gateway at {}",
+                shorten(method),
+                shorten(path),
+                model_list::list_paths()
+            ),
+        ));
     }
-    policy
-        .passthrough
-        .iter()
-        .position(|entry| entry.method == method && is_under(path, &entry.path_prefix))
+    Ok(index)
 }
 
 /// The reply shape when the endpoint is not known: Anthropic's SDK always sends

@@ -3,7 +3,7 @@
 //! shows. An endpoint request is decided by `endpoint.rs`, a model list by `model_list.rs`; a
 //! passthrough call here.
 
-use super::classification::{passthrough_for, unsupported_endpoint};
+use super::classification::passthrough_for;
 use super::endpoint;
 use super::model_list::decide_model_list;
 use super::refusals::{audit_or_refuse, no_consumer};
@@ -28,10 +28,8 @@ pub fn decide_body(policy: &Policy, pending: &Pending, body: &[u8]) -> (Decision
             decide_model_list(policy, pending, list, &mut facts)
         }
         // A body makes it no model list: it is what it would be without them.
-        RequestKind::ModelList(_) => match passthrough_for(policy, "GET", &pending.path) {
-            Some(index) => decide_passthrough(policy, pending, index, body, &mut facts),
-            None => Err(unsupported_endpoint("GET", &pending.path, pending.shape)),
-        },
+        RequestKind::ModelList(_) => passthrough_for(policy, "GET", &pending.path, pending.shape)
+            .and_then(|index| decide_passthrough(policy, pending, index, body, &mut facts)),
     };
     (decision.unwrap_or_else(Decision::Refuse), facts)
 }

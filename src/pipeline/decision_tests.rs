@@ -153,7 +153,14 @@ decisions! {
     model_get_of_the_consumer: "GET", "/v1/models/gpt-4o", [("x-team", "search")], "" => "answer 200";
     model_get_other_family: "GET", "/v1/models/claude-sonnet-4", [("x-team", "search")], "" => "404 model_not_found";
     model_get_anthropic: "GET", "/v1/models/claude-sonnet-4", [("x-team", "search"), ("anthropic-version", "2023-06-01")], "" => "answer 200";
-    model_list_with_body_falls_to_passthrough: "GET", "/v1/models", [], "{}" => "400 invalid_request";
+    model_list_with_body_is_never_forwarded: "GET", "/v1/models", [], "{}" => "404 unsupported_endpoint";
+    passthrough_never_forwards_a_model_path: "GET", "/v1/models/gpt-4o/permissions", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_models_in_another_case: "GET", "/v1/Models", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_models_with_a_suffix: "GET", "/v1/models.json", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_models_with_parameters: "GET", "/v1/models;x=1", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_models_with_a_method: "GET", "/v1/models:list", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_models_below_it: "GET", "/v1/files/models", [], "" => "404 unsupported_endpoint";
+    passthrough_forwards_a_longer_name: "GET", "/v1/files/modelsx", [], "" => "forward openai-cluster";
     model_list_head_is_no_list: "HEAD", "/v1/models", [], "" => "404 unsupported_endpoint";
     model_list_post_is_no_list: "POST", "/v1/models", [], "" => "404 unsupported_endpoint";
     gemini_list_with_body_is_unsupported: "GET", "/v1beta/models", [], "{}" => "404 unsupported_endpoint";
@@ -470,4 +477,22 @@ fn limit_mistakes_name_their_path() {
     let text = POLICY.replacen('{', r#"{ "usage": { "inject_stream_usage": "yes" },"#, 1);
     let errors = Policy::from_json(text.as_bytes()).unwrap_err();
     assert_eq!(errors[0].path, "usage.inject_stream_usage");
+}
+
+#[test]
+fn a_passthrough_refusing_a_model_path_says_where_lists_are() {
+    let reply = run(&policy(), "GET", "/v1/files/models?key=k", &[], "").unwrap_err();
+    assert_eq!(reply.code, Code::UnsupportedEndpoint);
+    assert_eq!(
+        reply.message,
+        "GET /v1/files/models is not forwarded: a passthrough never forwards a path that names \
+         a model list, which would show the provider's own; model lists are answered by the \
+         gateway at /v1/models and /v1beta/models"
+    );
+    // A path no passthrough covers keeps the usual message.
+    let reply = run(&policy(), "GET", "/v2/models", &[], "").unwrap_err();
+    assert_eq!(
+        reply.message,
+        "GET /v2/models is not an endpoint this gateway serves"
+    );
 }

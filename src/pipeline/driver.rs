@@ -2,7 +2,7 @@
 //! produces what the next needs or a `Refusal`, and `Request::refuse` — the one place a
 //! refusal goes — records it and answers (see `answer.rs`).
 //!
-//! - request headers: route header (and API key headers) dropped → identity and classification
+//! - request headers: route header (and credential headers) dropped → identity and classification
 //!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
 //! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
 //!   approval, inspection, limits, rewrite; for a model list `model_list.rs`, answered here
@@ -28,7 +28,7 @@ use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
 use super::state::{Decision, Facts, Pending};
 use super::Flow;
-use crate::policy::api_keys::KEY_HEADERS;
+use crate::policy::api_keys::CREDENTIAL_HEADERS;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
@@ -253,7 +253,7 @@ impl<H: Host> Request<H> {
         (cx, self.upstream.as_mut())
     }
 
-    /// Drops the client's route header (and its API key headers, when the policy reads keys),
+    /// Drops the client's route header (and its credential headers, when the policy reads keys),
     /// then reads what identity and classification need: the headers, and the identity
     /// metadata and the peer certificate's URI SAN when the policy reads them.
     fn read_headers(&mut self, policy: &Policy) -> Result<HeadersRead, HostError> {
@@ -273,10 +273,10 @@ impl<H: Host> Request<H> {
                 .set_request_header(&policy.route_header, None)
                 .map_err(|error| failed(error, &mut self.shape))?;
         }
-        // So are the places API keys arrive in, when the policy reads keys: the provider sees
-        // only the credential Envoy injects for its cluster.
+        // So is every header a provider reads as a credential, when the policy reads keys: the
+        // provider sees only the credential Envoy injects for its cluster.
         if policy.identity.api_keys().is_some() {
-            for name in KEY_HEADERS.into_iter().filter(|name| sent(name)) {
+            for name in CREDENTIAL_HEADERS.into_iter().filter(|name| sent(name)) {
                 self.host
                     .set_request_header(name, None)
                     .map_err(|error| failed(error, &mut self.shape))?;

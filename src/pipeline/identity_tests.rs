@@ -343,6 +343,51 @@ fn the_key_never_reaches_the_provider() {
 }
 
 #[test]
+fn every_credential_a_provider_reads_is_removed() {
+    let path = "/v1beta/models/gemini-pro:generateContent?$key=search-key&alt=sse\
+                &access_token=ya29&X-Amz-Signature=ab&x=%2F+1";
+    let host = FakeHost::request(
+        "POST",
+        path,
+        &[
+            ("proxy-authorization", "Basic abc"),
+            ("x-amz-security-token", "sts"),
+            ("ocp-apim-subscription-key", "apim"),
+        ],
+        &chat("gemini-pro"),
+    );
+    let (reply, _) = run(&host, policy(KEYS, "enforce"));
+    assert_eq!(reply, None);
+    assert_eq!(
+        host.header(":path").as_deref(),
+        Some("/v1beta/models/gemini-pro:generateContent?alt=sse&x=%2F+1")
+    );
+    for name in [
+        "proxy-authorization",
+        "x-amz-security-token",
+        "ocp-apim-subscription-key",
+    ] {
+        assert_eq!(host.header(name), None, "{name}");
+    }
+    // Without keys configured they are the client's business, and left alone.
+    let host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions?access_token=t",
+        &[("x-team", "search"), ("x-amz-security-token", "sts")],
+        &chat("gpt-4o"),
+    );
+    assert_eq!(
+        run(&host, policy(r#"{ "header": "x-team" }"#, "enforce")).0,
+        None
+    );
+    assert_eq!(host.header("x-amz-security-token").as_deref(), Some("sts"));
+    assert_eq!(
+        host.header(":path").as_deref(),
+        Some("/v1/chat/completions?access_token=t")
+    );
+}
+
+#[test]
 fn without_api_keys_credentials_are_left_alone() {
     let path = "/v1/chat/completions?key=abc";
     let host = FakeHost::request(

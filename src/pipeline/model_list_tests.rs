@@ -202,8 +202,8 @@ fn a_list_with_a_body_is_no_list() {
     assert_eq!(request.on_request_headers(false), Flow::Pause);
     assert!(host.answers.borrow().is_empty(), "held for its body");
     request.on_request_body(2, true);
-    // The passthrough it falls to refuses a body, as it always has.
-    assert_eq!(host.replies.borrow()[0].code, Code::InvalidRequest);
+    // Nor is it forwarded by the passthrough that covers it: that would be the provider's list.
+    assert_eq!(host.replies.borrow()[0].code, Code::UnsupportedEndpoint);
 }
 
 #[test]

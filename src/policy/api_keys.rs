@@ -13,13 +13,44 @@ use sha2::{Digest, Sha256};
 use super::classify::split_query;
 use super::request::{values, Headers};
 
-/// The request headers a key may arrive in, every API family alike; each is removed from
-/// every forwarded request when the policy reads keys, whatever it held (`authorization` with
-/// another scheme included), so a provider only ever sees the credential Envoy injects.
+/// The request headers a key may arrive in, every API family alike.
 pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
-/// The query parameter a key may arrive in (Gemini's `?key=`).
+/// The request headers removed from every forwarded request when the policy reads keys,
+/// whatever they hold: the places keys are read, then the other headers a supported provider
+/// (or the gateway usual in front of it) reads as a credential — a proxy's credentials, an
+/// AWS session token, Azure API Management's subscription key. A provider only ever sees the
+/// credential Envoy injects for its cluster.
+pub const CREDENTIAL_HEADERS: [&str; 7] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+    "x-amz-security-token",
+    "ocp-apim-subscription-key",
+];
+
+/// The query parameter a key may arrive in (Gemini's `?key=`, also read as `$key`: Google
+/// takes each system parameter with or without `$`).
 pub const KEY_PARAMETER: &str = "key";
+
+/// The query parameters removed from every forwarded request when the policy reads keys,
+/// compared after percent-decoding and ASCII case-folding, with or without Google's `$`:
+/// Google's key and OAuth tokens (`access_token`, its alias `oauth_token`), the spellings
+/// other APIs and API Management read. Every `x-amz-` parameter goes too (a SigV4 presigned
+/// request's credential, session token and signature).
+const CREDENTIAL_PARAMETERS: [&str; 6] = [
+    "key",
+    "access_token",
+    "oauth_token",
+    "api_key",
+    "apikey",
+    "subscription-key",
+];
+
+/// The prefix of AWS's query parameters (`X-Amz-Credential`, `X-Amz-Signature`, ...).
+const AWS_PARAMETER_PREFIX: &[u8] = b"x-amz-";
 
 /// What a policy says of `sha256:<hex>`: the form keys are listed in.
 pub const HASH_PREFIX: &str = "sha256:";
@@ -120,7 +151,9 @@ impl Place {
     pub fn describe(self) -> String {
         match self {
             Place::Header(name) => format!("the {name} header"),
-            Place::Parameter => format!("the \"{KEY_PARAMETER}\" query parameter"),
+            Place::Parameter => {
+                format!("the \"{KEY_PARAMETER}\" (or \"${KEY_PARAMETER}\") query parameter")
+            }
         }
     }
 }
@@ -227,21 +260,28 @@ pub fn find_key<'h>(
     Ok(found.map(|(_, key)| key))
 }
 
-/// The request target without its `key` parameters, every other parameter kept byte for byte
-/// and in order; `None` when it has none.
-pub fn without_key_parameters(target: &str) -> Option<String> {
+/// The request target without its credential parameters (`CREDENTIAL_PARAMETERS`, `x-amz-*`),
+/// every other parameter kept byte for byte and in order; `None` when it has none. The query
+/// is scanned once. A parameter is also dropped when a `;`-separated piece of it names a
+/// credential (`alt=json;key=...`): some servers split parameters on `;` as well as `&`.
+pub fn without_credential_parameters(target: &str) -> Option<String> {
     let (path, query) = split_query(target);
     let query = query.strip_prefix('?')?;
-    if !query
-        .split('&')
-        .any(|parameter| is_key_name(parameter_name(parameter)))
-    {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut removed = false;
+    for parameter in query.split('&') {
+        if parameter
+            .split(';')
+            .any(|piece| is_credential_name(parameter_name(piece)))
+        {
+            removed = true;
+        } else {
+            kept.push(parameter);
+        }
+    }
+    if !removed {
         return None;
     }
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|parameter| !is_key_name(parameter_name(parameter)))
-        .collect();
     if kept.is_empty() {
         return Some(path.to_owned());
     }
@@ -303,9 +343,26 @@ fn parameter_name(parameter: &str) -> &str {
         .map_or(parameter, |(name, _)| name)
 }
 
-/// Whether a raw parameter name is `key` once percent-decoded (`k%65y` is).
+/// Whether a raw parameter name is read as the key: `key` or `$key` once percent-decoded
+/// (`k%65y` and `%24key` are), in exactly that case.
 fn is_key_name(name: &str) -> bool {
-    percent_decode(name).is_some_and(|decoded| *decoded == *KEY_PARAMETER.as_bytes())
+    percent_decode(name).is_some_and(|decoded| {
+        let decoded = decoded.strip_prefix(b"$").unwrap_or(&decoded);
+        *decoded == *KEY_PARAMETER.as_bytes()
+    })
+}
+
+/// Whether a raw parameter name is a credential's, once percent-decoded, in any case, with or
+/// without `$`. A name that does not decode is compared as sent.
+fn is_credential_name(name: &str) -> bool {
+    let decoded = percent_decode(name).unwrap_or(Cow::Borrowed(name.as_bytes()));
+    let decoded = decoded.strip_prefix(b"$").unwrap_or(&decoded);
+    CREDENTIAL_PARAMETERS
+        .iter()
+        .any(|credential| decoded.eq_ignore_ascii_case(credential.as_bytes()))
+        || decoded
+            .get(..AWS_PARAMETER_PREFIX.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(AWS_PARAMETER_PREFIX))
 }
 
 /// `%XX` escapes decoded (`+` stays `+`: keys are compared as sent); `None` for a bad escape.

@@ -199,25 +199,81 @@ fn messages_never_hold_the_key() {
     let reason = KeyError::Repeated(Place::Parameter).reason();
     assert_eq!(
         reason,
-        "the \"key\" query parameter is sent twice; send one key"
+        "the \"key\" (or \"$key\") query parameter is sent twice; send one key"
     );
 }
 
 #[test]
-fn key_parameters_are_removed_and_the_rest_kept_byte_for_byte() {
+fn the_key_parameter_is_key_or_dollar_key_in_exactly_that_case() {
+    for (target, expected) in [
+        ("/v?$key=k", Ok(Some("k"))),
+        ("/v?%24key=k", Ok(Some("k"))),
+        ("/v?%24k%65y=k", Ok(Some("k"))),
+        ("/v?alt=sse&$key=k", Ok(Some("k"))),
+        // Only removed: a different case, another credential, a double `$`.
+        ("/v?Key=k", Ok(None)),
+        ("/v?KEY=k", Ok(None)),
+        ("/v?$KEY=k", Ok(None)),
+        ("/v?$$key=k", Ok(None)),
+        ("/v?access_token=k", Ok(None)),
+        ("/v?X-Amz-Signature=k", Ok(None)),
+        // `$key` and `key` are one place, given twice, even with the same key.
+        ("/v?key=k&$key=k", Err(KeyError::Repeated(Place::Parameter))),
+        (
+            "/v?$key=a&%24key=b",
+            Err(KeyError::Repeated(Place::Parameter)),
+        ),
+    ] {
+        let expected = expected.map(|key: Option<&str>| key.map(str::to_owned));
+        assert_eq!(key(&[], target), expected, "{target}");
+    }
+}
+
+#[test]
+fn credential_parameters_are_removed_and_the_rest_kept_byte_for_byte() {
     for (target, expected) in [
         ("/v1/x", None),
         ("/v1/x?alt=sse", None),
-        ("/v1/x?keyx=1&xkey=2", None),
+        ("/v1/x?keyx=1&xkey=2&key_=3&x-amz=4&amz-x=5", None),
+        ("/v1/x?token=1&access=2&api=3&subscription=4", None),
         ("/v1/x?key=a", Some("/v1/x")),
         ("/v1/x?key=a&key=b", Some("/v1/x")),
         ("/v1/x?alt=sse&key=a&b=%2F+x", Some("/v1/x?alt=sse&b=%2F+x")),
         ("/v1/x?k%65y=a&alt=sse", Some("/v1/x?alt=sse")),
         ("/v1/x?a=1&&key&b=2", Some("/v1/x?a=1&&b=2")),
         ("/v1/x?key=a%zz&z", Some("/v1/x?z")),
+        // Google's `$` prefix, written or encoded, and any case.
+        ("/v1/x?$key=a&alt=sse", Some("/v1/x?alt=sse")),
+        ("/v1/x?%24key=a&alt=sse", Some("/v1/x?alt=sse")),
+        ("/v1/x?Key=a&KEY=b&kEy=c&z=1", Some("/v1/x?z=1")),
+        ("/v1/x?$KEY=a&%24Key=b", Some("/v1/x")),
+        // OAuth tokens, other spellings of keys, Azure API Management's key.
+        ("/v1/x?alt=sse&access_token=t", Some("/v1/x?alt=sse")),
+        ("/v1/x?$access_token=t&alt=sse", Some("/v1/x?alt=sse")),
+        ("/v1/x?ACCESS_TOKEN=t", Some("/v1/x")),
+        ("/v1/x?oauth_token=t&$oauth_token=u&a=1", Some("/v1/x?a=1")),
+        ("/v1/x?api_key=t&apikey=u&ApiKey=v&a=1", Some("/v1/x?a=1")),
+        (
+            "/v1/x?api-version=2024-10-21&subscription-key=t",
+            Some("/v1/x?api-version=2024-10-21"),
+        ),
+        ("/v1/x?Subscription-Key=t&a=1", Some("/v1/x?a=1")),
+        // Every AWS parameter: a SigV4 presigned request's credential, token and signature.
+        (
+            "/model/m/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1\
+             &keep=1&X-Amz-Security-Token=s&X-Amz-Signature=ab&X-Amz-SignedHeaders=host",
+            Some("/model/m/converse?keep=1"),
+        ),
+        ("/v1/x?x-amz-credential=a&x-amz-date=1", Some("/v1/x")),
+        ("/v1/x?%58-Amz-Signature=a&b=2", Some("/v1/x?b=2")),
+        ("/v1/x?$x-amz-security-token=a&b=2", Some("/v1/x?b=2")),
+        // A credential behind a `;`, which some servers read as a separator.
+        ("/v1/x?alt=json;key=a&b=2", Some("/v1/x?b=2")),
+        ("/v1/x?b=2&x=1;access_token=t", Some("/v1/x?b=2")),
+        ("/v1/x?b=2;c=3", None),
     ] {
         assert_eq!(
-            without_key_parameters(target).as_deref(),
+            without_credential_parameters(target).as_deref(),
             expected,
             "{target}"
         );

@@ -85,6 +85,31 @@ fn model_id(rest: &str, colon_allowed: bool) -> Option<Option<String>> {
     decode_segment(segment).map(Some)
 }
 
+/// Whether a path has a segment that names a model listing: `models` in any ASCII case, or
+/// `models` followed by `;`, `.`, `:` or `,` (`/v1/Models`, `/v1/models.json`,
+/// `/v1beta/models:list`, `/openai/models`). A passthrough never forwards such a path: it
+/// would show the provider's own list, under Azure's or a compatibility path, or through a
+/// server that ignores case, suffixes or `;` parameters. The query is not part of the path.
+pub fn names_model_listing(target: &str) -> bool {
+    const MODELS: &[u8] = b"models";
+    let (path, _) = split_query(target);
+    path.split('/').any(|segment| {
+        let segment = segment.as_bytes();
+        let Some((start, rest)) = segment.split_at_checked(MODELS.len()) else {
+            return false;
+        };
+        start.eq_ignore_ascii_case(MODELS)
+            && rest
+                .first()
+                .is_none_or(|next| matches!(next, b';' | b'.' | b':' | b','))
+    })
+}
+
+/// The paths a client lists models at, for messages.
+pub fn list_paths() -> String {
+    format!("{OPENAI_LIST} and {GEMINI_LIST}")
+}
+
 /// The answer to a model-list request of `consumer`: the 200 body, or the 404 reply for a
 /// model outside the consumer's list for that API.
 pub fn answer(

@@ -238,3 +238,32 @@ fn an_unknown_consumer_lists_nothing() {
         json!({"object": "list", "data": []})
     );
 }
+
+#[test]
+fn paths_that_name_a_model_listing() {
+    for (path, names) in [
+        ("/v1/models", true),
+        ("/v1/models/gpt-4o", true),
+        ("/v1/models/gpt-4o/permissions", true),
+        ("/openai/models?api-version=2024-10-21", true),
+        ("/openai/v1/models", true),
+        ("/v1beta/openai/models", true),
+        ("/v1/Models", true),
+        ("/v1/MODELS", true),
+        ("/v1/models;x=1", true),
+        ("/v1/models.json", true),
+        ("/v1/models:list", true),
+        ("/v1beta/models:list", true),
+        ("/v1/models,x", true),
+        ("/models", true),
+        ("/v1/modelsx", false),
+        ("/v1/model", false),
+        ("/v1/tunedModels", false),
+        ("/v1/files/my-models", false),
+        ("/v1/files?name=models", false),
+        ("/v1/files", false),
+        ("/", false),
+    ] {
+        assert_eq!(names_model_listing(path), names, "{path}");
+    }
+}
