@@ -391,7 +391,7 @@ fn a_key_and_a_certificate_must_name_the_same_consumer() {
     assert_forwarded(&outcomes[0], "gpt-4o");
     let message = assert_refused(&outcomes[1], 403, "identity_conflict");
     assert!(
-        message.contains("the API key and the client certificate name different consumers"),
+        message.contains("the client certificate and the API key name different consumers"),
         "{message}"
     );
     for consumer in ["search-team", "ops-bot"] {

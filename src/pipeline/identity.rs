@@ -76,13 +76,9 @@ fn verified_consumer<'p>(
     shape: ApiFamily,
 ) -> Result<&'p Consumer, Reply> {
     // Each source's name for the consumer, with the source's name for a conflict's message.
+    // The key is judged last: a client without the certificate (or the claim) the policy
+    // also requires learns nothing of the key it sent, not even whether it is known.
     let mut named: Vec<(&'static str, &str)> = Vec::with_capacity(3);
-    if let Some(keys) = &verified.api_keys {
-        named.push((
-            "the API key",
-            key_consumer(keys, headers, target, inputs, shape)?,
-        ));
-    }
     if let Some(principals) = &verified.peer_certificate {
         named.push((
             "the client certificate",
@@ -93,6 +89,12 @@ fn verified_consumer<'p>(
         named.push((
             "the verified claim",
             claim_consumer(policy, metadata, inputs, shape)?,
+        ));
+    }
+    if let Some(keys) = &verified.api_keys {
+        named.push((
+            "the API key",
+            key_consumer(keys, headers, target, inputs, shape)?,
         ));
     }
     let Some(&(first_source, first)) = named.first() else {
@@ -174,10 +176,7 @@ fn peer_consumer<'t>(
             PeerRefused::Unknown => "matches no consumer's principals",
         };
         // The ID is no secret (Envoy verified it), and the operator needs it to add it.
-        log::warn!(
-            "client certificate URI SAN \"{}\" {why}",
-            shorten(&String::from_utf8_lossy(uri))
-        );
+        log::warn!("client certificate URI SAN \"{}\" {why}", loggable(uri));
         Reply::new(
             Code::UnknownPeerIdentity,
             shape,
@@ -234,6 +233,15 @@ fn metadata_source(namespace: &str, path: &[String]) -> String {
         "the identity at metadata \"{namespace}\" / \"{}\"",
         path.join("/")
     )
+}
+
+/// A certificate's URI SAN as one log line can hold it: shortened, and escaped, since its bytes
+/// are whatever the CA signed (a line break would forge a log line, an escape sequence would
+/// reach a terminal).
+fn loggable(uri: &[u8]) -> String {
+    shorten(&String::from_utf8_lossy(uri))
+        .escape_debug()
+        .to_string()
 }
 
 /// Keys and principals name consumers of the policy by construction.

@@ -473,7 +473,7 @@ fn every_source_is_required_and_all_name_the_same_consumer() {
         &disagree,
         both(),
         Code::IdentityConflict,
-        "the API key and the client certificate name different consumers",
+        "the client certificate and the API key name different consumers",
     );
     assert_eq!(reply.status(), 403);
     let no_key = with_peer(openai(&[]), "spiffe://cluster.local/ns/ops/sa/bot");
@@ -481,6 +481,29 @@ fn every_source_is_required_and_all_name_the_same_consumer() {
     let no_peer = openai(&[("authorization", "Bearer ops-key")]);
     assert_refused(&no_peer, both(), Code::MissingPeerIdentity, "");
     assert_refused(&disagree, policy(BOTH, "audit"), Code::IdentityConflict, "");
+}
+
+/// The key is judged after the certificate: without the certificate the policy also requires,
+/// a known key, an expired one and a guess get the same refusal.
+#[test]
+fn without_the_certificate_nothing_is_learnt_of_the_key() {
+    let both = || policy(BOTH, "enforce");
+    for key in ["Bearer ops-key", "Bearer search-key", "Bearer guess"] {
+        let no_peer = openai(&[("authorization", key)]);
+        let reply = assert_refused(&no_peer, both(), Code::MissingPeerIdentity, "");
+        let unknown = with_peer(
+            openai(&[("authorization", key)]),
+            "spiffe://cluster.local/ns/nobody/sa/x",
+        );
+        let other = assert_refused(&unknown, both(), Code::UnknownPeerIdentity, "");
+        assert_eq!(reply.message, missing_peer_message(), "{key}");
+        assert!(!other.message.contains("key"), "{}", other.message);
+    }
+}
+
+fn missing_peer_message() -> String {
+    let (reply, _) = run(&openai(&[]), policy(BOTH, "enforce"));
+    reply.map(|reply| reply.message).unwrap_or_default()
 }
 
 #[test]
@@ -500,7 +523,7 @@ fn a_verified_claim_beside_a_key_is_required_too() {
         run(&claimed(Some("search")), keyed()),
         (None, Some("search".to_owned()))
     );
-    let says = "the API key and the verified claim name different consumers";
+    let says = "the verified claim and the API key name different consumers";
     assert_refused(&claimed(Some("ops")), keyed(), Code::IdentityConflict, says);
     assert_refused(
         &claimed(Some("nobody")),
@@ -547,4 +570,18 @@ fn a_request_with_a_key_costs_these_host_calls() {
             "property"
         ]
     );
+}
+
+#[test]
+fn a_logged_san_stays_one_line() {
+    let logged = super::loggable(b"spiffe://cluster.local/ns/x\n[warn] forged \x1b[31m\"q\"");
+    assert!(
+        !logged.contains('\n') && !logged.contains('\u{1b}'),
+        "{logged}"
+    );
+    assert!(
+        logged.starts_with("spiffe://cluster.local/ns/x\\n"),
+        "{logged}"
+    );
+    assert!(logged.contains("\\\""), "{logged}");
 }
