@@ -40,11 +40,12 @@ pub const KEY_PARAMETER: &str = "key";
 /// Google's key and OAuth tokens (`access_token`, its alias `oauth_token`), the spellings
 /// other APIs and API Management read. Every `x-amz-` parameter goes too (a SigV4 presigned
 /// request's credential, session token and signature).
-const CREDENTIAL_PARAMETERS: [&str; 6] = [
+const CREDENTIAL_PARAMETERS: [&str; 7] = [
     "key",
     "access_token",
     "oauth_token",
     "api_key",
+    "api-key",
     "apikey",
     "subscription-key",
 ];

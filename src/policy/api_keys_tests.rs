@@ -258,6 +258,7 @@ fn credential_parameters_are_removed_and_the_rest_kept_byte_for_byte() {
             Some("/v1/x?api-version=2024-10-21"),
         ),
         ("/v1/x?Subscription-Key=t&a=1", Some("/v1/x?a=1")),
+        ("/v1/x?api-key=t&api-version=1", Some("/v1/x?api-version=1")),
         // Every AWS parameter: a SigV4 presigned request's credential, token and signature.
         (
             "/model/m/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1\
