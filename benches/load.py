@@ -8,7 +8,8 @@ Envoy 1.40 routing to it through a fixed cluster; Envoy 1.40 with the built Post
 the example policy (envoy/policy.json) without its inspection rules, routing by the cluster
 header as shipped; a third Envoy with every built-in detector on
 (benches/policy-detectors.json), skipped with the reason when the module refuses that policy;
-and a fourth with the floor module (benches/floor.wat, built with binaryen's wasm-as) in
+a fourth with the same policy identifying consumers by API key (each request carries one, which
+is hashed, looked up and removed); and a fifth with the floor module (benches/floor.wat, built with binaryen's wasm-as) in
 Posturio's place, which only reads the body and sets the route header: what any Wasm filter
 that routes by the body costs in this Envoy, for scale.
 Each case is driven with wrk, alternately against bare Envoy and Posturio, for several rounds;
@@ -27,6 +28,8 @@ against figures from another hour of a shared machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -52,7 +55,8 @@ class Case:
     label: str
     size: int
     model: str
-    # Which Posturio Envoy serves it: "posturio" (example policy) or "detectors".
+    # Which Posturio Envoy serves it: "posturio" (example policy), "keys" (the same with
+    # consumers identified by API key, every request carrying one), "detectors" or "floor".
     target: str
     # The status Posturio must answer; bare Envoy always answers 200 (from nginx).
     status: int
@@ -63,6 +67,7 @@ CASES = [
     Case("route-64k", "routing only, 64 KiB", 64 * KIB, "gpt-4o-mini", "posturio", 200),
     Case("route-1m", "routing only, 1 MiB", MIB, "gpt-4o-mini", "posturio", 200),
     Case("denied-1k", "denied model (local 403), 1 KiB", KIB, "gpt-4o", "posturio", 403),
+    Case("keys-1k", "API key identity, 1 KiB", KIB, "gpt-4o-mini", "keys", 200),
     Case("detectors-1k", "every detector on, 1 KiB", KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-64k", "every detector on, 64 KiB", 64 * KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-1m", "every detector on, 1 MiB", MIB, "gpt-4o-mini", "detectors", 200),
@@ -196,6 +201,11 @@ def run(
         "posturio", upstream=nginx.port, policy=lab.routing_only(lab.EXAMPLE_POLICY.read_text()),
         concurrency=args.concurrency, log_level=args.log_level, module=module,
     )
+    if any(case.target == "keys" for case in cases):
+        envoys["keys"] = bench.start_envoy(
+            "keys", upstream=nginx.port, policy=keys_policy(),
+            concurrency=args.concurrency, log_level=args.log_level, module=module,
+        )
     skipped: dict[str, str] = {}
     if any(case.target == "detectors" for case in cases):
         reason = start_detectors(args, bench, nginx, envoys, module)
@@ -208,6 +218,15 @@ def run(
             policy=lab.routing_only(lab.EXAMPLE_POLICY.read_text()),
             concurrency=args.concurrency, log_level=args.log_level, module=baseline,
         )
+        if "keys" in envoys:
+            try:
+                envoys["keys-baseline"] = bench.start_envoy(
+                    "keys-baseline", upstream=nginx.port, policy=keys_policy(),
+                    concurrency=args.concurrency, log_level=args.log_level, module=baseline,
+                )
+            except lab.StartFailed:
+                # A build from before API keys refuses the policy: nothing to compare with.
+                print("the baseline module does not read API keys; keys-1k has no baseline")
         if "detectors" in envoys:
             envoys["detectors-baseline"] = bench.start_envoy(
                 "detectors-baseline", upstream=nginx.port,
@@ -224,7 +243,7 @@ def run(
     for case in cases:
         body = lab.chat_body(case.size, case.model)
         scripts[case.name] = lab.wrk_post_script(
-            bench, case.name, body, {"Content-Type": "application/json"}
+            bench, case.name, body, {"Content-Type": "application/json", **case_headers(case)}
         )
         check_case(bench, case, body, envoys)
 
@@ -354,12 +373,31 @@ def check_case(bench: lab.Lab, case: Case, body: bytes, envoys: dict) -> None:
     ):
         if which not in envoys:
             continue
-        status, reply = bench.post(envoys[which].port, body)
+        headers = case_headers(case) if which != "bare" else {}
+        status, reply = bench.post(envoys[which].port, body, headers)
         if status != expected:
             sys.exit(
                 f"{case.name}: {which} Envoy answered {status}, expected {expected}:\n"
                 f"{reply[:500]!r}\n{envoys[which].log_tail()}"
             )
+
+
+# The key every "keys" request carries, and the policy that knows it by its hash.
+BENCH_KEY = "pst_bench-key-for-load-tests-only-0000000000000"
+
+
+def keys_policy() -> str:
+    """The routing-only example policy, with consumers identified by API key: `default`
+    holds the benchmark's key, so each request's key is read, hashed, looked up and removed."""
+    policy = json.loads(lab.routing_only(lab.EXAMPLE_POLICY.read_text()))
+    policy["identity"] = {"api_keys": True}
+    digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
+    policy["consumers"]["default"]["api_keys"] = [f"sha256:{digest}"]
+    return json.dumps(policy, indent=2)
+
+
+def case_headers(case: Case) -> dict[str, str]:
+    return {"Authorization": f"Bearer {BENCH_KEY}"} if case.target == "keys" else {}
 
 
 def check_run(case: Case, which: str, out: dict) -> list[str]:
