@@ -8,7 +8,8 @@ use std::process::Command;
 use common::envoy::{envoy_binary, module_path, replace_module_path};
 use common::mock::python;
 
-/// A throwaway CA, server and client certificates in `dir` (tests/peer_tls.py).
+/// Throwaway CAs (one per trust domain), server and client certificates in `dir`
+/// (tests/peer_tls.py).
 #[allow(clippy::unwrap_used)] // test setup: a failure is reported by panicking
 fn write_test_certificates(dir: &std::path::Path) {
     let output = Command::new(python())

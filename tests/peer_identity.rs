@@ -1,7 +1,18 @@
 //! Workload identity from the peer certificate (`identity.peer_certificate`), through real
-//! Envoy running the shipped `envoy/envoy-mtls.yaml`: mutual TLS on the listener, with a CA,
-//! server and client certificates made for the test (tests/peer_tls.py), and the consumer
-//! named by the SPIFFE ID in the verified client certificate.
+//! Envoy running the shipped `envoy/envoy-mtls.yaml`: mutual TLS on the listener, verified by
+//! Envoy's SPIFFE validator with one CA per trust domain, with CAs, server and client
+//! certificates made for the test (tests/peer_tls.py), and the consumer named by the SPIFFE ID
+//! in the verified client certificate.
+//!
+//! The SPIFFE validator (`envoy.tls.cert_validator.spiffe`) is what ties a trust domain to its
+//! CA. Envoy's docs for `SPIFFECertValidatorConfig`: "All the trust bundles are isolated from
+//! each other, so no trust domain can mint a SVID belonging to another trust domain"; its code,
+//! `source/extensions/transport_sockets/tls/cert_validator/spiffe/spiffe_validator.cc`: the
+//! trust domain of the FIRST URI SAN picks the bundle (`getTrustBundleStore`, which assumes
+//! "valid SVID has only one URI san" and does not refuse a second), a leaf that is a CA or may
+//! sign certificates or CRLs is refused (`certificatePrecheck`), and a certificate without a
+//! URI SAN, or whose trust domain is not configured, has no bundle and fails. The tests below
+//! confirm each of these in Envoy 1.40.
 //!
 //! Posturio reads Envoy's attribute `connection.uri_san_peer_certificate`. Envoy defines it in
 //! `source/extensions/filters/common/expr/context.cc` (`SslExtractorsValues`, the
@@ -34,6 +45,15 @@ const POLICY: &str = "envoy/policy-mtls.json";
 /// Where the shipped example reads its certificates.
 const SHIPPED_TLS_DIR: &str = "/etc/posturio/tls";
 const REQUIRED: &str = "require_client_certificate: true";
+/// Where the shipped listener's SPIFFE validator starts.
+const SPIFFE_VALIDATOR: &str = "              custom_validator_config:\n";
+/// The shipped listener's one trust domain, after which the test adds `partner.example`.
+const CLUSTER_TRUST_DOMAIN: &str = "                  - name: cluster.local
+                    trust_bundle: { filename: /etc/posturio/tls/ca.pem }
+";
+const PARTNER_TRUST_DOMAIN: &str = "                  - name: partner.example
+                    trust_bundle: { filename: /etc/posturio/tls/partner-ca.pem }
+";
 const SEARCH_ID: &str = "spiffe://cluster.local/ns/search/sa/api";
 const SEARCH_KEY: &str = "pst_search-team-7Qx2k9VbLmZ4nR8tYw3uPa6sDf1gHj5KcXe0oIqN";
 const OPS_KEY: &str = "pst_ops-bot-Zk3mW8qR2tYv6uXa9bLc4nDe7fGh1jKp5sTo0iQw";
@@ -68,14 +88,68 @@ impl Certificates {
     }
 }
 
-/// The shipped mTLS example with the test's ports, certificates and `policy`; the client
-/// certificate optional when `required` is false.
-fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool) -> Envoy {
-    let template = common::read_repo_file(TEMPLATE);
+/// How the test's listener verifies client certificates.
+#[derive(Clone, Copy)]
+enum Verification {
+    /// As shipped (Envoy's SPIFFE validator, a certificate required), plus a second trust
+    /// domain, `partner.example`, with its own CA.
+    Spiffe,
+    /// A certificate optional, so that Posturio's own refusal of a connection without one
+    /// can be seen. The SPIFFE validator cannot do that: it always asks the TLS library to
+    /// fail a handshake without a peer certificate (`SPIFFEValidator::initializeSslContexts`
+    /// returns `SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT`, whatever
+    /// `require_client_certificate` says), so this listener verifies with a plain
+    /// `trusted_ca` holding cluster.local's CA alone: safe with one CA for one trust domain.
+    OptionalOneCa,
+    /// The mistake the shipped example avoids: one `trusted_ca` bundle with both trust
+    /// domains' CAs.
+    MixedBundle,
+}
+
+/// The shipped mTLS example with the test's ports, certificates and `policy`, its client
+/// certificates verified as `verification` says.
+fn start(
+    certs: &Certificates,
+    mock: &MockProvider,
+    policy: &str,
+    verification: Verification,
+) -> Envoy {
+    let shipped = common::read_repo_file(TEMPLATE);
     // The listener's setting, not the header comment that mentions it.
     let setting = format!("\n          {REQUIRED}\n");
-    assert_eq!(template.matches(&setting).count(), 1, "{TEMPLATE}");
-    assert!(template.contains(&format!("{SHIPPED_TLS_DIR}/ca.pem")));
+    assert_eq!(shipped.matches(&setting).count(), 1, "{TEMPLATE}");
+    assert_eq!(
+        shipped.matches(CLUSTER_TRUST_DOMAIN).count(),
+        1,
+        "{TEMPLATE}: the SPIFFE validator's trust domain cluster.local"
+    );
+    let with_trusted_ca = |bundle: &str| {
+        let validator = shipped.find(SPIFFE_VALIDATOR).expect(SPIFFE_VALIDATOR);
+        let domains = shipped.find(CLUSTER_TRUST_DOMAIN).unwrap() + CLUSTER_TRUST_DOMAIN.len();
+        let trusted_ca =
+            format!("              trusted_ca: {{ filename: {SHIPPED_TLS_DIR}/{bundle} }}\n");
+        format!(
+            "{}{trusted_ca}{}",
+            &shipped[..validator],
+            &shipped[domains..]
+        )
+    };
+    let template = match verification {
+        Verification::Spiffe => shipped.replace(
+            CLUSTER_TRUST_DOMAIN,
+            &format!("{CLUSTER_TRUST_DOMAIN}{PARTNER_TRUST_DOMAIN}"),
+        ),
+        Verification::OptionalOneCa => with_trusted_ca("ca.pem")
+            .replace(&setting, "\n          require_client_certificate: false\n"),
+        Verification::MixedBundle => {
+            let bundle = [certs.path("ca.pem"), certs.path("partner-ca.pem")]
+                .iter()
+                .map(|path| std::fs::read_to_string(path).unwrap())
+                .collect::<String>();
+            std::fs::write(certs.path("bundle.pem"), bundle).unwrap();
+            with_trusted_ca("bundle.pem")
+        }
+    };
     let build = |listener_port: u16, admin_port: u16, dir: &Path| {
         let params = ConfigParams {
             listener_port,
@@ -84,11 +158,8 @@ fn start(certs: &Certificates, mock: &MockProvider, policy: &str, required: bool
             module: module_path(),
             policy: policy.to_owned(),
         };
-        let mut config = render_config(&template, &params)
+        let config = render_config(&template, &params)
             .replace(SHIPPED_TLS_DIR, &certs.dir.path().display().to_string());
-        if !required {
-            config = config.replace(&setting, "\n          require_client_certificate: false\n");
-        }
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
         (path, Vec::new())
@@ -109,6 +180,16 @@ const CLIENT_CREDENTIALS: [(&str, &str); 7] = [
 
 fn shipped_policy() -> Value {
     serde_json::from_str(&common::read_repo_file(POLICY)).unwrap()
+}
+
+/// The shipped policy with a consumer for the partner's trust domain.
+fn policy_with_partner() -> String {
+    let mut policy = shipped_policy();
+    policy["consumers"]["partner"] = json!({
+        "models": ["gpt-4o-mini"],
+        "principals": ["spiffe://partner.example/ns/app/sa/*"],
+    });
+    policy.to_string()
 }
 
 fn sha256(key: &str) -> String {
@@ -236,12 +317,21 @@ fn assert_handshake_refused(outcome: &Value) {
     assert!(outcome["error"].is_string(), "Envoy answered: {outcome:#}");
 }
 
+/// Client certificates Envoy's listener refused, summed over its listeners.
+fn failed_verifications(envoy: &Envoy) -> u64 {
+    envoy
+        .stat_values(r"^listener\..*\.ssl\.fail_verify_error$")
+        .iter()
+        .map(|(_, value)| value)
+        .sum()
+}
+
 #[test]
 fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
     let certs = Certificates::make();
     let mock = MockProvider::start();
     let policy = common::read_repo_file(POLICY);
-    let envoy = start(&certs, &mock, &policy, true);
+    let envoy = start(&certs, &mock, &policy, Verification::Spiffe);
     let spoofs: [(&str, &str); 3] = [
         (
             "x-forwarded-client-cert",
@@ -282,9 +372,10 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
     let message = assert_refused(&ops[2], 403, "model_not_approved");
     assert!(message.contains("\"ops-bot\""), "{message}");
 
-    // A certificate of the trusted CA whose SPIFFE ID no consumer lists, with or without
-    // headers that name a listed one; a URI SAN that is not a SPIFFE ID.
-    for client in ["stranger", "web"] {
+    // A certificate of the trust domain's CA whose SPIFFE ID no consumer lists, with or
+    // without headers that name a listed one; a URI SAN of the trust domain that is not a
+    // well-formed SPIFFE ID (Envoy's validator only reads its trust domain).
+    for client in ["stranger", "malformed"] {
         let outcomes = send(
             &envoy,
             &certs,
@@ -301,21 +392,15 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
             );
         }
     }
-    // A certificate without a URI SAN: no identity.
-    let outcomes = send(
-        &envoy,
-        &certs,
-        Some("nouri"),
-        &[chat("gpt-4o-mini", &spoofs)],
-    );
-    assert_refused(&outcomes[0], 401, "missing_peer_identity");
-
-    // The listener verifies: no certificate, or one from another CA (with search-team's ID),
-    // never gets to send a request.
-    for client in [None, Some("rogue")] {
+    // The listener verifies: no certificate, one from a CA no trust domain lists (with
+    // search-team's ID), one without a URI SAN or whose URI SAN is not a SPIFFE ID (no trust
+    // domain, so no CA to verify it against) never gets to send a request.
+    let refused_before = failed_verifications(&envoy);
+    for client in [None, Some("rogue"), Some("nouri"), Some("web")] {
         let outcomes = send(&envoy, &certs, client, &[chat("gpt-4o-mini", &spoofs)]);
         assert_handshake_refused(&outcomes[0]);
     }
+    assert_eq!(failed_verifications(&envoy) - refused_before, 3);
 
     // The operator learns which identity to add to `principals`: Envoy verified it, it is no
     // secret, and the log (never the reply) names it.
@@ -341,11 +426,103 @@ fn each_certificate_gets_its_consumer_and_unknown_ones_are_refused() {
 }
 
 #[test]
+fn each_trust_domain_is_vouched_for_by_its_own_ca_only() {
+    let certs = Certificates::make();
+    let mock = MockProvider::start();
+    let envoy = start(&certs, &mock, &policy_with_partner(), Verification::Spiffe);
+    let requests = [chat("gpt-4o-mini", &[]), chat("gpt-4o", &[])];
+
+    // The partner CA's certificate for its own trust domain: the partner consumer, with its
+    // own models only.
+    let outcomes = send(&envoy, &certs, Some("partner"), &requests);
+    assert_forwarded(&outcomes[0], "gpt-4o-mini");
+    let message = assert_refused(&outcomes[1], 403, "model_not_approved");
+    assert!(message.contains("\"partner\""), "{message}");
+
+    // The partner CA's certificate claiming search-team's ID in cluster.local: Envoy verifies
+    // it against cluster.local's CA, which did not sign it, and refuses the handshake. A
+    // single trusted_ca bundle holding both CAs would have served it as search-team.
+    let refused_before = failed_verifications(&envoy);
+    let outcomes = send(&envoy, &certs, Some("forged"), &requests);
+    for outcome in &outcomes {
+        assert_handshake_refused(outcome);
+    }
+    assert_eq!(failed_verifications(&envoy) - refused_before, 2);
+
+    // Several URI SANs: Envoy's validator does not refuse them, and picks the CA by the first
+    // one, the one Posturio reads. So the partner CA cannot get a cluster.local identity read
+    // by putting it first (refused) or second (served as the partner) ...
+    let refused_before = failed_verifications(&envoy);
+    let outcomes = send(&envoy, &certs, Some("twice-forged"), &requests[..1]);
+    assert_handshake_refused(&outcomes[0]);
+    assert_eq!(failed_verifications(&envoy) - refused_before, 1);
+    let outcomes = send(&envoy, &certs, Some("twice-partner"), &requests);
+    assert_forwarded(&outcomes[0], "gpt-4o-mini");
+    let message = assert_refused(&outcomes[1], 403, "model_not_approved");
+    assert!(message.contains("\"partner\""), "{message}");
+    // ... but within one trust domain only the first counts: a CA that issues a second URI
+    // SAN lets the first name whom it likes (X.509-SVID allows one; docs/security.md).
+    let outcomes = send(&envoy, &certs, Some("twice"), &requests);
+    assert_forwarded(&outcomes[0], "gpt-4o-mini");
+    let message = assert_refused(&outcomes[1], 403, "model_not_approved");
+    assert!(message.contains("\"ops-bot\""), "{message}");
+
+    // What the handshake refused never reached Posturio nor the provider: 6 requests decided
+    // (3 served), one access log line each.
+    let forwarded = mock.requests();
+    assert_eq!(forwarded.len(), 3, "{forwarded:#?}");
+    // The access log is flushed on a timer: wait for it.
+    let decided = |envoy: &Envoy| {
+        envoy
+            .access_log()
+            .lines()
+            .filter(|line| line.contains("\"posturio_decision\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while decided(&envoy) < 6 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(decided(&envoy), 6, "{}", envoy.access_log());
+    envoy.assert_no_wasm_failure();
+}
+
+/// Why the shipped example uses the SPIFFE validator: with one `trusted_ca` bundle holding
+/// both trust domains' CAs, the partner CA's certificate for search-team's ID is served as
+/// search-team. (This also shows the certificate refused above is well-formed: only its
+/// trust domain's CA is wrong.)
+#[test]
+fn one_bundle_for_two_trust_domains_lets_either_ca_name_any_consumer() {
+    let certs = Certificates::make();
+    let mock = MockProvider::start();
+    let envoy = start(
+        &certs,
+        &mock,
+        &policy_with_partner(),
+        Verification::MixedBundle,
+    );
+    let outcomes = send(&envoy, &certs, Some("forged"), &[chat("gpt-4o", &[])]);
+    assert_forwarded(&outcomes[0], "gpt-4o");
+    assert!(
+        envoy
+            .wait_for_access_log(
+                "\"posturio_consumer\":\"search-team\"",
+                std::time::Duration::from_secs(5)
+            )
+            .is_some(),
+        "{}",
+        envoy.access_log()
+    );
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
 fn without_a_client_certificate_the_request_is_refused_401() {
     let certs = Certificates::make();
     let mock = MockProvider::start();
     let policy = common::read_repo_file(POLICY);
-    let envoy = start(&certs, &mock, &policy, false);
+    let envoy = start(&certs, &mock, &policy, Verification::OptionalOneCa);
     let xfcc = (
         "x-forwarded-client-cert",
         "URI=spiffe://cluster.local/ns/search/sa/api",
@@ -374,7 +551,12 @@ fn without_a_client_certificate_the_request_is_refused_401() {
 fn a_key_and_a_certificate_must_name_the_same_consumer() {
     let certs = Certificates::make();
     let mock = MockProvider::start();
-    let envoy = start(&certs, &mock, &policy_with_keys(), false);
+    let envoy = start(
+        &certs,
+        &mock,
+        &policy_with_keys(),
+        Verification::OptionalOneCa,
+    );
     let bearer = |key: &str| format!("Bearer {key}");
     let (search_bearer, ops_bearer) = (bearer(SEARCH_KEY), bearer(OPS_KEY));
 

@@ -2,16 +2,30 @@
 """Certificates and a TLS client for tests/peer_identity.rs (Python `cryptography` package).
 
     python tests/peer_tls.py certs DIR
-        Writes, into DIR, a throwaway CA (ca.pem), a server certificate for 127.0.0.1 and
-        localhost signed by it (server.pem, server-key.pem), and client certificates, each
-        NAME.pem + NAME-key.pem:
-          search    URI SAN spiffe://cluster.local/ns/search/sa/api   (the CA's)
-          ops       URI SAN spiffe://cluster.local/ns/ops/sa/bot      (the CA's)
-          stranger  URI SAN spiffe://cluster.local/ns/other/sa/x      (the CA's)
-          web       URI SAN https://example.com/ns/search/sa/api      (the CA's; not SPIFFE)
-          nouri     a DNS SAN only                                     (the CA's)
-          rogue     URI SAN spiffe://cluster.local/ns/search/sa/api   (a second CA's)
-        Prints one JSON line: {NAME: SPIFFE ID or null}.
+        Writes, into DIR, two throwaway CAs, each the trust bundle of its own SPIFFE trust
+        domain: ca.pem for cluster.local and partner-ca.pem for partner.example; a server
+        certificate for 127.0.0.1 and localhost signed by ca.pem's CA (server.pem,
+        server-key.pem); and client certificates, each NAME.pem + NAME-key.pem, in the shape
+        X.509-SVID requires (basicConstraints CA false, keyUsage digitalSignature only, one
+        URI SAN) unless noted:
+          search     spiffe://cluster.local/ns/search/sa/api        (cluster CA)
+          ops        spiffe://cluster.local/ns/ops/sa/bot           (cluster CA)
+          stranger   spiffe://cluster.local/ns/other/sa/x           (cluster CA)
+          malformed  spiffe://cluster.local/ns/search/sa/%61pi      (cluster CA; percent-encoded)
+          web        https://example.com/ns/search/sa/api           (cluster CA; not SPIFFE)
+          nouri      a DNS SAN only                                  (cluster CA)
+          partner    spiffe://partner.example/ns/app/sa/client      (partner CA)
+          forged     spiffe://cluster.local/ns/search/sa/api        (partner CA: not its domain)
+          rogue      spiffe://cluster.local/ns/search/sa/api        (a CA no one trusts)
+          twice      spiffe://cluster.local/ns/ops/sa/bot, then
+                     spiffe://cluster.local/ns/search/sa/api        (cluster CA; two URI SANs)
+          twice-partner
+                     spiffe://partner.example/ns/app/sa/client, then
+                     spiffe://cluster.local/ns/search/sa/api        (partner CA; two URI SANs)
+          twice-forged
+                     spiffe://cluster.local/ns/search/sa/api, then
+                     spiffe://partner.example/ns/app/sa/client      (partner CA; two URI SANs)
+        Prints one JSON line: {NAME: [its URI SANs, in order]}.
 
     python tests/peer_tls.py request PORT CA CERT KEY REQUESTS_JSON
         Sends each request of REQUESTS_JSON ([{"method", "path", "headers": [[k, v]],
@@ -28,13 +42,24 @@ import ssl
 import sys
 from pathlib import Path
 
+SEARCH = "spiffe://cluster.local/ns/search/sa/api"
+OPS = "spiffe://cluster.local/ns/ops/sa/bot"
+PARTNER = "spiffe://partner.example/ns/app/sa/client"
+
+# Each client: (issuing CA, URI SANs in order). An empty list gets a DNS SAN instead.
 CLIENTS = {
-    "search": "spiffe://cluster.local/ns/search/sa/api",
-    "ops": "spiffe://cluster.local/ns/ops/sa/bot",
-    "stranger": "spiffe://cluster.local/ns/other/sa/x",
-    "web": "https://example.com/ns/search/sa/api",
-    "nouri": None,
-    "rogue": "spiffe://cluster.local/ns/search/sa/api",
+    "search": ("cluster", [SEARCH]),
+    "ops": ("cluster", [OPS]),
+    "stranger": ("cluster", ["spiffe://cluster.local/ns/other/sa/x"]),
+    "malformed": ("cluster", ["spiffe://cluster.local/ns/search/sa/%61pi"]),
+    "web": ("cluster", ["https://example.com/ns/search/sa/api"]),
+    "nouri": ("cluster", []),
+    "partner": ("partner", [PARTNER]),
+    "forged": ("partner", [SEARCH]),
+    "rogue": ("rogue", [SEARCH]),
+    "twice": ("cluster", [OPS, SEARCH]),
+    "twice-partner": ("partner", [PARTNER, SEARCH]),
+    "twice-forged": ("partner", [SEARCH, PARTNER]),
 }
 
 
@@ -88,6 +113,12 @@ def certs(out: Path) -> None:
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # Envoy's SPIFFE validator refuses a leaf whose keyUsage is absent or allows
+            # signing certificates or CRLs (X.509-SVID, leaf validation).
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if sans:
@@ -98,23 +129,28 @@ def certs(out: Path) -> None:
         return cert.public_bytes(serialization.Encoding.PEM)
 
     out.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = ca("posturio test CA")
-    other_key, other_cert = ca("another CA")
-    (out / "ca.pem").write_bytes(pem(ca_cert))
-    (out / "other-ca.pem").write_bytes(pem(other_cert))
+    authorities = {
+        "cluster": ca("cluster.local test CA"),
+        "partner": ca("partner.example test CA"),
+        "rogue": ca("untrusted CA"),
+    }
+    (out / "ca.pem").write_bytes(pem(authorities["cluster"][1]))
+    (out / "partner-ca.pem").write_bytes(pem(authorities["partner"][1]))
+    ca_key, ca_cert = authorities["cluster"]
     server_key, server_cert = leaf(
         ca_key, ca_cert, "gateway",
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
         ExtendedKeyUsageOID.SERVER_AUTH)
     (out / "server.pem").write_bytes(pem(server_cert))
     write_key(server_key, out / "server-key.pem")
-    for client, uri in CLIENTS.items():
-        issuer_key, issuer = (other_key, other_cert) if client == "rogue" else (ca_key, ca_cert)
-        sans = [x509.UniformResourceIdentifier(uri)] if uri else [x509.DNSName(f"{client}.test")]
+    for client, (authority, uris) in CLIENTS.items():
+        issuer_key, issuer = authorities[authority]
+        sans = ([x509.UniformResourceIdentifier(uri) for uri in uris]
+                or [x509.DNSName(f"{client}.test")])
         key, cert = leaf(issuer_key, issuer, client, sans, ExtendedKeyUsageOID.CLIENT_AUTH)
         (out / f"{client}.pem").write_bytes(pem(cert))
         write_key(key, out / f"{client}-key.pem")
-    print(json.dumps(CLIENTS), flush=True)
+    print(json.dumps({client: uris for client, (_, uris) in CLIENTS.items()}), flush=True)
 
 
 def request(port: int, ca: str, cert: str, key: str, requests: list) -> None:
