@@ -571,9 +571,11 @@ fn a_key_and_a_certificate_must_name_the_same_consumer() {
         ],
     );
     assert_forwarded(&outcomes[0], "gpt-4o");
-    let message = assert_refused(&outcomes[1], 403, "identity_conflict");
+    // Another consumer's live key is refused as a guess is: the certificate's holder learns
+    // nothing of keys that are not its own consumer's.
+    let message = assert_refused(&outcomes[1], 401, "invalid_api_key");
     assert!(
-        message.contains("the client certificate and the API key name different consumers"),
+        message.contains("the API key is not known for the consumer the client certificate names"),
         "{message}"
     );
     for consumer in ["search-team", "ops-bot"] {

@@ -76,9 +76,10 @@ fn verified_consumer<'p>(
     shape: ApiFamily,
 ) -> Result<&'p Consumer, Reply> {
     // Each source's name for the consumer, with the source's name for a conflict's message.
-    // The key is judged last: a client without the certificate (or the claim) the policy
-    // also requires learns nothing of the key it sent, not even whether it is known.
-    let mut named: Vec<(&'static str, &str)> = Vec::with_capacity(3);
+    // The key is judged last, and only as a key of the consumer the certificate or the claim
+    // names: a client without them learns nothing of the key it sent, and one with them cannot
+    // tell another consumer's live key from a guess.
+    let mut named: Vec<(&'static str, &str)> = Vec::with_capacity(2);
     if let Some(principals) = &verified.peer_certificate {
         named.push((
             "the client certificate",
@@ -91,34 +92,37 @@ fn verified_consumer<'p>(
             claim_consumer(policy, metadata, inputs, shape)?,
         ));
     }
-    if let Some(keys) = &verified.api_keys {
-        named.push((
-            "the API key",
-            key_consumer(keys, headers, target, inputs, shape)?,
-        ));
+    let first = named.first().copied();
+    if let Some((first_source, first_name)) = first {
+        if let Some(&(other_source, _)) = named.iter().find(|(_, other)| *other != first_name) {
+            return Err(Reply::new(
+                Code::IdentityConflict,
+                shape,
+                format!("{first_source} and {other_source} name different consumers"),
+            ));
+        }
     }
-    let Some(&(first_source, first)) = named.first() else {
-        return Err(inconsistent(shape));
+    let name = match &verified.api_keys {
+        Some(keys) => key_consumer(keys, headers, target, inputs, first, shape)?,
+        None => first
+            .map(|(_, name)| name)
+            .ok_or_else(|| inconsistent(shape))?,
     };
-    if let Some(&(other_source, _)) = named.iter().find(|(_, other)| *other != first) {
-        return Err(Reply::new(
-            Code::IdentityConflict,
-            shape,
-            format!("{first_source} and {other_source} name different consumers"),
-        ));
-    }
     policy
         .consumers
-        .get(first)
+        .get(name)
         .ok_or_else(|| inconsistent(shape))
 }
 
 /// The consumer the request's API key names.
+/// `named` is what a stronger source already named (its name, and the consumer): then only
+/// that consumer's keys count, and any other key is refused alike.
 fn key_consumer<'t>(
     keys: &'t api_keys::KeyTable,
     headers: &Headers,
     target: &str,
     inputs: &IdentityInputs,
+    named: Option<(&'static str, &str)>,
     shape: ApiFamily,
 ) -> Result<&'t str, Reply> {
     let invalid = |message: String| Reply::new(Code::InvalidApiKey, shape, message);
@@ -134,23 +138,31 @@ fn key_consumer<'t>(
                 ),
             )
         })?;
-    keys.consumer_for(&key, inputs.now_seconds)
-        .map_err(|refused| match refused {
-            KeyRefused::Unknown => invalid(
-                "the API key is not known; ask the platform team for a key, or check that it \
+    keys.consumer_for(
+        &key,
+        inputs.now_seconds,
+        named.map(|(_, consumer)| consumer),
+    )
+    .map_err(|refused| match (refused, named) {
+        (KeyRefused::Unknown, None) => invalid(
+            "the API key is not known; ask the platform team for a key, or check that it \
                  has not been revoked"
-                    .to_owned(),
-            ),
-            KeyRefused::Expired(at) => invalid(format!(
-                "the API key expired at {}; ask the platform team for a new key",
-                rfc3339::format(at)
-            )),
-            KeyRefused::NoClock => Reply::new(
-                Code::InternalError,
-                shape,
-                "the gateway could not read the time to check the API key's expiry",
-            ),
-        })
+                .to_owned(),
+        ),
+        (KeyRefused::Unknown, Some((source, _))) => invalid(format!(
+            "the API key is not known for the consumer {source} names; send that \
+                 consumer's key"
+        )),
+        (KeyRefused::Expired(at), _) => invalid(format!(
+            "the API key expired at {}; ask the platform team for a new key",
+            rfc3339::format(at)
+        )),
+        (KeyRefused::NoClock, _) => Reply::new(
+            Code::InternalError,
+            shape,
+            "the gateway could not read the time to check the API key's expiry",
+        ),
+    })
 }
 
 /// The consumer the client certificate's SPIFFE ID names.

@@ -469,18 +469,24 @@ fn every_source_is_required_and_all_name_the_same_consumer() {
         openai(&[("authorization", "Bearer ops-key")]),
         "spiffe://cluster.local/ns/search/sa/api",
     );
-    let reply = assert_refused(
-        &disagree,
-        both(),
-        Code::IdentityConflict,
-        "the client certificate and the API key name different consumers",
+    // Another consumer's live key gets the refusal a guess gets: the certificate's holder
+    // learns nothing of keys that are not its consumer's.
+    let says = "the API key is not known for the consumer the client certificate names";
+    let reply = assert_refused(&disagree, both(), Code::InvalidApiKey, says);
+    assert_eq!(reply.status(), 401);
+    let guess = with_peer(
+        openai(&[("authorization", "Bearer guess")]),
+        "spiffe://cluster.local/ns/search/sa/api",
     );
-    assert_eq!(reply.status(), 403);
+    assert_eq!(
+        assert_refused(&guess, both(), Code::InvalidApiKey, says).body(),
+        reply.body()
+    );
     let no_key = with_peer(openai(&[]), "spiffe://cluster.local/ns/ops/sa/bot");
     assert_refused(&no_key, both(), Code::MissingApiKey, "");
     let no_peer = openai(&[("authorization", "Bearer ops-key")]);
     assert_refused(&no_peer, both(), Code::MissingPeerIdentity, "");
-    assert_refused(&disagree, policy(BOTH, "audit"), Code::IdentityConflict, "");
+    assert_refused(&disagree, policy(BOTH, "audit"), Code::InvalidApiKey, "");
 }
 
 /// The key is judged after the certificate: without the certificate the policy also requires,
@@ -523,14 +529,10 @@ fn a_verified_claim_beside_a_key_is_required_too() {
         run(&claimed(Some("search")), keyed()),
         (None, Some("search".to_owned()))
     );
-    let says = "the verified claim and the API key name different consumers";
-    assert_refused(&claimed(Some("ops")), keyed(), Code::IdentityConflict, says);
-    assert_refused(
-        &claimed(Some("nobody")),
-        keyed(),
-        Code::IdentityConflict,
-        says,
-    );
+    // A key is only judged as a key of the consumer the claim names.
+    let says = "the API key is not known for the consumer the verified claim names";
+    assert_refused(&claimed(Some("ops")), keyed(), Code::InvalidApiKey, says);
+    assert_refused(&claimed(Some("nobody")), keyed(), Code::InvalidApiKey, says);
     assert_refused(
         &claimed(None),
         keyed(),
@@ -584,4 +586,31 @@ fn a_logged_san_stays_one_line() {
         "{logged}"
     );
     assert!(logged.contains("\\\""), "{logged}");
+}
+
+/// The certificate and the verified claim are judged together: naming different consumers,
+/// they conflict, whatever key comes with them.
+#[test]
+fn a_certificate_and_a_claim_naming_different_consumers_conflict() {
+    let identity =
+        r#"{ "peer_certificate": true, "metadata": { "namespace": "jwt", "path": ["team"] } }"#;
+    let claimed = |team: &str| {
+        let host = with_peer(openai(&[]), "spiffe://cluster.local/ns/search/sa/api");
+        host.properties.borrow_mut().push((
+            "metadata.filter_metadata.jwt.team".to_owned(),
+            team.as_bytes().to_vec(),
+        ));
+        host
+    };
+    assert_eq!(
+        run(&claimed("search"), policy(identity, "enforce")),
+        (None, Some("search".to_owned()))
+    );
+    let reply = assert_refused(
+        &claimed("ops"),
+        policy(identity, "enforce"),
+        Code::IdentityConflict,
+        "the client certificate and the verified claim name different consumers",
+    );
+    assert_eq!(reply.status(), 403);
 }

@@ -95,10 +95,20 @@ impl KeyTable {
     }
 
     /// The consumer `key` names at `now` (Unix seconds; `None` when the clock is unreadable).
-    /// A key whose expiry is at or before `now` is expired.
-    pub fn consumer_for(&self, key: &[u8], now: Option<i64>) -> Result<&str, KeyRefused> {
+    /// A key whose expiry is at or before `now` is expired. With `only`, a key of another
+    /// consumer is unknown, expired or not: nothing tells it from a guess.
+    pub fn consumer_for(
+        &self,
+        key: &[u8],
+        now: Option<i64>,
+        only: Option<&str>,
+    ) -> Result<&str, KeyRefused> {
         let digest: [u8; 32] = Sha256::digest(key).into();
-        let entry = self.keys.get(&digest).ok_or(KeyRefused::Unknown)?;
+        let entry = self
+            .keys
+            .get(&digest)
+            .filter(|entry| only.is_none_or(|consumer| entry.consumer == consumer))
+            .ok_or(KeyRefused::Unknown)?;
         match (entry.expires, now) {
             (None, _) => Ok(&entry.consumer),
             (Some(_), None) => Err(KeyRefused::NoClock),

@@ -313,22 +313,38 @@ fn expiry_is_at_or_before_the_request_time() {
     };
     table.insert(digest(b"lasting"), entry(None));
     table.insert(digest(b"expiring"), entry(Some(1000)));
-    assert_eq!(table.consumer_for(b"lasting", None), Ok("search"));
-    assert_eq!(table.consumer_for(b"expiring", Some(999)), Ok("search"));
+    assert_eq!(table.consumer_for(b"lasting", None, None), Ok("search"));
+    // Only one consumer's keys: another's is unknown, like a guess.
     assert_eq!(
-        table.consumer_for(b"expiring", Some(1000)),
+        table.consumer_for(b"lasting", None, Some("search")),
+        Ok("search")
+    );
+    assert_eq!(
+        table.consumer_for(b"lasting", None, Some("ops")),
+        Err(KeyRefused::Unknown)
+    );
+    assert_eq!(
+        table.consumer_for(b"expiring", Some(1001), Some("ops")),
+        Err(KeyRefused::Unknown)
+    );
+    assert_eq!(
+        table.consumer_for(b"expiring", Some(999), None),
+        Ok("search")
+    );
+    assert_eq!(
+        table.consumer_for(b"expiring", Some(1000), None),
         Err(KeyRefused::Expired(1000))
     );
     assert_eq!(
-        table.consumer_for(b"expiring", Some(1001)),
+        table.consumer_for(b"expiring", Some(1001), None),
         Err(KeyRefused::Expired(1000))
     );
     assert_eq!(
-        table.consumer_for(b"expiring", None),
+        table.consumer_for(b"expiring", None, None),
         Err(KeyRefused::NoClock)
     );
     assert_eq!(
-        table.consumer_for(b"other", Some(0)),
+        table.consumer_for(b"other", Some(0), None),
         Err(KeyRefused::Unknown)
     );
 }

@@ -54,8 +54,8 @@ fn keys_and_principals_compile() {
     )
     .unwrap();
     let keys = compiled.identity.api_keys().unwrap();
-    assert_eq!(keys.consumer_for(b"test", None), Ok("search"));
-    assert_eq!(keys.consumer_for(b"other", Some(0)), Ok("default"));
+    assert_eq!(keys.consumer_for(b"test", None, None), Ok("search"));
+    assert_eq!(keys.consumer_for(b"other", Some(0), None), Ok("default"));
     let principals = compiled.identity.peer_certificate().unwrap();
     assert_eq!(
         principals.consumer_for(b"spiffe://cluster.local/ns/ops/sa/bot"),
