@@ -137,8 +137,9 @@ pub(super) fn unsupported_endpoint(method: &str, target: &str, shape: ApiFamily)
 }
 
 /// The passthrough entry that serves this method and path; else 404 `unsupported_endpoint`.
-/// A path that names a model listing is never forwarded, whatever entry matches it: model
-/// lists are the gateway's to answer, and the provider's would list every model it serves.
+/// A path that may name a listing of models (or of deployments) is never forwarded, whatever
+/// entry matches it: model lists are the gateway's to answer, and the provider's would list
+/// every model it serves, under its own names.
 pub(super) fn passthrough_for(
     policy: &Policy,
     method: &str,

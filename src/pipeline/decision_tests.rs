@@ -160,7 +160,8 @@ decisions! {
     passthrough_never_forwards_models_with_parameters: "GET", "/v1/models;x=1", [], "" => "404 unsupported_endpoint";
     passthrough_never_forwards_models_with_a_method: "GET", "/v1/models:list", [], "" => "404 unsupported_endpoint";
     passthrough_never_forwards_models_below_it: "GET", "/v1/files/models", [], "" => "404 unsupported_endpoint";
-    passthrough_forwards_a_longer_name: "GET", "/v1/files/modelsx", [], "" => "forward openai-cluster";
+    passthrough_never_forwards_a_segment_holding_model: "GET", "/v1/files/tunedModels", [], "" => "404 unsupported_endpoint";
+    passthrough_never_forwards_deployments: "GET", "/v1/files/deployments", [], "" => "404 unsupported_endpoint";
     model_list_head_is_no_list: "HEAD", "/v1/models", [], "" => "404 unsupported_endpoint";
     model_list_post_is_no_list: "POST", "/v1/models", [], "" => "404 unsupported_endpoint";
     gemini_list_with_body_is_unsupported: "GET", "/v1beta/models", [], "{}" => "404 unsupported_endpoint";

@@ -85,23 +85,27 @@ fn model_id(rest: &str, colon_allowed: bool) -> Option<Option<String>> {
     decode_segment(segment).map(Some)
 }
 
-/// Whether a path has a segment that names a model listing: `models` in any ASCII case, or
-/// `models` followed by `;`, `.`, `:` or `,` (`/v1/Models`, `/v1/models.json`,
-/// `/v1beta/models:list`, `/openai/models`). A passthrough never forwards such a path: it
-/// would show the provider's own list, under Azure's or a compatibility path, or through a
-/// server that ignores case, suffixes or `;` parameters. The query is not part of the path.
+/// Whether a path has a segment that may name a listing of models or of what serves them, in
+/// any ASCII case: one that holds `model` anywhere (`models`, `Models.json`, `models:list`,
+/// `tunedModels`, `foundation-models`, LiteLLM's `model/info`), or that is `deployments`
+/// (Azure's list of deployments and the models behind them), `engines` (OpenAI's legacy list)
+/// or `tags` (Ollama's list), alone or followed by `;`, `.`, `:` or `,`. A passthrough never
+/// forwards such a path: it would show the provider's own list, and the provider's names for
+/// the catalogue's models, which the gateway's lists keep to themselves. The query is not part
+/// of the path.
 pub fn names_model_listing(target: &str) -> bool {
-    const MODELS: &[u8] = b"models";
+    const LISTINGS: [&[u8]; 3] = [b"deployments", b"engines", b"tags"];
     let (path, _) = split_query(target);
     path.split('/').any(|segment| {
         let segment = segment.as_bytes();
-        let Some((start, rest)) = segment.split_at_checked(MODELS.len()) else {
-            return false;
-        };
-        start.eq_ignore_ascii_case(MODELS)
-            && rest
-                .first()
-                .is_none_or(|next| matches!(next, b';' | b'.' | b':' | b','))
+        let holds_model = segment
+            .windows(b"model".len())
+            .any(|window| window.eq_ignore_ascii_case(b"model"));
+        let name = segment
+            .split(|byte| matches!(byte, b';' | b'.' | b':' | b','))
+            .next()
+            .unwrap_or_default();
+        holds_model || LISTINGS.iter().any(|listing| name.eq_ignore_ascii_case(listing))
     })
 }
 
