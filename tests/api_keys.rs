@@ -352,6 +352,33 @@ fn calls() -> Vec<(Call, Place)> {
         ),
         (
             Call {
+                name: "OpenAI chat, credentials spelt with underscores and API gateways' keys",
+                extra_headers: &[
+                    ("x_api_key", "client-credential-u1"),
+                    ("x_goog_api_key", "client-credential-u2"),
+                    ("api_key", "client-credential-u3"),
+                    ("apikey", "client-credential-kong"),
+                    ("x-apikey", "client-credential-apigee"),
+                    ("x-litellm-api-key", "client-credential-litellm"),
+                    ("cf-aig-authorization", "Bearer client-credential-cf"),
+                    ("x-serverless-authorization", "Bearer client-credential-run"),
+                    ("x-goog-iam-authorization-token", "client-credential-iam"),
+                ],
+                ..openai_chat()
+            },
+            Place::Bearer("Bearer "),
+        ),
+        (
+            gemini_call(
+                "Gemini generateContent, Google's bearer_token beside the key",
+                "/v1beta/models/gemini-flash:generateContent?bearer_token=client-credential-b\
+                 &alt=json&%24bearer_token=client-credential-c",
+                "/v1beta/models/gemini-2.5-flash:generateContent?alt=json",
+            ),
+            Place::Header("x-goog-api-key"),
+        ),
+        (
+            Call {
                 name: "passthrough, ?key= first",
                 method: "GET",
                 path: "/v1/files?limit=2&order=asc",

@@ -212,6 +212,12 @@ fn a_passthrough_never_forwards_a_providers_model_list() {
         "/v1/models:list",
         "/v1beta/models:list",
         "/v1/models/gpt-4o/permissions",
+        "/v1/models~",
+        "/openai/deployments?api-version=2022-12-01",
+        "/openai/deployments/prod-gpt4o",
+        "/v1beta/tunedModels?pageSize=1000",
+        "/v1/engines",
+        "/v1/model/info",
     ] {
         let response = http::get(port, path, &[]);
         assert_eq!(response.status, 404, "{path}: {response:?}");

@@ -28,7 +28,7 @@ use super::response::{millis_between, Context, Upstream};
 use super::settle::settle;
 use super::state::{Decision, Facts, Pending};
 use super::Flow;
-use crate::policy::api_keys::CREDENTIAL_HEADERS;
+use crate::policy::api_keys::credential_headers_sent;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
@@ -276,7 +276,7 @@ impl<H: Host> Request<H> {
         // So is every header a provider reads as a credential, when the policy reads keys: the
         // provider sees only the credential Envoy injects for its cluster.
         if policy.identity.api_keys().is_some() {
-            for name in CREDENTIAL_HEADERS.into_iter().filter(|name| sent(name)) {
+            for name in credential_headers_sent(&headers) {
                 self.host
                     .set_request_header(name, None)
                     .map_err(|error| failed(error, &mut self.shape))?;

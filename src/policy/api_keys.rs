@@ -18,10 +18,12 @@ pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-
 
 /// The request headers removed from every forwarded request when the policy reads keys,
 /// whatever they hold: the places keys are read, then the other headers a supported provider
-/// (or the gateway usual in front of it) reads as a credential — a proxy's credentials, an
-/// AWS session token, Azure API Management's subscription key. A provider only ever sees the
-/// credential Envoy injects for its cluster.
-pub const CREDENTIAL_HEADERS: [&str; 7] = [
+/// (or a gateway usual in front of it) reads as a credential — a proxy's credentials, an AWS
+/// session token, Google's IAM token, Azure API Management's subscription key, the keys of
+/// Kong, Apigee, LiteLLM and Cloudflare's AI Gateway, Cloud Run's bearer. A provider only ever
+/// sees the credential Envoy injects for its cluster. Names are matched with `_` read as `-`
+/// (see `credential_headers_sent`).
+pub const CREDENTIAL_HEADERS: [&str; 14] = [
     "authorization",
     "x-api-key",
     "api-key",
@@ -29,7 +31,34 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "proxy-authorization",
     "x-amz-security-token",
     "ocp-apim-subscription-key",
+    "x-goog-iam-authorization-token",
+    "apikey",
+    "x-apikey",
+    "x-litellm-api-key",
+    "cf-aig-authorization",
+    "x-serverless-authorization",
+    "x-forwarded-authorization",
 ];
+
+/// The names, as sent, of the request's headers that are credential headers: each of
+/// `CREDENTIAL_HEADERS`, also spelt with `_` for `-` (`x_api_key`), which Envoy passes on by
+/// default and which CGI-style servers read as the same header. Each name once.
+pub fn credential_headers_sent(headers: &Headers) -> Vec<&str> {
+    let mut sent: Vec<&str> = Vec::new();
+    for (name, _) in headers {
+        let credential = CREDENTIAL_HEADERS.iter().any(|credential| {
+            name.len() == credential.len()
+                && name.bytes().zip(credential.bytes()).all(|(sent, known)| {
+                    let sent = if sent == b'_' { b'-' } else { sent };
+                    sent.eq_ignore_ascii_case(&known)
+                })
+        });
+        if credential && !sent.contains(&name.as_str()) {
+            sent.push(name);
+        }
+    }
+    sent
+}
 
 /// The query parameter a key may arrive in (Gemini's `?key=`, also read as `$key`: Google
 /// takes each system parameter with or without `$`).
@@ -37,13 +66,14 @@ pub const KEY_PARAMETER: &str = "key";
 
 /// The query parameters removed from every forwarded request when the policy reads keys,
 /// compared after percent-decoding and ASCII case-folding, with or without Google's `$`:
-/// Google's key and OAuth tokens (`access_token`, its alias `oauth_token`), the spellings
-/// other APIs and API Management read. Every `x-amz-` parameter goes too (a SigV4 presigned
-/// request's credential, session token and signature).
-const CREDENTIAL_PARAMETERS: [&str; 7] = [
+/// Google's key and OAuth tokens (`access_token`, its aliases `oauth_token` and
+/// `bearer_token`), the spellings other APIs and API Management read. Every `x-amz-` parameter
+/// goes too (a SigV4 presigned request's credential, session token and signature).
+const CREDENTIAL_PARAMETERS: [&str; 8] = [
     "key",
     "access_token",
     "oauth_token",
+    "bearer_token",
     "api_key",
     "api-key",
     "apikey",

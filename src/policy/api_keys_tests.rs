@@ -259,6 +259,10 @@ fn credential_parameters_are_removed_and_the_rest_kept_byte_for_byte() {
         ),
         ("/v1/x?Subscription-Key=t&a=1", Some("/v1/x?a=1")),
         ("/v1/x?api-key=t&api-version=1", Some("/v1/x?api-version=1")),
+        (
+            "/v1/x?bearer_token=t&$Bearer_Token=u&a=1",
+            Some("/v1/x?a=1"),
+        ),
         // Every AWS parameter: a SigV4 presigned request's credential, token and signature.
         (
             "/model/m/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1\
@@ -346,5 +350,46 @@ fn expiry_is_at_or_before_the_request_time() {
     assert_eq!(
         table.consumer_for(b"other", Some(0), None),
         Err(KeyRefused::Unknown)
+    );
+}
+
+#[test]
+fn credential_headers_are_found_in_either_spelling() {
+    let headers: Vec<(String, Vec<u8>)> = [
+        "authorization",
+        "x_api_key",
+        "X_Goog_Api_Key",
+        "api_key",
+        "apikey",
+        "cf-aig-authorization",
+        "x-litellm-api-key",
+        "x_apikey",
+        "x-goog-iam-authorization-token",
+        "x-serverless-authorization",
+        "x-forwarded-authorization",
+        "authorization",
+        "content-type",
+        "x-api-keys",
+        "x-api",
+        "keys",
+    ]
+    .iter()
+    .map(|name| (name.to_string(), b"v".to_vec()))
+    .collect();
+    assert_eq!(
+        credential_headers_sent(&headers),
+        vec![
+            "authorization",
+            "x_api_key",
+            "X_Goog_Api_Key",
+            "api_key",
+            "apikey",
+            "cf-aig-authorization",
+            "x-litellm-api-key",
+            "x_apikey",
+            "x-goog-iam-authorization-token",
+            "x-serverless-authorization",
+            "x-forwarded-authorization",
+        ]
     );
 }

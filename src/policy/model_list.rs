@@ -105,7 +105,10 @@ pub fn names_model_listing(target: &str) -> bool {
             .split(|byte| matches!(byte, b';' | b'.' | b':' | b','))
             .next()
             .unwrap_or_default();
-        holds_model || LISTINGS.iter().any(|listing| name.eq_ignore_ascii_case(listing))
+        holds_model
+            || LISTINGS
+                .iter()
+                .any(|listing| name.eq_ignore_ascii_case(listing))
     })
 }
 
