@@ -119,6 +119,30 @@ fn denied_request_is_answered_and_not_routed() {
     assert_eq!(replies[0].code, Code::ModelNotApproved);
 }
 
+/// A model outside the catalogue is the client's text: the record keeps it short and on one
+/// line.
+#[test]
+fn an_unknown_model_is_recorded_shortened_and_escaped() {
+    let forged = format!(
+        "gpt-4o-mini\n[warning] forged \u{1b}[2J{}",
+        "x".repeat(10_000)
+    );
+    let body = serde_json::json!({"model": forged, "messages": []}).to_string();
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], &body);
+    run(&host);
+    assert_eq!(host.replies.borrow()[0].code, Code::ModelNotFound);
+    let recorded = host.property_value("posturio.model").unwrap_or_default();
+    assert!(
+        recorded.starts_with("gpt-4o-mini\\n[warning]"),
+        "{recorded}"
+    );
+    assert!(
+        !recorded.contains('\n') && !recorded.contains('\u{1b}'),
+        "{recorded}"
+    );
+    assert!(recorded.len() < 100, "{}", recorded.len());
+}
+
 #[test]
 fn body_is_buffered_until_its_end() {
     let host = FakeHost::request("POST", "/v1/chat/completions", &[], &chat("gpt-4o-mini"));

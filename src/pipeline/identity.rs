@@ -13,7 +13,7 @@ use crate::policy::compiled::{
 use crate::policy::identity;
 use crate::policy::principals::{PeerRefused, Principals};
 use crate::policy::request::{self, Headers};
-use crate::policy::shorten::shorten;
+use crate::policy::shorten;
 use crate::policy::{rfc3339, ApiFamily, Code, Reply};
 
 /// What the host gives the identity step besides the headers. All `None` (the default) is a
@@ -247,13 +247,9 @@ fn metadata_source(namespace: &str, path: &[String]) -> String {
     )
 }
 
-/// A certificate's URI SAN as one log line can hold it: shortened, and escaped, since its bytes
-/// are whatever the CA signed (a line break would forge a log line, an escape sequence would
-/// reach a terminal).
+/// A certificate's URI SAN as one log line can hold it: its bytes are whatever the CA signed.
 fn loggable(uri: &[u8]) -> String {
-    shorten(&String::from_utf8_lossy(uri))
-        .escape_debug()
-        .to_string()
+    shorten::loggable(&String::from_utf8_lossy(uri))
 }
 
 /// Keys and principals name consumers of the policy by construction.

@@ -12,6 +12,12 @@ pub fn shorten(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Untrusted text as one line of a log or an access-log field can hold it: shortened, and
+/// escaped (a line break would forge a log line, an escape sequence would reach a terminal).
+pub fn loggable(text: &str) -> String {
+    shorten(text).escape_debug().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +29,12 @@ mod tests {
         let short = shorten(&long);
         assert!(short.ends_with("..."));
         assert_eq!(short.chars().count(), 67);
+    }
+
+    #[test]
+    fn loggable_is_one_short_line() {
+        let logged = loggable("gpt\n[warn] forged \u{1b}[2J \"q\"");
+        assert_eq!(logged, "gpt\\n[warn] forged \\u{1b}[2J \\\"q\\\"");
+        assert!(loggable(&"m".repeat(60_000)).len() < 80);
     }
 }
