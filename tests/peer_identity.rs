@@ -167,8 +167,9 @@ fn start(
     Envoy::start_generated(&build)
 }
 
-/// Credentials a client may send beside its certificate; the shipped route removes each.
-const CLIENT_CREDENTIALS: [(&str, &str); 7] = [
+/// Credentials a client may send beside its certificate; the shipped route removes each, and
+/// its listener drops every header spelt with `_` (which CGI-style servers read as `-`).
+const CLIENT_CREDENTIALS: [(&str, &str); 10] = [
     ("authorization", "Bearer sk-client"),
     ("x-api-key", "sk-client"),
     ("api-key", "sk-client"),
@@ -176,6 +177,9 @@ const CLIENT_CREDENTIALS: [(&str, &str); 7] = [
     ("proxy-authorization", "Basic Y2xpZW50"),
     ("x-amz-security-token", "client-sts"),
     ("ocp-apim-subscription-key", "client-apim"),
+    ("helicone-auth", "Bearer sk-client"),
+    ("x_api_key", "sk-client-u"),
+    ("x_goog_api_key", "sk-client-u"),
 ];
 
 fn shipped_policy() -> Value {

@@ -20,10 +20,11 @@ pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-
 /// whatever they hold: the places keys are read, then the other headers a supported provider
 /// (or a gateway usual in front of it) reads as a credential — a proxy's credentials, an AWS
 /// session token, Google's IAM token, Azure API Management's subscription key, the keys of
-/// Kong, Apigee, LiteLLM and Cloudflare's AI Gateway, Cloud Run's bearer. A provider only ever
-/// sees the credential Envoy injects for its cluster. Names are matched with `_` read as `-`
+/// Kong, Apigee, LiteLLM, Helicone, Portkey and Cloudflare's AI Gateway, Cloud Run's bearer,
+/// Azure Functions' key. A provider only ever sees the credential Envoy injects for its
+/// cluster. Names are matched with `_` read as `-`
 /// (see `credential_headers_sent`).
-pub const CREDENTIAL_HEADERS: [&str; 14] = [
+pub const CREDENTIAL_HEADERS: [&str; 17] = [
     "authorization",
     "x-api-key",
     "api-key",
@@ -38,6 +39,9 @@ pub const CREDENTIAL_HEADERS: [&str; 14] = [
     "cf-aig-authorization",
     "x-serverless-authorization",
     "x-forwarded-authorization",
+    "helicone-auth",
+    "x-portkey-api-key",
+    "x-functions-key",
 ];
 
 /// The names, as sent, of the request's headers that are credential headers: each of
