@@ -164,6 +164,19 @@ fn one_model_is_recorded_with_its_name() {
 }
 
 #[test]
+fn an_unknown_id_is_recorded_shortened() {
+    let long = "m".repeat(5_000);
+    let (_, host) = get(POLICY, &format!("/v1/models/{long}"), &[]);
+    assert_eq!(only_answer(&host).status, 404);
+    let recorded = host.property_value("posturio.model").unwrap_or_default();
+    assert!(
+        recorded.starts_with("mmm") && recorded.len() < 100,
+        "{}",
+        recorded.len()
+    );
+}
+
+#[test]
 fn another_consumers_model_is_refused_as_not_found() {
     let (flow, host) = get(POLICY, "/v1/models/gpt-4o", &[]);
     assert_eq!(flow, Flow::Pause);
