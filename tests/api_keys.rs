@@ -756,25 +756,15 @@ for name, call in [("openai", openai_call), ("anthropic", anthropic_call)]:
 #[test]
 fn the_official_sdks_authenticate_with_a_key_and_raise_authentication_error_without() {
     let (mock, envoy) = gateway();
-    let output = Command::new(python())
-        .arg("-c")
-        .arg(SDK_SCRIPT)
-        .arg(format!("http://127.0.0.1:{}", envoy.port()))
-        .arg(SEARCH_KEY)
-        .arg(UNKNOWN_KEY)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let outcomes: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(outcomes.len(), 4, "{stdout}");
+    let args = [
+        "-c".into(),
+        SDK_SCRIPT.into(),
+        format!("http://127.0.0.1:{}", envoy.port()).into(),
+        SEARCH_KEY.into(),
+        UNKNOWN_KEY.into(),
+    ];
+    let (outcomes, report) = common::sdk::python_json_lines("the SDK script", &args);
+    assert_eq!(outcomes.len(), 4, "{report}");
     for outcome in &outcomes {
         if outcome["key"] == "good" {
             assert_eq!(outcome["ok"], true, "{outcome:#}");

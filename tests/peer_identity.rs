@@ -240,27 +240,17 @@ fn send(
         ),
         None => ("-".to_owned(), "-".to_owned()),
     };
-    let output = Command::new(python())
-        .arg(common::repo_path("tests/peer_tls.py"))
-        .arg("request")
-        .arg(envoy.port().to_string())
-        .arg(certs.path("ca.pem"))
-        .arg(cert)
-        .arg(key)
-        .arg(Value::from(requests.to_vec()).to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let outcomes: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(outcomes.len(), requests.len(), "{stdout}");
+    let args = [
+        common::repo_path("tests/peer_tls.py").into_os_string(),
+        "request".into(),
+        envoy.port().to_string().into(),
+        certs.path("ca.pem").into(),
+        cert.into(),
+        key.into(),
+        Value::from(requests.to_vec()).to_string().into(),
+    ];
+    let (outcomes, report) = common::sdk::python_json_lines("peer_tls.py", &args);
+    assert_eq!(outcomes.len(), requests.len(), "{report}");
     outcomes
 }
 

@@ -1,6 +1,8 @@
-//! Runs a client script of `tests/sdk/` and matches the mock's records to its scenarios.
+//! Runs a client script of `tests/sdk/` and matches the mock's records to its scenarios; and
+//! runs any other Python client of the tests that prints JSON lines.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -108,23 +110,39 @@ impl Outcomes {
 /// fails, hangs, or leaves out a scenario.
 pub fn run(script: &str, envoy: &Envoy, scenarios: &[&str]) -> Outcomes {
     let path = repo_path(&format!("tests/sdk/{script}.py"));
+    let mut args = vec![
+        path.into_os_string(),
+        format!("http://127.0.0.1:{}", envoy.port()).into(),
+    ];
+    args.extend(scenarios.iter().map(OsString::from));
+    let (lines, report) = python_json_lines(script, &args);
+    let mut outcomes = BTreeMap::new();
+    for outcome in lines {
+        let name = outcome["scenario"].as_str().unwrap_or_default().to_string();
+        outcomes.insert(name, outcome);
+    }
+    for scenario in scenarios {
+        assert!(
+            outcomes.contains_key(*scenario),
+            "{script} printed no outcome for {scenario}\n{report}"
+        );
+    }
+    Outcomes(outcomes)
+}
+
+/// Runs the harness's Python with `args` and returns the JSON lines it printed, with its
+/// whole output for messages. Panics, with that output, if it fails, prints a line that is
+/// not JSON, or does not finish within `DEADLINE`.
+pub fn python_json_lines(what: &str, args: &[OsString]) -> (Vec<Value>, String) {
     let python = mock::python();
     let mut child = Command::new(&python)
-        .arg(&path)
-        .arg(format!("http://127.0.0.1:{}", envoy.port()))
-        .args(scenarios)
+        .args(args)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} with {}: {e}",
-                path.display(),
-                python.display()
-            )
-        });
+        .unwrap_or_else(|e| panic!("cannot run {what} with {}: {e}", python.display()));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -149,24 +167,20 @@ pub fn run(script: &str, envoy: &Envoy, scenarios: &[&str]) -> Outcomes {
     let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     let report = format!("---- stdout ----\n{stdout}\n---- stderr ----\n{stderr}");
     match status {
-        None => panic!("{script} did not finish within {DEADLINE:?}\n{report}"),
-        Some(status) if !status.success() => panic!("{script} failed ({status})\n{report}"),
+        None => panic!("{what} did not finish within {DEADLINE:?}\n{report}"),
+        Some(status) if !status.success() => panic!("{what} failed ({status})\n{report}"),
         Some(_) => {}
     }
-    let mut outcomes = BTreeMap::new();
-    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-        let outcome: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{script} printed a line that is not JSON ({e})\n{report}"));
-        let name = outcome["scenario"].as_str().unwrap_or_default().to_string();
-        outcomes.insert(name, outcome);
-    }
-    for scenario in scenarios {
-        assert!(
-            outcomes.contains_key(*scenario),
-            "{script} printed no outcome for {scenario}\n{report}"
-        );
-    }
-    Outcomes(outcomes)
+    let lines = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("{what} printed a line that is not JSON ({e})\n{report}")
+            })
+        })
+        .collect();
+    (lines, report)
 }
 
 /// The requests the provider received from `scenario`.
