@@ -7,7 +7,7 @@ use super::state::Facts;
 use crate::policy::body::{BodyError, Walked};
 use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::{Consumer, Policy, Provider};
-use crate::policy::shorten::{loggable, shorten};
+use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Reply};
 
 /// An approved model: the name the client sent, the provider's name for it, and the provider.
@@ -50,9 +50,8 @@ pub(super) fn approve<'a>(
             ));
         }
     }
+    facts.model = Some(name.to_owned());
     let Some(model) = policy.models.get(name) else {
-        // Recorded as the client wrote it, but shortened and escaped: it is no catalogue name.
-        facts.model = Some(loggable(name));
         return Err(Reply::new(
             Code::ModelNotFound,
             shape,
@@ -62,7 +61,6 @@ pub(super) fn approve<'a>(
             ),
         ));
     };
-    facts.model = Some(name.to_owned());
     let Some(provider) = policy.providers.get(model.provider) else {
         return Err(Reply::new(
             Code::InternalError,

@@ -13,7 +13,7 @@ use crate::policy::config::Mode;
 use crate::policy::limits::stream_usage;
 use crate::policy::model_list;
 use crate::policy::request::{self, check_json_body, Headers};
-use crate::policy::shorten::{loggable, shorten};
+use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 /// Decides what the headers alone can decide. `identity` holds what the host gave the identity
@@ -113,11 +113,7 @@ pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
         return facts;
     };
     let name = path_model.name.as_str();
-    // A name outside the catalogue is the client's text: recorded shortened and escaped.
-    facts.model = Some(match policy.models.get(name) {
-        Some(_) => name.to_owned(),
-        None => loggable(name),
-    });
+    facts.model = Some(name.to_owned());
     if let Some(model) = policy.models.get(name) {
         if let Some(provider) = policy.providers.get(model.provider) {
             facts.provider = Some(provider.name.clone());

@@ -6,7 +6,6 @@
 use super::refusals::no_consumer;
 use super::state::{Decision, Facts, Pending};
 use crate::policy::model_list::{self, ModelListRequest};
-use crate::policy::shorten::loggable;
 use crate::policy::{Policy, Reply};
 
 /// The consumer's list (or the one model asked for), as a local answer; a model outside the
@@ -19,11 +18,7 @@ pub(super) fn decide_model_list(
     facts: &mut Facts,
 ) -> Result<Decision, Reply> {
     facts.family = Some(list.family.as_str());
-    // An id outside the catalogue is the client's text: recorded shortened and escaped.
-    facts.model = list.id.as_deref().map(|id| match policy.models.get(id) {
-        Some(_) => id.to_owned(),
-        None => loggable(id),
-    });
+    facts.model.clone_from(&list.id);
     let Some(consumer) = &pending.consumer else {
         return Err(no_consumer(pending.shape));
     };

@@ -2,6 +2,7 @@
 //! one log line, the same facts in filter state for Envoy's access log, and the debug header.
 //! Names and codes only, never prompt text.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use serde_json::json;
@@ -9,7 +10,7 @@ use serde_json::json;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::state::Facts;
-use crate::policy::shorten::shorten;
+use crate::policy::shorten::{loggable, shorten};
 use crate::policy::{Policy, Reply};
 
 /// Label values of a decided request: names from the configuration only.
@@ -90,6 +91,15 @@ impl Recorder {
             );
             log::log!(level, "{line}");
         }
+        // A model outside the catalogue is the client's text: kept short and on one line for
+        // the access log.
+        let model = facts.model.as_deref().map(|model| {
+            if policy.is_some_and(|policy| policy.models.contains_key(model)) {
+                Cow::Borrowed(model)
+            } else {
+                Cow::Owned(loggable(model))
+            }
+        });
         let state = [
             ("posturio.decision", decision),
             (
@@ -97,7 +107,7 @@ impl Recorder {
                 reply.map_or("", |reply| reply.code.as_str()),
             ),
             ("posturio.consumer", facts.consumer.as_deref().unwrap_or("")),
-            ("posturio.model", facts.model.as_deref().unwrap_or("")),
+            ("posturio.model", model.as_deref().unwrap_or("")),
             (
                 "posturio.upstream_model",
                 facts.upstream_model.as_deref().unwrap_or(""),
