@@ -42,12 +42,29 @@ adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input
 usage chunk and the output count, written as a float (`7.0`), in a later one.
 A request header `x-mock-gemini-tool-use: N` makes a Gemini answer report N more prompt tokens
 as `toolUsePromptTokenCount` (tool results read into the prompt), in its total too.
+
+A listener can be given a behaviour, to play a provider that fails (for fallback tests), on the
+command line (`--behave openai='{"status":429}'`) or at run time:
+
+    POST /__mock/behave {"listener": "openai", "status": 429}         -> answers {}
+
+    {"status": NNN}                  answer every request with that status and an error body
+                                     (plus "retry_after": "S" for a `retry-after: S` header)
+    {"reset": "before"}              read the request, then reset the connection (TCP RST)
+                                     without a byte of answer
+    {"reset": "after_first_event"}   answer 200 with an event stream, send one event, then
+                                     reset the connection
+    {}                               clear: answer normally again
+
+Requests to a listener with a behaviour are still recorded, before it acts. `POST /__mock/reset`
+clears the records, not the behaviours.
 """
 
 import argparse
 import base64
 import json
 import signal
+import socket
 import ssl
 import struct
 import sys
@@ -59,6 +76,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 RECORDS: list[dict] = []
 FILES: dict[str, bytes] = {}
 RECORDS_LOCK = threading.Lock()
+# Listener name -> behaviour object (see the docstring); absent: answer normally.
+BEHAVIOURS: dict[str, dict] = {}
 
 PROMPT_TOKENS = 12
 COMPLETION_TOKENS = 7
@@ -66,6 +85,23 @@ COMPLETION_TOKENS = 7
 
 class BadRequest(Exception):
     pass
+
+
+def check_behaviour(behaviour) -> dict:
+    """The behaviour object if it is one the mock knows; raises BadRequest otherwise."""
+    if not isinstance(behaviour, dict):
+        raise BadRequest("a behaviour is a JSON object")
+    unknown = set(behaviour) - {"status", "retry_after", "reset"}
+    if unknown:
+        raise BadRequest(f"unknown behaviour keys {sorted(unknown)}")
+    status = behaviour.get("status")
+    if status is not None and not (isinstance(status, int) and 200 <= status <= 599):
+        raise BadRequest("status must be an integer from 200 to 599")
+    if behaviour.get("reset") not in (None, "before", "after_first_event"):
+        raise BadRequest('reset must be "before" or "after_first_event"')
+    if status is not None and "reset" in behaviour:
+        raise BadRequest("a behaviour has a status or a reset, not both")
+    return behaviour
 
 
 def ident(prefix: str) -> str:
@@ -97,8 +133,46 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     listener = "mock"  # replaced per listener by a subclass
 
+    reset_sent = False
+
     def log_message(self, fmt, *args):
         sys.stderr.write(f"[mock {self.listener}] {fmt % args}\n")
+
+    def finish(self) -> None:
+        # After a reset the socket is closed: nothing is left to flush.
+        if not self.reset_sent:
+            super().finish()
+
+    def reset_connection(self) -> None:
+        """Closes the connection with a TCP RST (SO_LINGER 0), as a failing provider can."""
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.reset_sent = True
+        self.close_connection = True
+
+    def act_out(self, behaviour: dict) -> None:
+        if "status" in behaviour:
+            status = behaviour["status"]
+            extra = []
+            if "retry_after" in behaviour:
+                extra.append(("retry-after", str(behaviour["retry_after"])))
+            error = {"type": "error", "error": {"message": f"mock: {self.listener} answers {status}",
+                                                "type": "mock_error", "param": None,
+                                                "code": str(status)}}
+            self.send_json(status, error, [("x-should-retry", "false"), *extra])
+        elif behaviour.get("reset") == "before":
+            self.reset_connection()
+        elif behaviour.get("reset") == "after_first_event":
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            event = sse({"first": True, "listener": self.listener})
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+            time.sleep(0.05)  # the event reaches the client before the reset
+            self.reset_connection()
 
     # --- request body -------------------------------------------------------------------
 
@@ -219,6 +293,23 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        if path == "/__mock/behave" and self.command == "POST":
+            try:
+                order = json.loads(body)
+                if not isinstance(order, dict) or not isinstance(order.get("listener"), str):
+                    raise BadRequest('expected {"listener": NAME, ...behaviour}')
+                name = order.pop("listener")
+                behaviour = check_behaviour(order)
+            except (ValueError, BadRequest) as exc:
+                self.send_error_json(400, f"mock: bad behaviour: {exc}", "invalid_request_error")
+                return
+            with RECORDS_LOCK:
+                if behaviour:
+                    BEHAVIOURS[name] = behaviour
+                else:
+                    BEHAVIOURS.pop(name, None)
+            self.send_json(200, {})
+            return
         if path == "/__mock/reset" and self.command == "POST":
             with RECORDS_LOCK:
                 RECORDS.clear()
@@ -236,6 +327,10 @@ class Handler(BaseHTTPRequestHandler):
             record["trailers"] = trailers
         with RECORDS_LOCK:
             RECORDS.append(record)
+            behaviour = BEHAVIOURS.get(self.listener)
+        if behaviour:
+            self.act_out(behaviour)
+            return
 
         header_delay = self.headers.get("x-mock-header-delay-ms", "").strip()
         if header_delay.isdigit():
@@ -512,7 +607,19 @@ def main() -> int:
                         help="a listener that speaks TLS (needs --tls)")
     parser.add_argument("--serve-file", action="append", default=[], metavar="PATH=FILE",
                         help="answer GET PATH with the bytes of FILE")
+    parser.add_argument("--behave", action="append", default=[], metavar="NAME=JSON",
+                        help="a listener's behaviour, e.g. openai='{\"status\":429}'")
     args = parser.parse_args()
+    for item in args.behave:
+        name, sep, text = item.partition("=")
+        try:
+            behaviour = check_behaviour(json.loads(text)) if sep else None
+        except (ValueError, BadRequest) as exc:
+            parser.error(f"--behave {item!r}: {exc}")
+        if not sep or not name:
+            parser.error(f"expected NAME=JSON, got {item!r}")
+        if behaviour:
+            BEHAVIOURS[name] = behaviour
     if args.tls_listener and not args.tls:
         parser.error("--tls-listener needs --tls CERT KEY")
     for item in args.serve_file:

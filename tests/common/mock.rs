@@ -1,5 +1,6 @@
-//! A handle on `tests/mock_provider.py`: one process with an `openai`, an `anthropic` and a
-//! `gemini` listener on free ports, which records every request it receives.
+//! A handle on `tests/mock_provider.py`: one process with an `openai`, an `anthropic`, a
+//! `gemini` and an `azure` listener on free ports, which records every request it receives
+//! and can play a failing provider (`MockProvider::behave`).
 // Test support code: failing loudly (unwrap/panic) is how it reports a broken test setup.
 #![allow(
     clippy::unwrap_used,
@@ -23,7 +24,7 @@ use base64::Engine as _;
 use super::http;
 
 /// The listeners the mock is started with; each is the name of a provider cluster.
-pub const LISTENERS: [&str; 3] = ["openai", "anthropic", "gemini"];
+pub const LISTENERS: [&str; 4] = ["openai", "anthropic", "gemini", "azure"];
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -191,7 +192,7 @@ impl MockProvider {
         MockProvider { child, ports, dir }
     }
 
-    /// The port of listener `name` ("openai", "anthropic" or "gemini").
+    /// The port of listener `name` ("openai", "anthropic", "gemini" or "azure").
     pub fn port(&self, name: &str) -> u16 {
         *self
             .ports
@@ -271,6 +272,24 @@ impl MockProvider {
             "expected exactly one request at the mock: {requests:#?}"
         );
         requests.remove(0)
+    }
+
+    /// Gives listener `name` a behaviour (`tests/mock_provider.py` lists them), e.g.
+    /// `json!({"status": 429})`, `json!({"reset": "before"})`; `json!({})` clears it.
+    pub fn behave(&self, name: &str, behaviour: serde_json::Value) {
+        let mut order = behaviour;
+        order
+            .as_object_mut()
+            .unwrap_or_else(|| panic!("a behaviour is a JSON object: {order}"))
+            .insert("listener".to_string(), serde_json::Value::from(name));
+        let body = order.to_string();
+        let response = http::post(
+            self.control_port(),
+            "/__mock/behave",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 200, "POST /__mock/behave {body}: {response:?}");
     }
 
     /// Forgets all recorded requests.
