@@ -116,6 +116,8 @@ SCENARIOS = {
         {"x-posturio-consumer": "search-team"},
         lambda c: chat(c, "gemini-flash"),
     ),
+    # A model with targets: served by whichever target of its pool answers (tests/fallback.rs).
+    "resilient": ({"x-posturio-consumer": "platform-team"}, lambda c: chat(c, "resilient")),
     "spoofed_cluster": ({"x-posturio-cluster": "anthropic"}, lambda c: chat(c, "gpt-4o-mini")),
 }
 
