@@ -28,13 +28,14 @@ const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.was
 const LABELS: [&str; 8] = [
     "consumer", "model", "provider", "decision", "code", "rule", "action", "class",
 ];
-const FILTER_STATE_KEYS: [&str; 12] = [
+const FILTER_STATE_KEYS: [&str; 13] = [
     "decision",
     "code",
     "consumer",
     "model",
     "upstream_model",
     "provider",
+    "attempts",
     "api",
     "rules",
     "input_tokens",
@@ -278,7 +279,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 9, "{metrics:#?}");
+    assert_eq!(metrics.len(), 10, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {
