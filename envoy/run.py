@@ -3,7 +3,7 @@
 
     run.py --envoy .venv/bin/envoy --python .venv/bin/python --posturio target/release/posturio \
         [--port 10000] [--admin-port 9901] [--openai-port 18081] [--anthropic-port 18082] \
-        [--gemini-port 18083]
+        [--gemini-port 18083] [--azure-port 18084]
 
 From the repository root. Starts tests/mock_provider.py, then Envoy with envoy/envoy-ecds.yaml,
 whose Posturio filter comes by ECDS from a file that `posturio render` writes from
@@ -30,18 +30,29 @@ RUN_DIR = "target/run"
 LIVE_FILTER = f"{RUN_DIR}/posturio.yaml"
 STATS = "extension_config_discovery.http_filter.posturio."
 # The ports of envoy/envoy-ecds.yaml, each with how many times it appears there.
-PORTS = {"port": (10000, 1), "admin_port": (9901, 1), "openai_port": (18081, 1),
-         "anthropic_port": (18082, 1), "gemini_port": (18083, 1)}
+# openai and azure appear twice: as their own clusters and as the endpoints of the fallback
+# pool `resilient-pool`.
+PORTS = {"port": (10000, 1), "admin_port": (9901, 1), "openai_port": (18081, 2),
+         "anthropic_port": (18082, 1), "gemini_port": (18083, 1), "azure_port": (18084, 2)}
 POLL_SECONDS = 0.3
 ADMIN = "http://127.0.0.1:9901"
 
 BANNER = """
-  Mock providers: openai 127.0.0.1:{openai_port}, anthropic :{anthropic_port}, gemini :{gemini_port}
+  Mock providers: openai 127.0.0.1:{openai_port}, anthropic :{anthropic_port}, gemini :{gemini_port},
+    azure :{azure_port}
     (what a provider received last: curl -s localhost:{openai_port}/__mock/last)
   Posturio in Envoy: http://127.0.0.1:{port} (admin: http://127.0.0.1:{admin_port}). Try:
 
     curl -s localhost:{port}/v1/chat/completions -H 'content-type: application/json' \\
       -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hi"}}]}}'
+
+  Fallback: the model "resilient" goes to openai, and to azure when openai fails. Make
+  openai answer 429 (`{{}}` instead clears it), then ask:
+
+    curl -s localhost:{openai_port}/__mock/behave -d '{{"listener": "openai", "status": 429}}'
+    curl -s localhost:{port}/v1/chat/completions -H 'content-type: application/json' \
+      -H 'x-posturio-consumer: platform-team' \
+      -d '{{"model": "resilient", "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
   The policy is {policy}, served live: save a change and it is applied within a second,
   without a restart; a mistake is shown here and the previous policy keeps serving.
@@ -157,7 +168,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        listeners = [f"{name}={ports[name + '_port']}" for name in ("openai", "anthropic", "gemini")]
+        listeners = [f"{name}={ports[name + '_port']}" for name in ("openai", "anthropic", "gemini", "azure")]
         mock = subprocess.Popen([args.python, "tests/mock_provider.py",
                                  *[a for listen in listeners for a in ("--listen", listen)]],
                                 stdout=subprocess.PIPE, text=True)

@@ -40,12 +40,13 @@ use common::envoy::{envoy_binary, module_path, reserve_port};
 use common::mock::python;
 
 /// `make run`'s ports as the docs show them, in the order of run.py's options.
-const SHOWN_PORTS: [(&str, u16); 5] = [
+const SHOWN_PORTS: [(&str, u16); 6] = [
     ("--port", 10000),
     ("--admin-port", 9901),
     ("--openai-port", 18081),
     ("--anthropic-port", 18082),
     ("--gemini-port", 18083),
+    ("--azure-port", 18084),
 ];
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const OUTPUT_DEADLINE: Duration = Duration::from_secs(20);

@@ -54,7 +54,7 @@ fn shipped_envoy_configs_validate() {
         }
         // envoy-providers.yaml reads provider keys from /etc/posturio; Envoy checks they exist.
         let text = if text.contains("/etc/posturio/") {
-            for key in ["openai-key", "anthropic-key", "gemini-key"] {
+            for key in ["openai-key", "anthropic-key", "gemini-key", "azure-key"] {
                 std::fs::write(dir.path().join(key), "sk-validate").unwrap();
             }
             text.replace("/etc/posturio", &dir.path().display().to_string())

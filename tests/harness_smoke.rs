@@ -17,12 +17,13 @@ fn rendered_config_substitutes_every_token() {
             openai: 41002,
             anthropic: 41003,
             gemini: 41004,
+            azure: 41005,
         },
         module: "/abs/posturio.wasm".into(),
         policy: policy.to_string(),
     };
     let rendered = render_config(&template, &params);
-    for port in ["10000", "9901", "18081", "18082", "18083"] {
+    for port in ["10000", "9901", "18081", "18082", "18083", "18084"] {
         assert!(
             !rendered.contains(&format!("port_value: {port}\n")),
             "{port} left in"
@@ -32,7 +33,7 @@ fn rendered_config_substitutes_every_token() {
             "{port} left in"
         );
     }
-    for port in 41000..=41004 {
+    for port in 41000..=41005 {
         assert!(
             rendered.contains(&format!("port_value: {port}")),
             "{port} missing"

@@ -24,11 +24,15 @@ const CONFIG: &str = "envoy/envoy-providers.yaml";
 /// The directory the shipped configuration reads its key files from.
 const KEY_DIR: &str = "/etc/posturio";
 /// (cluster, provider host, port of the same provider in `envoy/envoy.yaml`).
-const PROVIDERS: [(&str, &str, u16); 3] = [
+const PROVIDERS: [(&str, &str, u16); 4] = [
     ("openai", "api.openai.com", 18081),
     ("anthropic", "api.anthropic.com", 18082),
     ("gemini", "generativelanguage.googleapis.com", 18083),
+    ("azure", "your-resource.openai.azure.com", 18084),
 ];
+/// Credential injectors: one per provider cluster, and one per target in the fallback
+/// pool's composite filter (openai, azure).
+const INJECTORS: usize = PROVIDERS.len() + 2;
 
 /// Writes one key file per provider into `dir` (as an operator would into /etc/posturio)
 /// and returns the shipped configuration reading its keys from there.
@@ -89,7 +93,7 @@ fn plain_template(dir: &Path) -> String {
         "auto_config:\n          http_protocol_options: {}\n          http2_protocol_options: {}";
     assert_eq!(
         text.matches(auto).count(),
-        3,
+        PROVIDERS.len(),
         "{CONFIG}: expected auto_config per cluster"
     );
     let text = text.replace(
@@ -130,17 +134,17 @@ fn providers_config_keeps_tls_and_credentials_per_cluster() {
             "the certificate of {host} is not checked against its name"
         );
     }
-    assert_eq!(text.matches("UpstreamTlsContext").count(), 3);
+    assert_eq!(text.matches("UpstreamTlsContext").count(), PROVIDERS.len());
     assert_eq!(
         text.matches("/etc/ssl/certs/ca-certificates.crt").count(),
-        3
+        PROVIDERS.len()
     );
     assert_eq!(
         text.matches("credential_injector.v3.CredentialInjector")
             .count(),
-        3
+        INJECTORS
     );
-    assert_eq!(text.matches("overwrite: true").count(), 3);
+    assert_eq!(text.matches("overwrite: true").count(), INJECTORS);
     assert!(text.contains("auto_host_rewrite: true"));
     assert_eq!(
         common::embedded_policy(&text),

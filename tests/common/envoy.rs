@@ -28,8 +28,12 @@ pub const MODULE: &str = "target/wasm32-wasip1/release/posturio.wasm";
 
 const TEMPLATE_LISTENER_PORT: u16 = 10000;
 const TEMPLATE_ADMIN_PORT: u16 = 9901;
-/// The template's provider ports, in the order openai, anthropic, gemini.
+/// The template's provider ports, in the order openai, anthropic, gemini. A port may appear
+/// more than once (the openai listener is also the first endpoint of a pool cluster).
 const TEMPLATE_PROVIDER_PORTS: [u16; 3] = [18081, 18082, 18083];
+/// The template's port of the azure listener (the pool cluster's second endpoint); only
+/// some templates have it.
+const TEMPLATE_AZURE_PORT: u16 = 18084;
 /// The port of the rate limit service's cluster in `envoy/envoy-ratelimit.yaml`.
 const TEMPLATE_RATELIMIT_PORT: u16 = 8081;
 /// A port nothing listens on: the clusters of an Envoy started without providers point
@@ -58,12 +62,14 @@ pub const WASM_FAILURE_MARKERS: &[&str] = &[
     "Unable to create Wasm",
 ];
 
-/// Ports of the three provider clusters.
+/// Ports of the provider clusters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderPorts {
     pub openai: u16,
     pub anthropic: u16,
     pub gemini: u16,
+    /// The azure listener, where a template has one (`envoy/envoy.yaml`'s pool cluster).
+    pub azure: u16,
 }
 
 impl ProviderPorts {
@@ -73,6 +79,7 @@ impl ProviderPorts {
             openai: mock.port("openai"),
             anthropic: mock.port("anthropic"),
             gemini: mock.port("gemini"),
+            azure: mock.ports().get("azure").copied().unwrap_or(CLOSED_PORT),
         }
     }
 
@@ -82,6 +89,7 @@ impl ProviderPorts {
             openai: CLOSED_PORT,
             anthropic: CLOSED_PORT,
             gemini: CLOSED_PORT,
+            azure: CLOSED_PORT,
         }
     }
 }
@@ -387,7 +395,18 @@ pub fn replace_policy(yaml: &str, policy: &str) -> String {
     text
 }
 
-/// `yaml` with the module's `filename:` (ending in `posturio.wasm`) set to `module`.
+/// Replaces every occurrence of `from` in `text` with `to`; panics if there is none.
+pub fn replace_all(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "{TEMPLATE}: expected `{from}`, found none; update tests/common/envoy.rs"
+    );
+    text.replace(from, to)
+}
+
+/// `yaml` with every module `filename:` (ending in `posturio.wasm`) set to `module`: the
+/// request filter's and, where a pool cluster has one, the upstream filter's (both load the
+/// same module, so they share one VM).
 pub fn replace_module_path(yaml: &str, module: &Path) -> String {
     let lines: Vec<&str> = yaml.lines().collect();
     let hits: Vec<usize> = lines
@@ -399,18 +418,17 @@ pub fn replace_module_path(yaml: &str, module: &Path) -> String {
         })
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(
-        hits.len(),
-        1,
-        "expected exactly one `filename: ...posturio.wasm` line, found {}; \
-         update tests/common/envoy.rs",
-        hits.len()
+    assert!(
+        !hits.is_empty(),
+        "expected a `filename: ...posturio.wasm` line, found none; update tests/common/envoy.rs"
     );
-    let line = lines[hits[0]];
-    let indent = &line[..line.len() - line.trim_start().len()];
     let value = serde_json::Value::String(module.display().to_string()).to_string();
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    out[hits[0]] = format!("{indent}filename: {value}");
+    for hit in hits {
+        let line = lines[hit];
+        let indent = &line[..line.len() - line.trim_start().len()];
+        out[hit] = format!("{indent}filename: {value}");
+    }
     let mut text = out.join("\n");
     if yaml.ends_with('\n') {
         text.push('\n');
@@ -452,9 +470,9 @@ pub fn render_ports(template: &str, params: &ConfigParams) -> String {
         params.providers.gemini,
     ];
     for (from, to) in TEMPLATE_PROVIDER_PORTS.iter().zip(providers) {
-        text = replace_once(&text, &port(*from), &port(to));
+        text = replace_all(&text, &port(*from), &port(to));
     }
-    text
+    text.replace(&port(TEMPLATE_AZURE_PORT), &port(params.providers.azure))
 }
 
 impl Envoy {

@@ -277,11 +277,11 @@ impl MockProvider {
     /// Gives listener `name` a behaviour (`tests/mock_provider.py` lists them), e.g.
     /// `json!({"status": 429})`, `json!({"reset": "before"})`; `json!({})` clears it.
     pub fn behave(&self, name: &str, behaviour: serde_json::Value) {
-        let mut order = behaviour;
-        order
-            .as_object_mut()
-            .unwrap_or_else(|| panic!("a behaviour is a JSON object: {order}"))
-            .insert("listener".to_string(), serde_json::Value::from(name));
+        let serde_json::Value::Object(mut order) = behaviour else {
+            panic!("a behaviour is a JSON object: {behaviour}");
+        };
+        order.insert("listener".to_string(), serde_json::Value::from(name));
+        let order = serde_json::Value::Object(order);
         let body = order.to_string();
         let response = http::post(
             self.control_port(),
@@ -289,7 +289,10 @@ impl MockProvider {
             &[("content-type", "application/json")],
             body.as_bytes(),
         );
-        assert_eq!(response.status, 200, "POST /__mock/behave {body}: {response:?}");
+        assert_eq!(
+            response.status, 200,
+            "POST /__mock/behave {body}: {response:?}"
+        );
     }
 
     /// Forgets all recorded requests.

@@ -37,6 +37,12 @@ pub fn render_ecds(
     dir: &Path,
 ) -> (String, PathBuf) {
     let bootstrap = render_ports(template, params);
+    // A pool cluster's upstream filter loads the module from the bootstrap itself.
+    let bootstrap = if bootstrap.contains("posturio.wasm") {
+        replace_module_path(&bootstrap, &params.module)
+    } else {
+        bootstrap
+    };
     let filter = super::read_repo_file(ecds);
     let filter = replace_policy(
         &replace_module_path(&filter, &params.module),
