@@ -28,6 +28,7 @@ mod refusals;
 mod request_limits;
 mod response;
 mod rewrite;
+mod served;
 mod settle;
 pub mod state;
 
