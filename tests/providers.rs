@@ -251,3 +251,59 @@ fn envoy_injects_each_providers_key_and_drops_the_clients() {
     }
     envoy.assert_no_wasm_failure();
 }
+
+#[test]
+fn the_aggregate_pool_falls_back_to_azure_with_azures_key_and_path() {
+    let mock = MockProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("envoy-providers-plain.yaml");
+    std::fs::write(&template, plain_template(dir.path())).unwrap();
+    let template: &'static str = Box::leak(template.display().to_string().into_boxed_str());
+    let policy = common::embedded_policy(&common::read_repo_file(CONFIG));
+    let envoy = Envoy::start_with(EnvoyOptions::new(&policy).template(template).mock(&mock));
+    mock.behave("openai", serde_json::json!({ "status": 429 }));
+
+    let client_key = "sk-client-must-not-pass";
+    let chat =
+        serde_json::json!({"model": "resilient", "messages": [{"role": "user", "content": "Hi"}]});
+    let response = http::post_json(
+        envoy.port(),
+        "/v1/chat/completions",
+        &[
+            ("x-posturio-consumer", "platform-team"),
+            ("Authorization", &format!("Bearer {client_key}")),
+        ],
+        &chat,
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+
+    let records = mock.requests();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let (openai, azure) = (&records[0], &records[1]);
+    assert_eq!(openai.listener, "openai");
+    assert_eq!(openai.path, "/v1/chat/completions");
+    assert_eq!(openai.json()["model"], "gpt-4o");
+    assert_eq!(
+        openai.header_values("authorization"),
+        [format!("Bearer {}", key_of("openai"))]
+    );
+    assert!(openai.header_values("api-key").is_empty(), "{openai:#?}");
+    assert_eq!(azure.listener, "azure");
+    assert_eq!(azure.path, "/openai/v1/chat/completions");
+    assert_eq!(azure.json()["model"], "gpt-4o-prod");
+    assert_eq!(azure.header_values("api-key"), [key_of("azure")]);
+    assert!(
+        azure.header_values("authorization").is_empty(),
+        "OpenAI's key reached Azure: {azure:#?}"
+    );
+    for record in &records {
+        assert_eq!(record.header("x-posturio-target"), None, "{record:#?}");
+        for (name, value) in &record.headers {
+            assert!(
+                !value.contains(client_key),
+                "the client's key reached {name}"
+            );
+        }
+    }
+    envoy.assert_no_wasm_failure();
+}
