@@ -359,3 +359,169 @@ fn a_model_without_targets_writes_no_plan() {
     );
     assert!(sent.plan.is_none());
 }
+
+const POOL_POLICY: &str = r#"{
+  "providers": {
+    "openai": { "cluster": "openai", "api": "openai" },
+    "azure": { "cluster": "azure", "api": ["openai", "azure_openai"], "base_path": "/openai/v1" }
+  },
+  "models": {
+    "gpt-4o": {
+      "cluster": "gpt-4o-pool",
+      "targets": [
+        { "provider": "openai", "upstream_model": "gpt-4o-2024-08-06" },
+        { "provider": "azure", "upstream_model": "gpt-4o-prod" }
+      ]
+    },
+    "solo": { "provider": "openai" }
+  },
+  "consumers": { "team": { "models": ["*"], "budget": { "tokens_per_day": 1000 } } },
+  "identity": { "header": "x-posturio-consumer" }
+}"#;
+
+const USAGE: &str = r#"{"usage":{"prompt_tokens":6,"completion_tokens":4}}"#;
+
+/// A request for `model` answered with `status` and `USAGE`; `state` is the filter state
+/// the upstream side left (and `response.code_details`).
+fn exchange(model: &str, status: &str, state: &[(&str, &str)]) -> FakeHost {
+    let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    let mut host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-posturio-consumer", "team")],
+        &body,
+    );
+    host.upstream_headers = vec![
+        (":status".into(), status.as_bytes().to_vec()),
+        ("content-type".into(), b"application/json".to_vec()),
+    ];
+    *host.upstream_chunks.borrow_mut() = vec![USAGE.as_bytes().to_vec()];
+    let policy = Rc::new(Policy::from_json(POOL_POLICY.as_bytes()).unwrap());
+    let mut filter = Request::new(&host, Some(policy), Rc::default());
+    filter.on_request_headers(false);
+    filter.on_request_body(body.len(), true);
+    for (key, value) in state {
+        host.properties
+            .borrow_mut()
+            .push(((*key).to_owned(), value.as_bytes().to_vec()));
+    }
+    if filter.on_response_headers(false) == Flow::Continue {
+        filter.on_response_body(USAGE.len(), true);
+    }
+    filter.on_log();
+    host
+}
+
+#[test]
+fn the_serving_provider_names_the_labels_the_access_log_and_the_charge() {
+    let host = exchange(
+        "gpt-4o",
+        "200",
+        &[
+            ("response.code_details", "via_upstream"),
+            ("posturio_served", "azure"),
+            ("posturio_attempts", "2"),
+        ],
+    );
+    assert!(host.answers.borrow().is_empty());
+    assert_eq!(
+        host.header("x-posturio-cluster").as_deref(),
+        Some("gpt-4o-pool")
+    );
+    assert_eq!(
+        host.property_value("posturio.provider").as_deref(),
+        Some("azure")
+    );
+    assert_eq!(
+        host.property_value("posturio.upstream_model").as_deref(),
+        Some("gpt-4o-prod")
+    );
+    assert_eq!(
+        host.property_value("posturio.attempts").as_deref(),
+        Some("2")
+    );
+    let by = ".consumer=team;.model=gpt-4o;.provider=azure;";
+    assert_eq!(host.counter(&format!("posturio_input_tokens_total{by}")), 6);
+    assert_eq!(
+        host.counter(&format!("posturio_upstream_responses_total{by}.class=2xx;")),
+        1
+    );
+    assert_eq!(
+        host.budget_used("team", crate::policy::budget::Window::Day),
+        10,
+        "charged once"
+    );
+}
+
+#[test]
+fn a_pool_answer_without_its_upstream_filter_never_reaches_the_client() {
+    let host = exchange(
+        "gpt-4o",
+        "200",
+        &[("response.code_details", "via_upstream")],
+    );
+    let answers = host.answers.borrow();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].status, 502);
+    let body = String::from_utf8_lossy(&answers[0].body);
+    assert!(body.contains("internal_error"), "{body}");
+    assert!(
+        body.contains("gpt-4o-pool has no Posturio upstream filter"),
+        "{body}"
+    );
+    assert!(host.delivered.borrow().is_empty());
+    assert_eq!(
+        host.property_value("posturio.code").as_deref(),
+        Some("internal_error")
+    );
+}
+
+#[test]
+fn envoys_own_answer_becomes_upstream_unavailable_with_its_status() {
+    for model in ["gpt-4o", "solo"] {
+        let host = exchange(
+            model,
+            "503",
+            &[(
+                "response.code_details",
+                "upstream_reset_before_response_started{connection_failure}",
+            )],
+        );
+        let answers = host.answers.borrow();
+        assert_eq!(answers.len(), 1, "{model}");
+        assert_eq!(answers[0].status, 503);
+        let body: Value = serde_json::from_slice(&answers[0].body).unwrap();
+        assert_eq!(body["error"]["code"], "upstream_unavailable");
+        assert_eq!(
+            body["error"]["message"],
+            format!(
+                "no provider could answer for model {model}: \
+                 upstream_reset_before_response_started{{connection_failure}}"
+            )
+        );
+        assert!(answers[0].headers.contains(&(
+            "x-posturio-code".to_owned(),
+            "upstream_unavailable".to_owned()
+        )));
+    }
+}
+
+#[test]
+fn a_provider_error_passes_as_it_is() {
+    let host = exchange(
+        "gpt-4o",
+        "429",
+        &[
+            ("response.code_details", "via_upstream"),
+            ("posturio_served", "azure"),
+            ("posturio_attempts", "2"),
+        ],
+    );
+    assert!(host.answers.borrow().is_empty());
+    assert_eq!(
+        host.counter(
+            "posturio_upstream_responses_total.consumer=team;.model=gpt-4o;.provider=azure;.class=4xx;"
+        ),
+        1
+    );
+}
