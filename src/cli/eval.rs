@@ -222,6 +222,10 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
                     "decision": if audited.is_some() { "audit" } else { "allow" },
                     "cluster": host.header(&route_header),
                     "path": host.header(":path"),
+                    // A pooled model: what each target's attempt gets.
+                    "plan": host
+                        .property_value(crate::policy::plan::PLAN_PROPERTY)
+                        .and_then(|plan| serde_json::from_str::<Value>(&plan).ok()),
                     "consumer": facts.consumer,
                     "model": facts.model,
                     "forwarded_model": facts.upstream_model,
