@@ -27,7 +27,7 @@ use super::metrics::{self, MetricIds};
 use super::record::{Decided, Recorder};
 use super::refusals::too_large;
 use super::response::{millis_between, Context, Upstream};
-use super::served::{no_upstream_filter, served_by, upstream_unavailable, Pooled, VIA_UPSTREAM};
+use super::served::{Answered, Pooled, VIA_UPSTREAM};
 use super::settle::settle;
 use super::state::{Decision, Facts, Pending};
 use super::Flow;
@@ -219,31 +219,17 @@ impl<H: Host> Request<H> {
             .ok()
             .flatten();
         let from_upstream = details.as_deref() == Some(VIA_UPSTREAM);
-        // Details Envoy did not give cannot say who answered: that answer is kept.
-        let replacement = if details.is_some() && !from_upstream {
-            let status = self.response_status();
-            let model = self
+        let answered = Answered {
+            details: details.as_deref(),
+            shape: self.shape,
+            model: self
                 .outcome
                 .as_ref()
-                .and_then(|outcome| outcome.facts.model.as_deref());
-            Some(upstream_unavailable(
-                self.shape,
-                model,
-                details.as_deref(),
-                status,
-            ))
-        } else {
-            match &self.pooled {
-                Some(pooled) => match served_by(&self.host, self.policy.as_deref(), pooled) {
-                    Some(served) => {
-                        self.recorder.served(&self.host, &served);
-                        None
-                    }
-                    None => Some(no_upstream_filter(self.shape, pooled)),
-                },
-                None => None,
-            }
+                .and_then(|outcome| outcome.facts.model.as_deref()),
+            pooled: self.pooled.as_ref(),
         };
+        let replacement =
+            answered.replacement(&self.host, self.policy.as_deref(), &mut self.recorder);
         if let (cx, Some(upstream)) = self.response_step() {
             if upstream.headers(&cx, from_upstream && replacement.is_none(), end_of_stream) {
                 settle(upstream, &cx);
@@ -257,18 +243,6 @@ impl<H: Host> Request<H> {
             }
             None => Flow::Continue,
         }
-    }
-
-    /// The response's status, for an answer Envoy made itself; 0 when unreadable.
-    fn response_status(&self) -> u16 {
-        self.host
-            .response_headers()
-            .ok()
-            .and_then(|headers| {
-                let (_, value) = headers.iter().find(|(name, _)| name == ":status")?;
-                std::str::from_utf8(value).ok()?.parse::<u16>().ok()
-            })
-            .unwrap_or(0)
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a

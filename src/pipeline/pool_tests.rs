@@ -525,3 +525,19 @@ fn a_provider_error_passes_as_it_is() {
         1
     );
 }
+
+#[test]
+fn another_filters_own_answer_passes_as_it_is() {
+    for details in ["request_rate_limited", "ext_authz_denied"] {
+        let host = exchange("solo", "429", &[("response.code_details", details)]);
+        assert!(host.answers.borrow().is_empty(), "{details}");
+    }
+    for details in [
+        "no_healthy_upstream",
+        "upstream_response_timeout",
+        "overflow",
+    ] {
+        let host = exchange("gpt-4o", "503", &[("response.code_details", details)]);
+        assert_eq!(host.answers.borrow().len(), 1, "{details}");
+    }
+}

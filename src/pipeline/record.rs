@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
-use super::served::ServedBy;
 use super::state::Facts;
 use crate::policy::shorten::{loggable, shorten};
 use crate::policy::{Policy, Reply};
@@ -20,6 +19,15 @@ pub(super) struct Labels {
     pub consumer: String,
     pub model: String,
     pub provider: String,
+}
+
+/// The serving target, as the upstream filter wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServedBy {
+    pub provider: String,
+    /// The provider's name for the model.
+    pub upstream_model: Option<String>,
+    pub attempts: u32,
 }
 
 /// How a request was decided, as the record needs it.

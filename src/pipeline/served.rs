@@ -6,12 +6,29 @@
 //! error in the caller's shape with Envoy's status.
 
 use super::host::Host;
+use super::record::{Recorder, ServedBy};
 use crate::policy::plan::{ATTEMPTS_PROPERTY, SERVED_PROPERTY};
 use crate::policy::shorten::loggable;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 /// `response.code_details` of an answer a provider sent (Envoy's `via_upstream`).
 pub(super) const VIA_UPSTREAM: &[u8] = b"via_upstream";
+
+/// Whether Envoy's own answer says no provider answered: a connection that failed or reset
+/// before a response, no healthy host, a timeout, an overflow (Envoy's
+/// `StreamInfo::ResponseCodeDetails`, such as `upstream_reset_before_response_started{..}`,
+/// `no_healthy_upstream`, `upstream_response_timeout`). Another filter's own answer (a rate
+/// limit's 429, an authorization denial) is that filter's decision, and passes as it is.
+fn no_provider_answered(details: &[u8]) -> bool {
+    const EXACT: [&[u8]; 5] = [
+        b"no_healthy_upstream",
+        b"cluster_not_found",
+        b"maintenance_mode",
+        b"overflow",
+        b"upstream_overflow",
+    ];
+    details.starts_with(b"upstream_") || EXACT.contains(&details)
+}
 
 /// A forwarded request for a pooled model: what its response side needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,22 +37,9 @@ pub(super) struct Pooled {
     pub cluster: String,
 }
 
-/// The serving target, as the upstream filter wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ServedBy {
-    pub provider: String,
-    /// The provider's name for the model.
-    pub upstream_model: Option<String>,
-    pub attempts: u32,
-}
-
 /// The target the upstream filter names, or `None` when no upstream filter ran (or it named
 /// a provider that is not one of the model's targets, which it never does).
-pub(super) fn served_by<H: Host>(
-    host: &H,
-    policy: Option<&Policy>,
-    pooled: &Pooled,
-) -> Option<ServedBy> {
+fn served_by<H: Host>(host: &H, policy: Option<&Policy>, pooled: &Pooled) -> Option<ServedBy> {
     let provider = host.property(&[SERVED_PROPERTY]).ok().flatten()?;
     let provider = String::from_utf8(provider).ok()?;
     let policy = policy?;
@@ -64,9 +68,63 @@ pub(super) fn served_by<H: Host>(
     })
 }
 
+/// What the response headers say of who answered a forwarded request.
+pub(super) struct Answered<'a> {
+    /// `response.code_details`, when Envoy gave it.
+    pub details: Option<&'a [u8]>,
+    pub shape: ApiFamily,
+    pub model: Option<&'a str>,
+    pub pooled: Option<&'a Pooled>,
+}
+
+impl Answered<'_> {
+    /// The gateway's answer that replaces the response, if one must: `upstream_unavailable`
+    /// when Envoy answered because no provider did, 502 when a pool answered without its
+    /// upstream filter. For a pool's provider answer, the serving provider is recorded.
+    pub(super) fn replacement<H: Host>(
+        &self,
+        host: &H,
+        policy: Option<&Policy>,
+        recorder: &mut Recorder,
+    ) -> Option<Reply> {
+        // Details Envoy did not give cannot say who answered, and another filter's own answer
+        // is its decision: those are kept.
+        if self.details.is_some_and(no_provider_answered) {
+            return Some(upstream_unavailable(
+                self.shape,
+                self.model,
+                self.details,
+                response_status(host),
+            ));
+        }
+        let pooled = self.pooled?;
+        if self.details != Some(VIA_UPSTREAM) {
+            return None;
+        }
+        match served_by(host, policy, pooled) {
+            Some(served) => {
+                recorder.served(host, &served);
+                None
+            }
+            None => Some(no_upstream_filter(self.shape, pooled)),
+        }
+    }
+}
+
+/// The response's status, for an answer Envoy made itself; 0 when unreadable.
+fn response_status<H: Host>(host: &H) -> u16 {
+    host.response_headers()
+        .ok()
+        .and_then(|headers| {
+            let (_, value) = headers.iter().find(|(name, _)| name == ":status")?;
+            std::str::from_utf8(value).ok()?.parse::<u16>().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// A pool cluster answered, but no Posturio upstream filter ran: the answer came from a
 /// target the plan never prepared, so it does not reach the client.
-pub(super) fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled) -> Reply {
+fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled) -> Reply {
     Reply::new(
         Code::InternalError,
         shape,
@@ -81,7 +139,7 @@ pub(super) fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled) -> Reply {
 
 /// Envoy answered in the provider's stead: one error in the caller's shape, Envoy's status
 /// kept.
-pub(super) fn upstream_unavailable(
+fn upstream_unavailable(
     shape: ApiFamily,
     model: Option<&str>,
     details: Option<&[u8]>,
