@@ -238,7 +238,7 @@ impl<H: Host> Request<H> {
         match replacement {
             Some(reply) => {
                 self.replaced = true;
-                self.recorder.replaced(&self.host, &reply);
+                self.recorder.replaced(&self.host, &self.metrics, &reply);
                 answer_recorded_elsewhere(&self.host, &reply)
             }
             None => Flow::Continue,

@@ -20,6 +20,9 @@ pub const UPSTREAM_FIRST_BYTE: &str = "posturio_upstream_first_byte_ms";
 pub const REQUEST_DURATION: &str = "posturio_request_duration_ms";
 /// One per attempt at a pool cluster's target, by model, provider and outcome class.
 pub const ATTEMPTS: &str = "posturio_attempts_total";
+/// A forwarded request's answer the gateway replaced, by model and code
+/// (`upstream_unavailable`, or `internal_error` for a pool without its upstream filter).
+pub const REPLACED_RESPONSES: &str = "posturio_replaced_responses_total";
 
 /// The value of a label that does not apply or is not known.
 pub const NONE: &str = "none";

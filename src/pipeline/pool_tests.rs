@@ -474,6 +474,10 @@ fn a_pool_answer_without_its_upstream_filter_never_reaches_the_client() {
         host.property_value("posturio.code").as_deref(),
         Some("internal_error")
     );
+    assert_eq!(
+        host.counter("posturio_replaced_responses_total.model=gpt-4o;.code=internal_error;"),
+        1
+    );
 }
 
 #[test]

@@ -189,10 +189,18 @@ impl Recorder {
         }
     }
 
-    /// A forwarded request's answer replaced by the gateway's (see `served.rs`): its code in
-    /// the access log, and one log line.
-    pub fn replaced<H: Host>(&mut self, host: &H, reply: &Reply) {
+    /// A forwarded request's answer replaced by the gateway's (see `served.rs`): counted, its
+    /// code in the access log, and one log line.
+    pub fn replaced<H: Host>(&mut self, host: &H, metrics: &RefCell<MetricIds>, reply: &Reply) {
         self.flush();
+        if let (Some(labels), Ok(mut metrics)) = (self.labels.as_ref(), metrics.try_borrow_mut()) {
+            metrics.count(
+                host,
+                metrics::REPLACED_RESPONSES,
+                &[("model", &labels.model), ("code", reply.code.as_str())],
+                1,
+            );
+        }
         if let Err(error) = host.set_property(&["posturio.code"], reply.code.as_str().as_bytes()) {
             log::warn!("{error}; the access log will miss posturio.code");
         }
