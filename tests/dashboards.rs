@@ -279,7 +279,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 10, "{metrics:#?}");
+    assert_eq!(metrics.len(), 11, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {
