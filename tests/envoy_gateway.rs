@@ -77,3 +77,13 @@ fn the_stop_iteration_patch_touches_posturio_s_filter_only() {
         serde_json::Value::Null
     );
 }
+
+/// deploy/envoy-gateway/fallback/: the pool cluster Envoy Gateway generates for the pool rule,
+/// with the EnvoyPatchPolicy applied, passes `envoy --mode validate`, and holds what the
+/// fallback policy needs (names, order, filters, retry policy).
+#[test]
+fn the_fallback_pool_passes_envoy_validate_and_matches_its_policy() {
+    let config = platform::validate_pool(PLATFORM)
+        .unwrap_or_else(|log| panic!("envoy --mode validate:\n{log}"));
+    platform::assert_fallback_pool(PLATFORM, &config, "gpt-4o", "gpt-4o-pool");
+}

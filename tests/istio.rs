@@ -112,3 +112,12 @@ fn the_wasmplugin_form_loads_posturio_but_stalls_requests_with_a_body() {
     assert!(answer.is_err(), "expected a stall, got {answer:?}");
     assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
 }
+
+/// deploy/istio/fallback/: the pool cluster and route the EnvoyFilter adds pass `envoy --mode
+/// validate`, and hold what the fallback policy needs (names, order, filters, retry policy).
+#[test]
+fn the_fallback_pool_passes_envoy_validate_and_matches_its_policy() {
+    let config = platform::validate_pool(PLATFORM)
+        .unwrap_or_else(|log| panic!("envoy --mode validate:\n{log}"));
+    platform::assert_fallback_pool(PLATFORM, &config, "gpt-4o", "posturio-pool-gpt-4o");
+}
