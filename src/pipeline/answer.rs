@@ -129,6 +129,23 @@ pub(super) fn answer_allowed<H: Host>(
     )
 }
 
+/// An answer whose reason is counted and logged by its caller rather than recorded as a
+/// decision: the upstream filter's refusal of one attempt (`attempt.rs`, counted as class
+/// `refused`), and a forwarded request's answer replaced because Envoy answered in the
+/// provider's stead or a pool answered without its upstream filter (the decision was
+/// recorded when the request was forwarded).
+pub(super) fn answer_recorded_elsewhere<H: Host>(host: &H, reply: &Reply) -> Flow {
+    send(
+        host,
+        &Answer {
+            status: reply.status(),
+            headers: reply.headers(),
+            body: reply.body(),
+            refusal: Some(reply),
+        },
+    )
+}
+
 fn send<H: Host>(host: &H, answer: &Answer) -> Flow {
     if let Err(error) = host.send_reply(answer) {
         log::error!("{error}; the request could not be answered");

@@ -6,15 +6,18 @@ use super::refusals::{audit_or_refuse, body_reply, no_consumer};
 use super::state::Facts;
 use crate::policy::body::{BodyError, Walked};
 use crate::policy::classify::{Classified, Endpoint};
-use crate::policy::compiled::{Consumer, Policy, Provider};
+use crate::policy::compiled::{Consumer, Policy, Pool, Provider};
 use crate::policy::shorten::shorten;
 use crate::policy::{ApiFamily, Code, Reply};
 
 /// An approved model: the name the client sent, the provider's name for it, and the provider.
+/// For a model served through a pool cluster, `upstream` and `provider` are its first
+/// target's, and `pool` holds them all.
 pub(super) struct Approved<'a> {
     pub name: &'a str,
     pub upstream: &'a str,
     pub provider: &'a Provider,
+    pub pool: Option<&'a Pool>,
 }
 
 /// The approved model, and the refusal audit mode turned into a record, if any.
@@ -68,9 +71,12 @@ pub(super) fn approve<'a>(
             "the policy is inconsistent",
         ));
     };
-    facts.provider = Some(provider.name.clone());
     let upstream = model.upstream_model.as_deref().unwrap_or(name);
-    facts.upstream_model = Some(upstream.to_owned());
+    // A pool's provider and upstream name are known only once an attempt is answered.
+    if model.pool.is_none() {
+        facts.provider = Some(provider.name.clone());
+        facts.upstream_model = Some(upstream.to_owned());
+    }
     // Approval comes before the API check, so that a model the consumer may not use is
     // refused alike whichever API it is asked through, and its provider is never named.
     let audited = match consumer {
@@ -80,14 +86,17 @@ pub(super) fn approve<'a>(
         }
         Some(_) => None,
     };
-    if !provider.families.contains(&endpoint.family()) {
+    if !policy.model_families(model).contains(&endpoint.family()) {
+        let served_by = match &model.pool {
+            Some(_) => "by providers that do not all accept".to_owned(),
+            None => format!("by provider \"{}\", which does not accept", provider.name),
+        };
         return Err(Reply::new(
             Code::ProviderApiMismatch,
             shape,
             format!(
-                "model \"{}\" is served by provider \"{}\", which does not accept the {} API",
+                "model \"{}\" is served {served_by} the {} API",
                 shorten(name),
-                provider.name,
                 endpoint.family().as_str(),
             ),
         ));
@@ -96,6 +105,7 @@ pub(super) fn approve<'a>(
         name,
         upstream,
         provider,
+        pool: model.pool.as_ref(),
     };
     Ok((approved, audited))
 }

@@ -5,6 +5,49 @@ use super::budget;
 use super::host::Host;
 use crate::policy::Policy;
 
+/// What a filter is configured as.
+#[derive(Debug)]
+pub enum Configured {
+    /// The filter that decides (`"role": "request"`, the default), with its policy.
+    Request(Box<Policy>),
+    /// The per-attempt filter of a pool cluster: `{"role": "upstream"}`, no policy.
+    Upstream,
+}
+
+/// The filter's role and, for the request filter, its compiled policy; `None` when the
+/// configuration is invalid (each mistake logged).
+pub fn configure_role<H: Host>(host: &H, bytes: &[u8]) -> Option<Configured> {
+    match upstream_role(bytes) {
+        Ok(true) => {
+            log::info!("configured as the upstream filter of a pool cluster");
+            Some(Configured::Upstream)
+        }
+        Ok(false) => configure(host, bytes).map(|policy| Configured::Request(Box::new(policy))),
+        Err(error) => {
+            log::error!("invalid configuration: {error}");
+            None
+        }
+    }
+}
+
+/// Whether the configuration is the upstream role's, `{"role": "upstream"}`; any other key
+/// beside that role is an error naming it. Anything else is read as a policy.
+pub fn upstream_role(bytes: &[u8]) -> Result<bool, String> {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(bytes) else {
+        return Ok(false);
+    };
+    if object.get("role").and_then(|role| role.as_str()) != Some("upstream") {
+        return Ok(false);
+    }
+    match object.keys().find(|key| *key != "role") {
+        Some(key) => Err(format!(
+            "{key}: the upstream filter's configuration is exactly {{\"role\": \"upstream\"}}; \
+             it takes no policy (the request filter's plan says what each attempt gets)"
+        )),
+        None => Ok(true),
+    }
+}
+
 /// The compiled policy, or `None` when the configuration is invalid: each mistake is logged
 /// with the JSON path of the bad value, and the adapter rejects the configuration.
 pub fn configure<H: Host>(host: &H, bytes: &[u8]) -> Option<Policy> {

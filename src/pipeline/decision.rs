@@ -70,6 +70,7 @@ fn decide_passthrough(
         body: None,
         audited,
         usage: None,
+        plan: None,
     }))
 }
 

@@ -9,13 +9,15 @@
 //!   and never forwarded) → budget check (`budget.rs`) → record (`record.rs`) → forward
 //!   (`forward.rs`);
 //! - trailers: refused;
-//! - response: upstream metrics and usage read (`response.rs`) → settlement (`settle.rs`),
-//!   at the end of the body or at the end of the stream.
+//! - response: who answered (`served.rs`: a pool's serving provider; Envoy's own answer
+//!   replaced by one in the caller's shape) → upstream metrics and usage read
+//!   (`response.rs`) → settlement (`settle.rs`), at the end of the body or at the end of the
+//!   stream.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::answer::{self, Refusal};
+use super::answer::{self, answer_recorded_elsewhere, Refusal};
 use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
@@ -25,6 +27,7 @@ use super::metrics::{self, MetricIds};
 use super::record::{Decided, Recorder};
 use super::refusals::too_large;
 use super::response::{millis_between, Context, Upstream};
+use super::served::{no_upstream_filter, served_by, upstream_unavailable, Pooled, VIA_UPSTREAM};
 use super::settle::settle;
 use super::state::{Decision, Facts, Pending};
 use super::Flow;
@@ -82,6 +85,10 @@ pub struct Request<H: Host> {
     upstream: Option<Upstream>,
     /// How the request was decided, once it is.
     outcome: Option<Outcome>,
+    /// Set once a request for a pooled model is forwarded.
+    pooled: Option<Pooled>,
+    /// The response was replaced by the gateway's answer; the answer itself passes through.
+    replaced: bool,
 }
 
 /// How a request was decided: what `posturio eval` reports. Its parts are moved here from
@@ -110,6 +117,8 @@ impl<H: Host> Request<H> {
             started_at: None,
             upstream: None,
             outcome: None,
+            pooled: None,
+            replaced: false,
         }
     }
 
@@ -193,20 +202,73 @@ impl<H: Host> Request<H> {
         self.refuse(refusal)
     }
 
-    /// Adds the debug header to the response, when the policy asks for it, and starts
-    /// reading the upstream's response.
+    /// Adds the debug header to the response, when the policy asks for it, learns who
+    /// answered (`served.rs`), and starts reading the upstream's response.
     pub fn on_response_headers(&mut self, end_of_stream: bool) -> Flow {
         if let Some(value) = self.recorder.debug_header.take() {
             if let Err(error) = self.host.set_response_header("x-posturio-decision", &value) {
                 log::warn!("{error}; no debug header");
             }
         }
+        if self.upstream.is_none() || self.replaced {
+            return Flow::Continue;
+        }
+        let details = self
+            .host
+            .property(&["response", "code_details"])
+            .ok()
+            .flatten();
+        let from_upstream = details.as_deref() == Some(VIA_UPSTREAM);
+        // Details Envoy did not give cannot say who answered: that answer is kept.
+        let replacement = if details.is_some() && !from_upstream {
+            let status = self.response_status();
+            let model = self
+                .outcome
+                .as_ref()
+                .and_then(|outcome| outcome.facts.model.as_deref());
+            Some(upstream_unavailable(
+                self.shape,
+                model,
+                details.as_deref(),
+                status,
+            ))
+        } else {
+            match &self.pooled {
+                Some(pooled) => match served_by(&self.host, self.policy.as_deref(), pooled) {
+                    Some(served) => {
+                        self.recorder.served(&self.host, &served);
+                        None
+                    }
+                    None => Some(no_upstream_filter(self.shape, pooled)),
+                },
+                None => None,
+            }
+        };
         if let (cx, Some(upstream)) = self.response_step() {
-            if upstream.headers(&cx, end_of_stream) {
+            if upstream.headers(&cx, from_upstream && replacement.is_none(), end_of_stream) {
                 settle(upstream, &cx);
             }
         }
-        Flow::Continue
+        match replacement {
+            Some(reply) => {
+                self.replaced = true;
+                self.recorder.replaced(&self.host, &reply);
+                answer_recorded_elsewhere(&self.host, &reply)
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    /// The response's status, for an answer Envoy made itself; 0 when unreadable.
+    fn response_status(&self) -> u16 {
+        self.host
+            .response_headers()
+            .ok()
+            .and_then(|headers| {
+                let (_, value) = headers.iter().find(|(name, _)| name == ":status")?;
+                std::str::from_utf8(value).ok()?.parse::<u16>().ok()
+            })
+            .unwrap_or(0)
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a
@@ -223,6 +285,7 @@ impl<H: Host> Request<H> {
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
     pub fn on_log(&mut self) {
+        self.recorder.flush();
         let started_at = self.started_at;
         let (cx, upstream) = self.response_step();
         if let Some(upstream) = upstream {
@@ -344,6 +407,13 @@ impl<H: Host> Request<H> {
             reply: audited.as_ref(),
             forwarded: true,
         };
+        if let Some(plan) = &forward.plan {
+            self.recorder.defer_line = true;
+            self.pooled = Some(Pooled {
+                model: plan.model.clone(),
+                cluster: forward.cluster.clone(),
+            });
+        }
         self.recorder
             .record(&self.host, Some(policy), &self.metrics, decided);
         let route = Route {

@@ -68,11 +68,16 @@ pub(super) fn decide_endpoint(
     let request = (classified, pending, body);
     let changes = limit_changes(policy, request, consumer, &walked, facts, &mut audited)?;
     let rewritten = rewrite(policy, request, (&walked, &verdict), &approved, changes)?;
+    let cluster = match approved.pool {
+        Some(pool) => &pool.cluster,
+        None => &approved.provider.cluster,
+    };
     Ok(Decision::Forward(Forward {
-        cluster: approved.provider.cluster.clone(),
+        cluster: cluster.clone(),
         path: pending.forward_path(rewritten.path),
         body: rewritten.body,
         audited,
         usage: limits::usage_format(classified),
+        plan: rewritten.plan,
     }))
 }

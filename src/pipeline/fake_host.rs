@@ -188,6 +188,7 @@ impl Host for &FakeHost {
             .properties
             .borrow()
             .iter()
+            .rev()
             .find(|(key, _)| key == &path.join("."))
             .map(|(_, value)| value.clone()))
     }

@@ -1,8 +1,10 @@
 //! The forward step: an allowed request is sent on as the policy decided — the new body with
-//! its length, the new path, the provider's cluster in the route header.
+//! its length, the new path, the provider's (or the pool's) cluster in the route header, and
+//! for a pool the plan in filter state.
 
 use super::host::{Host, HostError};
 use super::state::Forward;
+use crate::policy::plan::PLAN_PROPERTY;
 
 /// What the forward step needs besides the decision.
 pub(super) struct Route<'a> {
@@ -33,6 +35,16 @@ pub(super) fn forward<H: Host>(
     if forward.usage.is_some() && route.accept_encoding_sent {
         // Usage is read from the response, which a compressed body would hide.
         host.set_request_header("accept-encoding", None)?;
+    }
+    if let Some(plan) = &forward.plan {
+        // Filter state, read by the upstream filter of every attempt; never on the wire.
+        let Some(json) = plan.to_json() else {
+            return Err(HostError {
+                call: "set_property(posturio_plan)",
+                status: "the plan could not be written".to_owned(),
+            });
+        };
+        host.set_property(&[PLAN_PROPERTY], &json)?;
     }
     host.set_request_header(route.header, Some(&forward.cluster))
 }

@@ -18,6 +18,8 @@ pub const USAGE_UNKNOWN: &str = "posturio_usage_unknown_total";
 pub const UPSTREAM_RESPONSES: &str = "posturio_upstream_responses_total";
 pub const UPSTREAM_FIRST_BYTE: &str = "posturio_upstream_first_byte_ms";
 pub const REQUEST_DURATION: &str = "posturio_request_duration_ms";
+/// One per attempt at a pool cluster's target, by model, provider and outcome class.
+pub const ATTEMPTS: &str = "posturio_attempts_total";
 
 /// The value of a label that does not apply or is not known.
 pub const NONE: &str = "none";

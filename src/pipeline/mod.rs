@@ -8,6 +8,7 @@
 
 pub mod answer;
 mod approval;
+pub mod attempt;
 mod budget;
 pub mod classification;
 pub mod configure;
@@ -27,11 +28,13 @@ mod refusals;
 mod request_limits;
 mod response;
 mod rewrite;
+mod served;
 mod settle;
 pub mod state;
 
 pub use answer::{Answer, Refusal};
-pub use configure::configure;
+pub use attempt::Attempt;
+pub use configure::{configure, configure_role, Configured};
 pub use driver::Request;
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake_host::FakeHost;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
+use super::served::ServedBy;
 use super::state::Facts;
 use crate::policy::shorten::{loggable, shorten};
 use crate::policy::{Policy, Reply};
@@ -41,6 +42,10 @@ pub(super) struct Recorder {
     pub debug_header: Option<String>,
     /// The metric labels of the decided request.
     pub labels: Option<Labels>,
+    /// Set for a request forwarded to a pool cluster: its log line waits for the serving
+    /// provider (`served`), or the end of the stream (`flush`).
+    pub defer_line: bool,
+    pending_line: Option<(log::Level, serde_json::Value)>,
 }
 
 /// `allow` when nothing was found, `audit` when audit mode forwarded what it would have
@@ -89,7 +94,11 @@ impl Recorder {
                 self.request_id.as_deref(),
                 self.body_bytes,
             );
-            log::log!(level, "{line}");
+            if self.defer_line && forwarded {
+                self.pending_line = Some((level, line));
+            } else {
+                log::log!(level, "{line}");
+            }
         }
         // A model outside the catalogue is the client's text: kept short and on one line for
         // the access log.
@@ -139,6 +148,59 @@ impl Recorder {
             } else {
                 format!("{decision}; rules={rules}")
             });
+        }
+    }
+
+    /// A pooled request's serving provider, once its answer arrives: the response's metric
+    /// labels, the access log and the decision's log line name it, with the attempts made.
+    pub fn served<H: Host>(&mut self, host: &H, served: &ServedBy) {
+        if let Some(labels) = self.labels.as_mut() {
+            labels.provider.clone_from(&served.provider);
+        }
+        let attempts = served.attempts.to_string();
+        let state = [
+            ("posturio.provider", served.provider.as_str()),
+            (
+                "posturio.upstream_model",
+                served.upstream_model.as_deref().unwrap_or(""),
+            ),
+            ("posturio.attempts", attempts.as_str()),
+        ];
+        for (key, value) in state.into_iter().filter(|(_, value)| !value.is_empty()) {
+            if let Err(error) = host.set_property(&[key], value.as_bytes()) {
+                log::warn!("{error}; the access log will miss {key}");
+            }
+        }
+        if let Some((level, mut line)) = self.pending_line.take() {
+            if let Some(object) = line.as_object_mut() {
+                object.insert("provider".to_owned(), json!(served.provider));
+                object.insert("upstream_model".to_owned(), json!(served.upstream_model));
+                object.insert("attempts".to_owned(), json!(served.attempts));
+            }
+            log::log!(level, "{line}");
+        }
+    }
+
+    /// A forwarded request's answer replaced by the gateway's (see `served.rs`): its code in
+    /// the access log, and one log line.
+    pub fn replaced<H: Host>(&mut self, host: &H, reply: &Reply) {
+        self.flush();
+        if let Err(error) = host.set_property(&["posturio.code"], reply.code.as_str().as_bytes()) {
+            log::warn!("{error}; the access log will miss posturio.code");
+        }
+        let line = json!({
+            "request_id": self.request_id,
+            "replaced": reply.code.as_str(),
+            "status": reply.status(),
+            "message": reply.message,
+        });
+        log::warn!("{line}");
+    }
+
+    /// Logs a deferred decision line that no serving provider completed.
+    pub fn flush(&mut self) {
+        if let Some((level, line)) = self.pending_line.take() {
+            log::log!(level, "{line}");
         }
     }
 
@@ -200,7 +262,7 @@ fn decision_line(
     reply: Option<&Reply>,
     request_id: Option<&str>,
     body_bytes: usize,
-) -> String {
+) -> serde_json::Value {
     let rules: Vec<_> = facts
         .rules
         .iter()
@@ -225,5 +287,4 @@ fn decision_line(
         "redactions": facts.redactions,
         "body_bytes": body_bytes,
     })
-    .to_string()
 }

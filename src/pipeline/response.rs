@@ -81,16 +81,15 @@ impl Upstream {
     /// The response's headers: count its status class, time the first byte, and decide
     /// whether its body can be read for usage. True when the provider's answer ends here, so
     /// it is settled now; Envoy's own replies are settled at the end of the stream.
-    pub(super) fn headers<H: Host>(&mut self, cx: &Context<H>, end_of_stream: bool) -> bool {
+    /// `from_upstream` is false for an answer Envoy (or a filter after this one) made in the
+    /// provider's stead: neither an upstream response nor a source of usage.
+    pub(super) fn headers<H: Host>(
+        &mut self,
+        cx: &Context<H>,
+        from_upstream: bool,
+        end_of_stream: bool,
+    ) -> bool {
         let upstream = self;
-        // A filter after this one (rate limiting, say) may answer in the provider's stead:
-        // that reply is neither an upstream response nor a source of usage.
-        let from_upstream = cx
-            .host
-            .property(&["response", "code_details"])
-            .ok()
-            .flatten()
-            .is_some_and(|details| details == b"via_upstream");
         if !from_upstream {
             // Envoy's own reply. If the request reached an upstream host (a timeout, a reset)
             // the provider may have billed it: it still owes, and is charged at the end.

@@ -5,6 +5,7 @@
 use crate::policy::classify::Classified;
 use crate::policy::inspect::Fired;
 use crate::policy::model_list::ModelListRequest;
+use crate::policy::plan::Plan;
 use crate::policy::usage::UsageFormat;
 use crate::policy::{ApiFamily, Reply};
 
@@ -70,6 +71,9 @@ pub struct Forward {
     /// The format the response reports its token usage in; `None` when it reports none
     /// (token counts, passthrough calls).
     pub usage: Option<UsageFormat>,
+    /// For a model served through a pool cluster: what each target gets, written to filter
+    /// state for the upstream filter (`crate::policy::plan`).
+    pub plan: Option<Plan>,
 }
 
 /// What a decision was about, for the log and the access log. Never prompt text.

@@ -11,7 +11,7 @@ use std::ops::Range;
 use serde::Deserialize;
 
 /// The request and reply format a provider endpoint speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiFamily {
     #[serde(rename = "openai")]

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::budget::{Budget, Limit, Window};
 use super::classify::is_canonical_path;
 use super::compile_identity::compile_identity;
-use super::compiled::{
-    Consumer, Identity, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider,
-};
+use super::compile_models::{compile_model, is_cluster_name};
+use super::compiled::{Consumer, Identity, OutputCap, OwnSettings, Passthrough, Policy, Provider};
 use super::config::{
     parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, Mode, OpaqueContent,
     ProviderConfig, MAX_BODY_LIMIT,
@@ -71,31 +70,8 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
                 "a model name cannot contain '*', which consumers use as a glob",
             );
         }
-        if let Some(upstream) = &model.upstream_model {
-            check_name(
-                &mut errors,
-                format!("{path}.upstream_model"),
-                upstream,
-                "a model name",
-            );
-        }
-        match provider_index.get(model.provider.as_str()) {
-            Some(&provider) => {
-                models.insert(
-                    name.clone(),
-                    Model {
-                        provider,
-                        upstream_model: model.upstream_model.clone(),
-                    },
-                );
-            }
-            None => errors.add(
-                format!("{path}.provider"),
-                format!(
-                    "unknown provider \"{}\"; define it under \"providers\"",
-                    model.provider
-                ),
-            ),
+        if let Some(model) = compile_model(&mut errors, &path, model, &providers, &provider_index) {
+            models.insert(name.clone(), model);
         }
     }
 
@@ -168,10 +144,7 @@ fn compile_providers(
     for (name, provider) in providers {
         let path = format!("providers.{name}");
         check_name(errors, &path, &name, "a provider name");
-        let cluster_ok = !provider.cluster.is_empty()
-            && provider.cluster.len() <= 256
-            && provider.cluster.bytes().all(|b| b.is_ascii_graphic());
-        if !cluster_ok {
+        if !is_cluster_name(&provider.cluster) {
             errors.add(
                 format!("{path}.cluster"),
                 "must be an Envoy cluster name: 1 to 256 visible ASCII characters, no spaces",

@@ -111,8 +111,43 @@ pub(crate) struct Provider {
 
 #[derive(Debug)]
 pub(crate) struct Model {
+    /// The provider that serves the model; for a pool, the first target's.
+    pub provider: usize,
+    /// The provider's name for it; for a pool, the first target's.
+    pub upstream_model: Option<String>,
+    /// Set for a model served through a pool cluster (`targets` + `cluster`).
+    pub pool: Option<Pool>,
+}
+
+/// A model's targets behind one Envoy pool cluster. The policy says what each target needs;
+/// Envoy picks which target an attempt goes to.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub cluster: String,
+    /// Every target, in the configured order; the first is the model's `provider`.
+    pub targets: Vec<Target>,
+    /// The API families every target's provider accepts.
+    pub families: Vec<ApiFamily>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Target {
     pub provider: usize,
     pub upstream_model: Option<String>,
+}
+
+impl Policy {
+    /// The API families a model can be asked through: its provider's, or for a pool those
+    /// every target accepts.
+    pub(crate) fn model_families<'a>(&'a self, model: &'a Model) -> &'a [ApiFamily] {
+        match &model.pool {
+            Some(pool) => &pool.families,
+            None => self
+                .providers
+                .get(model.provider)
+                .map_or(&[], |provider| provider.families.as_slice()),
+        }
+    }
 }
 
 #[derive(Debug)]

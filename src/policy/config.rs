@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The filter's role: `request` (the default), the filter that decides. The per-attempt
+    /// filter of a pool cluster is configured as `{"role": "upstream"}` alone.
+    #[serde(default)]
+    pub role: Role,
     /// `enforce` refuses what the policy denies; `audit` records it and forwards the request.
     #[serde(default)]
     pub mode: Mode,
@@ -67,6 +71,16 @@ fn default_route_header() -> String {
 
 fn default_max_body_bytes() -> u64 {
     DEFAULT_MAX_BODY_BYTES
+}
+
+/// The role of a policy-carrying filter: only `request`. (`upstream` takes no policy and is
+/// read by `crate::pipeline::configure` before a policy is parsed.)
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Request,
 }
 
 /// `enforce` refuses what the policy denies; `audit` records the denial and forwards anyway.
@@ -159,9 +173,34 @@ pub struct ProviderConfig {
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The provider that serves this model.
-    pub provider: String,
+    /// The provider that serves this model (or `targets` and `cluster`, never both).
+    #[serde(default)]
+    pub provider: Option<String>,
     /// The name the provider knows the model by, written into the forwarded body.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// The providers that can serve this model, in the intended fallback order: Envoy's pool
+    /// cluster (`cluster`) picks one per attempt, by endpoint priority and weight.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1, max = MAX_TARGETS)))]
+    pub targets: Option<Vec<TargetConfig>>,
+    /// The Envoy pool cluster holding every target's endpoints; the route header is set to it.
+    #[serde(default)]
+    pub cluster: Option<String>,
+}
+
+/// The most targets one model may have.
+pub const MAX_TARGETS: usize = 8;
+
+/// One provider of a model served through a pool cluster.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The provider, named as under `providers`; the pool's endpoints carry the same name in
+    /// their metadata (`filter_metadata.posturio.provider`).
+    pub provider: String,
+    /// The name this provider knows the model by; defaults to the catalogue name.
     #[serde(default)]
     pub upstream_model: Option<String>,
 }
@@ -562,6 +601,11 @@ impl Errors {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    /// How many mistakes were found so far.
+    pub(crate) fn count(&self) -> usize {
+        self.0.len()
     }
 
     /// The mistakes found, or `None` when there were none.

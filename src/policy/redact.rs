@@ -14,20 +14,31 @@ pub struct Edit {
 }
 
 /// Applies non-overlapping edits in one copy. `None` if an edit does not fit the body.
-pub fn apply(body: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
-    edits.sort_by_key(|edit| edit.span.start);
+pub fn apply(body: &[u8], edits: Vec<Edit>) -> Option<Vec<u8>> {
+    apply_tracked(body, &edits).map(|(out, _)| out)
+}
+
+/// Applies non-overlapping edits in one copy, and says where each edit's text landed in the
+/// result (by the edits' order as given). `None` if an edit does not fit the body.
+pub fn apply_tracked(body: &[u8], edits: &[Edit]) -> Option<(Vec<u8>, Vec<Range<usize>>)> {
+    let mut order: Vec<usize> = (0..edits.len()).collect();
+    order.sort_by_key(|&index| edits.get(index).map_or(0, |edit| edit.span.start));
     let mut out = Vec::with_capacity(
         body.len()
             .checked_add(edits.iter().map(|e| e.text.len()).sum())?,
     );
+    let mut landed = vec![0..0; edits.len()];
     let mut at = 0usize;
-    for edit in &edits {
+    for index in order {
+        let edit = edits.get(index)?;
         out.extend_from_slice(body.get(at..edit.span.start)?);
+        let start = out.len();
         out.extend_from_slice(edit.text.as_bytes());
+        *landed.get_mut(index)? = start..out.len();
         at = edit.span.end;
     }
     out.extend_from_slice(body.get(at..)?);
-    Some(out)
+    Some((out, landed))
 }
 
 /// Redacts one JSON string (`raw`, quotes included, a token the walk read): each range of its

@@ -40,6 +40,9 @@ pub enum Code {
     BudgetExceeded,
     UsageUnreadable,
     InternalError,
+    /// No provider could answer: Envoy answered itself (every target failed to connect, no
+    /// healthy upstream, a timeout); sent with Envoy's status.
+    UpstreamUnavailable,
 }
 
 impl Code {
@@ -69,6 +72,7 @@ impl Code {
             Code::BudgetExceeded => "budget_exceeded",
             Code::UsageUnreadable => "usage_unreadable",
             Code::InternalError => "internal_error",
+            Code::UpstreamUnavailable => "upstream_unavailable",
         }
     }
 
@@ -96,6 +100,7 @@ impl Code {
             Code::UnsupportedMediaType => 415,
             Code::BudgetExceeded => 429,
             Code::InternalError => 500,
+            Code::UpstreamUnavailable => 503,
         }
     }
 
@@ -137,6 +142,9 @@ pub struct Reply {
     pub rule: Option<String>,
     /// Seconds until the request may succeed, sent as `Retry-After` (budgets).
     pub retry_after: Option<u64>,
+    /// A status other than the code's: Envoy's own for `upstream_unavailable`, 502 for a
+    /// pool cluster that does not match its plan.
+    pub status_override: Option<u16>,
 }
 
 impl Reply {
@@ -147,7 +155,14 @@ impl Reply {
             shape,
             rule: None,
             retry_after: None,
+            status_override: None,
         }
+    }
+
+    /// The reply sent with `status` rather than its code's.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status_override = Some(status);
+        self
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -161,7 +176,7 @@ impl Reply {
     }
 
     pub fn status(&self) -> u16 {
-        self.code.status()
+        self.status_override.unwrap_or(self.code.status())
     }
 
     /// The JSON body, in the shape of the caller's API.
@@ -237,6 +252,8 @@ fn google_status(code: Code) -> &'static str {
         429 => "RESOURCE_EXHAUSTED",
         404 => "NOT_FOUND",
         500 => "INTERNAL",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
         _ => "INVALID_ARGUMENT",
     }
 }
@@ -247,7 +264,8 @@ fn bedrock_type(code: Code) -> &'static str {
         403 => "AccessDeniedException",
         429 => "ThrottlingException",
         404 => "ResourceNotFoundException",
-        500 => "InternalServerException",
+        500 | 502 => "InternalServerException",
+        503 | 504 => "ServiceUnavailableException",
         _ => "ValidationException",
     }
 }
@@ -258,7 +276,7 @@ fn openai_type(code: Code) -> &'static str {
         403 => "permission_error",
         429 => "rate_limit_error",
         404 => "not_found_error",
-        500 => "server_error",
+        500 | 502..=504 => "server_error",
         _ => "invalid_request_error",
     }
 }
@@ -270,7 +288,8 @@ fn anthropic_type(code: Code) -> &'static str {
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
-        500 => "api_error",
+        500 | 502 | 504 => "api_error",
+        503 => "overloaded_error",
         _ => "invalid_request_error",
     }
 }

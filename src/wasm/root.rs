@@ -1,6 +1,7 @@
 //! The root context reads the plugin configuration and hands it to the pipeline; each HTTP
 //! context forwards Envoy's callbacks to the pipeline's driver and maps its flow to
-//! proxy-wasm's `Action`.
+//! proxy-wasm's `Action`. The configuration picks the role: the request filter (a policy)
+//! or the upstream filter of a pool cluster (`{"role": "upstream"}`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,12 +12,16 @@ use proxy_wasm::types::{Action, BufferType, ContextType};
 
 use super::host::WasmHost;
 use crate::pipeline::metrics::MetricIds;
-use crate::pipeline::{configure, Flow, Request};
+use crate::pipeline::{configure_role, Attempt, Configured, Flow, Request};
 use crate::policy::Policy;
 
+/// One root per filter. The same module in two filters with the same `vm_config` shares one
+/// VM, so each role's state lives here, never in statics.
 #[derive(Default)]
 pub struct PosturioRoot {
     policy: Option<Rc<Policy>>,
+    /// Configured as `{"role": "upstream"}`: each HTTP context is one attempt.
+    upstream: bool,
     /// Metric ids of this VM, shared by its HTTP contexts.
     metrics: Rc<RefCell<MetricIds>>,
 }
@@ -47,9 +52,15 @@ impl RootContext for PosturioRoot {
                 return false;
             }
         };
-        match configure(&WasmHost, &bytes) {
-            Some(policy) => {
-                self.policy = Some(Rc::new(policy));
+        match configure_role(&WasmHost, &bytes) {
+            Some(Configured::Request(policy)) => {
+                self.policy = Some(Rc::from(policy));
+                self.upstream = false;
+                true
+            }
+            Some(Configured::Upstream) => {
+                self.policy = None;
+                self.upstream = true;
                 true
             }
             None => false,
@@ -57,6 +68,12 @@ impl RootContext for PosturioRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.upstream {
+            return Some(Box::new(PosturioAttempt(Attempt::new(
+                WasmHost,
+                Rc::clone(&self.metrics),
+            ))));
+        }
         Some(Box::new(PosturioHttp(Request::new(
             WasmHost,
             self.policy.clone(),
@@ -103,5 +120,37 @@ impl HttpContext for PosturioHttp {
 
     fn on_log(&mut self) {
         self.0.on_log();
+    }
+}
+
+/// One attempt at a pool cluster's target (the upstream role).
+struct PosturioAttempt(Attempt<WasmHost>);
+
+impl Context for PosturioAttempt {
+    fn on_done(&mut self) -> bool {
+        self.0.on_done();
+        true
+    }
+}
+
+impl HttpContext for PosturioAttempt {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.0.on_request_trailers())
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers())
+    }
+
+    fn on_log(&mut self) {
+        self.0.on_done();
     }
 }
