@@ -19,10 +19,12 @@ use super::mock::{python, TlsMock};
 use super::{repo_path, Envoy, MockProvider};
 
 /// The hosts the manifests name, and the mock listener that plays each.
-pub const HOSTS: [(&str, &str); 3] = [
+pub const HOSTS: [(&str, &str); 4] = [
     ("api.openai.com", "openai"),
     ("api.anthropic.com", "anthropic"),
     ("artifacts.example.com", "artifacts"),
+    // The Azure OpenAI resource of the fallback manifests (deploy/*/fallback/).
+    ("example-resource.openai.azure.com", "azure"),
 ];
 
 /// Where deploy/istio/envoyfilter.yaml fetches the module from (on artifacts.example.com).
@@ -131,8 +133,10 @@ pub struct Generate<'a> {
     pub mock: Option<&'a MockProvider>,
     /// More manifests (relative to the repository), applied beside the platform's own.
     pub extra: &'a [&'a str],
-    /// More names and the local ports they resolve to.
+    /// More names and the local ports they resolve to (they win over `mock`'s).
     pub endpoints: &'a [(&'a str, u16)],
+    /// A policy file (relative to the repository) rendered in place of the manifests' own.
+    pub policy: Option<&'a str>,
 }
 
 impl Generate<'_> {
@@ -142,6 +146,7 @@ impl Generate<'_> {
             mock: None,
             extra: &[],
             endpoints: &[],
+            policy: None,
         }
     }
 
@@ -180,6 +185,9 @@ impl Generate<'_> {
         for relative in self.extra {
             command.arg("--extra").arg(repo_path(relative));
         }
+        if let Some(policy) = self.policy {
+            command.arg("--policy").arg(repo_path(policy));
+        }
         let out = command.output().unwrap();
         assert!(
             out.status.success(),
@@ -201,6 +209,11 @@ impl Generate<'_> {
 
 /// Starts the mock providers (TLS) and Envoy with the platform's generated configuration.
 pub fn start(platform: &str) -> Platform {
+    start_with(Generate::new(platform))
+}
+
+/// The same with more manifests, name overrides or another policy (`build.mock` is set here).
+pub fn start_with(build: Generate<'_>) -> Platform {
     envoy_binary();
     let certs = Certs::new();
     let mock = MockProvider::start_tls(&TlsMock {
@@ -211,7 +224,7 @@ pub fn start(platform: &str) -> Platform {
     });
     let build = Generate {
         mock: Some(&mock),
-        ..Generate::new(platform)
+        ..build
     };
     let envoy =
         Envoy::start_generated(&|listener, admin, dir| build.run(dir, listener, admin, &certs));
