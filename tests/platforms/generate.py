@@ -7,7 +7,8 @@
 
 `istio`: the ingress gateway with envoyfilter.yaml; `istio-wasmplugin`: the same with
 wasmplugin.yaml instead; `istio-sidecar`: a workload's sidecar with egress.yaml;
-`envoy-gateway`: the Gateway's proxy.
+`envoy-gateway`: the Gateway's proxy. `--policy` (istio): the policy rendered into Posturio's
+listener filter instead of the EnvoyFilter's own, as for deploy/istio/fallback/.
 
 Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
 routes, clusters and bootstrap that its Envoy would run, then applies our patches to them with
