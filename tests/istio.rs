@@ -146,17 +146,19 @@ fn start_fallback(endpoints: &[(&str, u16)]) -> platform::Platform {
 fn assert_no_wasm_failure_once_serving(envoy: &common::Envoy) {
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let log = envoy.log();
-    let serving = log
-        .find("starting workers")
-        .unwrap_or_else(|| panic!("Envoy never started its workers:\n{log}"));
-    let late: Vec<&str> = log[serving..]
+    let late: Vec<&str> = log
         .lines()
+        .skip_while(|l| !l.contains("starting workers"))
         .filter(|l| {
             common::envoy::WASM_FAILURE_MARKERS
                 .iter()
                 .any(|m| l.contains(m))
         })
         .collect();
+    assert!(
+        log.contains("starting workers"),
+        "Envoy never started its workers:\n{log}"
+    );
     assert!(late.is_empty(), "the Wasm VM failed:\n{}", late.join("\n"));
     for (name, value) in envoy.stat_values("^wasm") {
         let failure = name.contains("fail") || name.ends_with(".vm_reload");
