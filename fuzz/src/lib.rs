@@ -107,6 +107,13 @@ impl Catalogue {
             .unwrap()
             .iter()
             .map(|(name, model)| {
+                // A pooled model: routed to its pool, forwarded with its first target's name.
+                if let Some(cluster) = model["cluster"].as_str() {
+                    let upstream = model["targets"][0]["upstream_model"]
+                        .as_str()
+                        .map(str::to_string);
+                    return (name.clone(), (cluster.to_string(), upstream));
+                }
                 let cluster = cluster_of(model["provider"].as_str().unwrap());
                 let upstream = model["upstream_model"].as_str().map(str::to_string);
                 (name.clone(), (cluster, upstream))

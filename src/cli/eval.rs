@@ -242,6 +242,13 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
             )
         }
     };
+    // A pooled model: the plan each target's attempt applies.
+    let plan = host
+        .property_value(crate::policy::plan::PLAN_PROPERTY)
+        .and_then(|plan| serde_json::from_str::<Value>(&plan).ok());
+    if let (Some(plan), Some(object)) = (plan, verdict.as_object_mut()) {
+        object.insert("plan".to_owned(), plan);
+    }
     if let (true, Some(object)) = (response.is_some() && forwarded, verdict.as_object_mut()) {
         object.insert("usage".to_owned(), usage_json(&host));
         object.insert("budget_charged".to_owned(), budget_charged(&host));

@@ -110,6 +110,26 @@ fn check(args: &[String]) -> Result<Output, CliError> {
         ));
     };
     let bytes = read(config_path)?;
+    // The upstream filter of a pool cluster takes `{"role": "upstream"}` and nothing else.
+    match crate::pipeline::configure::upstream_role(&bytes) {
+        Ok(true) => {
+            return Ok(Output {
+                code: 0,
+                stdout: format!(
+                    "{config_path}: valid (the upstream filter of a pool cluster; no policy)"
+                ),
+                stderr: String::new(),
+            })
+        }
+        Ok(false) => {}
+        Err(error) => {
+            return Ok(Output {
+                code: 1,
+                stdout: String::new(),
+                stderr: format!("{config_path}: {error}"),
+            })
+        }
+    }
     Ok(match Policy::from_json(&bytes) {
         Ok(policy) => Output {
             code: 0,

@@ -114,7 +114,8 @@ pub fn facts_before_body(policy: &Policy, pending: &Pending) -> Facts {
     };
     let name = path_model.name.as_str();
     facts.model = Some(name.to_owned());
-    if let Some(model) = policy.models.get(name) {
+    // A pooled model's provider is known only once an attempt is answered.
+    if let Some(model) = policy.models.get(name).filter(|model| model.pool.is_none()) {
         if let Some(provider) = policy.providers.get(model.provider) {
             facts.provider = Some(provider.name.clone());
             facts.upstream_model = Some(model.upstream_model.as_deref().unwrap_or(name).to_owned());

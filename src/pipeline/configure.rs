@@ -71,3 +71,31 @@ pub fn configure<H: Host>(host: &H, bytes: &[u8]) -> Option<Policy> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_role_is_that_object_alone() {
+        assert_eq!(upstream_role(br#"{"role":"upstream"}"#), Ok(true));
+        assert_eq!(
+            upstream_role(br#"{"role":"request","models":{}}"#),
+            Ok(false)
+        );
+        assert_eq!(upstream_role(br#"{"models":{}}"#), Ok(false));
+        assert_eq!(upstream_role(b"not json"), Ok(false));
+        let error = upstream_role(br#"{"role":"upstream","providers":{}}"#).unwrap_err();
+        assert!(
+            error.starts_with("providers: the upstream filter's configuration is exactly"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_policy_takes_no_other_role() {
+        let error =
+            Policy::from_json(br#"{"role":"both","providers":{},"models":{}}"#).unwrap_err();
+        assert_eq!(error[0].path, "role", "{error:?}");
+    }
+}

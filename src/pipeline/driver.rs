@@ -501,3 +501,7 @@ impl<H: Host> Request<H> {
 #[cfg(test)]
 #[path = "driver_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod pool_tests;

@@ -171,6 +171,13 @@ pub struct ProviderConfig {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("oneOf" = [
+        {"required": ["provider"], "not": {"anyOf": [{"required": ["targets"]}, {"required": ["cluster"]}]}},
+        {"required": ["targets", "cluster"], "not": {"anyOf": [{"required": ["provider"]}, {"required": ["upstream_model"]}]}}
+    ]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The provider that serves this model (or `targets` and `cluster`, never both).

@@ -150,9 +150,11 @@ pub fn listed<'p>(
         .iter()
         .filter_map(|name| {
             let model = policy.models.get(name)?;
+            // A pooled model is listed for the families every target accepts, under its
+            // first target's provider.
             let provider = policy.providers.get(model.provider)?;
-            provider
-                .families
+            policy
+                .model_families(model)
                 .contains(&family)
                 .then_some((name.as_str(), provider.name.as_str()))
         })

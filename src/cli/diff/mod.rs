@@ -17,7 +17,7 @@ use self::identity::{credentials, identity_name, identity_sign};
 use self::rules::rules;
 use super::{config_errors, read, CliError, Output};
 use crate::policy::budget::Window;
-use crate::policy::compiled::{Consumer, DEFAULT_CONSUMER};
+use crate::policy::compiled::{Consumer, Model, DEFAULT_CONSUMER};
 use crate::policy::config::{CapAction, Mode, OpaqueContent};
 use crate::policy::Policy;
 
@@ -366,6 +366,28 @@ fn optional(value: Option<&String>) -> &str {
 }
 
 /// The name of the provider at `index` in the compiled policy.
+/// How a model is served, for the review: `provider NAME`, or `pool CLUSTER targets [A as M,
+/// B as N]` in the configured order.
+fn serving_of(policy: &Policy, model: &Model) -> String {
+    match &model.pool {
+        None => format!("provider {}", provider_name(policy, model.provider)),
+        Some(pool) => {
+            let targets: Vec<String> = pool
+                .targets
+                .iter()
+                .map(|target| {
+                    let provider = provider_name(policy, target.provider);
+                    match &target.upstream_model {
+                        Some(upstream) => format!("{provider} as {upstream}"),
+                        None => provider.to_owned(),
+                    }
+                })
+                .collect();
+            format!("pool {} targets [{}]", pool.cluster, targets.join(", "))
+        }
+    }
+}
+
 fn provider_name(policy: &Policy, index: usize) -> &str {
     policy
         .providers
@@ -443,30 +465,41 @@ fn catalogue(changes: &mut Changes, old: &Policy, new: &Policy) {
         .map(|(name, model)| (name.as_str(), model))
         .collect();
     for (name, model) in &new_models {
-        let provider = provider_name(new, model.provider);
+        let serving = serving_of(new, model);
         let Some(before) = old_models.get(name) else {
-            changes.add(
-                Sign::Neutral,
-                format!("model {name} added (provider {provider})"),
-            );
+            changes.add(Sign::Neutral, format!("model {name} added ({serving})"));
             continue;
         };
-        let old_provider = provider_name(old, before.provider);
-        if old_provider != provider {
-            changes.add(
+        let old_serving = serving_of(old, before);
+        match (&before.pool, &model.pool) {
+            (None, None) => {
+                let (old_provider, provider) = (
+                    provider_name(old, before.provider),
+                    provider_name(new, model.provider),
+                );
+                if old_provider != provider {
+                    changes.add(
+                        Sign::Neutral,
+                        format!("model {name}: provider {old_provider} -> {provider}"),
+                    );
+                }
+                if before.upstream_model != model.upstream_model {
+                    changes.add(
+                        Sign::Neutral,
+                        format!(
+                            "model {name}: upstream_model {} -> {}",
+                            optional(before.upstream_model.as_ref()),
+                            optional(model.upstream_model.as_ref())
+                        ),
+                    );
+                }
+            }
+            // A pool's cluster and target list, in order, are shown whole when they change.
+            _ if old_serving != serving => changes.add(
                 Sign::Neutral,
-                format!("model {name}: provider {old_provider} -> {provider}"),
-            );
-        }
-        if before.upstream_model != model.upstream_model {
-            changes.add(
-                Sign::Neutral,
-                format!(
-                    "model {name}: upstream_model {} -> {}",
-                    optional(before.upstream_model.as_ref()),
-                    optional(model.upstream_model.as_ref())
-                ),
-            );
+                format!("model {name}: {old_serving} -> {serving}"),
+            ),
+            _ => {}
         }
     }
     for name in old_models.keys() {
