@@ -65,6 +65,16 @@ fn of_kind(all: &[(PathBuf, Value)], kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The one document of `kind` named `name`.
+fn named(all: &[(PathBuf, Value)], kind: &str, name: &str) -> Value {
+    let found: Vec<Value> = of_kind(all, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} {name}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
 fn check_policy(policy: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.json");
@@ -115,9 +125,8 @@ fn istio_wasmplugin_fails_closed_and_its_policy_is_valid() {
 #[test]
 fn istio_envoyfilter_sets_stop_iteration_and_cluster_header() {
     let all = manifests();
-    let filters = of_kind(&all, "EnvoyFilter");
-    assert_eq!(filters.len(), 1);
-    let patches = filters[0]["spec"]["configPatches"].as_array().unwrap();
+    let filters = named(&all, "EnvoyFilter", "posturio");
+    let patches = filters["spec"]["configPatches"].as_array().unwrap();
     let wasm = &patches
         .iter()
         .find(|p| p["applyTo"] == "HTTP_FILTER")
@@ -158,12 +167,13 @@ fn envoy_gateway_extension_fails_closed_and_its_policy_is_valid() {
     let wasm = &policies[0]["spec"]["wasm"][0];
     assert_eq!(wasm["failOpen"], false);
     check_policy(&wasm["config"].to_string());
-    let patch = &of_kind(&all, "EnvoyPatchPolicy")[0]["spec"]["jsonPatches"][0]["operation"];
+    let patch = &named(&all, "EnvoyPatchPolicy", "posturio-stop-iteration")["spec"]["jsonPatches"]
+        [0]["operation"];
     assert_eq!(patch["path"], "allow_on_headers_stop_iteration");
     assert_eq!(patch["value"], true);
     // Every provider's cluster value is a header value an HTTPRoute rule matches.
-    let routes = of_kind(&all, "HTTPRoute");
-    let matched: Vec<&Value> = routes[0]["spec"]["rules"]
+    let route = named(&all, "HTTPRoute", "llm");
+    let matched: Vec<&Value> = route["spec"]["rules"]
         .as_array()
         .unwrap()
         .iter()
@@ -172,7 +182,11 @@ fn envoy_gateway_extension_fails_closed_and_its_policy_is_valid() {
     for provider in wasm["config"]["providers"].as_object().unwrap().values() {
         assert!(matched.contains(&&provider["cluster"]), "{provider}");
     }
-    assert_eq!(of_kind(&all, "BackendTLSPolicy").len(), 2);
+    let tls: Vec<Value> = of_kind(&all, "BackendTLSPolicy")
+        .into_iter()
+        .filter(|p| p["metadata"]["name"] == "openai" || p["metadata"]["name"] == "anthropic")
+        .collect();
+    assert_eq!(tls.len(), 2);
 }
 
 /// Runs tests/platforms/validate_crds.py on `files`; returns its report and whether it passed.
@@ -204,7 +218,9 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 #[test]
 fn every_manifest_validates_against_the_crds_of_the_versions_the_docs_name() {
     for platform in ["istio", "envoy-gateway"] {
-        let (ok, report) = validate_crds(platform, &yaml_files(&format!("deploy/{platform}")));
+        let mut files = yaml_files(&format!("deploy/{platform}"));
+        files.extend(yaml_files(&format!("deploy/{platform}/fallback")));
+        let (ok, report) = validate_crds(platform, &files);
         assert!(ok, "deploy/{platform} against its CRDs:\n{report}");
     }
 }
@@ -288,18 +304,26 @@ fn platform_stats_tags_are_the_shipped_ones() {
     assert!(shipped.as_array().is_some_and(|t| !t.is_empty()));
 
     let all = manifests();
-    let proxy = &of_kind(&all, "EnvoyProxy")[0];
-    let patched: Vec<Value> = proxy["spec"]["bootstrap"]["jsonPatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["op"] == "add" && p["path"] == "/stats_config/stats_tags/-")
-        .map(|p| p["value"].clone())
-        .collect();
+    let proxies = of_kind(&all, "EnvoyProxy");
+    // envoyproxy.yaml, and fallback/envoyproxy.yaml that replaces it.
+    assert_eq!(proxies.len(), 2);
+    for proxy in &proxies {
+        let patched: Vec<Value> = proxy["spec"]["bootstrap"]["jsonPatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["op"] == "add" && p["path"] == "/stats_config/stats_tags/-")
+            .map(|p| p["value"].clone())
+            .collect();
+        assert_eq!(
+            Value::Array(patched),
+            shipped,
+            "deploy/envoy-gateway: {proxy}"
+        );
+    }
     assert_eq!(
-        Value::Array(patched),
-        shipped,
-        "deploy/envoy-gateway/envoyproxy.yaml"
+        proxies[0]["spec"]["bootstrap"], proxies[1]["spec"]["bootstrap"],
+        "fallback/envoyproxy.yaml replaces envoyproxy.yaml: same bootstrap"
     );
 
     let map = of_kind(&all, "ConfigMap")
@@ -312,4 +336,223 @@ fn platform_stats_tags_are_the_shipped_ones() {
         overlay["stats_config"]["stats_tags"], shipped,
         "deploy/istio/gateway.yaml"
     );
+}
+
+/// The documents of one file under `deploy/`.
+fn file_documents(relative: &str) -> Vec<Value> {
+    documents(&common::repo_path(relative))
+}
+
+fn read_json(relative: &str) -> Value {
+    serde_json::from_str(&common::read_repo_file(relative)).unwrap()
+}
+
+/// Every object in `value` (depth first) that has `key`.
+fn objects_with<'a>(value: &'a Value, key: &str, found: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key(key) {
+                found.push(value);
+            }
+            map.values().for_each(|v| objects_with(v, key, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| objects_with(v, key, found)),
+        _ => {}
+    }
+}
+
+const PLATFORMS: [&str; 2] = ["istio", "envoy-gateway"];
+
+#[test]
+fn every_fallback_policy_passes_posturio_check() {
+    for platform in PLATFORMS {
+        check_policy(&common::read_repo_file(&format!(
+            "deploy/{platform}/fallback/policy.json"
+        )));
+    }
+}
+
+/// A fallback policy is its platform's policy plus the Azure provider and the pooled model,
+/// so that rendering it in place of the other changes nothing else.
+#[test]
+fn each_fallback_policy_is_the_base_policy_plus_the_pool() {
+    for platform in PLATFORMS {
+        let base = read_json(&format!("deploy/{platform}/policy.json"));
+        let mut fallback = read_json(&format!("deploy/{platform}/fallback/policy.json"));
+        let targets = fallback["models"]["gpt-4o"]["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 2, "{platform}");
+        fallback["providers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("azure");
+        fallback["models"].as_object_mut().unwrap().remove("gpt-4o");
+        assert_eq!(fallback, base, "deploy/{platform}/fallback/policy.json");
+    }
+}
+
+/// Every key file an injector reads (`/etc/posturio/keys/<file>`) is a key of the Secret that
+/// is mounted there, holding the SDS secret of the name the injector asks for.
+#[test]
+fn the_fallback_keys_are_where_the_injectors_read_them() {
+    for platform in PLATFORMS {
+        let pool = file_documents(&format!("deploy/{platform}/fallback/fallback.yaml"));
+        let keys = file_documents(&format!("deploy/{platform}/fallback/provider-keys.yaml"));
+        let secret = &keys[0];
+        assert_eq!(secret["kind"], "Secret");
+        let mut credentials = Vec::new();
+        for doc in &pool {
+            objects_with(doc, "sds_config", &mut credentials);
+        }
+        let files: Vec<&Value> = credentials
+            .into_iter()
+            .filter(|c| c["sds_config"]["path_config_source"].is_object())
+            .collect();
+        assert_eq!(files.len(), 2, "{platform}: one key per target");
+        for credential in files {
+            let path = credential["sds_config"]["path_config_source"]["path"]
+                .as_str()
+                .unwrap();
+            let file = path
+                .strip_prefix("/etc/posturio/keys/")
+                .unwrap_or_else(|| panic!("{platform}: {path} is not under the keys mount"));
+            let text = secret["stringData"][file]
+                .as_str()
+                .unwrap_or_else(|| panic!("{platform}: the Secret has no {file}"));
+            let sds: Value = serde_yaml_like(text);
+            let resource = &sds["resources"][0];
+            assert_eq!(resource["name"], credential["name"], "{platform}: {file}");
+            assert!(
+                resource["generic_secret"]["secret"]["inline_string"].is_string(),
+                "{platform}: {file}"
+            );
+        }
+    }
+    // Envoy Gateway: the EnvoyProxy mounts that Secret there, and the Secret lives where the
+    // proxy pods run.
+    let proxy = &file_documents("deploy/envoy-gateway/fallback/envoyproxy.yaml")[0];
+    let deployment = &proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"];
+    let volume = &deployment["pod"]["volumes"][0];
+    let keys = &file_documents("deploy/envoy-gateway/fallback/provider-keys.yaml")[0];
+    assert_eq!(volume["secret"]["secretName"], keys["metadata"]["name"]);
+    assert_eq!(keys["metadata"]["namespace"], "envoy-gateway-system");
+    let mount = &deployment["container"]["volumeMounts"][0];
+    assert_eq!(mount["name"], volume["name"]);
+    assert_eq!(mount["mountPath"], "/etc/posturio/keys");
+    assert_eq!(mount["readOnly"], true);
+}
+
+/// One SDS file (YAML) as JSON, parsed as the manifests are.
+fn serde_yaml_like(text: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sds.yaml");
+    std::fs::write(&file, text).unwrap();
+    documents(&file).into_iter().next().unwrap()
+}
+
+/// Istio: the upstream filter's VM is the listener filter's (one VM for both), the pool route
+/// goes before the route envoyfilter.yaml patches, and every provider of the fallback policy
+/// is a ServiceEntry's cluster.
+#[test]
+fn istio_fallback_names_agree_with_the_base_manifests() {
+    let base = named(&manifests(), "EnvoyFilter", "posturio");
+    let base_patches = base["spec"]["configPatches"].as_array().unwrap();
+    let listener_vm = &base_patches
+        .iter()
+        .find(|p| p["applyTo"] == "HTTP_FILTER")
+        .unwrap()["patch"]["value"]["typed_config"]["config"]["vm_config"];
+    let base_route = base_patches
+        .iter()
+        .find(|p| p["applyTo"] == "HTTP_ROUTE")
+        .unwrap()["match"]["routeConfiguration"]["vhost"]["route"]["name"]
+        .clone();
+
+    let pool = file_documents("deploy/istio/fallback/fallback.yaml");
+    let filter = pool.iter().find(|d| d["kind"] == "EnvoyFilter").unwrap();
+    assert_eq!(
+        filter["spec"]["workloadSelector"],
+        base["spec"]["workloadSelector"]
+    );
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    let cluster = &patches.iter().find(|p| p["applyTo"] == "CLUSTER").unwrap()["patch"];
+    assert_eq!(cluster["operation"], "ADD");
+    let mut wasm = Vec::new();
+    objects_with(&cluster["value"], "vm_config", &mut wasm);
+    assert_eq!(wasm.len(), 1);
+    assert_eq!(
+        &wasm[0]["vm_config"], listener_vm,
+        "one VM for both filters"
+    );
+    let route = patches
+        .iter()
+        .find(|p| p["applyTo"] == "HTTP_ROUTE")
+        .unwrap();
+    assert_eq!(route["patch"]["operation"], "INSERT_BEFORE");
+    assert_eq!(
+        route["match"]["routeConfiguration"]["vhost"]["route"]["name"],
+        base_route
+    );
+
+    let policy = read_json("deploy/istio/fallback/policy.json");
+    let hosts: Vec<String> = of_kind(&manifests(), "ServiceEntry")
+        .iter()
+        .map(|s| format!("outbound|443||{}", s["spec"]["hosts"][0].as_str().unwrap()))
+        .collect();
+    for provider in policy["providers"].as_object().unwrap().values() {
+        let cluster = provider["cluster"].as_str().unwrap().to_string();
+        assert!(hosts.contains(&cluster), "{cluster} is no ServiceEntry's");
+    }
+    assert_eq!(
+        policy["models"]["gpt-4o"]["cluster"],
+        cluster["value"]["name"]
+    );
+}
+
+/// Envoy Gateway: every cluster value of the fallback policy (providers and the pooled model)
+/// is a header value an HTTPRoute rule matches, and the patched cluster is the pool rule's.
+#[test]
+fn envoy_gateway_fallback_names_agree_with_the_routes() {
+    let all = manifests();
+    let mut matched = Vec::new();
+    for route in of_kind(&all, "HTTPRoute") {
+        for (index, rule) in route["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            if let Some(value) = rule["matches"][0]["headers"][0]["value"].as_str() {
+                let cluster = format!(
+                    "httproute/{}/{}/rule/{index}",
+                    route["metadata"]["namespace"].as_str().unwrap(),
+                    route["metadata"]["name"].as_str().unwrap()
+                );
+                matched.push((value.to_string(), cluster));
+            }
+        }
+    }
+    let policy = read_json("deploy/envoy-gateway/fallback/policy.json");
+    let mut values: Vec<&Value> = policy["providers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| &p["cluster"])
+        .collect();
+    values.push(&policy["models"]["gpt-4o"]["cluster"]);
+    for value in values {
+        assert!(
+            matched.iter().any(|(v, _)| v == value),
+            "no HTTPRoute rule matches x-posturio-cluster: {value}"
+        );
+    }
+    let pool_rule = &matched
+        .iter()
+        .find(|(v, _)| policy["models"]["gpt-4o"]["cluster"] == v.as_str())
+        .unwrap()
+        .1;
+    let patch = named(&all, "EnvoyPatchPolicy", "posturio-fallback");
+    for op in patch["spec"]["jsonPatches"].as_array().unwrap() {
+        if op["name"] != "posturio-artifacts" {
+            assert_eq!(&op["name"], pool_rule, "{op}");
+        }
+    }
 }

@@ -23,6 +23,7 @@ class Args:
     admin_port: int
     ca: str
     endpoints: dict[str, int]
+    policy: str | None
 
 
 EXTRA: list[str] = []  # --extra: more manifests, applied beside deploy/<platform>/

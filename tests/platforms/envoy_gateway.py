@@ -1,12 +1,15 @@
 """The Envoy configuration Envoy Gateway generates for deploy/envoy-gateway/ (fixture builder;
 generate.py)."""
 
+import copy
+import hashlib
 import json
+import os
 import sys
 
 import jsonpath
-from common import (ROUTER, WASM_FILTER_TYPE, Args, bootstrap, ca_secret, listener, manifests,
-                    of_kind, one, static_cluster)
+from common import (PLACEHOLDER_SHA256, ROUTER, TLS_TYPE, WASM_FILTER_TYPE, Args, bootstrap,
+                    ca_secret, endpoint, listener, manifests, of_kind, one, static_cluster)
 
 # ---------------------------------------------------------------------------------------------
 # Envoy Gateway (rules from envoyproxy/gateway v1.9.0; the same names since v1.6.0)
@@ -54,8 +57,8 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
         gw_listener["port"]
 
     backends = {b["metadata"]["name"]: b for b in of_kind(docs, "Backend")}
-    tls_policies = {t["spec"]["targetRefs"][0]["name"]: t
-                    for t in of_kind(docs, "BackendTLSPolicy")}
+    tls_policies = {ref["name"]: t for t in of_kind(docs, "BackendTLSPolicy")
+                    for ref in t["spec"]["targetRefs"]}
     for t in of_kind(docs, "BackendTLSPolicy"):
         if t["apiVersion"] != "gateway.networking.k8s.io/v1":
             sys.exit(f"generate: BackendTLSPolicy {t['metadata']['name']} is {t['apiVersion']}; "
@@ -80,7 +83,7 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
             "vm_config": {"vm_id": ir_name, "runtime": "envoy.wasm.runtime.v8",
                           "code": {"local": {"filename": args.module}}},
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                              "value": json.dumps(wasm.get("config", {}),
+                              "value": json.dumps(policy_of(wasm, args),
                                                   separators=(",", ":"))},
             "fail_open": bool(wasm.get("failOpen", False)),
         }
@@ -100,8 +103,19 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
             action = None
             host_rewrite = None
             remove_headers = []
+            auto_host = False
             for flt in rule.get("filters", []):
-                if flt["type"] == "URLRewrite" and flt["urlRewrite"].get("hostname"):
+                if flt["type"] == "ExtensionRef" and flt["extensionRef"]["kind"] == \
+                        "HTTPRouteFilter" and "urlRewrite" in \
+                        route_filters[flt["extensionRef"]["name"]]["spec"]:
+                    # route.go: an HTTPRouteFilter hostname of type Backend is
+                    # auto_host_rewrite (the picked endpoint's hostname).
+                    rewrite = route_filters[flt["extensionRef"]["name"]]["spec"]["urlRewrite"]
+                    if rewrite.get("hostname", {}).get("type") != "Backend":
+                        sys.exit("generate: only an HTTPRouteFilter hostname of type Backend "
+                                 "is implemented here")
+                    auto_host = True
+                elif flt["type"] == "URLRewrite" and flt["urlRewrite"].get("hostname"):
                     # route.go: URLRewrite hostname -> host_rewrite_literal. Nothing else
                     # rewrites Host.
                     host_rewrite = flt["urlRewrite"]["hostname"]
@@ -118,6 +132,17 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
                               "body": {"inline_string": direct["body"]["inline"]}},
                               direct.get("contentType"))
             refs = rule.get("backendRefs", [])
+            if action is None and len(refs) > 1:
+                clusters.append(pool_cluster(cluster_name, refs, backends, tls_policies, args))
+                route_action = {"cluster": cluster_name}
+                if auto_host:
+                    route_action["auto_host_rewrite"] = True
+                if rule.get("timeouts", {}).get("request"):
+                    route_action["timeout"] = rule["timeouts"]["request"]
+                retry = retry_policy(docs, route)
+                if retry:
+                    route_action["retry_policy"] = retry
+                action = ("route", route_action, None)
             if action is None:
                 if len(refs) != 1 or refs[0].get("kind") != "Backend":
                     sys.exit(f"generate: rule {r_idx} of HTTPRoute {name}: one Backend expected")
@@ -182,6 +207,9 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
     # UseProtoNames).
     for epp in of_kind(docs, "EnvoyPatchPolicy"):
         for patch in epp["spec"]["jsonPatches"]:
+            if patch["type"] == "type.googleapis.com/envoy.config.cluster.v3.Cluster":
+                clusters = patch_cluster(clusters, patch, docs, args)
+                continue
             if patch["type"] != "type.googleapis.com/envoy.config.listener.v3.Listener":
                 sys.exit(f"generate: EnvoyPatchPolicy on {patch['type']} not implemented here")
             if patch["name"] != lst["name"]:
@@ -209,4 +237,138 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
             sys.exit("generate: only a JSONPatch bootstrap is implemented here")
         for op in bs["jsonPatches"]:
             boot = jsonpath.apply_operation(boot, op)
-    return boot, []
+    # Envoy Gateway starts the proxy with `--service-cluster <gateway> --service-node <pod>`
+    # (internal/infrastructure/common/proxy_args.go); SDS from files needs a node.
+    return boot, ["--service-cluster", f"{gw_ns}/{gw_name}", "--service-node", "envoy-0"]
+
+
+def policy_of(wasm: dict, args: Args) -> dict:
+    """The Wasm filter's configuration, or with --policy the policy file in its place (what
+    `posturio render` writes into the EnvoyExtensionPolicy when its marker names that file)."""
+    if args.policy and wasm.get("name") == "posturio":
+        with open(args.policy) as f:
+            return json.load(f)
+    return wasm.get("config", {})
+
+
+def pool_cluster(name: str, refs: list[dict], backends: dict, tls_policies: dict,
+                 args: Args) -> dict:
+    """A rule with several Backend refs of one address type and no backendRef filters: ONE
+    cluster with a locality per backendRef, region `<cluster>/backend/<n>`, weight from the
+    ref, priority 1 for a `fallback: true` Backend, TLS per locality by transport socket match
+    (`<cluster>/tls/<n>`), an empty TLS socket for the cluster and HttpProtocolOptions with
+    auto config (internal/xds/translator/cluster.go buildXdsClusterLoadAssignment,
+    buildWeightedLocalities, buildTypedExtensionProtocolOptions; internal/gatewayapi/route.go,
+    helpers.go; the shape of testdata/out/xds-ir/backend-priority.clusters.yaml). DNS
+    endpoints resolve to --endpoint (generate.py)."""
+    localities, matches = [], []
+    for index, ref in enumerate(refs):
+        if ref.get("kind") != "Backend" or ref.get("filters"):
+            sys.exit(f"generate: {name}: only Backend refs without filters are implemented")
+        backend = backends[ref["name"]]
+        host = backend["spec"]["endpoints"][0]["fqdn"]["hostname"]
+        match_name = f"{name}/tls/{index}"
+        lb = endpoint(args, host)
+        lb["load_balancing_weight"] = 1
+        lb["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {
+            "name": match_name}}}
+        locality = {"locality": {"region": f"{name}/backend/{index}"},
+                    "load_balancing_weight": ref.get("weight", 1), "lb_endpoints": [lb]}
+        if backend["spec"].get("fallback"):
+            locality["priority"] = 1
+        localities.append(locality)
+        hostname = tls_policies[ref["name"]]["spec"]["validation"]["hostname"]
+        matches.append({"name": match_name, "match": {"name": match_name}, "transport_socket": {
+            "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": TLS_TYPE, "sni": hostname, "common_tls_context": {
+                    "combined_validation_context": {
+                        "default_validation_context": {"match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": hostname}}]},
+                        "validation_context_sds_secret_config": {
+                            "name": "system_ca_certificates"}}}}}})
+    return {
+        "name": name, "type": "STATIC", "connect_timeout": "10s",
+        "common_lb_config": {"locality_weighted_lb_config": {}},
+        "load_assignment": {"cluster_name": name, "endpoints": localities},
+        "transport_socket": {"name": "dummy.transport_socket", "typed_config": {
+            "@type": TLS_TYPE, "common_tls_context": {}}},
+        "transport_socket_matches": matches,
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                         "HttpProtocolOptions",
+                "auto_config": {"http_protocol_options": {}}}},
+    }
+
+
+def retry_policy(docs: list[dict], route: dict) -> dict | None:
+    """A BackendTrafficPolicy's retry on the HTTPRoute it targets (internal/xds/translator/
+    route.go buildRetryPolicy: previous_hosts, 5 host selection attempts, previous_priorities
+    from numAttemptsPerPriority)."""
+    for btp in of_kind(docs, "BackendTrafficPolicy"):
+        if not any(t["kind"] == "HTTPRoute" and t["name"] == route["metadata"]["name"]
+                   for t in btp["spec"]["targetRefs"]):
+            continue
+        retry = btp["spec"].get("retry")
+        if not retry:
+            continue
+        policy = {
+            "retry_on": ",".join(retry["retryOn"]["triggers"]),
+            "retriable_status_codes": retry["retryOn"].get("httpStatusCodes", []),
+            "num_retries": retry.get("numRetries", 2),
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host."
+                                          "previous_hosts.v3.PreviousHostsPredicate"}}],
+            "host_selection_retry_max_attempts": 5,
+        }
+        if retry.get("numAttemptsPerPriority"):
+            policy["retry_priority"] = {
+                "name": "envoy.retry_priorities.previous_priorities",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry."
+                                          "priority.previous_priorities.v3."
+                                          "PreviousPrioritiesConfig",
+                                 "update_frequency": retry["numAttemptsPerPriority"]}}
+        if retry.get("perRetry", {}).get("timeout"):
+            policy["per_try_timeout"] = retry["perRetry"]["timeout"]
+        return policy
+    return None
+
+
+def patch_cluster(clusters: list[dict], patch: dict, docs: list[dict], args: Args) -> list[dict]:
+    """An EnvoyPatchPolicy operation on a Cluster (internal/xds/translator/jsonpatch.go: `add`
+    with no path adds the value as a whole cluster; otherwise JSONPatch on the named one), with
+    the generator's substitutions on what it adds: DNS names resolve to --endpoint, the proxy
+    image's CA file is --ca, the provider key files mounted at /etc/posturio/keys are written
+    from their Secret, and a placeholder module digest becomes the module's."""
+    op = copy.deepcopy(patch["operation"])
+    keys = os.path.join(args.out, "keys")
+    os.makedirs(keys, exist_ok=True)
+    for secret in of_kind(docs, "Secret"):
+        for name, text in secret.get("stringData", {}).items():
+            with open(os.path.join(keys, name), "w") as f:
+                f.write(text)
+    with open(args.module, "rb") as m:
+        digest = hashlib.sha256(m.read()).hexdigest()
+    text = json.dumps(op).replace("/etc/posturio/keys/", keys + "/") \
+        .replace("/etc/ssl/certs/ca-certificates.crt", args.ca) \
+        .replace(PLACEHOLDER_SHA256, digest)
+    op = json.loads(text)
+    if op["op"] == "add" and not op.get("path") and not op.get("jsonPath"):
+        cluster = op["value"]
+        if cluster.get("type") == "STRICT_DNS":
+            cluster["type"] = "STATIC"
+            cluster.pop("dns_lookup_family", None)
+            for locality in cluster["load_assignment"]["endpoints"]:
+                for lb in locality["lb_endpoints"]:
+                    address = lb["endpoint"]["address"]["socket_address"]
+                    resolved = endpoint(args, address["address"])
+                    lb["endpoint"]["address"] = resolved["endpoint"]["address"]
+        return clusters + [cluster]
+    at = next((n for n, c in enumerate(clusters) if c["name"] == patch["name"]), None)
+    if at is None:
+        sys.exit(f"generate: EnvoyPatchPolicy names cluster {patch['name']}, which Envoy "
+                 "Gateway does not generate: the patch finds nothing")
+    out = list(clusters)
+    out[at] = jsonpath.apply_operation(clusters[at], op)
+    return out

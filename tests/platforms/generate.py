@@ -3,11 +3,12 @@
 
     generate.py istio|istio-wasmplugin|istio-sidecar|envoy-gateway --out DIR --module FILE \
         --listen-port N --admin-port N --ca FILE --endpoint HOST=PORT [--endpoint HOST=PORT ...] \
-        [--extra FILE ...]
+        [--extra FILE ...] [--policy FILE]
 
 `istio`: the ingress gateway with envoyfilter.yaml; `istio-wasmplugin`: the same with
 wasmplugin.yaml instead; `istio-sidecar`: a workload's sidecar with egress.yaml;
-`envoy-gateway`: the Gateway's proxy.
+`envoy-gateway`: the Gateway's proxy. `--policy` (istio): the policy rendered into Posturio's
+listener filter instead of the EnvoyFilter's own, as for deploy/istio/fallback/.
 
 Reads deploy/<platform>/*.yaml and builds, by the control plane's own rules, the listener,
 routes, clusters and bootstrap that its Envoy would run, then applies our patches to them with
@@ -55,11 +56,14 @@ def main() -> int:
     parser.add_argument("--endpoint", action="append", default=[], metavar="HOST=PORT")
     parser.add_argument("--extra", action="append", default=[], metavar="FILE",
                         help="more manifests, as if applied beside deploy/<platform>/")
+    parser.add_argument("--policy", metavar="FILE",
+                        help="istio: the policy rendered into the EnvoyFilter instead of its own")
     ns = parser.parse_args()
     common.EXTRA.extend(ns.extra)
     args = common.Args()
     args.out, args.module, args.ca = ns.out, ns.module, ns.ca
     args.listen_port, args.admin_port = ns.listen_port, ns.admin_port
+    args.policy = ns.policy
     args.endpoints = {}
     for item in ns.endpoint:
         host, _, port = item.partition("=")

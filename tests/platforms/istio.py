@@ -117,11 +117,15 @@ def selects_pods(selector: dict, what: str) -> None:
                  f"{HELM_RELEASE} carry {pods}: it applies to nothing")
 
 
-def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) -> None:
+def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict,
+                      added_clusters: list[dict]) -> None:
     """Applies an EnvoyFilter's GATEWAY patches to the gateway's listener and routes
     (pilot/pkg/networking/core/envoyfilter/listener_patch.go for HTTP_FILTER INSERT_BEFORE:
     the value goes before the first filter matching `subFilter.name`; rc_patch.go for
-    HTTP_ROUTE MERGE: proto.Merge into every route whose name matches)."""
+    HTTP_ROUTE MERGE: proto.Merge into every route whose name matches, and HTTP_ROUTE
+    INSERT_BEFORE: the value goes before the route whose name matches; cluster_patch.go
+    InsertedClusters for CLUSTER ADD: the value is added as it is, collected in
+    `added_clusters`)."""
     selects_pods(ef["spec"].get("workloadSelector", {}).get("labels", {}),
                  f"EnvoyFilter {ef['metadata']['name']}")
     for patch in ef["spec"]["configPatches"]:
@@ -143,6 +147,18 @@ def apply_envoyfilter(ef: dict, gateway: dict, lst: dict, route_config: dict) ->
                 sys.exit(f"generate: HTTP_ROUTE MERGE: no route named {want}")
             for route in hits:
                 proto_merge(route, patch["patch"]["value"])
+        elif patch["applyTo"] == "HTTP_ROUTE" and op == "INSERT_BEFORE":
+            want = match["routeConfiguration"]["vhost"]["route"]["name"]
+            found = False
+            for vh in route_config["virtual_hosts"]:
+                at = next((n for n, r in enumerate(vh["routes"]) if r.get("name") == want), None)
+                if at is not None:
+                    vh["routes"].insert(at, copy.deepcopy(patch["patch"]["value"]))
+                    found = True
+            if not found:
+                sys.exit(f"generate: HTTP_ROUTE INSERT_BEFORE: no route named {want}")
+        elif patch["applyTo"] == "CLUSTER" and op == "ADD":
+            added_clusters.append(copy.deepcopy(patch["patch"]["value"]))
         else:
             sys.exit(f"generate: patch {patch['applyTo']} {op} is not implemented here")
 
@@ -258,14 +274,18 @@ def istio(args: Args, variant: str = "envoyfilter") -> tuple[dict, list[str]]:
     }
     lst = listener(f"0.0.0.0_{port}", args, hcm)
     policies = []
+    added: list[dict] = []
     if variant == "wasmplugin":
         # wasmplugin.yaml applied instead of envoyfilter.yaml (never both).
         for plugin in of_kind(docs, "WasmPlugin"):
             hcm_of(lst)["http_filters"].insert(0, wasmplugin_filter(plugin, args))
             policies.append(plugin["spec"].get("pluginConfig", {}))
     else:
-        for ef in of_kind(docs, "EnvoyFilter"):
-            apply_envoyfilter(ef, gateway, lst, route_config)
+        # In name order: posturio, then posturio-fallback (the order changes nothing here).
+        for ef in sorted(of_kind(docs, "EnvoyFilter"), key=lambda e: e["metadata"]["name"]):
+            apply_envoyfilter(ef, gateway, lst, route_config, added)
+        if args.policy:
+            replace_policy(hcm_of(lst)["http_filters"], args.policy)
 
     # Every cluster the configuration names: routes (after patches), the module's fetch, and
     # the providers the policy routes to with cluster_header.
@@ -314,9 +334,12 @@ def istio(args: Args, variant: str = "envoyfilter") -> tuple[dict, list[str]]:
                                        "shadow_denied", "downstream_cx_active"]]
             + [{"safe_regex": {"regex": r"vhost\..*\.route\..*"}}]}},
     }
-    secrets = sorted({c["transport_socket"]["typed_config"]["common_tls_context"]
-                      ["combined_validation_context"]["validation_context_sds_secret_config"]
-                      ["name"] for c in clusters if "transport_socket" in c})
+    for cluster in added:
+        clusters.append(resolve_added_cluster(cluster, docs, args))
+    tls_contexts = [c["transport_socket"] for c in clusters if "transport_socket" in c] + \
+        [m["transport_socket"] for c in clusters for m in c.get("transport_socket_matches", [])]
+    secrets = sorted({t["typed_config"]["common_tls_context"]["combined_validation_context"]
+                      ["validation_context_sds_secret_config"]["name"] for t in tls_contexts})
     # SDS `file-root:system` is the proxy's system CA bundle (security/pkg/nodeagent/sds).
     config = bootstrap(args, stats_config, lst, clusters, [ca_secret(s, args) for s in secrets])
     # The node as Istio's agent names a gateway: `router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`
@@ -327,6 +350,54 @@ def istio(args: Args, variant: str = "envoyfilter") -> tuple[dict, list[str]]:
         "cluster": f"{HELM_RELEASE}.{GATEWAY_NAMESPACE}",
     }
     return config, istio_bootstrap_override(docs, args)
+
+
+def replace_policy(http_filters: list[dict], path: str) -> None:
+    """The listener filter's policy replaced by the file at `path`, as `posturio render` writes
+    it when the EnvoyFilter's marker names that file."""
+    with open(path) as f:
+        policy = f.read()
+    for f in http_filters:
+        config = f.get("typed_config", {}).get("config", {})
+        if f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE and \
+                config.get("name") == "posturio":
+            config["configuration"]["value"] = policy
+            return
+    sys.exit("generate: --policy: no Posturio filter in the listener")
+
+
+def resolve_added_cluster(cluster: dict, docs: list[dict], args: Args) -> dict:
+    """A cluster an EnvoyFilter ADDs, with the generator's substitutions (generate.py): each
+    DNS endpoint resolves to its --endpoint; the system CAs Istio's agent serves by SDS
+    (`file-root:system` on `sds-grpc`) become the static secret of that name; the provider key
+    files mounted from a Secret at /etc/posturio/keys are written from that Secret into the
+    output; a placeholder module digest becomes the module's."""
+    cluster = copy.deepcopy(cluster)
+    if cluster.get("type") in ("STRICT_DNS", "LOGICAL_DNS"):
+        cluster["type"] = "STATIC"
+        cluster.pop("dns_lookup_family", None)
+        for locality in cluster["load_assignment"]["endpoints"]:
+            for lb in locality["lb_endpoints"]:
+                address = lb["endpoint"]["address"]["socket_address"]
+                host = address["address"]
+                if host not in args.endpoints:
+                    sys.exit(f"generate: no --endpoint for {host}")
+                address["address"] = "127.0.0.1"
+                address["port_value"] = args.endpoints[host]
+    for m in cluster.get("transport_socket_matches", []):
+        sds = m["transport_socket"]["typed_config"]["common_tls_context"][
+            "combined_validation_context"]["validation_context_sds_secret_config"]
+        sds.pop("sds_config", None)
+    keys = os.path.join(args.out, "keys")
+    os.makedirs(keys, exist_ok=True)
+    for secret in of_kind(docs, "Secret"):
+        for name, text in secret.get("stringData", {}).items():
+            with open(os.path.join(keys, name), "w") as f:
+                f.write(text)
+    text = json.dumps(cluster).replace("/etc/posturio/keys/", keys + "/")
+    with open(args.module, "rb") as m:
+        digest = hashlib.sha256(m.read()).hexdigest()
+    return json.loads(text.replace(PLACEHOLDER_SHA256, digest))
 
 
 def istio_bootstrap_override(docs: list[dict], args: Args) -> list[str]:

@@ -30,7 +30,7 @@ RELEASES = {
 }
 
 # Built-in kinds: no CRD; checked for shape only.
-CORE = {("v1", "ConfigMap")}
+CORE = {("v1", "ConfigMap"), ("v1", "Secret")}
 
 
 def to_json_schema(node):
@@ -77,8 +77,9 @@ def check(platform: str, files: list[str]) -> list[str]:
             api_version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
             where = f"{os.path.basename(path)}: {kind} {doc.get('metadata', {}).get('name')}"
             if (api_version, kind) in CORE:
-                if not all(isinstance(v, str) for v in doc.get("data", {}).values()):
-                    problems.append(f"{where}: data values must be strings")
+                for field in ("data", "stringData"):
+                    if not all(isinstance(v, str) for v in doc.get(field, {}).values()):
+                        problems.append(f"{where}: {field} values must be strings")
                 continue
             for releases in RELEASES[platform]:
                 schema = next((s for s in (schema_for(r, api_version, kind) for r in releases)
