@@ -32,7 +32,7 @@ DETECTORS_POLICY = REPO / "benches" / "policy-detectors.json"
 # The ports the template uses, replaced one by one (each must occur exactly once).
 TEMPLATE_LISTENER_PORT = 10000
 TEMPLATE_ADMIN_PORT = 9901
-TEMPLATE_PROVIDER_PORTS = (18081, 18082, 18083)
+TEMPLATE_PROVIDER_PORTS = (18081, 18082, 18083, 18084)
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -264,6 +264,38 @@ def _replace_policy(yaml: str, policy: str) -> str:
     return "\n".join(lines[: head + 1] + body + [""] + lines[end:]) + "\n"
 
 
+def _item_end(lines: list[str], start: int) -> int:
+    """The index just past the YAML list item that starts at `start` (a `- ` line)."""
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > _indent(lines[start])):
+        end += 1
+    return end
+
+
+def _drop_pools(yaml: str) -> str:
+    """The template without its fallback pools: every cluster that runs Posturio as an upstream
+    filter, and the route that sends to it. The cases measure one filter on one provider; a
+    pool would add an upstream Wasm filter (and its memory) to bare Envoy too."""
+    lines = yaml.splitlines()
+    pools = []
+    clusters = next((i for i, line in enumerate(lines) if line.rstrip() == "  clusters:"), len(lines))
+    for i, line in enumerate(lines):
+        if i > clusters and line.strip().startswith("- name: ") and _indent(line) == 2:
+            block = lines[i:_item_end(lines, i)]
+            if any(entry.strip() == "- name: envoy.filters.http.wasm" for entry in block):
+                pools.append((i, line.strip().removeprefix("- name: ")))
+    for start, _ in reversed(pools):
+        del lines[start:_item_end(lines, start)]
+    for _, name in pools:
+        routes = [i for i, line in enumerate(lines) if line.strip() == f"cluster: {name}"]
+        for route in reversed(routes):
+            start = route
+            while start > 0 and not lines[start].lstrip().startswith("- match:"):
+                start -= 1
+            del lines[start:_item_end(lines, start)]
+    return "\n".join(lines) + "\n"
+
+
 def _drop_wasm_filter(yaml: str) -> str:
     lines = yaml.splitlines()
     starts = [i for i, line in enumerate(lines) if line.strip() == "- name: envoy.filters.http.wasm"]
@@ -286,7 +318,7 @@ def envoy_config(
     With a policy: Posturio runs it and routes by the cluster header, as shipped. Without one
     (bare Envoy): the same listener, without the Wasm filter, routing to the `openai` cluster.
     """
-    text = TEMPLATE.read_text()
+    text = _drop_pools(TEMPLATE.read_text())
     text = _replace_once(text, f"port_value: {TEMPLATE_LISTENER_PORT}", f"port_value: {listener}")
     text = _replace_once(text, f"port_value: {TEMPLATE_ADMIN_PORT}", f"port_value: {admin}")
     for port in TEMPLATE_PROVIDER_PORTS:
