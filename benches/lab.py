@@ -84,11 +84,18 @@ SYSTEM_PROMPT = (
 
 
 def routing_only(policy_text: str) -> str:
-    """The policy without its inspection rules: approvals and routing only."""
+    """The policy without its inspection rules: approvals and routing only. Its models served
+    by a fallback pool go too: the benchmark's Envoy has no pool (see `envoy_config`), and a
+    baseline module older than pools could not read them."""
     policy = json.loads(policy_text)
     policy.pop("rules", None)
+    pooled = {name for name, model in policy.get("models", {}).items() if "targets" in model}
+    for name in pooled:
+        del policy["models"][name]
     for consumer in policy.get("consumers", {}).values():
         consumer.pop("rules", None)
+        if "models" in consumer:
+            consumer["models"] = [name for name in consumer["models"] if name not in pooled]
     return json.dumps(policy, indent=2)
 
 
