@@ -35,9 +35,9 @@ def message(client: anthropic.Anthropic, model: str) -> dict:
     }
 
 
-def message_stream(client: anthropic.Anthropic) -> dict:
+def message_stream(client: anthropic.Anthropic, model: str = "claude-haiku-4") -> dict:
     events = 0
-    with client.messages.stream(model="claude-haiku-4", max_tokens=64,
+    with client.messages.stream(model=model, max_tokens=64,
                                 messages=MESSAGES) as stream:
         for _ in stream:
             events += 1
@@ -69,6 +69,9 @@ SCENARIOS = {
         {"x-posturio-consumer": "search-team"},
         lambda c: message(c, "claude-sonnet-4"),
     ),
+    # claude-resilient is served by a fallback pool (tests/fallback_families.rs).
+    "resilient": ({}, lambda c: message(c, "claude-resilient")),
+    "resilient_stream": ({}, lambda c: message_stream(c, "claude-resilient")),
     "models_list": ({}, models),
     "models_list_search_team": ({"x-posturio-consumer": "search-team"}, models),
     "models_retrieve": ({}, lambda c: model(c, "claude-haiku-4")),
