@@ -545,3 +545,41 @@ fn another_filters_own_answer_passes_as_it_is() {
         assert_eq!(host.answers.borrow().len(), 1, "{details}");
     }
 }
+
+/// The request filter's refusal of `body` for a pool whose second target's model name is
+/// longer than the first's, under `max_body_bytes`; `None` when it forwarded.
+fn refusal_under_limit(limit: usize, body: &str) -> Option<crate::policy::Reply> {
+    let pool = json!({ "cluster": "pool", "targets": [
+        { "provider": "a", "upstream_model": "m" },
+        { "provider": "b", "upstream_model": "a-much-longer-model-name" },
+    ] });
+    let (consumer, rules) = anyone();
+    let mut policy: Value = serde_json::from_slice(&policy_json(
+        &[("a", &["openai"], None), ("b", &["openai"], None)],
+        "pooled",
+        pool,
+        consumer,
+        rules,
+    ))
+    .unwrap();
+    policy["max_body_bytes"] = json!(limit);
+    let policy = Rc::new(Policy::from_json(&serde_json::to_vec(&policy).unwrap()).unwrap());
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], body);
+    let mut filter = Request::new(&host, Some(policy), Rc::default());
+    filter.on_request_headers(false);
+    filter.on_request_body(body.len(), true);
+    let reply = host.replies.borrow().first().cloned();
+    reply
+}
+
+#[test]
+fn no_target_is_sent_a_body_over_the_limit() {
+    let body = r#"{"model":"pooled","messages":[]}"#;
+    // The second target's body is the longest: its model name is the longest.
+    let longest = body.len() + "a-much-longer-model-name".len() - "pooled".len();
+    assert_eq!(refusal_under_limit(longest, body), None);
+    let reply = refusal_under_limit(longest - 1, body).unwrap();
+    assert_eq!(reply.code, crate::policy::Code::BodyTooLarge, "{reply:?}");
+    assert_eq!(reply.status(), 413, "{reply:?}");
+    assert!(reply.message.contains("once rewritten"), "{reply:?}");
+}
