@@ -498,10 +498,7 @@ fn envoys_own_answer_becomes_upstream_unavailable_with_its_status() {
         assert_eq!(body["error"]["code"], "upstream_unavailable");
         assert_eq!(
             body["error"]["message"],
-            format!(
-                "no provider could answer for model {model}: \
-                 upstream_reset_before_response_started{{connection_failure}}"
-            )
+            format!("no provider could answer for model {model}: connection failure")
         );
         assert!(answers[0].headers.contains(&(
             "x-posturio-code".to_owned(),
@@ -582,4 +579,32 @@ fn no_target_is_sent_a_body_over_the_limit() {
     assert_eq!(reply.code, crate::policy::Code::BodyTooLarge, "{reply:?}");
     assert_eq!(reply.status(), 413, "{reply:?}");
     assert!(reply.message.contains("once rewritten"), "{reply:?}");
+}
+
+#[test]
+fn upstream_unavailable_gives_a_plain_reason_never_envoys_details() {
+    for (details, reason) in [
+        (
+            "upstream_reset_before_response_started{remote_connection_failure|TLS_error:_CERTIFICATE_VERIFY_FAILED}",
+            "connection failure",
+        ),
+        (
+            "upstream_reset_before_response_started{connection_termination}",
+            "connection reset",
+        ),
+        ("upstream_per_try_idle_timeout", "timeout"),
+        ("upstream_response_timeout", "timeout"),
+        ("no_healthy_upstream", "no healthy provider"),
+        ("upstream_overflow", "too many requests in flight"),
+        ("overflow", "too many requests in flight"),
+    ] {
+        let host = exchange("gpt-4o", "503", &[("response.code_details", details)]);
+        let answers = host.answers.borrow();
+        let body: Value = serde_json::from_slice(&answers[0].body).unwrap();
+        assert_eq!(
+            body["error"]["message"],
+            format!("no provider could answer for model gpt-4o: {reason}"),
+            "{details}"
+        );
+    }
 }
