@@ -278,6 +278,8 @@ fn when_no_target_answers_the_client_gets_one_error_in_its_shape() {
     assert_eq!(error["code"], "upstream_unavailable", "{answer:?}");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(MODEL), "{message}");
+    // A plain reason; Envoy's code details stay in the log.
+    assert!(message.ends_with(": connection reset"), "{message}");
     assert_eq!(mock.requests().len(), 2);
     assert_eq!(attempts(&envoy, "openai", "reset"), 1.0);
     assert_eq!(attempts(&envoy, "azure", "reset"), 1.0);
