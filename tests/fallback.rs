@@ -160,6 +160,41 @@ fn a_429_from_the_primary_is_served_by_the_secondary_with_its_own_model_path_and
 }
 
 #[test]
+fn concurrent_requests_all_fall_back_while_the_primary_answers_429() {
+    // Envoy allows 3 retries in flight per cluster unless the cluster says otherwise; the
+    // pool's retry budget must let every one of these fall back at once.
+    const CLIENTS: usize = 16;
+    let mock = MockProvider::start();
+    let envoy = start(&mock);
+    mock.behave("openai", json!({ "status": 429 }));
+    let port = envoy.port();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut request_headers = headers("platform-team");
+                // The secondary holds each answer a while, so the retries overlap.
+                request_headers.push(("x-mock-header-delay-ms", "300"));
+                http::request(
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    &request_headers,
+                    chat_body(false).as_bytes(),
+                )
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = workers
+        .into_iter()
+        .map(|worker| worker.join().unwrap().status)
+        .collect();
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(mock.requests_to("azure").len(), CLIENTS);
+    assert_eq!(attempts(&envoy, "azure", "2xx"), CLIENTS as f64);
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
 fn a_healthy_primary_serves_alone() {
     let mock = MockProvider::start();
     let envoy = start(&mock);
@@ -243,6 +278,8 @@ fn when_no_target_answers_the_client_gets_one_error_in_its_shape() {
     assert_eq!(error["code"], "upstream_unavailable", "{answer:?}");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(MODEL), "{message}");
+    // A plain reason; Envoy's code details stay in the log.
+    assert!(message.ends_with(": connection reset"), "{message}");
     assert_eq!(mock.requests().len(), 2);
     assert_eq!(attempts(&envoy, "openai", "reset"), 1.0);
     assert_eq!(attempts(&envoy, "azure", "reset"), 1.0);

@@ -296,7 +296,11 @@ fn the_aggregate_pool_falls_back_to_azure_with_azures_key_and_path() {
         azure.header_values("authorization").is_empty(),
         "OpenAI's key reached Azure: {azure:#?}"
     );
+    // auto_host_rewrite adds x-envoy-original-host to the headers every attempt shares:
+    // without the router's suppress_envoy_headers, Azure would be sent OpenAI's host in it
+    // (and OpenAI the gateway's own).
     for record in &records {
+        assert_eq!(record.header("x-envoy-original-host"), None, "{record:#?}");
         assert_eq!(record.header("x-posturio-target"), None, "{record:#?}");
         for (name, value) in &record.headers {
             assert!(

@@ -15,11 +15,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::answer::answer_recorded_elsewhere;
+use super::classification::reply_shape;
 use super::host::{Host, HostError};
 use super::metrics::{self, MetricIds};
 use super::Flow;
 use crate::policy::api_keys::credential_headers_sent;
+use crate::policy::classify::classify;
 use crate::policy::plan::{Plan, ATTEMPTS_PROPERTY, PLAN_PROPERTY, SERVED_PROPERTY, TARGET_HEADER};
+use crate::policy::request::only;
 use crate::policy::shorten::loggable;
 use crate::policy::{ApiFamily, Code, Reply};
 
@@ -89,7 +92,7 @@ impl<H: Host> Attempt<H> {
             return self.refuse(
                 Reply::new(
                     Code::InternalError,
-                    ApiFamily::OpenAi,
+                    self.caller_shape(),
                     "the pool cluster was reached without Posturio's decision; route this \
                      cluster only through Posturio's route header",
                 )
@@ -228,6 +231,23 @@ impl<H: Host> Attempt<H> {
                 .set_request_header("content-length", Some(&length.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Without a plan, the caller's shape as the request filter derives it before a body:
+    /// the endpoint the path names, else what the headers suggest.
+    fn caller_shape(&self) -> ApiFamily {
+        let Ok(headers) = self.host.request_headers() else {
+            return ApiFamily::OpenAi;
+        };
+        let method = only(&headers, ":method").ok().flatten().unwrap_or_default();
+        only(&headers, ":path")
+            .ok()
+            .flatten()
+            .and_then(|path| classify(method, path))
+            .map_or_else(
+                || reply_shape(&headers),
+                |classified| classified.endpoint.family(),
+            )
     }
 
     /// `posturio_attempts`: the attempts so far, this one included.

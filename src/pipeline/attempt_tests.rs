@@ -129,6 +129,36 @@ fn without_a_readable_plan_the_attempt_is_refused_500() {
 }
 
 #[test]
+fn without_a_plan_the_refusal_takes_the_shape_the_path_names() {
+    for (path, headers, shape) in [
+        ("/v1/messages", &[][..], ApiFamily::Anthropic),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            &[][..],
+            ApiFamily::Gemini,
+        ),
+        (
+            "/model/anthropic.claude-v2/invoke",
+            &[][..],
+            ApiFamily::Bedrock,
+        ),
+        ("/v1/chat/completions", &[][..], ApiFamily::OpenAi),
+        (
+            "/somewhere/else",
+            &[("anthropic-version", "2023-06-01")][..],
+            ApiFamily::Anthropic,
+        ),
+    ] {
+        let host = FakeHost::request("POST", path, headers, BODY);
+        Attempt::new(&host, Rc::default()).on_request_headers(false);
+        let replies = host.replies.borrow();
+        assert_eq!(replies.len(), 1, "{path}");
+        assert_eq!(replies[0].shape, shape, "{path}");
+        assert_eq!(replies[0].status(), 500, "{path}");
+    }
+}
+
+#[test]
 fn an_endpoint_naming_no_target_of_the_plan_is_refused_502() {
     let plan = plan().to_json().unwrap();
     for provider in [None, Some("anthropic\n\"x")] {

@@ -497,3 +497,34 @@ fn a_passthrough_refusing_a_model_path_says_where_lists_are() {
         "GET /v2/models is not an endpoint this gateway serves"
     );
 }
+
+#[test]
+fn a_redaction_that_grows_the_body_past_the_limit_is_refused() {
+    let policy = |limit: usize| {
+        let mut policy: Value = serde_json::from_str(POLICY).unwrap();
+        policy["max_body_bytes"] = limit.into();
+        policy["rules"] =
+            serde_json::json!([{ "id": "no-email", "detect": "email", "action": "redact" }]);
+        policy_from(&policy.to_string())
+    };
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a@b.co c@d.co"}]}"#;
+    let forwarded = run(&policy(1000), "POST", "/v1/chat/completions", &[], body).unwrap();
+    let grown = forwarded.body.unwrap().len();
+    assert!(
+        grown > body.len(),
+        "the markers are longer than the addresses"
+    );
+    // Exactly the rewritten size fits; the client's body fits a byte less, its rewrite not.
+    assert!(run(&policy(grown), "POST", "/v1/chat/completions", &[], body).is_ok());
+    let reply = run(
+        &policy(grown - 1),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        body,
+    )
+    .unwrap_err();
+    assert_eq!(reply.code, Code::BodyTooLarge, "{reply:?}");
+    assert_eq!(reply.status(), 413);
+    assert!(reply.message.contains("once rewritten"), "{reply:?}");
+}

@@ -498,10 +498,7 @@ fn envoys_own_answer_becomes_upstream_unavailable_with_its_status() {
         assert_eq!(body["error"]["code"], "upstream_unavailable");
         assert_eq!(
             body["error"]["message"],
-            format!(
-                "no provider could answer for model {model}: \
-                 upstream_reset_before_response_started{{connection_failure}}"
-            )
+            format!("no provider could answer for model {model}: connection failure")
         );
         assert!(answers[0].headers.contains(&(
             "x-posturio-code".to_owned(),
@@ -543,5 +540,71 @@ fn another_filters_own_answer_passes_as_it_is() {
     ] {
         let host = exchange("gpt-4o", "503", &[("response.code_details", details)]);
         assert_eq!(host.answers.borrow().len(), 1, "{details}");
+    }
+}
+
+/// The request filter's refusal of `body` for a pool whose second target's model name is
+/// longer than the first's, under `max_body_bytes`; `None` when it forwarded.
+fn refusal_under_limit(limit: usize, body: &str) -> Option<crate::policy::Reply> {
+    let pool = json!({ "cluster": "pool", "targets": [
+        { "provider": "a", "upstream_model": "m" },
+        { "provider": "b", "upstream_model": "a-much-longer-model-name" },
+    ] });
+    let (consumer, rules) = anyone();
+    let mut policy: Value = serde_json::from_slice(&policy_json(
+        &[("a", &["openai"], None), ("b", &["openai"], None)],
+        "pooled",
+        pool,
+        consumer,
+        rules,
+    ))
+    .unwrap();
+    policy["max_body_bytes"] = json!(limit);
+    let policy = Rc::new(Policy::from_json(&serde_json::to_vec(&policy).unwrap()).unwrap());
+    let host = FakeHost::request("POST", "/v1/chat/completions", &[], body);
+    let mut filter = Request::new(&host, Some(policy), Rc::default());
+    filter.on_request_headers(false);
+    filter.on_request_body(body.len(), true);
+    let reply = host.replies.borrow().first().cloned();
+    reply
+}
+
+#[test]
+fn no_target_is_sent_a_body_over_the_limit() {
+    let body = r#"{"model":"pooled","messages":[]}"#;
+    // The second target's body is the longest: its model name is the longest.
+    let longest = body.len() + "a-much-longer-model-name".len() - "pooled".len();
+    assert_eq!(refusal_under_limit(longest, body), None);
+    let reply = refusal_under_limit(longest - 1, body).unwrap();
+    assert_eq!(reply.code, crate::policy::Code::BodyTooLarge, "{reply:?}");
+    assert_eq!(reply.status(), 413, "{reply:?}");
+    assert!(reply.message.contains("once rewritten"), "{reply:?}");
+}
+
+#[test]
+fn upstream_unavailable_gives_a_plain_reason_never_envoys_details() {
+    for (details, reason) in [
+        (
+            "upstream_reset_before_response_started{remote_connection_failure|TLS_error:_CERTIFICATE_VERIFY_FAILED}",
+            "connection failure",
+        ),
+        (
+            "upstream_reset_before_response_started{connection_termination}",
+            "connection reset",
+        ),
+        ("upstream_per_try_idle_timeout", "timeout"),
+        ("upstream_response_timeout", "timeout"),
+        ("no_healthy_upstream", "no healthy provider"),
+        ("upstream_overflow", "too many requests in flight"),
+        ("overflow", "too many requests in flight"),
+    ] {
+        let host = exchange("gpt-4o", "503", &[("response.code_details", details)]);
+        let answers = host.answers.borrow();
+        let body: Value = serde_json::from_slice(&answers[0].body).unwrap();
+        assert_eq!(
+            body["error"]["message"],
+            format!("no provider could answer for model gpt-4o: {reason}"),
+            "{details}"
+        );
     }
 }

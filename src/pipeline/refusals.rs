@@ -26,6 +26,21 @@ pub fn too_large(policy: &Policy, shape: ApiFamily) -> Reply {
     )
 }
 
+/// The reply for a body that fits `max_body_bytes` but would not once rewritten (redaction
+/// markers longer than what they replace, a longer model name): the limit bounds what a
+/// provider is sent, and what Envoy buffers for a retry, not only what the client sent.
+pub fn rewritten_too_large(policy: &Policy, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::BodyTooLarge,
+        shape,
+        format!(
+            "the request body, once rewritten for the provider (redactions, the model's \
+             name), would be larger than the gateway's limit of {} bytes; send a smaller body",
+            policy.max_body_bytes
+        ),
+    )
+}
+
 /// The request names no consumer the policy knows.
 pub(crate) fn no_consumer(shape: ApiFamily) -> Reply {
     Reply::new(

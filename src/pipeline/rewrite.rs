@@ -1,11 +1,14 @@
 //! The rewrite step: the model renamed (in the path or the body), the redactions and the
 //! limits' changes made as edits of the body in one copy, and the path moved under the
 //! provider's `base_path`. For a model served through a pool cluster, the same for every
-//! target, gathered in the plan the upstream filter applies per attempt.
+//! target, gathered in the plan the upstream filter applies per attempt. What is forwarded is
+//! never larger than `max_body_bytes`, for any target: a rewrite that would grow it past the
+//! limit is refused.
 
 use std::collections::BTreeMap;
 
 use super::approval::Approved;
+use super::refusals::rewritten_too_large;
 use super::state::Pending;
 use crate::policy::body::{Span, Walked};
 use crate::policy::classify::{encode_segment, Classified, API_ROOT};
@@ -72,6 +75,12 @@ pub(super) fn rewrite(
     } else {
         Some(apply(body, edits).ok_or_else(|| failed("body could not be rewritten"))?)
     };
+    if body
+        .as_ref()
+        .is_some_and(|body| body.len() > policy.max_body_bytes)
+    {
+        return Err(rewritten_too_large(policy, shape));
+    }
     let current = path.as_deref().unwrap_or(&pending.path);
     let path = rebase(current, provider.base_path.as_deref()).or(path);
     Ok(Rewritten {
@@ -190,6 +199,10 @@ fn rewrite_for_pool(
             .checked_sub(first_texts)
             .and_then(|rest| rest.checked_add(own))
             .ok_or_else(failed)?;
+        // Every target's body, the forwarded one included, stays within the limit.
+        if body_length > policy.max_body_bytes {
+            return Err(rewritten_too_large(policy, shape));
+        }
         let target = PlanTarget {
             path,
             texts,

@@ -137,6 +137,27 @@ fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled) -> Reply {
     .with_status(502)
 }
 
+/// Why no provider answered, in plain words for the client, from Envoy's code details
+/// (`upstream_reset_before_response_started{remote_connection_failure|TLS_error:...}`,
+/// `upstream_per_try_idle_timeout`, ...). The details themselves, which can name Envoy's
+/// internals (TLS errors, addresses), go only to the log.
+fn plain_reason(details: &[u8]) -> &'static str {
+    let has = |part: &[u8]| details.windows(part.len()).any(|window| window == part);
+    if has(b"overflow") {
+        "too many requests in flight"
+    } else if has(b"timeout") {
+        "timeout"
+    } else if has(b"connection_failure") || has(b"connect_error") {
+        "connection failure"
+    } else if has(b"reset") || has(b"termination") {
+        "connection reset"
+    } else if has(b"no_healthy_upstream") || has(b"cluster_not_found") || has(b"maintenance_mode") {
+        "no healthy provider"
+    } else {
+        "no answer"
+    }
+}
+
 /// Envoy answered in the provider's stead: one error in the caller's shape, Envoy's status
 /// kept.
 fn upstream_unavailable(
@@ -145,10 +166,14 @@ fn upstream_unavailable(
     details: Option<&[u8]>,
     status: u16,
 ) -> Reply {
-    let details = details.map_or("unknown".to_owned(), |details| {
-        loggable(&String::from_utf8_lossy(details))
-    });
     let model = model.map_or("(none)".to_owned(), loggable);
+    log::warn!(
+        "no provider answered for model {model}: {}",
+        details.map_or("unknown".to_owned(), |details| loggable(
+            &String::from_utf8_lossy(details)
+        ))
+    );
+    let details = details.map_or("no answer", plain_reason);
     let status = if (400..=599).contains(&status) {
         status
     } else {

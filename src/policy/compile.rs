@@ -70,7 +70,13 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
                 "a model name cannot contain '*', which consumers use as a glob",
             );
         }
-        if let Some(model) = compile_model(&mut errors, &path, model, &providers, &provider_index) {
+        if let Some(model) = compile_model(
+            &mut errors,
+            (&path, name),
+            model,
+            &providers,
+            &provider_index,
+        ) {
             models.insert(name.clone(), model);
         }
     }

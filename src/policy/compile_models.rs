@@ -1,5 +1,8 @@
 //! The catalogue compiled: each model resolved to its provider, or to the targets of its
 //! Envoy pool cluster (`targets` + `cluster`), with the API families a request for it may use.
+//! A pool serving Bedrock names models of one vendor only: a Bedrock `invoke` body is in the
+//! model's own format (Claude's `messages`, Llama's `prompt`), and every attempt is sent the
+//! same body.
 
 use std::collections::HashMap;
 
@@ -10,7 +13,7 @@ use super::config::{Errors, ModelConfig, TargetConfig, MAX_TARGETS};
 /// The model at `path`, when it resolves; each mistake is added to `errors`.
 pub(super) fn compile_model(
     errors: &mut Errors,
-    path: &str,
+    (path, name): (&str, &str),
     model: &ModelConfig,
     providers: &[Provider],
     provider_index: &HashMap<&str, usize>,
@@ -47,7 +50,8 @@ pub(super) fn compile_model(
                     "a model with \"targets\" names its upstream model in each target",
                 );
             }
-            compile_pool(errors, path, targets, cluster, providers, provider_index)
+            let pool = (path, name, cluster.as_str());
+            compile_pool(errors, pool, targets, providers, provider_index)
         }
         (None, Some(_), None) => {
             errors.add(
@@ -77,9 +81,8 @@ pub(super) fn compile_model(
 
 fn compile_pool(
     errors: &mut Errors,
-    path: &str,
+    (path, name, cluster): (&str, &str, &str),
     targets: &[TargetConfig],
-    cluster: &str,
     providers: &[Provider],
     provider_index: &HashMap<&str, usize>,
 ) -> Option<Model> {
@@ -169,6 +172,9 @@ fn compile_pool(
             ),
         );
     }
+    if families.contains(&ApiFamily::Bedrock) {
+        check_bedrock_vendors(errors, path, name, targets);
+    }
     if errors.count() != found {
         return None;
     }
@@ -184,6 +190,73 @@ fn compile_pool(
     })
 }
 
+/// A pool that serves Bedrock: every target's model is of one vendor, which its model id
+/// names. Only checked once every target resolved (the pool's families are known).
+fn check_bedrock_vendors(errors: &mut Errors, path: &str, name: &str, targets: &[TargetConfig]) {
+    if targets.len() < 2 {
+        return;
+    }
+    let mut first: Option<(usize, &str)> = None;
+    for (index, target) in targets.iter().enumerate() {
+        let model = target.upstream_model.as_deref().unwrap_or(name);
+        let at = format!("{path}.targets[{index}].upstream_model");
+        let Some(vendor) = bedrock_vendor(model) else {
+            errors.add(
+                at,
+                format!(
+                    "the Bedrock model \"{model}\" names no vendor (such as \"anthropic\" in \
+                     \"anthropic.claude-v2:1\"); a pool's targets must be seen to share one \
+                     vendor, as a Bedrock invoke body is in the vendor's own format: name the \
+                     model id or a cross-region inference profile id, not an opaque ARN"
+                ),
+            );
+            continue;
+        };
+        match first {
+            None => first = Some((index, vendor)),
+            Some((earlier, expected)) if expected != vendor => errors.add(
+                at,
+                format!(
+                    "a Bedrock model of vendor \"{vendor}\" after targets[{earlier}]'s vendor \
+                     \"{expected}\"; a Bedrock invoke body is in the vendor's own format and \
+                     every attempt is sent the same body: pool only models of one vendor"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The cross-region inference profile prefixes Bedrock puts before a model id.
+const REGION_PREFIXES: [&str; 7] = ["us", "us-gov", "eu", "apac", "global", "jp", "au"];
+
+/// The vendor of a Bedrock model id (`anthropic` in `anthropic.claude-v2:1` and
+/// `us.anthropic.claude-3-5-sonnet-20240620-v1:0`). An ARN is read by its last segment
+/// (`.../foundation-model/anthropic.claude-v2` or `.../inference-profile/eu.meta.llama3...`);
+/// an ARN whose last segment is an opaque id (provisioned throughput, a custom or imported
+/// model, an application inference profile) names no vendor.
+pub(super) fn bedrock_vendor(model: &str) -> Option<&str> {
+    let id = match model.strip_prefix("arn:") {
+        Some(arn) => arn.rsplit('/').next()?,
+        None => model,
+    };
+    let mut segments = id.split('.');
+    let first = segments.next()?;
+    let second = segments.next()?;
+    let (vendor, has_rest) = if REGION_PREFIXES.contains(&first) {
+        (second, segments.next().is_some())
+    } else {
+        (first, true)
+    };
+    let is_name = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+    };
+    (has_rest && is_name(vendor)).then_some(vendor)
+}
+
 /// Whether `name` can be an Envoy cluster name.
 pub(super) fn is_cluster_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_graphic())
@@ -197,3 +270,7 @@ fn check_model_name(errors: &mut Errors, path: String, name: &str) {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "compile_models_tests.rs"]
+mod tests;

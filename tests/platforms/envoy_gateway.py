@@ -133,7 +133,11 @@ def envoy_gateway(args: Args) -> tuple[dict, list[str]]:
                               direct.get("contentType"))
             refs = rule.get("backendRefs", [])
             if action is None and len(refs) > 1:
-                clusters.append(pool_cluster(cluster_name, refs, backends, tls_policies, args))
+                pool = pool_cluster(cluster_name, refs, backends, tls_policies, args)
+                breakers = circuit_breakers(docs, route)
+                if breakers:
+                    pool["circuit_breakers"] = breakers
+                clusters.append(pool)
                 route_action = {"cluster": cluster_name}
                 if auto_host:
                     route_action["auto_host_rewrite"] = True
@@ -299,6 +303,27 @@ def pool_cluster(name: str, refs: list[dict], backends: dict, tls_policies: dict
                          "HttpProtocolOptions",
                 "auto_config": {"http_protocol_options": {}}}},
     }
+
+
+def circuit_breakers(docs: list[dict], route: dict) -> dict | None:
+    """A BackendTrafficPolicy's circuitBreaker on the HTTPRoute it targets, as the cluster's
+    DEFAULT thresholds, each field 1024 unless given (internal/xds/translator/cluster.go
+    buildXdsClusterCircuitBreaker; the CRD's defaults)."""
+    for btp in of_kind(docs, "BackendTrafficPolicy"):
+        if not any(t["kind"] == "HTTPRoute" and t["name"] == route["metadata"]["name"]
+                   for t in btp["spec"]["targetRefs"]):
+            continue
+        breaker = btp["spec"].get("circuitBreaker")
+        if breaker is None:
+            continue
+        return {"thresholds": [{
+            "priority": "DEFAULT",
+            "max_connections": breaker.get("maxConnections", 1024),
+            "max_pending_requests": breaker.get("maxPendingRequests", 1024),
+            "max_requests": breaker.get("maxParallelRequests", 1024),
+            "max_retries": breaker.get("maxParallelRetries", 1024),
+        }]}
+    return None
 
 
 def retry_policy(docs: list[dict], route: dict) -> dict | None:
