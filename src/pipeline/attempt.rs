@@ -22,6 +22,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use serde::{Deserialize, Serialize};
+
 use super::answer::answer_recorded_elsewhere;
 use super::host::{Host, HostError};
 use super::metrics::{self, MetricIds};
@@ -43,6 +45,15 @@ pub const TARGET_METADATA: [&str; 5] = [
     "posturio",
     "provider",
 ];
+
+/// What the first attempt saw of the request's headers (filter state `posturio_headers`).
+#[derive(Serialize, Deserialize)]
+struct HeaderRecord {
+    /// The host the client called, before any attempt's `auto_host_rewrite`.
+    authority: Option<String>,
+    /// Every other header's name, credential headers aside.
+    names: Vec<String>,
+}
 
 /// How an attempt ended, as the `class` label of `posturio_attempts_total`.
 fn status_class(status: u16) -> &'static str {
@@ -229,10 +240,12 @@ impl<H: Host> Attempt<H> {
     /// `:path`, `content-length` and `x-posturio-target` from the plan, after every
     /// credential header is removed: set from kept values, never from what an earlier attempt
     /// left in the shared header map. The first attempt records the other header names it
-    /// sees; a later one removes every header not in that record (pseudo-headers aside), so
-    /// whatever an earlier attempt's filters added after this one ran (an injector's key under
-    /// a name that is no credential header, a rewritten host) never reaches the next target.
-    /// False when a later attempt finds no record.
+    /// sees, and the host the client called; a later one removes every header not in that
+    /// record (pseudo-headers aside) and puts the client's host back, so whatever Envoy or an
+    /// earlier attempt's filters added after this one ran (an injector's key under a name that
+    /// is no credential header, the previous target's host from `auto_host_rewrite`, which
+    /// Envoy then keeps as `x-envoy-original-host`) never reaches the next target. False when
+    /// a later attempt finds no record.
     fn set_headers(&self, plan: &Plan, name: &str, first: bool) -> Result<bool, HostError> {
         let headers = self.host.request_headers()?;
         let credentials = credential_headers_sent(&headers);
@@ -249,28 +262,46 @@ impl<H: Host> Attempt<H> {
                         .any(|credential| credential.eq_ignore_ascii_case(header))
             });
         if first {
-            let mut seen: Vec<&str> = Vec::new();
+            let mut record = HeaderRecord {
+                authority: headers
+                    .iter()
+                    .find(|(header, _)| header == ":authority")
+                    .map(|(_, value)| String::from_utf8_lossy(value).into_owned()),
+                names: Vec::new(),
+            };
             for header in others {
-                if !seen.iter().any(|known| known.eq_ignore_ascii_case(header)) {
-                    seen.push(header);
+                if !record
+                    .names
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(header))
+                {
+                    record.names.push(header.to_owned());
                 }
             }
-            self.host
-                .set_property(&[HEADERS_PROPERTY], seen.join("\n").as_bytes())?;
+            let json = serde_json::to_vec(&record).unwrap_or_default();
+            self.host.set_property(&[HEADERS_PROPERTY], &json)?;
         } else {
-            let Some(record) = self.host.property(&[HEADERS_PROPERTY])? else {
+            let record = self
+                .host
+                .property(&[HEADERS_PROPERTY])?
+                .and_then(|bytes| serde_json::from_slice::<HeaderRecord>(&bytes).ok());
+            let Some(record) = record else {
                 return Ok(false);
             };
-            let record = String::from_utf8_lossy(&record);
             let mut removed: Vec<&str> = Vec::new();
             for header in others {
                 let recorded = record
-                    .split('\n')
+                    .names
+                    .iter()
                     .any(|known| known.eq_ignore_ascii_case(header));
                 if !recorded && !removed.contains(&header) {
                     self.host.set_request_header(header, None)?;
                     removed.push(header);
                 }
+            }
+            if let Some(authority) = &record.authority {
+                self.host
+                    .set_request_header(":authority", Some(authority))?;
             }
         }
         let Some(target) = plan.target(name) else {

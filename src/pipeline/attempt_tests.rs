@@ -289,6 +289,9 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     host.upstream_headers = vec![(":status".into(), b"429".to_vec())];
     host.headers
         .borrow_mut()
+        .insert(0, (":authority".into(), b"gateway.example".to_vec()));
+    host.headers
+        .borrow_mut()
         .push(("x-client-trace".into(), b"t-1".to_vec()));
     let metrics = Rc::default();
     host.properties
@@ -297,17 +300,24 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     let mut first = run(&host, &metrics);
     assert_eq!(
         host.property_value("posturio_headers").as_deref(),
-        Some("content-type\ncontent-length\nx-request-id\nx-client-trace")
+        Some(
+            r#"{"authority":"gateway.example","names":["content-type","content-length","x-request-id","x-client-trace"]}"#
+        )
     );
     // After this filter: an injector's key under a name that is no credential header, and
-    // Envoy's record of the host it rewrote.
+    // Envoy's host rewrite, with its record of the host it replaced.
     host.headers.borrow_mut().extend([
         ("x-other-token".to_owned(), b"Bearer sk-other".to_vec()),
         (
             "x-envoy-original-host".to_owned(),
-            b"openai.example".to_vec(),
+            b"gateway.example".to_vec(),
         ),
     ]);
+    for (name, value) in host.headers.borrow_mut().iter_mut() {
+        if name == ":authority" {
+            *value = b"openai.example".to_vec();
+        }
+    }
     first.on_response_headers();
     first.on_done();
 
@@ -321,6 +331,11 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     // What the client sent and the attempt's own headers stay.
     assert_eq!(host.header("x-client-trace").as_deref(), Some("t-1"));
     assert_eq!(host.header("x-request-id").as_deref(), Some("req-7"));
+    assert_eq!(
+        host.header(":authority").as_deref(),
+        Some("gateway.example"),
+        "the client's host, for Envoy to rewrite to this target's"
+    );
     assert_eq!(host.header("x-posturio-target").as_deref(), Some("azure"));
     assert_eq!(host.header("content-length").as_deref(), Some("29"));
     assert_eq!(
