@@ -308,7 +308,7 @@ fn the_aggregate_pool_falls_back_to_azure_with_azures_key_and_path() {
     // The fallback never learns the first target's host: auto_host_rewrite keeps the host it
     // replaced in x-envoy-original-host, on the header map all attempts share, after the
     // upstream filters ran; Posturio's filter puts the client's host back on every retry.
-    assert_eq!(openai.header("host").as_deref(), Some(OPENAI_HOST));
+    assert_eq!(openai.header("host"), Some(OPENAI_HOST));
     assert_eq!(
         azure.header("x-envoy-original-host"),
         openai.header("x-envoy-original-host"),
