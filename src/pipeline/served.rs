@@ -104,10 +104,7 @@ impl Answered<'_> {
                 reached_no_provider: false,
             })
         };
-        // Details Envoy did not give cannot say who answered, and another filter's own answer
-        // is its decision: those are kept.
-        let details = self.details?;
-        if no_provider_answered(details) {
+        if let Some(details) = self.details.filter(|details| no_provider_answered(details)) {
             return replaced(upstream_unavailable(
                 self.shape,
                 self.model,
@@ -115,9 +112,10 @@ impl Answered<'_> {
                 response_status(host),
             ));
         }
-        if details != VIA_UPSTREAM {
-            // A local answer: the upstream filter's, when it refused the attempt. Read only
-            // here, so an answer from a provider costs no host call for it.
+        if self.details != Some(VIA_UPSTREAM) {
+            // A local answer: the upstream filter's when it refused the attempt (Envoy 1.40
+            // gives no code details for it), or another filter's, which is that filter's
+            // decision and is kept. Read only here: a provider's answer costs no host call.
             let refused = host.property(&[REFUSED_PROPERTY]).ok().flatten()?;
             log::debug!(
                 "the upstream filter refused the request ({})",
