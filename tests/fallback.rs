@@ -114,6 +114,27 @@ fn assert_sent_to(record: &Recorded, listener: &str) {
     assert_eq!(record.header("x-posturio-cluster"), None, "{record:#?}");
 }
 
+/// A wiring failure's message: what failed and what to quote, nothing of the gateway's
+/// clusters, endpoints or metadata.
+fn assert_misconfigured(message: &str, model: Option<&str>) {
+    let routing = match model {
+        Some(model) => format!("the gateway's routing for model {model} is misconfigured"),
+        None => "the gateway's routing for this request is misconfigured".to_owned(),
+    };
+    assert!(message.contains(&routing), "{message}");
+    assert!(message.contains("not a fault in your request"), "{message}");
+    assert!(message.contains("quote request id "), "{message}");
+    for internal in [
+        POOL,
+        "cluster",
+        "metadata",
+        "upstream filter",
+        "posturio_plan",
+    ] {
+        assert!(!message.contains(internal), "{internal}: {message}");
+    }
+}
+
 fn attempts(envoy: &Envoy, provider: &str, class: &str) -> f64 {
     let labels = [("model", MODEL), ("provider", provider), ("class", class)]
         .into_iter()
@@ -332,8 +353,16 @@ fn a_stream_that_failed_after_its_first_byte_is_not_retried() {
     envoy.assert_no_wasm_failure();
 }
 
-/// The pool with both endpoints at priority 0, weights 3 (openai) and 1 (azure).
+/// The pool with both endpoints at priority 0, weights 3 (openai) and 1 (azure), picked at
+/// drawn at random by weight (`lb_policy: MAGLEV` with no hash policy on the route, as
+/// docs/providers.md recommends for a weighted split: round robin alternates strictly, and
+/// Envoy's RANDOM ignores the weights).
 fn weighted_pool(config: String) -> String {
+    let config = common::envoy::replace_once(
+        &config,
+        "  - name: resilient-pool\n    type: STATIC\n",
+        "  - name: resilient-pool\n    type: STATIC\n    lb_policy: MAGLEV\n",
+    );
     let config =
         common::envoy::replace_once(&config, "      - priority: 1\n        lb_endpoints:\n", "");
     let config = common::envoy::replace_once(
@@ -494,34 +523,83 @@ fn a_pool_without_the_upstream_filter_is_refused_and_the_provider_body_never_rea
     let error = &answer.json()["error"];
     assert_eq!(error["code"], "internal_error", "{answer:?}");
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains(POOL), "{message}");
+    assert_misconfigured(message, Some(MODEL));
     assert!(!answer.text().contains("Hello from the mock"), "{answer:?}");
     envoy.assert_no_wasm_failure();
 }
 
+/// Envoy's cluster `openai` is the pool (with Posturio's upstream filter), which the policy
+/// cannot see: a single-provider model reaches the upstream filter without a plan. (The
+/// policy itself refuses a provider whose cluster is a pool's.)
+fn openai_cluster_is_a_pool(config: String) -> String {
+    let config =
+        common::envoy::replace_once(&config, "  - name: openai\n", "  - name: openai-direct\n");
+    let config = common::envoy::replace_once(
+        &config,
+        "cluster_name: openai\n",
+        "cluster_name: openai-direct\n",
+    );
+    let config =
+        common::envoy::replace_once(&config, "  - name: resilient-pool\n", "  - name: openai\n");
+    let config = common::envoy::replace_once(
+        &config,
+        "cluster_name: resilient-pool\n",
+        "cluster_name: openai\n",
+    );
+    common::envoy::replace_once(&config, "cluster: resilient-pool\n", "cluster: openai\n")
+}
+
 #[test]
-fn a_pool_reached_without_a_plan_is_refused() {
+fn a_pool_reached_without_a_plan_is_refused_and_charged_nothing() {
     let mock = MockProvider::start();
-    // A single-provider model routed to the pool: Posturio forwards it without a plan.
     let mut policy: Value = serde_json::from_str(&policy()).unwrap();
-    policy["providers"]["openai"]["cluster"] = json!(POOL);
-    let envoy = Envoy::start_with(EnvoyOptions::new(&policy.to_string()).mock(&mock));
+    // 50 tokens a day: the two answers below (19 each) fit only if the refusals cost nothing.
+    policy["consumers"]["budgeted"]["models"] = json!(["gpt-4o-mini", MODEL]);
+    let envoy = Envoy::start_with(
+        EnvoyOptions::new(&policy.to_string())
+            .mock(&mock)
+            .edit_config(openai_cluster_is_a_pool),
+    );
     let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Hi" }] });
-    let answer = http::request(
-        envoy.port(),
-        "POST",
-        "/v1/chat/completions",
-        &headers("platform-team"),
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(answer.status, 500, "{answer:?}");
-    let error = &answer.json()["error"];
-    assert_eq!(error["code"], "internal_error", "{answer:?}");
-    assert!(
-        error["message"].as_str().unwrap().contains("route header"),
-        "{answer:?}"
-    );
+    let send = || {
+        http::request(
+            envoy.port(),
+            "POST",
+            "/v1/chat/completions",
+            &headers("budgeted"),
+            body.to_string().as_bytes(),
+        )
+    };
+    for _ in 0..4 {
+        let answer = send();
+        assert_eq!(answer.status, 500, "{answer:?}");
+        let error = &answer.json()["error"];
+        assert_eq!(error["code"], "internal_error", "{answer:?}");
+        assert_misconfigured(error["message"].as_str().unwrap(), Some("gpt-4o-mini"));
+    }
     assert!(mock.requests().is_empty(), "{:#?}", mock.requests());
+    let line = envoy
+        .wait_for_access_log(
+            "\"posturio_code\":\"internal_error\"",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|| panic!("no refusal in the access log:\n{}", envoy.access_log()));
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["posturio_decision"], "deny", "{record:#}");
+    let unknown = envoy
+        .posturio_samples()
+        .iter()
+        .filter(|((name, _), _)| name == "posturio_usage_unknown_total")
+        .map(|(_, value)| *value)
+        .sum::<f64>();
+    assert_eq!(unknown, 0.0, "a refusal owes no usage");
+
+    // The pooled model still has its plan (its route header names the pool): two answers of
+    // 19 tokens fit the 50 only if the four refusals were charged nothing.
+    for n in 1..=2 {
+        let answer = chat(&envoy, "budgeted");
+        assert_eq!(answer.status, 200, "answer {n}: {answer:?}");
+    }
     envoy.assert_no_wasm_failure();
 }
 
@@ -552,8 +630,77 @@ fn an_endpoint_naming_a_provider_outside_the_plan_is_refused() {
     let error = &answer.json()["error"];
     assert_eq!(error["code"], "internal_error", "{answer:?}");
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("mystery-"), "{message}");
-    assert!(message.contains(MODEL), "{message}");
+    assert_misconfigured(message, Some(MODEL));
+    assert!(!message.contains("mystery-"), "{message}");
     assert!(mock.requests().is_empty(), "{:#?}", mock.requests());
+    // The refusal is the request's record, and nothing reached a provider.
+    let record = access_record(&envoy);
+    assert_eq!(record["posturio_decision"], "deny", "{record:#}");
+    assert_eq!(record["posturio_code"], "internal_error", "{record:#}");
+    envoy.assert_no_wasm_failure();
+}
+
+/// OpenAI's key is injected under a header that is no credential header Posturio knows.
+fn openai_key_in_another_header(config: String) -> String {
+    common::envoy::replace_once(
+        &config,
+        "credential: { name: openai-key }\n                                  header: authorization",
+        "credential: { name: openai-key }\n                                  header: x-other-token",
+    )
+}
+
+#[test]
+fn a_key_injected_under_any_header_never_reaches_the_next_target() {
+    let mock = MockProvider::start();
+    let envoy = Envoy::start_with(
+        EnvoyOptions::new(&policy())
+            .mock(&mock)
+            .edit_config(openai_key_in_another_header),
+    );
+    mock.behave("openai", json!({ "status": 429 }));
+    let answer = chat(&envoy, "platform-team");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = mock.requests();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records[0].listener, "openai");
+    assert_eq!(records[0].header_values("x-other-token"), [OPENAI_KEY]);
+    assert_sent_to(&records[1], "azure");
+    assert!(
+        records[1].header_values("x-other-token").is_empty(),
+        "OpenAI's key reached Azure: {:#?}",
+        records[1]
+    );
+    envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn the_clients_query_credentials_reach_no_target() {
+    let mock = MockProvider::start();
+    let envoy = start(&mock);
+    mock.behave("openai", json!({ "status": 429 }));
+    // The shipped policy reads no keys (identity.header): a pool strips them all the same.
+    let answer = http::request(
+        envoy.port(),
+        "POST",
+        "/v1/chat/completions?key=QKEY&api-key=QAPIKEY&alt=json&X-Amz-Signature=S&access_token=AT",
+        &headers("platform-team"),
+        chat_body(false).as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = mock.requests();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(
+        records[0].path, "/v1/chat/completions?alt=json",
+        "{records:#?}"
+    );
+    assert_eq!(
+        records[1].path, "/openai/v1/chat/completions?alt=json",
+        "{records:#?}"
+    );
+    for record in &records {
+        for secret in ["QKEY", "QAPIKEY", "AT", "Signature"] {
+            assert!(!record.path.contains(secret), "{secret}: {record:#?}");
+        }
+    }
     envoy.assert_no_wasm_failure();
 }

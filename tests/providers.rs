@@ -252,12 +252,21 @@ fn envoy_injects_each_providers_key_and_drops_the_clients() {
     envoy.assert_no_wasm_failure();
 }
 
+/// The host name OpenAI's endpoint is given in the aggregate pool's test.
+const OPENAI_HOST: &str = "openai.example.test";
+
 #[test]
 fn the_aggregate_pool_falls_back_to_azure_with_azures_key_and_path() {
     let mock = MockProvider::start();
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("envoy-providers-plain.yaml");
-    std::fs::write(&template, plain_template(dir.path())).unwrap();
+    // OpenAI's endpoint keeps a host name of its own, as api.openai.com would.
+    let plain = plain_template(dir.path()).replacen(
+        "port_value: 18081 } } }",
+        &format!("port_value: 18081 }} }}, hostname: {OPENAI_HOST} }}"),
+        1,
+    );
+    std::fs::write(&template, plain).unwrap();
     let template: &'static str = Box::leak(template.display().to_string().into_boxed_str());
     let policy = common::embedded_policy(&common::read_repo_file(CONFIG));
     let envoy = Envoy::start_with(EnvoyOptions::new(&policy).template(template).mock(&mock));
@@ -296,13 +305,18 @@ fn the_aggregate_pool_falls_back_to_azure_with_azures_key_and_path() {
         azure.header_values("authorization").is_empty(),
         "OpenAI's key reached Azure: {azure:#?}"
     );
-    // auto_host_rewrite adds x-envoy-original-host to the headers every attempt shares:
-    // without the router's suppress_envoy_headers, Azure would be sent OpenAI's host in it
-    // (and OpenAI the gateway's own).
+    // The fallback never learns the first target's host: auto_host_rewrite keeps the host it
+    // replaced in x-envoy-original-host, on the header map all attempts share, after the
+    // upstream filters ran. The router's suppress_envoy_headers drops the header, and
+    // Posturio's filter puts the client's host back on every retry besides.
+    assert_eq!(openai.header("host"), Some(OPENAI_HOST));
     for record in &records {
         assert_eq!(record.header("x-envoy-original-host"), None, "{record:#?}");
         assert_eq!(record.header("x-posturio-target"), None, "{record:#?}");
         for (name, value) in &record.headers {
+            if record.listener != "openai" {
+                assert!(!value.contains(OPENAI_HOST), "{name}: {record:#?}");
+            }
             assert!(
                 !value.contains(client_key),
                 "the client's key reached {name}"

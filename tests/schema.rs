@@ -197,6 +197,8 @@ const SEMANTIC_ONLY: [&str; 39] = [
     "passthrough_bad_prefix",
     "passthrough_post",
     "passthrough_unknown_provider",
+    "pool_cluster_is_a_providers",
+    "provider_cluster_is_a_pool",
     "route_header_pseudo",
     "route_header_reserved",
     "route_header_uppercase",

@@ -5,14 +5,24 @@
 //!
 //! - request headers: the plan and the target read → every credential header removed (the
 //!   header map is shared by all attempts: a key injected for an earlier target is still
-//!   there) → `x-posturio-target`, `:path` and `content-length` set from the plan;
+//!   there) → the first attempt records the header names it sees (`posturio_headers`); a
+//!   later attempt removes every header not in that record, so nothing an earlier attempt's
+//!   filters added (an injector's key under any name) reaches the next target →
+//!   `x-posturio-target`, `:path` and `content-length` set from the plan;
 //! - request body (end): checked against the plan, the target's model text spliced in;
 //! - response headers: the attempt counted by status class, the serving provider written to
 //!   filter state (`posturio_served`) for the request filter;
 //! - done without a response: counted as `reset`.
+//!
+//! A refused attempt is answered in the caller's shape with a message free of the gateway's
+//! internals (the detail goes to the log, with the request id), and its code is written to
+//! filter state (`posturio_refused`) so the request filter records the refusal and charges
+//! nothing for it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
 
 use super::answer::answer_recorded_elsewhere;
 use super::classification::reply_shape;
@@ -21,7 +31,10 @@ use super::metrics::{self, MetricIds};
 use super::Flow;
 use crate::policy::api_keys::credential_headers_sent;
 use crate::policy::classify::classify;
-use crate::policy::plan::{Plan, ATTEMPTS_PROPERTY, PLAN_PROPERTY, SERVED_PROPERTY, TARGET_HEADER};
+use crate::policy::plan::{
+    misconfigured, Plan, ATTEMPTS_PROPERTY, HEADERS_PROPERTY, PLAN_PROPERTY, REFUSED_PROPERTY,
+    SERVED_PROPERTY, TARGET_HEADER,
+};
 use crate::policy::request::only;
 use crate::policy::shorten::loggable;
 use crate::policy::{ApiFamily, Code, Reply};
@@ -35,6 +48,15 @@ pub const TARGET_METADATA: [&str; 5] = [
     "posturio",
     "provider",
 ];
+
+/// What the first attempt saw of the request's headers (filter state `posturio_headers`).
+#[derive(Serialize, Deserialize)]
+struct HeaderRecord {
+    /// The host the client called, before any attempt's `auto_host_rewrite`.
+    authority: Option<String>,
+    /// Every other header's name, credential headers aside.
+    names: Vec<String>,
+}
 
 /// How an attempt ended, as the `class` label of `posturio_attempts_total`.
 fn status_class(status: u16) -> &'static str {
@@ -90,14 +112,12 @@ impl<H: Host> Attempt<H> {
         };
         let Some(plan) = plan else {
             return self.refuse(
-                Reply::new(
-                    Code::InternalError,
-                    self.caller_shape(),
-                    "the pool cluster was reached without Posturio's decision; route this \
-                     cluster only through Posturio's route header",
-                )
-                .with_status(500),
-                "no readable plan in filter state posturio_plan",
+                self.caller_shape(),
+                None,
+                500,
+                "the pool cluster was reached without Posturio's decision (no readable plan in \
+                 filter state posturio_plan); route this cluster only through Posturio's route \
+                 header",
             );
         };
         self.model.clone_from(&plan.model);
@@ -113,23 +133,31 @@ impl<H: Host> Attempt<H> {
             let named = target.map_or("(none)".to_owned(), |name| {
                 format!("\"{}\"", loggable(&name))
             });
-            let message = format!(
+            let why = format!(
                 "the pool cluster's endpoint names provider {named}, which is not a target of \
                  model \"{}\"; set each endpoint's filter_metadata.posturio.provider to one of \
                  the model's targets",
                 loggable(&plan.model)
             );
-            return self.refuse(
-                Reply::new(Code::InternalError, plan.shape, message.clone()).with_status(502),
-                &message,
-            );
+            return self.refuse(plan.shape, Some(&plan.model), 502, &why);
         };
         self.provider.clone_from(&name);
-        if let Err(error) = self.count_attempt() {
-            log::warn!("{error}; posturio_attempts not updated");
-        }
-        if let Err(error) = self.set_headers(&plan, &name) {
-            return self.host_failed(&plan, &error);
+        let before = match self.count_attempt() {
+            Ok(before) => before,
+            Err(error) => return self.host_failed(&plan, &error),
+        };
+        match self.set_headers(&plan, &name, before == 0) {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.refuse(
+                    plan.shape,
+                    Some(&plan.model),
+                    500,
+                    "a retry found no record of the first attempt's headers \
+                     (posturio_headers), so it cannot tell what an earlier attempt added",
+                )
+            }
+            Err(error) => return self.host_failed(&plan, &error),
         }
         if end_of_stream {
             if plan.body_length.is_some() {
@@ -214,14 +242,73 @@ impl<H: Host> Attempt<H> {
 
     /// `:path`, `content-length` and `x-posturio-target` from the plan, after every
     /// credential header is removed: set from kept values, never from what an earlier attempt
-    /// left in the shared header map.
-    fn set_headers(&self, plan: &Plan, name: &str) -> Result<(), HostError> {
+    /// left in the shared header map. The first attempt records the other header names it
+    /// sees, and the host the client called; a later one removes every header not in that
+    /// record (pseudo-headers aside) and puts the client's host back, so whatever Envoy or an
+    /// earlier attempt's filters added after this one ran (an injector's key under a name that
+    /// is no credential header, the previous target's host from `auto_host_rewrite`, which
+    /// Envoy then keeps as `x-envoy-original-host`) never reaches the next target. False when
+    /// a later attempt finds no record.
+    fn set_headers(&self, plan: &Plan, name: &str, first: bool) -> Result<bool, HostError> {
         let headers = self.host.request_headers()?;
-        for credential in credential_headers_sent(&headers) {
+        let credentials = credential_headers_sent(&headers);
+        for credential in &credentials {
             self.host.set_request_header(credential, None)?;
         }
+        let others = headers
+            .iter()
+            .map(|(header, _)| header.as_str())
+            .filter(|header| {
+                !header.starts_with(':')
+                    && !credentials
+                        .iter()
+                        .any(|credential| credential.eq_ignore_ascii_case(header))
+            });
+        if first {
+            let mut record = HeaderRecord {
+                authority: headers
+                    .iter()
+                    .find(|(header, _)| header == ":authority")
+                    .map(|(_, value)| String::from_utf8_lossy(value).into_owned()),
+                names: Vec::new(),
+            };
+            for header in others {
+                if !record
+                    .names
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(header))
+                {
+                    record.names.push(header.to_owned());
+                }
+            }
+            let json = serde_json::to_vec(&record).unwrap_or_default();
+            self.host.set_property(&[HEADERS_PROPERTY], &json)?;
+        } else {
+            let record = self
+                .host
+                .property(&[HEADERS_PROPERTY])?
+                .and_then(|bytes| serde_json::from_slice::<HeaderRecord>(&bytes).ok());
+            let Some(record) = record else {
+                return Ok(false);
+            };
+            let mut removed: Vec<&str> = Vec::new();
+            for header in others {
+                let recorded = record
+                    .names
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(header));
+                if !recorded && !removed.contains(&header) {
+                    self.host.set_request_header(header, None)?;
+                    removed.push(header);
+                }
+            }
+            if let Some(authority) = &record.authority {
+                self.host
+                    .set_request_header(":authority", Some(authority))?;
+            }
+        }
         let Some(target) = plan.target(name) else {
-            return Ok(());
+            return Ok(true);
         };
         self.host.set_request_header(TARGET_HEADER, Some(name))?;
         self.host.set_request_header(":path", Some(&target.path))?;
@@ -230,7 +317,7 @@ impl<H: Host> Attempt<H> {
             self.host
                 .set_request_header("content-length", Some(&length.to_string()))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Without a plan, the caller's shape as the request filter derives it before a body:
@@ -250,15 +337,18 @@ impl<H: Host> Attempt<H> {
             )
     }
 
-    /// `posturio_attempts`: the attempts so far, this one included.
-    fn count_attempt(&self) -> Result<(), HostError> {
+    /// `posturio_attempts`: the attempts so far, this one included. Returns the attempts
+    /// before this one (0 for the first).
+    fn count_attempt(&self) -> Result<u32, HostError> {
         let before = self
             .host
             .property(&[ATTEMPTS_PROPERTY])?
             .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
             .unwrap_or(0);
         let now = before.saturating_add(1).to_string();
-        self.host.set_property(&[ATTEMPTS_PROPERTY], now.as_bytes())
+        self.host
+            .set_property(&[ATTEMPTS_PROPERTY], now.as_bytes())?;
+        Ok(before)
     }
 
     fn count(&mut self, class: &str) {
@@ -278,35 +368,49 @@ impl<H: Host> Attempt<H> {
     }
 
     fn mismatch(&mut self, plan: &Plan, why: &str) -> Flow {
-        let message = format!(
+        let why = format!(
             "the request for model \"{}\" does not match Posturio's plan for it, and is not \
              sent half rewritten: {why}",
             loggable(&plan.model)
         );
-        self.refuse(
-            Reply::new(Code::InternalError, plan.shape, message.clone()),
-            &message,
-        )
+        self.refuse(plan.shape, Some(&plan.model), 500, &why)
     }
 
     fn host_failed(&mut self, plan: &Plan, error: &HostError) -> Flow {
-        let message = format!("{error}");
-        self.refuse(
-            Reply::new(
-                Code::InternalError,
-                plan.shape,
-                "the gateway could not prepare the request for its provider",
-            ),
-            &message,
-        )
+        let why = format!("the request could not be prepared for its provider: {error}");
+        self.refuse(plan.shape, Some(&plan.model), 500, &why)
     }
 
-    /// The one place an attempt is refused: logged, counted as `refused`, answered.
-    fn refuse(&mut self, reply: Reply, why: &str) -> Flow {
-        log::error!("upstream attempt refused: {why}");
+    /// The one place an attempt is refused: logged in full with the request id, counted as
+    /// `refused`, its code left for the request filter, and answered with a message that
+    /// names nothing of the gateway's wiring.
+    fn refuse(&mut self, shape: ApiFamily, model: Option<&str>, status: u16, why: &str) -> Flow {
+        let request_id = self.request_id();
+        log::error!(
+            "upstream attempt refused (request id {}): {why}",
+            request_id.as_deref().unwrap_or("none")
+        );
         self.stage = Stage::Sent;
         self.count("refused");
+        let code = Code::InternalError;
+        if let Err(error) = self
+            .host
+            .set_property(&[REFUSED_PROPERTY], code.as_str().as_bytes())
+        {
+            log::warn!("{error}; the request filter will not know the attempt was refused");
+        }
+        let reply = Reply::new(code, shape, misconfigured(model, request_id.as_deref()))
+            .with_status(status);
         answer_recorded_elsewhere(&self.host, &reply)
+    }
+
+    /// Envoy's `x-request-id` of the request, for the log and the reply.
+    fn request_id(&self) -> Option<String> {
+        let headers = self.host.request_headers().ok()?;
+        let (_, value) = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))?;
+        Some(loggable(&String::from_utf8_lossy(value)))
     }
 }
 

@@ -43,7 +43,10 @@ fn host(plan: Option<&[u8]>, provider: Option<&str>, body: &str) -> FakeHost {
     let host = FakeHost::request(
         "POST",
         "/v1/chat/completions",
-        &[("content-length", &body.len().to_string())],
+        &[
+            ("content-length", &body.len().to_string()),
+            ("x-request-id", "req-7"),
+        ],
         body,
     );
     if let Some(plan) = plan {
@@ -119,7 +122,16 @@ fn without_a_readable_plan_the_attempt_is_refused_500() {
         let (status, body) = refused(&host);
         assert_eq!(status, 500);
         assert!(body.contains("internal_error"), "{body}");
-        assert!(body.contains("route this cluster only through Posturio's route header"));
+        assert!(
+            body.contains("the gateway's routing for this request is misconfigured"),
+            "{body}"
+        );
+        assert!(body.contains("quote request id req-7"), "{body}");
+        assert!(!body.contains("posturio_plan"), "{body}");
+        assert_eq!(
+            host.property_value("posturio_refused").as_deref(),
+            Some("internal_error")
+        );
         assert!(host.header("x-posturio-target").is_none());
         assert_eq!(
             host.counter("posturio_attempts_total.model=none;.provider=none;.class=refused;"),
@@ -167,8 +179,18 @@ fn an_endpoint_naming_no_target_of_the_plan_is_refused_502() {
         let (status, body) = refused(&host);
         assert_eq!(status, 502, "{body}");
         assert!(body.contains("internal_error"));
-        assert!(body.contains("gpt-4o"), "{body}");
+        assert!(
+            body.contains("the gateway's routing for model gpt-4o is misconfigured"),
+            "{body}"
+        );
+        // Neither the endpoint's provider value nor the metadata key reaches the client.
+        assert!(!body.contains("anthropic"), "{body}");
+        assert!(!body.contains("filter_metadata"), "{body}");
         assert!(!body.contains('\n'));
+        assert_eq!(
+            host.property_value("posturio_refused").as_deref(),
+            Some("internal_error")
+        );
         assert!(host.header(":path").as_deref() == Some("/v1/chat/completions"));
     }
 }
@@ -185,7 +207,7 @@ fn a_body_that_does_not_match_the_plan_is_never_sent() {
         run(&host, &metrics);
         let (status, reply) = refused(&host);
         assert_eq!(status, 500, "{body}");
-        assert!(reply.contains("does not match Posturio's plan"), "{reply}");
+        assert!(reply.contains("is misconfigured"), "{reply}");
         assert!(host.new_body.borrow().is_none());
         assert_eq!(attempts(&host, "azure", "refused"), 1);
     }
@@ -288,4 +310,78 @@ fn status_classes() {
     ] {
         assert_eq!(status_class(status), class, "{status}");
     }
+}
+
+#[test]
+fn a_retry_removes_every_header_an_earlier_attempt_added() {
+    let plan = plan().to_json().unwrap();
+    let mut host = host(Some(&plan), Some("other"), BODY);
+    host.upstream_headers = vec![(":status".into(), b"429".to_vec())];
+    host.headers
+        .borrow_mut()
+        .insert(0, (":authority".into(), b"gateway.example".to_vec()));
+    host.headers
+        .borrow_mut()
+        .push(("x-client-trace".into(), b"t-1".to_vec()));
+    let metrics = Rc::default();
+    host.properties
+        .borrow_mut()
+        .push((TARGET_METADATA.join("."), b"openai".to_vec()));
+    let mut first = run(&host, &metrics);
+    assert_eq!(
+        host.property_value("posturio_headers").as_deref(),
+        Some(
+            r#"{"authority":"gateway.example","names":["content-type","content-length","x-request-id","x-client-trace"]}"#
+        )
+    );
+    // After this filter: an injector's key under a name that is no credential header, and
+    // Envoy's host rewrite, with its record of the host it replaced.
+    host.headers.borrow_mut().extend([
+        ("x-other-token".to_owned(), b"Bearer sk-other".to_vec()),
+        (
+            "x-envoy-original-host".to_owned(),
+            b"gateway.example".to_vec(),
+        ),
+    ]);
+    for (name, value) in host.headers.borrow_mut().iter_mut() {
+        if name == ":authority" {
+            *value = b"openai.example".to_vec();
+        }
+    }
+    first.on_response_headers();
+    first.on_done();
+
+    host.properties
+        .borrow_mut()
+        .push((TARGET_METADATA.join("."), b"azure".to_vec()));
+    run(&host, &metrics);
+    assert!(host.answers.borrow().is_empty());
+    assert!(host.header("x-other-token").is_none());
+    assert!(host.header("x-envoy-original-host").is_none());
+    // What the client sent and the attempt's own headers stay.
+    assert_eq!(host.header("x-client-trace").as_deref(), Some("t-1"));
+    assert_eq!(host.header("x-request-id").as_deref(), Some("req-7"));
+    assert_eq!(
+        host.header(":authority").as_deref(),
+        Some("gateway.example"),
+        "the client's host, for Envoy to rewrite to this target's"
+    );
+    assert_eq!(host.header("x-posturio-target").as_deref(), Some("azure"));
+    assert_eq!(host.header("content-length").as_deref(), Some("29"));
+    assert_eq!(
+        host.header(":path").as_deref(),
+        Some("/openai/v1/chat/completions")
+    );
+}
+
+#[test]
+fn a_retry_without_the_first_attempts_record_is_refused() {
+    let plan = plan().to_json().unwrap();
+    let host = host(Some(&plan), Some("azure"), BODY);
+    host.properties
+        .borrow_mut()
+        .push(("posturio_attempts".into(), b"1".to_vec()));
+    run(&host, &Rc::default());
+    assert_eq!(refused(&host).0, 500);
+    assert_eq!(attempts(&host, "azure", "refused"), 1);
 }

@@ -230,16 +230,28 @@ impl<H: Host> Request<H> {
         };
         let replacement =
             answered.replacement(&self.host, self.policy.as_deref(), &mut self.recorder);
+        let reached_no_provider = replacement
+            .as_ref()
+            .is_some_and(|replacement| replacement.reached_no_provider);
         if let (cx, Some(upstream)) = self.response_step() {
-            if upstream.headers(&cx, from_upstream && replacement.is_none(), end_of_stream) {
+            if reached_no_provider {
+                // The upstream filter refused the request: nothing reached a provider, so
+                // nothing is owed.
+                upstream.settled = true;
+            } else if upstream.headers(&cx, from_upstream && replacement.is_none(), end_of_stream) {
                 settle(upstream, &cx);
             }
         }
         match replacement {
-            Some(reply) => {
+            Some(replacement) => {
                 self.replaced = true;
-                self.recorder.replaced(&self.host, &self.metrics, &reply);
-                answer_recorded_elsewhere(&self.host, &reply)
+                if replacement.reached_no_provider {
+                    self.recorder
+                        .refused_upstream(&self.host, &replacement.reply);
+                }
+                self.recorder
+                    .replaced(&self.host, &self.metrics, &replacement.reply);
+                answer_recorded_elsewhere(&self.host, &replacement.reply)
             }
             None => Flow::Continue,
         }

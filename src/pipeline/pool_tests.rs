@@ -465,10 +465,14 @@ fn a_pool_answer_without_its_upstream_filter_never_reaches_the_client() {
     assert_eq!(answers[0].status, 502);
     let body = String::from_utf8_lossy(&answers[0].body);
     assert!(body.contains("internal_error"), "{body}");
+    // What failed, for whom, and what to quote; never the cluster's name.
     assert!(
-        body.contains("gpt-4o-pool has no Posturio upstream filter"),
+        body.contains("the gateway's routing for model gpt-4o is misconfigured"),
         "{body}"
     );
+    assert!(body.contains("not a fault in your request"), "{body}");
+    assert!(!body.contains("gpt-4o-pool"), "{body}");
+    assert!(!body.contains("upstream filter"), "{body}");
     assert!(host.delivered.borrow().is_empty());
     assert_eq!(
         host.property_value("posturio.code").as_deref(),
@@ -607,4 +611,118 @@ fn upstream_unavailable_gives_a_plain_reason_never_envoys_details() {
             "{details}"
         );
     }
+}
+
+#[test]
+fn a_request_the_upstream_filter_refused_is_recorded_as_refused_and_charged_nothing() {
+    for (model, status) in [("gpt-4o", "502"), ("solo", "500")] {
+        let host = exchange(
+            model,
+            status,
+            // Envoy gives no code details for the upstream filter's own answer.
+            &[
+                ("upstream.address", "127.0.0.1:9"),
+                ("posturio_refused", "internal_error"),
+            ],
+        );
+        let answers = host.answers.borrow();
+        assert_eq!(answers.len(), 1, "{model}");
+        assert_eq!(answers[0].status.to_string(), status);
+        let body: Value = serde_json::from_slice(&answers[0].body).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is misconfigured"),
+            "{body}"
+        );
+        assert_eq!(
+            host.budget_used("team", crate::policy::budget::Window::Day),
+            0,
+            "{model}: nothing reached a provider"
+        );
+        assert_eq!(
+            host.counter(&format!(
+                "posturio_usage_unknown_total.consumer=team;.model={model};.provider=openai;"
+            )),
+            0
+        );
+        assert_eq!(
+            host.property_value("posturio.code").as_deref(),
+            Some("internal_error")
+        );
+        assert_eq!(
+            host.property_value("posturio.decision").as_deref(),
+            Some("deny")
+        );
+        assert_eq!(
+            host.counter(&format!(
+                "posturio_replaced_responses_total.model={model};.code=internal_error;"
+            )),
+            1
+        );
+    }
+}
+
+#[test]
+fn a_local_answer_without_a_refusal_costs_the_estimate_as_before() {
+    let host = exchange(
+        "solo",
+        "504",
+        &[
+            ("response.code_details", "wasm_local_reply"),
+            ("upstream.address", "127.0.0.1:9"),
+        ],
+    );
+    assert!(host.answers.borrow().is_empty());
+    assert!(host.budget_used("team", crate::policy::budget::Window::Day) > 0);
+}
+
+#[test]
+fn no_target_of_a_pool_gets_the_clients_credential_parameters() {
+    // The policy reads no keys (`identity.header`): a pool strips them anyway.
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions?key=QKEY&alt=json&api-key=K2&X-Amz-Signature=S&access_token=T",
+        &[("x-posturio-consumer", "team")],
+        body,
+    );
+    let policy = Rc::new(Policy::from_json(POOL_POLICY.as_bytes()).unwrap());
+    let mut filter = Request::new(&host, Some(policy), Rc::default());
+    filter.on_request_headers(false);
+    filter.on_request_body(body.len(), true);
+    assert!(host.replies.borrow().is_empty());
+    let plan = Plan::from_json(host.property_value("posturio_plan").unwrap().as_bytes()).unwrap();
+    assert_eq!(
+        plan.target("openai").unwrap().path,
+        "/v1/chat/completions?alt=json"
+    );
+    assert_eq!(
+        plan.target("azure").unwrap().path,
+        "/openai/v1/chat/completions?alt=json"
+    );
+    assert_eq!(
+        host.header(":path").as_deref(),
+        Some("/v1/chat/completions?alt=json"),
+        "the forwarded path too"
+    );
+
+    // A single-provider model keeps today's behaviour: only `identity.api_keys` strips them.
+    let solo = r#"{"model":"solo","messages":[{"role":"user","content":"hi"}]}"#;
+    let host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions?key=QKEY",
+        &[("x-posturio-consumer", "team")],
+        solo,
+    );
+    let policy = Rc::new(Policy::from_json(POOL_POLICY.as_bytes()).unwrap());
+    let mut filter = Request::new(&host, Some(policy), Rc::default());
+    filter.on_request_headers(false);
+    filter.on_request_body(solo.len(), true);
+    assert_eq!(
+        host.header(":path").as_deref(),
+        Some("/v1/chat/completions?key=QKEY")
+    );
 }

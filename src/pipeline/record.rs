@@ -189,6 +189,21 @@ impl Recorder {
         }
     }
 
+    /// A forwarded request the upstream filter refused: the decision becomes that refusal in
+    /// the access log and in the decision's log line, when it still waits.
+    pub fn refused_upstream<H: Host>(&mut self, host: &H, reply: &Reply) {
+        if let Err(error) = host.set_property(&["posturio.decision"], b"deny") {
+            log::warn!("{error}; the access log will miss posturio.decision");
+        }
+        if let Some((level, line)) = self.pending_line.as_mut() {
+            *level = log::Level::Info;
+            if let Some(object) = line.as_object_mut() {
+                object.insert("decision".to_owned(), json!("deny"));
+                object.insert("code".to_owned(), json!(reply.code.as_str()));
+            }
+        }
+    }
+
     /// A forwarded request's answer replaced by the gateway's (see `served.rs`): counted, its
     /// code in the access log, and one log line.
     pub fn replaced<H: Host>(&mut self, host: &H, metrics: &RefCell<MetricIds>, reply: &Reply) {

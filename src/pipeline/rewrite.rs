@@ -1,15 +1,17 @@
 //! The rewrite step: the model renamed (in the path or the body), the redactions and the
 //! limits' changes made as edits of the body in one copy, and the path moved under the
 //! provider's `base_path`. For a model served through a pool cluster, the same for every
-//! target, gathered in the plan the upstream filter applies per attempt. What is forwarded is
-//! never larger than `max_body_bytes`, for any target: a rewrite that would grow it past the
-//! limit is refused.
+//! target, gathered in the plan the upstream filter applies per attempt; a pooled request's
+//! paths never carry the client's credential parameters. What is forwarded is never larger
+//! than `max_body_bytes`, for any target: a rewrite that would grow it past the limit is
+//! refused.
 
 use std::collections::BTreeMap;
 
 use super::approval::Approved;
 use super::refusals::rewritten_too_large;
 use super::state::Pending;
+use crate::policy::api_keys::without_credential_parameters;
 use crate::policy::body::{Span, Walked};
 use crate::policy::classify::{encode_segment, Classified, API_ROOT};
 use crate::policy::compiled::{Policy, Pool};
@@ -168,6 +170,9 @@ fn rewrite_for_pool(
         let path = rebase(current, provider.base_path.as_deref())
             .or(model.path.clone())
             .unwrap_or_else(|| pending.path.clone());
+        // A pool's targets never get the client's own credential, in the query either: the
+        // parameters `identity.api_keys` strips are stripped for every pooled request.
+        let path = without_credential_parameters(&path).unwrap_or(path);
         targets.push((provider.name.clone(), path, model.edits));
     }
     let Some((_, first_path, first_edits)) = targets.first() else {

@@ -3,11 +3,13 @@
 //! with the number of attempts (`posturio_attempts`); the record, the metric labels and the
 //! settlement then name that provider. An answer Envoy made itself (every target failed to
 //! connect, no healthy upstream, a timeout) is replaced, for every forwarded request, by one
-//! error in the caller's shape with Envoy's status.
+//! error in the caller's shape with Envoy's status. An answer the upstream filter made when
+//! it refused an attempt (`posturio_refused`: nothing reached a provider) is recorded as that
+//! refusal, answered in the caller's shape, and charged nothing.
 
 use super::host::Host;
 use super::record::{Recorder, ServedBy};
-use crate::policy::plan::{ATTEMPTS_PROPERTY, SERVED_PROPERTY};
+use crate::policy::plan::{misconfigured, ATTEMPTS_PROPERTY, REFUSED_PROPERTY, SERVED_PROPERTY};
 use crate::policy::shorten::loggable;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
@@ -77,36 +79,78 @@ pub(super) struct Answered<'a> {
     pub pooled: Option<&'a Pooled>,
 }
 
+/// The gateway's answer in the stead of a forwarded request's response.
+pub(super) struct Replacement {
+    pub reply: Reply,
+    /// The upstream filter refused every attempt it saw: no provider got the request, so
+    /// nothing is charged.
+    pub reached_no_provider: bool,
+}
+
 impl Answered<'_> {
     /// The gateway's answer that replaces the response, if one must: `upstream_unavailable`
-    /// when Envoy answered because no provider did, 502 when a pool answered without its
-    /// upstream filter. For a pool's provider answer, the serving provider is recorded.
+    /// when Envoy answered because no provider did, the upstream filter's refusal in the
+    /// caller's shape, 502 when a pool answered without its upstream filter. For a pool's
+    /// provider answer, the serving provider is recorded.
     pub(super) fn replacement<H: Host>(
         &self,
         host: &H,
         policy: Option<&Policy>,
         recorder: &mut Recorder,
-    ) -> Option<Reply> {
-        // Details Envoy did not give cannot say who answered, and another filter's own answer
-        // is its decision: those are kept.
-        if self.details.is_some_and(no_provider_answered) {
-            return Some(upstream_unavailable(
+    ) -> Option<Replacement> {
+        let replaced = |reply| {
+            Some(Replacement {
+                reply,
+                reached_no_provider: false,
+            })
+        };
+        if let Some(details) = self.details.filter(|details| no_provider_answered(details)) {
+            return replaced(upstream_unavailable(
                 self.shape,
                 self.model,
-                self.details,
+                Some(details),
                 response_status(host),
             ));
         }
-        let pooled = self.pooled?;
         if self.details != Some(VIA_UPSTREAM) {
-            return None;
+            // A local answer: the upstream filter's when it refused the attempt (Envoy 1.40
+            // gives no code details for it), or another filter's, which is that filter's
+            // decision and is kept. Read only here: a provider's answer costs no host call.
+            let refused = host.property(&[REFUSED_PROPERTY]).ok().flatten()?;
+            log::debug!(
+                "the upstream filter refused the request ({})",
+                loggable(&String::from_utf8_lossy(&refused))
+            );
+            let status = match response_status(host) {
+                status @ 400..=599 => status,
+                _ => 500,
+            };
+            return Some(Replacement {
+                reply: Reply::new(
+                    Code::InternalError,
+                    self.shape,
+                    misconfigured(self.model, recorder.request_id.as_deref()),
+                )
+                .with_status(status),
+                reached_no_provider: true,
+            });
         }
+        let pooled = self.pooled?;
         match served_by(host, policy, pooled) {
             Some(served) => {
                 recorder.served(host, &served);
                 None
             }
-            None => Some(no_upstream_filter(self.shape, pooled)),
+            None => {
+                log::error!(
+                    "request id {}: the pool cluster {} answered without Posturio's upstream \
+                     filter; add the filter with {{\"role\": \"upstream\"}} to the cluster's \
+                     http_filters",
+                    recorder.request_id.as_deref().unwrap_or("none"),
+                    loggable(&pooled.cluster)
+                );
+                replaced(no_upstream_filter(self.shape, pooled, recorder))
+            }
         }
     }
 }
@@ -123,16 +167,13 @@ fn response_status<H: Host>(host: &H) -> u16 {
 }
 
 /// A pool cluster answered, but no Posturio upstream filter ran: the answer came from a
-/// target the plan never prepared, so it does not reach the client.
-fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled) -> Reply {
+/// target the plan never prepared, so it does not reach the client. The cluster is named in
+/// the log only.
+fn no_upstream_filter(shape: ApiFamily, pooled: &Pooled, recorder: &Recorder) -> Reply {
     Reply::new(
         Code::InternalError,
         shape,
-        format!(
-            "the pool cluster {} has no Posturio upstream filter; add the filter with \
-             {{\"role\": \"upstream\"}} to the cluster's http_filters",
-            loggable(&pooled.cluster)
-        ),
+        misconfigured(Some(&pooled.model), recorder.request_id.as_deref()),
     )
     .with_status(502)
 }

@@ -50,6 +50,7 @@ pub(super) fn compile_model(
                     "a model with \"targets\" names its upstream model in each target",
                 );
             }
+            check_cluster_is_no_providers(errors, path, cluster, providers);
             let pool = (path, name, cluster.as_str());
             compile_pool(errors, pool, targets, providers, provider_index)
         }
@@ -76,6 +77,40 @@ pub(super) fn compile_model(
             );
             None
         }
+    }
+}
+
+/// A pool cluster is never also a provider's cluster: a pooled model routed to a provider's
+/// cluster reaches that provider with no upstream filter (the plan never applied), and a
+/// provider routed to a pool reaches the upstream filter without a plan. Both sides of the
+/// crossing are named.
+fn check_cluster_is_no_providers(
+    errors: &mut Errors,
+    path: &str,
+    cluster: &str,
+    providers: &[Provider],
+) {
+    for provider in providers
+        .iter()
+        .filter(|provider| provider.cluster == cluster)
+    {
+        errors.add(
+            format!("{path}.cluster"),
+            format!(
+                "\"{cluster}\" is the cluster of provider \"{}\": a pool cluster is never also \
+                 a provider's cluster; give the model its own pool cluster, with Posturio's \
+                 upstream filter",
+                provider.name
+            ),
+        );
+        errors.add(
+            format!("providers.{}.cluster", provider.name),
+            format!(
+                "\"{cluster}\" is the pool cluster of model \"{}\": a pool cluster is never \
+                 also a provider's cluster; give the provider its own cluster",
+                path.strip_prefix("models.").unwrap_or(path)
+            ),
+        );
     }
 }
 

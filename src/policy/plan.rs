@@ -12,6 +12,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::classify::ApiFamily;
+use super::shorten::loggable;
 
 /// The filter state key the request filter writes the plan under.
 pub const PLAN_PROPERTY: &str = "posturio_plan";
@@ -19,6 +20,12 @@ pub const PLAN_PROPERTY: &str = "posturio_plan";
 pub const SERVED_PROPERTY: &str = "posturio_served";
 /// The filter state key the upstream filter writes the number of attempts under.
 pub const ATTEMPTS_PROPERTY: &str = "posturio_attempts";
+/// The filter state key the first attempt's upstream filter records the request's header
+/// names under (one per line): a later attempt removes every header not among them.
+pub const HEADERS_PROPERTY: &str = "posturio_headers";
+/// The filter state key the upstream filter writes the code of an attempt it refused under:
+/// nothing reached a provider, so the request filter records the refusal and charges nothing.
+pub const REFUSED_PROPERTY: &str = "posturio_refused";
 /// The request header naming the attempt's target, read by the pool cluster's credential
 /// injector and removed before the request leaves Envoy.
 pub const TARGET_HEADER: &str = "x-posturio-target";
@@ -86,6 +93,28 @@ impl fmt::Display for SpliceError {
             SpliceError::Plan => write!(f, "the plan's spans and texts do not agree"),
         }
     }
+}
+
+/// The client's message when the gateway's own wiring fails (a pool reached without a plan,
+/// an endpoint that names no target, a pool without its upstream filter): what failed, that
+/// it is not the caller's fault, and the request id to quote. Cluster, provider and metadata
+/// names stay in the log.
+pub fn misconfigured(model: Option<&str>, request_id: Option<&str>) -> String {
+    let routing = match model {
+        Some(model) => format!(
+            "the gateway's routing for model {} is misconfigured",
+            loggable(model)
+        ),
+        None => "the gateway's routing for this request is misconfigured".to_owned(),
+    };
+    let quote = match request_id {
+        Some(id) => format!(
+            "quote request id {} to the gateway's operator",
+            loggable(id)
+        ),
+        None => "tell the gateway's operator".to_owned(),
+    };
+    format!("{routing}; this is not a fault in your request: {quote}")
 }
 
 impl Plan {
