@@ -670,6 +670,29 @@ fn a_key_injected_under_any_header_never_reaches_the_next_target() {
         "OpenAI's key reached Azure: {:#?}",
         records[1]
     );
+
+    // The client sends a header of the injector's name: the injector overwrites it with
+    // OpenAI's key, and the retry puts the client's value back.
+    mock.reset();
+    let mut with_header = headers("platform-team");
+    with_header.push(("x-other-token", "client-value"));
+    let answer = http::request(
+        envoy.port(),
+        "POST",
+        "/v1/chat/completions",
+        &with_header,
+        chat_body(false).as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = mock.requests();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records[0].header_values("x-other-token"), [OPENAI_KEY]);
+    assert_eq!(
+        records[1].header_values("x-other-token"),
+        ["client-value"],
+        "OpenAI's key reached Azure: {:#?}",
+        records[1]
+    );
     envoy.assert_no_wasm_failure();
 }
 

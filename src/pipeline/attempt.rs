@@ -54,8 +54,28 @@ pub const TARGET_METADATA: [&str; 5] = [
 struct HeaderRecord {
     /// The host the client called, before any attempt's `auto_host_rewrite`.
     authority: Option<String>,
-    /// Every other header's name, credential headers aside.
-    names: Vec<String>,
+    /// Every other header, credential headers aside: its name and its values as the first
+    /// attempt saw them (a value that is not UTF-8 is not kept, and its header not resent).
+    headers: Vec<(String, Vec<String>)>,
+}
+
+impl HeaderRecord {
+    fn values(&self, name: &str) -> Option<&[String]> {
+        self.headers
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, values)| values.as_slice())
+    }
+}
+
+/// A header's values as one, the way HTTP combines repeated fields (cookies with `; `).
+fn joined(header: &str, values: &[String]) -> String {
+    let separator = if header.eq_ignore_ascii_case("cookie") {
+        "; "
+    } else {
+        ", "
+    };
+    values.join(separator)
 }
 
 /// How an attempt ended, as the `class` label of `posturio_attempts_total`.
@@ -257,8 +277,8 @@ impl<H: Host> Attempt<H> {
         }
         let others = headers
             .iter()
-            .map(|(header, _)| header.as_str())
-            .filter(|header| {
+            .map(|(header, value)| (header.as_str(), value.as_slice()))
+            .filter(|(header, _)| {
                 !header.starts_with(':')
                     && !credentials
                         .iter()
@@ -270,15 +290,21 @@ impl<H: Host> Attempt<H> {
                     .iter()
                     .find(|(header, _)| header == ":authority")
                     .map(|(_, value)| String::from_utf8_lossy(value).into_owned()),
-                names: Vec::new(),
+                headers: Vec::new(),
             };
-            for header in others {
-                if !record
-                    .names
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(header))
+            for (header, value) in others {
+                let Ok(value) = std::str::from_utf8(value) else {
+                    continue;
+                };
+                match record
+                    .headers
+                    .iter_mut()
+                    .find(|(known, _)| known.eq_ignore_ascii_case(header))
                 {
-                    record.names.push(header.to_owned());
+                    Some((_, values)) => values.push(value.to_owned()),
+                    None => record
+                        .headers
+                        .push((header.to_owned(), vec![value.to_owned()])),
                 }
             }
             let json = serde_json::to_vec(&record).unwrap_or_default();
@@ -291,15 +317,43 @@ impl<H: Host> Attempt<H> {
             let Some(record) = record else {
                 return Ok(false);
             };
-            let mut removed: Vec<&str> = Vec::new();
-            for header in others {
-                let recorded = record
-                    .names
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(header));
-                if !recorded && !removed.contains(&header) {
-                    self.host.set_request_header(header, None)?;
-                    removed.push(header);
+            // Every header back to what the first attempt saw: one an earlier attempt's
+            // filters added is removed, and one they overwrote (an injector writing its key
+            // over a header of the same name the client sent) gets the client's value back.
+            let mut done: Vec<&str> = Vec::new();
+            for (header, _) in others.clone() {
+                if done.iter().any(|seen| seen.eq_ignore_ascii_case(header)) {
+                    continue;
+                }
+                done.push(header);
+                let now: Vec<&[u8]> = others
+                    .clone()
+                    .filter(|(other, _)| other.eq_ignore_ascii_case(header))
+                    .map(|(_, value)| value)
+                    .collect();
+                match record.values(header) {
+                    None => self.host.set_request_header(header, None)?,
+                    // Envoy's own per-attempt headers (`x-envoy-attempt-count`, the expected
+                    // timeout) are the router's to update.
+                    Some(_) if header.to_ascii_lowercase().starts_with("x-envoy-") => {}
+                    Some(values) => {
+                        let same = now.len() == values.len()
+                            && now
+                                .iter()
+                                .zip(values)
+                                .all(|(now, kept)| *now == kept.as_bytes());
+                        if !same {
+                            self.host
+                                .set_request_header(header, Some(&joined(header, values)))?;
+                        }
+                    }
+                }
+            }
+            // A header the first attempt carried that an earlier attempt removed is sent again.
+            for (header, values) in &record.headers {
+                if !done.iter().any(|seen| seen.eq_ignore_ascii_case(header)) {
+                    self.host
+                        .set_request_header(header, Some(&joined(header, values)))?;
                 }
             }
             if let Some(authority) = &record.authority {

@@ -323,6 +323,10 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     host.headers
         .borrow_mut()
         .push(("x-client-trace".into(), b"t-1".to_vec()));
+    // The client sends a header under the name an injector writes a key to.
+    host.headers
+        .borrow_mut()
+        .push(("x-openai-secret".into(), b"client-value".to_vec()));
     let metrics = Rc::default();
     host.properties
         .borrow_mut()
@@ -331,7 +335,7 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     assert_eq!(
         host.property_value("posturio_headers").as_deref(),
         Some(
-            r#"{"authority":"gateway.example","names":["content-type","content-length","x-request-id","x-client-trace"]}"#
+            r#"{"authority":"gateway.example","headers":[["content-type",["application/json"]],["content-length",["24"]],["x-request-id",["req-7"]],["x-client-trace",["t-1"]],["x-openai-secret",["client-value"]]]}"#
         )
     );
     // After this filter: an injector's key under a name that is no credential header, and
@@ -347,6 +351,10 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
         if name == ":authority" {
             *value = b"openai.example".to_vec();
         }
+        // The injector overwrites the client's header of that name with OpenAI's key.
+        if name == "x-openai-secret" {
+            *value = b"Bearer sk-openai".to_vec();
+        }
     }
     first.on_response_headers();
     first.on_done();
@@ -361,6 +369,12 @@ fn a_retry_removes_every_header_an_earlier_attempt_added() {
     // What the client sent and the attempt's own headers stay.
     assert_eq!(host.header("x-client-trace").as_deref(), Some("t-1"));
     assert_eq!(host.header("x-request-id").as_deref(), Some("req-7"));
+    // A header an injector overwrote gets the client's value back: OpenAI's key never
+    // reaches the next target under a name the client also sent.
+    assert_eq!(
+        host.header("x-openai-secret").as_deref(),
+        Some("client-value")
+    );
     assert_eq!(
         host.header(":authority").as_deref(),
         Some("gateway.example"),
