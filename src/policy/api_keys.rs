@@ -73,7 +73,7 @@ pub const KEY_PARAMETER: &str = "key";
 /// Google's key and OAuth tokens (`access_token`, its aliases `oauth_token` and
 /// `bearer_token`), the spellings other APIs and API Management read. Every `x-amz-` parameter
 /// goes too (a SigV4 presigned request's credential, session token and signature).
-const CREDENTIAL_PARAMETERS: [&str; 8] = [
+const CREDENTIAL_PARAMETERS: [&str; 12] = [
     "key",
     "access_token",
     "oauth_token",
@@ -81,7 +81,13 @@ const CREDENTIAL_PARAMETERS: [&str; 8] = [
     "api_key",
     "api-key",
     "apikey",
+    "x-api-key",
     "subscription-key",
+    // Azure Functions' key, Azure's signed-URL signature, an OAuth client's secret. (`token`
+    // and `auth` stay: too generic to remove from every request that carries them.)
+    "code",
+    "sig",
+    "client_secret",
 ];
 
 /// The prefix of AWS's query parameters (`X-Amz-Credential`, `X-Amz-Signature`, ...).

@@ -393,3 +393,15 @@ fn credential_headers_are_found_in_either_spelling() {
         ]
     );
 }
+
+#[test]
+fn the_other_credential_parameters_are_removed_too() {
+    // Azure Functions' `code`, Azure's signed-URL `sig`, an OAuth client's secret.
+    assert_eq!(
+        without_credential_parameters(
+            "/v1/chat/completions?code=F&alt=json&SIG=S&x-api-key=K&client_secret=C&codex=1"
+        )
+        .as_deref(),
+        Some("/v1/chat/completions?alt=json&codex=1")
+    );
+}
