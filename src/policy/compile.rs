@@ -80,6 +80,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
             models.insert(name.clone(), model);
         }
     }
+    super::compile_models::check_shared_pools(&mut errors, &models, &providers);
 
     let (rules, scanner) = super::rules::compile_rules(&mut errors, &config.rules);
     let opaque_content = config.opaque_content.unwrap_or(OpaqueContent::Block);

@@ -80,6 +80,50 @@ pub(super) fn compile_model(
     }
 }
 
+/// Models that share a pool cluster name the same providers: the cluster's endpoints are the
+/// targets of every model routed to it, so a retry of one model could otherwise land on
+/// another model's target, which the upstream filter refuses after a provider already
+/// answered.
+pub(super) fn check_shared_pools(
+    errors: &mut Errors,
+    models: &HashMap<String, Model>,
+    providers: &[Provider],
+) {
+    let mut names: Vec<&String> = models.keys().collect();
+    names.sort();
+    let mut first_by_cluster: Vec<(&str, &str, Vec<usize>)> = Vec::new();
+    for name in names {
+        let Some(pool) = models.get(name).and_then(|model| model.pool.as_ref()) else {
+            continue;
+        };
+        let mut targets: Vec<usize> = pool.targets.iter().map(|target| target.provider).collect();
+        targets.sort_unstable();
+        match first_by_cluster
+            .iter()
+            .find(|(cluster, _, _)| *cluster == pool.cluster)
+        {
+            None => first_by_cluster.push((&pool.cluster, name, targets)),
+            Some((cluster, first, first_targets)) if *first_targets != targets => {
+                let listed: Vec<&str> = first_targets
+                    .iter()
+                    .filter_map(|index| providers.get(*index))
+                    .map(|provider| provider.name.as_str())
+                    .collect();
+                errors.add(
+                    format!("models.{name}.cluster"),
+                    format!(
+                        "\"{cluster}\" is also the pool of model \"{first}\", whose targets are \
+                         {listed:?}; models that share a pool cluster name the same providers \
+                         (the cluster's endpoints are the targets of every model routed to \
+                         it): give this model its own pool cluster, or the same providers"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// A pool cluster is never also a provider's cluster: a pooled model routed to a provider's
 /// cluster reaches that provider with no upstream filter (the plan never applied), and a
 /// provider routed to a pool reaches the upstream filter without a plan. Both sides of the
