@@ -666,6 +666,22 @@ fn a_request_the_upstream_filter_refused_is_recorded_as_refused_and_charged_noth
 }
 
 #[test]
+fn a_refusal_on_a_retry_is_charged_as_an_answer_of_unknown_usage() {
+    // The first attempt reached a provider (a 5xx, retried); the retry was refused.
+    let host = exchange(
+        "gpt-4o",
+        "502",
+        &[
+            ("upstream.address", "127.0.0.1:9"),
+            ("posturio_refused", "internal_error"),
+            ("posturio_attempts", "2"),
+        ],
+    );
+    assert_eq!(host.answers.borrow().len(), 1);
+    assert!(host.budget_used("team", crate::policy::budget::Window::Day) > 0);
+}
+
+#[test]
 fn a_local_answer_without_a_refusal_costs_the_estimate_as_before() {
     let host = exchange(
         "solo",

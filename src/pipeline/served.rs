@@ -52,12 +52,7 @@ fn served_by<H: Host>(host: &H, policy: Option<&Policy>, pooled: &Pooled) -> Opt
             .get(target.provider)
             .is_some_and(|known| known.name == provider)
     })?;
-    let attempts = host
-        .property(&[ATTEMPTS_PROPERTY])
-        .ok()
-        .flatten()
-        .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
-        .unwrap_or(1);
+    let attempts = attempts_so_far(host).max(1);
     Some(ServedBy {
         upstream_model: Some(
             target
@@ -79,10 +74,19 @@ pub(super) struct Answered<'a> {
     pub pooled: Option<&'a Pooled>,
 }
 
+/// The attempts the upstream filter counted (`posturio_attempts`), 0 when none.
+fn attempts_so_far<H: Host>(host: &H) -> u32 {
+    host.property(&[ATTEMPTS_PROPERTY])
+        .ok()
+        .flatten()
+        .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
 /// The gateway's answer in the stead of a forwarded request's response.
 pub(super) struct Replacement {
     pub reply: Reply,
-    /// The upstream filter refused every attempt it saw: no provider got the request, so
+    /// The upstream filter refused the first attempt: no provider got the request, so
     /// nothing is charged.
     pub reached_no_provider: bool,
 }
@@ -132,7 +136,9 @@ impl Answered<'_> {
                     misconfigured(self.model, recorder.request_id.as_deref()),
                 )
                 .with_status(status),
-                reached_no_provider: true,
+                // A refusal on a retry follows an attempt that reached a provider: that one
+                // may cost, and is charged as any answer whose usage is unknown.
+                reached_no_provider: attempts_so_far(host) <= 1,
             });
         }
         let pooled = self.pooled?;
