@@ -111,7 +111,11 @@ fuzz_target!(|data: &[u8]| {
         providers.insert(name.clone(), provider);
         let choice = byte(data, 3 + index);
         let mut target = json!({ "provider": name });
-        if choice % 7 < NAMES.len() {
+        if family == "bedrock" {
+            // A Bedrock pool names one vendor's models (an invoke body is in its format).
+            let name = NAMES.get(choice % 7).copied().unwrap_or("gpt-4o");
+            target["upstream_model"] = json!(format!("anthropic.{name}"));
+        } else if choice % 7 < NAMES.len() {
             target["upstream_model"] = json!(NAMES[choice % 7]);
         }
         targets.push(target);
