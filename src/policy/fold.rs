@@ -3,27 +3,322 @@
 //! invisible characters or full-width letters is still found. A match in folded text is led
 //! back to the bytes it came from, or, where it cannot be exactly, reported as such so the
 //! caller blocks rather than redact a part of it.
+//!
+//! Three steps, in this order: characters a reader does not see are removed (`is_invisible`);
+//! the rest is normalised to NFKC; each normalised character that is a Cyrillic or Greek
+//! letter drawn like a Latin one is read as that Latin letter (`latin_lookalike`). The text
+//! as written is always scanned too, so folding only ever adds matches.
+//!
+//! The way back: NFKC works on segments that start at a character nothing before it can
+//! combine with, so the text is folded one segment at a time and each segment remembers the
+//! source bytes it came from. Most segments are one character left as it was; runs of those
+//! are kept as one entry, so mostly-ASCII text costs a few entries.
 
+use std::iter;
 use std::ops::Range;
+
+use unicode_normalization::char::{canonical_combining_class, decompose_compatible};
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// A string as a reader sees it, with the way back to the string it was folded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folded {
     pub text: String,
+    /// Where the folded text came from, in order: each run starts at `folded` in `text` and
+    /// at `source` in the source. A copied run maps byte for byte; any other run is one
+    /// segment, whose ends alone map. The last run is at the end of both texts.
+    runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    folded: usize,
+    source: usize,
+    copied: bool,
 }
 
 impl Folded {
     /// The range of the source string that `folded` (a range of `self.text`) came from, when
     /// both ends fall on the boundary of a folded character; `None` when a match starts or
     /// ends inside what one source character folded to (`ﬁ` → `fi`, a match from `i`).
+    ///
+    /// Removed characters go with the text after them: a match from `K` in `A\u{200B}K`
+    /// starts at the zero-width space, one that ends at `A` ends before it.
     pub fn source_range(&self, folded: Range<usize>) -> Option<Range<usize>> {
-        let _ = folded;
-        None
+        if !self.is_range(&folded) {
+            return None;
+        }
+        Some(self.exact(folded.start)?..self.exact(folded.end)?)
+    }
+
+    /// The smallest range of the source that holds all that `folded` came from, even when its
+    /// ends fall inside what one source character folded to; `None` only for a range that is
+    /// not one of `self.text`. For judging whether a match is already covered, never for
+    /// redacting.
+    pub fn source_cover(&self, folded: Range<usize>) -> Option<Range<usize>> {
+        if !self.is_range(&folded) {
+            return None;
+        }
+        let (start_run, _) = self.run_at(folded.start)?;
+        let start = match start_run.copied {
+            true => start_run
+                .source
+                .checked_add(folded.start.checked_sub(start_run.folded)?)?,
+            false => start_run.source,
+        };
+        let (end_run, next) = self.run_at(folded.end)?;
+        let end = if folded.end == end_run.folded {
+            end_run.source
+        } else if end_run.copied {
+            end_run
+                .source
+                .checked_add(folded.end.checked_sub(end_run.folded)?)?
+        } else {
+            next?.source
+        };
+        Some(start..end.max(start))
+    }
+
+    fn is_range(&self, folded: &Range<usize>) -> bool {
+        folded.start <= folded.end
+            && self.text.is_char_boundary(folded.start)
+            && self.text.is_char_boundary(folded.end)
+    }
+
+    /// Where the folded offset `at` maps in the source, if it is a segment's boundary.
+    fn exact(&self, at: usize) -> Option<usize> {
+        let (run, _) = self.run_at(at)?;
+        if at == run.folded {
+            Some(run.source)
+        } else if run.copied {
+            run.source.checked_add(at.checked_sub(run.folded)?)
+        } else {
+            None
+        }
+    }
+
+    /// The last run that starts at or before `at`, and the run after it.
+    fn run_at(&self, at: usize) -> Option<(Run, Option<Run>)> {
+        let index = self
+            .runs
+            .partition_point(|run| run.folded <= at)
+            .checked_sub(1)?;
+        let run = *self.runs.get(index)?;
+        Some((run, self.runs.get(index.checked_add(1)?).copied()))
     }
 }
 
 /// `text` folded, or `None` when folding changes nothing (every ASCII string, for one).
 pub fn fold(text: &str) -> Option<Folded> {
-    let _ = text;
-    None
+    if text.is_ascii() || unchanged(text) {
+        return None;
+    }
+    let mut folder = Folder {
+        text: String::with_capacity(text.len()),
+        runs: Vec::new(),
+        carried: None,
+    };
+    // The segment being read: where it starts in the source (the removed characters before
+    // its first one included), its characters, and the end of its last one.
+    let mut start = 0;
+    let mut segment = String::new();
+    let mut kept_end = 0;
+    for (at, c) in text.char_indices() {
+        if is_invisible(c) {
+            continue;
+        }
+        if !segment.is_empty() && starts_segment(c) {
+            folder.segment(text, start..kept_end, &segment);
+            segment.clear();
+            start = kept_end;
+        }
+        segment.push(c);
+        kept_end = at.saturating_add(c.len_utf8());
+    }
+    if !segment.is_empty() {
+        folder.segment(text, start..kept_end, &segment);
+    }
+    folder.finish(text)
 }
+
+/// Builds a `Folded` one segment at a time.
+struct Folder {
+    text: String,
+    runs: Vec<Run>,
+    /// The source start of segments that folded to nothing: they go with the next one.
+    carried: Option<usize>,
+}
+
+impl Folder {
+    /// Folds one segment: `chars`, the characters kept of `text[source]`.
+    fn segment(&mut self, text: &str, source: Range<usize>, chars: &str) {
+        let folded_start = self.text.len();
+        let mut single = chars.chars();
+        match (single.next(), single.next()) {
+            (Some(c), None) if c.is_ascii() => self.text.push(c),
+            _ => {
+                for c in chars.chars().nfkc() {
+                    let c = latin_lookalike(c).unwrap_or(c);
+                    if !is_invisible(c) {
+                        self.text.push(c);
+                    }
+                }
+            }
+        }
+        let folded = self.text.get(folded_start..).unwrap_or_default();
+        if folded.is_empty() {
+            self.carried.get_or_insert(source.start);
+            return;
+        }
+        let source_start = self.carried.take().unwrap_or(source.start);
+        let copied = source_start == source.start && text.get(source) == Some(folded);
+        if copied && self.runs.last().is_some_and(|run| run.copied) {
+            return;
+        }
+        self.runs.push(Run {
+            folded: folded_start,
+            source: source_start,
+            copied,
+        });
+    }
+
+    fn finish(mut self, source: &str) -> Option<Folded> {
+        if self.text == source {
+            return None;
+        }
+        self.runs.push(Run {
+            folded: self.text.len(),
+            source: source.len(),
+            copied: false,
+        });
+        Some(Folded {
+            text: self.text,
+            runs: self.runs,
+        })
+    }
+}
+
+/// Whether folding leaves `text` as it is: no character it removes or reads as Latin, and
+/// already in NFKC. One pass without allocating for the common case.
+fn unchanged(text: &str) -> bool {
+    let foldable = text
+        .chars()
+        .any(|c| !c.is_ascii() && (is_invisible(c) || latin_lookalike(c).is_some()));
+    !foldable && is_nfkc_quick(text.chars()) == IsNormalized::Yes
+}
+
+/// Whether NFKC of the text before `c` and of the text from `c` on, joined, is NFKC of the
+/// whole: `c` (or the first character it decomposes to) is a starter that nothing before it
+/// combines with (Unicode's NFKC quick check says Yes, UAX #15).
+fn starts_segment(c: char) -> bool {
+    if c.is_ascii() {
+        return true;
+    }
+    let mut first = None;
+    decompose_compatible(c, |part| {
+        first.get_or_insert(part);
+    });
+    let first = first.unwrap_or(c);
+    canonical_combining_class(first) == 0 && is_nfkc_quick(iter::once(first)) == IsNormalized::Yes
+}
+
+/// Characters a reader does not see, removed before anything else: every format character
+/// (general category Cf) and the other default-ignorable code points (Unicode's
+/// `Default_Ignorable_Code_Point`: variation selectors, the combining grapheme joiner, Hangul
+/// fillers, Khmer inherent vowels, Mongolian free variation selectors). A unit test checks
+/// the table against Unicode's general categories.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{34F}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// The Latin letter a Cyrillic or Greek letter is drawn as, in the common fonts: the letters
+/// a mixed-script spelling of an ASCII secret or phrase uses. A small, fixed set, not
+/// Unicode's whole confusables table (thousands of entries, many of them symbols that would
+/// make matches no reader sees).
+pub(crate) fn latin_lookalike(c: char) -> Option<char> {
+    let latin = match c {
+        // Cyrillic.
+        'а' => 'a',
+        'е' => 'e',
+        'о' => 'o',
+        'р' => 'p',
+        'с' => 'c',
+        'у' => 'y',
+        'х' => 'x',
+        'і' => 'i',
+        'ј' => 'j',
+        'ѕ' => 's',
+        'ԁ' => 'd',
+        'һ' => 'h',
+        'ԛ' => 'q',
+        'ԝ' => 'w',
+        'ӏ' => 'l',
+        'А' => 'A',
+        'В' => 'B',
+        'Е' => 'E',
+        'К' => 'K',
+        'М' => 'M',
+        'Н' => 'H',
+        'О' => 'O',
+        'Р' => 'P',
+        'С' => 'C',
+        'Т' => 'T',
+        'У' => 'Y',
+        'Х' => 'X',
+        'І' => 'I',
+        'Ј' => 'J',
+        'Ѕ' => 'S',
+        'Ԛ' => 'Q',
+        'Ԝ' => 'W',
+        // Greek.
+        'Α' => 'A',
+        'Β' => 'B',
+        'Ε' => 'E',
+        'Ζ' => 'Z',
+        'Η' => 'H',
+        'Ι' => 'I',
+        'Κ' => 'K',
+        'Μ' => 'M',
+        'Ν' => 'N',
+        'Ο' => 'O',
+        'Ρ' => 'P',
+        'Τ' => 'T',
+        'Υ' => 'Y',
+        'Χ' => 'X',
+        'ο' => 'o',
+        'ϳ' => 'j',
+        _ => return None,
+    };
+    Some(latin)
+}
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;
