@@ -2,12 +2,14 @@
 //! load; each piece of text the walk hands out scanned once; the matches judged against the
 //! consumer's rules, their roles and fields, and their modes.
 
-use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Range;
 
-use super::body::{read_offset, Offsets, Span, TextAt, TextField, TextSink, Walked};
+use super::body::text::decoded_layers;
+use super::body::{Offsets, Span, TextAt, TextField, TextSink, Walked};
 use super::config::{Field, RuleAction};
 use super::detect::{self, Detector};
+use super::fold;
+use origin::{Located, Origin, Quotes};
 
 /// What a rule looks for.
 #[derive(Debug, Clone)]
@@ -89,16 +91,19 @@ pub struct Hit {
 /// newlines, and searched in one pass; yet every detector and pattern decides on one string
 /// alone (`detect::SourceSet::scan_pieces`), so what follows a string never hides, nor makes, a
 /// match in it.
+///
+/// Besides each string as read, the buffer holds what a model reads of it (see `Origin`): its
+/// JSON escapes decoded, its folded form (`fold`), and the text of consecutive text parts
+/// joined. A match in any of these is led back to the strings it came from.
 pub struct ScanSink<'p> {
     scanner: &'p Scanner,
     text: String,
     /// Each piece's place in `text`, in order.
     pieces: Vec<Range<usize>>,
-    /// Where each piece sits in the body.
+    /// Where each piece sits in the body. A piece made from others has no span.
     at: Vec<TextAt>,
-    /// For a piece that is the decoded form of a string (`TextSink::decoded`), the piece of
-    /// that string as it was read, and where each byte of the decoded piece sits in it.
-    decoded_from: Vec<Option<(usize, Vec<Offsets>)>>,
+    /// What each piece is: a string as read, or made from earlier pieces.
+    origins: Vec<Origin>,
 }
 
 impl<'p> ScanSink<'p> {
@@ -108,117 +113,160 @@ impl<'p> ScanSink<'p> {
             text: String::with_capacity(capacity),
             pieces: Vec::new(),
             at: Vec::new(),
-            decoded_from: Vec::new(),
+            origins: Vec::new(),
         }
     }
 
     /// Scans everything gathered; the matches with ranges relative to their own piece.
     ///
-    /// A match in the decoded form of a string is dropped when a match of the same rule in
-    /// the string as read covers the place it was decoded from: that match is the one to act
-    /// on, and its redaction removes all of it. Judged by place, not by text: the same text
-    /// written plainly elsewhere in the string hides nothing. What is left to the decoded form
-    /// is what the escapes hid, and a `redact` rule there blocks.
+    /// A match in a piece made from others (decoded, folded, joined) is dropped when a match of
+    /// the same rule in what it was made from covers the place it came from: that match is
+    /// the one to act on, and its redaction removes all of it. Judged by place, not by text:
+    /// the same text written plainly elsewhere in the string hides nothing. What is left is
+    /// what the escapes, the invisible characters or the split hid. A redaction there is led
+    /// back to the strings as read and made in place; where it cannot be exactly (a decoded
+    /// form, a match from inside what one character folded to), the hit has no span, and a
+    /// `redact` rule blocks.
     pub fn finish(self) -> Vec<Hit> {
         let mut scratch = Vec::new();
         let mut found = Vec::new();
         self.scanner
             .scan(&self.text, &self.pieces, &mut scratch, &mut found);
-        // Each match with its piece and its range relative to the piece.
-        let located: Vec<(usize, usize, Range<usize>)> = found
-            .into_iter()
-            .filter_map(|(rule, range)| {
-                let index = self
-                    .pieces
-                    .partition_point(|piece| piece.start <= range.start)
-                    .checked_sub(1)?;
-                let piece = self.pieces.get(index)?;
-                (range.end <= piece.end).then_some((
-                    rule,
-                    index,
-                    range.start.checked_sub(piece.start)?..range.end.checked_sub(piece.start)?,
-                ))
-            })
-            .collect();
-        let covered_as_read = |rule: usize, index: usize, range: &Range<usize>| {
-            let Some(Some((read, layers))) = self.decoded_from.get(index) else {
-                return false;
+        let located = Located::new(found, &self.pieces);
+        let buffer = (self.text.as_str(), self.pieces.as_slice());
+        let made = (self.origins.as_slice(), self.pieces.as_slice());
+        let mut quotes = Quotes::default();
+        let mut hits = Vec::new();
+        let mut derived: Vec<Hit> = Vec::new();
+        for (rule, index, range) in located.iter() {
+            let Some(origin) = self.origins.get(index) else {
+                continue;
             };
-            let (Some(start), Some(end)) = (
-                read_offset(layers, range.start),
-                read_offset(layers, range.end),
-            ) else {
-                return false;
-            };
-            located.iter().any(|(r, i, seen)| {
-                *r == rule && i == read && seen.start <= start && end <= seen.end
-            })
-        };
-        // The quotes of the JSON text each piece with a match may hold, found once per piece.
-        let mut keys: BTreeMap<usize, Vec<(usize, bool)>> = BTreeMap::new();
-        for (_, index, _) in &located {
-            if let (Entry::Vacant(slot), Some(piece)) =
-                (keys.entry(*index), self.pieces.get(*index))
-            {
-                slot.insert(json_quotes(
-                    self.text.get(piece.clone()).unwrap_or_default(),
-                ));
+            match origin {
+                Origin::Read => {
+                    let Some(mut at) = self.at.get(index).copied() else {
+                        continue;
+                    };
+                    // Rewriting a key of JSON text in a string could make a duplicate key, as
+                    // rewriting a key of the body could: without a span, a redaction blocks.
+                    if quotes.in_key(buffer, index, range) {
+                        at.span = None;
+                    }
+                    hits.push(Hit {
+                        rule,
+                        at,
+                        range: range.clone(),
+                    });
+                }
+                Origin::Decoded { .. } => {
+                    if quotes.in_key(buffer, index, range)
+                        || !located.covered(made, rule, index, range)
+                    {
+                        if let Some(at) = self.at.get(index) {
+                            hits.push(Hit {
+                                rule,
+                                at: *at,
+                                range: range.clone(),
+                            });
+                        }
+                    }
+                }
+                Origin::Folded { .. } | Origin::Joined { .. } => {
+                    if located.covered(made, rule, index, range) {
+                        continue;
+                    }
+                    for (root, mapped) in origin::roots(made, index, Some(range.clone())) {
+                        let Some(mut at) = self.at.get(root).copied() else {
+                            continue;
+                        };
+                        let range = match mapped {
+                            Some(mapped) => {
+                                if quotes.in_key(buffer, root, &mapped) {
+                                    at.span = None;
+                                }
+                                mapped
+                            }
+                            None => {
+                                at.span = None;
+                                range.clone()
+                            }
+                        };
+                        let hit = Hit { rule, at, range };
+                        if !derived.contains(&hit) && !hits.contains(&hit) {
+                            derived.push(hit);
+                        }
+                    }
+                }
             }
         }
-        let in_key = |index: usize, range: &Range<usize>| {
-            keys.get(&index)
-                .is_some_and(|quotes| in_json_key(quotes, range))
-        };
-        located
-            .iter()
-            .filter(|(rule, index, range)| {
-                in_key(*index, range) || !covered_as_read(*rule, *index, range)
-            })
-            .filter_map(|(rule, index, range)| {
-                let mut at = *self.at.get(*index)?;
-                // Rewriting a key of JSON text in a string could make a duplicate key, as
-                // rewriting a key of the body could: without a span, a redaction blocks.
-                if in_key(*index, range) {
-                    at.span = None;
-                }
-                Some(Hit {
-                    rule: *rule,
-                    at,
-                    range: range.clone(),
-                })
-            })
-            .collect()
+        hits.append(&mut derived);
+        hits
     }
 
-    fn push(&mut self, text: &str, at: TextAt, decoded_from: Option<(usize, Vec<Offsets>)>) {
+    /// Adds a piece, and its folded form when folding changes it.
+    fn push(&mut self, text: &str, at: TextAt, origin: Origin) {
         // An empty string holds no match; the pieces stay non-empty.
         if text.is_empty() {
             return;
         }
+        let from = self.pieces.len();
+        self.push_piece(text, at, origin);
+        if let Some(folded) = fold::fold(text) {
+            let start = self.text.len();
+            self.text.push_str(&folded.text);
+            let end = self.text.len();
+            if start < end {
+                self.pieces.push(start..end);
+                self.at.push(at);
+                self.origins.push(Origin::Folded { from, folded });
+                self.text.push('\n');
+            }
+        }
+    }
+
+    fn push_piece(&mut self, text: &str, at: TextAt, origin: Origin) {
         let start = self.text.len();
         self.text.push_str(text);
         self.pieces.push(start..self.text.len());
         self.at.push(at);
-        self.decoded_from.push(decoded_from);
+        self.origins.push(origin);
         self.text.push('\n');
     }
 }
 
 impl TextSink for ScanSink<'_> {
     fn text(&mut self, text: &str, at: TextAt) {
-        self.push(text, at, None);
+        self.push(text, at, Origin::Read);
     }
 
     fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
-        // The string as read is the last piece that is not itself a decoded form.
+        // What was decoded is the last piece that is a string as read, or joined text.
         let from = self
-            .decoded_from
+            .origins
             .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(index, from)| from.is_none().then_some(index));
+            .rposition(|origin| matches!(origin, Origin::Read | Origin::Joined { .. }));
         let at = TextAt { span: None, ..at };
-        self.push(text, at, from.map(|from| (from, layers.to_vec())));
+        if let Some(from) = from {
+            let layers = layers.to_vec();
+            self.push(text, at, Origin::Decoded { from, layers });
+        }
+    }
+
+    fn text_parts(&mut self, spans: &[Span]) {
+        let Some((parts, joined)) =
+            origin::join((&self.text, &self.pieces, &self.at, &self.origins), spans)
+        else {
+            return;
+        };
+        let Some(first) = parts.first().and_then(|(index, _)| self.at.get(*index)) else {
+            return;
+        };
+        let at = TextAt {
+            span: None,
+            ..*first
+        };
+        self.push(&joined, at, Origin::Joined { parts });
+        decoded_layers(&joined, at, self);
     }
 }
 
@@ -317,6 +365,9 @@ pub(crate) fn role_of<'w>(at: &TextAt, walked: &'w Walked) -> Option<&'w str> {
     }
 }
 
+#[path = "inspect_origin.rs"]
+mod origin;
+
 #[cfg(test)]
 #[path = "inspect_tests.rs"]
 mod tests;
@@ -328,3 +379,7 @@ mod family_tests;
 #[cfg(test)]
 #[path = "inspect_differential_tests.rs"]
 mod differential_tests;
+
+#[cfg(test)]
+#[path = "inspect_fold_tests.rs"]
+mod fold_tests;

@@ -43,6 +43,13 @@ pub trait TextSink {
         let _ = layers;
         self.text(text, TextAt { span: None, ..at });
     }
+
+    /// Consecutive text parts of one message's content (or of system text), of one kind: the
+    /// spans of their `text` strings, each already handed out, at least two. A model reads
+    /// them as one text; a sink that scans may join them.
+    fn text_parts(&mut self, spans: &[Span]) {
+        let _ = spans;
+    }
 }
 
 /// A sink that ignores text: validation and model extraction only.
@@ -61,7 +68,7 @@ const DECODED_LAYERS: usize = 3;
 /// with escapes: `\u0041KIA...`. Whatever string holds a backslash is decoded as the inside
 /// of a JSON string, leniently (a lone surrogate becomes U+FFFD, an unknown escape stays), and
 /// each layer that differs is handed out too, as decoded text (`TextSink::decoded`).
-pub(super) fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
+pub(crate) fn decoded_layers<S: TextSink + ?Sized>(text: &str, at: TextAt, sink: &mut S) {
     let mut layer = Cow::Borrowed(text);
     let mut layers: Vec<Offsets> = Vec::new();
     for _ in 0..DECODED_LAYERS {

@@ -65,6 +65,8 @@ pub fn walk_watching<S: TextSink>(
         sink,
         walked: Walked::default(),
         part_type: None,
+        last_string: None,
+        text_part: None,
     };
     let root = Node {
         endpoint,
@@ -89,6 +91,10 @@ struct State<'s, S> {
     walked: Walked,
     /// The `type` of the content part being read, once its value has been.
     part_type: Option<String>,
+    /// The last string value handed out, with the depth it was read at.
+    last_string: Option<(Span, usize)>,
+    /// Set by a content part that is a text part, when it ends: the span of its `text`.
+    text_part: Option<Span>,
 }
 
 impl<S> State<'_, S> {
@@ -182,6 +188,7 @@ impl Node {
         if self.place == Place::PartType {
             state.part_type = Some(text.to_owned());
         }
+        state.last_string = Some((span, self.depth));
         let at = TextAt {
             span: Some(span),
             message: self.message,
@@ -216,6 +223,8 @@ impl Node {
             other => other,
         };
         let element = self.child(element)?;
+        // Consecutive text parts of this list, to be read as one text (see `TextSink::text_parts`).
+        let mut run: Vec<Span> = Vec::new();
         let mut first = true;
         while reader.next_element(&mut first)? {
             let node = match element.place {
@@ -225,8 +234,14 @@ impl Node {
                 },
                 _ => element,
             };
+            state.text_part = None;
             node.value(reader, state)?;
+            match state.text_part.take() {
+                Some(span) if matches!(self.place, Place::Text(_)) => run.push(span),
+                _ => joined_parts(&mut run, state),
+            }
         }
+        joined_parts(&mut run, state);
         Ok(())
     }
 
@@ -258,6 +273,7 @@ impl Node {
             .then(|| Family::of(node.endpoint));
         let reads_keys = node.reads_keys();
         let mut part_type = None;
+        let mut text = None;
         let mut unread = None;
         let mut first = true;
         while let Some((key, _)) = reader.next_key(&mut first)? {
@@ -302,15 +318,31 @@ impl Node {
             }
             let child = node.child(place)?;
             reader.colon()?;
+            state.last_string = None;
             child.value(reader, state)?;
             if place == Place::PartType {
                 part_type = state.part_type.take();
             }
+            if part.is_some() && key == "text" {
+                // The part's text, when the value is a string (not a list of them).
+                text = state
+                    .last_string
+                    .filter(|(_, depth)| *depth == child.depth)
+                    .map(|(span, _)| span);
+            }
         }
         if let Some(family) = part {
             let item = node.place == Place::Message;
-            if let Some(kind) = opaque_part(family, item, part_type.as_deref(), unread) {
+            let opaque = opaque_part(family, item, part_type.as_deref(), unread);
+            if let Some(kind) = opaque {
                 state.opaque(kind);
+            }
+            // A text part: one whose text a model reads on from the part before it.
+            let text_type = part_type
+                .as_deref()
+                .is_none_or(|kind| matches!(kind, "text" | "input_text" | "output_text"));
+            if opaque.is_none() && text_type && matches!(node.place, Place::Text(_)) {
+                state.text_part = text;
             }
         }
         if node.place == Place::Message {
@@ -447,6 +479,14 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Hands a run of at least two consecutive text parts to the sink, and starts a new run.
+fn joined_parts<S: TextSink>(run: &mut Vec<Span>, state: &mut State<'_, S>) {
+    if run.len() > 1 {
+        state.sink.text_parts(run);
+    }
+    run.clear();
 }
 
 /// An error that valid input never causes.
