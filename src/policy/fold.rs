@@ -123,17 +123,49 @@ pub fn fold(text: &str) -> Option<Folded> {
     let mut start = 0;
     let mut segment = String::new();
     let mut kept_end = 0;
-    for (at, c) in text.char_indices() {
-        if is_invisible(c) {
+    let mut at = 0;
+    while let Some(rest) = text.get(at..).filter(|rest| !rest.is_empty()) {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        if let Some(last) = ascii.checked_sub(1).and_then(|run| at.checked_add(run)) {
+            // A run of ASCII: each character but the last is a segment of its own, left as
+            // it is; the last may take combining marks after it.
+            if !segment.is_empty() {
+                folder.segment(text, start..kept_end, &segment);
+                segment.clear();
+                start = kept_end;
+            }
+            let mut from = at;
+            if last > at && (start < at || folder.carried.is_some()) {
+                let first = at.saturating_add(1);
+                folder.segment(text, start..first, text.get(at..first).unwrap_or_default());
+                (start, from) = (first, first);
+            }
+            if last > from {
+                folder.copied(text.get(from..last).unwrap_or_default(), from);
+                start = last;
+            }
+            segment.push_str(text.get(last..last.saturating_add(1)).unwrap_or_default());
+            kept_end = last.saturating_add(1);
+            at = kept_end;
             continue;
         }
-        if !segment.is_empty() && starts_segment(c) {
-            folder.segment(text, start..kept_end, &segment);
-            segment.clear();
-            start = kept_end;
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        let next = at.saturating_add(c.len_utf8());
+        if !is_invisible(c) {
+            if !segment.is_empty() && starts_segment(c) {
+                folder.segment(text, start..kept_end, &segment);
+                segment.clear();
+                start = kept_end;
+            }
+            segment.push(c);
+            kept_end = next;
         }
-        segment.push(c);
-        kept_end = at.saturating_add(c.len_utf8());
+        at = next;
     }
     if !segment.is_empty() {
         folder.segment(text, start..kept_end, &segment);
@@ -156,6 +188,11 @@ impl Folder {
         let mut single = chars.chars();
         match (single.next(), single.next()) {
             (Some(c), None) if c.is_ascii() => self.text.push(c),
+            // A character alone that NFKC keeps (most letters of most scripts): no
+            // normaliser needed.
+            (Some(c), None) if is_nfkc_quick(iter::once(c)) == IsNormalized::Yes => {
+                self.text.push(latin_lookalike(c).unwrap_or(c));
+            }
             _ => {
                 for c in chars.chars().nfkc() {
                     let c = latin_lookalike(c).unwrap_or(c);
@@ -180,6 +217,24 @@ impl Folder {
             source: source_start,
             copied,
         });
+    }
+
+    /// Adds ASCII text, each character a segment left as it was, read at `at` in the
+    /// source. Nothing is carried (see `fold`).
+    fn copied(&mut self, ascii: &str, at: usize) {
+        if ascii.is_empty() {
+            return;
+        }
+        let folded = self.text.len();
+        self.text.push_str(ascii);
+        // A copied run before this one ends where this starts: segments are contiguous.
+        if !self.runs.last().is_some_and(|run| run.copied) {
+            self.runs.push(Run {
+                folded,
+                source: at,
+                copied: true,
+            });
+        }
     }
 
     fn finish(mut self, source: &str) -> Option<Folded> {

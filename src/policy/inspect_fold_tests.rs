@@ -559,3 +559,123 @@ fn clean_non_ascii_text_is_forwarded_untouched() {
         }
     }
 }
+
+/// Text of ~200-byte strings: ASCII prose, non-ASCII prose that folding leaves as it is, and
+/// prose with characters it folds (Cyrillic lookalikes, full-width letters, zero-width spaces).
+fn speed_strings(kind: usize) -> Vec<String> {
+    const ASCII: &[&str] = &[
+        "the", "deploy", "script", "reads", "config", "from", "staging", "please", "review",
+        "function", "returns", "value", "customer", "order", "shipping",
+    ];
+    const STABLE: &[&str] = &[
+        "Grüße",
+        "München",
+        "naïve",
+        "日本語",
+        "テキスト",
+        "café",
+        "→",
+    ];
+    const FOLDED: &[&str] = &["сервер", "ｄｅｐｌｏｙ", "con\u{200B}fig", "ﬁle", "Αθήνα"];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..1000)
+        .map(|_| {
+            let mut text = String::new();
+            while text.len() < 200 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let pick = usize::try_from(state % 1000).unwrap();
+                let word = match kind {
+                    1 if pick % 5 == 0 => STABLE[pick % STABLE.len()],
+                    2 if pick % 5 == 0 => FOLDED[pick % FOLDED.len()],
+                    _ => ASCII[pick % ASCII.len()],
+                };
+                text.push_str(word);
+                text.push(' ');
+            }
+            text
+        })
+        .collect()
+}
+
+/// `cargo test --release --lib -- --ignored --nocapture fold_speed`: what folding and joining
+/// add to a scan, on ASCII text and on mixed non-ASCII text.
+#[test]
+#[ignore]
+fn fold_speed() {
+    use crate::policy::body::{Span, TextAt, TextField, TextSink};
+    use crate::policy::detect::Detector;
+    use crate::policy::fold::fold;
+    use crate::policy::inspect::{RuleSource, ScanSink, Scanner};
+    use std::time::Instant;
+    let mut sources: Vec<(usize, RuleSource)> = Detector::ALL
+        .iter()
+        .enumerate()
+        .map(|(rule, detector)| (rule, RuleSource::Detector(*detector)))
+        .collect();
+    sources.push((
+        99,
+        RuleSource::Pattern("(?i)ignore (all )?previous instructions".into()),
+    ));
+    let scanner = Scanner::new(sources).unwrap();
+    let best = |run: &mut dyn FnMut()| {
+        (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    for (name, kind) in [
+        ("ASCII", 0),
+        ("non-ASCII, nothing to fold", 1),
+        ("non-ASCII, folded", 2),
+    ] {
+        let strings = speed_strings(kind);
+        let kib = strings.iter().map(String::len).sum::<usize>() as f64 / 1024.0;
+        // The scan as it was: the strings joined, one pass, nothing folded.
+        let plain = best(&mut || {
+            let mut text = String::new();
+            let mut pieces = Vec::new();
+            for string in &strings {
+                let start = text.len();
+                text.push_str(string);
+                pieces.push(start..text.len());
+                text.push('\n');
+            }
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
+            scanner.scan(&text, &pieces, &mut scratch, &mut out);
+            std::hint::black_box(out);
+        });
+        let mut feed = f64::INFINITY;
+        let sink = best(&mut || {
+            let start = Instant::now();
+            let mut sink = ScanSink::new(&scanner, 256 * 1024);
+            for (index, string) in strings.iter().enumerate() {
+                let at = TextAt {
+                    span: Some(Span::new(index * 300, index * 300 + 1)),
+                    message: None,
+                    field: TextField::Prompt,
+                };
+                sink.text(string, at);
+            }
+            feed = feed.min(start.elapsed().as_secs_f64());
+            std::hint::black_box(sink.finish());
+        });
+        let folding = best(&mut || {
+            for string in &strings {
+                std::hint::black_box(fold(string));
+            }
+        });
+        println!(
+            "{name:<28} scan as read {:6.2} µs/KiB, scan with folding {:6.2} µs/KiB (gathering \
+             {:6.2}), fold alone {:6.2} µs/KiB",
+            plain * 1e6 / kib,
+            sink * 1e6 / kib,
+            feed * 1e6 / kib,
+            folding * 1e6 / kib
+        );
+    }
+}
