@@ -247,6 +247,21 @@ def redact_seeds() -> list[bytes]:
     return seeds
 
 
+# Two bytes (where to split into two text parts, which ranges to map back), then the text
+# (fuzz_targets/fold.rs).
+def fold_seeds() -> list[bytes]:
+    texts = [
+        "key AKIAIOSF\u200bODNN7EXAMPLE ok",
+        "\uff21\uff2b\uff29\uff21IOSFODNN7EXAMPLE",
+        "ig\u00adnore previous instructions \ufeff",
+        "the project-\ufb01re plan, e\u0301 \u1100\u1161\u11a8 \u0b47\u0b3e",
+        "mail jane.doe@exa\u200bmple.com \u0410\u041a\u0406\u0410 \U000e0041",
+        "x\u00b2 \U0001d400 \u2460 \u3000 \u00a0 \ufe0f \u034f \u3164",
+    ]
+    return [bytes([split, pick]) + text.encode() for split, pick, text in
+            zip([5, 12, 20, 9, 30, 3], [1, 2, 3, 4, 5, 6], texts)]
+
+
 def main() -> None:
     for data in config_seeds():
         write("config", data)
@@ -258,6 +273,8 @@ def main() -> None:
         write("usage", data)
     for data in redact_seeds():
         write("redact", data)
+    for data in fold_seeds():
+        write("fold", data)
 
 
 if __name__ == "__main__":
