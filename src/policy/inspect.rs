@@ -2,6 +2,7 @@
 //! load; each piece of text the walk hands out scanned once; the matches judged against the
 //! consumer's rules, their roles and fields, and their modes.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 use super::body::text::decoded_layers;
@@ -138,6 +139,8 @@ impl<'p> ScanSink<'p> {
         let mut quotes = Quotes::default();
         let mut hits = Vec::new();
         let mut derived: Vec<Hit> = Vec::new();
+        // A derived match led back to a place a hit already names adds nothing.
+        let mut named: BTreeSet<(usize, TextAt, usize, usize)> = BTreeSet::new();
         for (rule, index, range) in located.iter() {
             let Some(origin) = self.origins.get(index) else {
                 continue;
@@ -152,6 +155,7 @@ impl<'p> ScanSink<'p> {
                     if quotes.in_key(buffer, index, range) {
                         at.span = None;
                     }
+                    named.insert((rule, at, range.start, range.end));
                     hits.push(Hit {
                         rule,
                         at,
@@ -191,9 +195,8 @@ impl<'p> ScanSink<'p> {
                                 range.clone()
                             }
                         };
-                        let hit = Hit { rule, at, range };
-                        if !derived.contains(&hit) && !hits.contains(&hit) {
-                            derived.push(hit);
+                        if named.insert((rule, at, range.start, range.end)) {
+                            derived.push(Hit { rule, at, range });
                         }
                     }
                 }

@@ -52,8 +52,10 @@ impl Origin {
 pub(super) struct Located {
     /// `(rule, piece, range)`, in the scanner's order.
     matches: Vec<(usize, usize, Range<usize>)>,
-    /// `(rule, range)` by piece.
-    by_piece: BTreeMap<usize, Vec<(usize, Range<usize>)>>,
+    /// By piece and rule, the matches' starts in order, each with the furthest end of the
+    /// matches up to it: whether one covers a range is then one search, however many there
+    /// are (a body may hold thousands).
+    by_piece: BTreeMap<(usize, usize), Vec<(usize, usize)>>,
 }
 
 impl Located {
@@ -73,12 +75,20 @@ impl Located {
                 ))
             })
             .collect();
-        let mut by_piece: BTreeMap<usize, Vec<(usize, Range<usize>)>> = BTreeMap::new();
+        let mut by_piece: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
         for (rule, index, range) in &matches {
             by_piece
-                .entry(*index)
+                .entry((*index, *rule))
                 .or_default()
-                .push((*rule, range.clone()));
+                .push((range.start, range.end));
+        }
+        for ranges in by_piece.values_mut() {
+            ranges.sort_unstable();
+            let mut furthest = 0;
+            for (_, end) in ranges.iter_mut() {
+                furthest = furthest.max(*end);
+                *end = furthest;
+            }
         }
         Located { matches, by_piece }
     }
@@ -105,10 +115,13 @@ impl Located {
             .get(index)
             .and_then(|origin| origin.parent(&range, pieces))
         {
-            let seen = self.by_piece.get(&parent).is_some_and(|matches| {
-                matches.iter().any(|(r, seen)| {
-                    *r == rule && seen.start <= mapped.start && mapped.end <= seen.end
-                })
+            // The matches that start at or before the range: the furthest of their ends.
+            let seen = self.by_piece.get(&(parent, rule)).is_some_and(|ranges| {
+                let before = ranges.partition_point(|(start, _)| *start <= mapped.start);
+                before
+                    .checked_sub(1)
+                    .and_then(|last| ranges.get(last))
+                    .is_some_and(|(_, furthest)| mapped.end <= *furthest)
             });
             if seen {
                 return true;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::span::Span;
 
 /// What a piece of text is to the model, before its message's role is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TextField {
     /// Content of a message: prompt, system or tool result depending on the role.
     MessageContent,
@@ -21,7 +21,7 @@ pub enum TextField {
 }
 
 /// Where a string sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TextAt {
     /// The span of this string value in the body, quotes included: how a redaction finds it.
     /// `None` for an object key, and for text that cannot be redacted in place.
