@@ -101,7 +101,8 @@ pub struct ScanSink<'p> {
     text: String,
     /// Each piece's place in `text`, in order.
     pieces: Vec<Range<usize>>,
-    /// Where each piece sits in the body. A piece made from others has no span.
+    /// Where each piece sits in the body: for a piece made from others, where what it was
+    /// made from sits (a decoded or joined piece has no span of its own).
     at: Vec<TextAt>,
     /// What each piece is: a string as read, or made from earlier pieces.
     origins: Vec<Origin>,

@@ -521,3 +521,111 @@ fn value_strings_have_spans_and_keys_none() {
         .collect();
     assert_eq!(keys, vec!["a", "b", "c", "d\\"]);
 }
+
+/// Collects the runs of text parts the walk hands out, as the texts of their strings.
+#[derive(Default)]
+struct Runs {
+    spans: Vec<(Span, String)>,
+    runs: Vec<Vec<String>>,
+}
+
+impl TextSink for Runs {
+    fn text(&mut self, text: &str, at: TextAt) {
+        if let Some(span) = at.span {
+            self.spans.push((span, text.to_owned()));
+        }
+    }
+
+    fn text_parts(&mut self, spans: &[Span]) {
+        let texts = spans
+            .iter()
+            .map(|span| {
+                let (_, text) = self.spans.iter().find(|(s, _)| s == span).unwrap();
+                text.clone()
+            })
+            .collect();
+        self.runs.push(texts);
+    }
+}
+
+fn runs(endpoint: Endpoint, body: &str) -> Vec<Vec<String>> {
+    let mut sink = Runs::default();
+    walk(body.as_bytes(), endpoint, &mut sink).unwrap();
+    sink.runs
+}
+
+#[test]
+fn consecutive_text_parts_of_one_turn_are_handed_out_as_runs() {
+    use Endpoint::*;
+    let run = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    for (name, endpoint, body, expected) in [
+        (
+            "chat parts, type after text",
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"text":"a","type":"text"},{"type":"text","text":"b"}]}]}"#,
+            vec![run(&["a", "b"])],
+        ),
+        (
+            "an image breaks the run",
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"u"}},{"type":"text","text":"b"},{"type":"text","text":"c"}]}]}"#,
+            vec![run(&["b", "c"])],
+        ),
+        (
+            "a refusal part is not text",
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"refusal","refusal":"r"},{"type":"text","text":"b"}]}]}"#,
+            vec![],
+        ),
+        (
+            "turns are not joined",
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]},{"role":"user","content":[{"type":"text","text":"b"}]}]}"#,
+            vec![],
+        ),
+        (
+            "a tool result's blocks among themselves",
+            Messages,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"b"},{"type":"text","text":"c"}]},{"type":"text","text":"d"}]}]}"#,
+            vec![run(&["b", "c"])],
+        ),
+        (
+            "system blocks",
+            Messages,
+            r#"{"model":"m","system":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"messages":[]}"#,
+            vec![run(&["a", "b"])],
+        ),
+        (
+            "Gemini parts and system instruction",
+            GeminiGenerate,
+            r#"{"systemInstruction":{"parts":[{"text":"s1"},{"text":"s2"}]},"contents":[{"parts":[{"text":"a"},{"inlineData":{"data":"x"}},{"text":"b"},{"text":"c"}]}]}"#,
+            vec![run(&["s1", "s2"]), run(&["b", "c"])],
+        ),
+        (
+            "Converse content",
+            BedrockConverse,
+            r#"{"messages":[{"role":"user","content":[{"text":"a"},{"text":"b"}]}],"system":[{"text":"s"}]}"#,
+            vec![run(&["a", "b"])],
+        ),
+        (
+            "Responses content parts",
+            Responses,
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_text","text":"b"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#,
+            vec![run(&["a", "b"])],
+        ),
+        (
+            "a text that is not a string",
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":["x","y"]},{"type":"text","text":"b"}]}]}"#,
+            vec![],
+        ),
+        (
+            "completions prompts are separate prompts",
+            Completions,
+            r#"{"model":"m","prompt":["a","b"]}"#,
+            vec![],
+        ),
+    ] {
+        assert_eq!(runs(endpoint, body), expected, "{name}");
+    }
+}
