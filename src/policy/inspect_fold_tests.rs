@@ -679,3 +679,19 @@ fn fold_speed() {
         );
     }
 }
+
+#[test]
+fn many_folded_matches_in_one_string_cost_linear_time() {
+    let text: String = (0..5000)
+        .map(|i| format!("ｊａｎｅ{i}@ｅｘａｍｐｌｅ.ｃｏｍ jane{i}@example.com "))
+        .collect();
+    let request = (
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": text}, {"type": "text", "text": "x"}]}]}),
+    );
+    let start = std::time::Instant::now();
+    let body = forwarded(&request);
+    assert_eq!(body.matches("[REDACTED:no-email]").count(), 10_000);
+    assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+}
