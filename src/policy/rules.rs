@@ -1,7 +1,7 @@
 //! Compiling the inspection rules: ids checked, detectors resolved, patterns compiled, and all
 //! of them gathered into one scanner.
 
-use super::config::{Errors, Field, Mode, RuleAction, RuleConfig};
+use super::config::{Direction, Errors, Field, Mode, RuleAction, RuleConfig};
 use super::inspect::{RuleSource, Scanner};
 
 /// A compiled inspection rule; its detectors and pattern live in the policy's one scanner.
@@ -15,7 +15,14 @@ pub(crate) struct Rule {
     pub roles: Option<Vec<String>>,
     pub fields: Option<Vec<Field>>,
     pub mode: Option<Mode>,
+    pub direction: Direction,
+    /// The longest match the rule can make, in bytes (capped): what a streamed answer holds
+    /// back for it.
+    pub longest_match: usize,
 }
+
+/// The roles an answer is written under: `assistant`, and Gemini's `model`.
+pub(crate) const ANSWER_ROLES: [&str; 2] = ["assistant", "model"];
 
 /// What a rule looks for, as written: kept so a review can name it (the scanner holds the
 /// compiled form).
@@ -28,8 +35,11 @@ pub(crate) enum Detection {
 }
 
 impl Rule {
-    /// Whether the rule reads text in this field, under this role.
+    /// Whether the rule reads text in this field, under this role, in a request.
     pub(crate) fn looks_at(&self, field: Field, role: Option<&str>) -> bool {
+        if !self.direction.reads_requests() {
+            return false;
+        }
         let field_ok = self
             .fields
             .as_ref()
@@ -40,6 +50,24 @@ impl Rule {
             .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
         field_ok && role_ok
     }
+
+    /// Whether the rule reads answers at all: its direction says so and its roles, if any,
+    /// name the role answers are written under.
+    pub(crate) fn reads_answers(&self) -> bool {
+        self.direction.reads_answers()
+            && self.roles.as_ref().is_none_or(|roles| {
+                roles
+                    .iter()
+                    .any(|role| ANSWER_ROLES.contains(&role.as_str()))
+            })
+    }
+
+    /// Whether the rule reads this kind of answer text.
+    pub(crate) fn reads_answer_field(&self, field: Field) -> bool {
+        self.fields
+            .as_ref()
+            .is_none_or(|fields| fields.contains(&field))
+    }
 }
 
 /// Rule ids appear in replies, logs and redaction markers: keep them plain.
@@ -49,6 +77,37 @@ fn valid_rule_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A rule's direction against its roles and fields: a rule that reads only answers must name
+/// the role answers are written under, if it names roles, and a rule that reads only requests
+/// cannot look at the model's output, which no request holds.
+fn check_direction(errors: &mut Errors, path: &str, rule: &RuleConfig) {
+    let roles = rule.roles.as_deref().unwrap_or_default();
+    if rule.direction == Direction::Response
+        && !roles.is_empty()
+        && !roles
+            .iter()
+            .any(|role| ANSWER_ROLES.contains(&role.as_str()))
+    {
+        errors.add(
+            format!("{path}.roles"),
+            "a rule with \"direction\": \"response\" reads answers, which are written as \
+             \"assistant\" (\"model\" in Gemini); list one of them, or omit \"roles\"",
+        );
+    }
+    if rule.direction == Direction::Request
+        && rule
+            .fields
+            .as_ref()
+            .is_some_and(|fields| fields.contains(&Field::Output))
+    {
+        errors.add(
+            format!("{path}.fields"),
+            "\"output\" is the model's text in an answer, which a request rule never reads; \
+             set \"direction\" to \"response\" or \"both\", or remove \"output\"",
+        );
+    }
 }
 
 pub(crate) fn compile_rules(
@@ -120,13 +179,16 @@ pub(crate) fn compile_rules(
                 "an empty list matches nothing; omit it to look at all text",
             );
         }
+        check_direction(errors, &path, rule);
         rules.push(Rule {
             id: rule.id.clone(),
-            detection,
             action: rule.action,
             roles: rule.roles.clone(),
             fields: rule.fields.clone(),
             mode: rule.mode,
+            direction: rule.direction,
+            longest_match: super::answer_scan::longest_match(&detection),
+            detection,
         });
     }
     if sources.is_empty() {
