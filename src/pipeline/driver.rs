@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::answer::{self, answer_recorded_elsewhere, Refusal};
+use super::answer_inspection::{self, Answers, Next};
 use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
@@ -89,6 +90,8 @@ pub struct Request<H: Host> {
     pooled: Option<Pooled>,
     /// The response was replaced by the gateway's answer; the answer itself passes through.
     replaced: bool,
+    /// Set once a request is forwarded whose consumer has rules that read answers.
+    answers: Option<Answers>,
 }
 
 /// How a request was decided: what `posturio eval` reports. Its parts are moved here from
@@ -119,6 +122,7 @@ impl<H: Host> Request<H> {
             outcome: None,
             pooled: None,
             replaced: false,
+            answers: None,
         }
     }
 
@@ -253,13 +257,27 @@ impl<H: Host> Request<H> {
                     .replaced(&self.host, &self.metrics, &replacement.reply);
                 answer_recorded_elsewhere(&self.host, &replacement.reply)
             }
-            None => Flow::Continue,
+            None if from_upstream => self.answer_headers(end_of_stream),
+            None => {
+                if let Some(answers) = self.answers.as_mut() {
+                    answers.skip();
+                }
+                Flow::Continue
+            }
         }
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a
-    /// usage chunk the client did not ask for.
+    /// usage chunk the client did not ask for, and edited when the answer is inspected.
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        if !self.replaced
+            && self
+                .answers
+                .as_ref()
+                .is_some_and(|answers| answers.holds_whole() || answers.edits_chunks())
+        {
+            return self.answer_body(body_size, end_of_stream);
+        }
         if let (cx, Some(upstream)) = self.response_step() {
             upstream.body(&cx, body_size, end_of_stream);
             if end_of_stream {
@@ -267,6 +285,21 @@ impl<H: Host> Request<H> {
             }
         }
         Flow::Continue
+    }
+
+    /// Response trailers end the body without an end-of-stream body callback: a whole answer
+    /// still held could not be inspected as it will be sent, so it is replaced. A stream has
+    /// been edited chunk by chunk; what the editor still holds is lost, never sent unread.
+    pub fn on_response_trailers(&mut self) -> Flow {
+        if self.replaced || !self.answers.as_ref().is_some_and(Answers::holds_whole) {
+            return Flow::Continue;
+        }
+        let Some(answers) = self.answers.as_mut() else {
+            return Flow::Continue;
+        };
+        let next = answers.unreadable(self.shape);
+        let flow = self.answer_next(next);
+        self.settled(flow)
     }
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
@@ -288,6 +321,136 @@ impl<H: Host> Request<H> {
                 duration,
             );
         }
+    }
+
+    /// The provider's response headers, when its answer is inspected: held for a whole
+    /// answer, passed for a stream, replaced when the answer cannot be read.
+    fn answer_headers(&mut self, end_of_stream: bool) -> Flow {
+        let Some(answers) = self.answers.as_mut() else {
+            return Flow::Continue;
+        };
+        let headers = match self.host.response_headers() {
+            Ok(headers) => headers,
+            Err(error) => {
+                log::warn!("{error}; the answer cannot be inspected");
+                Vec::new()
+            }
+        };
+        let next = match answers.headers(&self.host, &headers, self.shape) {
+            // A success with no body at all is no answer of its API.
+            Next::Hold if end_of_stream => answers.unreadable(self.shape),
+            next => next,
+        };
+        self.answer_next(next)
+    }
+
+    /// A body callback of an inspected answer.
+    fn answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let (Some(policy), Some(answers)) = (self.policy.clone(), self.answers.as_mut()) else {
+            return Flow::Continue;
+        };
+        if answers.holds_whole() {
+            if let Some(next) = answers.whole_progress(body_size, end_of_stream, self.shape) {
+                if let (Next::Replace(_), Some(upstream)) = (&next, self.upstream.as_mut()) {
+                    upstream.relay(body_size);
+                }
+                return self.answer_next(next);
+            }
+            // Complete: read once, for usage (the provider's bytes) and for inspection.
+            let body = self.host.response_body(body_size);
+            if let (Ok(body), Some(upstream)) = (&body, self.upstream.as_mut()) {
+                upstream.relay(body_size);
+                upstream.read(body, true);
+            }
+            let (next, edited) =
+                answers.whole_end(&policy, body.as_ref().map(Vec::as_slice), self.shape);
+            if let Some(edited) = edited {
+                let replaced = self
+                    .host
+                    .replace_response_body(body_size, &edited)
+                    .and_then(|()| {
+                        self.host
+                            .set_response_header("content-length", &edited.len().to_string())
+                    });
+                if let Err(error) = replaced {
+                    // The provider's answer must not go out unedited.
+                    log::warn!("{error}; the edited answer could not be sent");
+                    let reply = answer_inspection::unreadable_reply(self.shape);
+                    let flow = self.answer_next(Next::Replace(reply));
+                    return self.settled(flow);
+                }
+            }
+            let flow = self.answer_next(next);
+            return self.settled(flow);
+        }
+        // A stream: each chunk read once, for usage (the provider's bytes) and for editing.
+        let chunk = match self.host.response_body(body_size) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                log::warn!("{error}; the stream cannot be inspected and is cut");
+                Vec::new()
+            }
+        };
+        let without_usage = self.upstream.as_mut().and_then(|upstream| {
+            upstream.relay(body_size);
+            upstream.read(&chunk, end_of_stream)
+        });
+        let input = without_usage.as_deref().unwrap_or(&chunk);
+        let (bytes, verdict) = answers.stream_chunk(&policy, input, end_of_stream);
+        if bytes != chunk {
+            if let Err(error) = self.host.replace_response_body(body_size, &bytes) {
+                log::error!("{error}; the stream could not be edited");
+            }
+        }
+        if let Some(verdict) = verdict {
+            self.record_answer(verdict.as_str());
+        }
+        if end_of_stream {
+            return self.settled(Flow::Continue);
+        }
+        Flow::Continue
+    }
+
+    /// Acts on what the answer step decided.
+    fn answer_next(&mut self, next: Next) -> Flow {
+        match next {
+            Next::Continue => Flow::Continue,
+            Next::Hold => Flow::Pause,
+            Next::Finished(verdict) => {
+                self.record_answer(verdict.as_str());
+                Flow::Continue
+            }
+            Next::Replace(reply) => {
+                self.replaced = true;
+                let verdict = if reply.code == Code::ResponseBlocked {
+                    "blocked"
+                } else {
+                    "unreadable"
+                };
+                self.record_answer(verdict);
+                self.recorder.replaced(&self.host, &self.metrics, &reply);
+                answer_recorded_elsewhere(&self.host, &reply)
+            }
+        }
+    }
+
+    fn record_answer(&mut self, verdict: &str) {
+        if let Some(answers) = self.answers.as_ref() {
+            self.recorder.answer_inspected(
+                &self.host,
+                self.policy.as_deref(),
+                &self.metrics,
+                (answers.findings(), verdict),
+            );
+        }
+    }
+
+    /// Settles the response's usage (its end was seen), then goes on with `flow`.
+    fn settled(&mut self, flow: Flow) -> Flow {
+        if let (cx, Some(upstream)) = self.response_step() {
+            settle(upstream, &cx);
+        }
+        flow
     }
 
     /// What the response steps read (the host, the policy, the metrics and the decided
@@ -387,7 +550,11 @@ impl<H: Host> Request<H> {
             Checked::Audited(reply) => Some(reply),
             Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
         };
-        let audited = forward.audited.take().or(budget_audit);
+        let mut audited = forward.audited.take().or(budget_audit);
+        let answers = match answer_inspection::plan(policy, pending, &facts, &mut audited) {
+            Ok(answers) => answers,
+            Err(reply) => return self.refuse(Refusal::new(reply, facts)),
+        };
         let decided = Decided {
             facts: &facts,
             reply: audited.as_ref(),
@@ -416,6 +583,7 @@ impl<H: Host> Request<H> {
             facts.stream_usage_added,
             body_size,
         ));
+        self.answers = answers;
         self.outcome = Some(Outcome {
             facts,
             reply: audited,
