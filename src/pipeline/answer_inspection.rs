@@ -350,3 +350,7 @@ pub(super) fn unreadable_reply(shape: ApiFamily) -> Reply {
          API's format), so it was not sent; retry, or ask the gateway's operators",
     )
 }
+
+#[cfg(test)]
+#[path = "answer_inspection_tests.rs"]
+mod tests;
