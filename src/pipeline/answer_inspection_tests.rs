@@ -56,7 +56,7 @@ fn filter(host: &FakeHost) -> Request<&FakeHost> {
 }
 
 /// The request, forwarded; then the response headers' flow.
-fn forwarded<'h>(host: &'h FakeHost) -> (Request<&'h FakeHost>, Flow) {
+fn forwarded(host: &FakeHost) -> (Request<&FakeHost>, Flow) {
     let mut filter = filter(host);
     filter.on_request_headers(false);
     assert_eq!(
