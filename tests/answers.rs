@@ -461,3 +461,42 @@ fn bedrock_event_streams_are_refused_when_answers_are_inspected() {
         .contains("send the request without streaming"));
     assert!(gateway.mock.requests().is_empty(), "nothing forwarded");
 }
+
+#[test]
+fn the_official_sdks_read_an_edited_answer_and_raise_on_a_cut_stream() {
+    let gateway = Gateway::start();
+    let redacted = format!("Your key is {REDACTED}, keep it.");
+    let openai = common::sdk::run(
+        "openai_client",
+        &gateway.envoy,
+        &[
+            "answer_redacted",
+            "answer_redacted_stream",
+            "answer_blocked",
+            "answer_blocked_stream",
+        ],
+    );
+    assert_eq!(openai.ok("answer_redacted")["content"], redacted.as_str());
+    let stream = openai.ok("answer_redacted_stream");
+    assert_eq!(stream["content"], redacted.as_str(), "{stream:#}");
+    assert_eq!(stream["usage"]["completion_tokens"], 7, "{stream:#}");
+    let blocked = openai.refused("answer_blocked", "PermissionDeniedError", 403);
+    assert_eq!(blocked["code"], "response_blocked", "{blocked:#}");
+    let cut = openai.get("answer_blocked_stream");
+    assert_eq!(cut["ok"], false, "{cut:#}");
+    assert_eq!(cut["error_class"], "APIError", "{cut:#}");
+    assert!(!cut.to_string().contains(SECRET), "{cut:#}");
+
+    let anthropic = common::sdk::run(
+        "anthropic_client",
+        &gateway.envoy,
+        &["answer_redacted_stream", "answer_blocked_stream"],
+    );
+    let stream = anthropic.ok("answer_redacted_stream");
+    assert_eq!(stream["content"], redacted.as_str(), "{stream:#}");
+    let cut = anthropic.get("answer_blocked_stream");
+    assert_eq!(cut["ok"], false, "{cut:#}");
+    assert!(cut.to_string().contains("block-key"), "{cut:#}");
+    assert!(!cut.to_string().contains(SECRET), "{cut:#}");
+    gateway.envoy.assert_no_wasm_failure();
+}
