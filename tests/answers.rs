@@ -500,3 +500,27 @@ fn the_official_sdks_read_an_edited_answer_and_raise_on_a_cut_stream() {
     assert!(!cut.to_string().contains(SECRET), "{cut:#}");
     gateway.envoy.assert_no_wasm_failure();
 }
+
+/// Envoy's own bound on what a filter holds: an answer larger than the listener's buffer limit
+/// (here 8 KiB, under the policy's 16 KiB) is answered by Envoy with its own 500 before the
+/// filter's bound is reached; the client never receives the answer either way.
+#[test]
+fn an_answer_over_envoys_buffer_limit_is_not_sent_either() {
+    let mock = MockProvider::start();
+    let options = EnvoyOptions::new(POLICY).mock(&mock).edit_config(|config| {
+        common::envoy::replace_all(
+            &config,
+            "per_connection_buffer_limit_bytes: 8388608",
+            "per_connection_buffer_limit_bytes: 8192",
+        )
+    });
+    let gateway = Gateway {
+        envoy: Envoy::start_with(options),
+        mock,
+    };
+    let long = format!("{SECRET} {}", "a".repeat(12_000));
+    let response = gateway.ask("redactor", &CHAT, false, &[&long]);
+    assert_eq!(response.status, 500, "{response:?}");
+    assert!(!response.text().contains(SECRET), "{response:?}");
+    gateway.envoy.assert_no_wasm_failure();
+}
