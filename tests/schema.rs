@@ -209,6 +209,8 @@ const SEMANTIC_ONLY: [&str; 42] = [
     "rule_duplicate_id",
     "rule_huge_pattern",
     "rule_neither_detect_nor_pattern",
+    "rule_request_output",
+    "rule_response_roles",
     "rule_unknown_detector",
     "targets_empty_cluster",
     "targets_empty_upstream_model",
