@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::answer::{self, answer_recorded_elsewhere, Refusal};
-use super::answer_inspection::{self, Answers, Next};
+use super::answer_inspection::{self, Answers};
 use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
@@ -298,8 +298,7 @@ impl<H: Host> Request<H> {
             return Flow::Continue;
         };
         let next = answers.unreadable(self.shape);
-        let flow = self.answer_next(next);
-        self.settled(flow)
+        self.answer_next(next)
     }
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
@@ -321,136 +320,6 @@ impl<H: Host> Request<H> {
                 duration,
             );
         }
-    }
-
-    /// The provider's response headers, when its answer is inspected: held for a whole
-    /// answer, passed for a stream, replaced when the answer cannot be read.
-    fn answer_headers(&mut self, end_of_stream: bool) -> Flow {
-        let Some(answers) = self.answers.as_mut() else {
-            return Flow::Continue;
-        };
-        let headers = match self.host.response_headers() {
-            Ok(headers) => headers,
-            Err(error) => {
-                log::warn!("{error}; the answer cannot be inspected");
-                Vec::new()
-            }
-        };
-        let next = match answers.headers(&self.host, &headers, self.shape) {
-            // A success with no body at all is no answer of its API.
-            Next::Hold if end_of_stream => answers.unreadable(self.shape),
-            next => next,
-        };
-        self.answer_next(next)
-    }
-
-    /// A body callback of an inspected answer.
-    fn answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
-        let (Some(policy), Some(answers)) = (self.policy.clone(), self.answers.as_mut()) else {
-            return Flow::Continue;
-        };
-        if answers.holds_whole() {
-            if let Some(next) = answers.whole_progress(body_size, end_of_stream, self.shape) {
-                if let (Next::Replace(_), Some(upstream)) = (&next, self.upstream.as_mut()) {
-                    upstream.relay(body_size);
-                }
-                return self.answer_next(next);
-            }
-            // Complete: read once, for usage (the provider's bytes) and for inspection.
-            let body = self.host.response_body(body_size);
-            if let (Ok(body), Some(upstream)) = (&body, self.upstream.as_mut()) {
-                upstream.relay(body_size);
-                upstream.read(body, true);
-            }
-            let (next, edited) =
-                answers.whole_end(&policy, body.as_ref().map(Vec::as_slice), self.shape);
-            if let Some(edited) = edited {
-                let replaced = self
-                    .host
-                    .replace_response_body(body_size, &edited)
-                    .and_then(|()| {
-                        self.host
-                            .set_response_header("content-length", &edited.len().to_string())
-                    });
-                if let Err(error) = replaced {
-                    // The provider's answer must not go out unedited.
-                    log::warn!("{error}; the edited answer could not be sent");
-                    let reply = answer_inspection::unreadable_reply(self.shape);
-                    let flow = self.answer_next(Next::Replace(reply));
-                    return self.settled(flow);
-                }
-            }
-            let flow = self.answer_next(next);
-            return self.settled(flow);
-        }
-        // A stream: each chunk read once, for usage (the provider's bytes) and for editing.
-        let chunk = match self.host.response_body(body_size) {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                log::warn!("{error}; the stream cannot be inspected and is cut");
-                Vec::new()
-            }
-        };
-        let without_usage = self.upstream.as_mut().and_then(|upstream| {
-            upstream.relay(body_size);
-            upstream.read(&chunk, end_of_stream)
-        });
-        let input = without_usage.as_deref().unwrap_or(&chunk);
-        let (bytes, verdict) = answers.stream_chunk(&policy, input, end_of_stream);
-        if bytes != chunk {
-            if let Err(error) = self.host.replace_response_body(body_size, &bytes) {
-                log::error!("{error}; the stream could not be edited");
-            }
-        }
-        if let Some(verdict) = verdict {
-            self.record_answer(verdict.as_str());
-        }
-        if end_of_stream {
-            return self.settled(Flow::Continue);
-        }
-        Flow::Continue
-    }
-
-    /// Acts on what the answer step decided.
-    fn answer_next(&mut self, next: Next) -> Flow {
-        match next {
-            Next::Continue => Flow::Continue,
-            Next::Hold => Flow::Pause,
-            Next::Finished(verdict) => {
-                self.record_answer(verdict.as_str());
-                Flow::Continue
-            }
-            Next::Replace(reply) => {
-                self.replaced = true;
-                let verdict = if reply.code == Code::ResponseBlocked {
-                    "blocked"
-                } else {
-                    "unreadable"
-                };
-                self.record_answer(verdict);
-                self.recorder.replaced(&self.host, &self.metrics, &reply);
-                answer_recorded_elsewhere(&self.host, &reply)
-            }
-        }
-    }
-
-    fn record_answer(&mut self, verdict: &str) {
-        if let Some(answers) = self.answers.as_ref() {
-            self.recorder.answer_inspected(
-                &self.host,
-                self.policy.as_deref(),
-                &self.metrics,
-                (answers.findings(), verdict),
-            );
-        }
-    }
-
-    /// Settles the response's usage (its end was seen), then goes on with `flow`.
-    fn settled(&mut self, flow: Flow) -> Flow {
-        if let (cx, Some(upstream)) = self.response_step() {
-            settle(upstream, &cx);
-        }
-        flow
     }
 
     /// What the response steps read (the host, the policy, the metrics and the decided
@@ -651,6 +520,9 @@ impl<H: Host> Request<H> {
         flow
     }
 }
+
+#[path = "driver_answers.rs"]
+mod answers;
 
 #[cfg(test)]
 #[path = "driver_tests.rs"]
