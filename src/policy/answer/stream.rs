@@ -172,6 +172,10 @@ impl Stream {
         match json_strings::read(data) {
             Some(read) if read.logprobs => Err(Stop::Unreadable),
             Some(read) => self.json_event(&event, text, &read.strings, scan, out),
+            // JSON the reader refuses (malformed, a repeated key): a client may still read
+            // something from it, so it cannot pass.
+            None if text.trim_start().starts_with(['{', '[']) => Err(Stop::Unreadable),
+            // Other text: scanned whole, as it stands.
             None => {
                 let edited = scan_alone(text, AnswerText::Other, true, scan, &mut self.findings)?;
                 let data = edited.as_deref().unwrap_or(text);
