@@ -106,6 +106,14 @@ const CHAT: Family = Family {
     text: |v| str_at(v, "/choices/0/message/content"),
     delta: |v| str_at(v, "/choices/0/delta/content"),
 };
+const COMPLETIONS: Family = Family {
+    name: "completions",
+    path: "/v1/completions",
+    stream_path: "/v1/completions",
+    body: |stream| json!({"model": "gpt-4o-mini", "stream": stream, "prompt": "hi"}),
+    text: |v| str_at(v, "/choices/0/text"),
+    delta: |v| str_at(v, "/choices/0/text"),
+};
 const RESPONSES: Family = Family {
     name: "responses",
     path: "/v1/responses",
@@ -229,7 +237,7 @@ fn assert_whole_json_with_length(response: &Response, what: &str) -> Value {
 #[test]
 fn whole_answers_are_redacted_in_every_family() {
     let gateway = Gateway::start();
-    for family in [CHAT, RESPONSES, ANTHROPIC, GEMINI, CONVERSE] {
+    for family in [CHAT, COMPLETIONS, RESPONSES, ANTHROPIC, GEMINI, CONVERSE] {
         let response = gateway.ask(
             "redactor",
             &family,
@@ -523,4 +531,36 @@ fn an_answer_over_envoys_buffer_limit_is_not_sent_either() {
     assert_eq!(response.status, 500, "{response:?}");
     assert!(!response.text().contains(SECRET), "{response:?}");
     gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn tool_calls_in_whole_answers_are_inspected_and_compression_is_not_asked_for() {
+    let gateway = Gateway::start();
+    let args = [r#"{"key": "SECRET-123456"}"#];
+    let gzip = ("accept-encoding", "gzip, br");
+    for family in [CHAT, ANTHROPIC] {
+        let response = gateway.ask_with("redactor", &family, false, &["ok"], Some(&args), &[gzip]);
+        assert_eq!(response.status, 200, "{}: {response:?}", family.name);
+        let text = response.text();
+        assert!(!text.contains(SECRET), "{}: {text}", family.name);
+        assert!(text.contains(REDACTED), "{}: {text}", family.name);
+        assert_whole_json_with_length(&response, family.name);
+    }
+    // Answers are inspected as the provider writes them: no compressed answer is asked for.
+    for request in gateway.mock.requests() {
+        assert_eq!(request.header("accept-encoding"), None, "{request:?}");
+    }
+    let blocked = gateway.ask_with(
+        "blocker",
+        &ANTHROPIC,
+        true,
+        &["ok"],
+        Some(&["{\"k\": \"SECRET-1", "23456\"}"]),
+        &[],
+    );
+    assert!(!blocked.text().contains("SECRET"), "{blocked:?}");
+    assert_eq!(
+        blocked.events().last().unwrap()["error"]["type"],
+        "response_blocked"
+    );
 }

@@ -210,3 +210,105 @@ fn a_bedrock_event_stream_is_refused_when_a_rule_enforces() {
         Some("audit")
     );
 }
+
+#[test]
+fn a_whole_answer_is_edited_with_its_new_length() {
+    let answer: &[u8] = br#"{"choices":[{"message":{"role":"assistant","content":"a s3cr3t b"}}]}"#;
+    let policy = POLICY.replace(r#""action": "block""#, r#""action": "redact""#);
+    let host = host("watched", "/v1/chat/completions", "200", JSON, &[answer]);
+    let mut filter = Request::new(
+        &host,
+        Some(Rc::new(Policy::from_json(policy.as_bytes()).unwrap())),
+        Rc::default(),
+    );
+    filter.on_request_headers(false);
+    filter.on_request_body(host.body.len(), true);
+    assert_eq!(filter.on_response_headers(false), Flow::Pause);
+    assert_eq!(filter.on_response_body(answer.len(), true), Flow::Continue);
+    let sent = host.delivered.borrow().concat();
+    let expected =
+        br#"{"choices":[{"message":{"role":"assistant","content":"a [REDACTED:no-leak] b"}}]}"#;
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        String::from_utf8_lossy(expected)
+    );
+    let headers = host.response_headers.borrow();
+    assert!(headers.contains(&("transfer-encoding".to_owned(), "<removed>".to_owned())));
+    assert!(headers.contains(&("content-length".to_owned(), expected.len().to_string())));
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("redacted")
+    );
+    assert_eq!(
+        host.property_value("posturio.response_rules").as_deref(),
+        Some("no-leak:redact")
+    );
+}
+
+#[test]
+fn a_blocked_whole_answer_is_replaced_by_an_error_naming_the_rule() {
+    let answer: &[u8] = br#"{"choices":[{"message":{"role":"assistant","content":"a s3cr3t b"}}]}"#;
+    let host = host("watched", "/v1/chat/completions", "200", JSON, &[answer]);
+    let (mut filter, _) = forwarded(&host);
+    assert_eq!(filter.on_response_body(answer.len(), true), Flow::Pause);
+    let replies = host.replies.borrow();
+    assert_eq!(replies[0].code, Code::ResponseBlocked);
+    assert_eq!(replies[0].status(), 403);
+    assert!(replies[0].message.contains("\"no-leak\""));
+    assert!(!replies[0].message.contains("s3cr3t"));
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("blocked")
+    );
+    assert_eq!(
+        host.property_value("posturio.code").as_deref(),
+        Some("response_blocked")
+    );
+}
+
+#[test]
+fn an_audited_answer_passes_and_is_recorded() {
+    let answer: &[u8] = br#"{"choices":[{"message":{"role":"assistant","content":"a s3cr3t b"}}]}"#;
+    let host = host("trial", "/v1/chat/completions", "200", JSON, &[answer]);
+    let (mut filter, _) = forwarded(&host);
+    assert_eq!(filter.on_response_body(answer.len(), true), Flow::Continue);
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(host.delivered.borrow().concat(), answer);
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("passed")
+    );
+    assert_eq!(
+        host.property_value("posturio.response_rules").as_deref(),
+        Some("no-leak:audit")
+    );
+    let counted = host.counters.borrow().keys().any(|name| {
+        name.contains("posturio_rule_hits_total") && name.contains(".direction=response;")
+    });
+    assert!(counted, "{:?}", host.counters.borrow());
+}
+
+#[test]
+fn a_blocked_stream_is_cut_and_later_chunks_dropped() {
+    let first: &[u8] =
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a s3cr3t\"}}]}\n\n";
+    let last: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" more\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let host = host(
+        "watched",
+        "/v1/chat/completions",
+        "200",
+        SSE,
+        &[first, last],
+    );
+    let (mut filter, _) = forwarded(&host);
+    filter.on_response_body(first.len(), false);
+    filter.on_response_body(last.len(), true);
+    let sent = String::from_utf8(host.delivered.borrow().concat()).unwrap();
+    assert!(!sent.contains("s3cr3t"), "{sent}");
+    assert!(sent.contains("response_blocked"), "{sent}");
+    assert!(!sent.contains("more"), "nothing after the cut: {sent}");
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("blocked")
+    );
+}
