@@ -209,9 +209,21 @@ impl Answers {
             self.state = State::Done;
             return Next::Continue;
         }
-        let identity = header("content-encoding")
-            .is_none_or(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
-        let framing = header("content-type").and_then(Framing::from_content_type);
+        // Every value counts: a second `content-encoding` or `content-type` the client reads
+        // must not hide behind a first one that passes.
+        let values = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_slice())
+        };
+        let identity =
+            values("content-encoding").all(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
+        let mut types = values("content-type");
+        let framing = match (types.next(), types.next()) {
+            (Some(only), None) => Framing::from_content_type(only),
+            _ => None,
+        };
         match (identity, framing) {
             (true, Some(Framing::Json)) => {
                 self.state = State::Whole;

@@ -109,6 +109,21 @@ fn an_answer_that_cannot_be_read_is_replaced() {
         ),
         ("not json", &[("content-type", "text/plain")][..]),
         ("no type", &[][..]),
+        (
+            "two types",
+            &[
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ][..],
+        ),
+        (
+            "a second encoding",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "identity"),
+                ("content-encoding", "gzip"),
+            ][..],
+        ),
     ] {
         let host = host("watched", "/v1/chat/completions", "200", headers, &[b"x"]);
         let (_, flow) = forwarded(&host);
