@@ -8,17 +8,14 @@ use std::ops::Range;
 use super::answer::{AnswerMatch, AnswerScan, AnswerText, Effect};
 use super::compiled::Policy;
 use super::config::{Field, Mode, RuleAction};
-use super::detect::Detector;
 use super::fold;
-use super::rules::Detection;
+use super::rules::LONGEST_MATCH_CAP;
 
 /// What a stream holds back at least, so that short rules still see a little context.
 const MIN_WINDOW: usize = 256;
 /// What a stream holds back at most: a longer match is held whole as it grows (up to the
 /// engine's cap), so a smaller window only delays less.
-const MAX_WINDOW: usize = 8 * 1024;
-/// A private key block, whose length the detector does not bound.
-const PRIVATE_KEY_LEN: usize = 4 * 1024;
+const MAX_WINDOW: usize = LONGEST_MATCH_CAP;
 
 /// The answer rules of one request: the policy's one scanner, read through the rules that
 /// apply to the consumer.
@@ -151,47 +148,6 @@ impl AnswerScan for AnswerRules<'_> {
             .max()
             .unwrap_or(MIN_WINDOW)
             .clamp(MIN_WINDOW, MAX_WINDOW)
-    }
-}
-
-/// The longest match a rule can make, in bytes, capped at the window's maximum: a pattern's
-/// longest match where its syntax bounds it, a detector's own bound.
-pub(crate) fn longest_match(detection: &Detection) -> usize {
-    match detection {
-        Detection::Pattern(pattern) => regex_syntax::Parser::new()
-            .parse(pattern)
-            .ok()
-            .and_then(|hir| hir.properties().maximum_len())
-            .unwrap_or(MAX_WINDOW)
-            .min(MAX_WINDOW),
-        Detection::Detector(name) => Detector::lookup(name)
-            .unwrap_or_default()
-            .into_iter()
-            .map(detector_longest_match)
-            .max()
-            .unwrap_or(MIN_WINDOW),
-    }
-}
-
-/// Each detector's longest match, from the formats it reads (a token's prefix and body, an
-/// address's length limit, a card's digits with separators).
-fn detector_longest_match(detector: Detector) -> usize {
-    match detector {
-        Detector::PrivateKey => PRIVATE_KEY_LEN,
-        // A JWT's three parts carry claims of any size; one as long as a private key is
-        // already an unusual token.
-        Detector::Jwt => PRIVATE_KEY_LEN,
-        // RFC 5321: a path of at most 256 octets, an address of at most 254.
-        Detector::Email => 256,
-        Detector::AwsAccessKey
-        | Detector::GithubToken
-        | Detector::GitlabToken
-        | Detector::SlackToken
-        | Detector::StripeKey
-        | Detector::GoogleApiKey
-        | Detector::OpenaiKey
-        | Detector::AnthropicKey => MIN_WINDOW,
-        Detector::CreditCard | Detector::Iban | Detector::UsSsn | Detector::Phone => 64,
     }
 }
 

@@ -2,6 +2,7 @@
 //! of them gathered into one scanner.
 
 use super::config::{Direction, Errors, Field, Mode, RuleAction, RuleConfig};
+use super::detect::Detector;
 use super::inspect::{RuleSource, Scanner};
 
 /// A compiled inspection rule; its detectors and pattern live in the policy's one scanner.
@@ -67,6 +68,54 @@ impl Rule {
         self.fields
             .as_ref()
             .is_none_or(|fields| fields.contains(&field))
+    }
+}
+
+/// The longest match worth knowing exactly: a streamed answer holds back at most this much.
+pub(crate) const LONGEST_MATCH_CAP: usize = 8 * 1024;
+/// The bound given to detectors of short tokens and numbers.
+const SHORT_MATCH_LEN: usize = 256;
+/// A private key block, whose length the detector does not bound.
+const PRIVATE_KEY_LEN: usize = 4 * 1024;
+
+/// The longest match a rule can make, in bytes, capped at the window's maximum: a pattern's
+/// longest match where its syntax bounds it, a detector's own bound.
+fn longest_match(detection: &Detection) -> usize {
+    match detection {
+        Detection::Pattern(pattern) => regex_syntax::Parser::new()
+            .parse(pattern)
+            .ok()
+            .and_then(|hir| hir.properties().maximum_len())
+            .unwrap_or(LONGEST_MATCH_CAP)
+            .min(LONGEST_MATCH_CAP),
+        Detection::Detector(name) => Detector::lookup(name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(detector_longest_match)
+            .max()
+            .unwrap_or(SHORT_MATCH_LEN),
+    }
+}
+
+/// Each detector's longest match, from the formats it reads (a token's prefix and body, an
+/// address's length limit, a card's digits with separators).
+fn detector_longest_match(detector: Detector) -> usize {
+    match detector {
+        Detector::PrivateKey => PRIVATE_KEY_LEN,
+        // A JWT's three parts carry claims of any size; one as long as a private key is
+        // already an unusual token.
+        Detector::Jwt => PRIVATE_KEY_LEN,
+        // RFC 5321: a path of at most 256 octets, an address of at most 254.
+        Detector::Email => 256,
+        Detector::AwsAccessKey
+        | Detector::GithubToken
+        | Detector::GitlabToken
+        | Detector::SlackToken
+        | Detector::StripeKey
+        | Detector::GoogleApiKey
+        | Detector::OpenaiKey
+        | Detector::AnthropicKey => SHORT_MATCH_LEN,
+        Detector::CreditCard | Detector::Iban | Detector::UsSsn | Detector::Phone => 64,
     }
 }
 
@@ -187,7 +236,7 @@ pub(crate) fn compile_rules(
             fields: rule.fields.clone(),
             mode: rule.mode,
             direction: rule.direction,
-            longest_match: super::answer_scan::longest_match(&detection),
+            longest_match: longest_match(&detection),
             detection,
         });
     }
