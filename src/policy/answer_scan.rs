@@ -97,6 +97,7 @@ impl AnswerScan for AnswerRules<'_> {
             return;
         }
         let field = field_of(kind);
+        let first = out.len();
         let written = self.raw_matches(text, field);
         if let Some(folded) = fold::fold(text) {
             for (rule, range, effect) in self.raw_matches(&folded.text, field) {
@@ -133,7 +134,10 @@ impl AnswerScan for AnswerRules<'_> {
                     effect,
                 }),
         );
-        out.sort_by_key(|found| (found.range.start, found.range.end));
+        // In the order of the text; matches already in `out` are left where they are.
+        if let Some(appended) = out.get_mut(first..) {
+            appended.sort_by_key(|found| (found.range.start, found.range.end));
+        }
     }
 
     fn marker(&self, rule: usize) -> String {
