@@ -155,6 +155,11 @@ impl Stream {
     /// One whole event.
     fn event(&mut self, raw: &[u8], scan: &dyn AnswerScan, out: &mut Vec<u8>) -> Result<(), Stop> {
         let event = sse_event::parse(raw);
+        // The event's name and id reach the client too: scanned, never redacted in place.
+        for field in [&event.name, &event.id].into_iter().flatten() {
+            let field = std::str::from_utf8(field).map_err(|_| Stop::Unreadable)?;
+            scan_alone(field, AnswerText::Other, false, scan, &mut self.findings)?;
+        }
         let Some(data) = &event.data else {
             if event.any_line {
                 // A comment or a field without data: clients dispatch nothing; a keep-alive
