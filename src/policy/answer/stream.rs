@@ -86,6 +86,16 @@ impl Stream {
         if self.stopped {
             return StreamStep::Send(Vec::new());
         }
+        let ends_no_line = !chunk.iter().any(|&byte| byte == b'\n' || byte == b'\r');
+        if self.started && !end_of_stream && ends_no_line && self.partial.last() != Some(&b'\r') {
+            // The chunk only lengthens the last line of an event still arriving: nothing to
+            // read yet, and reading the event again for each small chunk would be quadratic.
+            self.partial.extend_from_slice(chunk);
+            if self.partial.len() > MAX_EVENT_BYTES {
+                return self.cut(Vec::new(), Stop::Unreadable, scan);
+            }
+            return StreamStep::Send(Vec::new());
+        }
         let mut data = std::mem::take(&mut self.partial);
         data.extend_from_slice(chunk);
         if !self.started {
