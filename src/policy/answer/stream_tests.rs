@@ -750,3 +750,41 @@ fn gemini_candidates_and_thoughts_are_channels_of_their_own() {
     assert_eq!(thought, format!("{MARKER}"));
     assert_eq!(text, format!("plain {MARKER}"));
 }
+
+#[test]
+fn comments_keep_alive_without_their_words_and_plain_text_is_scanned_whole() {
+    let scan = Needles::one(SECRET, Effect::Redact);
+    let body =
+        format!(": PROCESSING {SECRET}\n\ndata: plain {SECRET} text\n\nid: 7\ndata: [DONE]\n\n");
+    let (out, cut) = edit(AnswerShape::OpenAiChat, &[body.as_bytes()], &scan);
+    assert!(!cut);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(":\n\ndata: plain {MARKER} text\n\nid: 7\ndata: [DONE]\n\n")
+    );
+    // A name or id the rules match cannot be edited in place: the stream is cut.
+    let named = format!("event: {SECRET}\ndata: {{}}\n\n");
+    let mut editor = StreamEditor::new(AnswerShape::Anthropic, Framing::Sse).unwrap();
+    assert!(matches!(
+        editor.push(named.as_bytes(), true, &scan),
+        StreamStep::Cut(_)
+    ));
+    assert_eq!(editor.findings().blocked_by, Some(0));
+}
+
+#[test]
+fn a_block_message_names_the_rule_only() {
+    let scan = Needles::one(SECRET, Effect::Block);
+    let body = stream(AnswerShape::Anthropic, &["x ", SECRET, " y"]);
+    let (out, cut) = edit(AnswerShape::Anthropic, &[body.as_bytes()], &scan);
+    assert!(cut);
+    let events = client_events(&out);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"));
+    let value: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        value,
+        json!({"type":"error","error":{"type":"response_blocked",
+            "message":"the answer was blocked by rule \"r0\": its text matched what the rule forbids"}})
+    );
+}
