@@ -106,12 +106,17 @@ impl Channel {
             floor_char(&text, text.len().saturating_sub(window)).max(sent_before)
         };
         let mut until = sendable;
-        if !last {
+        // Hold each redact or block match that reaches past the point from its start; a
+        // match held that way may move the point into another one, so until none does.
+        let mut moved = !last;
+        while moved {
+            moved = false;
             for hit in &hits {
                 let edits = hit.effect_given(true) != Effect::Record;
-                let reaches_on = hit.range.start < sendable && hit.range.end > sendable;
+                let reaches_on = hit.range.start < until && hit.range.end > until;
                 if edits && reaches_on && hit.range.start >= sent_before {
-                    until = until.min(hit.range.start);
+                    until = hit.range.start;
+                    moved = true;
                 }
             }
         }

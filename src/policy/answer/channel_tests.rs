@@ -110,3 +110,16 @@ fn sent_text_is_kept_where_the_shape_repeats_it() {
     sent(channel.release(&scan, true, &mut findings));
     assert_eq!(channel.sent.as_deref(), Some("a [REDACTED:r0] b"));
 }
+
+#[test]
+fn overlapping_matches_are_held_together() {
+    let mut scan = Needles::new(&[("ABCDEF", Effect::Redact), ("EFGHIJ", Effect::Redact)]);
+    scan.window = 4;
+    let mut findings = Findings::default();
+    let mut channel = Channel::new(AnswerText::Output, false);
+    channel.push("xxABCDEFGHIJyy");
+    let first = sent(channel.release(&scan, false, &mut findings));
+    let rest = sent(channel.release(&scan, true, &mut findings));
+    assert_eq!(first, "xx");
+    assert_eq!(format!("{first}{rest}"), "xx[REDACTED:r0][REDACTED:r1]yy");
+}
