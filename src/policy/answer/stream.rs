@@ -217,11 +217,7 @@ impl Stream {
         let mut delta_keys: Vec<ChannelKey> = Vec::new();
         for (at, key, kind) in &plan.deltas {
             let text = strings.get(*at).map_or("", |string| string.text.as_str());
-            let channel = self.channel(*key, *kind)?;
-            channel.push(text);
-            channel.template = Template {
-                payload: payload.to_owned(),
-            };
+            self.channel(*key, *kind)?.push(text);
             if !delta_keys.contains(key) {
                 delta_keys.push(*key);
             }
@@ -276,11 +272,20 @@ impl Stream {
                 })
             })
             .collect();
-        if edits.is_empty() {
-            sse_event::write(out, event.name.as_deref(), event, payload.as_bytes());
+        let sent = if edits.is_empty() {
+            payload.to_owned()
         } else {
             let edited = apply(payload.as_bytes(), edits).ok_or(Stop::Unreadable)?;
-            sse_event::write(out, event.name.as_deref(), event, &edited);
+            String::from_utf8(edited).map_err(|_| Stop::Unreadable)?
+        };
+        sse_event::write(out, event.name.as_deref(), event, sent.as_bytes());
+        // Copies of this event take its envelope as sent, never the provider's unscanned.
+        for key in &delta_keys {
+            if let Some((_, channel)) = self.channels.iter_mut().find(|(each, _)| each == key) {
+                channel.template = Template {
+                    payload: sent.clone(),
+                };
+            }
         }
         Ok(())
     }

@@ -788,3 +788,19 @@ fn a_block_message_names_the_rule_only() {
             "message":"the answer was blocked by rule \"r0\": its text matched what the rule forbids"}})
     );
 }
+
+#[test]
+fn a_copy_of_a_delta_event_carries_its_envelope_as_sent() {
+    // A match in an envelope field is redacted in the event; the copy that later carries the
+    // held text must not bring the provider's field back.
+    let body = "data: {\"id\":\"c\",\"object\":\"chat.SECRET\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Here is SEC\"}}]}\r\n\r\n";
+    let scan = Needles::one("SECRET", Effect::Redact);
+    let (out, cut) = edit(AnswerShape::OpenAiChat, &[body.as_bytes()], &scan);
+    assert!(!cut);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("SECRET"), "{out}");
+    assert_eq!(
+        client_text(AnswerShape::OpenAiChat, out.as_bytes()).0,
+        "Here is SEC"
+    );
+}
