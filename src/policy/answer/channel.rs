@@ -7,7 +7,9 @@
 //! the unsent tail is held whole, from its start, until the text shows where it ends. A held
 //! channel grows at most `HOLD_CAP` bytes past the window; a match still growing there cuts
 //! the stream. A little sent text is kept before the unsent text, so detectors see the
-//! characters before a match (their boundary checks).
+//! characters before a match (their boundary checks). The text is decided again once what is
+//! held has grown by a sixteenth (sending later is always safe), so a long held match costs a
+//! few scans, not one per delta.
 
 use super::hits::{redact, scan_text, Hit};
 use super::{AnswerScan, AnswerText, Effect, Findings};
@@ -36,6 +38,9 @@ pub(super) struct Channel {
     pub sent: Option<String>,
     pub template: Template,
     pub open: bool,
+    /// What was held after the last decision: the text is decided again once it has grown by
+    /// a sixteenth, so a long held match is not scanned again for every small delta.
+    held_after: usize,
 }
 
 /// What a channel may send now.
@@ -56,6 +61,7 @@ impl Channel {
             sent: keep_sent.then(String::new),
             template: Template::default(),
             open: true,
+            held_after: 0,
         }
     }
 
@@ -83,6 +89,10 @@ impl Channel {
         last: bool,
         findings: &mut Findings,
     ) -> Release {
+        let grown_enough = self.held_after.saturating_add(self.held_after / 16);
+        if !last && self.pending.len() < grown_enough {
+            return Release::Send(String::new());
+        }
         let window = self.window(scan.window());
         let mut text = std::mem::take(&mut self.context);
         let sent_before = text.len();
@@ -96,12 +106,17 @@ impl Channel {
             floor_char(&text, text.len().saturating_sub(window)).max(sent_before)
         };
         let mut until = sendable;
-        if !last {
+        // Hold each redact or block match that reaches past the point from its start; a
+        // match held that way may move the point into another one, so until none does.
+        let mut moved = !last;
+        while moved {
+            moved = false;
             for hit in &hits {
                 let edits = hit.effect_given(true) != Effect::Record;
-                let reaches_on = hit.range.start < sendable && hit.range.end > sendable;
+                let reaches_on = hit.range.start < until && hit.range.end > until;
                 if edits && reaches_on && hit.range.start >= sent_before {
-                    until = until.min(hit.range.start);
+                    until = hit.range.start;
+                    moved = true;
                 }
             }
         }
@@ -147,6 +162,7 @@ impl Channel {
         let keep_from = ceil_char(&text, until.saturating_sub(window));
         self.context = text.get(keep_from..until).unwrap_or_default().to_owned();
         self.pending = text.get(until..).unwrap_or_default().to_owned();
+        self.held_after = self.pending.len();
         if last {
             self.open = false;
             self.context.clear();

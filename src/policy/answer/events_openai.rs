@@ -1,5 +1,6 @@
 //! OpenAI chat completions and completions streams: `chat.completion.chunk` events whose
-//! `choices[].delta` carries content, refusal, reasoning, audio transcript and tool-call
+//! `choices[].delta` carries content, refusal, reasoning (`reasoning_content`, or `reasoning`
+//! as some compatible servers name it), audio transcript and tool-call
 //! argument deltas (completions: `choices[].text`); a choice's `finish_reason` ends its
 //! channels, `[DONE]` ends every channel.
 
@@ -15,6 +16,8 @@ const REASONING: u8 = 2;
 const TRANSCRIPT: u8 = 3;
 const TOOL_CALL: u8 = 4;
 const FUNCTION_CALL: u8 = 5;
+/// `reasoning`: what some OpenAI-compatible servers call `reasoning_content`.
+const REASONING_OTHER_NAME: u8 = 6;
 
 /// The choice's own `index`, else its place in `choices`.
 fn choice_index(value: &Value, at: usize) -> u64 {
@@ -59,6 +62,8 @@ pub(super) fn chat(value: &Value, strings: &[JsonString], plan: &mut Plan) {
             Some(((choice, REFUSAL, 0), AnswerText::Output))
         } else if field(&["reasoning_content"]) {
             Some(((choice, REASONING, 0), AnswerText::Output))
+        } else if field(&["reasoning"]) {
+            Some(((choice, REASONING_OTHER_NAME, 0), AnswerText::Output))
         } else if field(&["audio", "transcript"]) {
             Some(((choice, TRANSCRIPT, 0), AnswerText::Output))
         } else if field(&["tool_calls", "#", "function", "arguments"]) {
@@ -107,6 +112,7 @@ pub(super) fn chat_copy(template: &Value, key: ChannelKey, text: &str) -> String
     let delta = match what {
         REFUSAL => json!({ "refusal": text }),
         REASONING => json!({ "reasoning_content": text }),
+        REASONING_OTHER_NAME => json!({ "reasoning": text }),
         TRANSCRIPT => json!({ "audio": { "transcript": text } }),
         TOOL_CALL => {
             json!({ "tool_calls": [{ "index": which, "function": { "arguments": text } }] })

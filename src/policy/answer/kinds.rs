@@ -9,6 +9,7 @@ const CHAT_OUTPUT: &[&[&str]] = &[
     &["choices", "#", "message", "content", "#", "refusal"],
     &["choices", "#", "message", "refusal"],
     &["choices", "#", "message", "reasoning_content"],
+    &["choices", "#", "message", "reasoning"],
     &["choices", "#", "message", "audio", "transcript"],
 ];
 const CHAT_TOOLS: &[&[&str]] = &[

@@ -23,11 +23,12 @@ const MAX_CHANNELS_EVER: usize = 4096;
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// The most `held()` can report for a scanner of this window: one incomplete event, and each
-/// open channel's unsent text (tool arguments look six times as far, for their escapes).
+/// open channel's unsent text (tool arguments look six times as far, for their escapes), which
+/// may pass `HOLD_CAP` by a sixteenth before it is decided again.
 pub fn held_bound(window: usize) -> usize {
-    window
-        .saturating_mul(6)
-        .saturating_add(HOLD_CAP)
+    let channel = window.saturating_mul(6).saturating_add(HOLD_CAP);
+    channel
+        .saturating_add(channel / 16)
         .saturating_mul(MAX_CHANNELS)
         .saturating_add(MAX_EVENT_BYTES)
 }
@@ -84,6 +85,16 @@ impl Stream {
         scan: &dyn AnswerScan,
     ) -> StreamStep {
         if self.stopped {
+            return StreamStep::Send(Vec::new());
+        }
+        let ends_no_line = !chunk.iter().any(|&byte| byte == b'\n' || byte == b'\r');
+        if self.started && !end_of_stream && ends_no_line && self.partial.last() != Some(&b'\r') {
+            // The chunk only lengthens the last line of an event still arriving: nothing to
+            // read yet, and reading the event again for each small chunk would be quadratic.
+            self.partial.extend_from_slice(chunk);
+            if self.partial.len() > MAX_EVENT_BYTES {
+                return self.cut(Vec::new(), Stop::Unreadable, scan);
+            }
             return StreamStep::Send(Vec::new());
         }
         let mut data = std::mem::take(&mut self.partial);
@@ -155,6 +166,11 @@ impl Stream {
     /// One whole event.
     fn event(&mut self, raw: &[u8], scan: &dyn AnswerScan, out: &mut Vec<u8>) -> Result<(), Stop> {
         let event = sse_event::parse(raw);
+        // The event's name and id reach the client too: scanned, never redacted in place.
+        for field in [&event.name, &event.id].into_iter().flatten() {
+            let field = std::str::from_utf8(field).map_err(|_| Stop::Unreadable)?;
+            scan_alone(field, AnswerText::Other, false, scan, &mut self.findings)?;
+        }
         let Some(data) = &event.data else {
             if event.any_line {
                 // A comment or a field without data: clients dispatch nothing; a keep-alive
@@ -201,11 +217,7 @@ impl Stream {
         let mut delta_keys: Vec<ChannelKey> = Vec::new();
         for (at, key, kind) in &plan.deltas {
             let text = strings.get(*at).map_or("", |string| string.text.as_str());
-            let channel = self.channel(*key, *kind)?;
-            channel.push(text);
-            channel.template = Template {
-                payload: payload.to_owned(),
-            };
+            self.channel(*key, *kind)?.push(text);
             if !delta_keys.contains(key) {
                 delta_keys.push(*key);
             }
@@ -260,11 +272,20 @@ impl Stream {
                 })
             })
             .collect();
-        if edits.is_empty() {
-            sse_event::write(out, event.name.as_deref(), event, payload.as_bytes());
+        let sent = if edits.is_empty() {
+            payload.to_owned()
         } else {
             let edited = apply(payload.as_bytes(), edits).ok_or(Stop::Unreadable)?;
-            sse_event::write(out, event.name.as_deref(), event, &edited);
+            String::from_utf8(edited).map_err(|_| Stop::Unreadable)?
+        };
+        sse_event::write(out, event.name.as_deref(), event, sent.as_bytes());
+        // Copies of this event take its envelope as sent, never the provider's unscanned.
+        for key in &delta_keys {
+            if let Some((_, channel)) = self.channels.iter_mut().find(|(each, _)| each == key) {
+                channel.template = Template {
+                    payload: sent.clone(),
+                };
+            }
         }
         Ok(())
     }

@@ -628,3 +628,179 @@ fn json_framing_and_bedrock_streams_have_no_editor() {
     assert!(StreamEditor::new(AnswerShape::Gemini, Framing::Json).is_none());
     assert!(StreamEditor::new(AnswerShape::BedrockConverse, Framing::Sse).is_none());
 }
+
+#[test]
+fn anthropic_tool_input_and_thinking_are_channels() {
+    let named = |name: &str, value: Value| format!("event: {name}\ndata: {value}\n\n");
+    let body = [
+        named("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}})),
+        named("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"I think SECR"}})),
+        named("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"ETKEY123"}})),
+        named("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}})),
+        named("content_block_stop", json!({"type":"content_block_stop","index":0})),
+        named("content_block_start", json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}})),
+        named("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"k\":\"SECRETK"}})),
+        named("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"EY123\"}"}})),
+        named("content_block_stop", json!({"type":"content_block_stop","index":1})),
+        named("message_stop", json!({"type":"message_stop"})),
+    ]
+    .concat();
+    let scan = Needles::one(SECRET, Effect::Redact);
+    for chunk in [body.len(), 5, 1] {
+        let chunks: Vec<&[u8]> = body.as_bytes().chunks(chunk).collect();
+        let (out, cut) = edit(AnswerShape::Anthropic, &chunks, &scan);
+        assert!(!cut);
+        let mut thinking = String::new();
+        let mut input = String::new();
+        let mut order = Vec::new();
+        for (name, data) in client_events(&out) {
+            let value: Value = serde_json::from_str(&data).unwrap();
+            order.push((name.clone().unwrap(), value["index"].as_u64()));
+            thinking += value["delta"]["thinking"].as_str().unwrap_or_default();
+            input += value["delta"]["partial_json"].as_str().unwrap_or_default();
+        }
+        assert_eq!(thinking, format!("I think {MARKER}"));
+        assert_eq!(input, format!("{{\"k\":\"{MARKER}\"}}"));
+        // Each block's text arrives before its stop event.
+        let stop = order
+            .iter()
+            .position(|(name, index)| name == "content_block_stop" && *index == Some(1))
+            .unwrap();
+        assert!(order[stop - 1].0 == "content_block_delta" && order[stop - 1].1 == Some(1));
+    }
+}
+
+#[test]
+fn responses_function_arguments_are_replaced_in_every_event_that_repeats_them() {
+    let named = |name: &str, value: Value| format!("event: {name}\ndata: {value}\n\n");
+    let arguments = format!("{{\"k\":\"{SECRET}\"}}");
+    let body = [
+        named("response.output_item.added", json!({"type":"response.output_item.added","output_index":0,"item":{"type":"function_call","id":"fc","name":"f","arguments":""},"sequence_number":1})),
+        named("response.function_call_arguments.delta", json!({"type":"response.function_call_arguments.delta","item_id":"fc","output_index":0,"delta":"{\"k\":\"SECRE","sequence_number":2})),
+        named("response.function_call_arguments.delta", json!({"type":"response.function_call_arguments.delta","item_id":"fc","output_index":0,"delta":"TKEY123\"}","sequence_number":3})),
+        named("response.function_call_arguments.done", json!({"type":"response.function_call_arguments.done","item_id":"fc","output_index":0,"arguments":arguments,"sequence_number":4})),
+        named("response.output_item.done", json!({"type":"response.output_item.done","output_index":0,"item":{"type":"function_call","id":"fc","name":"f","arguments":arguments},"sequence_number":5})),
+        named("response.completed", json!({"type":"response.completed","response":{"output":[{"type":"function_call","name":"f","arguments":arguments}],"output_text":SECRET},"sequence_number":6})),
+    ]
+    .concat();
+    let scan = Needles::one(SECRET, Effect::Redact);
+    let (out, cut) = edit(AnswerShape::OpenAiResponses, &[body.as_bytes()], &scan);
+    assert!(!cut);
+    let expected = format!("{{\"k\":\"{MARKER}\"}}");
+    let mut deltas = String::new();
+    for (_, data) in client_events(&out) {
+        let value: Value = serde_json::from_str(&data).unwrap();
+        deltas += value["delta"].as_str().unwrap_or_default();
+        for pointer in [
+            "/arguments",
+            "/item/arguments",
+            "/response/output/0/arguments",
+        ] {
+            if let Some(whole) = value.pointer(pointer).and_then(Value::as_str) {
+                if !whole.is_empty() {
+                    assert_eq!(whole, expected, "{pointer}");
+                }
+            }
+        }
+        if let Some(text) = value.pointer("/response/output_text") {
+            assert_eq!(text, MARKER);
+        }
+    }
+    assert_eq!(deltas, expected);
+    assert!(!String::from_utf8_lossy(&out).contains(SECRET));
+}
+
+#[test]
+fn gemini_candidates_and_thoughts_are_channels_of_their_own() {
+    let event = |parts: Value, finish: bool| {
+        let mut candidate = json!({"content":{"parts":parts,"role":"model"},"index":0});
+        if finish {
+            candidate["finishReason"] = json!("STOP");
+        }
+        format!("data: {}\n\n", json!({"candidates":[candidate]}))
+    };
+    let body = [
+        event(
+            json!([{"text":"SECRET","thought":true},{"text":"plain SEC"}]),
+            false,
+        ),
+        event(
+            json!([{"text":"KEY123","thought":true},{"text":"RETKEY123"}]),
+            true,
+        ),
+    ]
+    .concat();
+    let scan = Needles::one(SECRET, Effect::Redact);
+    let (out, _) = edit(AnswerShape::Gemini, &[body.as_bytes()], &scan);
+    let mut thought = String::new();
+    let mut text = String::new();
+    for (_, data) in client_events(&out) {
+        let value: Value = serde_json::from_str(&data).unwrap();
+        for part in value["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+        {
+            if part["thought"] == true {
+                thought += part["text"].as_str().unwrap();
+            } else {
+                text += part["text"].as_str().unwrap();
+            }
+        }
+    }
+    assert_eq!(thought, format!("{MARKER}"));
+    assert_eq!(text, format!("plain {MARKER}"));
+}
+
+#[test]
+fn comments_keep_alive_without_their_words_and_plain_text_is_scanned_whole() {
+    let scan = Needles::one(SECRET, Effect::Redact);
+    let body =
+        format!(": PROCESSING {SECRET}\n\ndata: plain {SECRET} text\n\nid: 7\ndata: [DONE]\n\n");
+    let (out, cut) = edit(AnswerShape::OpenAiChat, &[body.as_bytes()], &scan);
+    assert!(!cut);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(":\n\ndata: plain {MARKER} text\n\nid: 7\ndata: [DONE]\n\n")
+    );
+    // A name or id the rules match cannot be edited in place: the stream is cut.
+    let named = format!("event: {SECRET}\ndata: {{}}\n\n");
+    let mut editor = StreamEditor::new(AnswerShape::Anthropic, Framing::Sse).unwrap();
+    assert!(matches!(
+        editor.push(named.as_bytes(), true, &scan),
+        StreamStep::Cut(_)
+    ));
+    assert_eq!(editor.findings().blocked_by, Some(0));
+}
+
+#[test]
+fn a_block_message_names_the_rule_only() {
+    let scan = Needles::one(SECRET, Effect::Block);
+    let body = stream(AnswerShape::Anthropic, &["x ", SECRET, " y"]);
+    let (out, cut) = edit(AnswerShape::Anthropic, &[body.as_bytes()], &scan);
+    assert!(cut);
+    let events = client_events(&out);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"));
+    let value: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        value,
+        json!({"type":"error","error":{"type":"response_blocked",
+            "message":"the answer was blocked by rule \"r0\": its text matched what the rule forbids"}})
+    );
+}
+
+#[test]
+fn a_copy_of_a_delta_event_carries_its_envelope_as_sent() {
+    // A match in an envelope field is redacted in the event; the copy that later carries the
+    // held text must not bring the provider's field back.
+    let body = "data: {\"id\":\"c\",\"object\":\"chat.SECRET\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Here is SEC\"}}]}\r\n\r\n";
+    let scan = Needles::one("SECRET", Effect::Redact);
+    let (out, cut) = edit(AnswerShape::OpenAiChat, &[body.as_bytes()], &scan);
+    assert!(!cut);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("SECRET"), "{out}");
+    assert_eq!(
+        client_text(AnswerShape::OpenAiChat, out.as_bytes()).0,
+        "Here is SEC"
+    );
+}

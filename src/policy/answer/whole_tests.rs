@@ -49,6 +49,11 @@ fn answers() -> Vec<(AnswerShape, String, AnswerText)> {
         ),
         (
             AnswerShape::OpenAiChat,
+            format!(r#"{{"choices":[{{"message":{{"reasoning":"{s}"}}}}]}}"#),
+            AnswerText::Output,
+        ),
+        (
+            AnswerShape::OpenAiChat,
             format!(
                 r#"{{"choices":[{{"message":{{"tool_calls":[{{"id":"t","type":"function","function":{{"name":"f","arguments":"{{\"k\":\"{s}\"}}"}}}}]}}}}]}}"#
             ),
