@@ -262,6 +262,55 @@ def fold_seeds() -> list[bytes]:
             zip([5, 12, 20, 9, 30, 3], [1, 2, 3, 4, 5, 6], texts)]
 
 
+# The answer_stream target's input: a byte choosing shape, effect and window, a byte counting
+# cuts, two bytes per cut, then the stream (fuzz_targets/answer_stream.rs).
+SHAPES = ["openai_chat", "openai_completions", "openai_responses", "anthropic", "gemini"]
+
+
+def answer_input(shape: str, effect: int, body: bytes, cuts: tuple[int, ...] = ()) -> bytes:
+    choice = SHAPES.index(shape) + 5 * effect + 15 * 2
+    head = bytes([choice, len(cuts)]) + b"".join(cut.to_bytes(2, "little") for cut in cuts)
+    return head + body
+
+
+def answer_seeds() -> list[bytes]:
+    pieces = ["Here is SEC", "RET and ", "more", " S", "ECRET"]
+    chat = [(None, {"id": "c", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            for piece in pieces]
+    chat.append((None, {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    chat.append((None, {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": "{\"k\":\"SEC"}}]}}]}))
+    chat.append((None, "[DONE]"))
+    completions = [(None, {"choices": [{"index": 0, "text": piece}]}) for piece in pieces]
+    anthropic = [("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})]
+    anthropic += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                           "delta": {"type": "text_delta", "text": piece}}) for piece in pieces]
+    anthropic += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                  ("message_stop", {"type": "message_stop"})]
+    gemini = [(None, {"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}]})
+              for piece in pieces]
+    full = "".join(pieces)
+    responses = [(None, {"type": "response.output_text.delta", "output_index": 0, "content_index": 0,
+                         "item_id": "i", "delta": piece, "sequence_number": n}) for n, piece in enumerate(pieces)]
+    responses += [("response.output_text.done", {"type": "response.output_text.done", "output_index": 0,
+                                                 "content_index": 0, "text": full}),
+                  ("response.completed", {"type": "response.completed", "response": {"output": [
+                      {"type": "message", "content": [{"type": "output_text", "text": full}]}]}})]
+    seeds = []
+    for effect in range(3):
+        seeds += [
+            answer_input("openai_chat", effect, sse(chat), (5, 90)),
+            answer_input("openai_chat", effect, sse(chat, "\r\n")),
+            answer_input("openai_completions", effect, sse(completions)),
+            answer_input("anthropic", effect, sse(anthropic, "\r"), (40,)),
+            answer_input("gemini", effect, sse(gemini)),
+            answer_input("openai_responses", effect, sse(responses)),
+        ]
+    return seeds
+
+
 def main() -> None:
     for data in config_seeds():
         write("config", data)
@@ -275,6 +324,8 @@ def main() -> None:
         write("redact", data)
     for data in fold_seeds():
         write("fold", data)
+    for data in answer_seeds():
+        write("answer_stream", data)
 
 
 if __name__ == "__main__":

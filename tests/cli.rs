@@ -427,6 +427,54 @@ fn eval_reads_the_usage_of_an_answer_and_charges_the_budget() {
     assert_eq!(verdict["budget_charged"], 12);
 }
 
+/// `eval --response` with a rule that reads answers: what the client would receive.
+#[test]
+fn eval_shows_what_answer_inspection_makes_of_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("policy.json");
+    std::fs::write(
+        &config,
+        r#"{"providers": {"openai": {"cluster": "openai", "api": "openai"}},
+            "models": {"gpt-4o": {"provider": "openai"}},
+            "consumers": {"default": {"models": ["*"]}},
+            "rules": [{"id": "no-keys-out", "pattern": "SECRET-[0-9]{6}", "action": "redact",
+                       "direction": "response"}]}"#,
+    )
+    .unwrap();
+    let answer = dir.path().join("answer.json");
+    std::fs::write(
+        &answer,
+        r#"{"choices":[{"message":{"role":"assistant","content":"key SECRET-123456"}}]}"#,
+    )
+    .unwrap();
+    let output = posturio(
+        &[
+            "eval",
+            config.to_str().unwrap(),
+            "--path",
+            "/v1/chat/completions",
+            "--response",
+            answer.to_str().unwrap(),
+            "--response-header",
+            "content-type: application/json",
+            "-",
+        ],
+        Some(br#"{"model":"gpt-4o","messages":[]}"#),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{verdict}");
+    assert_eq!(verdict["answer"]["response"], "redacted", "{verdict}");
+    assert_eq!(
+        verdict["answer"]["rules"],
+        serde_json::json!(["no-keys-out:redact"])
+    );
+    assert_eq!(
+        verdict["answer"]["sent"]["choices"][0]["message"]["content"],
+        "key [REDACTED:no-keys-out]"
+    );
+}
+
 /// The filter's body limit, applied by the same code.
 #[test]
 fn eval_refuses_a_body_over_the_limit() {

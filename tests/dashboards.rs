@@ -25,10 +25,18 @@ use regex::Regex;
 use serde_json::Value;
 
 const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-const LABELS: [&str; 8] = [
-    "consumer", "model", "provider", "decision", "code", "rule", "action", "class",
+const LABELS: [&str; 9] = [
+    "consumer",
+    "model",
+    "provider",
+    "decision",
+    "code",
+    "rule",
+    "action",
+    "direction",
+    "class",
 ];
-const FILTER_STATE_KEYS: [&str; 13] = [
+const FILTER_STATE_KEYS: [&str; 15] = [
     "decision",
     "code",
     "consumer",
@@ -38,6 +46,8 @@ const FILTER_STATE_KEYS: [&str; 13] = [
     "attempts",
     "api",
     "rules",
+    "response",
+    "response_rules",
     "input_tokens",
     "output_tokens",
     "cached_tokens",
@@ -207,12 +217,13 @@ fn stats_tags_turn_label_segments_into_labels() {
             ],
         ),
         (
-            "wasmcustom.posturio_rule_hits_total.rule=no-secrets;.action=block;.consumer=default;",
+            "wasmcustom.posturio_rule_hits_total.rule=no-secrets;.action=block;.consumer=default;.direction=response;",
             "wasmcustom.posturio_rule_hits_total",
             &[
                 ("rule", "no-secrets"),
                 ("action", "block"),
                 ("consumer", "default"),
+                ("direction", "response"),
             ],
         ),
         (

@@ -40,6 +40,13 @@ as a provider does while it generates a whole answer (for clients that leave bef
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
 adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
 usage chunk and the output count, written as a float (`7.0`), in a later one.
+A request header `x-mock-answer: <base64 of JSON {"pieces": [..], "tool_args": [..]}>` sets the
+answer's text: the pieces joined for a whole answer, one text delta per piece in a stream, for
+every family (chat, completions, Responses, Anthropic, Gemini, Converse, Bedrock invoke of an
+Anthropic model). `tool_args` (optional) adds a tool call whose arguments are those pieces:
+joined in a whole answer (chat `tool_calls[].function.arguments`; Anthropic `tool_use.input`,
+the joined text parsed as JSON), one argument delta per piece in a stream (chat `tool_calls`
+deltas, Anthropic `input_json_delta`). Families without tool calls here ignore it.
 A request header `x-mock-gemini-tool-use: N` makes a Gemini answer report N more prompt tokens
 as `toolUsePromptTokenCount` (tool results read into the prompt), in its total too.
 
@@ -354,13 +361,21 @@ class Handler(BaseHTTPRequestHandler):
         stream = req.get("stream") is True
         text = f"Hello from the mock {self.listener} provider."
         pieces = ["Hello from the mock ", f"{self.listener} provider."]
+        tool_args = None
+        answer_header = self.headers.get("x-mock-answer", "").strip()
+        if answer_header:
+            wanted = json.loads(base64.b64decode(answer_header))
+            pieces = [str(piece) for piece in wanted.get("pieces", [])]
+            text = "".join(pieces)
+            if wanted.get("tool_args") is not None:
+                tool_args = [str(piece) for piece in wanted["tool_args"]]
         if path.endswith("/chat/completions"):
             include_usage = (req.get("stream_options") or {}).get("include_usage") is True
             if stream:
                 style = self.headers.get("x-mock-usage-style", "").strip()
-                self.send_stream(chat_stream(model, pieces, include_usage, style))
+                self.send_stream(chat_stream(model, pieces, include_usage, style, tool_args))
             else:
-                self.send_json(200, chat_completion(model, text))
+                self.send_json(200, chat_completion(model, text, tool_args))
         elif path.endswith("/completions"):
             self.send_json(200, text_completion(model, text))
         elif path.endswith("/embeddings"):
@@ -374,9 +389,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"input_tokens": PROMPT_TOKENS})
         elif path.endswith("/messages"):
             if stream:
-                self.send_stream(anthropic_stream(model, pieces))
+                self.send_stream(anthropic_stream(model, pieces, tool_args))
             else:
-                self.send_json(200, anthropic_message(model, text))
+                self.send_json(200, anthropic_message(model, text, tool_args))
         elif path.endswith(":generateContent"):
             tool_use = int(self.headers.get("x-mock-gemini-tool-use", "").strip() or 0)
             self.send_json(200, gemini_response(gemini_model(path), text, tool_use))
@@ -417,8 +432,14 @@ OPENAI_USAGE = {
 }
 
 
-def chat_completion(model: str, text: str) -> dict:
+TOOL_CALL_ID = "call_mock_1"
+
+
+def chat_completion(model: str, text: str, tool_args=None) -> dict:
     message = {"role": "assistant", "content": text, "refusal": None}
+    if tool_args is not None:
+        message["tool_calls"] = [{"id": TOOL_CALL_ID, "type": "function", "function": {
+            "name": "lookup", "arguments": "".join(tool_args)}}]
     return {
         "id": ident("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
         "model": model, "system_fingerprint": "mock",
@@ -427,7 +448,8 @@ def chat_completion(model: str, text: str) -> dict:
     }
 
 
-def chat_stream(model: str, pieces: list[str], include_usage: bool, style: str = "") -> list[bytes]:
+def chat_stream(model: str, pieces: list[str], include_usage: bool, style: str = "",
+                tool_args=None) -> list[bytes]:
     base = {"id": ident("chatcmpl-"), "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model, "system_fingerprint": "mock"}
 
@@ -440,7 +462,13 @@ def chat_stream(model: str, pieces: list[str], include_usage: bool, style: str =
 
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"content": piece}) for piece in pieces]
-    chunks.append(chunk({}, "stop"))
+    if tool_args is not None:
+        call = {"index": 0, "id": TOOL_CALL_ID, "type": "function",
+                "function": {"name": "lookup", "arguments": ""}}
+        chunks.append(chunk({"tool_calls": [call]}))
+        chunks += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                   for piece in tool_args]
+    chunks.append(chunk({}, "stop" if tool_args is None else "tool_calls"))
     if include_usage and style == "split":
         chunks.append(dict(base, choices=[], usage={"prompt_tokens": PROMPT_TOKENS}))
         chunks.append(dict(base, choices=[], usage={"completion_tokens": float(COMPLETION_TOKENS)}))
@@ -522,16 +550,28 @@ def responses_stream(model: str, pieces: list[str]) -> list[bytes]:
             for n, (name, data) in enumerate(events)]
 
 
-def anthropic_message(model: str, text: str) -> dict:
+def tool_input(tool_args: list[str]):
+    joined = "".join(tool_args)
+    try:
+        return json.loads(joined)
+    except ValueError:
+        return {"text": joined}
+
+
+def anthropic_message(model: str, text: str, tool_args=None) -> dict:
+    content = [{"type": "text", "text": text}]
+    if tool_args is not None:
+        content.append({"type": "tool_use", "id": "toolu_mock_1", "name": "lookup",
+                        "input": tool_input(tool_args)})
     return {
         "id": ident("msg_"), "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
     }
 
 
-def anthropic_stream(model: str, pieces: list[str]) -> list[bytes]:
+def anthropic_stream(model: str, pieces: list[str], tool_args=None) -> list[bytes]:
     start = dict(anthropic_message(model, ""), content=[], stop_reason=None,
                  usage={"input_tokens": PROMPT_TOKENS, "output_tokens": 1})
     events = [
@@ -541,6 +581,13 @@ def anthropic_stream(model: str, pieces: list[str]) -> list[bytes]:
         *[("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
           for p in pieces],
         ("content_block_stop", {"index": 0}),
+        *([] if tool_args is None else [
+            ("content_block_start", {"index": 1, "content_block": {
+                "type": "tool_use", "id": "toolu_mock_1", "name": "lookup", "input": {}}}),
+            *[("content_block_delta", {"index": 1, "delta": {
+                "type": "input_json_delta", "partial_json": p}}) for p in tool_args],
+            ("content_block_stop", {"index": 1}),
+        ]),
         ("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
                            "usage": {"output_tokens": COMPLETION_TOKENS}}),
         ("message_stop", {}),

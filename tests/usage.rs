@@ -266,7 +266,8 @@ fn tokens_requests_rules_and_statuses_are_counted_with_config_labels() {
             &[
                 ("rule", "no-secrets"),
                 ("action", "block"),
-                ("consumer", "team-a")
+                ("consumer", "team-a"),
+                ("direction", "request")
             ]
         ),
         Some(1.0)

@@ -252,6 +252,9 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
     if let (true, Some(object)) = (response.is_some() && forwarded, verdict.as_object_mut()) {
         object.insert("usage".to_owned(), usage_json(&host));
         object.insert("budget_charged".to_owned(), budget_charged(&host));
+        if let Some(answer) = answer_json(&host) {
+            object.insert("answer".to_owned(), answer);
+        }
     }
     Ok(Output {
         code,
@@ -271,6 +274,32 @@ fn upstream_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
 
 /// The usage the pipeline read from the answer, as it put it in filter state; `null` when
 /// the answer reported none.
+/// What answer inspection made of the response (rules with `direction` `response` or
+/// `both`): its verdict, the rules that fired, and what the client receives.
+fn answer_json(host: &FakeHost) -> Option<Value> {
+    let verdict = host.property_value("posturio.response")?;
+    let rules = host.property_value("posturio.response_rules");
+    let replaced = host.answers.borrow().last().map(|sent| {
+        json!({
+            "status": sent.status,
+            "body": serde_json::from_slice::<Value>(&sent.body).unwrap_or(Value::Null),
+        })
+    });
+    let delivered = host.delivered.borrow().concat();
+    let sent = match replaced {
+        Some(replaced) => replaced,
+        None => serde_json::from_slice::<Value>(&delivered)
+            .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&delivered).into_owned())),
+    };
+    Some(json!({
+        "response": verdict,
+        "rules": rules.map_or_else(Vec::new, |rules| {
+            rules.split(',').map(str::to_owned).collect::<Vec<_>>()
+        }),
+        "sent": sent,
+    }))
+}
+
 fn usage_json(host: &FakeHost) -> Value {
     let read = |key: &str| {
         host.property_value(key)

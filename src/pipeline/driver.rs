@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::answer::{self, answer_recorded_elsewhere, Refusal};
+use super::answer_inspection::{self, Answers};
 use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
@@ -89,6 +90,8 @@ pub struct Request<H: Host> {
     pooled: Option<Pooled>,
     /// The response was replaced by the gateway's answer; the answer itself passes through.
     replaced: bool,
+    /// Set once a request is forwarded whose consumer has rules that read answers.
+    answers: Option<Answers>,
 }
 
 /// How a request was decided: what `posturio eval` reports. Its parts are moved here from
@@ -119,6 +122,7 @@ impl<H: Host> Request<H> {
             outcome: None,
             pooled: None,
             replaced: false,
+            answers: None,
         }
     }
 
@@ -253,13 +257,27 @@ impl<H: Host> Request<H> {
                     .replaced(&self.host, &self.metrics, &replacement.reply);
                 answer_recorded_elsewhere(&self.host, &replacement.reply)
             }
-            None => Flow::Continue,
+            None if from_upstream => self.answer_headers(end_of_stream),
+            None => {
+                if let Some(answers) = self.answers.as_mut() {
+                    answers.skip();
+                }
+                Flow::Continue
+            }
         }
     }
 
     /// A chunk of the response body: read for usage and passed on as it is, except for a
-    /// usage chunk the client did not ask for.
+    /// usage chunk the client did not ask for, and edited when the answer is inspected.
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        if !self.replaced
+            && self
+                .answers
+                .as_ref()
+                .is_some_and(|answers| answers.holds_whole() || answers.edits_chunks())
+        {
+            return self.answer_body(body_size, end_of_stream);
+        }
         if let (cx, Some(upstream)) = self.response_step() {
             upstream.body(&cx, body_size, end_of_stream);
             if end_of_stream {
@@ -267,6 +285,20 @@ impl<H: Host> Request<H> {
             }
         }
         Flow::Continue
+    }
+
+    /// Response trailers end the body without an end-of-stream body callback: a whole answer
+    /// still held could not be inspected as it will be sent, so it is replaced. A stream has
+    /// been edited chunk by chunk; what the editor still holds is lost, never sent unread.
+    pub fn on_response_trailers(&mut self) -> Flow {
+        if self.replaced || !self.answers.as_ref().is_some_and(Answers::holds_whole) {
+            return Flow::Continue;
+        }
+        let Some(answers) = self.answers.as_mut() else {
+            return Flow::Continue;
+        };
+        let next = answers.unreadable(self.shape);
+        self.answer_next(next)
     }
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
@@ -387,7 +419,11 @@ impl<H: Host> Request<H> {
             Checked::Audited(reply) => Some(reply),
             Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
         };
-        let audited = forward.audited.take().or(budget_audit);
+        let mut audited = forward.audited.take().or(budget_audit);
+        let answers = match answer_inspection::plan(policy, pending, &facts, &mut audited) {
+            Ok(answers) => answers,
+            Err(reply) => return self.refuse(Refusal::new(reply, facts)),
+        };
         let decided = Decided {
             facts: &facts,
             reply: audited.as_ref(),
@@ -416,6 +452,7 @@ impl<H: Host> Request<H> {
             facts.stream_usage_added,
             body_size,
         ));
+        self.answers = answers;
         self.outcome = Some(Outcome {
             facts,
             reply: audited,
@@ -483,6 +520,9 @@ impl<H: Host> Request<H> {
         flow
     }
 }
+
+#[path = "driver_answers.rs"]
+mod answers;
 
 #[cfg(test)]
 #[path = "driver_tests.rs"]

@@ -11,7 +11,7 @@ use super::rewrite::rewrite;
 use super::state::{Decision, Facts, Forward, Pending};
 use crate::policy::body::{walk_watching, NoText, Watch};
 use crate::policy::classify::Classified;
-use crate::policy::compiled::{Consumer, Policy};
+use crate::policy::compiled::Policy;
 use crate::policy::inspect::ScanSink;
 use crate::policy::limits;
 use crate::policy::reply::Reply;
@@ -37,7 +37,7 @@ pub(super) fn decide_endpoint(
 
     // One pass: scan only when some rule applies to this consumer; locate the limits'
     // fields only when a limit applies.
-    let inspected = consumer.map_or(!policy.rules.is_empty(), Consumer::has_rules);
+    let inspected = policy.inspects_requests(consumer);
     let watch = Watch {
         stream: limits::has_stream_flag(endpoint),
         output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())

@@ -104,7 +104,7 @@ pub(super) fn judge(
             verdict.fired.push(fired);
         }
     }
-    let inspected = consumer.map_or(!policy.rules.is_empty(), Consumer::has_rules);
+    let inspected = policy.inspects_requests(consumer);
     let opaque_policy = consumer.map_or(OpaqueContent::Block, |consumer| consumer.opaque_content);
     if let (true, OpaqueContent::Block, Some(kind)) = (inspected, opaque_policy, walked.opaque) {
         verdict.opaque = Some((kind, consumer_mode == Mode::Enforce));

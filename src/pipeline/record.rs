@@ -10,6 +10,7 @@ use serde_json::json;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::state::Facts;
+use crate::policy::answer::{Effect, Findings};
 use crate::policy::shorten::{loggable, shorten};
 use crate::policy::{Policy, Reply};
 
@@ -228,6 +229,73 @@ impl Recorder {
         log::warn!("{line}");
     }
 
+    /// The inspection of a forwarded request's answer, once it is over: the rules that fired
+    /// on it counted with direction `response`, what became of it in the access log
+    /// (`posturio.response`, `posturio.response_rules`), and one log line when a rule fired
+    /// or the answer was not sent.
+    pub fn answer_inspected<H: Host>(
+        &mut self,
+        host: &H,
+        policy: Option<&Policy>,
+        metrics: &RefCell<MetricIds>,
+        (findings, verdict): (&Findings, &str),
+    ) {
+        let rules: Vec<(&str, &str)> = findings
+            .fired
+            .iter()
+            .map(|(rule, effect)| {
+                let id = policy.map_or("?", |policy| policy.rule_id(*rule));
+                (id, effect_name(*effect))
+            })
+            .collect();
+        if let (Some(labels), Ok(mut metrics)) = (self.labels.as_ref(), metrics.try_borrow_mut()) {
+            for (rule, action) in &rules {
+                metrics.count(
+                    host,
+                    metrics::RULE_HITS,
+                    &[
+                        ("rule", rule),
+                        ("action", action),
+                        ("consumer", &labels.consumer),
+                        ("direction", "response"),
+                    ],
+                    1,
+                );
+            }
+        }
+        let listed = rules
+            .iter()
+            .map(|(rule, action)| format!("{rule}:{action}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let state = [
+            ("posturio.response", verdict),
+            ("posturio.response_rules", listed.as_str()),
+        ];
+        for (key, value) in state.into_iter().filter(|(_, value)| !value.is_empty()) {
+            if let Err(error) = host.set_property(&[key], value.as_bytes()) {
+                log::warn!("{error}; the access log will miss {key}");
+            }
+        }
+        let level = if rules.is_empty() && verdict == "passed" {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        if log::log_enabled!(level) {
+            let line = json!({
+                "request_id": self.request_id,
+                "response": verdict,
+                "response_rules": rules
+                    .iter()
+                    .map(|(rule, action)| json!({"id": rule, "action": action}))
+                    .collect::<Vec<_>>(),
+                "redactions": findings.redactions,
+            });
+            log::log!(level, "{line}");
+        }
+    }
+
     /// Logs a deferred decision line that no serving provider completed.
     pub fn flush(&mut self) {
         if let Some((level, line)) = self.pending_line.take() {
@@ -277,12 +345,22 @@ impl Recorder {
                     ("rule", &fired.rule),
                     ("action", fired.action.as_str()),
                     ("consumer", &labels.consumer),
+                    ("direction", "request"),
                 ],
                 1,
             );
         }
         drop(metrics);
         self.labels = Some(labels);
+    }
+}
+
+/// A match's effect on an answer, named as rule actions are.
+fn effect_name(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Block => "block",
+        Effect::Redact => "redact",
+        Effect::Record => "audit",
     }
 }
 

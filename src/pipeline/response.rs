@@ -174,34 +174,45 @@ impl Upstream {
     /// A chunk of the response body: read for usage and passed on as it is, except for a
     /// usage chunk the client did not ask for.
     pub(super) fn body<H: Host>(&mut self, cx: &Context<H>, body_size: usize, end_of_stream: bool) {
-        let upstream = self;
-        if upstream.answered {
-            let size = u64::try_from(body_size).unwrap_or(u64::MAX);
-            upstream.relayed_bytes = upstream.relayed_bytes.saturating_add(size);
-        }
-        if upstream.reader.is_some() || upstream.remover.is_some() {
+        self.relay(body_size);
+        if self.reader.is_some() || self.remover.is_some() {
             match cx.host.response_body(body_size) {
                 Ok(chunk) => {
-                    if let Some(reader) = upstream.reader.as_mut() {
-                        reader.feed(&chunk);
-                    }
-                    let edited = upstream
-                        .remover
-                        .as_mut()
-                        .and_then(|remover| remover.edit(&chunk, end_of_stream));
-                    if let Some(edited) = edited {
+                    if let Some(edited) = self.read(&chunk, end_of_stream) {
                         if let Err(error) = cx.host.replace_response_body(body_size, &edited) {
                             log::warn!("{error}; the usage chunk stays in the stream");
-                            upstream.remover = None;
+                            self.remover = None;
                         }
                     }
                 }
-                Err(error) => {
-                    log::warn!("{error}; usage of this response is unknown");
-                    upstream.reader = None;
-                    upstream.remover = None;
-                }
+                Err(error) => self.unreadable(&error),
             }
         }
+    }
+
+    /// Counts `body_size` bytes of the answer as relayed, for an estimate.
+    pub(super) fn relay(&mut self, body_size: usize) {
+        if self.answered {
+            let size = u64::try_from(body_size).unwrap_or(u64::MAX);
+            self.relayed_bytes = self.relayed_bytes.saturating_add(size);
+        }
+    }
+
+    /// Reads a chunk of the provider's bytes for usage; the chunk without the usage chunk the
+    /// client did not ask for, when it held one.
+    pub(super) fn read(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
+        if let Some(reader) = self.reader.as_mut() {
+            reader.feed(chunk);
+        }
+        self.remover
+            .as_mut()
+            .and_then(|remover| remover.edit(chunk, end_of_stream))
+    }
+
+    /// The body could not be read: its usage is unknown.
+    pub(super) fn unreadable(&mut self, error: &super::host::HostError) {
+        log::warn!("{error}; usage of this response is unknown");
+        self.reader = None;
+        self.remover = None;
     }
 }

@@ -183,10 +183,9 @@ pub struct OutputCap {
     pub action: CapAction,
 }
 
-impl Consumer {
-    pub fn has_rules(&self) -> bool {
-        self.rules.contains(&true)
-    }
+/// Whether rule `index` applies to the consumer (`None`: no consumer, every rule).
+fn applies_to(consumer: Option<&Consumer>, index: usize) -> bool {
+    consumer.is_none_or(|consumer| consumer.rules.get(index).copied().unwrap_or(false))
 }
 
 #[derive(Debug)]
@@ -222,6 +221,26 @@ impl Policy {
     /// A consumer's effective mode: its own, else the global one.
     pub fn consumer_mode(&self, consumer: &str) -> Option<Mode> {
         self.consumers.get(consumer).map(|consumer| consumer.mode)
+    }
+
+    /// Whether any rule that reads requests applies to the consumer (`None`: no consumer,
+    /// every rule).
+    pub(crate) fn inspects_requests(&self, consumer: Option<&Consumer>) -> bool {
+        self.rules
+            .iter()
+            .enumerate()
+            .any(|(index, rule)| rule.direction.reads_requests() && applies_to(consumer, index))
+    }
+
+    /// The rules that read answers and apply to the consumer, by index; empty for most
+    /// consumers, and computed without a host call.
+    pub(crate) fn answer_rules(&self, consumer: Option<&Consumer>) -> Vec<usize> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(index, rule)| rule.reads_answers() && applies_to(consumer, *index))
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// A rule's id by its index, for replies and logs.

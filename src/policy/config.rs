@@ -427,6 +427,41 @@ pub struct RuleConfig {
     pub fields: Option<Vec<Field>>,
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// What the rule reads: the request (default), the model's answer, or both.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// What an inspection rule reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The request the client sends.
+    #[default]
+    Request,
+    /// The answer the provider sends back.
+    Response,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Request => "request",
+            Direction::Response => "response",
+            Direction::Both => "both",
+        }
+    }
+
+    pub fn reads_requests(self) -> bool {
+        self != Direction::Response
+    }
+
+    pub fn reads_answers(self) -> bool {
+        self != Direction::Request
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -464,8 +499,12 @@ pub enum Field {
     ToolArguments,
     /// Tool results (`tool` messages, `tool_result`, `functionResponse`, ...).
     ToolResults,
-    /// Everything else that reaches the provider: tool definitions, metadata, unknown keys.
+    /// Everything else that reaches the provider: tool definitions, metadata, unknown keys;
+    /// in an answer, every string that is neither output nor tool arguments.
     Other,
+    /// The model's text in an answer (message content, refusals, reasoning shown to the
+    /// client); for rules with `direction` `response` or `both`.
+    Output,
 }
 
 impl Field {
@@ -476,6 +515,7 @@ impl Field {
             Field::ToolArguments => "tool_arguments",
             Field::ToolResults => "tool_results",
             Field::Other => "other",
+            Field::Output => "output",
         }
     }
 }

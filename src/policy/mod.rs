@@ -2,6 +2,7 @@
 //! each request from plain data, so it runs and is tested on the host.
 
 pub mod answer;
+pub mod answer_scan;
 pub mod api_keys;
 pub mod body;
 pub mod budget;

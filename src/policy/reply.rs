@@ -43,6 +43,11 @@ pub enum Code {
     /// No provider could answer: Envoy answered itself (every target failed to connect, no
     /// healthy upstream, a timeout); sent with Envoy's status.
     UpstreamUnavailable,
+    /// The provider's answer matched a rule that blocks answers: it was not sent.
+    ResponseBlocked,
+    /// The provider's answer could not be inspected (compressed, not of its API's format,
+    /// too large): it was not sent.
+    ResponseUnreadable,
 }
 
 impl Code {
@@ -73,6 +78,8 @@ impl Code {
             Code::UsageUnreadable => "usage_unreadable",
             Code::InternalError => "internal_error",
             Code::UpstreamUnavailable => "upstream_unavailable",
+            Code::ResponseBlocked => "response_blocked",
+            Code::ResponseUnreadable => "response_unreadable",
         }
     }
 
@@ -87,7 +94,8 @@ impl Code {
             | Code::UsageUnreadable
             | Code::IdentityUnusable
             | Code::UnknownPeerIdentity
-            | Code::IdentityConflict => 403,
+            | Code::IdentityConflict
+            | Code::ResponseBlocked => 403,
             Code::MissingApiKey | Code::InvalidApiKey | Code::MissingPeerIdentity => 401,
             Code::InvalidIdentity
             | Code::InvalidRequest
@@ -101,6 +109,7 @@ impl Code {
             Code::BudgetExceeded => 429,
             Code::InternalError => 500,
             Code::UpstreamUnavailable => 503,
+            Code::ResponseUnreadable => 502,
         }
     }
 
@@ -251,7 +260,7 @@ fn google_status(code: Code) -> &'static str {
         403 => "PERMISSION_DENIED",
         429 => "RESOURCE_EXHAUSTED",
         404 => "NOT_FOUND",
-        500 => "INTERNAL",
+        500 | 502 => "INTERNAL",
         503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
         _ => "INVALID_ARGUMENT",

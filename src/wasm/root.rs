@@ -118,6 +118,10 @@ impl HttpContext for PosturioHttp {
         action(self.0.on_response_body(body_size, end_of_stream))
     }
 
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.0.on_response_trailers())
+    }
+
     fn on_log(&mut self) {
         self.0.on_log();
     }

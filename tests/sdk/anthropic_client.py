@@ -77,6 +77,9 @@ SCENARIOS = {
     "models_retrieve": ({}, lambda c: model(c, "claude-haiku-4")),
     # claude-sonnet-4 is search-team's, not the default consumer's.
     "models_retrieve_other": ({}, lambda c: model(c, "claude-sonnet-4")),
+    # Answer inspection (tests/answers.rs): an edited stream, and a cut one.
+    "answer_redacted_stream": (scenarios.answer_headers("redactor"), message_stream),
+    "answer_blocked_stream": (scenarios.answer_headers("blocker"), message_stream),
 }
 
 

@@ -119,6 +119,11 @@ SCENARIOS = {
     # A model with targets: served by whichever target of its pool answers (tests/fallback.rs).
     "resilient": ({"x-posturio-consumer": "platform-team"}, lambda c: chat(c, "resilient")),
     "spoofed_cluster": ({"x-posturio-cluster": "anthropic"}, lambda c: chat(c, "gpt-4o-mini")),
+    # Answer inspection (tests/answers.rs): an edited answer, whole and streamed, and a cut one.
+    "answer_redacted": (scenarios.answer_headers("redactor"), lambda c: chat(c, "gpt-4o-mini")),
+    "answer_redacted_stream": (scenarios.answer_headers("redactor"), chat_stream),
+    "answer_blocked": (scenarios.answer_headers("blocker"), lambda c: chat(c, "gpt-4o-mini")),
+    "answer_blocked_stream": (scenarios.answer_headers("blocker"), chat_stream),
 }
 
 

@@ -1,10 +1,20 @@
 """What both SDK client scripts share: run one scenario with a fresh client, record every HTTP
 request the SDK makes, and print the outcome as one JSON line."""
 
+import base64
 import json
 import sys
 
 SCENARIO_HEADER = "x-sdk-scenario"
+# An answer with a secret split over two deltas, for the answer-inspection scenarios: the mock
+# provider writes it (`x-mock-answer`), a rule with direction "response" redacts or blocks it.
+SPLIT_SECRET = ["Your key is SECRET-12", "3456, keep it."]
+
+
+def answer_headers(consumer: str) -> dict:
+    """The headers that make the mock answer with `SPLIT_SECRET`, as `consumer`."""
+    answer = base64.b64encode(json.dumps({"pieces": SPLIT_SECRET}).encode()).decode()
+    return {"x-posturio-consumer": consumer, "x-mock-answer": answer}
 
 
 def run(sdk, base_error, make_client, error_fields, scenarios, base_url: str, name: str) -> dict:

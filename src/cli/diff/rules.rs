@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::{mode_change, Changes, Sign};
-use crate::policy::config::{Mode, RuleAction};
+use crate::policy::config::{Direction, Mode, RuleAction};
 use crate::policy::rules::{Detection, Rule};
 use crate::policy::Policy;
 
@@ -65,6 +65,22 @@ fn fields(rule: &Rule) -> Option<BTreeSet<&'static str>> {
         .map(|fields| fields.iter().map(|field| field.as_str()).collect())
 }
 
+/// What a rule reads: losing a direction lets that side through unread.
+fn direction_change(changes: &mut Changes, subject: &str, old: Direction, new: Direction) {
+    if old == new {
+        return;
+    }
+    let sign = match (old, new) {
+        (Direction::Both, _) => Sign::Widen,
+        (_, Direction::Both) => Sign::Narrow,
+        _ => Sign::Neutral,
+    };
+    changes.add(
+        sign,
+        format!("{subject}: direction {} -> {}", old.as_str(), new.as_str()),
+    );
+}
+
 pub(super) fn rules(changes: &mut Changes, old: &Policy, new: &Policy) {
     let old_rules: BTreeMap<&str, &Rule> = old
         .rules
@@ -82,9 +98,13 @@ pub(super) fn rules(changes: &mut Changes, old: &Policy, new: &Policy) {
             changes.add(
                 Sign::Narrow,
                 format!(
-                    "{subject} added ({}, action {}{})",
+                    "{subject} added ({}, action {}{}{})",
                     source(rule),
                     rule.action.as_str(),
+                    match rule.direction {
+                        Direction::Request => String::new(),
+                        direction => format!(", direction {}", direction.as_str()),
+                    },
                     if rule_mode(rule) == Mode::Audit {
                         ", mode audit"
                     } else {
@@ -116,6 +136,7 @@ pub(super) fn rules(changes: &mut Changes, old: &Policy, new: &Policy) {
                 format!("{subject}: {old_source} -> {new_source}"),
             );
         }
+        direction_change(changes, &subject, before.direction, rule.direction);
         scope_change(
             changes,
             &format!("{subject}: roles"),

@@ -9,6 +9,21 @@ use std::ops::Range;
 
 use super::usage::Framing;
 
+mod channel;
+mod families;
+mod hits;
+mod json_strings;
+mod kinds;
+mod sse_event;
+mod stream;
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod test_scan;
+mod whole;
+
+pub use channel::HOLD_CAP;
+pub use stream::{held_bound, MAX_CHANNELS, MAX_EVENT_BYTES};
+
 /// The format of an answer, from the endpoint the request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerShape {
@@ -70,6 +85,16 @@ pub trait AnswerScan {
     /// How many bytes a stream holds back so that a match is seen whole before any of it is
     /// sent: the longest match the rules can make, capped.
     fn window(&self) -> usize;
+    /// The rule's id, for the message of a blocked answer. By default read back from the
+    /// rule's marker.
+    fn rule_id(&self, rule: usize) -> String {
+        let marker = self.marker(rule);
+        marker
+            .strip_prefix("[REDACTED:")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .unwrap_or(&marker)
+            .to_owned()
+    }
 }
 
 /// What inspection found in one answer, for the record and the metrics.
@@ -81,6 +106,18 @@ pub struct Findings {
     pub redactions: usize,
     /// The rule that blocked the answer, if one did.
     pub blocked_by: Option<usize>,
+    /// The answer could not be read, so it was not sent (a stream: cut there): a malformed or
+    /// oversized event, too many channels, log probabilities in a stream.
+    pub unreadable: bool,
+}
+
+impl Findings {
+    /// Notes that `rule` fired with `effect`, once per rule and effect.
+    fn fire(&mut self, rule: usize, effect: Effect) {
+        if !self.fired.contains(&(rule, effect)) {
+            self.fired.push((rule, effect));
+        }
+    }
 }
 
 /// What becomes of a whole (non-streamed) answer.
@@ -105,8 +142,7 @@ pub fn inspect_whole(
     scan: &dyn AnswerScan,
     findings: &mut Findings,
 ) -> WholeAnswer {
-    let _ = (shape, body, scan, findings);
-    WholeAnswer::Unchanged
+    whole::inspect(shape, body, scan, findings)
 }
 
 /// What to send after a chunk of a streamed answer.
@@ -123,32 +159,34 @@ pub enum StreamStep {
 /// could still span.
 #[derive(Debug)]
 pub struct StreamEditor {
-    shape: AnswerShape,
-    findings: Findings,
+    state: stream::Stream,
 }
 
 impl StreamEditor {
     /// `None` when the shape's streams cannot be read (the pipeline then does not forward a
-    /// request whose answer it would have to inspect).
+    /// request whose answer it would have to inspect): Bedrock's binary event streams, and
+    /// framing Json (buffered and read with `inspect_whole`).
     pub fn new(shape: AnswerShape, framing: Framing) -> Option<StreamEditor> {
-        (framing == Framing::Sse).then_some(StreamEditor {
+        let readable = !matches!(
             shape,
-            findings: Findings::default(),
+            AnswerShape::BedrockConverse | AnswerShape::BedrockInvoke
+        );
+        (framing == Framing::Sse && readable).then(|| StreamEditor {
+            state: stream::Stream::new(shape),
         })
     }
 
     /// Takes the next chunk of the stream; `end_of_stream` with the last one (possibly empty).
     pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, scan: &dyn AnswerScan) -> StreamStep {
-        let _ = (self.shape, end_of_stream, scan);
-        StreamStep::Send(chunk.to_vec())
+        self.state.push(chunk, end_of_stream, scan)
     }
 
     pub fn findings(&self) -> &Findings {
-        &self.findings
+        self.state.findings()
     }
 
-    /// Bytes held back right now, for the memory bound.
+    /// Bytes held back right now, for the memory bound (`held_bound`).
     pub fn held(&self) -> usize {
-        0
+        self.state.held()
     }
 }

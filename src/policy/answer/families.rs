@@ -1,0 +1,137 @@
+//! What each family's stream events say: which strings are a channel's text deltas, which
+//! repeat a channel's whole text, which events end channels; how a copy of a channel's delta
+//! event is made to carry held text; and the family's error event.
+
+use serde_json::Value;
+
+use super::json_strings::JsonString;
+use super::{AnswerShape, AnswerText};
+
+#[path = "events_anthropic.rs"]
+mod anthropic;
+#[path = "events_gemini.rs"]
+mod gemini;
+#[path = "events_openai.rs"]
+mod openai;
+#[path = "events_responses.rs"]
+mod responses;
+
+/// A channel: `(group, what, which)`. The group is what an end event names (a choice, a
+/// content block, an output item, a candidate); `what` is the kind of text in it, by family;
+/// `which` tells apart several channels of one kind in a group (tool calls, content parts).
+pub(super) type ChannelKey = (u64, u8, u64);
+
+/// What one event holds, by string index into the event's strings.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// Text deltas: the string, its channel and kind.
+    pub deltas: Vec<(usize, ChannelKey, AnswerText)>,
+    /// A channel's whole text again: replaced by what was sent for it.
+    pub wholes: Vec<(usize, ChannelKey, AnswerText)>,
+    /// Other strings whose kind is not `Other`.
+    pub kinds: Vec<(usize, AnswerText)>,
+    /// Channels this event ends.
+    pub ends: Vec<ChannelKey>,
+    /// Groups this event ends, every channel in them.
+    pub end_groups: Vec<u64>,
+    /// The event ends every channel.
+    pub end_all: bool,
+}
+
+impl Plan {
+    pub(super) fn kind_of(&self, index: usize) -> AnswerText {
+        let whole = self.wholes.iter().find(|(at, _, _)| *at == index);
+        self.kinds
+            .iter()
+            .find(|(at, _)| *at == index)
+            .map(|(_, kind)| *kind)
+            .or(whole.map(|(_, _, kind)| *kind))
+            .unwrap_or(AnswerText::Other)
+    }
+
+    pub(super) fn ends(&self, key: ChannelKey) -> bool {
+        self.end_all
+            || self.ends.contains(&key)
+            || self.end_groups.contains(&key.0)
+            || self.wholes.iter().any(|(_, whole, _)| *whole == key)
+    }
+}
+
+/// The plan of one event (its JSON payload parsed as `value`, its strings as read).
+pub(super) fn plan(shape: AnswerShape, value: &Value, strings: &[JsonString]) -> Plan {
+    let mut plan = Plan::default();
+    match shape {
+        AnswerShape::OpenAiChat => openai::chat(value, strings, &mut plan),
+        AnswerShape::OpenAiCompletions => openai::completions(value, strings, &mut plan),
+        AnswerShape::Anthropic => anthropic::plan(value, strings, &mut plan),
+        AnswerShape::Gemini => gemini::plan(value, strings, &mut plan),
+        AnswerShape::OpenAiResponses => responses::plan(value, strings, &mut plan),
+        AnswerShape::BedrockConverse | AnswerShape::BedrockInvoke => {}
+    }
+    plan
+}
+
+/// A delta event of `key` carrying `text`, made from the channel's last delta event:
+/// the event name and the JSON payload.
+pub(super) fn copy(
+    shape: AnswerShape,
+    key: ChannelKey,
+    template: &str,
+    text: &str,
+) -> (Option<&'static str>, String) {
+    let template: Value = serde_json::from_str(template).unwrap_or(Value::Null);
+    match shape {
+        AnswerShape::OpenAiChat => (None, openai::chat_copy(&template, key, text)),
+        AnswerShape::OpenAiCompletions => (None, openai::completions_copy(&template, key, text)),
+        AnswerShape::Anthropic => (Some("content_block_delta"), anthropic::copy(key, text)),
+        AnswerShape::Gemini => (None, gemini::copy(&template, key, text)),
+        AnswerShape::OpenAiResponses => {
+            let (name, payload) = responses::copy(&template, key, text);
+            (Some(name), payload)
+        }
+        AnswerShape::BedrockConverse | AnswerShape::BedrockInvoke => (None, String::new()),
+    }
+}
+
+/// The family's error event that ends a cut stream.
+pub(super) fn error_event(
+    shape: AnswerShape,
+    code: &str,
+    message: &str,
+    sequence: u64,
+) -> (Option<&'static str>, String) {
+    match shape {
+        AnswerShape::OpenAiResponses => (
+            Some("error"),
+            serde_json::json!({
+                "type": "error", "code": code, "message": message, "param": null,
+                "sequence_number": sequence
+            })
+            .to_string(),
+        ),
+        AnswerShape::Anthropic => (
+            Some("error"),
+            serde_json::json!({"type": "error", "error": {"type": code, "message": message}})
+                .to_string(),
+        ),
+        AnswerShape::Gemini => (
+            None,
+            serde_json::json!({"error": {
+                "code": if code == "response_blocked" { 403 } else { 502 },
+                "message": message,
+                "status": if code == "response_blocked" { "PERMISSION_DENIED" } else { "UNAVAILABLE" }
+            }})
+            .to_string(),
+        ),
+        _ => (
+            None,
+            serde_json::json!({"error": {"message": message, "type": code, "code": code}})
+                .to_string(),
+        ),
+    }
+}
+
+/// A member of `value` as a small index (a choice, a block, a candidate), if it is one.
+pub(super) fn index_of(value: &Value, key: &str) -> Option<u64> {
+    value.get(key).and_then(Value::as_u64)
+}

@@ -1,0 +1,190 @@
+//! The answer scanner of one consumer: which rules it reads, their fields and modes, the
+//! marker, the window; and the config errors of `direction`.
+
+use serde_json::json;
+
+use super::AnswerRules;
+use crate::policy::answer::{AnswerMatch, AnswerScan, AnswerText, Effect};
+use crate::policy::compile::compile;
+use crate::policy::config::{parse, Mode};
+use crate::policy::Policy;
+
+fn policy_of(rules: serde_json::Value) -> Policy {
+    let config = json!({
+        "providers": {"openai": {"cluster": "openai", "api": "openai"}},
+        "models": {"gpt-4o": {"provider": "openai"}},
+        "consumers": {"default": {"models": ["gpt-4o"]}},
+        "rules": rules,
+    });
+    compile(parse(config.to_string().as_bytes()).unwrap()).unwrap()
+}
+
+fn errors(rules: serde_json::Value) -> Vec<String> {
+    let config = json!({
+        "providers": {"openai": {"cluster": "openai", "api": "openai"}},
+        "models": {"gpt-4o": {"provider": "openai"}},
+        "rules": rules,
+    });
+    match compile(parse(config.to_string().as_bytes()).unwrap()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn scan(policy: &Policy, mode: Mode, text: &str, kind: AnswerText) -> Vec<AnswerMatch> {
+    let rules = policy.answer_rules(None);
+    let scan = AnswerRules::new(policy, &rules, mode);
+    let mut out = Vec::new();
+    scan.scan(text, kind, &mut out);
+    out
+}
+
+#[test]
+fn only_rules_that_read_answers_apply() {
+    let policy = policy_of(json!([
+        {"id": "req", "pattern": "secret", "action": "block"},
+        {"id": "resp", "pattern": "secret", "action": "redact", "direction": "response"},
+        {"id": "both", "pattern": "sec", "action": "block", "direction": "both"},
+        {"id": "users", "pattern": "secret", "action": "block", "direction": "both", "roles": ["user"]},
+    ]));
+    assert_eq!(policy.answer_rules(None), vec![1, 2]);
+    let found = scan(&policy, Mode::Enforce, "a secret", AnswerText::Output);
+    let rules: Vec<(usize, Effect)> = found.iter().map(|m| (m.rule, m.effect)).collect();
+    // In the order of the text.
+    assert_eq!(rules, vec![(2, Effect::Block), (1, Effect::Redact)]);
+    assert_eq!(found.get(1).map(|m| m.range.clone()), Some(2..8));
+}
+
+#[test]
+fn fields_choose_the_kinds_of_answer_text() {
+    let policy = policy_of(json!([
+        {"id": "out", "pattern": "x", "action": "block", "direction": "response", "fields": ["output"]},
+        {"id": "tools", "pattern": "x", "action": "block", "direction": "response", "fields": ["tool_arguments"]},
+    ]));
+    let rules_of = |kind| {
+        scan(&policy, Mode::Enforce, "x", kind)
+            .iter()
+            .map(|m| m.rule)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rules_of(AnswerText::Output), vec![0]);
+    assert_eq!(rules_of(AnswerText::ToolArguments), vec![1]);
+    assert_eq!(rules_of(AnswerText::Other), Vec::<usize>::new());
+}
+
+#[test]
+fn audit_anywhere_records() {
+    let policy = policy_of(json!([
+        {"id": "a", "pattern": "x", "action": "block", "direction": "response", "mode": "audit"},
+        {"id": "b", "pattern": "x", "action": "redact", "direction": "response"},
+        {"id": "c", "pattern": "x", "action": "audit", "direction": "response"},
+    ]));
+    let effects = |mode| {
+        scan(&policy, mode, "x", AnswerText::Output)
+            .iter()
+            .map(|m| m.effect)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        effects(Mode::Enforce),
+        vec![Effect::Record, Effect::Redact, Effect::Record]
+    );
+    assert_eq!(
+        effects(Mode::Audit),
+        vec![Effect::Record, Effect::Record, Effect::Record]
+    );
+    let rules = policy.answer_rules(None);
+    assert!(AnswerRules::new(&policy, &rules, Mode::Enforce).enforces());
+    assert!(!AnswerRules::new(&policy, &rules, Mode::Audit).enforces());
+}
+
+#[test]
+fn marker_and_window() {
+    let policy = policy_of(json!([
+        {"id": "short", "pattern": "ab?c", "action": "redact", "direction": "response"},
+    ]));
+    let rules = policy.answer_rules(None);
+    let scan = AnswerRules::new(&policy, &rules, Mode::Enforce);
+    assert_eq!(scan.marker(0), "[REDACTED:short]");
+    assert_eq!(scan.window(), 256, "at least 256");
+    for (rules, window) in [
+        (
+            json!([{"id": "k", "detect": "secrets", "action": "block", "direction": "both"}]),
+            4096,
+        ),
+        (
+            json!([{"id": "l", "pattern": "a{5000}", "action": "block", "direction": "both"}]),
+            5000,
+        ),
+        (
+            json!([{"id": "u", "pattern": "a+", "action": "block", "direction": "both"}]),
+            8192,
+        ),
+        (
+            json!([{"id": "e", "detect": "email", "action": "block", "direction": "both"}]),
+            256,
+        ),
+    ] {
+        let policy = policy_of(rules.clone());
+        let indexes = policy.answer_rules(None);
+        let scan = AnswerRules::new(&policy, &indexes, Mode::Enforce);
+        assert_eq!(scan.window(), window, "{rules}");
+    }
+}
+
+#[test]
+fn direction_config_errors_name_the_path() {
+    for (rules, expected) in [
+        (
+            json!([{"id": "r", "pattern": "x", "action": "block", "direction": "response", "roles": ["user"]}]),
+            Some("rules[0].roles"),
+        ),
+        (
+            json!([{"id": "r", "pattern": "x", "action": "block", "direction": "response", "roles": ["model"]}]),
+            None,
+        ),
+        (
+            json!([{"id": "r", "pattern": "x", "action": "block", "fields": ["output"]}]),
+            Some("rules[0].fields"),
+        ),
+        (
+            json!([{"id": "r", "pattern": "x", "action": "block", "direction": "both", "fields": ["output"]}]),
+            None,
+        ),
+        (
+            json!([{"id": "r", "pattern": "x", "action": "block", "direction": "sideways"}]),
+            Some("rules[0].direction"),
+        ),
+    ] {
+        let found = if rules[0]["direction"] == "sideways" {
+            let config = json!({"providers": {}, "models": {}, "rules": rules});
+            parse(config.to_string().as_bytes())
+                .err()
+                .map(|error| vec![error.to_string()])
+                .unwrap_or_default()
+        } else {
+            errors(rules.clone())
+        };
+        match expected {
+            Some(path) => assert!(
+                found.iter().any(|error| error.starts_with(path)),
+                "{rules}: {found:?}"
+            ),
+            None => assert!(found.is_empty(), "{rules}: {found:?}"),
+        }
+    }
+}
+
+#[test]
+fn request_inspection_ignores_response_rules() {
+    let policy = policy_of(json!([
+        {"id": "resp", "pattern": "x", "action": "block", "direction": "response"},
+    ]));
+    assert!(!policy.inspects_requests(None));
+    let policy = policy_with_both();
+    assert!(policy.inspects_requests(None));
+}
+
+fn policy_with_both() -> Policy {
+    policy_of(json!([{"id": "b", "pattern": "x", "action": "block", "direction": "both"}]))
+}
