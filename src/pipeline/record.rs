@@ -150,6 +150,17 @@ impl Recorder {
                 log::warn!("{error}; the access log will miss posturio.rules");
             }
         }
+        if !facts.guards.is_empty() {
+            let guards = facts
+                .guards
+                .iter()
+                .map(|(guard, outcome)| format!("{guard}:{outcome}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            if let Err(error) = host.set_property(&["posturio.guards"], guards.as_bytes()) {
+                log::warn!("{error}; the access log will miss posturio.guards");
+            }
+        }
         if policy.is_some_and(|policy| policy.debug_headers) {
             self.debug_header = Some(if rules.is_empty() {
                 decision.to_owned()
@@ -316,6 +327,11 @@ fn decision_line(
         "provider": facts.provider,
         "rules": rules,
         "redactions": facts.redactions,
+        "guards": facts
+            .guards
+            .iter()
+            .map(|(guard, outcome)| json!({"id": guard, "outcome": outcome}))
+            .collect::<Vec<_>>(),
         "body_bytes": body_bytes,
     })
 }

@@ -43,6 +43,10 @@ pub enum Code {
     /// No provider could answer: Envoy answered itself (every target failed to connect, no
     /// healthy upstream, a timeout); sent with Envoy's status.
     UpstreamUnavailable,
+    /// An external guard service flagged the request's text (403).
+    GuardBlocked,
+    /// An external guard service could not judge the request and its `on_error` blocks (503).
+    GuardUnavailable,
 }
 
 impl Code {
@@ -73,6 +77,8 @@ impl Code {
             Code::UsageUnreadable => "usage_unreadable",
             Code::InternalError => "internal_error",
             Code::UpstreamUnavailable => "upstream_unavailable",
+            Code::GuardBlocked => "guard_blocked",
+            Code::GuardUnavailable => "guard_unavailable",
         }
     }
 
@@ -87,7 +93,8 @@ impl Code {
             | Code::UsageUnreadable
             | Code::IdentityUnusable
             | Code::UnknownPeerIdentity
-            | Code::IdentityConflict => 403,
+            | Code::IdentityConflict
+            | Code::GuardBlocked => 403,
             Code::MissingApiKey | Code::InvalidApiKey | Code::MissingPeerIdentity => 401,
             Code::InvalidIdentity
             | Code::InvalidRequest
@@ -100,7 +107,7 @@ impl Code {
             Code::UnsupportedMediaType => 415,
             Code::BudgetExceeded => 429,
             Code::InternalError => 500,
-            Code::UpstreamUnavailable => 503,
+            Code::UpstreamUnavailable | Code::GuardUnavailable => 503,
         }
     }
 
@@ -127,6 +134,7 @@ impl Code {
                 | Code::MaxOutputTokensExceeded
                 | Code::BudgetExceeded
                 | Code::UsageUnreadable
+                | Code::GuardBlocked
         )
     }
 }

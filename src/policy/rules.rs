@@ -43,7 +43,7 @@ impl Rule {
 }
 
 /// Rule ids appear in replies, logs and redaction markers: keep them plain.
-fn valid_rule_id(id: &str) -> bool {
+pub(crate) fn valid_rule_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
