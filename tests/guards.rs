@@ -187,7 +187,11 @@ fn chat(text: &str) -> Vec<u8> {
 
 fn assert_code(response: &Response, status: u16, code: &str) {
     assert_eq!(response.status, status, "{response:?}");
-    assert_eq!(response.header("x-posturio-code"), Some(code), "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-code"),
+        Some(code),
+        "{response:?}"
+    );
 }
 
 /// A guard refusal names the guard and nothing of what it said.
@@ -245,11 +249,17 @@ fn a_flagged_request_is_refused_in_each_family_shape_and_never_forwarded() {
     assert_code(&response, 403, "guard_blocked");
     assert_eq!(response.json()["error"]["status"], "PERMISSION_DENIED");
 
-    assert!(gw.provider_bodies().is_empty(), "{:#?}", gw.provider_bodies());
+    assert!(
+        gw.provider_bodies().is_empty(),
+        "{:#?}",
+        gw.provider_bodies()
+    );
     // The guard's reason reaches the log sanitised, on one line.
     let log = gw.envoy.log();
     assert!(log.contains("\"outcome\":\"flagged\""), "{log}");
-    assert!(!log.lines().any(|line| line.starts_with("x-posturio-cluster")));
+    assert!(!log
+        .lines()
+        .any(|line| line.starts_with("x-posturio-cluster")));
     gw.envoy.assert_no_wasm_failure();
 }
 
@@ -270,15 +280,25 @@ fn a_slow_guard_times_out_and_on_error_decides() {
     let started = Instant::now();
     let response = gw.chat("webhook", "SLOW-2000");
     assert_code(&response, 503, "guard_unavailable");
-    assert!(started.elapsed() < Duration::from_millis(1800), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(gw.provider_bodies().is_empty());
 
     let response = gw.chat("lenient", "SLOW-2000");
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(gw.provider_bodies().len(), 1);
     let stats = gw.envoy.stats("posturio_guard_calls");
-    assert!(stats.contains(".guard=hook;.outcome=timeout;: 1"), "{stats}");
-    assert!(stats.contains(".guard=hook-lenient;.outcome=timeout;: 1"), "{stats}");
+    assert!(
+        stats.contains(".guard=hook;.outcome=timeout;: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(".guard=hook-lenient;.outcome=timeout;: 1"),
+        "{stats}"
+    );
     gw.envoy.assert_no_wasm_failure();
 }
 

@@ -99,11 +99,11 @@ fn guard_request(
     kept: KeptText,
     walked: &crate::policy::body::Walked,
     endpoint: crate::policy::classify::Endpoint,
-) -> Option<GuardRequest> {
+) -> Option<Box<GuardRequest>> {
     let guards: Vec<_> = guards
         .iter()
         .filter_map(|index| Some((*index, policy.guards.get(*index)?)))
         .collect();
     let texts = kept.texts(&guards, walked);
-    (!texts.is_empty()).then_some(GuardRequest { endpoint, texts })
+    (!texts.is_empty()).then(|| Box::new(GuardRequest { endpoint, texts }))
 }

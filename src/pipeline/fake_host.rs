@@ -50,12 +50,15 @@ pub struct FakeHost {
     /// Every call to a guard cluster, in order; its token is its index.
     pub http_calls: RefCell<Vec<HttpCall>>,
     /// The call answer being delivered: headers (`:status` included) and body.
-    pub http_answer: RefCell<(Vec<(String, Vec<u8>)>, Vec<u8>)>,
+    pub http_answer: RefCell<CallAnswer>,
     /// Makes every call to a guard cluster fail to start.
     pub fail_dispatch: bool,
     /// How many times a paused request was resumed.
     pub resumed: Cell<usize>,
 }
+
+/// A guard call's answer: headers (`:status` included) and body.
+pub type CallAnswer = (Vec<(String, Vec<u8>)>, Vec<u8>);
 
 /// A call the pipeline made to a guard cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -175,7 +175,10 @@ pub(super) fn judge(
         let (Some(guard), Some(outcome)) = (policy.guards.get(call.guard), call.outcome) else {
             continue;
         };
-        guarded.facts.guards.push((guard.id.clone(), outcome.as_str()));
+        guarded
+            .facts
+            .guards
+            .push((guard.id.clone(), outcome.as_str()));
         let reply = match outcome {
             Outcome::Allow => continue,
             Outcome::Flagged => {

@@ -77,7 +77,7 @@ pub struct Forward {
     pub plan: Option<Plan>,
     /// What the consumer's guards are asked before the request goes (`guards.rs`); `None`
     /// when no guard applies or none has text to judge.
-    pub guards: Option<GuardRequest>,
+    pub guards: Option<Box<GuardRequest>>,
 }
 
 /// What a decision was about, for the log and the access log. Never prompt text.

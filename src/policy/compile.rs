@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::budget::{Budget, Limit, Window};
 use super::classify::is_canonical_path;
+use super::compile_guards::consumer_guards;
 use super::compile_identity::compile_identity;
 use super::compile_models::{compile_model, is_cluster_name};
 use super::compiled::{Consumer, Identity, OutputCap, OwnSettings, Passthrough, Policy, Provider};
@@ -13,7 +14,6 @@ use super::config::{
     ProviderConfig, MAX_BODY_LIMIT,
 };
 use super::glob::Glob;
-use super::compile_guards::consumer_guards;
 use super::guards::Guard;
 use super::rules::Rule;
 

@@ -65,7 +65,10 @@ pub(crate) fn compile_guards(errors: &mut Errors, configs: &[GuardConfig]) -> Ve
                 "must be an absolute path such as /v1/moderations: printable ASCII, no spaces",
             );
         }
-        let authority = guard.authority.clone().unwrap_or_else(|| guard.cluster.clone());
+        let authority = guard
+            .authority
+            .clone()
+            .unwrap_or_else(|| guard.cluster.clone());
         if guard.authority.is_some() && !plain_ascii(&authority) {
             errors.add(
                 format!("{path}.authority"),
