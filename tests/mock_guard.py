@@ -132,12 +132,22 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(body), extra=extra)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Envoy cancels a call whose request is gone or timed out: the write then fails, and
+    that is expected, not an error worth a traceback."""
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18090)
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server = QuietServer((args.host, args.port), Handler)
     server.daemon_threads = True
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     try:
