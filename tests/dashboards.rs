@@ -25,10 +25,11 @@ use regex::Regex;
 use serde_json::Value;
 
 const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-const LABELS: [&str; 8] = [
-    "consumer", "model", "provider", "decision", "code", "rule", "action", "class",
+const LABELS: [&str; 10] = [
+    "consumer", "model", "provider", "decision", "code", "rule", "action", "class", "guard",
+    "outcome",
 ];
-const FILTER_STATE_KEYS: [&str; 13] = [
+const FILTER_STATE_KEYS: [&str; 14] = [
     "decision",
     "code",
     "consumer",
@@ -38,6 +39,7 @@ const FILTER_STATE_KEYS: [&str; 13] = [
     "attempts",
     "api",
     "rules",
+    "guards",
     "input_tokens",
     "output_tokens",
     "cached_tokens",
@@ -279,7 +281,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 11, "{metrics:#?}");
+    assert_eq!(metrics.len(), 13, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {
