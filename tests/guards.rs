@@ -226,7 +226,10 @@ fn an_allowed_request_is_forwarded_after_the_guard_answers() {
         samples.contains("posturio_guard_calls_total.guard=moderation;.outcome=allow;: 1"),
         "{samples}"
     );
-    assert!(gw.envoy.wait_for_access_log("moderation:allow", WAIT).is_some());
+    assert!(gw
+        .envoy
+        .wait_for_access_log("moderation:allow", WAIT)
+        .is_some());
     gw.envoy.assert_no_wasm_failure();
 }
 
