@@ -9,11 +9,11 @@ use super::refusals::{body_reply, too_large};
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
 use super::state::{Decision, Facts, Forward, Pending};
-use crate::policy::body::{walk_watching, NoText, Watch};
-use crate::policy::classify::Classified;
+use crate::policy::body::{walk_watching, NoText, Walked, Watch};
+use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::{Consumer, Policy};
 use crate::policy::guards::{GuardRequest, GuardText, KeptText};
-use crate::policy::inspect::ScanSink;
+use crate::policy::inspect::{ScanSink, Verdict};
 use crate::policy::limits;
 use crate::policy::reply::Reply;
 
@@ -87,7 +87,8 @@ pub(super) fn decide_endpoint(
         audited,
         usage: limits::usage_format(classified),
         plan: rewritten.plan,
-        guards: kept.and_then(|kept| guard_request(policy, &guards, kept, &walked, endpoint)),
+        guards: kept
+            .and_then(|kept| guard_request(policy, (&guards, kept), (&walked, &verdict), endpoint)),
     }))
 }
 
@@ -95,15 +96,19 @@ pub(super) fn decide_endpoint(
 /// any text to judge.
 fn guard_request(
     policy: &Policy,
-    guards: &[usize],
-    kept: KeptText,
-    walked: &crate::policy::body::Walked,
-    endpoint: crate::policy::classify::Endpoint,
+    (guards, kept): (&[usize], KeptText),
+    (walked, verdict): (&Walked, &Verdict),
+    endpoint: Endpoint,
 ) -> Option<Box<GuardRequest>> {
     let guards: Vec<_> = guards
         .iter()
         .filter_map(|index| Some((*index, policy.guards.get(*index)?)))
         .collect();
-    let texts = kept.texts(&guards, walked);
+    let redactions: Vec<_> = verdict
+        .redactions
+        .iter()
+        .map(|(span, range, rule)| (*span, range.clone(), policy.rule_id(*rule)))
+        .collect();
+    let texts = kept.texts(&guards, walked, &redactions);
     (!texts.is_empty()).then(|| Box::new(GuardRequest { endpoint, texts }))
 }

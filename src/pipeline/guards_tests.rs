@@ -20,6 +20,7 @@ const POLICY: &str = r#"{
     "users": { "models": ["*"], "guards": ["users"] },
     "none": { "models": ["*"], "guards": [] }
   },
+  "rules": [ { "id": "no-email", "detect": "email", "action": "redact" } ],
   "guards": [
     { "id": "mod", "cluster": "guard", "api": "openai_moderation" },
     { "id": "hook", "cluster": "guard", "api": "webhook", "path": "/check", "timeout_ms": 250 },
@@ -250,4 +251,23 @@ fn a_timed_out_call_is_counted_as_a_timeout() {
     );
     answer(&mut request, &host, 0, 200, ALLOW);
     assert_eq!(code(&host), Some(Code::GuardUnavailable));
+}
+
+#[test]
+fn a_guard_is_sent_the_text_as_forwarded_never_what_a_rule_redacts() {
+    let body =
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail jane@example.com now"}]}"#;
+    let host = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-posturio-consumer", "default")],
+        body,
+    );
+    let (mut request, _) = start(&host);
+    let sent = String::from_utf8(host.http_calls.borrow()[0].body.clone()).unwrap();
+    assert!(!sent.contains("jane"), "{sent}");
+    assert!(sent.contains("mail [REDACTED:no-email] now"), "{sent}");
+    answer(&mut request, &host, 0, 200, ALLOW);
+    let forwarded = String::from_utf8(host.new_body.borrow().clone().unwrap()).unwrap();
+    assert!(forwarded.contains("[REDACTED:no-email]"), "{forwarded}");
 }

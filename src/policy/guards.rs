@@ -2,9 +2,11 @@
 //! built from the request's folded text and never from its raw body or headers), and how its
 //! answer is read: allowed, flagged, or an error that the guard's `on_error` decides.
 
+use std::ops::Range;
+
 use serde_json::{json, Value};
 
-use super::body::{TextAt, TextSink, Walked};
+use super::body::{Span, TextAt, TextSink, Walked};
 use super::classify::Endpoint;
 use super::config::{Field, GuardAction, GuardApi, GuardOnError};
 use super::fold::fold;
@@ -90,7 +92,28 @@ impl KeptText {
     /// Each guard's text, once the walk has learnt the messages' roles: the pieces it looks
     /// at, each folded as a reader sees it, joined by newlines. A guard with no text is left
     /// out: there is nothing to ask it.
-    pub fn texts(self, guards: &[(usize, &Guard)], walked: &Walked) -> Vec<(usize, String)> {
+    ///
+    /// `redactions` are the enforced redactions, `(span of the string, range of its text, rule
+    /// id)`: a guard is sent the text as it will be forwarded, so a secret the policy redacts
+    /// never reaches a guard service either.
+    pub fn texts(
+        mut self,
+        guards: &[(usize, &Guard)],
+        walked: &Walked,
+        redactions: &[(Span, Range<usize>, &str)],
+    ) -> Vec<(usize, String)> {
+        if !redactions.is_empty() {
+            for (piece, at) in &mut self.0 {
+                let ranges: Vec<(Range<usize>, &str)> = redactions
+                    .iter()
+                    .filter(|(span, _, _)| Some(*span) == at.span)
+                    .map(|(_, range, rule)| (range.clone(), *rule))
+                    .collect();
+                if !ranges.is_empty() {
+                    *piece = redacted(piece, ranges);
+                }
+            }
+        }
         let mut texts = Vec::with_capacity(guards.len());
         for (index, guard) in guards {
             let mut text = String::new();
@@ -128,6 +151,33 @@ impl<S: TextSink> TextSink for GuardText<'_, S> {
     fn decoded(&mut self, text: &str, layers: &[super::body::Offsets], at: TextAt) {
         self.inner.decoded(text, layers, at);
     }
+}
+
+/// `text` with each range replaced by `[REDACTED:<rule>]`, as the forwarded body has it
+/// (`redact::redact_string`); a range that does not fall on character boundaries redacts the
+/// whole string rather than send a part of the secret.
+fn redacted(text: &str, mut ranges: Vec<(Range<usize>, &str)>) -> String {
+    ranges.sort_by_key(|(range, _)| range.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0usize;
+    for (range, rule) in &ranges {
+        if range.end <= at {
+            continue;
+        }
+        let Some(before) = text.get(at..range.start.max(at)) else {
+            return format!("[REDACTED:{}]", rule);
+        };
+        out.push_str(before);
+        out.push_str("[REDACTED:");
+        out.push_str(rule);
+        out.push(']');
+        at = range.end;
+    }
+    match text.get(at..) {
+        Some(rest) => out.push_str(rest),
+        None => return "[REDACTED]".to_owned(),
+    }
+    out
 }
 
 /// The longest reason kept for the log, in characters.

@@ -225,3 +225,14 @@ fn every_endpoint_has_a_webhook_name() {
     assert_eq!(endpoint_name(Endpoint::BedrockConverse), "converse");
     assert_eq!(endpoint_name(Endpoint::GeminiGenerate), "generate_content");
 }
+
+#[test]
+fn redactions_apply_as_in_the_forwarded_body() {
+    assert_eq!(redacted("a secret b", vec![(2..8, "r")]), "a [REDACTED:r] b");
+    assert_eq!(
+        redacted("abcdef", vec![(4..6, "y"), (0..2, "x"), (1..3, "z")]),
+        "[REDACTED:x][REDACTED:z]d[REDACTED:y]"
+    );
+    // A range off a character boundary redacts all of it rather than send a part.
+    assert_eq!(redacted("é secret", vec![(1..4, "r")]), "[REDACTED:r]");
+}
