@@ -228,7 +228,10 @@ fn every_endpoint_has_a_webhook_name() {
 
 #[test]
 fn redactions_apply_as_in_the_forwarded_body() {
-    assert_eq!(redacted("a secret b", vec![(2..8, "r")]), "a [REDACTED:r] b");
+    assert_eq!(
+        redacted("a secret b", vec![(2..8, "r")]),
+        "a [REDACTED:r] b"
+    );
     assert_eq!(
         redacted("abcdef", vec![(4..6, "y"), (0..2, "x"), (1..3, "z")]),
         "[REDACTED:x][REDACTED:z]d[REDACTED:y]"
