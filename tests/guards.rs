@@ -62,6 +62,10 @@ const POLICY: &str = r#"{
       "timeout_ms": 300, "on_error": "allow" },
     { "id": "nobody-home", "cluster": "guard-down", "api": "webhook", "path": "/check", "on_error": "allow" },
     { "id": "nobody-home-lenient", "cluster": "guard-down", "api": "webhook", "path": "/check", "on_error": "allow" }
+  ],
+  "rules": [
+    { "id": "no-email", "detect": "email", "action": "redact" },
+    { "id": "no-secrets", "detect": "secrets", "action": "block" }
   ]
 }"#;
 
@@ -460,5 +464,31 @@ fn a_client_that_leaves_mid_call_leaves_nothing_behind() {
     gw.guard.reset();
     let response = gw.chat("webhook", "hello again");
     assert_eq!(response.status, 200, "{response:?}");
+    gw.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn the_body_is_rewritten_after_the_guard_answers_and_the_guard_sees_it_redacted() {
+    let gw = Gateway::start();
+    let response = gw.chat("webhook", "write to jane.doe@example.com today");
+    assert_eq!(response.status, 200, "{response:?}");
+    let forwarded = gw.mock.requests();
+    assert_eq!(forwarded.len(), 1);
+    let text = forwarded[0].text();
+    assert!(text.contains("[REDACTED:no-email]"), "{text}");
+    assert!(!text.contains("jane.doe"), "{text}");
+    let calls = gw.guard.requests();
+    let sent = calls[0]["body"].as_str().unwrap();
+    assert!(
+        sent.contains("write to [REDACTED:no-email] today"),
+        "{sent}"
+    );
+    assert!(!sent.contains("jane.doe"), "{sent}");
+
+    // A request a rule refuses is never shown to a guard.
+    gw.guard.reset();
+    let response = gw.chat("webhook", "key AKIAIOSFODNN7EXAMPLE");
+    assert_code(&response, 403, "prompt_blocked");
+    assert!(gw.guard.requests().is_empty());
     gw.envoy.assert_no_wasm_failure();
 }
