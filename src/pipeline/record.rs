@@ -316,7 +316,7 @@ fn decision_line(
             })
         })
         .collect();
-    json!({
+    let mut line = json!({
         "request_id": request_id,
         "decision": decision,
         "code": reply.map(|reply| reply.code.as_str()),
@@ -327,11 +327,16 @@ fn decision_line(
         "provider": facts.provider,
         "rules": rules,
         "redactions": facts.redactions,
-        "guards": facts
+        "body_bytes": body_bytes,
+    });
+    // Only for a request whose guards were asked: every other line keeps its fields.
+    if let (false, Some(object)) = (facts.guards.is_empty(), line.as_object_mut()) {
+        let guards = facts
             .guards
             .iter()
             .map(|(guard, outcome)| json!({"id": guard, "outcome": outcome}))
-            .collect::<Vec<_>>(),
-        "body_bytes": body_bytes,
-    })
+            .collect();
+        object.insert("guards".to_owned(), serde_json::Value::Array(guards));
+    }
+    line
 }
