@@ -136,6 +136,10 @@ class QuietServer(ThreadingHTTPServer):
     """Envoy cancels a call whose request is gone or timed out: the write then fails, and
     that is expected, not an error worth a traceback."""
 
+    # Many calls arrive at once (one per request in flight): the default backlog of 5 would
+    # refuse some connections.
+    request_queue_size = 256
+
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return

@@ -135,6 +135,7 @@ impl Code {
                 | Code::BudgetExceeded
                 | Code::UsageUnreadable
                 | Code::GuardBlocked
+                | Code::GuardUnavailable
         )
     }
 }
@@ -306,6 +307,23 @@ fn anthropic_type(code: Code) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn guard_codes() {
+        let blocked = Reply::new(Code::GuardBlocked, ApiFamily::Anthropic, "m");
+        let body: Value = serde_json::from_slice(&blocked.body()).unwrap();
+        assert_eq!(blocked.status(), 403);
+        assert_eq!(body["error"]["type"], "permission_error");
+        assert_eq!(body["error"]["code"], "guard_blocked");
+        let unavailable = Reply::new(Code::GuardUnavailable, ApiFamily::Gemini, "m");
+        let body: Value = serde_json::from_slice(&unavailable.body()).unwrap();
+        assert_eq!(unavailable.status(), 503);
+        assert_eq!(body["error"]["status"], "UNAVAILABLE");
+        assert_eq!(body["error"]["reason"], "guard_unavailable");
+        // Audit mode records both, as guards.rs does for the consumer's mode.
+        assert!(Code::GuardBlocked.is_policy_denial());
+        assert!(Code::GuardUnavailable.is_policy_denial());
+    }
 
     #[test]
     fn openai_shape() {
