@@ -25,7 +25,7 @@ use regex::Regex;
 use serde_json::Value;
 
 const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-const LABELS: [&str; 9] = [
+const LABELS: [&str; 11] = [
     "consumer",
     "model",
     "provider",
@@ -35,8 +35,10 @@ const LABELS: [&str; 9] = [
     "action",
     "direction",
     "class",
+    "guard",
+    "outcome",
 ];
-const FILTER_STATE_KEYS: [&str; 15] = [
+const FILTER_STATE_KEYS: [&str; 16] = [
     "decision",
     "code",
     "consumer",
@@ -48,6 +50,7 @@ const FILTER_STATE_KEYS: [&str; 15] = [
     "rules",
     "response",
     "response_rules",
+    "guards",
     "input_tokens",
     "output_tokens",
     "cached_tokens",
@@ -290,7 +293,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 11, "{metrics:#?}");
+    assert_eq!(metrics.len(), 13, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {

@@ -25,6 +25,40 @@ struct EvalArgs {
     /// The upstream's answer: a body file and its headers.
     response_file: Option<String>,
     response_headers: Vec<(String, Vec<u8>)>,
+    /// What every guard answers: `allow` (the default), `flag` or `error`.
+    guard_answer: GuardAnswer,
+}
+
+/// A guard's answer in `eval`, where no guard service is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardAnswer {
+    Allow,
+    Flag,
+    Error,
+}
+
+impl GuardAnswer {
+    fn parse(value: &str) -> Result<GuardAnswer, CliError> {
+        match value {
+            "allow" => Ok(GuardAnswer::Allow),
+            "flag" => Ok(GuardAnswer::Flag),
+            "error" => Ok(GuardAnswer::Error),
+            other => Err(CliError::Usage(format!(
+                "--guard-answer \"{other}\" is not allow, flag or error"
+            ))),
+        }
+    }
+
+    /// An answer both wire shapes read: moderation's `results` and the webhook's `verdict`.
+    fn status_and_body(self) -> (u16, String) {
+        let (flagged, verdict) = match self {
+            GuardAnswer::Allow => (false, "allow"),
+            GuardAnswer::Flag => (true, "block"),
+            GuardAnswer::Error => return (500, String::new()),
+        };
+        let body = json!({"results": [{"flagged": flagged}], "verdict": verdict});
+        (200, body.to_string())
+    }
 }
 
 /// `NAME: VALUE`, the name lower-cased.
@@ -47,6 +81,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
     let mut identity = None;
     let mut response_file = None;
     let mut response_headers = Vec::new();
+    let mut guard_answer = GuardAnswer::Allow;
     let mut positional = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -65,6 +100,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
                 "--response-header",
                 &value("--response-header")?,
             )?),
+            "--guard-answer" => guard_answer = GuardAnswer::parse(&value("--guard-answer")?)?,
             flag if flag.starts_with("--") => {
                 return Err(CliError::Usage(format!("unknown option {flag}")))
             }
@@ -83,6 +119,7 @@ fn parse_args(args: &[String]) -> Result<EvalArgs, CliError> {
         request_file,
         response_file,
         response_headers,
+        guard_answer,
     })
 }
 
@@ -159,6 +196,15 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
     let mut request = Request::new(&host, Some(Rc::new(policy)), Rc::default());
     request.on_request_headers(host.body.is_empty());
     request.on_request_body(host.body.len(), true);
+    // Guards are not called from eval: each call gets the answer asked for.
+    let calls = host.http_calls.borrow().len();
+    let (status, answer) = args.guard_answer.status_and_body();
+    for token in 0..calls {
+        host.answer_call(status, &answer);
+        if let Ok(token) = u32::try_from(token) {
+            request.on_guard_answer(token, 1, answer.len());
+        }
+    }
     let forwarded = request.outcome().is_some_and(|outcome| outcome.forwarded);
     if let (true, Some(response)) = (forwarded, &response) {
         // The upstream answers with the whole body in one chunk, and the stream ends.
@@ -248,6 +294,14 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
         .and_then(|plan| serde_json::from_str::<Value>(&plan).ok());
     if let (Some(plan), Some(object)) = (plan, verdict.as_object_mut()) {
         object.insert("plan".to_owned(), plan);
+    }
+    if let (false, Some(object)) = (facts.guards.is_empty(), verdict.as_object_mut()) {
+        let guards: Vec<Value> = facts
+            .guards
+            .iter()
+            .map(|(id, outcome)| json!({"id": id, "outcome": outcome}))
+            .collect();
+        object.insert("guards".to_owned(), Value::Array(guards));
     }
     if let (true, Some(object)) = (response.is_some() && forwarded, verdict.as_object_mut()) {
         object.insert("usage".to_owned(), usage_json(&host));

@@ -23,7 +23,8 @@ usage:
       it, '~' neither. --json prints the same as a JSON object.
       Exit 0 when both are valid (whatever changed); 1 with the mistakes otherwise.
   posturio eval CONFIG [--method M] --path P [--header 'NAME: VALUE']... [--identity NAME]
-                [--response FILE [--response-header 'NAME: VALUE']...] REQUEST_FILE
+                [--response FILE [--response-header 'NAME: VALUE']...]
+                [--guard-answer allow|flag|error] REQUEST_FILE
       Print, as JSON, the decision the filter would take on this request: the route, the
       model forwarded, the rules that fired, the output-token cap and stream usage edits, and
       the body as it would be forwarded.
@@ -32,6 +33,8 @@ usage:
       REQUEST_FILE is the body ('-' for standard input; an empty file for no body).
       --response gives the upstream's answer (status 200) with its headers: the usage read
       from it and the budget charged are printed too.
+      --guard-answer is what every guard service answers (none is called): allow (the
+      default), flag or error; the guards asked and their outcomes are printed.
       --method defaults to POST; content-type application/json is assumed unless given.
       A request the gateway answers itself (a model list, GET /v1/models) prints that answer.
       Exit 0 when the request would be forwarded or answered, 1 when refused, 2 when CONFIG

@@ -71,6 +71,7 @@ fn decide_passthrough(
         audited,
         usage: None,
         plan: None,
+        guards: None,
     }))
 }
 

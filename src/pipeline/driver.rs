@@ -6,8 +6,8 @@
 //!   (`classification.rs`, `identity.rs`) → hold, or decide at once without a body;
 //! - request body: size limit → the decision (`decision.rs`; for an endpoint `endpoint.rs`:
 //!   approval, inspection, limits, rewrite; for a model list `model_list.rs`, answered here
-//!   and never forwarded) → budget check (`budget.rs`) → record (`record.rs`) → forward
-//!   (`forward.rs`);
+//!   and never forwarded) → budget check (`budget.rs`) → guard calls, the request paused
+//!   until every answer is in (`guards.rs`) → record (`record.rs`) → forward (`forward.rs`);
 //! - trailers: refused;
 //! - response: who answered (`served.rs`: a pool's serving provider; Envoy's own answer
 //!   replaced by one in the caller's shape) → upstream metrics and usage read
@@ -23,6 +23,7 @@ use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
 use super::forward::{self, Route};
+use super::guards::{self, Counting, Guarded};
 use super::host::{Host, HostError};
 use super::metrics::{self, MetricIds};
 use super::record::{Decided, Recorder};
@@ -34,6 +35,7 @@ use super::state::{Decision, Facts, Pending};
 use super::Flow;
 use crate::policy::api_keys::credential_headers_sent;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
+use crate::policy::guards::Subject;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
@@ -43,6 +45,8 @@ enum Stage {
     Headers,
     /// Headers held; the body is being buffered until its end.
     Body(Pending),
+    /// Allowed, and waiting for its guards' answers (`guards.rs`), the request paused.
+    Guards(Box<Guarded>),
     /// Decided: forwarded or answered. Later callbacks pass through untouched.
     Done,
 }
@@ -420,10 +424,92 @@ impl<H: Host> Request<H> {
             Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
         };
         let mut audited = forward.audited.take().or(budget_audit);
+        // Planned before any guard is asked, so that a request refused for its answer's
+        // format never reaches a guard service.
         let answers = match answer_inspection::plan(policy, pending, &facts, &mut audited) {
             Ok(answers) => answers,
             Err(reply) => return self.refuse(Refusal::new(reply, facts)),
         };
+        let mut guarded = Guarded {
+            calls: Vec::new(),
+            forward,
+            facts,
+            audited,
+            body_size,
+            shape: pending.shape(),
+            answers,
+        };
+        if let Some(request) = guarded.forward.guards.take() {
+            let subject = Subject {
+                consumer: guarded.facts.consumer.as_deref(),
+                model: guarded.facts.model.as_deref(),
+                endpoint: request.endpoint,
+                request_id: self.recorder.request_id.as_deref(),
+            };
+            let cx = Counting {
+                host: &self.host,
+                policy,
+                metrics: &self.metrics,
+                request_id: self.recorder.request_id.as_deref(),
+            };
+            guarded.calls = guards::start(&cx, &request, &subject);
+            if !guards::all_answered(&guarded.calls) {
+                self.stage = Stage::Guards(Box::new(guarded));
+                return Flow::Pause;
+            }
+        }
+        self.guards_judged(policy, guarded)
+    }
+
+    /// The answer to a guard call (`num_headers` 0: the call failed without one). Once every
+    /// guard has answered, the request is refused or forwarded and resumed.
+    pub fn on_guard_answer(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        let (Stage::Guards(guarded), Some(policy)) = (&mut self.stage, self.policy.clone()) else {
+            return;
+        };
+        let cx = Counting {
+            host: &self.host,
+            policy: &policy,
+            metrics: &self.metrics,
+            request_id: self.recorder.request_id.as_deref(),
+        };
+        if !guards::answered(&cx, &mut guarded.calls, token, (num_headers, body_size))
+            || !guards::all_answered(&guarded.calls)
+        {
+            return;
+        }
+        let Stage::Guards(guarded) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        if self.guards_judged(&policy, *guarded) == Flow::Continue {
+            if let Err(error) = self.host.resume_request() {
+                log::warn!("{error}; the request was not resumed");
+            }
+        }
+    }
+
+    /// The guards have all answered (or none applied): refuse, or record and forward.
+    fn guards_judged(&mut self, policy: &Policy, mut guarded: Guarded) -> Flow {
+        let consumer_mode = guarded
+            .facts
+            .consumer
+            .as_deref()
+            .and_then(|consumer| policy.consumer_mode(consumer))
+            .unwrap_or(policy.mode);
+        if !guarded.calls.is_empty() {
+            if let Err(reply) = guards::judge(policy, &mut guarded, consumer_mode) {
+                return self.refuse(Refusal::new(reply, guarded.facts));
+            }
+        }
+        let Guarded {
+            forward,
+            facts,
+            audited,
+            body_size,
+            shape,
+            answers,
+            ..
+        } = guarded;
         let decided = Decided {
             facts: &facts,
             reply: audited.as_ref(),
@@ -444,7 +530,7 @@ impl<H: Host> Request<H> {
             accept_encoding_sent: self.accept_encoding_sent,
         };
         if let Err(error) = forward::forward(&self.host, &forward, &route) {
-            return self.refuse(Refusal::host_failed(&error, pending.shape(), facts));
+            return self.refuse(Refusal::host_failed(&error, shape, facts));
         }
         self.upstream = Some(Upstream::new(
             forward.usage,

@@ -9,10 +9,11 @@ use super::refusals::{body_reply, too_large};
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
 use super::state::{Decision, Facts, Forward, Pending};
-use crate::policy::body::{walk_watching, NoText, Watch};
-use crate::policy::classify::Classified;
-use crate::policy::compiled::Policy;
-use crate::policy::inspect::ScanSink;
+use crate::policy::body::{walk_watching, NoText, Walked, Watch};
+use crate::policy::classify::{Classified, Endpoint};
+use crate::policy::compiled::{Consumer, Policy};
+use crate::policy::guards::{GuardRequest, GuardText, KeptText};
+use crate::policy::inspect::{ScanSink, Verdict};
 use crate::policy::limits;
 use crate::policy::reply::Reply;
 
@@ -43,16 +44,23 @@ pub(super) fn decide_endpoint(
         output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())
             && limits::has_cap_fields(classified),
     };
-    let (walked, hits) = match policy.scanner.as_ref().filter(|_| inspected) {
+    // The guards' text is kept from the same walk, only when a guard applies.
+    let guards = policy.guards_for(pending.consumer.as_deref());
+    let keep = !guards.is_empty();
+    let (walked, hits, kept) = match policy.scanner.as_ref().filter(|_| inspected) {
         Some(scanner) => {
             let mut sink = ScanSink::new(scanner, body.len());
-            let walked = walk_watching(body, endpoint, watch, &mut sink);
-            (walked, sink.finish())
+            let mut text = GuardText::new(&mut sink, keep);
+            let walked = walk_watching(body, endpoint, watch, &mut text);
+            let kept = text.into_kept();
+            (walked, sink.finish(), kept)
         }
-        None => (
-            walk_watching(body, endpoint, watch, &mut NoText),
-            Vec::new(),
-        ),
+        None => {
+            let mut none = NoText;
+            let mut text = GuardText::new(&mut none, keep);
+            let walked = walk_watching(body, endpoint, watch, &mut text);
+            (walked, Vec::new(), text.into_kept())
+        }
     };
     let walked = walked.map_err(|error| body_reply(error, shape))?;
 
@@ -79,5 +87,28 @@ pub(super) fn decide_endpoint(
         audited,
         usage: limits::usage_format(classified),
         plan: rewritten.plan,
+        guards: kept
+            .and_then(|kept| guard_request(policy, (&guards, kept), (&walked, &verdict), endpoint)),
     }))
+}
+
+/// What the guards are asked: each one's text from what the walk kept; `None` when none has
+/// any text to judge.
+fn guard_request(
+    policy: &Policy,
+    (guards, kept): (&[usize], KeptText),
+    (walked, verdict): (&Walked, &Verdict),
+    endpoint: Endpoint,
+) -> Option<Box<GuardRequest>> {
+    let guards: Vec<_> = guards
+        .iter()
+        .filter_map(|index| Some((*index, policy.guards.get(*index)?)))
+        .collect();
+    let redactions: Vec<_> = verdict
+        .redactions
+        .iter()
+        .map(|(span, range, rule)| (*span, range.clone(), policy.rule_id(*rule)))
+        .collect();
+    let texts = kept.texts(&guards, walked, &redactions);
+    (!texts.is_empty()).then(|| Box::new(GuardRequest { endpoint, texts }))
 }

@@ -47,6 +47,26 @@ pub struct FakeHost {
     pub samples: RefCell<HashMap<String, Vec<u64>>>,
     /// Every host call, by name, in order: each costs Envoy about a microsecond.
     pub calls: RefCell<Vec<&'static str>>,
+    /// Every call to a guard cluster, in order; its token is its index.
+    pub http_calls: RefCell<Vec<HttpCall>>,
+    /// The call answer being delivered: headers (`:status` included) and body.
+    pub http_answer: RefCell<CallAnswer>,
+    /// Makes every call to a guard cluster fail to start.
+    pub fail_dispatch: bool,
+    /// How many times a paused request was resumed.
+    pub resumed: Cell<usize>,
+}
+
+/// A guard call's answer: headers (`:status` included) and body.
+pub type CallAnswer = (Vec<(String, Vec<u8>)>, Vec<u8>);
+
+/// A call the pipeline made to a guard cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u32,
 }
 
 /// A local answer as sent: status, headers and body.
@@ -118,6 +138,14 @@ impl FakeHost {
             .rev()
             .find(|(name, _)| name == key)
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    }
+
+    /// Sets the call answer the next `on_guard_answer` reads: a status and a body.
+    pub fn answer_call(&self, status: u16, body: &str) {
+        *self.http_answer.borrow_mut() = (
+            vec![(":status".to_owned(), status.to_string().into_bytes())],
+            body.as_bytes().to_vec(),
+        );
     }
 
     fn called(&self, call: &'static str) {
@@ -297,6 +325,48 @@ impl Host for &FakeHost {
         let mut counters = self.counters.borrow_mut();
         let total = counters.entry(name).or_default();
         *total = total.saturating_add(by);
+        Ok(())
+    }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        self.called("dispatch_http_call");
+        if self.fail_dispatch {
+            return Err(refused("dispatch_http_call", "BadArgument"));
+        }
+        let mut calls = self.http_calls.borrow_mut();
+        calls.push(HttpCall {
+            cluster: cluster.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        u32::try_from(calls.len().saturating_sub(1))
+            .map_err(|_| refused("dispatch_http_call", "too many calls"))
+    }
+
+    fn http_call_response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.called("http_call_response_headers");
+        Ok(self.http_answer.borrow().0.clone())
+    }
+
+    fn http_call_response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        self.called("http_call_response_body");
+        let answer = self.http_answer.borrow();
+        Ok(answer.1.get(..size).unwrap_or(&answer.1).to_vec())
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.called("resume_request");
+        self.resumed.set(self.resumed.get().saturating_add(1));
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! What the pipeline needs from its host (Envoy, through an adapter), as one small trait:
-//! headers and bodies, a local reply, stream properties, shared counters, metrics and the
-//! clock. The proxy-wasm adapter implements it in `crate::wasm::host`; `fake_host` implements
+//! headers and bodies, a local reply, stream properties, shared counters, metrics, the clock
+//! and calls to guard services. The proxy-wasm adapter implements it in `crate::wasm::host`; `fake_host` implements
 //! it for tests and `posturio eval`.
 
 use std::fmt;
@@ -60,6 +60,22 @@ pub trait Host {
     fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError>;
     /// Records one value in a histogram.
     fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+    /// Starts an HTTP call to an Envoy cluster (a guard) while the request stays paused; its
+    /// answer arrives as `Request::on_guard_answer` with the token returned here.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError>;
+    /// The headers of the call answer being delivered, `:status` included; empty when the
+    /// call failed without an answer.
+    fn http_call_response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    /// The first `size` bytes of the body of the call answer being delivered.
+    fn http_call_response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Lets a request paused on its guard calls go on to its upstream.
+    fn resume_request(&self) -> Result<(), HostError>;
 }
 
 /// The metric types the pipeline uses.

@@ -24,6 +24,11 @@ pub const ATTEMPTS: &str = "posturio_attempts_total";
 /// (`upstream_unavailable`, or `internal_error` for a pool without its upstream filter).
 pub const REPLACED_RESPONSES: &str = "posturio_replaced_responses_total";
 
+/// One per guard call, by guard and outcome (`allow`, `flagged`, `error`, `timeout`).
+pub const GUARD_CALLS: &str = "posturio_guard_calls_total";
+/// How long each guard call took, by guard.
+pub const GUARD_DURATION: &str = "posturio_guard_duration_ms";
+
 /// The value of a label that does not apply or is not known.
 pub const NONE: &str = "none";
 

@@ -19,6 +19,7 @@ mod endpoint;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fake_host;
 mod forward;
+mod guards;
 pub mod host;
 mod identity;
 mod inspection;

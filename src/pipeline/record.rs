@@ -151,6 +151,17 @@ impl Recorder {
                 log::warn!("{error}; the access log will miss posturio.rules");
             }
         }
+        if !facts.guards.is_empty() {
+            let guards = facts
+                .guards
+                .iter()
+                .map(|(guard, outcome)| format!("{guard}:{outcome}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            if let Err(error) = host.set_property(&["posturio.guards"], guards.as_bytes()) {
+                log::warn!("{error}; the access log will miss posturio.guards");
+            }
+        }
         if policy.is_some_and(|policy| policy.debug_headers) {
             self.debug_header = Some(if rules.is_empty() {
                 decision.to_owned()
@@ -383,7 +394,7 @@ fn decision_line(
             })
         })
         .collect();
-    json!({
+    let mut line = json!({
         "request_id": request_id,
         "decision": decision,
         "code": reply.map(|reply| reply.code.as_str()),
@@ -395,5 +406,15 @@ fn decision_line(
         "rules": rules,
         "redactions": facts.redactions,
         "body_bytes": body_bytes,
-    })
+    });
+    // Only for a request whose guards were asked: every other line keeps its fields.
+    if let (false, Some(object)) = (facts.guards.is_empty(), line.as_object_mut()) {
+        let guards = facts
+            .guards
+            .iter()
+            .map(|(guard, outcome)| json!({"id": guard, "outcome": outcome}))
+            .collect();
+        object.insert("guards".to_owned(), serde_json::Value::Array(guards));
+    }
+    line
 }

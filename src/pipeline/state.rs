@@ -3,6 +3,7 @@
 //! answer).
 
 use crate::policy::classify::Classified;
+use crate::policy::guards::GuardRequest;
 use crate::policy::inspect::Fired;
 use crate::policy::model_list::ModelListRequest;
 use crate::policy::plan::Plan;
@@ -74,6 +75,9 @@ pub struct Forward {
     /// For a model served through a pool cluster: what each target gets, written to filter
     /// state for the upstream filter (`crate::policy::plan`).
     pub plan: Option<Plan>,
+    /// What the consumer's guards are asked before the request goes (`guards.rs`); `None`
+    /// when no guard applies or none has text to judge.
+    pub guards: Option<Box<GuardRequest>>,
 }
 
 /// What a decision was about, for the log and the access log. Never prompt text.
@@ -92,4 +96,6 @@ pub struct Facts {
     pub output_cap_added: bool,
     /// `stream_options.include_usage: true` was set so the stream reports its usage.
     pub stream_usage_added: bool,
+    /// Each guard asked, with its outcome (`allow`, `flagged`, `error`, `timeout`).
+    pub guards: Vec<(String, &'static str)>,
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::budget::{Budget, Limit, Window};
 use super::classify::is_canonical_path;
+use super::compile_guards::consumer_guards;
 use super::compile_identity::compile_identity;
 use super::compile_models::{compile_model, is_cluster_name};
 use super::compiled::{Consumer, Identity, OutputCap, OwnSettings, Passthrough, Policy, Provider};
@@ -13,6 +14,7 @@ use super::config::{
     ProviderConfig, MAX_BODY_LIMIT,
 };
 use super::glob::Glob;
+use super::guards::Guard;
 use super::rules::Rule;
 
 impl Policy {
@@ -83,12 +85,13 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
     super::compile_models::check_shared_pools(&mut errors, &models, &providers);
 
     let (rules, scanner) = super::rules::compile_rules(&mut errors, &config.rules);
+    let guards = super::compile_guards::compile_guards(&mut errors, &config.guards);
     let opaque_content = config.opaque_content.unwrap_or(OpaqueContent::Block);
     let consumers = compile_consumers(
         &mut errors,
         &config.consumers,
         &config.models,
-        &rules,
+        (&rules, &guards),
         (config.mode, opaque_content),
     );
 
@@ -137,6 +140,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         passthrough,
         rules,
         scanner,
+        guards,
     })
 }
 
@@ -194,7 +198,7 @@ fn compile_consumers(
     errors: &mut Errors,
     consumers: &BTreeMap<String, ConsumerConfig>,
     catalogue: &BTreeMap<String, super::config::ModelConfig>,
-    rules: &[Rule],
+    (rules, guards): (&[Rule], &[Guard]),
     (global_mode, global_opaque): (Mode, OpaqueContent),
 ) -> HashMap<String, Consumer> {
     let mut compiled = HashMap::with_capacity(consumers.len());
@@ -255,6 +259,7 @@ fn compile_consumers(
                 ),
             }
         }
+        let guards = consumer_guards(errors, &path, consumer, guards);
         let output_cap = compile_output_cap(errors, &path, consumer);
         let budget = consumer
             .budget
@@ -271,6 +276,7 @@ fn compile_consumers(
                     opaque_content: consumer.opaque_content.is_some(),
                 },
                 rules: applies,
+                guards,
                 opaque_content: consumer.opaque_content.unwrap_or(global_opaque),
                 output_cap,
                 budget,

@@ -7,6 +7,7 @@ use super::api_keys::KeyTable;
 use super::budget::Budget;
 use super::classify::ApiFamily;
 use super::config::{CapAction, Mode, OpaqueContent};
+use super::guards::Guard;
 use super::inspect::Scanner;
 use super::principals::Principals;
 use super::rules::Rule;
@@ -34,6 +35,8 @@ pub struct Policy {
     pub(crate) rules: Vec<Rule>,
     /// One scanner over every rule's detectors and patterns; `None` without rules.
     pub(crate) scanner: Option<Scanner>,
+    /// External guard services, in the configured order.
+    pub guards: Vec<Guard>,
 }
 
 /// Where the consumer's name comes from: the identity sources the policy configures.
@@ -162,6 +165,8 @@ pub(crate) struct Consumer {
     pub own: OwnSettings,
     /// Which rules apply, by index into `Policy::rules`.
     pub rules: Vec<bool>,
+    /// Which guards apply, by index into `Policy::guards`, in order.
+    pub guards: Vec<usize>,
     pub opaque_content: OpaqueContent,
     /// The most output tokens one request may ask for.
     pub output_cap: Option<OutputCap>,
@@ -241,6 +246,15 @@ impl Policy {
             .filter(|(index, rule)| rule.reads_answers() && applies_to(consumer, *index))
             .map(|(index, _)| index)
             .collect()
+    }
+
+    /// The guards that apply to a consumer, by index into `guards` (`None`: a request with
+    /// no consumer, refused or audited; every guard applies, as every rule does).
+    pub fn guards_for(&self, consumer: Option<&str>) -> Vec<usize> {
+        match consumer.and_then(|name| self.consumers.get(name)) {
+            Some(consumer) => consumer.guards.clone(),
+            None => (0..self.guards.len()).collect(),
+        }
     }
 
     /// A rule's id by its index, for replies and logs.

@@ -63,6 +63,9 @@ pub struct Config {
     /// How the gateway makes responses report their token usage.
     #[serde(default)]
     pub usage: UsageConfig,
+    /// External guard services asked about a request's text before it is forwarded.
+    #[serde(default)]
+    pub guards: Vec<GuardConfig>,
 }
 
 fn default_route_header() -> String {
@@ -225,6 +228,9 @@ pub struct ConsumerConfig {
     /// Rule ids that apply to this consumer; absent means every rule.
     #[serde(default)]
     pub rules: Option<Vec<String>>,
+    /// Guard ids that apply to this consumer; absent means every guard, `[]` none.
+    #[serde(default)]
+    pub guards: Option<Vec<String>>,
     #[serde(default)]
     pub mode: Option<Mode>,
     #[serde(default)]
@@ -518,6 +524,93 @@ impl Field {
             Field::Output => "output",
         }
     }
+}
+
+/// An external guard service: an Envoy cluster asked whether a request's text may be
+/// forwarded (see docs/inspection.md, "External guard services").
+#[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Named in replies, logs and metrics, as a rule id is.
+    pub id: String,
+    /// The Envoy cluster that serves the guard.
+    pub cluster: String,
+    /// The guard's wire shape.
+    pub api: GuardApi,
+    /// The path called: default `/v1/moderations` for `openai_moderation`; required for
+    /// `webhook`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The `:authority` of the call; default the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// How long to wait for the guard's answer, in milliseconds (1 to 60000; default 1000).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1, max = 60000)))]
+    pub timeout_ms: Option<u64>,
+    /// What a failed call (timeout, error, unreadable answer) does: `block` (default, 503)
+    /// or `allow`.
+    #[serde(default)]
+    pub on_error: Option<GuardOnError>,
+    /// What a flagged request gets: `block` (default, 403) or `audit` (recorded, forwarded).
+    #[serde(default)]
+    pub action: Option<GuardAction>,
+    /// The moderation model to ask for (`openai_moderation` only).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Message roles whose text is sent; absent means all text.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
+    pub roles: Option<Vec<String>>,
+    /// Kinds of text sent; absent means all.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1)))]
+    pub fields: Option<Vec<Field>>,
+    /// The most text sent, in bytes (default 65536). Longer text is never cut: the call
+    /// counts as failed and `on_error` decides.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub max_text_bytes: Option<u64>,
+    /// Fixed extra headers sent to the guard (better injected by Envoy: see the docs).
+    #[serde(default, deserialize_with = "unique_map")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A guard's wire shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GuardApi {
+    /// OpenAI's moderation endpoint: `{"input", "model"?}` → `results[].flagged`.
+    OpenaiModeration,
+    /// Posturio's webhook contract: `{"text", "consumer", "model", "endpoint", "request_id"}`
+    /// → `{"verdict": "allow" | "block", "reason"?}`.
+    Webhook,
+}
+
+/// What a guard call that fails does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GuardOnError {
+    /// Refuse the request (503 `guard_unavailable`).
+    #[default]
+    Block,
+    /// Forward it, and record the failure.
+    Allow,
+}
+
+/// What a flagged request gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// Refuse the request (403 `guard_blocked`).
+    #[default]
+    Block,
+    /// Record the flag and forward the request.
+    Audit,
 }
 
 /// A bodiless call forwarded without inspection, such as `GET /v1/models`.

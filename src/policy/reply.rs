@@ -48,6 +48,10 @@ pub enum Code {
     /// The provider's answer could not be inspected (compressed, not of its API's format,
     /// too large): it was not sent.
     ResponseUnreadable,
+    /// An external guard service flagged the request's text (403).
+    GuardBlocked,
+    /// An external guard service could not judge the request and its `on_error` blocks (503).
+    GuardUnavailable,
 }
 
 impl Code {
@@ -80,6 +84,8 @@ impl Code {
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::ResponseBlocked => "response_blocked",
             Code::ResponseUnreadable => "response_unreadable",
+            Code::GuardBlocked => "guard_blocked",
+            Code::GuardUnavailable => "guard_unavailable",
         }
     }
 
@@ -95,7 +101,8 @@ impl Code {
             | Code::IdentityUnusable
             | Code::UnknownPeerIdentity
             | Code::IdentityConflict
-            | Code::ResponseBlocked => 403,
+            | Code::ResponseBlocked
+            | Code::GuardBlocked => 403,
             Code::MissingApiKey | Code::InvalidApiKey | Code::MissingPeerIdentity => 401,
             Code::InvalidIdentity
             | Code::InvalidRequest
@@ -108,7 +115,7 @@ impl Code {
             Code::UnsupportedMediaType => 415,
             Code::BudgetExceeded => 429,
             Code::InternalError => 500,
-            Code::UpstreamUnavailable => 503,
+            Code::UpstreamUnavailable | Code::GuardUnavailable => 503,
             Code::ResponseUnreadable => 502,
         }
     }
@@ -136,6 +143,8 @@ impl Code {
                 | Code::MaxOutputTokensExceeded
                 | Code::BudgetExceeded
                 | Code::UsageUnreadable
+                | Code::GuardBlocked
+                | Code::GuardUnavailable
         )
     }
 }
@@ -307,6 +316,23 @@ fn anthropic_type(code: Code) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn guard_codes() {
+        let blocked = Reply::new(Code::GuardBlocked, ApiFamily::Anthropic, "m");
+        let body: Value = serde_json::from_slice(&blocked.body()).unwrap();
+        assert_eq!(blocked.status(), 403);
+        assert_eq!(body["error"]["type"], "permission_error");
+        assert_eq!(body["error"]["code"], "guard_blocked");
+        let unavailable = Reply::new(Code::GuardUnavailable, ApiFamily::Gemini, "m");
+        let body: Value = serde_json::from_slice(&unavailable.body()).unwrap();
+        assert_eq!(unavailable.status(), 503);
+        assert_eq!(body["error"]["status"], "UNAVAILABLE");
+        assert_eq!(body["error"]["reason"], "guard_unavailable");
+        // Audit mode records both, as guards.rs does for the consumer's mode.
+        assert!(Code::GuardBlocked.is_policy_denial());
+        assert!(Code::GuardUnavailable.is_policy_denial());
+    }
 
     #[test]
     fn openai_shape() {

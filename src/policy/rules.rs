@@ -120,7 +120,7 @@ fn detector_longest_match(detector: Detector) -> usize {
 }
 
 /// Rule ids appear in replies, logs and redaction markers: keep them plain.
-fn valid_rule_id(id: &str) -> bool {
+pub(crate) fn valid_rule_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -4,7 +4,7 @@
 //! helpers unwrap the host's answers and its string reads unwrap UTF-8 decoding, and a panic
 //! would trap the VM. Every failed call becomes a `HostError` naming it.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -21,6 +21,40 @@ fn failed(call: &'static str) -> impl Fn(Status) -> HostError {
 }
 
 impl Host for WasmHost {
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        // Through `hostcalls`, which registers the token with the SDK's dispatcher so the
+        // answer reaches this HTTP context's `on_http_call_response`.
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            Some(body),
+            Vec::new(),
+            Duration::from_millis(u64::from(timeout_ms)),
+        )
+        .map_err(failed("dispatch_http_call"))
+    }
+
+    fn http_call_response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .map_err(failed("get_map_bytes(call response headers)"))
+    }
+
+    fn http_call_response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .map(Option::unwrap_or_default)
+            .map_err(failed("get_buffer(call response body)"))
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(failed("resume_http_request"))
+    }
+
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
             .map_err(failed("get_map_bytes(request headers)"))

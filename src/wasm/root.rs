@@ -95,7 +95,20 @@ fn action(flow: Flow) -> Action {
     }
 }
 
-impl Context for PosturioHttp {}
+impl Context for PosturioHttp {
+    /// A guard's answer, in this request's context (the SDK routes it by token); the
+    /// pipeline resumes the request or answers it once every guard has answered. A request
+    /// whose client left is gone: Envoy cancels its calls and no answer comes.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.0.on_guard_answer(token_id, num_headers, body_size);
+    }
+}
 
 impl HttpContext for PosturioHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -10,9 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+mod guards;
 mod identity;
 mod rules;
 
+use self::guards::guards;
 use self::identity::{credentials, identity_name, identity_sign};
 use self::rules::rules;
 use super::{config_errors, read, CliError, Output};
@@ -151,6 +153,7 @@ struct Effective<'a> {
     mode: Mode,
     opaque: OpaqueContent,
     rules: BTreeSet<&'a str>,
+    guards: BTreeSet<&'a str>,
     /// Tokens per window, by the window's key (`tokens_per_minute`, ...), shortest first.
     budget: [(&'static str, Option<u64>); 3],
     output_cap: Option<(u64, CapAction)>,
@@ -177,6 +180,12 @@ fn effective<'a>(policy: &'a Policy, consumer: &'a Consumer) -> Effective<'a> {
         mode: consumer.mode,
         opaque: consumer.opaque_content,
         rules,
+        guards: consumer
+            .guards
+            .iter()
+            .filter_map(|index| policy.guards.get(*index))
+            .map(|guard| guard.id.as_str())
+            .collect(),
         budget: [
             tokens(Window::Minute),
             tokens(Window::Hour),
@@ -211,6 +220,7 @@ fn diff(old: &Policy, new: &Policy) -> Changes {
     consumers(&mut changes, old, new);
     credentials(&mut changes, old, new);
     rules(&mut changes, old, new);
+    guards(&mut changes, old, new);
     passthrough(&mut changes, old, new);
     changes
 }
@@ -580,6 +590,18 @@ fn consumers(changes: &mut Changes, old: &Policy, new: &Policy) {
                 changes.add(
                     Sign::Widen,
                     format!("{subject}: rule {rule} no longer applies"),
+                );
+            }
+            for guard in after.guards.difference(&before.guards) {
+                changes.add(
+                    Sign::Narrow,
+                    format!("{subject}: guard {guard} now applies"),
+                );
+            }
+            for guard in before.guards.difference(&after.guards) {
+                changes.add(
+                    Sign::Widen,
+                    format!("{subject}: guard {guard} no longer applies"),
                 );
             }
             limits(changes, &subject, before, after);
