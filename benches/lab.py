@@ -33,6 +33,8 @@ DETECTORS_POLICY = REPO / "benches" / "policy-detectors.json"
 TEMPLATE_LISTENER_PORT = 10000
 TEMPLATE_ADMIN_PORT = 9901
 TEMPLATE_PROVIDER_PORTS = (18081, 18082, 18083, 18084)
+# The guard service's port in the template: nginx answers guard calls too (`/guard`).
+TEMPLATE_GUARD_PORT = 18090
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -77,6 +79,28 @@ PROSE = [
     "The team agreed to review the runbook together before the next release goes out.",
 ]
 
+
+
+def _full_width(word: str) -> str:
+    """`word` in full-width letters, written as JSON escapes so that the body stays ASCII."""
+    return "".join(f"\\u{ord(c) + 0xFEE0:04x}" if "!" <= c <= "~" else c for c in word)
+
+
+def _to_fold(sentence: str) -> str:
+    """A sentence a reader reads as `sentence`, in JSON text: every fifth word in full-width
+    letters and every seventh with a zero-width space in it, so folding has work in each."""
+    words = sentence.split(" ")
+    for i, word in enumerate(words):
+        if i % 5 == 0:
+            words[i] = _full_width(word)
+        elif i % 7 == 3 and len(word) > 2:
+            words[i] = word[:2] + "\\u200b" + word[2:]
+    return " ".join(words)
+
+
+# The same prose as `PROSE`, with characters to fold (see `_to_fold`).
+FOLD_PROSE = [_to_fold(sentence) for sentence in PROSE]
+
 SYSTEM_PROMPT = (
     "You are a careful assistant for an internal engineering team. "
     "Answer briefly and cite the documents you use."
@@ -111,8 +135,9 @@ def source_version() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def chat_body(size: int, model: str) -> bytes:
-    """A chat completion request of exactly `size` bytes."""
+def chat_body(size: int, model: str, prose: list[str] = PROSE) -> bytes:
+    """A chat completion request of exactly `size` bytes, its turns made of `prose` (JSON
+    text: `FOLD_PROSE` holds escapes)."""
     head = '{"model":"' + model + '","messages":['
     tail = '],"temperature":0.2,"max_tokens":512}'
     parts = ['{"role":"system","content":"' + SYSTEM_PROMPT + '"}']
@@ -124,7 +149,7 @@ def chat_body(size: int, model: str) -> bytes:
     turn = 0
     while True:
         role = "user" if turn % 2 == 0 else "assistant"
-        content = " ".join(PROSE[(turn * 5 + j) % len(PROSE)] for j in range(7))
+        content = " ".join(prose[(turn * 5 + j) % len(prose)] for j in range(7))
         message = '{"role":"' + role + '","content":"' + content + '"}'
         if length() + 1 + len(message) + 1 + len(last_empty) > size:
             break
@@ -133,8 +158,12 @@ def chat_body(size: int, model: str) -> bytes:
     room = size - length() - 1 - len(last_empty)
     if room < 0:
         raise ValueError(f"a chat body cannot be as small as {size} bytes")
-    stream = " ".join(PROSE) + " "
+    stream = " ".join(prose) + " "
     filler = (stream * (room // len(stream) + 1))[:room]
+    # An escape cut in two would make the body invalid JSON: blank it out instead.
+    cut = filler.rfind("\\", max(0, len(filler) - 6))
+    if cut >= 0 and len(filler) - cut < 6:
+        filler = filler[:cut] + " " * (len(filler) - cut)
     parts.append('{"role":"user","content":"' + filler + '"}')
     body = (head + ",".join(parts) + tail).encode()
     assert len(body) == size, (len(body), size)
@@ -328,7 +357,7 @@ def envoy_config(
     text = _drop_pools(TEMPLATE.read_text())
     text = _replace_once(text, f"port_value: {TEMPLATE_LISTENER_PORT}", f"port_value: {listener}")
     text = _replace_once(text, f"port_value: {TEMPLATE_ADMIN_PORT}", f"port_value: {admin}")
-    for port in TEMPLATE_PROVIDER_PORTS:
+    for port in (*TEMPLATE_PROVIDER_PORTS, TEMPLATE_GUARD_PORT):
         text = _replace_once(text, f"port_value: {port}", f"port_value: {upstream}")
     if policy is None:
         text = _drop_wasm_filter(text)
@@ -443,6 +472,11 @@ http {{
             # `return` answers every method, POST included (static files would get 405).
             default_type application/json;
             return 200 '{UPSTREAM_REPLY}';
+        }}
+        # A guard service in Posturio's webhook shape that lets every request through.
+        location = /guard {{
+            default_type application/json;
+            return 200 '{{"verdict":"allow"}}';
         }}
     }}
 }}

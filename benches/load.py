@@ -11,7 +11,10 @@ header as shipped; a third Envoy with every built-in detector on
 a fourth with the same policy identifying consumers by API key (each request carries one, which
 is hashed, looked up and removed); and a fifth with the floor module (benches/floor.wat, built with binaryen's wasm-as) in
 Posturio's place, which only reads the body and sets the route header: what any Wasm filter
-that routes by the body costs in this Envoy, for scale.
+that routes by the body costs in this Envoy, for scale. The guardrail cases add an Envoy whose
+rules read answers too (the whole answer held and scanned) and one whose policy calls a webhook
+guard, which nginx answers, for every request; `fold-1k` sends the detector Envoy text that
+folding changes (full-width letters, zero-width spaces).
 Each case is driven with wrk, alternately against bare Envoy and Posturio, for several rounds;
 the table gives the medians over rounds. It is written to benches/results/latest.md.
 
@@ -60,6 +63,9 @@ class Case:
     target: str
     # The status Posturio must answer; bare Envoy always answers 200 (from nginx).
     status: int
+    # The request's prose: "plain", or "fold" (characters that folding changes, see
+    # lab.FOLD_PROSE).
+    text: str = "plain"
 
 
 CASES = [
@@ -71,6 +77,14 @@ CASES = [
     Case("detectors-1k", "every detector on, 1 KiB", KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-64k", "every detector on, 64 KiB", 64 * KIB, "gpt-4o-mini", "detectors", 200),
     Case("detectors-1m", "every detector on, 1 MiB", MIB, "gpt-4o-mini", "detectors", 200),
+    # What the guardrails cost: folding (the same detectors, on text with full-width letters
+    # and zero-width spaces), every detector on the answer too (the whole answer held and
+    # scanned), and one guard call per request to a webhook guard on loopback (nginx).
+    Case("fold-1k", "every detector on, 1 KiB with text to fold", KIB, "gpt-4o-mini",
+         "detectors", 200, text="fold"),
+    Case("answers-1k", "every detector on request and answer, 1 KiB", KIB, "gpt-4o-mini",
+         "answers", 200),
+    Case("guard-1k", "routing and one guard call, 1 KiB", KIB, "gpt-4o-mini", "guard", 200),
     # Not Posturio: the floor module (benches/floor.wat) in its place, for scale.
     Case("floor-1k", "floor module, 1 KiB", KIB, "gpt-4o-mini", "floor", 200),
     Case("floor-64k", "floor module, 64 KiB", 64 * KIB, "gpt-4o-mini", "floor", 200),
@@ -212,6 +226,16 @@ def run(
         if reason:
             skipped.update({c.name: reason for c in cases if c.target == "detectors"})
             print(f"skipping the detector cases: {reason}", flush=True)
+    if any(case.target == "answers" for case in cases):
+        envoys["answers"] = bench.start_envoy(
+            "answers", upstream=nginx.port, policy=answers_policy(),
+            concurrency=args.concurrency, log_level=args.log_level, module=module,
+        )
+    if any(case.target == "guard" for case in cases):
+        envoys["guard"] = bench.start_envoy(
+            "guard", upstream=nginx.port, policy=guard_policy(),
+            concurrency=args.concurrency, log_level=args.log_level, module=module,
+        )
     if baseline:
         envoys["posturio-baseline"] = bench.start_envoy(
             "posturio-baseline", upstream=nginx.port,
@@ -241,7 +265,8 @@ def run(
 
     scripts = {}
     for case in cases:
-        body = lab.chat_body(case.size, case.model)
+        prose = lab.FOLD_PROSE if case.text == "fold" else lab.PROSE
+        body = lab.chat_body(case.size, case.model, prose)
         scripts[case.name] = lab.wrk_post_script(
             bench, case.name, body, {"Content-Type": "application/json", **case_headers(case)}
         )
@@ -393,6 +418,28 @@ def keys_policy() -> str:
     policy["identity"] = {"api_keys": True}
     digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
     policy["consumers"]["default"]["api_keys"] = [f"sha256:{digest}"]
+    return json.dumps(policy, indent=2)
+
+
+def answers_policy() -> str:
+    """The detector policy with every rule reading the answer as well as the request."""
+    policy = json.loads(lab.DETECTORS_POLICY.read_text())
+    for rule in policy.get("rules", []):
+        rule["direction"] = "both"
+    return json.dumps(policy, indent=2)
+
+
+def guard_policy() -> str:
+    """The routing-only example policy with one webhook guard, which nginx answers with an
+    allow verdict: the cost of one guard call, the text extracted and folded, the request held
+    until the guard answers."""
+    policy = json.loads(lab.routing_only(lab.EXAMPLE_POLICY.read_text()))
+    policy["guards"] = [
+        {"id": "bench-guard", "cluster": "guard", "api": "webhook", "path": "/guard",
+         "timeout_ms": 2000}
+    ]
+    for consumer in policy.get("consumers", {}).values():
+        consumer.pop("guards", None)
     return json.dumps(policy, indent=2)
 
 
