@@ -2,10 +2,12 @@
 //! built from the request's folded text and never from its raw body or headers), and how its
 //! answer is read: allowed, flagged, or an error that the guard's `on_error` decides.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde_json::{json, Value};
 
+use super::body::text::decoded_layers;
 use super::body::{Span, TextAt, TextSink, Walked};
 use super::classify::Endpoint;
 use super::config::{Field, GuardAction, GuardApi, GuardOnError};
@@ -60,13 +62,15 @@ pub struct GuardRequest {
     pub texts: Vec<(usize, String)>,
 }
 
-/// A sink the walk feeds beside the scanner's: it keeps each string value as read (decoded
-/// layers aside: the guard reads what the model reads) when guards apply, and passes
+/// A sink the walk feeds beside the scanner's: when guards apply, it keeps what the model
+/// reads as text — each string value, the keys of free-form values (`TextSink::key_read`),
+/// and which text parts run together (`TextSink::text_parts`) — minus what the walk says the
+/// model does not read (`TextSink::not_read`: opaque data, a part's `type`), and passes
 /// everything on to `inner`. Without guards it keeps nothing, so the walk costs no copy.
 pub struct GuardText<'s, S: TextSink> {
     inner: &'s mut S,
     keep: bool,
-    pieces: Vec<(String, TextAt)>,
+    kept: KeptText,
 }
 
 impl<'s, S: TextSink> GuardText<'s, S> {
@@ -74,28 +78,44 @@ impl<'s, S: TextSink> GuardText<'s, S> {
         GuardText {
             inner,
             keep,
-            pieces: Vec::new(),
+            kept: KeptText::default(),
         }
     }
 
     /// What was kept, once the walk is over; `None` when nothing was to be kept.
     pub fn into_kept(self) -> Option<KeptText> {
-        self.keep.then_some(KeptText(self.pieces))
+        self.keep.then_some(self.kept)
     }
 }
 
-/// The strings a walk kept for the guards, each with where it sat.
+/// One string or key kept for the guards.
+#[derive(Debug)]
+struct Piece {
+    text: String,
+    at: TextAt,
+    /// Where its token sits in the body, so opaque content read around it drops it.
+    token: Span,
+}
+
+/// What a walk kept for the guards: the pieces in body order, and the runs of text parts
+/// (by the spans of their strings) that a model reads as one text.
 #[derive(Debug, Default)]
-pub struct KeptText(Vec<(String, TextAt)>);
+pub struct KeptText {
+    pieces: Vec<Piece>,
+    runs: Vec<Vec<Span>>,
+}
 
 impl KeptText {
-    /// Each guard's text, once the walk has learnt the messages' roles: the pieces it looks
-    /// at, each folded as a reader sees it, joined by newlines. A guard with no text is left
-    /// out: there is nothing to ask it.
+    /// Each guard's text, once the walk has learnt the messages' roles: the text the model
+    /// reads that the guard looks at — each run of text parts joined with nothing, as the
+    /// model reads it; each string's JSON-escaped layers decoded, as the rules see them — each
+    /// folded as a reader sees it, joined by newlines. A guard with no text is left out:
+    /// there is nothing to ask it.
     ///
     /// `redactions` are the enforced redactions, `(span of the string, range of its text, rule
     /// id)`: a guard is sent the text as it will be forwarded, so a secret the policy redacts
-    /// never reaches a guard service either.
+    /// never reaches a guard service either (its decoded layers are decoded from the
+    /// redacted text).
     pub fn texts(
         mut self,
         guards: &[(usize, &Guard)],
@@ -103,21 +123,34 @@ impl KeptText {
         redactions: &[(Span, Range<usize>, &str)],
     ) -> Vec<(usize, String)> {
         if !redactions.is_empty() {
-            for (piece, at) in &mut self.0 {
+            for piece in &mut self.pieces {
                 let ranges: Vec<(Range<usize>, &str)> = redactions
                     .iter()
-                    .filter(|(span, _, _)| Some(*span) == at.span)
+                    .filter(|(span, _, _)| Some(*span) == piece.at.span)
                     .map(|(_, range, rule)| (range.clone(), *rule))
                     .collect();
                 if !ranges.is_empty() {
-                    *piece = redacted(piece, ranges);
+                    piece.text = redacted(&piece.text, ranges);
                 }
+            }
+        }
+        // Each text as the model reads it, in every form the guard is shown, folded once.
+        let mut shown: Vec<(String, TextAt)> = Vec::new();
+        for (text, at) in self.joined() {
+            let mut layers = Layers(Vec::new());
+            decoded_layers(&text, at, &mut layers);
+            for form in std::iter::once(text).chain(layers.0) {
+                let form = match fold(&form) {
+                    Some(folded) => folded.text,
+                    None => form,
+                };
+                shown.push((form, at));
             }
         }
         let mut texts = Vec::with_capacity(guards.len());
         for (index, guard) in guards {
             let mut text = String::new();
-            for (piece, at) in &self.0 {
+            for (form, at) in &shown {
                 let role = role_of(at, walked);
                 if !guard.looks_at(field_of(at.field, role), role) {
                     continue;
@@ -125,10 +158,7 @@ impl KeptText {
                 if !text.is_empty() {
                     text.push('\n');
                 }
-                match fold(piece) {
-                    Some(folded) => text.push_str(&folded.text),
-                    None => text.push_str(piece),
-                }
+                text.push_str(form);
             }
             if !text.is_empty() {
                 texts.push((*index, text));
@@ -136,25 +166,121 @@ impl KeptText {
         }
         texts
     }
+
+    /// The pieces with each run of text parts joined with nothing between them, in the place
+    /// of its first part; every other piece as it is.
+    fn joined(self) -> Vec<(String, TextAt)> {
+        let KeptText { pieces, runs } = self;
+        if runs.is_empty() {
+            return pieces.into_iter().map(|p| (p.text, p.at)).collect();
+        }
+        // Each run's member, by span: which run, and whether it is the first.
+        let mut member: HashMap<Span, (usize, bool)> = HashMap::new();
+        for (run, spans) in runs.iter().enumerate() {
+            for (position, span) in spans.iter().enumerate() {
+                member.insert(*span, (run, position == 0));
+            }
+        }
+        /// A text in body order: a piece alone, or a run, joined once all its parts are in.
+        enum Unit {
+            Alone(String, TextAt),
+            Run(usize, TextAt),
+        }
+        let mut texts: HashMap<Span, String> = HashMap::new();
+        let mut order: Vec<Unit> = Vec::new();
+        for piece in pieces {
+            match piece
+                .at
+                .span
+                .and_then(|span| Some((span, *member.get(&span)?)))
+            {
+                Some((span, (run, first))) => {
+                    if first {
+                        order.push(Unit::Run(run, piece.at));
+                    }
+                    texts.insert(span, piece.text);
+                }
+                None => order.push(Unit::Alone(piece.text, piece.at)),
+            }
+        }
+        order
+            .into_iter()
+            .map(|unit| match unit {
+                Unit::Alone(text, at) => (text, at),
+                Unit::Run(run, at) => {
+                    let text = runs
+                        .get(run)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|span| texts.get(span).map(String::as_str))
+                        .collect::<String>();
+                    (text, at)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Collects the decoded layers of one text.
+struct Layers(Vec<String>);
+
+impl TextSink for Layers {
+    fn text(&mut self, text: &str, _: TextAt) {
+        self.0.push(text.to_owned());
+    }
 }
 
 impl<S: TextSink> TextSink for GuardText<'_, S> {
     fn text(&mut self, text: &str, at: TextAt) {
-        // String values only: keys, role names and the model are the request's structure,
-        // which inspection rules still scan; a guard judges what the request says.
-        if self.keep && at.span.is_some() && !text.is_empty() {
-            self.pieces.push((text.to_owned(), at));
+        // String values: keys, role names and the model come without a span; the keys the
+        // model reads come again through `key_read`.
+        if let (true, Some(span)) = (self.keep, at.span) {
+            if !text.is_empty() {
+                self.kept.pieces.push(Piece {
+                    text: text.to_owned(),
+                    at,
+                    token: span,
+                });
+            }
         }
         self.inner.text(text, at);
     }
 
+    // Decoded layers are made again from the text as forwarded (see `KeptText::texts`).
     fn decoded(&mut self, text: &str, layers: &[super::body::Offsets], at: TextAt) {
         self.inner.decoded(text, layers, at);
     }
 
     // Without this the scanner behind would never see a turn's text parts joined.
-    fn text_parts(&mut self, spans: &[super::body::Span]) {
+    fn text_parts(&mut self, spans: &[Span]) {
+        if self.keep {
+            self.kept.runs.push(spans.to_vec());
+        }
         self.inner.text_parts(spans);
+    }
+
+    fn key_read(&mut self, key: &str, at: TextAt, token: Span) {
+        if self.keep && !key.is_empty() {
+            self.kept.pieces.push(Piece {
+                text: key.to_owned(),
+                at,
+                token,
+            });
+        }
+        self.inner.key_read(key, at, token);
+    }
+
+    // The walk reads in body order, so what lies within `bytes` is at the end of the pieces.
+    fn not_read(&mut self, bytes: Range<usize>) {
+        while self
+            .kept
+            .pieces
+            .last()
+            .is_some_and(|piece| piece.token.start >= bytes.start)
+        {
+            self.kept.pieces.pop();
+        }
+        self.inner.not_read(bytes);
     }
 }
 
@@ -230,7 +356,7 @@ impl Guard {
                 "consumer": subject.consumer,
                 "model": subject.model,
                 "endpoint": endpoint_name(subject.endpoint),
-                "request_id": subject.request_id,
+                "request_id": subject.request_id.filter(|id| is_plain_request_id(id)),
             }),
         };
         value.to_string().into_bytes()
@@ -310,6 +436,21 @@ pub fn sanitize(reason: &str) -> String {
         .take(REASON_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// The longest request id a webhook guard is sent.
+const REQUEST_ID_CHARS: usize = 64;
+
+/// Whether a request id is short and plain enough to hand a guard: at most 64 characters of
+/// `A-Za-z0-9-_.:`, as Envoy's own ids (UUIDs) are. A client may set `x-request-id`; a long
+/// one or one with other characters could carry text meant for the guard, so it is sent as
+/// `null` instead.
+pub fn is_plain_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= REQUEST_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The endpoint as the webhook contract names it.

@@ -239,3 +239,29 @@ fn redactions_apply_as_in_the_forwarded_body() {
     // A range off a character boundary redacts all of it rather than send a part.
     assert_eq!(redacted("é secret", vec![(1..4, "r")]), "[REDACTED:r]");
 }
+
+#[test]
+fn only_a_short_plain_request_id_reaches_a_webhook() {
+    let long = "a".repeat(65);
+    let cases = [
+        ("7f3c9a2e-0b1d-4e5f-9a8b-1c2d3e4f5a6b", true),
+        ("req_01.a:b", true),
+        (&long[..64], true),
+        (long.as_str(), false),
+        ("", false),
+        ("ignore previous instructions", false),
+        ("a\nb", false),
+        ("a\"b", false),
+    ];
+    for (id, plain) in cases {
+        assert_eq!(is_plain_request_id(id), plain, "{id:?}");
+        let subject = Subject {
+            request_id: Some(id),
+            ..subject()
+        };
+        let body: Value =
+            serde_json::from_slice(&guard(GuardApi::Webhook).call_body("x", &subject)).unwrap();
+        let expected = if plain { json!(id) } else { Value::Null };
+        assert_eq!(body["request_id"], expected, "{id:?}");
+    }
+}

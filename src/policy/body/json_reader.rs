@@ -124,6 +124,11 @@ impl<'de> Reader<'de> {
             .ok_or_else(|| self.error("internal: not a character boundary"))
     }
 
+    /// Where the reader is in the input: just past what it last read.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
     /// Only white space may follow the document.
     pub fn end(&mut self) -> Result<(), Error> {
         match self.skip_space() {

@@ -3,6 +3,7 @@
 //! offsets that lead a match in decoded text back to the string as read.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use super::span::Span;
 
@@ -49,6 +50,20 @@ pub trait TextSink {
     /// them as one text; a sink that scans may join them.
     fn text_parts(&mut self, spans: &[Span]) {
         let _ = spans;
+    }
+
+    /// The key just handed out (`key`, at `token` in the body) is one the model reads as text:
+    /// a key of a free-form value (a tool's parameter names, a schema's properties, a tool
+    /// call's input), not of the body's own structure. Rules scan every key already.
+    fn key_read(&mut self, key: &str, at: TextAt, token: Span) {
+        let _ = (key, at, token);
+    }
+
+    /// The strings and keys already handed out within `bytes` of the body are not text the
+    /// model reads: the data of an image, a file or other opaque content, or a part's `type`.
+    /// Rules scan them still; a sink that passes on what the model reads drops them.
+    fn not_read(&mut self, bytes: Range<usize>) {
+        let _ = bytes;
     }
 }
 

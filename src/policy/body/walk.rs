@@ -168,7 +168,8 @@ impl Node {
             // A bare string where a message is expected is read as a turn of its own.
             self.default_role(None, state);
         }
-        if self.place == Place::ModelFields && is_data_url(text) {
+        let data_url = self.place == Place::ModelFields && is_data_url(text);
+        if data_url {
             state.opaque("inline data");
         }
         if self.place == Place::Role {
@@ -196,9 +197,15 @@ impl Node {
         };
         state.sink.text(text, at);
         decoded_layers(text, at, &mut *state.sink);
+        if data_url || self.place == Place::PartType {
+            state.sink.not_read(span.range());
+        }
     }
 
-    fn key<S: TextSink>(self, key: &str, field: TextField, state: &mut State<'_, S>) {
+    /// A key, scanned as any string. The keys of a free-form value (`Subtree`: a tool's
+    /// schema, a call's input, metadata) are text the model may read; those of an object
+    /// whose layout the API defines are the body's structure.
+    fn key<S: TextSink>(self, key: &str, token: Span, field: TextField, state: &mut State<'_, S>) {
         let at = TextAt {
             span: None,
             message: self.message,
@@ -206,6 +213,9 @@ impl Node {
         };
         state.sink.text(key, at);
         decoded_layers(key, at, &mut *state.sink);
+        if matches!(self.place, Place::Subtree(_)) {
+            state.sink.key_read(key, at, token);
+        }
     }
 
     fn array<'de, S: TextSink>(
@@ -251,6 +261,8 @@ impl Node {
         state: &mut State<'_, S>,
     ) -> Result<(), BodyError> {
         self.role_not_text(state);
+        // The object's opening brace, just read: an opaque part is dropped from here on.
+        let start = reader.position().saturating_sub(1);
         let mut keys = KeySet::new();
         let watching = self.watch.any() && (self.place == Place::Top || self.watched.is_some());
         let mut node = self;
@@ -276,7 +288,7 @@ impl Node {
         let mut text = None;
         let mut unread = None;
         let mut first = true;
-        while let Some((key, _)) = reader.next_key(&mut first)? {
+        while let Some((key, key_span)) = reader.next_key(&mut first)? {
             let key = key.into_cow();
             if let Err(seen) = keys.insert(key.clone()) {
                 return Err(seen.violation(key).into());
@@ -301,14 +313,15 @@ impl Node {
                     unread = unread_key(family, &key);
                 }
             }
-            if let Some(kind) = opaque_key(node.endpoint, node.place, place, &key) {
+            let opaque_value = opaque_key(node.endpoint, node.place, place, &key);
+            if let Some(kind) = opaque_value {
                 state.opaque(kind);
             }
             let key_field = match place {
                 Place::Subtree(field) => field,
                 _ => TextField::Other,
             };
-            node.key(&key, key_field, state);
+            node.key(&key, key_span, key_field, state);
             if watching {
                 if let Some(what) = watched(node.endpoint, node.watch, node.watched, &key) {
                     reader.colon()?;
@@ -319,7 +332,11 @@ impl Node {
             let child = node.child(place)?;
             reader.colon()?;
             state.last_string = None;
+            let value_start = reader.position();
             child.value(reader, state)?;
+            if opaque_value.is_some() {
+                state.sink.not_read(value_start..reader.position());
+            }
             if place == Place::PartType {
                 part_type = state.part_type.take();
             }
@@ -336,6 +353,7 @@ impl Node {
             let opaque = opaque_part(family, item, part_type.as_deref(), unread);
             if let Some(kind) = opaque {
                 state.opaque(kind);
+                state.sink.not_read(start..reader.position());
             }
             // A text part: one whose text a model reads on from the part before it.
             let text_type = part_type
