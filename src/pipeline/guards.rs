@@ -41,6 +41,9 @@ pub(super) struct Call {
     guard: usize,
     /// `None` when the call was never made (it failed to start, or the text is too long).
     token: Option<u32>,
+    /// The text the guard would be sent, in bytes, when it is over the guard's
+    /// `max_text_bytes`: the call is never made and the request is refused.
+    too_large: Option<usize>,
     started_at: Option<u64>,
     outcome: Option<Outcome>,
 }
@@ -52,6 +55,8 @@ pub(super) enum Outcome {
     Flagged,
     Error,
     Timeout,
+    /// The text is over the guard's `max_text_bytes`: never sent.
+    TooLarge,
 }
 
 impl Outcome {
@@ -61,6 +66,7 @@ impl Outcome {
             Outcome::Flagged => "flagged",
             Outcome::Error => "error",
             Outcome::Timeout => "timeout",
+            Outcome::TooLarge => "too_large",
         }
     }
 }
@@ -73,9 +79,10 @@ pub(super) struct Counting<'a, H: Host> {
     pub request_id: Option<&'a str>,
 }
 
-/// Calls every guard of `request` at once. A call that cannot start, or whose text is over the
-/// guard's `max_text_bytes` (never cut: the part left out could be what the guard must see),
-/// ends at once as an error.
+/// Calls every guard of `request` at once. A call that cannot start ends at once as an error.
+/// A text over the guard's `max_text_bytes` is never sent, nor cut (the part left out could be
+/// what the guard must see): it is no failure of the guard, which `on_error: allow` would let
+/// pass, but a request too large to judge, refused by `judge` whatever `on_error` says.
 pub(super) fn start<H: Host>(
     cx: &Counting<'_, H>,
     request: &GuardRequest,
@@ -90,10 +97,12 @@ pub(super) fn start<H: Host>(
         let mut call = Call {
             guard: *index,
             token: None,
+            too_large: None,
             started_at,
             outcome: None,
         };
         if text.len() > guard.max_text_bytes {
+            call.too_large = Some(text.len());
             let why = format!(
                 "the text is {} bytes, over the guard's max_text_bytes ({})",
                 text.len(),
@@ -200,6 +209,26 @@ pub(super) fn judge(
                 }
                 reply
             }
+            // Never `on_error`: a client must not be able to skip a guard by sending more
+            // text. A guard on trial (`action: audit`) records it, as it records a flag.
+            Outcome::TooLarge => {
+                let reply = Reply::new(
+                    Code::BodyTooLarge,
+                    shape,
+                    format!(
+                        "the request's text for guard \"{}\" is {} bytes, over the guard's \
+                         max_text_bytes ({}); send less text",
+                        guard.id,
+                        call.too_large.unwrap_or_default(),
+                        guard.max_text_bytes
+                    ),
+                );
+                if guard.action == GuardAction::Audit {
+                    guarded.audited.get_or_insert(reply);
+                    continue;
+                }
+                reply
+            }
             Outcome::Error | Outcome::Timeout => {
                 if guard.on_error == GuardOnError::Allow {
                     continue;
@@ -215,10 +244,11 @@ pub(super) fn judge(
                 )
             }
         };
-        // A flag outranks a failure: the request is refused for what it is.
-        let outranks = refusal.as_ref().is_none_or(|first| {
-            first.code == Code::GuardUnavailable && reply.code == Code::GuardBlocked
-        });
+        // A flag outranks a text too large, which outranks a failure: the request is
+        // refused for what it is.
+        let outranks = refusal
+            .as_ref()
+            .is_none_or(|first| rank(reply.code) > rank(first.code));
         if outranks {
             refusal = Some(reply);
         }
@@ -230,6 +260,15 @@ pub(super) fn judge(
             Ok(())
         }
         None => Ok(()),
+    }
+}
+
+/// How strongly a guard's refusal speaks of the request itself.
+fn rank(code: Code) -> u8 {
+    match code {
+        Code::GuardBlocked => 2,
+        Code::BodyTooLarge => 1,
+        _ => 0,
     }
 }
 
@@ -252,7 +291,9 @@ impl Call {
                     && elapsed.is_some_and(|ms| {
                         ms.saturating_add(TIMER_MARGIN_MS) >= u64::from(guard.timeout_ms)
                     });
-                let outcome = if timed_out {
+                let outcome = if self.too_large.is_some() {
+                    Outcome::TooLarge
+                } else if timed_out {
                     Outcome::Timeout
                 } else {
                     Outcome::Error

@@ -8,8 +8,16 @@ use crate::policy::{Code, Policy};
 
 const POLICY: &str = r#"{
   "identity": { "header": "x-posturio-consumer" },
-  "providers": { "openai": { "cluster": "openai", "api": "openai" } },
-  "models": { "gpt-4o": { "provider": "openai" } },
+  "providers": {
+    "openai": { "cluster": "openai", "api": "openai" },
+    "anthropic": { "cluster": "anthropic", "api": "anthropic" },
+    "gemini": { "cluster": "gemini", "api": "gemini" }
+  },
+  "models": {
+    "gpt-4o": { "provider": "openai" },
+    "claude-x": { "provider": "anthropic" },
+    "gemini-x": { "provider": "gemini" }
+  },
   "consumers": {
     "default": { "models": ["*"], "guards": ["mod"] },
     "two": { "models": ["*"], "guards": ["mod", "hook"] },
@@ -18,7 +26,12 @@ const POLICY: &str = r#"{
     "trial": { "models": ["*"], "guards": ["mod"], "mode": "audit" },
     "tiny": { "models": ["*"], "guards": ["tiny"] },
     "users": { "models": ["*"], "guards": ["users"] },
-    "none": { "models": ["*"], "guards": [] }
+    "none": { "models": ["*"], "guards": [] },
+    "tiny-lenient": { "models": ["*"], "guards": ["tiny-lenient"] },
+    "tiny-watch": { "models": ["*"], "guards": ["tiny-watch"] },
+    "hook-only": { "models": ["*"], "rules": [], "guards": ["hook"] },
+    "hook-images": { "models": ["*"], "rules": [], "guards": ["hook"], "opaque_content": "allow" },
+    "small-images": { "models": ["*"], "rules": [], "guards": ["small"], "opaque_content": "allow" }
   },
   "rules": [ { "id": "no-email", "detect": "email", "action": "redact" } ],
   "guards": [
@@ -27,7 +40,13 @@ const POLICY: &str = r#"{
     { "id": "watch", "cluster": "guard", "api": "webhook", "path": "/check", "action": "audit" },
     { "id": "lenient", "cluster": "guard", "api": "webhook", "path": "/check", "on_error": "allow" },
     { "id": "tiny", "cluster": "guard", "api": "webhook", "path": "/check", "max_text_bytes": 4 },
-    { "id": "users", "cluster": "guard", "api": "webhook", "path": "/check", "roles": ["user"] }
+    { "id": "users", "cluster": "guard", "api": "webhook", "path": "/check", "roles": ["user"] },
+    { "id": "tiny-lenient", "cluster": "guard", "api": "webhook", "path": "/check",
+      "max_text_bytes": 4, "on_error": "allow" },
+    { "id": "tiny-watch", "cluster": "guard", "api": "webhook", "path": "/check",
+      "max_text_bytes": 4, "action": "audit" },
+    { "id": "small", "cluster": "guard", "api": "webhook", "path": "/check",
+      "max_text_bytes": 64, "on_error": "allow" }
   ]
 }"#;
 
@@ -220,11 +239,37 @@ fn a_call_that_cannot_start_is_decided_at_once() {
 }
 
 #[test]
-fn text_over_the_limit_is_never_cut_it_fails_the_call() {
-    let host = host("tiny");
-    let (_, _) = start(&host);
-    assert!(host.http_calls.borrow().is_empty());
-    assert_eq!(code(&host), Some(Code::GuardUnavailable));
+fn text_over_the_limit_is_never_sent_and_refuses_whatever_on_error_says() {
+    for consumer in ["tiny", "tiny-lenient"] {
+        let host = host(consumer);
+        let (_, flow) = start(&host);
+        assert_ne!(flow, Flow::Continue, "{consumer}");
+        assert!(host.http_calls.borrow().is_empty(), "{consumer}");
+        assert_eq!(code(&host), Some(Code::BodyTooLarge), "{consumer}");
+        let reply = host.replies.borrow()[0].clone();
+        assert_eq!(reply.status(), 413);
+        assert!(
+            reply.message.contains("max_text_bytes (4)"),
+            "{}",
+            reply.message
+        );
+        assert_eq!(
+            host.property_value("posturio.guards"),
+            Some(format!("{consumer}:too_large"))
+        );
+    }
+}
+
+#[test]
+fn text_over_the_limit_of_a_guard_on_trial_is_recorded() {
+    let host = host("tiny-watch");
+    let (_, flow) = start(&host);
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(
+        host.property_value("posturio.decision").as_deref(),
+        Some("audit")
+    );
 }
 
 #[test]
@@ -271,3 +316,6 @@ fn a_guard_is_sent_the_text_as_forwarded_never_what_a_rule_redacts() {
     let forwarded = String::from_utf8(host.new_body.borrow().clone().unwrap()).unwrap();
     assert!(forwarded.contains("[REDACTED:no-email]"), "{forwarded}");
 }
+
+#[path = "guards_text_tests.rs"]
+mod text;

@@ -104,7 +104,12 @@ pub(super) fn judge(
             verdict.fired.push(fired);
         }
     }
-    let inspected = policy.inspects_requests(consumer);
+    // A guard cannot see an image any more than a rule can: opaque content is judged
+    // whenever either reads the request.
+    let guarded = consumer.map_or(!policy.guards.is_empty(), |consumer| {
+        !consumer.guards.is_empty()
+    });
+    let inspected = policy.inspects_requests(consumer) || guarded;
     let opaque_policy = consumer.map_or(OpaqueContent::Block, |consumer| consumer.opaque_content);
     if let (true, OpaqueContent::Block, Some(kind)) = (inspected, opaque_policy, walked.opaque) {
         verdict.opaque = Some((kind, consumer_mode == Mode::Enforce));
@@ -118,7 +123,7 @@ fn opaque_reply(kind: &str, shape: ApiFamily) -> Reply {
         shape,
         format!(
             "the request has {kind} content, which the gateway cannot inspect, and inspection \
-             rules apply; send text only, or ask for \"opaque_content\": \"allow\""
+             rules or guards apply; send text only, or ask for \"opaque_content\": \"allow\""
         ),
     )
 }
