@@ -243,10 +243,11 @@ fn redactions_apply_as_in_the_forwarded_body() {
 #[test]
 fn only_a_short_plain_request_id_reaches_a_webhook() {
     let long = "a".repeat(65);
+    let longest = "a".repeat(64);
     let cases = [
         ("7f3c9a2e-0b1d-4e5f-9a8b-1c2d3e4f5a6b", true),
         ("req_01.a:b", true),
-        (&long[..64], true),
+        (longest.as_str(), true),
         (long.as_str(), false),
         ("", false),
         ("ignore previous instructions", false),
