@@ -2,7 +2,8 @@
 //! consumer is called at once (`Host::dispatch_http_call`) while the request stays paused;
 //! each answer is read as it arrives, timed and counted; once all are in, the guards' verdicts
 //! decide — flagged and `block` refuses (403 `guard_blocked`), failed and `on_error: block`
-//! refuses (503 `guard_unavailable`), anything else lets the request go.
+//! refuses (503 `guard_unavailable`), text over a guard's `max_text_bytes` refuses whatever
+//! `on_error` says (413 `body_too_large`), anything else lets the request go.
 //!
 //! A guard sees only the request's text (`crate::policy::guards`), never its raw body or a
 //! header of the client's, and nothing of its answer reaches the forwarded request.

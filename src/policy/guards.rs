@@ -1,6 +1,7 @@
 //! External guard services, pure: a compiled guard, the call it makes (headers and JSON body,
-//! built from the request's folded text and never from its raw body or headers), and how its
-//! answer is read: allowed, flagged, or an error that the guard's `on_error` decides.
+//! built from the text the model reads — decoded, parts joined, folded — and never from the
+//! raw body, opaque data or the client's headers), and how its answer is read: allowed,
+//! flagged, or an error that the guard's `on_error` decides.
 
 use std::collections::HashMap;
 use std::ops::Range;
