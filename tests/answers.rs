@@ -564,3 +564,73 @@ fn tool_calls_in_whole_answers_are_inspected_and_compression_is_not_asked_for() 
         "response_blocked"
     );
 }
+
+const GEMINI_JSON_STREAM: Family = Family {
+    name: "gemini json stream",
+    path: "/v1beta/models/gemini-flash:streamGenerateContent",
+    stream_path: "/v1beta/models/gemini-flash:streamGenerateContent",
+    body: gemini_body,
+    text: |v| str_at(v, "/candidates/0/content/parts/0/text"),
+    delta: |v| str_at(v, "/candidates/0/content/parts/0/text"),
+};
+
+/// The text of a Gemini stream the client received, SSE or one JSON array.
+fn gemini_stream_text(response: &Response) -> String {
+    if response
+        .header("content-type")
+        .is_some_and(|kind| kind.starts_with("text/event-stream"))
+    {
+        return response.events().iter().map(GEMINI.delta).collect();
+    }
+    let elements: Vec<Value> = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|error| panic!("not a JSON array ({error}): {response:?}"));
+    elements.iter().map(GEMINI.delta).collect()
+}
+
+/// A Gemini stream asked without `alt=sse` is one JSON array, streamed element by element: it
+/// is held whole and inspected, a secret split over two elements included, whatever framing
+/// the request asked for and whatever framing the provider answers with.
+#[test]
+fn gemini_streams_are_inspected_in_either_framing() {
+    let gateway = Gateway::start();
+    let sse_path = GEMINI.stream_path;
+    let json_path = GEMINI_JSON_STREAM.stream_path;
+    let other_query = "/v1beta/models/gemini-flash:streamGenerateContent?key=x&alt=json";
+    // (path asked, framing the provider answers with: "" = as asked)
+    let cases = [
+        (json_path, ""),
+        (other_query, ""),
+        (sse_path, ""),
+        (sse_path, "json"),
+        (json_path, "sse"),
+    ];
+    for (path, framing) in cases {
+        let family = Family {
+            stream_path: path,
+            ..GEMINI_JSON_STREAM
+        };
+        for (first, second) in splits() {
+            let what = format!("{path} answered {framing:?}, split {first:?}|{second:?}");
+            let extra: &[(&str, &str)] = if framing.is_empty() {
+                &[]
+            } else {
+                &[("x-mock-stream-framing", framing)]
+            };
+            let response =
+                gateway.ask_with("redactor", &family, true, &[&first, &second], None, extra);
+            assert_eq!(response.status, 200, "{what}: {response:?}");
+            assert!(!response.text().contains(SECRET), "{what}: {response:?}");
+            assert_eq!(
+                gemini_stream_text(&response),
+                format!("pre {REDACTED} post"),
+                "{what}: {response:?}"
+            );
+
+            let blocked =
+                gateway.ask_with("blocker", &family, true, &[&first, &second], None, extra);
+            assert!(!blocked.text().contains(SECRET), "{what}: {blocked:?}");
+            assert!(blocked.text().contains("block-key"), "{what}: {blocked:?}");
+        }
+    }
+    gateway.envoy.assert_no_wasm_failure();
+}

@@ -5,6 +5,7 @@
 //! only what a match could still span, and cut with the family's error event when a rule
 //! blocks. A consumer without such rules never reaches this step.
 
+use super::answer_array::inspect_gemini_array;
 use super::host::{Host, HostError};
 use super::state::{Facts, Pending, RequestKind};
 use crate::policy::answer::{
@@ -274,7 +275,13 @@ impl Answers {
         };
         let scan = AnswerRules::new(policy, &self.rules, self.consumer_mode);
         self.state = State::Done;
-        match inspect_whole(self.shape, body, &scan, &mut self.findings) {
+        let array = match self.shape {
+            AnswerShape::Gemini => inspect_gemini_array(body, &scan, &mut self.findings),
+            _ => None,
+        };
+        let inspected =
+            array.unwrap_or_else(|| inspect_whole(self.shape, body, &scan, &mut self.findings));
+        match inspected {
             WholeAnswer::Unchanged => (Next::Finished(self.passed()), None),
             WholeAnswer::Edited(edited) => (Next::Finished(self.passed()), Some(edited)),
             WholeAnswer::Blocked { rule } => {
