@@ -634,3 +634,46 @@ fn gemini_streams_are_inspected_in_either_framing() {
     }
     gateway.envoy.assert_no_wasm_failure();
 }
+
+/// Sends a streamed chat request as `consumer` and leaves once the first event has arrived,
+/// while the mock still waits to send the rest.
+fn leave_mid_stream(envoy: &Envoy, consumer: &str) {
+    use std::io::{Read, Write};
+    let body = chat_body(true).to_string();
+    let answer = mock_answer(&["one ", "two ", "three"], None);
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: {consumer}\r\nx-mock-event-delay-ms: 400\r\n\
+         x-mock-answer: {answer}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("data:") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first event: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+}
+
+/// A stream the client leaves never reached its end, so its inspection never finished: it is
+/// recorded `cut_short` (the decision line), never left without a record.
+#[test]
+fn a_stream_the_client_leaves_is_recorded_cut_short() {
+    let gateway = Gateway::start();
+    leave_mid_stream(&gateway.envoy, "redactor");
+    let line = gateway
+        .envoy
+        .wait_for_log("\"response\":\"cut_short\"", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no cut_short line:\n{}", gateway.envoy.log()));
+    assert!(line.contains("request_id"), "{line}");
+    let logged = gateway.access_log_line("cut_short");
+    assert_eq!(logged["posturio_response"], "cut_short", "{logged}");
+    gateway.envoy.assert_no_wasm_failure();
+}

@@ -28,6 +28,10 @@ pub(super) enum Verdict {
     Redacted,
     Blocked,
     Unreadable,
+    /// The answer ended before its inspection did: the client left, or the stream ended with
+    /// trailers. Whatever was held back (a whole answer, or the end of a stream's text) was
+    /// never sent.
+    CutShort,
 }
 
 impl Verdict {
@@ -37,6 +41,7 @@ impl Verdict {
             Verdict::Redacted => "redacted",
             Verdict::Blocked => "blocked",
             Verdict::Unreadable => "unreadable",
+            Verdict::CutShort => "cut_short",
         }
     }
 }
@@ -330,6 +335,19 @@ impl Answers {
                 (bytes, Some(verdict))
             }
         }
+    }
+
+    /// The answer ended before the inspection saw its end (the client left, or trailers
+    /// ended the body): `CutShort`, with what was found so far, once; `None` when the
+    /// inspection was over or never began (no answer arrived).
+    pub(super) fn cut_short(&mut self) -> Option<Verdict> {
+        match &self.state {
+            State::Stream(editor) => self.findings = editor.findings().clone(),
+            State::Whole => {}
+            State::Waiting | State::Cut | State::Done => return None,
+        }
+        self.state = State::Done;
+        Some(Verdict::CutShort)
     }
 
     fn passed(&self) -> Verdict {
