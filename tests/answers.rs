@@ -420,17 +420,23 @@ fn usage_is_counted_on_an_edited_stream_and_the_added_usage_chunk_still_removed(
     let gateway = Gateway::start();
     // The client did not ask for usage: the gateway asks for it, reads it, and takes the
     // usage chunk back out, on the stream it edits.
-    let response = gateway.ask("redactor", &CHAT, true, &["pre SECRET-1", "23456 post"]);
-    assert_eq!(response.status, 200);
-    let events = response.events();
-    assert!(
-        events
-            .iter()
-            .all(|event| event.get("usage").is_none_or(Value::is_null)),
-        "{response:?}"
-    );
-    let joined: String = events.iter().map(CHAT.delta).collect();
-    assert_eq!(joined, format!("pre {REDACTED} post"));
+    // In every form the provider writes it: a chunk of its own, beside Azure's
+    // `prompt_filter_results`, on the chunk that ends the choice.
+    for style in ["", "azure", "content"] {
+        let pieces = ["pre SECRET-1", "23456 post"];
+        let extra = [("x-mock-usage-style", style)];
+        let response = gateway.ask_with("redactor", &CHAT, true, &pieces, None, &extra);
+        assert_eq!(response.status, 200, "{style}: {response:?}");
+        let events = response.events();
+        assert!(
+            events
+                .iter()
+                .all(|event| event.get("usage").is_none_or(Value::is_null)),
+            "{style}: {response:?}"
+        );
+        let joined: String = events.iter().map(CHAT.delta).collect();
+        assert_eq!(joined, format!("pre {REDACTED} post"), "{style}");
+    }
     let line = gateway.access_log_line("redact-key:redact");
     assert!(line["posturio_output_tokens"].as_str().is_some(), "{line}");
     let samples = gateway.envoy.posturio_samples();
