@@ -65,10 +65,13 @@ impl UsageChunkRemover {
     }
 }
 
+/// An event to change, by its place, and what replaces it.
+type Change = (Range<usize>, Vec<u8>);
+
 /// The complete events of `data`: the length they span, and the events to change, each with
 /// what replaces it (nothing, for an event removed whole). At the end of the stream
 /// everything counts as complete.
-fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<(Range<usize>, Vec<u8>)>) {
+fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<Change>) {
     let mut changed = Vec::new();
     let complete = whole_events(data, end_of_stream, |event| {
         if let Some(replacement) = data.get(event.clone()).and_then(without_usage) {
@@ -79,7 +82,7 @@ fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<(Range<usize>, Vec<u8>)
 }
 
 /// `data` with the changed events replaced.
-fn keep(data: &[u8], changed: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
+fn keep(data: &[u8], changed: Vec<Change>) -> Vec<u8> {
     let mut kept = Vec::with_capacity(data.len());
     let mut from = 0;
     for (range, replacement) in changed {
