@@ -420,17 +420,23 @@ fn usage_is_counted_on_an_edited_stream_and_the_added_usage_chunk_still_removed(
     let gateway = Gateway::start();
     // The client did not ask for usage: the gateway asks for it, reads it, and takes the
     // usage chunk back out, on the stream it edits.
-    let response = gateway.ask("redactor", &CHAT, true, &["pre SECRET-1", "23456 post"]);
-    assert_eq!(response.status, 200);
-    let events = response.events();
-    assert!(
-        events
-            .iter()
-            .all(|event| event.get("usage").is_none_or(Value::is_null)),
-        "{response:?}"
-    );
-    let joined: String = events.iter().map(CHAT.delta).collect();
-    assert_eq!(joined, format!("pre {REDACTED} post"));
+    // In every form the provider writes it: a chunk of its own, beside Azure's
+    // `prompt_filter_results`, on the chunk that ends the choice.
+    for style in ["", "azure", "content"] {
+        let pieces = ["pre SECRET-1", "23456 post"];
+        let extra = [("x-mock-usage-style", style)];
+        let response = gateway.ask_with("redactor", &CHAT, true, &pieces, None, &extra);
+        assert_eq!(response.status, 200, "{style}: {response:?}");
+        let events = response.events();
+        assert!(
+            events
+                .iter()
+                .all(|event| event.get("usage").is_none_or(Value::is_null)),
+            "{style}: {response:?}"
+        );
+        let joined: String = events.iter().map(CHAT.delta).collect();
+        assert_eq!(joined, format!("pre {REDACTED} post"), "{style}");
+    }
     let line = gateway.access_log_line("redact-key:redact");
     assert!(line["posturio_output_tokens"].as_str().is_some(), "{line}");
     let samples = gateway.envoy.posturio_samples();
@@ -563,4 +569,117 @@ fn tool_calls_in_whole_answers_are_inspected_and_compression_is_not_asked_for() 
         blocked.events().last().unwrap()["error"]["type"],
         "response_blocked"
     );
+}
+
+const GEMINI_JSON_STREAM: Family = Family {
+    name: "gemini json stream",
+    path: "/v1beta/models/gemini-flash:streamGenerateContent",
+    stream_path: "/v1beta/models/gemini-flash:streamGenerateContent",
+    body: gemini_body,
+    text: |v| str_at(v, "/candidates/0/content/parts/0/text"),
+    delta: |v| str_at(v, "/candidates/0/content/parts/0/text"),
+};
+
+/// The text of a Gemini stream the client received, SSE or one JSON array.
+fn gemini_stream_text(response: &Response) -> String {
+    if response
+        .header("content-type")
+        .is_some_and(|kind| kind.starts_with("text/event-stream"))
+    {
+        return response.events().iter().map(GEMINI.delta).collect();
+    }
+    let elements: Vec<Value> = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|error| panic!("not a JSON array ({error}): {response:?}"));
+    elements.iter().map(GEMINI.delta).collect()
+}
+
+/// A Gemini stream asked without `alt=sse` is one JSON array, streamed element by element: it
+/// is held whole and inspected, a secret split over two elements included, whatever framing
+/// the request asked for and whatever framing the provider answers with.
+#[test]
+fn gemini_streams_are_inspected_in_either_framing() {
+    let gateway = Gateway::start();
+    let sse_path = GEMINI.stream_path;
+    let json_path = GEMINI_JSON_STREAM.stream_path;
+    let other_query = "/v1beta/models/gemini-flash:streamGenerateContent?key=x&alt=json";
+    // (path asked, framing the provider answers with: "" = as asked)
+    let cases = [
+        (json_path, ""),
+        (other_query, ""),
+        (sse_path, ""),
+        (sse_path, "json"),
+        (json_path, "sse"),
+    ];
+    for (path, framing) in cases {
+        let family = Family {
+            stream_path: path,
+            ..GEMINI_JSON_STREAM
+        };
+        for (first, second) in splits() {
+            let what = format!("{path} answered {framing:?}, split {first:?}|{second:?}");
+            let extra: &[(&str, &str)] = if framing.is_empty() {
+                &[]
+            } else {
+                &[("x-mock-stream-framing", framing)]
+            };
+            let response =
+                gateway.ask_with("redactor", &family, true, &[&first, &second], None, extra);
+            assert_eq!(response.status, 200, "{what}: {response:?}");
+            assert!(!response.text().contains(SECRET), "{what}: {response:?}");
+            assert_eq!(
+                gemini_stream_text(&response),
+                format!("pre {REDACTED} post"),
+                "{what}: {response:?}"
+            );
+
+            let blocked =
+                gateway.ask_with("blocker", &family, true, &[&first, &second], None, extra);
+            assert!(!blocked.text().contains(SECRET), "{what}: {blocked:?}");
+            assert!(blocked.text().contains("block-key"), "{what}: {blocked:?}");
+        }
+    }
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+/// Sends a streamed chat request as `consumer` and leaves once the first event has arrived,
+/// while the mock still waits to send the rest.
+fn leave_mid_stream(envoy: &Envoy, consumer: &str) {
+    use std::io::{Read, Write};
+    let body = chat_body(true).to_string();
+    let answer = mock_answer(&["one ", "two ", "three"], None);
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-posturio-consumer: {consumer}\r\nx-mock-event-delay-ms: 400\r\n\
+         x-mock-answer: {answer}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("data:") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first event: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+}
+
+/// A stream the client leaves never reached its end, so its inspection never finished: it is
+/// recorded `cut_short` (the decision line), never left without a record.
+#[test]
+fn a_stream_the_client_leaves_is_recorded_cut_short() {
+    let gateway = Gateway::start();
+    leave_mid_stream(&gateway.envoy, "redactor");
+    let line = gateway
+        .envoy
+        .wait_for_log("\"response\":\"cut_short\"", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no cut_short line:\n{}", gateway.envoy.log()));
+    assert!(line.contains("request_id"), "{line}");
+    let logged = gateway.access_log_line("cut_short");
+    assert_eq!(logged["posturio_response"], "cut_short", "{logged}");
+    gateway.envoy.assert_no_wasm_failure();
 }

@@ -727,3 +727,140 @@ fn the_clients_query_credentials_reach_no_target() {
     }
     envoy.assert_no_wasm_failure();
 }
+
+/// A policy whose consumers read the pool's answers: one redacts a key, one blocks it.
+fn answer_rules_policy() -> String {
+    let mut policy: Value = serde_json::from_str(&policy()).unwrap();
+    let rules = policy["rules"].as_array_mut().unwrap();
+    rules.push(
+        json!({ "id": "answer-key", "pattern": "SECRET-[0-9]{6}", "action": "redact",
+                       "direction": "response" }),
+    );
+    rules.push(
+        json!({ "id": "answer-block", "pattern": "SECRET-[0-9]{6}", "action": "block",
+                       "direction": "response" }),
+    );
+    policy["consumers"]["pool-redactor"] = json!({ "models": [MODEL], "rules": ["answer-key"] });
+    policy["consumers"]["pool-blocker"] = json!({ "models": [MODEL], "rules": ["answer-block"] });
+    policy.to_string()
+}
+
+/// Asks `resilient` as `consumer` for an answer whose text is these pieces.
+fn ask_pool(envoy: &Envoy, consumer: &str, stream: bool, pieces: &[&str]) -> http::Response {
+    use base64::Engine as _;
+    let answer =
+        base64::engine::general_purpose::STANDARD.encode(json!({ "pieces": pieces }).to_string());
+    let mut request_headers = headers(consumer);
+    request_headers.push(("x-mock-answer", &answer));
+    http::request(
+        envoy.port(),
+        "POST",
+        "/v1/chat/completions",
+        &request_headers,
+        chat_body(stream).as_bytes(),
+    )
+}
+
+/// The access-log line of the `n`th request (counting from 1), once Envoy has written it.
+fn nth_access_record(envoy: &Envoy, n: usize) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = envoy.access_log();
+        if let Some(line) = log.lines().filter(|line| line.starts_with('{')).nth(n - 1) {
+            return serde_json::from_str(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no line {n}:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The chat text the client received, whole or streamed.
+fn chat_text(response: &http::Response, stream: bool) -> String {
+    if !stream {
+        return response.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    response
+        .events()
+        .iter()
+        .filter_map(|event| {
+            event
+                .pointer("/choices/0/delta/content")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The pool's answer is inspected whichever target serves it: the primary, or the secondary
+/// after Envoy retried the primary's 429; whole and streamed; redacted and blocked.
+#[test]
+fn answers_from_any_target_of_a_pool_are_inspected() {
+    let mock = MockProvider::start();
+    let envoy = Envoy::start_with(EnvoyOptions::new(&answer_rules_policy()).mock(&mock));
+    let secret = "SECRET-123456";
+    let mut asked = 0;
+    for failing_primary in [false, true] {
+        if failing_primary {
+            mock.behave("openai", json!({ "status": 429 }));
+        }
+        let served_by = if failing_primary { "azure" } else { "openai" };
+        for stream in [false, true] {
+            let what = format!("served by {served_by}, stream {stream}");
+            let response = ask_pool(
+                &envoy,
+                "pool-redactor",
+                stream,
+                &["pre SECRET-1", "23456 post"],
+            );
+            asked += 1;
+            assert_eq!(response.status, 200, "{what}: {response:?}");
+            assert!(!response.text().contains(secret), "{what}: {response:?}");
+            assert_eq!(
+                chat_text(&response, stream),
+                "pre [REDACTED:answer-key] post",
+                "{what}: {response:?}"
+            );
+            let record = nth_access_record(&envoy, asked);
+            assert_eq!(record["posturio_provider"], served_by, "{what}: {record:#}");
+            assert_eq!(
+                record["posturio_response"], "redacted",
+                "{what}: {record:#}"
+            );
+
+            let blocked = ask_pool(
+                &envoy,
+                "pool-blocker",
+                stream,
+                &["pre SECRET-1", "23456 post"],
+            );
+            assert!(!blocked.text().contains(secret), "{what}: {blocked:?}");
+            asked += 1;
+            assert!(
+                blocked.text().contains("answer-block"),
+                "{what}: {blocked:?}"
+            );
+            if stream {
+                let last = blocked.events().last().cloned().unwrap_or_default();
+                assert_eq!(
+                    last["error"]["code"], "response_blocked",
+                    "{what}: {blocked:?}"
+                );
+            } else {
+                assert_eq!(blocked.status, 403, "{what}: {blocked:?}");
+                assert_eq!(blocked.header("x-posturio-code"), Some("response_blocked"));
+            }
+            let record = nth_access_record(&envoy, asked);
+            assert_eq!(record["posturio_provider"], served_by, "{what}: {record:#}");
+            assert_eq!(record["posturio_response"], "blocked", "{what}: {record:#}");
+        }
+    }
+    let records = mock.requests();
+    assert!(
+        records.iter().any(|record| record.listener == "azure"),
+        "{records:#?}"
+    );
+    envoy.assert_no_wasm_failure();
+}

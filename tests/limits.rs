@@ -413,10 +413,12 @@ fn stream_flags_of_another_type_are_refused() {
     gateway.envoy.assert_no_wasm_failure();
 }
 
-/// Usage spread over two chunks, the output count written as a float, is charged in full; an
-/// Azure-style usage chunk that also carries `prompt_filter_results` reaches the client.
+/// Usage spread over two chunks, the output count written as a float, is charged in full; the
+/// usage the gateway asked for is taken out in every form: a bare usage chunk whole, and only
+/// the `usage` member of an Azure-style chunk with `prompt_filter_results` or of a chunk that
+/// also carries the choice.
 #[test]
-fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
+fn usage_is_merged_and_taken_out_in_every_form() {
     let gateway = Gateway::start();
     let stream = |style: &str| {
         http::post(
@@ -464,19 +466,45 @@ fn usage_is_merged_and_only_a_bare_usage_chunk_is_taken_out() {
     wait_for(7.0);
     assert_eq!(gateway.input_tokens("metered"), 12.0);
 
-    // The provider's content-filter verdict stays, usage and all; the usage is still counted.
+    // The provider's content-filter verdict stays; only its usage is taken out (a client that
+    // did not ask for usage never sees it), and the usage is still counted.
     let response = stream("azure");
     assert_eq!(response.status, 200, "{response:?}");
     let chunks = response.events();
     assert_eq!(chunks.len(), 5, "{}", response.text());
     let last = &chunks[4];
     assert_eq!(last["choices"], json!([]), "{last}");
-    assert_eq!(last["usage"]["completion_tokens"], 7, "{last}");
+    assert!(last.get("usage").is_none(), "{last}");
     assert_eq!(
         last["prompt_filter_results"][0]["content_filter_results"]["hate"]["severity"], "safe",
         "{last}"
     );
     wait_for(14.0);
+
+    // Usage on the chunk that also ends the choice: the usage goes, the choice stays.
+    let response = stream("content");
+    assert_eq!(response.status, 200, "{response:?}");
+    let chunks = response.events();
+    assert_eq!(chunks.len(), 4, "{}", response.text());
+    assert!(
+        chunks
+            .iter()
+            .all(|chunk| chunk.get("usage").is_none_or(Value::is_null)),
+        "{}",
+        response.text()
+    );
+    assert_eq!(
+        chunks[3]["choices"][0]["finish_reason"],
+        "stop",
+        "{}",
+        response.text()
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from the mock openai provider.");
+    wait_for(21.0);
     assert_eq!(gateway.usage_unknown(), 0.0);
     gateway.envoy.assert_no_wasm_failure();
 }

@@ -39,7 +39,12 @@ A request header `x-mock-header-delay-ms: N` makes the mock wait N ms before its
 as a provider does while it generates a whole answer (for clients that leave before it).
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
 adds Azure's `prompt_filter_results` to the usage chunk; `split` sends the input count in one
-usage chunk and the output count, written as a float (`7.0`), in a later one.
+usage chunk and the output count, written as a float (`7.0`), in a later one; `content` puts
+the usage on the last chunk, the one that also carries the choice and its `finish_reason`.
+A Gemini `streamGenerateContent` answers server-sent events when the query has `alt=sse`,
+else one JSON array streamed element by element (`application/json`), as Gemini does; a
+request header `x-mock-stream-framing: sse|json` overrides that, to play a provider that
+answers in the other framing than the one asked for.
 A request header `x-mock-answer: <base64 of JSON {"pieces": [..], "tool_args": [..]}>` sets the
 answer's text: the pieces joined for a whole answer, one text delta per piece in a stream, for
 every family (chat, completions, Responses, Anthropic, Gemini, Converse, Bedrock invoke of an
@@ -257,6 +262,24 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
 
+    def send_json_array(self, elements: list) -> None:
+        # Gemini's stream without ?alt=sse: one JSON array, chunked, each element flushed on
+        # its own as it is generated ("[" + first, then "," + each next, then "]").
+        self.send_response(200)
+        self.send_header("content-type", "application/json; charset=UTF-8")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        delay = self.headers.get("x-mock-event-delay-ms", "").strip()
+        pieces = [("[" if n == 0 else "\r\n,") + json.dumps(element)
+                  for n, element in enumerate(elements)] + ["]" if elements else "[]"]
+        for n, piece in enumerate(pieces):
+            if n and delay.isdigit():
+                time.sleep(int(delay) / 1000)
+            data = piece.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
     def send_error_json(self, status: int, message: str, kind: str) -> None:
         # OpenAI's error shape, plus Anthropic's top-level "type", so both SDKs parse it.
         # x-should-retry: false stops the SDKs from retrying, so a test sees one request.
@@ -396,7 +419,15 @@ class Handler(BaseHTTPRequestHandler):
             tool_use = int(self.headers.get("x-mock-gemini-tool-use", "").strip() or 0)
             self.send_json(200, gemini_response(gemini_model(path), text, tool_use))
         elif path.endswith(":streamGenerateContent"):
-            self.send_stream(gemini_stream(gemini_model(path), pieces))
+            chunks = gemini_stream(gemini_model(path), pieces)
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            framing = self.headers.get("x-mock-stream-framing", "").strip()
+            if not framing:
+                framing = "sse" if "alt=sse" in query.split("&") else "json"
+            if framing == "sse":
+                self.send_stream([sse(chunk) for chunk in chunks])
+            else:
+                self.send_json_array(chunks)
         elif path.endswith("/converse") or (
                 path.endswith("/invoke") and self.headers.get("x-mock-bedrock-cache")):
             cached = int(self.headers.get("x-mock-bedrock-cache", "").strip() or 0)
@@ -472,6 +503,9 @@ def chat_stream(model: str, pieces: list[str], include_usage: bool, style: str =
     if include_usage and style == "split":
         chunks.append(dict(base, choices=[], usage={"prompt_tokens": PROMPT_TOKENS}))
         chunks.append(dict(base, choices=[], usage={"completion_tokens": float(COMPLETION_TOKENS)}))
+    elif include_usage and style == "content":
+        # Usage on the last chunk that still carries a choice, as some compatible servers do.
+        chunks[-1]["usage"] = OPENAI_USAGE
     elif include_usage and style == "azure":
         filtered = {"hate": {"filtered": False, "severity": "safe"}}
         chunks.append(dict(base, choices=[], usage=OPENAI_USAGE, prompt_filter_results=[
@@ -611,15 +645,16 @@ def gemini_response(model: str, text: str, tool_use: int = 0) -> dict:
             "responseId": ident("")}
 
 
-def gemini_stream(model: str, pieces: list[str]) -> list[bytes]:
-    # ?alt=sse: each event is a whole GenerateContentResponse; usage comes with the last.
+def gemini_stream(model: str, pieces: list[str]) -> list[dict]:
+    # Each element (an event with ?alt=sse, an array element without) is a whole
+    # GenerateContentResponse; usage comes with the last.
     chunks = []
     for n, piece in enumerate(pieces):
         chunk = gemini_response(model, piece)
         if n < len(pieces) - 1:
             del chunk["candidates"][0]["finishReason"]
         chunks.append(chunk)
-    return [sse(c) for c in chunks]
+    return chunks
 
 
 def bedrock_converse(text: str) -> dict:

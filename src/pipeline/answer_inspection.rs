@@ -5,6 +5,7 @@
 //! only what a match could still span, and cut with the family's error event when a rule
 //! blocks. A consumer without such rules never reaches this step.
 
+use super::answer_array::inspect_gemini_array;
 use super::host::{Host, HostError};
 use super::state::{Facts, Pending, RequestKind};
 use crate::policy::answer::{
@@ -27,6 +28,10 @@ pub(super) enum Verdict {
     Redacted,
     Blocked,
     Unreadable,
+    /// The answer ended before its inspection did: the client left, or the stream ended with
+    /// trailers. Whatever was held back (a whole answer, or the end of a stream's text) was
+    /// never sent.
+    CutShort,
 }
 
 impl Verdict {
@@ -36,6 +41,7 @@ impl Verdict {
             Verdict::Redacted => "redacted",
             Verdict::Blocked => "blocked",
             Verdict::Unreadable => "unreadable",
+            Verdict::CutShort => "cut_short",
         }
     }
 }
@@ -274,7 +280,13 @@ impl Answers {
         };
         let scan = AnswerRules::new(policy, &self.rules, self.consumer_mode);
         self.state = State::Done;
-        match inspect_whole(self.shape, body, &scan, &mut self.findings) {
+        let array = match self.shape {
+            AnswerShape::Gemini => inspect_gemini_array(body, &scan, &mut self.findings),
+            _ => None,
+        };
+        let inspected =
+            array.unwrap_or_else(|| inspect_whole(self.shape, body, &scan, &mut self.findings));
+        match inspected {
             WholeAnswer::Unchanged => (Next::Finished(self.passed()), None),
             WholeAnswer::Edited(edited) => (Next::Finished(self.passed()), Some(edited)),
             WholeAnswer::Blocked { rule } => {
@@ -323,6 +335,19 @@ impl Answers {
                 (bytes, Some(verdict))
             }
         }
+    }
+
+    /// The answer ended before the inspection saw its end (the client left, or trailers
+    /// ended the body): `CutShort`, with what was found so far, once; `None` when the
+    /// inspection was over or never began (no answer arrived).
+    pub(super) fn cut_short(&mut self) -> Option<Verdict> {
+        match &self.state {
+            State::Stream(editor) => self.findings = editor.findings().clone(),
+            State::Whole => {}
+            State::Waiting | State::Cut | State::Done => return None,
+        }
+        self.state = State::Done;
+        Some(Verdict::CutShort)
     }
 
     fn passed(&self) -> Verdict {

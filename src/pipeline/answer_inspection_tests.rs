@@ -202,6 +202,49 @@ fn a_stream_loses_its_length_and_passes_chunk_by_chunk() {
 }
 
 #[test]
+fn a_stream_the_client_leaves_is_recorded_cut_short_once() {
+    let chunk: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"s3cr\"}}]}\n\n";
+    let host = host("watched", "/v1/chat/completions", "200", SSE, &[chunk]);
+    let (mut filter, _) = forwarded(&host);
+    assert_eq!(filter.on_response_body(chunk.len(), false), Flow::Continue);
+    filter.on_log();
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("cut_short")
+    );
+    let recorded = host.properties.borrow().len();
+    filter.on_log();
+    assert_eq!(host.properties.borrow().len(), recorded, "recorded once");
+}
+
+#[test]
+fn a_stream_ended_by_trailers_is_recorded_cut_short() {
+    let chunk: &[u8] = b"data: {}\n\n";
+    let host = host("watched", "/v1/chat/completions", "200", SSE, &[chunk]);
+    let (mut filter, _) = forwarded(&host);
+    assert_eq!(filter.on_response_body(chunk.len(), false), Flow::Continue);
+    assert_eq!(filter.on_response_trailers(), Flow::Continue);
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("cut_short")
+    );
+}
+
+#[test]
+fn a_finished_stream_is_not_recorded_again_when_the_request_ends() {
+    let chunk: &[u8] = b"data: {}\n\n";
+    let host = host("watched", "/v1/chat/completions", "200", SSE, &[chunk, b""]);
+    let (mut filter, _) = forwarded(&host);
+    filter.on_response_body(chunk.len(), false);
+    filter.on_response_body(0, true);
+    filter.on_log();
+    assert_eq!(
+        host.property_value("posturio.response").as_deref(),
+        Some("passed")
+    );
+}
+
+#[test]
 fn a_bedrock_event_stream_is_refused_when_a_rule_enforces() {
     let path = "/model/titan/invoke-with-response-stream";
     let host = host("watched", path, "200", JSON, &[]);

@@ -294,19 +294,30 @@ impl<H: Host> Request<H> {
     /// Response trailers end the body without an end-of-stream body callback: a whole answer
     /// still held could not be inspected as it will be sent, so it is replaced. A stream has
     /// been edited chunk by chunk; what the editor still holds is lost, never sent unread.
+    /// A stream ended so is recorded `cut_short`.
     pub fn on_response_trailers(&mut self) -> Flow {
-        if self.replaced || !self.answers.as_ref().is_some_and(Answers::holds_whole) {
+        if self.replaced {
             return Flow::Continue;
         }
         let Some(answers) = self.answers.as_mut() else {
             return Flow::Continue;
         };
-        let next = answers.unreadable(self.shape);
-        self.answer_next(next)
+        if answers.holds_whole() {
+            let next = answers.unreadable(self.shape);
+            return self.answer_next(next);
+        }
+        if let Some(verdict) = answers.cut_short() {
+            self.record_answer(verdict.as_str());
+        }
+        Flow::Continue
     }
 
     /// The stream is over, whole or cut short: time it, and count whatever usage is known.
     pub fn on_log(&mut self) {
+        // An answer still under inspection was left by the client (or never ended).
+        if let Some(verdict) = self.answers.as_mut().and_then(Answers::cut_short) {
+            self.record_answer(verdict.as_str());
+        }
         self.recorder.flush();
         let started_at = self.started_at;
         let (cx, upstream) = self.response_step();

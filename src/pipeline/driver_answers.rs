@@ -126,7 +126,7 @@ impl<H: Host> Request<H> {
         }
     }
 
-    fn record_answer(&mut self, verdict: &str) {
+    pub(super) fn record_answer(&mut self, verdict: &str) {
         if let Some(answers) = self.answers.as_ref() {
             self.recorder.answer_inspected(
                 &self.host,

@@ -7,6 +7,7 @@
 //! `answer::answer`, which records it first (see `answer.rs`).
 
 pub mod answer;
+mod answer_array;
 mod answer_inspection;
 mod approval;
 pub mod attempt;

@@ -4,11 +4,17 @@
 //! `stream_options.include_usage: true` to requests that did not ask for it. The provider then
 //! ends the stream with one more event, whose `choices` list is empty and which carries the
 //! usage. A client that did not ask for it may not expect it (`chunk.choices[0]` fails on it),
-//! so that event is removed from what the client receives, after the filter has read it.
+//! so that event is removed from what the client receives, after the filter has read it. Some
+//! providers put the usage on a chunk that carries more (a choice, Azure's
+//! `prompt_filter_results`): there only the `usage` member is taken out.
 //!
 //! Events pass on as soon as they are complete; only an event still arriving is held back,
 //! up to `MAX_EVENT_BYTES`, beyond which the stream passes through unedited.
 
+use std::ops::Range;
+
+use super::body::json_reader::{Reader, Token};
+use super::body::span::Span;
 use super::sse::{whole_events, Lines, Piece};
 
 /// The longest incomplete event held back.
@@ -42,11 +48,11 @@ impl UsageChunkRemover {
             joined = pending;
             &joined
         };
-        let (complete, removed) = scan(data, end_of_stream);
-        if data.len() == chunk.len() && complete == chunk.len() && removed.is_empty() {
+        let (complete, changed) = scan(data, end_of_stream);
+        if data.len() == chunk.len() && complete == chunk.len() && changed.is_empty() {
             return None;
         }
-        let mut kept = keep(data.get(..complete).unwrap_or_default(), &removed);
+        let mut kept = keep(data.get(..complete).unwrap_or_default(), changed);
         let rest = data.get(complete..).unwrap_or_default();
         if rest.len() > MAX_EVENT_BYTES {
             // Never hold a stream hostage: send what is held and stop editing.
@@ -59,40 +65,47 @@ impl UsageChunkRemover {
     }
 }
 
-/// The complete events of `data`: the length they span, and the ranges of the events to
-/// remove. At the end of the stream everything counts as complete.
-fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<std::ops::Range<usize>>) {
-    let mut removed = Vec::new();
+/// An event to change, by its place, and what replaces it.
+type Change = (Range<usize>, Vec<u8>);
+
+/// The complete events of `data`: the length they span, and the events to change, each with
+/// what replaces it (nothing, for an event removed whole). At the end of the stream
+/// everything counts as complete.
+fn scan(data: &[u8], end_of_stream: bool) -> (usize, Vec<Change>) {
+    let mut changed = Vec::new();
     let complete = whole_events(data, end_of_stream, |event| {
-        if data.get(event.clone()).is_some_and(is_usage_only) {
-            removed.push(event);
+        if let Some(replacement) = data.get(event.clone()).and_then(without_usage) {
+            changed.push((event, replacement));
         }
     });
-    (complete, removed)
+    (complete, changed)
 }
 
-/// `data` without the removed ranges.
-fn keep(data: &[u8], removed: &[std::ops::Range<usize>]) -> Vec<u8> {
+/// `data` with the changed events replaced.
+fn keep(data: &[u8], changed: Vec<Change>) -> Vec<u8> {
     let mut kept = Vec::with_capacity(data.len());
     let mut from = 0;
-    for range in removed {
+    for (range, replacement) in changed {
         kept.extend_from_slice(data.get(from..range.start).unwrap_or_default());
+        kept.extend_from_slice(&replacement);
         from = range.end;
     }
     kept.extend_from_slice(data.get(from..).unwrap_or_default());
     kept
 }
 
-/// An event whose data is a chunk that carries nothing but usage: the one the provider adds
-/// for `include_usage`. Its `choices` is empty, its `usage` an object, and every other member
-/// is one of the envelope fields every chunk repeats, holding a plain value. A chunk with
-/// anything more (Azure's `prompt_filter_results`, a provider's own additions) is the
-/// provider speaking to the client, and is kept whole.
-fn is_usage_only(event: &[u8]) -> bool {
+/// The event without the usage the provider added for `include_usage`; `None` when it
+/// carries none (kept as it is). A chunk that carries nothing but that usage (empty
+/// `choices`, the envelope every chunk repeats) is removed whole (an empty replacement); a
+/// chunk that carries more — a choice's content or `finish_reason`, Azure's
+/// `prompt_filter_results`, a provider's own additions — loses only its `usage` member and
+/// keeps the rest as the provider wrote it, so the client gets what it would have without
+/// `include_usage`.
+fn without_usage(event: &[u8]) -> Option<Vec<u8>> {
     // Cheap test first: every chunk of such a stream has `"usage":null`; only this one has an
     // object there.
     if !contains_usage_object(event) {
-        return false;
+        return None;
     }
     let mut payload = Vec::new();
     for piece in Lines::default().pieces(event) {
@@ -107,14 +120,58 @@ fn is_usage_only(event: &[u8]) -> bool {
         }
     }
     let Ok(serde_json::Value::Object(chunk)) = serde_json::from_slice(&payload) else {
-        return false;
+        return None;
     };
-    chunk.iter().all(|(key, value)| match key.as_str() {
+    if !chunk.get("usage").is_some_and(serde_json::Value::is_object) {
+        return None;
+    }
+    let usage_only = chunk.iter().all(|(key, value)| match key.as_str() {
         "choices" => value.as_array().is_some_and(Vec::is_empty),
-        "usage" => value.is_object(),
+        "usage" => true,
         _ => ENVELOPE.contains(&key.as_str()) && !(value.is_object() || value.is_array()),
-    }) && chunk.get("usage").is_some_and(serde_json::Value::is_object)
-        && chunk.contains_key("choices")
+    }) && chunk.contains_key("choices");
+    if usage_only {
+        return Some(Vec::new());
+    }
+    let edited = without_member(&payload, "usage")?;
+    let mut replacement = Vec::with_capacity(edited.len().saturating_add(8));
+    replacement.extend_from_slice(b"data: ");
+    replacement.extend_from_slice(&edited);
+    replacement.extend_from_slice(b"\n\n");
+    Some(replacement)
+}
+
+/// The JSON object `payload` without its top-level member `key` (its comma too), every other
+/// byte as written; `None` when it is not an object or has no such member.
+fn without_member(payload: &[u8], key: &str) -> Option<Vec<u8>> {
+    let mut reader = Reader::new(payload).ok()?;
+    if !matches!(reader.value().ok()?, Token::Object) {
+        return None;
+    }
+    // Each member's start (its key's opening quote) and end (its value's last byte).
+    let mut members: Vec<(Span, bool)> = Vec::new();
+    let mut first = true;
+    while let Some((name, name_span)) = reader.next_key(&mut first).ok()? {
+        let is_key = name.as_str() == key;
+        reader.colon().ok()?;
+        let (_, value_span) = reader.raw_value().ok()?;
+        members.push((Span::new(name_span.start, value_span.end), is_key));
+    }
+    let at = members.iter().position(|(_, is_key)| *is_key)?;
+    let (member, _) = members.get(at)?;
+    // Take the comma before it, or, for the first member, the one after it.
+    let cut = match (
+        at.checked_sub(1).and_then(|before| members.get(before)),
+        members.get(at.saturating_add(1)),
+    ) {
+        (Some((before, _)), _) => before.end..member.end,
+        (None, Some((after, _))) => member.start..after.start,
+        (None, None) => member.start..member.end,
+    };
+    let mut edited = Vec::with_capacity(payload.len());
+    edited.extend_from_slice(payload.get(..cut.start)?);
+    edited.extend_from_slice(payload.get(cut.end..)?);
+    Some(edited)
 }
 
 /// The members every chunk of an OpenAI-style stream repeats, which say nothing of their own.

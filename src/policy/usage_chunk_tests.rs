@@ -72,13 +72,14 @@ fn whole_events_without_the_usage_chunk_pass_unchanged() {
 }
 
 #[test]
-fn usage_on_a_chunk_with_choices_is_kept() {
+fn usage_on_a_chunk_with_choices_is_taken_out_and_the_choice_kept() {
     // Some OpenAI-compatible providers put the usage on the last content chunk.
     let with_choices = CHUNK_2.replace("\"usage\":null", "\"usage\":{\"prompt_tokens\":1}");
     let stream = [CHUNK_1, &with_choices, DONE].concat();
+    let without = CHUNK_2.replace(",\"usage\":null", "");
     assert_eq!(
         String::from_utf8(run(&[stream.as_bytes()])).unwrap(),
-        stream
+        [CHUNK_1, &without, DONE].concat()
     );
 }
 
@@ -106,18 +107,21 @@ fn an_oversized_event_stops_the_editing_without_losing_bytes() {
     assert_eq!(run(&[a, b, c]), bytes);
 }
 
-/// Which events are taken out: only a chunk with nothing but usage (and the envelope every
-/// chunk repeats). One case a line: the event's data, and whether it is removed.
+/// Which events are taken out, and what is left of the others: a chunk with nothing but
+/// usage (and the envelope every chunk repeats) is removed whole; a chunk with anything more
+/// loses only its `usage` member; a chunk without a usage object is kept as it is. One case a
+/// line: the event's data, and the data that reaches the client (`REMOVED`, `KEPT`, or the
+/// edited data).
 macro_rules! removal {
-    ($($name:ident: $data:expr => $removed:expr;)*) => {$(
+    ($($name:ident: $data:expr => $left:expr;)*) => {$(
         #[test]
         fn $name() {
             let event = format!("data: {}\n\n", $data);
             let stream = [CHUNK_1, event.as_str(), DONE].concat();
-            let expected = if $removed {
-                [CHUNK_1, DONE].concat()
-            } else {
-                stream.clone()
+            let expected = match $left {
+                REMOVED => [CHUNK_1, DONE].concat(),
+                KEPT => stream.clone(),
+                edited => [CHUNK_1, &format!("data: {edited}\n\n"), DONE].concat(),
             };
             for split in 0..=stream.len() {
                 let (a, b) = stream.as_bytes().split_at(split);
@@ -127,19 +131,25 @@ macro_rules! removal {
     )*};
 }
 
+const REMOVED: &str = "<removed>";
+const KEPT: &str = "<kept>";
+
 removal! {
-    removal_openai_usage_chunk: r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","service_tier":"default","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"# => true;
-    removal_obfuscation_padding: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"obfuscation":"aGk"}"# => true;
-    removal_minimal: r#"{"choices":[],"usage":{}}"# => true;
-    removal_null_envelope: r#"{"id":"c1","system_fingerprint":null,"choices":[],"usage":{"prompt_tokens":1}}"# => true;
-    removal_keeps_azure_filter_results: r#"{"id":"c1","choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}],"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_content_filter_results: r#"{"id":"c1","choices":[],"content_filter_results":{},"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_citations: r#"{"id":"c1","choices":[],"citations":["https://example.com"],"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_unknown_scalar: r#"{"id":"c1","choices":[],"note":"x","usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_object_in_envelope_field: r#"{"id":{"a":1},"choices":[],"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_choices: r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"!"}}],"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_missing_choices: r#"{"id":"c1","usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_choices_not_a_list: r#"{"id":"c1","choices":{},"usage":{"prompt_tokens":1}}"# => false;
-    removal_keeps_null_usage: r#"{"id":"c1","choices":[],"usage":null}"# => false;
-    removal_keeps_error: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}"# => false;
+    removal_openai_usage_chunk: r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","service_tier":"default","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"# => REMOVED;
+    removal_obfuscation_padding: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"obfuscation":"aGk"}"# => REMOVED;
+    removal_minimal: r#"{"choices":[],"usage":{}}"# => REMOVED;
+    removal_null_envelope: r#"{"id":"c1","system_fingerprint":null,"choices":[],"usage":{"prompt_tokens":1}}"# => REMOVED;
+    removal_strips_usage_beside_azure_filter_results: r#"{"id":"c1","choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}],"usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#;
+    removal_strips_usage_before_azure_filter_results: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1}, "prompt_filter_results":[]}"# => r#"{"id":"c1","choices":[], "prompt_filter_results":[]}"#;
+    removal_strips_usage_beside_content_filter_results: r#"{"id":"c1","choices":[],"content_filter_results":{},"usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":[],"content_filter_results":{}}"#;
+    removal_strips_usage_beside_citations: r#"{"id":"c1","choices":[],"citations":["https://example.com"],"usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":[],"citations":["https://example.com"]}"#;
+    removal_strips_usage_beside_unknown_scalar: r#"{"id":"c1","choices":[],"note":"x","usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":[],"note":"x"}"#;
+    removal_strips_usage_beside_object_in_envelope_field: r#"{"id":{"a":1},"choices":[],"usage":{"prompt_tokens":1}}"# => r#"{"id":{"a":1},"choices":[]}"#;
+    removal_strips_usage_from_a_chunk_with_content: r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"!"}}],"usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"!"}}]}"#;
+    removal_strips_usage_written_first: r#"{ "usage" : {"prompt_tokens":1} , "choices":[{"index":0,"delta":{"content":"!"}}]}"# => r#"{ "choices":[{"index":0,"delta":{"content":"!"}}]}"#;
+    removal_strips_usage_without_choices: r#"{"id":"c1","usage":{"prompt_tokens":1}}"# => r#"{"id":"c1"}"#;
+    removal_strips_usage_beside_choices_not_a_list: r#"{"id":"c1","choices":{},"usage":{"prompt_tokens":1}}"# => r#"{"id":"c1","choices":{}}"#;
+    removal_keeps_null_usage: r#"{"id":"c1","choices":[],"usage":null}"# => KEPT;
+    removal_keeps_a_usage_word_in_text: r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"\"usage\":{"}}],"usage":null}"# => KEPT;
+    removal_strips_usage_beside_error: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}"# => r#"{"id":"c1","choices":[],"error":{"message":"x"}}"#;
 }
