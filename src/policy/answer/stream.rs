@@ -217,6 +217,12 @@ impl Stream {
         let mut delta_keys: Vec<ChannelKey> = Vec::new();
         for (at, key, kind) in &plan.deltas {
             let text = strings.get(*at).map_or("", |string| string.text.as_str());
+            if !text.is_empty() && self.ended(*key) {
+                // Clients append text that comes after a channel's end to what they already
+                // have, but that text was sent as final: a match joining the two could never
+                // be held whole, so the stream stops here.
+                return Err(Stop::Unreadable);
+            }
             self.channel(*key, *kind)?.push(text);
             if !delta_keys.contains(key) {
                 delta_keys.push(*key);
@@ -313,6 +319,13 @@ impl Stream {
             channel.open = true;
         }
         Ok(channel)
+    }
+
+    /// Whether the channel was ended (its text sent as final).
+    fn ended(&self, key: ChannelKey) -> bool {
+        self.channels
+            .iter()
+            .any(|(each, channel)| *each == key && !channel.open)
     }
 
     /// What was sent for the channel, for an event repeating its whole text.
@@ -421,3 +434,7 @@ fn scan_alone(
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "stream_evasion_tests.rs"]
+mod evasion_tests;
