@@ -14,6 +14,7 @@ mod families;
 mod hits;
 mod json_strings;
 mod kinds;
+mod parts;
 mod sse_event;
 mod stream;
 #[cfg(test)]
