@@ -69,6 +69,23 @@ impl Channel {
         self.pending.push_str(text);
     }
 
+    /// Takes the unsent text, and the sent text kept before it, for the channel that
+    /// continues this one's text (the next text part of the same message).
+    pub(super) fn take_unsent(&mut self) -> (String, String) {
+        self.held_after = 0;
+        (
+            std::mem::take(&mut self.context),
+            std::mem::take(&mut self.pending),
+        )
+    }
+
+    /// Continues the text a previous channel left unsent: it comes before this one's.
+    pub(super) fn continue_from(&mut self, context: String, mut unsent: String) {
+        unsent.push_str(&self.pending);
+        self.pending = unsent;
+        self.context = context;
+    }
+
     /// Bytes received and not yet sent.
     pub(super) fn held(&self) -> usize {
         self.pending.len()

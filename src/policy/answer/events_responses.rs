@@ -10,7 +10,7 @@ use super::super::json_strings::{index_at, path_is, JsonString, Seg};
 use super::super::AnswerText;
 use super::{index_of, ChannelKey, Plan};
 
-const TEXT: u8 = 0;
+pub(super) const TEXT: u8 = 0;
 const REFUSAL: u8 = 1;
 const SUMMARY: u8 = 2;
 const REASONING: u8 = 3;

@@ -57,6 +57,29 @@ impl Plan {
     }
 }
 
+/// Whether a client joins the text of channel `key` with the text part that may follow it in
+/// the same message (Anthropic text blocks, Responses `output_text` parts of one item), so
+/// its end is not yet the end of what a match may span.
+pub(super) fn may_continue(shape: AnswerShape, key: ChannelKey) -> bool {
+    match shape {
+        AnswerShape::Anthropic => key.1 == anthropic::TEXT,
+        AnswerShape::OpenAiResponses => key.1 == responses::TEXT,
+        _ => false,
+    }
+}
+
+/// Whether channel `next` is the text part that continues `ended` for a client.
+pub(super) fn continues(shape: AnswerShape, ended: ChannelKey, next: ChannelKey) -> bool {
+    may_continue(shape, ended)
+        && match shape {
+            AnswerShape::Anthropic => next.1 == anthropic::TEXT && next.0 != ended.0,
+            AnswerShape::OpenAiResponses => {
+                next.1 == responses::TEXT && next.0 == ended.0 && next.2 != ended.2
+            }
+            _ => false,
+        }
+}
+
 /// The plan of one event (its JSON payload parsed as `value`, its strings as read).
 pub(super) fn plan(shape: AnswerShape, value: &Value, strings: &[JsonString]) -> Plan {
     let mut plan = Plan::default();

@@ -135,3 +135,165 @@ fn an_empty_delta_after_a_channels_end_is_harmless() {
     let (out, cut) = edit(AnswerShape::OpenAiChat, &[body.as_bytes()], &scan);
     assert!(!cut, "{}", String::from_utf8_lossy(&out));
 }
+
+/// A message whose text is two text parts: Anthropic blocks 0 and 1, or Responses parts 0
+/// and 1 of one item, with every event that repeats a part's text.
+fn two_parts(shape: AnswerShape, first: &str, second: &str) -> String {
+    if shape == AnswerShape::Anthropic {
+        let start = |index: u64| {
+            named(
+                "content_block_start",
+                json!({"type":"content_block_start","index":index,"content_block":{"type":"text","text":""}}),
+            )
+        };
+        let stop = |index: u64| {
+            named(
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":index}),
+            )
+        };
+        return named(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"m","content":[]}}),
+        ) + &start(0)
+            + &anthropic_delta(0, first)
+            + &stop(0)
+            + &start(1)
+            + &anthropic_delta(1, second)
+            + &stop(1)
+            + &named(
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}),
+            )
+            + &named("message_stop", json!({"type":"message_stop"}));
+    }
+    let event = |name: &str, mut value: Value| {
+        value["type"] = json!(name);
+        named(name, value)
+    };
+    let part = |at: u64, text: &str| {
+        event(
+            "response.output_text.done",
+            json!({"item_id":"i","output_index":0,"content_index":at,"text":text}),
+        ) + &event(
+            "response.content_part.done",
+            json!({"item_id":"i","output_index":0,"content_index":at,"part":{"type":"output_text","text":text}}),
+        )
+    };
+    let added = |at: u64| {
+        event(
+            "response.content_part.added",
+            json!({"item_id":"i","output_index":0,"content_index":at,"part":{"type":"output_text","text":""}}),
+        )
+    };
+    let item = json!({"id":"i","type":"message","content":[
+        {"type":"output_text","text":first},{"type":"output_text","text":second}]});
+    event(
+        "response.output_item.added",
+        json!({"output_index":0,"item":{"id":"i","type":"message","content":[]}}),
+    ) + &added(0)
+        + &responses_delta(0, first)
+        + &part(0, first)
+        + &added(1)
+        + &responses_delta(1, second)
+        + &part(1, second)
+        + &event(
+            "response.output_item.done",
+            json!({"output_index":0,"item":item}),
+        )
+        + &event(
+            "response.completed",
+            json!({"response":{"id":"r","output":[item]}}),
+        )
+}
+
+/// The text a client joins from the parts' deltas; each event that repeats a part's text
+/// must repeat exactly what the deltas sent for it. Whether the stream ended in an error.
+fn joined_parts(out: &str) -> (String, bool) {
+    let mut parts = [String::new(), String::new()];
+    let mut repeated: Vec<(usize, String)> = Vec::new();
+    let mut errored = false;
+    for (name, data) in super::tests::client_events(out.as_bytes()) {
+        let value: Value = serde_json::from_str(&data).expect("each event is JSON");
+        errored |= name.as_deref() == Some("error");
+        let at = value["index"]
+            .as_u64()
+            .or(value["content_index"].as_u64())
+            .unwrap_or(0) as usize;
+        let kind = value["type"].as_str().unwrap_or_default();
+        if kind == "content_block_delta" || kind == "response.output_text.delta" {
+            let text = value["delta"]["text"]
+                .as_str()
+                .or(value["delta"].as_str())
+                .unwrap_or_default();
+            parts[at] += text;
+        }
+        if kind.ends_with(".added") || kind == "content_block_start" {
+            // Announces a part before its text.
+            continue;
+        }
+        for pointer in ["/text", "/part/text"] {
+            if let Some(text) = value.pointer(pointer).and_then(Value::as_str) {
+                repeated.push((at, text.to_owned()));
+            }
+        }
+        for pointer in ["/item/content", "/response/output/0/content"] {
+            for (at, part) in value
+                .pointer(pointer)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                repeated.push((at, part["text"].as_str().unwrap_or_default().to_owned()));
+            }
+        }
+    }
+    for (at, text) in repeated {
+        assert_eq!(
+            text, parts[at],
+            "a repeated part differs from its deltas: {out}"
+        );
+    }
+    (parts.concat(), errored)
+}
+
+#[test]
+fn a_match_across_two_text_parts_of_a_stream_is_redacted_or_blocked_whole() {
+    for shape in [AnswerShape::Anthropic, AnswerShape::OpenAiResponses] {
+        for split in 0..=SECRET.len() {
+            let (a, b) = SECRET.split_at(split);
+            let body = two_parts(shape, &format!("key {a}"), &format!("{b} end"));
+            for chunk in [body.len(), 7, 1] {
+                let chunks: Vec<&[u8]> = body.as_bytes().chunks(chunk).collect();
+                let scan = Needles::one(SECRET, Effect::Redact);
+                let (out, cut) = edit(shape, &chunks, &scan);
+                let out = String::from_utf8(out).unwrap();
+                assert!(!cut, "{shape:?} {split}: {out}");
+                let (text, _) = joined_parts(&out);
+                assert_eq!(text, "key [REDACTED:r0] end", "{shape:?} {split}: {out}");
+                let scan = Needles::one(SECRET, Effect::Block);
+                let (out, cut) = edit(shape, &chunks, &scan);
+                let out = String::from_utf8(out).unwrap();
+                assert!(cut, "{shape:?} {split}: {out}");
+                let (text, errored) = joined_parts(&out);
+                assert!(
+                    errored && "key ".starts_with(&text),
+                    "{shape:?} {split}: {out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_part_not_followed_by_text_sends_its_held_text_before_the_events_after_it() {
+    let scan = Needles::one(SECRET, Effect::Redact);
+    for shape in [AnswerShape::Anthropic, AnswerShape::OpenAiResponses] {
+        let body = two_parts(shape, "hello there", "");
+        let (out, cut) = edit(shape, &[body.as_bytes()], &scan);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!cut);
+        assert_eq!(joined_parts(&out).0, "hello there", "{out}");
+    }
+}
