@@ -124,11 +124,14 @@ pub(super) fn error_event(
     sequence: u64,
 ) -> (Option<&'static str>, String) {
     match shape {
+        // The openai SDK raises its `APIError` for an event whose data has an `error`
+        // member; without it, `responses.stream()` fails on a missing completed event.
         AnswerShape::OpenAiResponses => (
             Some("error"),
             serde_json::json!({
                 "type": "error", "code": code, "message": message, "param": null,
-                "sequence_number": sequence
+                "sequence_number": sequence,
+                "error": {"type": code, "code": code, "message": message}
             })
             .to_string(),
         ),
