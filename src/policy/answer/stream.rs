@@ -377,7 +377,7 @@ impl Stream {
                 if !before.is_empty() {
                     let (name, payload) =
                         families::copy(shape, key, &channel.template.payload, &before);
-                    sse_event::write_new(out, name, &payload);
+                    sse_event::write_new(out, name.as_deref(), &payload);
                 }
                 Err(Stop::Blocked(rule))
             }
@@ -422,7 +422,7 @@ impl Stream {
             .find(|(each, _)| *each == key)
             .map_or("", |(_, channel)| channel.template.payload.as_str());
         let (name, payload) = families::copy(self.shape, key, template, text);
-        sse_event::write_new(out, name, &payload);
+        sse_event::write_new(out, name.as_deref(), &payload);
     }
 }
 

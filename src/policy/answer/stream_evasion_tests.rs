@@ -297,3 +297,88 @@ fn a_part_not_followed_by_text_sends_its_held_text_before_the_events_after_it() 
         assert_eq!(joined_parts(&out).0, "hello there", "{out}");
     }
 }
+
+/// Strings a client joins across events that no family names as text, each with the
+/// secret's halves in two events.
+fn joined_by_place(a: &str, b: &str) -> Vec<(AnswerShape, String)> {
+    let chat = |first: Value, second: Value| {
+        data(chat_chunk(first, Value::Null))
+            + &data(chat_chunk(second, Value::Null))
+            + &data(chat_chunk(json!({}), json!("stop")))
+            + "data: [DONE]\n\n"
+    };
+    let call = |field: &str, text: &str| {
+        let mut call = json!({"index":0,"type":"function","function":{"arguments":""}});
+        if field == "id" {
+            call["id"] = json!(text);
+        } else {
+            call["function"][field] = json!(text);
+        }
+        json!({ "tool_calls": [call] })
+    };
+    let responses = |kind: &str| {
+        let event = |text: &str| {
+            named(
+                kind,
+                json!({"type":kind,"item_id":"i","output_index":0,"delta":text,"sequence_number":1}),
+            )
+        };
+        event(a)
+            + &event(b)
+            + &named(
+                "response.completed",
+                json!({"type":"response.completed","response":{"id":"r","output":[]}}),
+            )
+    };
+    vec![
+        (
+            AnswerShape::OpenAiChat,
+            chat(call("name", a), call("name", b)),
+        ),
+        (AnswerShape::OpenAiChat, chat(call("id", a), call("id", b))),
+        (
+            AnswerShape::OpenAiChat,
+            chat(json!({"role": a}), json!({"role": b})),
+        ),
+        (
+            AnswerShape::OpenAiChat,
+            chat(json!({"foo": a}), json!({"foo": b})),
+        ),
+        (
+            AnswerShape::OpenAiResponses,
+            responses("response.audio.transcript.delta"),
+        ),
+        (
+            AnswerShape::OpenAiResponses,
+            responses("response.code_interpreter_call_code.delta"),
+        ),
+        (
+            AnswerShape::OpenAiResponses,
+            responses("response.mcp_call_arguments.delta"),
+        ),
+    ]
+}
+
+#[test]
+fn strings_a_client_joins_are_channels_by_their_place() {
+    let (a, b) = SECRET.split_at(6);
+    for (shape, body) in joined_by_place(a, b) {
+        for chunk in [body.len(), 3] {
+            let chunks: Vec<&[u8]> = body.as_bytes().chunks(chunk).collect();
+            let (out, cut) = edit(shape, &chunks, &Needles::one(SECRET, Effect::Redact));
+            let out = String::from_utf8(out).unwrap();
+            assert!(!cut, "{shape:?}: {out}");
+            assert!(!out.contains(a) && !out.contains(b), "{shape:?}: {out}");
+            assert!(out.contains("[REDACTED:r0]"), "{shape:?}: {out}");
+            for line in out.lines().filter_map(|line| line.strip_prefix("data: ")) {
+                if line != "[DONE]" {
+                    serde_json::from_str::<Value>(line).expect("each event is JSON");
+                }
+            }
+            let (out, cut) = edit(shape, &chunks, &Needles::one(SECRET, Effect::Block));
+            let out = String::from_utf8(out).unwrap();
+            assert!(cut, "{shape:?}: {out}");
+            assert!(!out.contains(a) && !out.contains(b), "{shape:?}: {out}");
+        }
+    }
+}
