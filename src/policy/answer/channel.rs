@@ -123,6 +123,13 @@ impl Channel {
             floor_char(&text, text.len().saturating_sub(window)).max(sent_before)
         };
         let mut until = sendable;
+        // A match with no length bound that may still be growing is held from its start.
+        let open = scan
+            .open_match(&text, self.kind)
+            .filter(|(start, _)| !last && *start >= sent_before && *start < until);
+        if let Some((start, _)) = open {
+            until = floor_char(&text, start).max(sent_before);
+        }
         // Hold each redact or block match that reaches past the point from its start; a
         // match held that way may move the point into another one, so until none does.
         let mut moved = !last;
@@ -166,7 +173,9 @@ impl Channel {
             let rule = hits
                 .iter()
                 .find(|hit| hit.range.start == until)
-                .map_or(0, |hit| hit.rule);
+                .map(|hit| hit.rule)
+                .or(open.map(|(_, rule)| rule))
+                .unwrap_or(0);
             findings.fire(rule, Effect::Block);
             findings.blocked_by.get_or_insert(rule);
             let before = self.redacted(&text, sent_before, until, &decided, scan, None);
