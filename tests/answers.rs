@@ -488,6 +488,7 @@ fn the_official_sdks_read_an_edited_answer_and_raise_on_a_cut_stream() {
             "answer_redacted_stream",
             "answer_blocked",
             "answer_blocked_stream",
+            "answer_blocked_responses_stream",
         ],
     );
     assert_eq!(openai.ok("answer_redacted")["content"], redacted.as_str());
@@ -499,6 +500,12 @@ fn the_official_sdks_read_an_edited_answer_and_raise_on_a_cut_stream() {
     let cut = openai.get("answer_blocked_stream");
     assert_eq!(cut["ok"], false, "{cut:#}");
     assert_eq!(cut["error_class"], "APIError", "{cut:#}");
+    assert!(!cut.to_string().contains(SECRET), "{cut:#}");
+    // The Responses helper raises the API error too, not a missing completed event.
+    let cut = openai.get("answer_blocked_responses_stream");
+    assert_eq!(cut["ok"], false, "{cut:#}");
+    assert_eq!(cut["error_class"], "APIError", "{cut:#}");
+    assert!(cut.to_string().contains("block-key"), "{cut:#}");
     assert!(!cut.to_string().contains(SECRET), "{cut:#}");
 
     let anthropic = common::sdk::run(

@@ -8,7 +8,9 @@ use std::ops::Range;
 use super::answer::{AnswerMatch, AnswerScan, AnswerText, Effect};
 use super::compiled::Policy;
 use super::config::{Field, Mode, RuleAction};
+use super::detect::Detector;
 use super::fold;
+use super::rules::Detection;
 use super::rules::LONGEST_MATCH_CAP;
 
 /// What a stream holds back at least, so that short rules still see a little context.
@@ -140,6 +142,39 @@ impl AnswerScan for AnswerRules<'_> {
         }
     }
 
+    fn open_match(&self, text: &str, kind: AnswerText) -> Option<(usize, usize)> {
+        let field = field_of(kind);
+        let mut earliest: Option<(usize, usize)> = None;
+        for (index, _) in &self.rules {
+            let Some(rule) = self.policy.rules.get(*index) else {
+                continue;
+            };
+            let edits = matches!(
+                self.effect(*index, field),
+                Some(Effect::Redact | Effect::Block)
+            );
+            let Detection::Detector(name) = &rule.detection else {
+                continue;
+            };
+            if !edits {
+                continue;
+            }
+            for detector in Detector::lookup(name).unwrap_or_default() {
+                let start = match detector {
+                    Detector::Jwt => open_jwt(text),
+                    Detector::PrivateKey => open_private_key(text),
+                    _ => None,
+                };
+                if let Some(start) = start {
+                    if earliest.is_none_or(|(at, _)| start < at) {
+                        earliest = Some((start, *index));
+                    }
+                }
+            }
+        }
+        earliest
+    }
+
     fn marker(&self, rule: usize) -> String {
         format!("[REDACTED:{}]", self.policy.rule_id(rule))
     }
@@ -153,6 +188,30 @@ impl AnswerScan for AnswerRules<'_> {
             .unwrap_or(MIN_WINDOW)
             .clamp(MIN_WINDOW, MAX_WINDOW)
     }
+}
+
+/// Where a JWT may begin that runs to the end of `text`: the first `eyJ` in the trailing run
+/// of characters a token is made of (base64url, dots).
+fn open_jwt(text: &str) -> Option<usize> {
+    let token_char = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
+    let run = text
+        .as_bytes()
+        .iter()
+        .rev()
+        .take_while(|byte| token_char(byte))
+        .count();
+    let from = text.len().checked_sub(run)?;
+    text.get(from..)?
+        .find("eyJ")
+        .map(|at| from.saturating_add(at))
+}
+
+/// Where a private key may begin that has not ended: the last BEGIN line with no END line
+/// after it.
+fn open_private_key(text: &str) -> Option<usize> {
+    let begin = text.rfind("-----BEGIN")?;
+    let rest = text.get(begin..)?;
+    (!rest.contains("-----END")).then_some(begin)
 }
 
 #[cfg(test)]

@@ -188,3 +188,57 @@ fn request_inspection_ignores_response_rules() {
 fn policy_with_both() -> Policy {
     policy_of(json!([{"id": "b", "pattern": "x", "action": "block", "direction": "both"}]))
 }
+
+#[test]
+fn a_jwt_or_private_key_longer_than_the_window_is_held_from_its_start() {
+    use crate::policy::answer::{StreamEditor, StreamStep};
+    use crate::policy::usage::Framing;
+    let policy = policy_of(json!([
+        {"id": "keys", "detect": "secrets", "action": "redact", "direction": "response"}
+    ]));
+    let rules = policy.answer_rules(None);
+    let scanner = AnswerRules::new(&policy, &rules, Mode::Enforce);
+    let payload = "eyJzdWIiOiAiMSIsICJjbGFpbXMiOiAi".to_owned() + &"QUFB".repeat(2300) + "In0";
+    let jwt = format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{payload}.c2lnbmF0dXJlX3NpZw");
+    let key = format!(
+        "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----",
+        "MIIEowIBAAKCAQEA".repeat(900)
+    );
+    for secret in [jwt, key] {
+        assert!(secret.len() > 9000);
+        let text = format!("tok {secret} end");
+        let mut body = String::new();
+        let chars: Vec<char> = text.chars().collect();
+        for piece in chars.chunks(200) {
+            let piece: String = piece.iter().collect();
+            let chunk =
+                json!({"choices":[{"index":0,"delta":{"content":piece},"finish_reason":null}]});
+            body += &format!("data: {chunk}\n\n");
+        }
+        body += "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let mut editor =
+            StreamEditor::new(crate::policy::answer::AnswerShape::OpenAiChat, Framing::Sse)
+                .unwrap();
+        let mut out = Vec::new();
+        for chunk in body.as_bytes().chunks(300) {
+            match editor.push(chunk, false, &scanner) {
+                StreamStep::Send(bytes) | StreamStep::Cut(bytes) => out.extend(bytes),
+            }
+        }
+        let (StreamStep::Send(bytes) | StreamStep::Cut(bytes)) = editor.push(b"", true, &scanner);
+        out.extend(bytes);
+        let mut sent = String::new();
+        for line in String::from_utf8(out).unwrap().lines() {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            sent += value["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default();
+        }
+        assert_eq!(sent, "tok [REDACTED:keys] end");
+    }
+}

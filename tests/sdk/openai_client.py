@@ -68,6 +68,14 @@ def chat_stream_naive(client: openai.OpenAI) -> dict:
     return {"content": "".join(content), "chunks": chunks}
 
 
+def responses_stream(client: openai.OpenAI) -> dict:
+    # The SDK's helper: it assembles the events and raises the API error of an error event.
+    with client.responses.stream(model="gpt-4o-mini", input="Say hello to the gateway.") as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    return {"content": "".join(deltas), "output_text": final.output_text}
+
+
 def embeddings(client: openai.OpenAI) -> dict:
     # No encoding_format: the SDK asks for base64 and decodes it back to floats.
     reply = client.embeddings.create(model="text-embedding-3-small", input="hello gateway")
@@ -124,6 +132,7 @@ SCENARIOS = {
     "answer_redacted_stream": (scenarios.answer_headers("redactor"), chat_stream),
     "answer_blocked": (scenarios.answer_headers("blocker"), lambda c: chat(c, "gpt-4o-mini")),
     "answer_blocked_stream": (scenarios.answer_headers("blocker"), chat_stream),
+    "answer_blocked_responses_stream": (scenarios.answer_headers("blocker"), responses_stream),
 }
 
 

@@ -69,6 +69,23 @@ impl Channel {
         self.pending.push_str(text);
     }
 
+    /// Takes the unsent text, and the sent text kept before it, for the channel that
+    /// continues this one's text (the next text part of the same message).
+    pub(super) fn take_unsent(&mut self) -> (String, String) {
+        self.held_after = 0;
+        (
+            std::mem::take(&mut self.context),
+            std::mem::take(&mut self.pending),
+        )
+    }
+
+    /// Continues the text a previous channel left unsent: it comes before this one's.
+    pub(super) fn continue_from(&mut self, context: String, mut unsent: String) {
+        unsent.push_str(&self.pending);
+        self.pending = unsent;
+        self.context = context;
+    }
+
     /// Bytes received and not yet sent.
     pub(super) fn held(&self) -> usize {
         self.pending.len()
@@ -106,6 +123,13 @@ impl Channel {
             floor_char(&text, text.len().saturating_sub(window)).max(sent_before)
         };
         let mut until = sendable;
+        // A match with no length bound that may still be growing is held from its start.
+        let open = scan
+            .open_match(&text, self.kind)
+            .filter(|(start, _)| !last && *start >= sent_before && *start < until);
+        if let Some((start, _)) = open {
+            until = floor_char(&text, start).max(sent_before);
+        }
         // Hold each redact or block match that reaches past the point from its start; a
         // match held that way may move the point into another one, so until none does.
         let mut moved = !last;
@@ -149,7 +173,9 @@ impl Channel {
             let rule = hits
                 .iter()
                 .find(|hit| hit.range.start == until)
-                .map_or(0, |hit| hit.rule);
+                .map(|hit| hit.rule)
+                .or(open.map(|(_, rule)| rule))
+                .unwrap_or(0);
             findings.fire(rule, Effect::Block);
             findings.blocked_by.get_or_insert(rule);
             let before = self.redacted(&text, sent_before, until, &decided, scan, None);

@@ -8,7 +8,7 @@ use super::super::json_strings::{path_is, JsonString};
 use super::super::AnswerText;
 use super::{index_of, ChannelKey, Plan};
 
-const TEXT: u8 = 0;
+pub(super) const TEXT: u8 = 0;
 const THINKING: u8 = 1;
 const TOOL_INPUT: u8 = 2;
 

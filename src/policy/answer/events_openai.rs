@@ -6,9 +6,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::super::json_strings::{index_at, path_is, JsonString};
+use super::super::json_strings::{index_at, path_is, JsonString, Seg};
 use super::super::AnswerText;
-use super::{index_of, ChannelKey, Plan};
+use super::{index_of, place_hash, ChannelKey, Plan, BY_PLACE};
 
 const CONTENT: u8 = 0;
 const REFUSAL: u8 = 1;
@@ -76,13 +76,44 @@ pub(super) fn chat(value: &Value, strings: &[JsonString], plan: &mut Plan) {
         } else if field(&["function_call", "arguments"]) {
             Some(((choice, FUNCTION_CALL, 0), AnswerText::ToolArguments))
         } else {
-            None
+            by_place(value, at, path)
+                .map(|place| ((choice, BY_PLACE, place_hash(&place)), AnswerText::Other))
         };
         if let Some((key, kind)) = key {
             plan.deltas.push((index, key, kind));
         }
     }
     finished_choices(value, plan);
+}
+
+/// The place of any other string of a choice's delta, as the openai SDK's accumulator joins
+/// it across chunks: every string member but `index` and `type`, inside objects and lists of
+/// objects matched by their `index`. `None` for strings it does not join (those, items of a
+/// list of strings, which it appends).
+fn by_place(value: &Value, choice_at: usize, path: &[Seg]) -> Option<Vec<String>> {
+    let rest = path.get(3..)?;
+    if !matches!(path.get(2), Some(Seg::Key(name)) if name == "delta") {
+        return None;
+    }
+    if matches!(rest.last(), Some(Seg::Key(name)) if name == "index" || name == "type") {
+        return None;
+    }
+    let mut node = value.get("choices")?.get(choice_at)?.get("delta")?;
+    let mut place = Vec::with_capacity(rest.len());
+    for seg in rest {
+        match seg {
+            Seg::Key(name) => {
+                node = node.get(name)?;
+                place.push(format!(".{name}"));
+            }
+            Seg::Index(at) => {
+                node = node.get(*at)?;
+                let index = index_of(node.is_object().then_some(node)?, "index");
+                place.push(format!("#{}", index.unwrap_or(*at as u64)));
+            }
+        }
+    }
+    Some(place)
 }
 
 pub(super) fn completions(value: &Value, strings: &[JsonString], plan: &mut Plan) {

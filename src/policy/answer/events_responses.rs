@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::super::json_strings::{index_at, path_is, JsonString, Seg};
 use super::super::AnswerText;
-use super::{index_of, ChannelKey, Plan};
+use super::{index_of, place_hash, ChannelKey, Plan, BY_PLACE};
 
-const TEXT: u8 = 0;
+pub(super) const TEXT: u8 = 0;
 const REFUSAL: u8 = 1;
 const SUMMARY: u8 = 2;
 const REASONING: u8 = 3;
@@ -152,6 +152,18 @@ pub(super) fn plan(value: &Value, strings: &[JsonString], plan: &mut Plan) {
         for (index, string) in strings.iter().enumerate() {
             if !string.is_key && path_is(&string.path, &["delta"]) {
                 plan.deltas.push((index, key, *text_kind));
+            }
+        }
+        return;
+    }
+    if kind.ends_with(".delta") {
+        // Any other delta event (an audio transcript, code for the code interpreter, an MCP
+        // call's arguments): clients join its `delta` strings like the named ones.
+        let content = index_of(value, "content_index").unwrap_or(0).to_string();
+        let key = (output, BY_PLACE, place_hash(&[kind, content.as_str()]));
+        for (index, string) in strings.iter().enumerate() {
+            if !string.is_key && path_is(&string.path, &["delta"]) {
+                plan.deltas.push((index, key, AnswerText::Output));
             }
         }
         return;

@@ -1,11 +1,16 @@
-//! One text scanned as the answer shows it: the scanner's matches, plus, for tool arguments
-//! (JSON text inside a string), the matches its decoded escapes show; and redaction of the
+//! One text scanned as the answer shows it: the scanner's matches, plus the matches its
+//! decoded escapes show (JSON text inside a string, up to three layers deep, as in requests); and redaction of the
 //! matched ranges with the rules' markers.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::{AnswerMatch, AnswerScan, AnswerText, Effect};
-use crate::policy::body::text::unescape_mapped;
+
+use crate::policy::body::text::{read_offset, unescape_mapped, Offsets};
+
+/// How many layers of JSON text inside a string are decoded: as many as for requests.
+const DECODED_LAYERS: usize = 3;
 
 /// A match, and whether its range is exact in the text as read: a match only the decoded
 /// escapes show covers escapes, so it cannot be redacted in place and blocks instead.
@@ -31,6 +36,7 @@ impl Hit {
 
 /// Appends the hits in `text`, of kind `kind`.
 pub(super) fn scan_text(scan: &dyn AnswerScan, text: &str, kind: AnswerText, out: &mut Vec<Hit>) {
+    let first = out.len();
     let mut plain: Vec<AnswerMatch> = Vec::new();
     scan.scan(text, kind, &mut plain);
     out.extend(plain.iter().map(|found| Hit {
@@ -39,31 +45,39 @@ pub(super) fn scan_text(scan: &dyn AnswerScan, text: &str, kind: AnswerText, out
         effect: found.effect,
         exact: true,
     }));
-    if kind != AnswerText::ToolArguments || !text.contains('\\') {
-        return;
-    }
-    let Some((decoded, offsets)) = unescape_mapped(text) else {
-        return;
-    };
-    let mut layer = Vec::new();
-    scan.scan(&decoded, kind, &mut layer);
-    for found in layer {
-        let start = offsets.read_at(found.range.start).unwrap_or(0);
-        let end = offsets
-            .read_at(found.range.end)
-            .unwrap_or(text.len())
-            .max(start);
-        let covered = plain.iter().any(|known| {
-            known.rule == found.rule && known.range.start <= start && known.range.end >= end
-        });
-        if !covered {
-            out.push(Hit {
-                rule: found.rule,
-                range: start..end,
-                effect: found.effect,
-                exact: false,
-            });
+    // JSON text inside a string (tool arguments, structured output) is read by whoever parses
+    // it: its escapes are decoded as deep as a request's are, each layer scanned too.
+    let mut layer = Cow::Borrowed(text);
+    let mut layers: Vec<Offsets> = Vec::new();
+    let mut found = Vec::new();
+    for _ in 0..DECODED_LAYERS {
+        if !layer.contains('\\') {
+            return;
         }
+        let Some((next, offsets)) = unescape_mapped(&layer) else {
+            return;
+        };
+        layers.push(offsets);
+        found.clear();
+        scan.scan(&next, kind, &mut found);
+        for each in &found {
+            let start = read_offset(&layers, each.range.start).unwrap_or(0);
+            let end = read_offset(&layers, each.range.end)
+                .unwrap_or(text.len())
+                .max(start);
+            let covered = out.get(first..).unwrap_or_default().iter().any(|known| {
+                known.rule == each.rule && known.range.start <= start && known.range.end >= end
+            });
+            if !covered {
+                out.push(Hit {
+                    rule: each.rule,
+                    range: start..end,
+                    effect: each.effect,
+                    exact: false,
+                });
+            }
+        }
+        layer = Cow::Owned(next);
     }
 }
 

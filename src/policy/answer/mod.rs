@@ -14,6 +14,7 @@ mod families;
 mod hits;
 mod json_strings;
 mod kinds;
+mod parts;
 mod sse_event;
 mod stream;
 #[cfg(test)]
@@ -85,6 +86,15 @@ pub trait AnswerScan {
     /// How many bytes a stream holds back so that a match is seen whole before any of it is
     /// sent: the longest match the rules can make, capped.
     fn window(&self) -> usize;
+    /// Where a match that has no length bound may have begun and still be growing: the
+    /// start of a possible match that runs to the end of `text` (a JWT's `eyJ` followed by
+    /// token characters only, a private key's BEGIN line with no END after it), and the
+    /// rule that would redact or block it. A stream holds from there, up to its cap, so no
+    /// part of such a match is sent before it is seen whole. By default none.
+    fn open_match(&self, text: &str, kind: AnswerText) -> Option<(usize, usize)> {
+        let _ = (text, kind);
+        None
+    }
     /// The rule's id, for the message of a blocked answer. By default read back from the
     /// rule's marker.
     fn rule_id(&self, rule: usize) -> String {

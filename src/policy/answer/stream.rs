@@ -12,6 +12,10 @@ use super::hits::{redact, scan_text};
 use super::json_strings::{self, JsonString};
 use super::sse_event::{self, SseEvent};
 use super::{AnswerScan, AnswerShape, AnswerText, Effect, Findings, StreamStep};
+use linger::Linger;
+
+#[path = "stream_linger.rs"]
+mod linger;
 use crate::policy::redact::{apply, Edit};
 use crate::policy::sse::whole_events;
 
@@ -27,14 +31,16 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// may pass `HOLD_CAP` by a sixteenth before it is decided again.
 pub fn held_bound(window: usize) -> usize {
     let channel = window.saturating_mul(6).saturating_add(HOLD_CAP);
+    // One channel more: a text part that ended with text held, and the events queued behind
+    // it (at most one event past the queue's limit).
     channel
         .saturating_add(channel / 16)
-        .saturating_mul(MAX_CHANNELS)
-        .saturating_add(MAX_EVENT_BYTES)
+        .saturating_mul(MAX_CHANNELS.saturating_add(1))
+        .saturating_add(MAX_EVENT_BYTES.saturating_mul(3))
 }
 
 /// Why the stream stops.
-enum Stop {
+pub(super) enum Stop {
     Blocked(usize),
     Unreadable,
 }
@@ -52,6 +58,9 @@ pub(super) struct Stream {
     started: bool,
     /// The last `sequence_number` seen (Responses), for the error event's.
     sequence: u64,
+    /// A text part that ended with text held, and the events since, until the next part
+    /// shows whether a match spans the two (`stream_linger`).
+    linger: Option<Linger>,
 }
 
 impl Stream {
@@ -64,6 +73,7 @@ impl Stream {
             stopped: false,
             started: false,
             sequence: 0,
+            linger: None,
         }
     }
 
@@ -72,10 +82,12 @@ impl Stream {
     }
 
     pub(super) fn held(&self) -> usize {
+        let queued = self.linger.as_ref().map_or(0, Linger::queued);
         self.channels
             .iter()
             .map(|(_, channel)| channel.held())
             .fold(self.partial.len(), usize::saturating_add)
+            .saturating_add(queued)
     }
 
     pub(super) fn push(
@@ -136,6 +148,7 @@ impl Stream {
     fn cut(&mut self, mut out: Vec<u8>, stop: Stop, scan: &dyn AnswerScan) -> StreamStep {
         self.stopped = true;
         self.partial = Vec::new();
+        self.linger = None;
         self.channels = Vec::new();
         let (code, message) = match stop {
             Stop::Blocked(rule) => {
@@ -164,7 +177,12 @@ impl Stream {
     }
 
     /// One whole event.
-    fn event(&mut self, raw: &[u8], scan: &dyn AnswerScan, out: &mut Vec<u8>) -> Result<(), Stop> {
+    pub(super) fn event(
+        &mut self,
+        raw: &[u8],
+        scan: &dyn AnswerScan,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Stop> {
         let event = sse_event::parse(raw);
         // The event's name and id reach the client too: scanned, never redacted in place.
         for field in [&event.name, &event.id].into_iter().flatten() {
@@ -187,7 +205,7 @@ impl Stream {
         }
         match json_strings::read(data) {
             Some(read) if read.logprobs => Err(Stop::Unreadable),
-            Some(read) => self.json_event(&event, text, &read.strings, scan, out),
+            Some(read) => self.json_event(raw, &event, text, &read.strings, scan, out),
             // JSON the reader refuses (malformed, a repeated key): a client may still read
             // something from it, so it cannot pass.
             None if text.trim_start().starts_with(['{', '[']) => Err(Stop::Unreadable),
@@ -203,6 +221,7 @@ impl Stream {
 
     fn json_event(
         &mut self,
+        raw: &[u8],
         event: &SseEvent,
         payload: &str,
         strings: &[JsonString],
@@ -214,9 +233,18 @@ impl Stream {
             self.sequence = self.sequence.max(sequence);
         }
         let plan = families::plan(self.shape, &value, strings);
+        if self.linger_before(raw, &plan, scan, out)? {
+            return Ok(());
+        }
         let mut delta_keys: Vec<ChannelKey> = Vec::new();
         for (at, key, kind) in &plan.deltas {
             let text = strings.get(*at).map_or("", |string| string.text.as_str());
+            if !text.is_empty() && self.ended(*key) {
+                // Clients append text that comes after a channel's end to what they already
+                // have, but that text was sent as final: a match joining the two could never
+                // be held whole, so the stream stops here.
+                return Err(Stop::Unreadable);
+            }
             self.channel(*key, *kind)?.push(text);
             if !delta_keys.contains(key) {
                 delta_keys.push(*key);
@@ -315,6 +343,13 @@ impl Stream {
         Ok(channel)
     }
 
+    /// Whether the channel was ended (its text sent as final).
+    fn ended(&self, key: ChannelKey) -> bool {
+        self.channels
+            .iter()
+            .any(|(each, channel)| *each == key && !channel.open)
+    }
+
     /// What was sent for the channel, for an event repeating its whole text.
     fn sent(&self, key: ChannelKey) -> Option<String> {
         self.channels
@@ -342,7 +377,7 @@ impl Stream {
                 if !before.is_empty() {
                     let (name, payload) =
                         families::copy(shape, key, &channel.template.payload, &before);
-                    sse_event::write_new(out, name, &payload);
+                    sse_event::write_new(out, name.as_deref(), &payload);
                 }
                 Err(Stop::Blocked(rule))
             }
@@ -357,6 +392,9 @@ impl Stream {
         scan: &dyn AnswerScan,
         out: &mut Vec<u8>,
     ) -> Result<(), Stop> {
+        if plan.is_none() {
+            self.settle(scan, out)?;
+        }
         let ending: Vec<ChannelKey> = self
             .channels
             .iter()
@@ -371,16 +409,20 @@ impl Stream {
             if text.is_empty() {
                 continue;
             }
-            let template = self
-                .channels
-                .iter()
-                .find(|(each, _)| *each == key)
-                .map(|(_, channel)| channel.template.payload.clone())
-                .unwrap_or_default();
-            let (name, payload) = families::copy(self.shape, key, &template, &text);
-            sse_event::write_new(out, name, &payload);
+            self.write_copy(key, &text, out);
         }
         Ok(())
+    }
+
+    /// Writes `text` in a copy of the channel's last delta event.
+    fn write_copy(&self, key: ChannelKey, text: &str, out: &mut Vec<u8>) {
+        let template = self
+            .channels
+            .iter()
+            .find(|(each, _)| *each == key)
+            .map_or("", |(_, channel)| channel.template.payload.as_str());
+        let (name, payload) = families::copy(self.shape, key, template, text);
+        sse_event::write_new(out, name.as_deref(), &payload);
     }
 }
 
@@ -421,3 +463,7 @@ fn scan_alone(
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "stream_evasion_tests.rs"]
+mod evasion_tests;

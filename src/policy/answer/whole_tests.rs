@@ -298,3 +298,105 @@ fn redactions_keep_escapes_valid_and_overlaps_merge() {
         "a \"q\" é [REDACTED:r0][REDACTED:r1] \n"
     );
 }
+
+/// Each family's answer with the secret split over two text parts of one message.
+fn split_over_parts(a: &str, b: &str) -> Vec<(AnswerShape, String)> {
+    vec![
+        (
+            AnswerShape::OpenAiChat,
+            format!(
+                r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":[{{"type":"text","text":"key {a}"}},{{"type":"text","text":"{b} end"}}]}}}}]}}"#
+            ),
+        ),
+        (
+            AnswerShape::OpenAiResponses,
+            format!(
+                r#"{{"output":[{{"type":"message","content":[{{"type":"output_text","text":"key {a}","annotations":[]}},{{"type":"output_text","text":"{b} end","annotations":[]}}]}}]}}"#
+            ),
+        ),
+        (
+            AnswerShape::Anthropic,
+            format!(
+                r#"{{"content":[{{"type":"text","text":"key {a}"}},{{"type":"text","text":"{b} end"}}]}}"#
+            ),
+        ),
+        (
+            AnswerShape::Gemini,
+            format!(
+                r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"key {a}"}},{{"text":"{b} end"}}]}}}}]}}"#
+            ),
+        ),
+        // A Gemini stream read whole: the candidate's text continues across its answers.
+        (
+            AnswerShape::Gemini,
+            format!(
+                r#"[{{"candidates":[{{"content":{{"parts":[{{"text":"key {a}"}}]}},"index":0}}]}},
+{{"candidates":[{{"content":{{"parts":[{{"text":"{b} end"}}]}},"index":0}}]}}]"#
+            ),
+        ),
+        (
+            AnswerShape::BedrockConverse,
+            format!(
+                r#"{{"output":{{"message":{{"role":"assistant","content":[{{"text":"key {a}"}},{{"text":"{b} end"}}]}}}}}}"#
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn a_match_across_the_text_parts_of_a_message_is_redacted_in_each_part_or_blocks() {
+    for split in 1..SECRET.len() {
+        let (a, b) = SECRET.split_at(split);
+        for (shape, body) in split_over_parts(a, b) {
+            let (answer, findings) = run(shape, &body, &Needles::one(SECRET, Effect::Redact));
+            let out = edited(answer);
+            assert!(!out.contains(a) && !out.contains(b), "{shape:?}: {out}");
+            assert_eq!(out.matches("[REDACTED:r0]").count(), 2, "{out}");
+            assert!(out.contains("key [REDACTED:r0]") && out.contains("[REDACTED:r0] end"));
+            assert_eq!(findings.fired, vec![(0, Effect::Redact)]);
+            let (answer, _) = run(shape, &body, &Needles::one(SECRET, Effect::Block));
+            assert_eq!(answer, WholeAnswer::Blocked { rule: 0 }, "{shape:?}");
+        }
+    }
+}
+
+#[test]
+fn parts_of_different_messages_are_not_joined() {
+    let (a, b) = SECRET.split_at(6);
+    let body = format!(
+        r#"{{"choices":[{{"index":0,"message":{{"content":[{{"type":"text","text":"{a}"}}]}}}},{{"index":1,"message":{{"content":[{{"type":"text","text":"{b}"}}]}}}}]}}"#
+    );
+    let scan = Needles::one(SECRET, Effect::Block);
+    assert_eq!(
+        run(AnswerShape::OpenAiChat, &body, &scan).0,
+        WholeAnswer::Unchanged
+    );
+}
+
+#[test]
+fn escapes_are_decoded_three_layers_deep_as_in_requests() {
+    // The arguments hold JSON text whose string holds JSON text with an escape: the tool
+    // reads `SECRETKEY123` once it parses both layers.
+    let inner = serde_json::to_string(&serde_json::json!({"b": "\\u0053ECRETKEY123"})).unwrap();
+    let arguments = serde_json::to_string(&serde_json::json!({ "a": inner })).unwrap();
+    let body = serde_json::json!({"choices":[{"message":{"tool_calls":[
+        {"id":"t","type":"function","function":{"name":"f","arguments":arguments}}]}}]})
+    .to_string();
+    for effect in [Effect::Redact, Effect::Block] {
+        let (answer, _) = run(
+            AnswerShape::OpenAiChat,
+            &body,
+            &Needles::one(SECRET, effect),
+        );
+        assert_eq!(answer, WholeAnswer::Blocked { rule: 0 }, "{effect:?}");
+    }
+    let responses =
+        serde_json::json!({"output":[{"type":"function_call","name":"f","arguments":arguments}]})
+            .to_string();
+    let (answer, _) = run(
+        AnswerShape::OpenAiResponses,
+        &responses,
+        &Needles::one(SECRET, Effect::Redact),
+    );
+    assert_eq!(answer, WholeAnswer::Blocked { rule: 0 });
+}
