@@ -213,7 +213,7 @@ fn evasions_of_the_key() -> Vec<(&'static str, String)> {
         ("byte order mark", between("\u{FEFF}")),
         ("bidi override", between("\u{202E}\u{202C}")),
         ("bidi isolate", between("\u{2067}\u{2069}")),
-        ("tag characters", between("\u{E0020}\u{E0041}\u{E007F}")),
+        ("tag characters", between("\u{E0001}\u{E007F}")),
         ("variation selector", between("\u{FE0F}")),
         (
             "invisible everywhere",
@@ -224,7 +224,20 @@ fn evasions_of_the_key() -> Vec<(&'static str, String)> {
         ("mathematical bold", "𝐀𝐊𝐈𝐀IOSFODNN7EXAMPLE".to_owned()),
         ("Cyrillic lookalikes", "АКІАIOSFODNN7EXАMPLE".to_owned()),
         ("Greek lookalikes", "ΑΚΙΑIOSFΟDNN7EXΑΜΡLΕ".to_owned()),
+        ("spelled in tag characters", tags(AWS)),
+        ("NUL", between("\u{0}")),
+        ("bell and delete", between("\u{7}\u{7F}")),
+        ("next line (C1)", between("\u{85}")),
+        ("Lisu capitals", "ꓮꓗꓲꓮIOSFODNN7EXAMPLE".to_owned()),
+        ("Coptic capitals", "ⲀⲔⲒⲀIOSFODNN7EXAMPLE".to_owned()),
     ]
+}
+
+/// `text` spelled in Unicode tag characters: invisible, read by models as the ASCII text.
+fn tags(text: &str) -> String {
+    text.chars()
+        .map(|c| char::from_u32(0xE0000 + u32::from(c)).unwrap())
+        .collect()
 }
 
 fn full_width(c: char) -> char {
@@ -281,8 +294,23 @@ fn a_pattern_rule_phrase_is_found_however_it_is_written() {
         ("ligature", "the confidential ﬁle", "confidential"),
         (
             "tag characters",
-            "con\u{E0063}fidential file",
+            "con\u{E0001}fidential file",
             "confidential",
+        ),
+        (
+            "control characters",
+            "ig\u{0}nore previous\u{85} instruc\u{7}tions",
+            "jailbreak",
+        ),
+        (
+            "Greek small lookalikes",
+            "ιgnore ρreviοus instructions",
+            "jailbreak",
+        ),
+        (
+            "Latin variants",
+            "ɪɡnore previous instructions",
+            "jailbreak",
         ),
     ] {
         for (field, request) in in_every_field(text) {
