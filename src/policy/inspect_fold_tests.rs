@@ -723,3 +723,58 @@ fn many_folded_matches_in_one_string_cost_linear_time() {
     assert_eq!(body.matches("[REDACTED:no-email]").count(), 10_000);
     assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
 }
+
+/// A chat request of `parts` text parts, each `text`.
+fn chat_of_parts(text: &str, parts: usize) -> (&'static str, Value) {
+    let part = json!({"type": "text", "text": text});
+    (
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": vec![part; parts]}
+        ]}),
+    )
+}
+
+#[test]
+fn text_that_expands_past_its_budget_is_refused_not_forwarded() {
+    // U+FDFA is one character NFKC makes 18; the backslashes make three decoded layers.
+    let expanding = "\u{FDFA}".repeat(1000);
+    for (name, text) in [
+        ("expanding characters", expanding.clone()),
+        (
+            "expanding characters behind escapes",
+            format!("{}n{expanding}", "\\".repeat(8)),
+        ),
+    ] {
+        for team in ["default", "watch"] {
+            assert_eq!(
+                outcome(team, &chat_of_parts(&text, 300)),
+                Some((Code::BodyTooLarge, None)),
+                "{name} for {team}"
+            );
+        }
+    }
+    let Err(reply) = run("default", &chat_of_parts(&expanding, 300)) else {
+        panic!("forwarded");
+    };
+    assert!(
+        reply
+            .message
+            .contains("expands past what the gateway inspects"),
+        "{}",
+        reply.message
+    );
+}
+
+#[test]
+fn ordinary_text_with_compatibility_forms_stays_within_its_budget() {
+    // Ligatures, full-width letters and escapes in many parts: folded, decoded and joined,
+    // well under four times the body.
+    let text = "the ﬁle\\n ＡＢＣ ".repeat(20);
+    assert_eq!(outcome("default", &chat_of_parts(&text, 500)), None);
+    // A small body may expand more than four times: the budget has a floor.
+    assert_eq!(
+        outcome("default", &chat_of_parts(&"\u{FDFA}".repeat(50), 2)),
+        None
+    );
+}
