@@ -285,7 +285,9 @@ impl<'p> ScanSink<'p> {
         }
         let from = self.pieces.len();
         self.push_piece(text, at, origin);
-        let folded = match fold::fold_within(text, self.left) {
+        // Half the budget left: the folded text is paid twice (below), so a fold that would
+        // not fit stops as soon as that shows, not once all of it is made.
+        let folded = match fold::fold_within(text, self.left / 2) {
             Ok(folded) => folded,
             Err(fold::FoldTooLarge) => {
                 self.over = true;
