@@ -346,14 +346,20 @@ fn text_that_expands_past_what_is_inspected_is_refused_and_the_gateway_lives_on(
     let body = json!({"model": "gpt-4o-mini",
                       "messages": [{"role": "user", "content": vec![part; 1200]}]});
     let sent = body.to_string();
-    assert!(sent.len() > 3_600_000 && sent.len() < 4 << 20, "{}", sent.len());
+    assert!(
+        sent.len() > 3_600_000 && sent.len() < 4 << 20,
+        "{}",
+        sent.len()
+    );
     let started = std::time::Instant::now();
     let response = http::post(envoy.port(), CHAT, &[JSON], sent.as_bytes());
     let took = started.elapsed();
     assert_eq!(response.status, 413, "{response:?}");
     assert_eq!(response.header("x-posturio-code"), Some("body_too_large"));
     assert!(
-        response.text().contains("expands past what the gateway inspects"),
+        response
+            .text()
+            .contains("expands past what the gateway inspects"),
         "{}",
         response.text()
     );
@@ -363,5 +369,42 @@ fn text_that_expands_past_what_is_inspected_is_refused_and_the_gateway_lives_on(
     let hello = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]});
     for _ in 0..4 {
         assert_eq!(post(&envoy, CHAT, &hello).status, 200);
+    }
+}
+
+#[test]
+fn a_redaction_in_json_text_keeps_the_json_text_valid() {
+    let (mock, envoy) = gateway();
+    for (name, arguments) in [
+        ("line feed", json!({"body": "Hi,\nbob@x.org"}).to_string()),
+        ("tab", json!({"body": "Hi,\tbob@x.org"}).to_string()),
+        ("unicode escape", r#"{"to":"\u00e9bob@x.org"}"#.to_owned()),
+        (
+            "inside the local part",
+            r#"{"to":"b\u00f6b@x.org"}"#.to_owned(),
+        ),
+        ("escaped quote", r#"{"to":"\"bob@x.org\""}"#.to_owned()),
+    ] {
+        mock.reset();
+        let body = json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": "send it"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "send_mail", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "c", "content": arguments}]});
+        let response = post(&envoy, CHAT, &body);
+        assert_eq!(response.status, 200, "{name}: {response:?}");
+        let received = mock.single_request().json();
+        let messages = &received["messages"];
+        for text in [
+            messages[1]["tool_calls"][0]["function"]["arguments"].as_str(),
+            messages[2]["content"].as_str(),
+        ] {
+            let text = text.unwrap();
+            let parsed: Value = serde_json::from_str(text)
+                .unwrap_or_else(|error| panic!("{name}: {text:?} is not JSON: {error}"));
+            assert!(parsed.is_object(), "{name}: {text}");
+            assert!(text.contains("[REDACTED:no-email]"), "{name}: {text}");
+            assert!(!text.contains("x.org"), "{name}: {text}");
+        }
     }
 }
