@@ -778,3 +778,61 @@ fn ordinary_text_with_compatibility_forms_stays_within_its_budget() {
         None
     );
 }
+
+#[test]
+fn consecutive_anthropic_turns_of_one_role_are_read_as_one_text() {
+    let messages = |turns: Value| {
+        (
+            "/v1/messages",
+            json!({"model": "claude", "max_tokens": 5, "messages": turns}),
+        )
+    };
+    let parts = |text: &str| json!([{"type": "text", "text": text}]);
+    for (name, turns) in [
+        (
+            "two strings",
+            json!([{"role": "user", "content": "key AKIAIOSF"},
+                   {"role": "user", "content": "ODNN7EXAMPLE"}]),
+        ),
+        (
+            "two lists of parts",
+            json!([{"role": "user", "content": parts("key AKIAIOSF")},
+                   {"role": "user", "content": parts("ODNN7EXAMPLE")}]),
+        ),
+        (
+            "three turns, the middle one text all through",
+            json!([{"role": "user", "content": "key AKIA"},
+                   {"role": "user", "content": parts("IOSF")},
+                   {"content": "ODNN7EXAMPLE", "role": "user"}]),
+        ),
+        (
+            "after an image in the first turn",
+            json!([{"role": "user", "content": [
+                       {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+                       {"type": "text", "text": "key AKIAIOSF"}]},
+                   {"role": "user", "content": "ODNN7EXAMPLE"}]),
+        ),
+    ] {
+        assert_eq!(
+            outcome("images", &messages(turns)),
+            blocked("no-secrets"),
+            "{name}"
+        );
+    }
+    // Turns of different roles, or with a tool call between, stay apart.
+    for (name, turns) in [
+        (
+            "user then assistant",
+            json!([{"role": "user", "content": "key AKIAIOSF"},
+                   {"role": "assistant", "content": "ODNN7EXAMPLE"}]),
+        ),
+        (
+            "a tool call ends the first",
+            json!([{"role": "user", "content": [{"type": "text", "text": "key AKIAIOSF"},
+                       {"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
+                   {"role": "user", "content": "ODNN7EXAMPLE"}]),
+        ),
+    ] {
+        assert_eq!(outcome("images", &messages(turns)), None, "{name}");
+    }
+}
