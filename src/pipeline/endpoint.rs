@@ -11,7 +11,7 @@ use super::rewrite::rewrite;
 use super::state::{Decision, Facts, Forward, Pending};
 use crate::policy::body::{walk_watching, NoText, Walked, Watch};
 use crate::policy::classify::{Classified, Endpoint};
-use crate::policy::compiled::{Consumer, Policy};
+use crate::policy::compiled::Policy;
 use crate::policy::guards::{GuardRequest, GuardText, KeptText};
 use crate::policy::inspect::{ScanSink, Verdict};
 use crate::policy::limits;

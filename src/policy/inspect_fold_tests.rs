@@ -690,7 +690,7 @@ fn fold_speed() {
                 sink.text(string, at);
             }
             feed = feed.min(start.elapsed().as_secs_f64());
-            std::hint::black_box(sink.finish());
+            let _ = std::hint::black_box(sink.finish());
         });
         let folding = best(&mut || {
             for string in &strings {

@@ -152,6 +152,7 @@ fn widen(range: &Range<usize>, escapes: &[Range<usize>]) -> Range<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
