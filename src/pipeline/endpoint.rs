@@ -5,7 +5,7 @@
 
 use super::approval::approve;
 use super::inspection::inspect;
-use super::refusals::{body_reply, too_large};
+use super::refusals::{body_reply, text_too_large, too_large};
 use super::request_limits::limit_changes;
 use super::rewrite::rewrite;
 use super::state::{Decision, Facts, Forward, Pending};
@@ -59,10 +59,11 @@ pub(super) fn decide_endpoint(
             let mut none = NoText;
             let mut text = GuardText::new(&mut none, keep);
             let walked = walk_watching(body, endpoint, watch, &mut text);
-            (walked, Vec::new(), text.into_kept())
+            (walked, Ok(Vec::new()), text.into_kept())
         }
     };
     let walked = walked.map_err(|error| body_reply(error, shape))?;
+    let hits = hits.map_err(|too_large| text_too_large(too_large, shape))?;
 
     let (approved, mut audited) = approve(policy, classified, &walked, consumer, shape, facts)?;
     let verdict = inspect(

@@ -3,6 +3,7 @@
 
 use crate::policy::body::{BodyError, JsonError, Violation};
 use crate::policy::config::Mode;
+use crate::policy::inspect::TextTooLarge;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
 
 /// In audit mode a policy denial is recorded and the request goes on; in enforce mode it is
@@ -37,6 +38,24 @@ pub fn rewritten_too_large(policy: &Policy, shape: ApiFamily) -> Reply {
             "the request body, once rewritten for the provider (redactions, the model's \
              name), would be larger than the gateway's limit of {} bytes; send a smaller body",
             policy.max_body_bytes
+        ),
+    )
+}
+
+/// The reply for a body whose text, read as the model reads it (invisible characters
+/// removed, compatibility forms folded, escapes decoded, text parts joined), would take more
+/// than the inspection's budget: refused, since what was not scanned cannot be forwarded.
+/// Always refused, in audit mode too: it is a bound of the gateway, not a policy denial.
+pub(crate) fn text_too_large(too_large: TextTooLarge, shape: ApiFamily) -> Reply {
+    Reply::new(
+        Code::BodyTooLarge,
+        shape,
+        format!(
+            "the request's text expands past what the gateway inspects when normalised \
+             (invisible characters removed, compatibility characters such as ligatures \
+             expanded, escapes decoded, text parts joined): more than {} bytes; send less \
+             text, or text with fewer escapes and compatibility characters",
+            too_large.budget
         ),
     )
 }

@@ -4,10 +4,17 @@
 //! back to the bytes it came from, or, where it cannot be exactly, reported as such so the
 //! caller blocks rather than redact a part of it.
 //!
-//! Three steps, in this order: characters a reader does not see are removed (`is_invisible`);
-//! the rest is normalised to NFKC; each normalised character that is a Cyrillic or Greek
-//! letter drawn like a Latin one is read as that Latin letter (`latin_lookalike`). The text
-//! as written is always scanned too, so folding only ever adds matches.
+//! Four steps, in this order: each Unicode tag character that mirrors a printable ASCII one
+//! is read as that ASCII character (`tag_ascii`: models read "ASCII smuggling" as text); the
+//! characters a reader does not see are removed (`is_removed`: format and other
+//! default-ignorable characters, control characters); the rest is normalised to NFKC; each
+//! normalised character that is a letter of another script drawn like a Latin one is read as
+//! that Latin letter (`latin_lookalike`). The text as written is always scanned too, so
+//! folding only ever adds matches.
+//!
+//! Folding can make text longer (NFKC turns U+FDFA into 18 letters), so a caller with a
+//! budget folds with `fold_within`, which stops once the folded text and its map would pass
+//! it.
 //!
 //! The way back: NFKC works on segments that start at a character nothing before it can
 //! combine with, so the text is folded one segment at a time and each segment remembers the
@@ -108,15 +115,40 @@ impl Folded {
     }
 }
 
-/// `text` folded, or `None` when folding changes nothing (every ASCII string, for one).
+/// The bytes one entry of the map back takes in the Wasm module (three 4-byte fields), used
+/// on every target so that a budget means the same in tests as in Envoy.
+const RUN_BYTES: usize = 12;
+
+impl Folded {
+    /// The bytes this fold holds in the Wasm module: its text and its map back.
+    pub fn cost(&self) -> usize {
+        let map = self.runs.len().saturating_mul(RUN_BYTES);
+        self.text.len().saturating_add(map)
+    }
+}
+
+/// Folding stopped: the folded text and its map would pass the caller's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldTooLarge;
+
+/// `text` folded, or `None` when folding changes nothing (every ASCII string without control
+/// characters, for one).
 pub fn fold(text: &str) -> Option<Folded> {
-    if text.is_ascii() || unchanged(text) {
-        return None;
+    fold_within(text, usize::MAX).ok().flatten()
+}
+
+/// As `fold`, stopping with `FoldTooLarge` as soon as the folded text and its map
+/// (`Folded::cost`) would pass `budget` bytes: the work and the memory stay bounded by the
+/// budget, however much the text expands.
+pub fn fold_within(text: &str, budget: usize) -> Result<Option<Folded>, FoldTooLarge> {
+    if text.bytes().all(is_plain_ascii) || unchanged(text) {
+        return Ok(None);
     }
     let mut folder = Folder {
-        text: String::with_capacity(text.len()),
+        text: String::with_capacity(text.len().min(budget)),
         runs: Vec::new(),
         carried: None,
+        budget,
     };
     // The segment being read: where it starts in the source (the removed characters before
     // its first one included), its characters, and the end of its last one.
@@ -125,9 +157,12 @@ pub fn fold(text: &str) -> Option<Folded> {
     let mut kept_end = 0;
     let mut at = 0;
     while let Some(rest) = text.get(at..).filter(|rest| !rest.is_empty()) {
+        if folder.over_budget() {
+            return Err(FoldTooLarge);
+        }
         let ascii = rest
             .bytes()
-            .position(|b| !b.is_ascii())
+            .position(|b| !is_plain_ascii(b))
             .unwrap_or(rest.len());
         if let Some(last) = ascii.checked_sub(1).and_then(|run| at.checked_add(run)) {
             // A run of ASCII: each character but the last is a segment of its own, left as
@@ -156,7 +191,8 @@ pub fn fold(text: &str) -> Option<Folded> {
             break;
         };
         let next = at.saturating_add(c.len_utf8());
-        if !is_invisible(c) {
+        let c = tag_ascii(c).unwrap_or(c);
+        if !is_removed(c) {
             if !segment.is_empty() && starts_segment(c) {
                 folder.segment(text, start..kept_end, &segment);
                 segment.clear();
@@ -170,7 +206,10 @@ pub fn fold(text: &str) -> Option<Folded> {
     if !segment.is_empty() {
         folder.segment(text, start..kept_end, &segment);
     }
-    folder.finish(text)
+    if folder.over_budget() {
+        return Err(FoldTooLarge);
+    }
+    Ok(folder.finish(text))
 }
 
 /// Builds a `Folded` one segment at a time.
@@ -179,9 +218,16 @@ struct Folder {
     runs: Vec<Run>,
     /// The source start of segments that folded to nothing: they go with the next one.
     carried: Option<usize>,
+    /// The bytes the text and the map may take (`Folded::cost`).
+    budget: usize,
 }
 
 impl Folder {
+    fn over_budget(&self) -> bool {
+        let map = self.runs.len().saturating_mul(RUN_BYTES);
+        self.text.len().saturating_add(map) > self.budget
+    }
+
     /// Folds one segment: `chars`, the characters kept of `text[source]`.
     fn segment(&mut self, text: &str, source: Range<usize>, chars: &str) {
         let folded_start = self.text.len();
@@ -196,7 +242,7 @@ impl Folder {
             _ => {
                 for c in chars.chars().nfkc() {
                     let c = latin_lookalike(c).unwrap_or(c);
-                    if !is_invisible(c) {
+                    if !is_removed(c) {
                         self.text.push(c);
                     }
                 }
@@ -253,12 +299,12 @@ impl Folder {
     }
 }
 
-/// Whether folding leaves `text` as it is: no character it removes or reads as Latin, and
+/// Whether folding leaves `text` as it is: no character it removes or reads as another, and
 /// already in NFKC. One pass without allocating for the common case.
 fn unchanged(text: &str) -> bool {
     let foldable = text
         .chars()
-        .any(|c| !c.is_ascii() && (is_invisible(c) || latin_lookalike(c).is_some()));
+        .any(|c| is_removed(c) || latin_lookalike(c).is_some());
     !foldable && is_nfkc_quick(text.chars()) == IsNormalized::Yes
 }
 
@@ -275,6 +321,33 @@ fn starts_segment(c: char) -> bool {
     });
     let first = first.unwrap_or(c);
     canonical_combining_class(first) == 0 && is_nfkc_quick(iter::once(first)) == IsNormalized::Yes
+}
+
+/// An ASCII byte that folding leaves as it is: printable, or white space (tab, line feed,
+/// carriage return, and the vertical tab and form feed, which read as line breaks and which
+/// patterns' `\s` matches).
+fn is_plain_ascii(b: u8) -> bool {
+    matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C)
+}
+
+/// The printable ASCII character a Unicode tag character mirrors (U+E0041 is `A`): tag
+/// characters render as nothing, but models read them as the text they spell, so a secret
+/// or a phrase spelled in them is scanned as that text. The other tag characters (U+E0001
+/// language tag, U+E007F cancel tag, U+E0020 aside) stay removed as invisible.
+fn tag_ascii(c: char) -> Option<char> {
+    let code = u32::from(c);
+    if (0xE0020..=0xE007E).contains(&code) {
+        char::from_u32(code.checked_sub(0xE0000)?)
+    } else {
+        None
+    }
+}
+
+/// Characters folding removes: those a reader does not see (`is_invisible`), and control
+/// characters (C0, DEL, C1) but for the white space of `is_plain_ascii`. NEL (U+0085) is
+/// removed too: models and tokenisers read it, if at all, as nothing.
+pub(crate) fn is_removed(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{B}' | '\u{C}')) || is_invisible(c)
 }
 
 /// Characters a reader does not see, removed before anything else: every format character
@@ -313,14 +386,21 @@ pub(crate) fn is_invisible(c: char) -> bool {
     )
 }
 
-/// The Latin letter a Cyrillic or Greek letter is drawn as, in the common fonts: the letters
-/// a mixed-script spelling of an ASCII secret or phrase uses. A small, fixed set, not
-/// Unicode's whole confusables table (thousands of entries, many of them symbols that would
-/// make matches no reader sees).
+/// The Latin letter a letter of another script (Cyrillic, Greek, Lisu, Coptic) or a Latin
+/// letter variant (ɑ, ɡ, ı, ɪ) is drawn as, in the common fonts: the letters a mixed-script
+/// spelling of an ASCII secret or phrase uses. A small, fixed set, listed here and in the
+/// docs, not Unicode's whole confusables table (thousands of entries, many of them symbols
+/// that would make matches no reader sees).
 pub(crate) fn latin_lookalike(c: char) -> Option<char> {
     let latin = match c {
+        // Latin variants.
+        'ɑ' => 'a',
+        'ɡ' => 'g',
+        'ı' => 'i',
+        'ɪ' => 'i',
         // Cyrillic.
         'а' => 'a',
+        'ѵ' => 'v',
         'е' => 'e',
         'о' => 'o',
         'р' => 'p',
@@ -369,6 +449,56 @@ pub(crate) fn latin_lookalike(c: char) -> Option<char> {
         'Χ' => 'X',
         'ο' => 'o',
         'ϳ' => 'j',
+        'α' => 'a',
+        'ι' => 'i',
+        'ν' => 'v',
+        'ρ' => 'p',
+        // Lunate sigma `ϲ` is final sigma once NFKC has read it.
+        'ς' => 'c',
+        // Lisu capitals.
+        'ꓮ' => 'A',
+        'ꓐ' => 'B',
+        'ꓚ' => 'C',
+        'ꓓ' => 'D',
+        'ꓰ' => 'E',
+        'ꓝ' => 'F',
+        'ꓖ' => 'G',
+        'ꓧ' => 'H',
+        'ꓲ' => 'I',
+        'ꓙ' => 'J',
+        'ꓗ' => 'K',
+        'ꓡ' => 'L',
+        'ꓟ' => 'M',
+        'ꓠ' => 'N',
+        'ꓳ' => 'O',
+        'ꓑ' => 'P',
+        'ꓣ' => 'R',
+        'ꓢ' => 'S',
+        'ꓔ' => 'T',
+        'ꓴ' => 'U',
+        'ꓦ' => 'V',
+        'ꓪ' => 'W',
+        'ꓫ' => 'X',
+        'ꓬ' => 'Y',
+        'ꓜ' => 'Z',
+        // Coptic.
+        'Ⲁ' => 'A',
+        'Ⲃ' => 'B',
+        'Ⲉ' => 'E',
+        'Ⲏ' => 'H',
+        'Ⲓ' => 'I',
+        'Ⲕ' => 'K',
+        'Ⲙ' => 'M',
+        'Ⲛ' => 'N',
+        'Ⲟ' => 'O',
+        'Ⲣ' => 'P',
+        'Ⲥ' => 'C',
+        'Ⲧ' => 'T',
+        'Ⲩ' => 'Y',
+        'Ⲭ' => 'X',
+        'ⲟ' => 'o',
+        'ⲣ' => 'p',
+        'ⲥ' => 'c',
         _ => return None,
     };
     Some(latin)

@@ -45,7 +45,20 @@ fn each_evasion_folds_to_what_a_reader_sees() {
         ("bidi embedding", "A\u{202A}K\u{202C}IA", "AKIA"),
         ("bidi isolate", "A\u{2066}KIA\u{2069}", "AKIA"),
         ("left-to-right mark", "A\u{200E}KIA", "AKIA"),
-        ("tag characters", "AK\u{E0041}\u{E0001}IA", "AKIA"),
+        ("tag characters", "AK\u{E0001}IA\u{E007F}", "AKIA"),
+        (
+            "tag characters spelling ASCII",
+            "\u{E0041}\u{E004B}\u{E0049}\u{E0041} \u{E0020}x",
+            "AKIA  x",
+        ),
+        ("NUL", "AK\u{0}IA", "AKIA"),
+        ("bell and delete", "ig\u{7}no\u{7F}re", "ignore"),
+        ("C1 control, next line", "AK\u{85}IA", "AKIA"),
+        ("Greek small lookalikes", "ρνϲια", "pvcia"),
+        ("Cyrillic izhitsa", "ѵ", "v"),
+        ("Latin variants", "ɑɡıɪ", "agii"),
+        ("Lisu capitals", "ꓮꓗꓲꓮ", "AKIA"),
+        ("Coptic capitals", "ⲀⲔⲒⲀ", "AKIA"),
         ("variation selector", "A\u{FE0F}KIA", "AKIA"),
         ("variation selector supplement", "AK\u{E0100}IA", "AKIA"),
         ("combining grapheme joiner", "AK\u{34F}IA", "AKIA"),
@@ -152,7 +165,7 @@ fn the_removed_characters_are_the_format_and_ignorable_ones() {
 
 #[test]
 fn each_lookalike_is_a_letter_that_folds_to_ascii() {
-    for c in (0x370..0x530).filter_map(char::from_u32) {
+    for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
         if let Some(latin) = latin_lookalike(c) {
             assert!(latin.is_ascii_alphabetic(), "{c}");
             assert_eq!(folded(&c.to_string()), latin.to_string());
@@ -173,6 +186,12 @@ const PALETTE: &[char] = &[
     '\u{AD}',
     '\u{FE0F}',
     '\u{E0041}',
+    '\u{E0001}',
+    '\u{0}',
+    '\u{85}',
+    '\u{B}',
+    'ꓮ',
+    'ϲ',
     '\u{3164}',
     'Ａ',
     'ﬁ',
@@ -219,10 +238,11 @@ impl Draw {
 
 fn whole_text_fold(text: &str) -> String {
     text.chars()
-        .filter(|c| !is_invisible(*c))
+        .map(|c| tag_ascii(c).unwrap_or(c))
+        .filter(|c| !is_removed(*c))
         .nfkc()
         .map(|c| latin_lookalike(c).unwrap_or(c))
-        .filter(|c| !is_invisible(*c))
+        .filter(|c| !is_removed(*c))
         .collect()
 }
 

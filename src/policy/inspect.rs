@@ -87,6 +87,39 @@ pub struct Hit {
     pub range: Range<usize>,
 }
 
+/// Text made from the strings as read (folded, escapes decoded, parts joined) and the maps
+/// that lead it back may take at most this many bytes per byte of body, with the floor and
+/// ceiling below: NFKC alone can make a character 11 times longer in bytes (U+FDFA), and
+/// each string can be decoded, folded and joined, so without a bound one body of a few MiB
+/// grows to hundreds of MiB of Wasm memory (which never shrinks) and seconds of scanning.
+/// Ordinary text stays under: full-width letters in JSON text, folded as a part, decoded,
+/// and again joined, cost about 24 bytes a byte (a 12-byte map entry for each folded
+/// character, four times), while U+FDFA costs 26 bytes a byte in each of those forms. The
+/// ceiling, not the ratio, bounds large bodies. Past the budget the request is refused
+/// (`TextTooLarge`), never forwarded unscanned.
+const DERIVED_PER_BODY_BYTE: usize = 32;
+/// Small bodies may always expand this much: short texts of ligatures and full-width
+/// letters are ordinary.
+const DERIVED_FLOOR: usize = 1 << 20;
+/// However large `max_body_bytes` is, derived text stays under this.
+const DERIVED_CEILING: usize = 64 << 20;
+
+/// The bytes of derived text (and the maps that lead it back) a body of `body_len` bytes may
+/// make.
+pub fn derived_budget(body_len: usize) -> usize {
+    body_len
+        .saturating_mul(DERIVED_PER_BODY_BYTE)
+        .clamp(DERIVED_FLOOR, DERIVED_CEILING)
+}
+
+/// The body's text, read as the model reads it, would pass `derived_budget`: the request
+/// cannot be inspected within bounds and is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTooLarge {
+    /// The budget it passed, in bytes.
+    pub budget: usize,
+}
+
 /// The sink the walk feeds. Each scan has a fixed cost per detector pass, and a body holds
 /// hundreds of short strings and keys, so the text is gathered into one buffer, joined by
 /// newlines, and searched in one pass; yet every detector and pattern decides on one string
@@ -106,16 +139,40 @@ pub struct ScanSink<'p> {
     at: Vec<TextAt>,
     /// What each piece is: a string as read, or made from earlier pieces.
     origins: Vec<Origin>,
+    /// The bytes derived text may still take (see `derived_budget`), and whether some text
+    /// was left out for passing it.
+    budget: usize,
+    left: usize,
+    over: bool,
 }
 
 impl<'p> ScanSink<'p> {
+    /// A sink for a body of `capacity` bytes; its derived text gets `derived_budget`.
     pub fn new(scanner: &'p Scanner, capacity: usize) -> Self {
+        let budget = derived_budget(capacity);
         ScanSink {
             scanner,
             text: String::with_capacity(capacity),
             pieces: Vec::new(),
             at: Vec::new(),
             origins: Vec::new(),
+            budget,
+            left: budget,
+            over: false,
+        }
+    }
+
+    /// Takes `bytes` from the budget; false (and the sink marked over) when they do not fit.
+    fn spend(&mut self, bytes: usize) -> bool {
+        match self.left.checked_sub(bytes).filter(|_| !self.over) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => {
+                self.over = true;
+                false
+            }
         }
     }
 
@@ -129,7 +186,15 @@ impl<'p> ScanSink<'p> {
     /// back to the strings as read and made in place; where it cannot be exactly (a decoded
     /// form, a match from inside what one character folded to), the hit has no span, and a
     /// `redact` rule blocks.
-    pub fn finish(self) -> Vec<Hit> {
+    ///
+    /// `TextTooLarge` when the derived text passed its budget: some of what the model reads
+    /// was not scanned, so nothing found here can clear the request.
+    pub fn finish(self) -> Result<Vec<Hit>, TextTooLarge> {
+        if self.over {
+            return Err(TextTooLarge {
+                budget: self.budget,
+            });
+        }
         let mut scratch = Vec::new();
         let mut found = Vec::new();
         self.scanner
@@ -204,18 +269,35 @@ impl<'p> ScanSink<'p> {
             }
         }
         hits.append(&mut derived);
-        hits
+        Ok(hits)
     }
 
-    /// Adds a piece, and its folded form when folding changes it.
-    fn push(&mut self, text: &str, at: TextAt, origin: Origin) {
+    /// Adds a piece, and its folded form when folding changes it. A piece made from others
+    /// (`cost` its map's bytes) and every folded form are paid from the budget.
+    fn push(&mut self, text: &str, at: TextAt, origin: Origin, cost: usize) {
         // An empty string holds no match; the pieces stay non-empty.
-        if text.is_empty() {
+        if text.is_empty() || self.over {
+            return;
+        }
+        let derived = !matches!(origin, Origin::Read);
+        if derived && !self.spend(text.len().saturating_add(cost)) {
             return;
         }
         let from = self.pieces.len();
         self.push_piece(text, at, origin);
-        if let Some(folded) = fold::fold(text) {
+        // Half the budget left: the folded text is paid twice (below), so a fold that would
+        // not fit stops as soon as that shows, not once all of it is made.
+        let folded = match fold::fold_within(text, self.left / 2) {
+            Ok(folded) => folded,
+            Err(fold::FoldTooLarge) => {
+                self.over = true;
+                return;
+            }
+        };
+        // The folded text is held twice: in the buffer, and with its map.
+        if let Some(folded) =
+            folded.filter(|folded| self.spend(folded.cost().saturating_add(folded.text.len())))
+        {
             let start = self.text.len();
             self.text.push_str(&folded.text);
             let end = self.text.len();
@@ -240,7 +322,7 @@ impl<'p> ScanSink<'p> {
 
 impl TextSink for ScanSink<'_> {
     fn text(&mut self, text: &str, at: TextAt) {
-        self.push(text, at, Origin::Read);
+        self.push(text, at, Origin::Read, 0);
     }
 
     fn decoded(&mut self, text: &str, layers: &[Offsets], at: TextAt) {
@@ -250,13 +332,20 @@ impl TextSink for ScanSink<'_> {
             .iter()
             .rposition(|origin| matches!(origin, Origin::Read | Origin::Joined { .. }));
         let at = TextAt { span: None, ..at };
-        if let Some(from) = from {
+        if let (Some(from), false) = (from, self.over) {
+            let cost = layers
+                .iter()
+                .map(Offsets::cost)
+                .fold(0, usize::saturating_add);
             let layers = layers.to_vec();
-            self.push(text, at, Origin::Decoded { from, layers });
+            self.push(text, at, Origin::Decoded { from, layers }, cost);
         }
     }
 
     fn text_parts(&mut self, spans: &[Span]) {
+        if self.over {
+            return;
+        }
         let Some((parts, joined)) =
             origin::join((&self.text, &self.pieces, &self.at, &self.origins), spans)
         else {
@@ -269,7 +358,9 @@ impl TextSink for ScanSink<'_> {
             span: None,
             ..*first
         };
-        self.push(&joined, at, Origin::Joined { parts });
+        // Two 4-byte offsets a part in the Wasm module.
+        let cost = parts.len().saturating_mul(8);
+        self.push(&joined, at, Origin::Joined { parts }, cost);
         decoded_layers(&joined, at, self);
     }
 }

@@ -345,6 +345,7 @@ fn joined_scan_maps_matches_back_and_drops_those_across_strings() {
     sink.text("end start", at(2));
     let mut hits: Vec<(usize, Option<usize>, std::ops::Range<usize>)> = sink
         .finish()
+        .unwrap()
         .into_iter()
         .map(|hit| (hit.rule, hit.at.span.map(|span| span.start), hit.range))
         .collect();

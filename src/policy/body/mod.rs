@@ -15,6 +15,7 @@ mod read_keys;
 pub mod span;
 pub mod strict_json;
 pub mod text;
+mod turns;
 mod walk;
 pub mod watch;
 

@@ -111,6 +111,11 @@ pub struct Offsets {
 }
 
 impl Offsets {
+    /// The bytes this map holds in the Wasm module (three 4-byte fields a run).
+    pub fn cost(&self) -> usize {
+        self.runs.len().saturating_mul(12)
+    }
+
     /// Where the byte at `at` (or the end, at the decoded length) was read.
     pub fn read_at(&self, at: usize) -> Option<usize> {
         let index = self

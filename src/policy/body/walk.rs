@@ -19,6 +19,7 @@ use super::read_keys::read_key_variant;
 use super::span::Span;
 use super::strict_json::{JsonError, KeySet, Violation, MAX_DEPTH};
 use super::text::{decoded_layers, TextAt, TextField, TextSink};
+use super::turns::{ContentRuns, SameRoleTurns};
 use super::watch::{top_object_end, watched, Located, LocatedValue, ObjectEnd, Watch, Watched};
 use super::{BodyError, ModelField};
 use crate::policy::classify::Endpoint;
@@ -67,6 +68,8 @@ pub fn walk_watching<S: TextSink>(
         part_type: None,
         last_string: None,
         text_part: None,
+        content_runs: None,
+        turn_runs: None,
     };
     let root = Node {
         endpoint,
@@ -95,6 +98,10 @@ struct State<'s, S> {
     last_string: Option<(Span, usize)>,
     /// Set by a content part that is a text part, when it ends: the span of its `text`.
     text_part: Option<Span>,
+    /// Set by a list of content parts when it ends: its runs of text parts at either end.
+    content_runs: Option<ContentRuns>,
+    /// A turn's `content`, as runs of text parts, once read (see `turns`).
+    turn_runs: Option<ContentRuns>,
 }
 
 impl<S> State<'_, S> {
@@ -235,6 +242,14 @@ impl Node {
         let element = self.child(element)?;
         // Consecutive text parts of this list, to be read as one text (see `TextSink::text_parts`).
         let mut run: Vec<Span> = Vec::new();
+        let mut leading: Option<Vec<Span>> = None;
+        // Turns whose provider merges those of the same role (see `turns`).
+        let mut turns = (self.place == Place::Messages
+            && matches!(
+                Family::of(self.endpoint),
+                Family::Anthropic | Family::Invoke
+            ))
+        .then(SameRoleTurns::default);
         let mut first = true;
         while reader.next_element(&mut first)? {
             let node = match element.place {
@@ -245,11 +260,34 @@ impl Node {
                 _ => element,
             };
             state.text_part = None;
+            state.turn_runs = None;
             node.value(reader, state)?;
+            if let Some(turns) = turns.as_mut() {
+                let role = state
+                    .role_of(node.message)
+                    .and_then(|role| role.as_deref().map(str::to_owned));
+                let runs = state.turn_runs.take();
+                if let Some(spans) = turns.turn(role.as_deref(), runs) {
+                    state.sink.text_parts(&spans);
+                }
+            }
             match state.text_part.take() {
                 Some(span) if matches!(self.place, Place::Text(_)) => run.push(span),
-                _ => joined_parts(&mut run, state),
+                _ => {
+                    leading.get_or_insert_with(|| run.clone());
+                    joined_parts(&mut run, state);
+                }
             }
+        }
+        if let Some(spans) = turns.as_mut().and_then(SameRoleTurns::finish) {
+            state.sink.text_parts(&spans);
+        }
+        if matches!(self.place, Place::Text(_)) {
+            state.content_runs = Some(ContentRuns {
+                all_text: leading.is_none(),
+                leading: leading.unwrap_or_else(|| run.clone()),
+                trailing: run.clone(),
+            });
         }
         joined_parts(&mut run, state);
         Ok(())
@@ -332,10 +370,23 @@ impl Node {
             let child = node.child(place)?;
             reader.colon()?;
             state.last_string = None;
+            state.content_runs = None;
             let value_start = reader.position();
             child.value(reader, state)?;
             if opaque_value.is_some() {
                 state.sink.not_read(value_start..reader.position());
+            }
+            if node.place == Place::Message && key == "content" {
+                // A string content is one text part.
+                let string = state
+                    .last_string
+                    .filter(|(_, depth)| *depth == child.depth)
+                    .map(|(span, _)| ContentRuns {
+                        leading: vec![span],
+                        trailing: vec![span],
+                        all_text: true,
+                    });
+                state.turn_runs = state.content_runs.take().or(string);
             }
             if place == Place::PartType {
                 part_type = state.part_type.take();

@@ -23,13 +23,17 @@ pub(super) const AWS_ACCESS_KEY: Spec = Spec {
 
 /// PEM private keys: `-----BEGIN … PRIVATE KEY-----` with any label (RSA, EC, DSA, OPENSSH,
 /// ENCRYPTED, PGP … BLOCK). With its END line within 64 KiB, the whole block matches; without
-/// one (a truncated paste), the BEGIN line and every following line that looks like key body
-/// (base64, or a `Name: value` header such as `Proc-Type`). Public keys and certificates are not
+/// one (a truncated paste, or a key split over two messages), everything from the BEGIN line
+/// to the next BEGIN line or the end of the text: what follows may be key body written any
+/// way (after a blank line, a comment), and a key half redacted is a key leaked. A key's tail
+/// without its BEGIN line (the rest of a split key) matches too: the base64 lines before an
+/// `-----END … PRIVATE KEY-----` line, and that line. Public keys and certificates are not
 /// matched. Misses: PuTTY `.ppk` files and SSH2 (`---- BEGIN SSH2 …`) armour.
 pub(super) const PRIVATE_KEY: Spec = Spec {
-    finders: &[Finder::Regex(
-        "-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----",
-    )],
+    finders: &[
+        Finder::Regex("-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"),
+        Finder::Regex("-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"),
+    ],
     boundary: Boundary::Checked,
     verify: private_key_block,
 };
@@ -137,6 +141,10 @@ const MAX_KEY_BLOCK: usize = 64 * 1024;
 
 fn private_key_block(text: &str, candidate: Range<usize>, found: &mut Found) {
     let begin = text.get(candidate.clone()).unwrap_or_default();
+    if begin.starts_with("-----END ") {
+        private_key_tail(text, candidate, found);
+        return;
+    }
     let label = begin
         .strip_prefix("-----BEGIN ")
         .and_then(|rest| rest.strip_suffix("-----"))
@@ -146,57 +154,72 @@ fn private_key_block(text: &str, candidate: Range<usize>, found: &mut Found) {
     // BEGIN lines without END lines linear.
     let limit = floor_char_boundary(text, candidate.end.saturating_add(MAX_KEY_BLOCK));
     let window = text.get(candidate.end..limit).unwrap_or_default();
+    // Without a next BEGIN line within reach, the key runs to the end of the text.
     let window_end = window
         .find("-----BEGIN ")
-        .map_or(limit, |at| candidate.end.saturating_add(at));
-    let window = text.get(candidate.end..window_end).unwrap_or_default();
-    let end = match window.find(&end_line) {
+        .map_or(text.len(), |at| candidate.end.saturating_add(at));
+    let end = match window.find(&end_line).filter(|at| {
+        candidate
+            .end
+            .saturating_add(*at)
+            .saturating_add(end_line.len())
+            <= window_end
+    }) {
         Some(at) => candidate
             .end
             .saturating_add(at)
             .saturating_add(end_line.len()),
-        None => key_body_end(text, candidate.end, window_end),
+        None => {
+            let rest = text.get(candidate.end..window_end).unwrap_or_default();
+            candidate.end.saturating_add(rest.trim_end().len())
+        }
     };
     found.push(candidate.start..end);
 }
 
-/// Without an END line: the rest of the BEGIN line, then each following line that looks like
-/// PEM body: `Name: value` headers before the body (`Proc-Type`, `DEK-Info`), the blank line
-/// after them, and base64 lines.
-fn key_body_end(text: &str, from: usize, limit: usize) -> usize {
-    let rest = text.get(from..limit).unwrap_or_default();
-    let mut end = from;
-    let mut line_start = from;
-    let mut in_headers = true;
-    let mut after_header = false;
-    for (number, line) in rest.split_inclusive('\n').enumerate() {
-        let body = line.trim();
-        if number > 0 {
-            let header = in_headers
-                && body
-                    .split_once(": ")
-                    .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(is_header_name));
-            let base64 = !body.is_empty() && body.bytes().all(is_base64);
-            if !(header || base64 || (body.is_empty() && after_header)) {
+/// A key's tail without its BEGIN line: the END line at `candidate`, the base64 before it on
+/// its line, and the lines before that holding only base64 (blank lines passed over), up to
+/// 64 KiB back. Nothing when no base64 precedes the END line, or when a BEGIN line does:
+/// then the BEGIN line's match holds the whole block.
+fn private_key_tail(text: &str, candidate: Range<usize>, found: &mut Found) {
+    let floor = ceil_char_boundary(text, candidate.start.saturating_sub(MAX_KEY_BLOCK));
+    let before = text.get(floor..candidate.start).unwrap_or_default();
+    // The end of the line being read, walking back one line at a time.
+    let mut cursor = candidate.start;
+    let mut start = candidate.start;
+    let mut body = false;
+    for line in before.rsplit('\n') {
+        let line_start = cursor.saturating_sub(line.len());
+        let trimmed = line.trim();
+        if !trimmed.is_empty() {
+            if !trimmed.bytes().all(is_base64) {
+                if trimmed.contains("-----BEGIN ") {
+                    return;
+                }
                 break;
             }
-            in_headers = header || (body.is_empty() && after_header);
-            after_header = header;
+            body = true;
+            let leading = line.len().saturating_sub(line.trim_start().len());
+            start = line_start.saturating_add(leading);
         }
-        if !body.is_empty() {
-            end = line_start.saturating_add(line.trim_end().len());
-        }
-        line_start = line_start.saturating_add(line.len());
+        cursor = line_start.saturating_sub(1);
     }
-    end
+    if body {
+        found.push(start..candidate.end);
+    }
+}
+
+/// The smallest char boundary of `text` at or above `at`.
+fn ceil_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at = at.saturating_add(1);
+    }
+    at
 }
 
 fn is_base64(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=')
-}
-
-fn is_header_name(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'-'
 }
 
 /// The largest char boundary of `text` at or below `at`.
@@ -282,10 +305,15 @@ mod tests {
         pem_one_line: PrivateKey, "-----BEGIN RSA PRIVATE KEY----- MIIEow -----END RSA PRIVATE KEY----- x" => ["-----BEGIN RSA PRIVATE KEY----- MIIEow -----END RSA PRIVATE KEY-----"];
         pem_crlf: PrivateKey, "-----BEGIN PRIVATE KEY-----\r\nMIIE\r\n-----END PRIVATE KEY-----\r\n" => ["-----BEGIN PRIVATE KEY-----\r\nMIIE\r\n-----END PRIVATE KEY-----"];
         pem_escaped_newlines: PrivateKey, "\"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n\"" => ["-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----"];
-        pem_truncated: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq1w2e3r4+/==\nand then prose" => ["-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq1w2e3r4+/=="];
+        pem_truncated: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq1w2e3r4+/==\nand then prose\n" => ["-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq1w2e3r4+/==\nand then prose"];
+        pem_truncated_after_blank_line: PrivateKey, "-----BEGIN PRIVATE KEY-----\n\nMIIEowIBAAKCAQEA\nq1w2e3r4" => ["-----BEGIN PRIVATE KEY-----\n\nMIIEowIBAAKCAQEA\nq1w2e3r4"];
+        pem_truncated_stops_at_next_begin: PrivateKey, "-----BEGIN PRIVATE KEY-----\nMIIE\n-----BEGIN EC PRIVATE KEY-----\nMHcC" => ["-----BEGIN PRIVATE KEY-----\nMIIE", "-----BEGIN EC PRIVATE KEY-----\nMHcC"];
+        pem_tail_alone: PrivateKey, "rest of it:\nq1w2e3r4+/AB\n\nMIIEowIBAAKCAQEA==\n-----END RSA PRIVATE KEY-----\nthanks" => ["q1w2e3r4+/AB\n\nMIIEowIBAAKCAQEA==\n-----END RSA PRIVATE KEY-----"];
+        pem_tail_on_one_line: PrivateKey, "MIIEow -----END PRIVATE KEY-----" => ["MIIEow -----END PRIVATE KEY-----"];
+        pem_end_line_alone: PrivateKey, "the line -----END PRIVATE KEY----- closes a key" => [];
         pem_truncated_headers: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17\n\nMIIE\n" => ["-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17\n\nMIIE"];
-        pem_begin_only: PrivateKey, "-----BEGIN PRIVATE KEY----- and more\n\nnext" => ["-----BEGIN PRIVATE KEY----- and more"];
-        pem_mismatched_end: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END EC PRIVATE KEY-----" => ["-----BEGIN RSA PRIVATE KEY-----\nMIIE"];
+        pem_begin_only: PrivateKey, "-----BEGIN PRIVATE KEY----- and more\n\nnext" => ["-----BEGIN PRIVATE KEY----- and more\n\nnext"];
+        pem_mismatched_end: PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END EC PRIVATE KEY-----" => ["-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END EC PRIVATE KEY-----"];
         pem_public_key: PrivateKey, "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----" => [];
         pem_certificate: PrivateKey, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----" => [];
         pem_two_blocks: PrivateKey, "-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----\n-----BEGIN EC PRIVATE KEY-----\nB\n-----END EC PRIVATE KEY-----" => ["-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----\nB\n-----END EC PRIVATE KEY-----"];
