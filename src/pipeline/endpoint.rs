@@ -13,7 +13,7 @@ use crate::policy::body::{walk_watching, NoText, Walked, Watch};
 use crate::policy::classify::{Classified, Endpoint};
 use crate::policy::compiled::Policy;
 use crate::policy::guards::{GuardRequest, GuardText, KeptText};
-use crate::policy::inspect::{ScanSink, Verdict};
+use crate::policy::inspect::{derived_budget, ScanSink, TextTooLarge, Verdict};
 use crate::policy::limits;
 use crate::policy::reply::Reply;
 
@@ -88,8 +88,19 @@ pub(super) fn decide_endpoint(
         audited,
         usage: limits::usage_format(classified),
         plan: rewritten.plan,
-        guards: kept
-            .and_then(|kept| guard_request(policy, (&guards, kept), (&walked, &verdict), endpoint)),
+        guards: match kept {
+            Some(kept) => {
+                let budget = derived_budget(body.len());
+                guard_request(
+                    policy,
+                    (&guards, kept),
+                    (&walked, &verdict),
+                    (endpoint, budget),
+                )
+                .map_err(|too_large| text_too_large(too_large, shape))?
+            }
+            None => None,
+        },
     }))
 }
 
@@ -99,8 +110,8 @@ fn guard_request(
     policy: &Policy,
     (guards, kept): (&[usize], KeptText),
     (walked, verdict): (&Walked, &Verdict),
-    endpoint: Endpoint,
-) -> Option<Box<GuardRequest>> {
+    (endpoint, budget): (Endpoint, usize),
+) -> Result<Option<Box<GuardRequest>>, TextTooLarge> {
     let guards: Vec<_> = guards
         .iter()
         .filter_map(|index| Some((*index, policy.guards.get(*index)?)))
@@ -110,6 +121,6 @@ fn guard_request(
         .iter()
         .map(|(span, range, rule)| (*span, range.clone(), policy.rule_id(*rule)))
         .collect();
-    let texts = kept.texts(&guards, walked, &redactions);
-    (!texts.is_empty()).then(|| Box::new(GuardRequest { endpoint, texts }))
+    let texts = kept.texts(&guards, walked, &redactions, budget)?;
+    Ok((!texts.is_empty()).then(|| Box::new(GuardRequest { endpoint, texts })))
 }

@@ -105,8 +105,7 @@ pub(super) fn start<H: Host>(
         if text.len() > guard.max_text_bytes {
             call.too_large = Some(text.len());
             let why = format!(
-                "the text is {} bytes, over the guard's max_text_bytes ({})",
-                text.len(),
+                "the text is longer than the guard's max_text_bytes ({})",
                 guard.max_text_bytes
             );
             call.finish(cx, Verdict::Error(why), None);
@@ -217,11 +216,9 @@ pub(super) fn judge(
                     Code::BodyTooLarge,
                     shape,
                     format!(
-                        "the request's text for guard \"{}\" is {} bytes, over the guard's \
+                        "the request's text for guard \"{}\" is longer than the guard's \
                          max_text_bytes ({}); send less text",
-                        guard.id,
-                        call.too_large.unwrap_or_default(),
-                        guard.max_text_bytes
+                        guard.id, guard.max_text_bytes
                     ),
                 );
                 if guard.action == GuardAction::Audit {

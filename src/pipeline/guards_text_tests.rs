@@ -171,3 +171,39 @@ fn a_redacted_secret_stays_out_of_the_decoded_text_too() {
     assert!(!text.contains("jane"), "{text}");
     assert!(text.contains("[REDACTED:no-email] A"), "{text}");
 }
+
+#[test]
+fn text_that_folds_past_the_budget_refuses_before_any_guard_is_asked() {
+    // Each part: escapes that decode in three layers, then a character NFKC expands eleven
+    // times over; every form a guard is shown is folded, so the text it would be sent grows
+    // far past the body. A consumer with guards and no rules is not scanned, so only the
+    // guard text's own budget stands between this body and the module's memory.
+    let part = format!(
+        r#"{{"type":"text","text":"{}n{}"}}"#,
+        "\\\\".repeat(4),
+        "\u{FDFA}".repeat(1000)
+    );
+    let parts = vec![part; 40].join(",");
+    let body =
+        format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[{parts}]}}]}}"#);
+    let (host, flow) = sent("hook-only", CHAT, &body, &[]);
+    assert_eq!(flow, Flow::Pause);
+    assert!(host.http_calls.borrow().is_empty());
+    assert_eq!(code(&host), Some(Code::BodyTooLarge));
+    // The inspection budget's refusal, not the guard's own max_text_bytes.
+    let message = host
+        .replies
+        .borrow()
+        .last()
+        .map(|reply| reply.message.clone());
+    assert!(message
+        .unwrap_or_default()
+        .contains("expands past what the gateway inspects"));
+}
+
+#[test]
+fn folded_text_within_the_budget_is_still_sent() {
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"\uff28\uff49 there"}]}"#;
+    let (host, _) = sent("hook-only", CHAT, body, &[]);
+    assert_eq!(webhook_text(&host), "Hi there");
+}

@@ -10,6 +10,7 @@ use super::compiled::Policy;
 use super::config::{Field, Mode, RuleAction};
 use super::detect::Detector;
 use super::fold;
+use super::inspect::derived_budget;
 use super::rules::Detection;
 use super::rules::LONGEST_MATCH_CAP;
 
@@ -101,7 +102,36 @@ impl AnswerScan for AnswerRules<'_> {
         let field = field_of(kind);
         let first = out.len();
         let written = self.raw_matches(text, field);
-        if let Some(folded) = fold::fold(text) {
+        // Folding can expand text many times over (one character to eighteen): a text whose
+        // folded form would pass the budget cannot be inspected within bounds, and an answer
+        // rule that applies to it blocks it (or records it, when every such rule only
+        // records) rather than let the module run out of memory.
+        let folded = match fold::fold_within(text, derived_budget(text.len())) {
+            Ok(folded) => folded,
+            Err(_) => {
+                let applying = || {
+                    self.rules
+                        .iter()
+                        .filter_map(|(rule, _)| Some((*rule, self.effect(*rule, field)?)))
+                };
+                let chosen = applying()
+                    .find(|(_, effect)| *effect != Effect::Record)
+                    .or_else(|| applying().next());
+                if let Some((rule, effect)) = chosen {
+                    let effect = match effect {
+                        Effect::Record => Effect::Record,
+                        Effect::Block | Effect::Redact => Effect::Block,
+                    };
+                    out.push(AnswerMatch {
+                        rule,
+                        range: 0..text.len(),
+                        effect,
+                    });
+                }
+                None
+            }
+        };
+        if let Some(folded) = folded {
             for (rule, range, effect) in self.raw_matches(&folded.text, field) {
                 let source = folded.source_range(range);
                 let covered = source.as_ref().is_some_and(|source| {

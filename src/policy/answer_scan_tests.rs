@@ -242,3 +242,26 @@ fn a_jwt_or_private_key_longer_than_the_window_is_held_from_its_start() {
         assert_eq!(sent, "tok [REDACTED:keys] end");
     }
 }
+
+#[test]
+fn text_that_folds_past_the_budget_is_blocked_whole_not_folded() {
+    // U+FDFA folds to eighteen characters: five MiB of it would take about 75 MiB folded,
+    // past the 64 MiB ceiling of the inspection budget.
+    let policy = policy_of(json!([
+        {"id": "keys", "detect": "secrets", "action": "redact", "direction": "response"},
+        {"id": "seen", "pattern": "secret", "action": "audit", "direction": "response"},
+    ]));
+    let text = "\u{FDFA}".repeat(5 * 1024 * 1024 / 3);
+    let found = scan(&policy, Mode::Enforce, &text, AnswerText::Output);
+    assert_eq!(
+        found,
+        vec![AnswerMatch {
+            rule: 0,
+            range: 0..text.len(),
+            effect: Effect::Block
+        }]
+    );
+    // Audit only: recorded, not blocked.
+    let found = scan(&policy, Mode::Audit, &text, AnswerText::Output);
+    assert_eq!(found.first().map(|m| m.effect), Some(Effect::Record));
+}

@@ -12,7 +12,8 @@ use super::body::text::decoded_layers;
 use super::body::{Span, TextAt, TextSink, Walked};
 use super::classify::Endpoint;
 use super::config::{Field, GuardAction, GuardApi, GuardOnError};
-use super::fold::fold;
+use super::fold::fold_within;
+use super::inspect::TextTooLarge;
 use super::inspect::{field_of, role_of};
 
 /// A compiled guard.
@@ -117,12 +118,18 @@ impl KeptText {
     /// id)`: a guard is sent the text as it will be forwarded, so a secret the policy redacts
     /// never reaches a guard service either (its decoded layers are decoded from the
     /// redacted text).
+    ///
+    /// The forms shown (each text, its decoded layers, folded) may take at most `budget`
+    /// bytes in all (`inspect::derived_budget` of the body): folding can expand text many
+    /// times over, and past the budget the request is refused rather than the module run out
+    /// of memory.
     pub fn texts(
         mut self,
         guards: &[(usize, &Guard)],
         walked: &Walked,
         redactions: &[(Span, Range<usize>, &str)],
-    ) -> Vec<(usize, String)> {
+        budget: usize,
+    ) -> Result<Vec<(usize, String)>, TextTooLarge> {
         if !redactions.is_empty() {
             for piece in &mut self.pieces {
                 let ranges: Vec<(Range<usize>, &str)> = redactions
@@ -137,14 +144,21 @@ impl KeptText {
         }
         // Each text as the model reads it, in every form the guard is shown, folded once.
         let mut shown: Vec<(String, TextAt)> = Vec::new();
+        let mut spent = 0usize;
+        let too_large = TextTooLarge { budget };
         for (text, at) in self.joined() {
             let mut layers = Layers(Vec::new());
             decoded_layers(&text, at, &mut layers);
             for form in std::iter::once(text).chain(layers.0) {
-                let form = match fold(&form) {
+                let left = budget.checked_sub(spent).ok_or(too_large)?;
+                let form = match fold_within(&form, left).map_err(|_| too_large)? {
                     Some(folded) => folded.text,
                     None => form,
                 };
+                spent = spent.saturating_add(form.len());
+                if spent > budget {
+                    return Err(too_large);
+                }
                 shown.push((form, at));
             }
         }
@@ -152,6 +166,11 @@ impl KeptText {
         for (index, guard) in guards {
             let mut text = String::new();
             for (form, at) in &shown {
+                // Past its limit the guard is never called (the request is refused): what
+                // more it would have been shown need not be copied.
+                if text.len() > guard.max_text_bytes {
+                    break;
+                }
                 let role = role_of(at, walked);
                 if !guard.looks_at(field_of(at.field, role), role) {
                     continue;
@@ -165,7 +184,7 @@ impl KeptText {
                 texts.push((*index, text));
             }
         }
-        texts
+        Ok(texts)
     }
 
     /// The pieces with each run of text parts joined with nothing between them, in the place

@@ -137,7 +137,7 @@ pub(crate) fn escapes_of(text: &str) -> Vec<Range<usize>> {
 
 /// `range` widened to take in every escape (of `escapes`, in order) that it starts or ends
 /// strictly inside.
-fn widen(range: &Range<usize>, escapes: &[Range<usize>]) -> Range<usize> {
+pub(crate) fn widen(range: &Range<usize>, escapes: &[Range<usize>]) -> Range<usize> {
     let inside = |at: usize| {
         let index = escapes.partition_point(|escape| escape.start < at);
         index

@@ -9,7 +9,7 @@ use super::json_strings::{self, JsonString};
 use super::kinds::kind;
 use super::parts;
 use super::{AnswerScan, AnswerShape, AnswerText, Effect, Findings, WholeAnswer};
-use crate::policy::redact::{apply, Edit};
+use crate::policy::redact::{apply, escapes_of, widen, Edit};
 
 /// Each string's redactions so far, by string index.
 type Redactions = Vec<Vec<(Range<usize>, usize)>>;
@@ -67,8 +67,16 @@ pub(super) fn inspect(
         if ranges.is_empty() {
             continue;
         }
+        // The string may be JSON text (a tool call's arguments): a redaction that starts or
+        // ends inside one of its escapes takes in the whole escape, so that no backslash is
+        // left to escape the marker (as requests are redacted, `redact::redact_string`).
+        let escapes = escapes_of(&string.text);
+        let widened: Vec<(Range<usize>, usize)> = ranges
+            .iter()
+            .map(|(range, rule)| (widen(range, &escapes), *rule))
+            .collect();
         let Some(redacted) =
-            redact(&string.text, ranges, scan).and_then(|text| serde_json::to_string(&text).ok())
+            redact(&string.text, &widened, scan).and_then(|text| serde_json::to_string(&text).ok())
         else {
             // A range off the text's characters: the scanner misspoke; never send it unedited.
             let rule = ranges.first().map_or(0, |(_, rule)| *rule);

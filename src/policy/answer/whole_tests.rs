@@ -400,3 +400,22 @@ fn escapes_are_decoded_three_layers_deep_as_in_requests() {
     );
     assert_eq!(answer, WholeAnswer::Blocked { rule: 0 });
 }
+
+#[test]
+fn a_redaction_inside_tool_arguments_takes_in_the_escape_it_starts_in() {
+    // The arguments are JSON text holding `Hi,\nbob@x.org`: a match that starts on the `n` of
+    // the escape `\n` must not leave its backslash to escape the marker.
+    let body = r#"{"choices":[{"message":{"tool_calls":[{"id":"t","type":"function","function":{"name":"send","arguments":"{\"body\":\"Hi,\\nbob@x.org\"}"}}]}}]}"#;
+    let (answer, _) = run(
+        AnswerShape::OpenAiChat,
+        body,
+        &Needles::one("nbob@x.org", Effect::Redact),
+    );
+    let edited: serde_json::Value = serde_json::from_str(&edited(answer)).unwrap();
+    let arguments = edited["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inner: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+    assert_eq!(inner["body"], "Hi,[REDACTED:r0]");
+}
