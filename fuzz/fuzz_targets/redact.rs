@@ -14,7 +14,7 @@ use std::ops::Range;
 use libfuzzer_sys::fuzz_target;
 use posturio::policy::body::{walk, TextAt, TextSink};
 use posturio::policy::classify::Endpoint;
-use posturio::policy::redact::{apply, redact_string, Edit};
+use posturio::policy::redact::{apply, escapes_of, redact_string, widen, Edit};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -176,8 +176,15 @@ fn pick_range(text: &str, draw: &mut Draw) -> Range<usize> {
 
 /// What `redact_string` promises: ranges by start; where one overlaps an earlier one, it
 /// covers only what the earlier left.
+/// The text with each range replaced by its marker, a range widened first to the whole of any
+/// escape (as JSON text reads a backslash) it starts or ends in, as `redact_string` does so
+/// that no backslash is left to escape a marker.
 fn expected_redaction(text: &str, ranges: &[(Range<usize>, &str)]) -> String {
-    let mut sorted = ranges.to_vec();
+    let escapes = escapes_of(text);
+    let mut sorted: Vec<(Range<usize>, &str)> = ranges
+        .iter()
+        .map(|(range, rule)| (widen(range, &escapes), *rule))
+        .collect();
     sorted.sort_by_key(|(range, _)| range.start);
     let mut out = String::new();
     let mut at = 0;

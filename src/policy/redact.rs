@@ -85,7 +85,7 @@ pub fn redact_string(raw: &[u8], ranges: &[(Range<usize>, &str)]) -> Option<Stri
 /// (with the low surrogate after a high one, as one), and a backslash with the character
 /// after it, whatever it is (an invalid escape is still one unit a marker must not split).
 /// Empty, without work, when `text` has no backslash.
-pub(crate) fn escapes_of(text: &str) -> Vec<Range<usize>> {
+pub fn escapes_of(text: &str) -> Vec<Range<usize>> {
     let mut escapes = Vec::new();
     let bytes = text.as_bytes();
     let mut at = match text.find('\\') {
@@ -137,7 +137,7 @@ pub(crate) fn escapes_of(text: &str) -> Vec<Range<usize>> {
 
 /// `range` widened to take in every escape (of `escapes`, in order) that it starts or ends
 /// strictly inside.
-pub(crate) fn widen(range: &Range<usize>, escapes: &[Range<usize>]) -> Range<usize> {
+pub fn widen(range: &Range<usize>, escapes: &[Range<usize>]) -> Range<usize> {
     let inside = |at: usize| {
         let index = escapes.partition_point(|escape| escape.start < at);
         index

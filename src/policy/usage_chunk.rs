@@ -108,14 +108,19 @@ fn without_usage(event: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut payload = Vec::new();
+    // Where the payload of each `data:` line starts in the event.
+    let mut data_at = Vec::new();
     for piece in Lines::default().pieces(event) {
         let Piece::Text(line) = piece else {
             continue;
         };
+        let start = line.start;
         if let Some(data) = event.get(line).and_then(|line| line.strip_prefix(b"data:")) {
             if !payload.is_empty() {
                 payload.push(b'\n');
             }
+            let spaced = data.first() == Some(&b' ');
+            data_at.push(start.saturating_add(if spaced { 6 } else { 5 }));
             payload.extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
         }
     }
@@ -133,17 +138,25 @@ fn without_usage(event: &[u8]) -> Option<Vec<u8>> {
     if usage_only {
         return Some(Vec::new());
     }
-    let edited = without_member(&payload, "usage")?;
-    let mut replacement = Vec::with_capacity(edited.len().saturating_add(8));
-    replacement.extend_from_slice(b"data: ");
-    replacement.extend_from_slice(&edited);
-    replacement.extend_from_slice(b"\n\n");
-    Some(replacement)
+    // Only the member's bytes go; every other byte of the event (its other fields, its line
+    // ends, its blank line or the lack of one) stays as the provider wrote it. A payload
+    // spread over several `data:` lines keeps its usage: a cut could span their prefixes.
+    let [at] = data_at.as_slice() else {
+        return None;
+    };
+    let cut = member_cut(&payload, "usage")?;
+    let start = at.checked_add(cut.start)?;
+    let end = at.checked_add(cut.end)?;
+    let mut edited = Vec::with_capacity(event.len());
+    edited.extend_from_slice(event.get(..start)?);
+    edited.extend_from_slice(event.get(end..)?);
+    Some(edited)
 }
 
-/// The JSON object `payload` without its top-level member `key` (its comma too), every other
-/// byte as written; `None` when it is not an object or has no such member.
-fn without_member(payload: &[u8], key: &str) -> Option<Vec<u8>> {
+/// The bytes of the JSON object `payload` that hold its top-level member `key` (with its
+/// comma), so that every other byte stays as written; `None` when it is not an object or has
+/// no such member.
+fn member_cut(payload: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
     let mut reader = Reader::new(payload).ok()?;
     if !matches!(reader.value().ok()?, Token::Object) {
         return None;
@@ -168,10 +181,7 @@ fn without_member(payload: &[u8], key: &str) -> Option<Vec<u8>> {
         (None, Some((after, _))) => member.start..after.start,
         (None, None) => member.start..member.end,
     };
-    let mut edited = Vec::with_capacity(payload.len());
-    edited.extend_from_slice(payload.get(..cut.start)?);
-    edited.extend_from_slice(payload.get(cut.end..)?);
-    Some(edited)
+    Some(cut)
 }
 
 /// The members every chunk of an OpenAI-style stream repeats, which say nothing of their own.

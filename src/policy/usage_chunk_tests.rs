@@ -153,3 +153,18 @@ removal! {
     removal_keeps_a_usage_word_in_text: r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"\"usage\":{"}}],"usage":null}"# => KEPT;
     removal_strips_usage_beside_error: r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}"# => r#"{"id":"c1","choices":[],"error":{"message":"x"}}"#;
 }
+
+#[test]
+fn taking_out_usage_keeps_every_other_byte_of_the_event() {
+    // The event's name, its unterminated end and a stray line stay as the provider sent them;
+    // only the `usage` member (with its comma) goes.
+    let body: &[u8] = b"event: response.created\ndata: {\"tbject\":\"response\",\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tometadata\":{}}}\n\x0e";
+    let out = run(&[body]);
+    assert_eq!(
+        out,
+        b"event: response.created\ndata: {\"tbject\":\"response\",\"status\":\"completed\",\"output\":[]}\n\x0e".to_vec()
+    );
+    // JSON over several data lines keeps its usage rather than lose its line structure.
+    let multi: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\ndata: \"usage\":{\"prompt_tokens\":1}}\n\n";
+    assert_eq!(run(&[multi]), multi.to_vec());
+}
