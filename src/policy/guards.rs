@@ -337,15 +337,7 @@ const REASON_CHARS: usize = 200;
 impl Guard {
     /// Whether the guard reads text in this field, under this role (as rules do).
     pub fn looks_at(&self, field: Field, role: Option<&str>) -> bool {
-        let field_ok = self
-            .fields
-            .as_ref()
-            .is_none_or(|fields| fields.contains(&field));
-        let role_ok = self
-            .roles
-            .as_ref()
-            .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
-        field_ok && role_ok
+        super::rules::reads(self.fields.as_deref(), self.roles.as_deref(), field, role)
     }
 
     /// The call's headers: pseudo-headers, the content type, then the guard's fixed ones.

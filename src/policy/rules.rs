@@ -35,21 +35,25 @@ pub(crate) enum Detection {
     Pattern(String),
 }
 
+/// Whether text of this field, under this role, is read by something that restricts itself to
+/// `fields` and `roles` (absent: all): a rule, or a guard.
+pub(crate) fn reads(
+    fields: Option<&[Field]>,
+    roles: Option<&[String]>,
+    field: Field,
+    role: Option<&str>,
+) -> bool {
+    let field_ok = fields.is_none_or(|fields| fields.contains(&field));
+    let role_ok =
+        roles.is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
+    field_ok && role_ok
+}
+
 impl Rule {
     /// Whether the rule reads text in this field, under this role, in a request.
     pub(crate) fn looks_at(&self, field: Field, role: Option<&str>) -> bool {
-        if !self.direction.reads_requests() {
-            return false;
-        }
-        let field_ok = self
-            .fields
-            .as_ref()
-            .is_none_or(|fields| fields.contains(&field));
-        let role_ok = self
-            .roles
-            .as_ref()
-            .is_none_or(|roles| role.is_some_and(|role| roles.iter().any(|r| r == role)));
-        field_ok && role_ok
+        self.direction.reads_requests()
+            && reads(self.fields.as_deref(), self.roles.as_deref(), field, role)
     }
 
     /// Whether the rule reads answers at all: its direction says so and its roles, if any,
