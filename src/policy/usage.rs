@@ -72,12 +72,14 @@ impl Framing {
 
 /// Token counts, normalised across providers: `input` counts every prompt token, cached ones
 /// included; `cached` is the part of `input` read from a prompt cache; `output` counts every
-/// generated token, reasoning included.
+/// generated token, reasoning included; `reasoning` is the part of `output` the provider
+/// reports as reasoning (0 where it reports none), priced apart only when a price says so.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
     pub cached: u64,
+    pub reasoning: u64,
 }
 
 /// The Bedrock usage response headers, as sent (`None` where absent).
@@ -111,6 +113,7 @@ pub fn usage_from_bedrock_headers(headers: BedrockHeaders<'_>) -> Option<Usage> 
         input,
         output: decimal(headers.output?)?,
         cached: cache_read.min(input),
+        reasoning: 0,
     })
 }
 
@@ -119,10 +122,12 @@ impl Usage {
     /// of each, so the charge is never below what either says.
     pub fn larger(self, other: Usage) -> Usage {
         let input = self.input.max(other.input);
+        let output = self.output.max(other.output);
         Usage {
             input,
-            output: self.output.max(other.output),
+            output,
             cached: self.cached.max(other.cached).min(input),
+            reasoning: self.reasoning.max(other.reasoning).min(output),
         }
     }
 }
@@ -347,6 +352,7 @@ impl Counts {
             output,
             // Cached tokens are part of the input, whatever a provider claims.
             cached: cache_read.min(input),
+            reasoning: 0,
         }
     }
 }

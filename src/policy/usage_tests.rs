@@ -238,6 +238,7 @@ fn usage(input: u64, output: u64, cached: u64) -> Option<Usage> {
         input,
         output,
         cached,
+        reasoning: 0,
     })
 }
 
