@@ -66,6 +66,7 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         input,
         output,
         cached: 0,
+        reasoning: 0,
     }))
 }
 
