@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -28,6 +29,9 @@ BOOTSTRAP = "envoy/envoy-ecds.yaml"
 FILTER_FILE = "envoy/ecds/posturio.yaml"
 RUN_DIR = "target/run"
 LIVE_FILTER = f"{RUN_DIR}/posturio.yaml"
+# Envoy's access log (its standard output) is shown here and also kept in this file, so that
+# `posturio report target/run/access.log` can read what was served.
+ACCESS_LOG = f"{RUN_DIR}/access.log"
 STATS = "extension_config_discovery.http_filter.posturio."
 # The ports of envoy/envoy-ecds.yaml, each with how many times it appears there.
 # openai and azure appear twice: as their own clusters and as the endpoints of the fallback
@@ -54,10 +58,22 @@ BANNER = """
       -H 'x-posturio-consumer: platform-team' \
       -d '{{"model": "resilient", "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
+  The access log is shown here and kept in target/run/access.log: `posturio report
+  target/run/access.log` sums it up by consumer and model.
   The policy is {policy}, served live: save a change and it is applied within a second,
   without a restart; a mistake is shown here and the previous policy keeps serving.
   Ctrl-C stops Envoy and the mock providers.
 """
+
+
+def keep_access_log(lines) -> None:
+    """Copies Envoy's standard output (the access log) here and to ACCESS_LOG, line by line."""
+    with open(ACCESS_LOG, "wb") as kept:
+        for line in lines:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+            kept.write(line)
+            kept.flush()
 
 
 def say(message: str) -> None:
@@ -178,8 +194,10 @@ def main() -> int:
             say("the mock provider did not start (are its ports free?)")
             return 1
         envoy = subprocess.Popen([args.envoy, "-c", f"{RUN_DIR}/envoy.yaml", "--concurrency", "2",
-                                  "--log-level", "info", "--disable-hot-restart"])
+                                  "--log-level", "info", "--disable-hot-restart"],
+                                 stdout=subprocess.PIPE)
         children.append(envoy)
+        threading.Thread(target=keep_access_log, args=(envoy.stdout,), daemon=True).start()
         if not wait_ready(envoy):
             say("Envoy did not become ready (are its ports free?); its log is above")
             return 1
