@@ -127,13 +127,23 @@ pub(super) fn reserve<H: Host>(
     if !crossed {
         return Checked::Reserved(reservation);
     }
-    // Read again for the reply: every crossed limit, and the longest wait among them.
-    let over = budget::exceeded(limits, now, estimate, |limit| read(host, consumer, limit));
     if !audit {
         for limit in added {
             adjust(host, consumer, limit, (now, estimate.of(limit.unit)), 0);
         }
     }
+    // Read again for the reply: every crossed limit, and the longest wait among them, with
+    // what others used (audit mode added this request's own reservation: it is left out).
+    let over = budget::exceeded(limits, now, estimate, |limit| {
+        let counter = read(host, consumer, limit);
+        match audit {
+            true => Counter {
+                used: counter.used.saturating_sub(estimate.of(limit.unit)),
+                ..counter
+            },
+            false => counter,
+        }
+    });
     let Some(over) = over else {
         // Freed between the two reads: the request is still refused, as its reservation was
         // not taken; the caller may retry at once.
