@@ -5,8 +5,7 @@
 //! (`settle.rs`), and a request that never goes gives its reservation back.
 
 use super::host::Host;
-use super::settle::Settlement;
-use super::state::Pending;
+use super::state::{Pending, Reservation, Settlement};
 use crate::policy::budget::{self, Counter, Limit, Reserve, Unit, CAS_RETRIES};
 use crate::policy::price::cost;
 use crate::policy::usage::Usage;
@@ -29,16 +28,6 @@ pub(super) fn create_counters<H: Host>(host: &H, policy: &Policy) {
             }
         }
     }
-}
-
-/// What a forwarded request holds against its consumer's budget until it settles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub consumer: String,
-    /// When it was reserved, in seconds since the epoch: a window that began since no longer
-    /// holds it.
-    pub at: u64,
-    pub amount: Reserve,
 }
 
 /// What the budget check found.
