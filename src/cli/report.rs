@@ -56,7 +56,7 @@ pub struct Tally {
     pub cost_unknown: u64,
     pub charged_tokens: u64,
     pub charged_microusd: u64,
-    /// The provider that served, by name.
+    /// The provider that served a forwarded request, by name.
     pub providers: BTreeMap<String, u64>,
 }
 
@@ -123,7 +123,8 @@ impl Tally {
         }
         add(&mut self.charged_tokens, record.charged_tokens);
         add(&mut self.charged_microusd, record.charged_microusd);
-        if let Some(provider) = &record.provider {
+        // A refused request's log names the provider its model would have gone to.
+        if let (Some(provider), true) = (&record.provider, record.forwarded()) {
             bump(&mut self.providers, provider);
         }
     }

@@ -27,7 +27,7 @@ fn a_tally_counts_decisions_codes_rules_tokens_spend_and_providers() {
     for line in [
         r#"{"posturio_decision":"allow","posturio_provider":"openai","posturio_input_tokens":"10","posturio_output_tokens":"5","posturio_reasoning_tokens":"2","posturio_cost_microusd":"100","posturio_charged_tokens":"15","posturio_charged_microusd":"100","posturio_response_rules":"no-pii:audit"}"#,
         r#"{"posturio_decision":"audit","posturio_code":"prompt_blocked","posturio_rules":"no-secrets:block","posturio_provider":"openai"}"#,
-        r#"{"posturio_decision":"deny","posturio_code":"guard_blocked","posturio_guards":"mod:flagged"}"#,
+        r#"{"posturio_decision":"deny","posturio_code":"guard_blocked","posturio_guards":"mod:flagged","posturio_provider":"openai"}"#,
         r#"{"posturio_decision":null}"#,
     ] {
         tally.add(&record(line));
