@@ -299,7 +299,7 @@ fn report_counts_thousands_of_generated_lines_across_rotated_and_gzip_files() {
     let (code, text, _) = posturio(&["report", &files[0]]);
     assert_eq!(code, 0);
     assert!(
-        text.starts_with("1000 records from 1004 lines in 1 files; 4 lines skipped"),
+        text.starts_with("1000 records from 1004 lines in 1 file; 4 lines skipped"),
         "{text}"
     );
 }

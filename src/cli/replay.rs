@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::access_log::{self, Record, Stats};
 use super::replay_judge::{judge, recorded_fate, unreplayable, Fate, Recorded};
-use super::report::{input_json, NONE, OTHER_MODELS};
+use super::report::{input_json, plural, NONE, OTHER_MODELS};
 use super::{config_errors, read, CliError, Output};
 use crate::policy::budget::{self, Counter, Window};
 use crate::policy::config::Mode;
@@ -450,9 +450,12 @@ pub fn render_json(replay: &Replay, stats: &Stats) -> Value {
 pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> String {
     let mut lines = vec![
         format!(
-            "replay of {} records ({} lines in {} files, {} skipped) under {new}, against what \
-             was decided under {old}",
-            stats.records, stats.lines, stats.files, stats.skipped
+            "replay of {} ({} in {}, {} skipped) under {new}, against what was decided under \
+             {old}",
+            plural(stats.records, "record"),
+            plural(stats.lines, "line"),
+            plural(stats.files, "file"),
+            stats.skipped
         ),
         match (replay.first, replay.last) {
             (Some(first), Some(last)) => format!(

@@ -190,7 +190,7 @@ impl Tally {
             },
             "spend": {
                 "microusd": self.cost_microusd,
-                "usd": dollars(self.cost_microusd),
+                "usd": dollars(self.cost_microusd).trim_start_matches('$').to_owned(),
                 "known": self.cost_known,
                 "unknown": self.cost_unknown,
             },
@@ -364,17 +364,17 @@ fn details(tally: &Tally, indent: &str) -> Vec<String> {
         }
     )];
     lines.push(format!(
-        "{indent}tokens: input {}, output {}, cached {}, reasoning {} ({} requests with usage)",
+        "{indent}tokens: input {}, output {}, cached {}, reasoning {} (usage of {})",
         tally.input_tokens,
         tally.output_tokens,
         tally.cached_tokens,
         tally.reasoning_tokens,
-        tally.usage_known
+        plural(tally.usage_known, "request")
     ));
     lines.push(format!(
-        "{indent}spend: {} over {} requests; cost unknown for {} forwarded requests",
+        "{indent}spend: {} (cost of {}; unknown for {} forwarded)",
         dollars(tally.cost_microusd),
-        tally.cost_known,
+        plural(tally.cost_known, "request"),
         tally.cost_unknown
     ));
     if tally.charged_tokens > 0 || tally.charged_microusd > 0 {
@@ -400,10 +400,68 @@ fn details(tally: &Tally, indent: &str) -> Vec<String> {
     lines
 }
 
+/// `n thing` or `n things`.
+pub fn plural(count: u64, thing: &str) -> String {
+    if count == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{count} {thing}s")
+    }
+}
+
+/// One line of the overview table.
+fn table_line(cells: [&str; 7], widths: [usize; 2]) -> String {
+    let [consumer, model, requests, refused, audited, tokens, spend] = cells;
+    let [consumer_width, model_width] = widths;
+    format!(
+        "  {consumer:<consumer_width$}  {model:<model_width$}  {requests:>9}  {refused:>8}  \
+         {audited:>8}  {tokens:>12}  {spend:>14}"
+    )
+}
+
+/// The rows at a glance, in the order of the details below.
+fn overview(rows: &[(&(String, String), &Tally)]) -> Vec<String> {
+    let width = |pick: fn(&(String, String)) -> usize, title: &str| {
+        rows.iter()
+            .map(|(key, _)| pick(key))
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [
+        width(|key| key.0.chars().count(), "consumer"),
+        width(|key| key.1.chars().count(), "model"),
+    ];
+    let mut lines = vec![table_line(
+        [
+            "consumer", "model", "requests", "refused", "audited", "tokens", "spend",
+        ],
+        widths,
+    )];
+    for ((consumer, model), tally) in rows {
+        lines.push(table_line(
+            [
+                consumer,
+                model,
+                &tally.requests.to_string(),
+                &tally.refused.to_string(),
+                &tally.audited.to_string(),
+                &tally.tokens().to_string(),
+                &dollars(tally.cost_microusd),
+            ],
+            widths,
+        ));
+    }
+    lines
+}
+
 pub fn render_text(report: &Report, stats: &Stats) -> String {
     let mut lines = vec![format!(
-        "{} records from {} lines in {} files; {} lines skipped (not Posturio access-log lines)",
-        stats.records, stats.lines, stats.files, stats.skipped
+        "{} from {} in {}; {} skipped (not Posturio access-log lines)",
+        plural(stats.records, "record"),
+        plural(stats.lines, "line"),
+        plural(stats.files, "file"),
+        plural(stats.skipped, "line")
     )];
     match (report.first, report.last) {
         (Some(first), Some(last)) => lines.push(format!(
@@ -416,7 +474,11 @@ pub fn render_text(report: &Report, stats: &Stats) -> String {
     lines.push(String::new());
     lines.push("totals".to_owned());
     lines.extend(details(&report.totals(), "  "));
-    for ((consumer, model), tally) in report.rows() {
+    let rows = report.rows();
+    lines.push(String::new());
+    lines.push("by consumer and model, most refused and audited first, then by spend".to_owned());
+    lines.extend(overview(&rows));
+    for ((consumer, model), tally) in rows {
         lines.push(String::new());
         lines.push(format!("consumer {consumer}, model {model}"));
         lines.extend(details(tally, "  "));
