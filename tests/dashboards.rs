@@ -293,7 +293,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 13, "{metrics:#?}");
+    assert_eq!(metrics.len(), 15, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {
