@@ -12,11 +12,14 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use serde_json::{json, Value};
 
 use super::access_log::{self, Record, Stats};
-use super::replay_judge::{judge, recorded_fate, unreplayable, Fate, Recorded};
+use super::replay_judge::{consumer_for, judge, recorded_fate, unreplayable, Fate, Recorded};
 use super::report::{input_json, plural, NONE, OTHER_MODELS};
 use super::{config_errors, read, CliError, Output};
-use crate::policy::budget::{self, Counter, Window};
+use crate::pipeline::reservation_estimate;
+use crate::policy::budget::{self, Counter, Reserve, Unit, Window};
 use crate::policy::config::Mode;
+use crate::policy::price::cost;
+use crate::policy::usage::Usage;
 use crate::policy::{rfc3339, Policy};
 
 /// Rows kept apart at most (models come from clients): beyond, a consumer's models fold.
@@ -58,31 +61,61 @@ pub struct Replay {
     /// Records OLD does not decide as the log says: the log was written under another policy
     /// (or a budget, a guard's answer or an identity the log cannot show).
     pub old_mismatch: u64,
+    /// Records that went through NEW's budget simulation.
+    pub budgeted: u64,
     /// Budget events that arrived later than `REORDER_SECONDS` out of order.
     pub late: u64,
     /// Records now allowed past a budget whose usage the log lacks (they were refused, so
-    /// nothing was charged): counted as 0 tokens.
+    /// nothing was charged): charged their reservation.
     pub usage_unknown: u64,
     pub first: Option<i64>,
     pub last: Option<i64>,
 }
 
-/// A record waiting for its turn in the budget simulation.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A record waiting for its turn in the budget simulation, ordered by start time, then by
+/// the order it was read in.
+#[derive(Debug)]
 struct Pending {
     start: i64,
     seq: u64,
+    /// The consumer as logged (the row), and the one NEW evaluates it as (the budget).
     consumer: String,
+    evaluated: String,
     model: String,
     recorded: Fate,
-    /// Tokens the request used, as the log says (`None`: never forwarded, or unknown).
+    /// What the request used, as the log says (`None`: never forwarded, or unknown).
     tokens: Option<u64>,
+    usage: Option<Usage>,
+    provider: Option<String>,
+    body_bytes: u64,
 }
 
-/// The budget windows of NEW, simulated over the log in start-time order, from empty.
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.start, self.seq) == (other.start, other.seq)
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.start, self.seq).cmp(&(other.start, other.seq))
+    }
+}
+
+/// The budget windows of NEW, simulated over the log in start-time order, from empty: each
+/// request checked with its reservation as the filter computes it, then charged at once what
+/// it used (tokens as charged, dollars at NEW's prices).
 struct Budgets<'p> {
     policy: &'p Policy,
-    counters: HashMap<(String, Window), Counter>,
+    counters: HashMap<(String, Window, Unit), Counter>,
     queue: BinaryHeap<Reverse<Pending>>,
     latest: Option<i64>,
     released: Option<i64>,
@@ -131,18 +164,19 @@ impl<'p> Budgets<'p> {
         }
     }
 
-    /// Counts the earliest queued record against its consumer's windows, with the budget's
-    /// own check (`budget::exceeded`) and counter.
+    /// Counts the earliest queued record against its consumer's windows, with the filter's
+    /// own estimate (`reservation_estimate`), check (`budget::exceeded`) and counters.
     fn release_one(&mut self, replay: &mut Replay) {
         let Some(Reverse(pending)) = self.queue.pop() else {
             return;
         };
+        replay.budgeted = replay.budgeted.saturating_add(1);
         self.released = Some(pending.start);
         let now = u64::try_from(pending.start).unwrap_or(0);
-        let consumer = self.policy.consumer(&pending.consumer);
-        let (Some(consumer), Some(budget)) = (
-            consumer,
-            consumer.and_then(|consumer| consumer.budget.as_ref()),
+        let name = pending.evaluated.as_str();
+        let (Some(budget), Some(mode)) = (
+            self.policy.budget_for(name),
+            self.policy.consumer_mode(name),
         ) else {
             replay.count(
                 &pending.consumer,
@@ -152,31 +186,53 @@ impl<'p> Budgets<'p> {
             );
             return;
         };
+        let body_bytes = usize::try_from(pending.body_bytes).unwrap_or(usize::MAX);
+        let reserve = reservation_estimate(self.policy, name, Some(&pending.model), body_bytes);
         let counters = &self.counters;
-        let name = &pending.consumer;
-        let exceeded = budget::exceeded(budget, now, |window| {
+        let exceeded = budget::exceeded(budget, now, reserve, |limit| {
             counters
-                .get(&(name.clone(), window))
+                .get(&(name.to_owned(), limit.window, limit.unit))
                 .copied()
                 .unwrap_or_default()
         });
-        let fate = match (exceeded, consumer.mode) {
+        let fate = match (exceeded, mode) {
             (Some(_), Mode::Enforce) => Fate::Refused("budget_exceeded".to_owned()),
             _ => Fate::Forwarded,
         };
         if fate == Fate::Forwarded {
-            let tokens = pending.tokens.unwrap_or_else(|| {
-                replay.usage_unknown = replay.usage_unknown.saturating_add(1);
-                0
-            });
+            let charge = self.charge(&pending, reserve, replay);
             for limit in &budget.limits {
-                let key = (pending.consumer.clone(), limit.window);
+                let key = (name.to_owned(), limit.window, limit.unit);
                 let counter = self.counters.get(&key).copied().unwrap_or_default();
+                let amount = charge.of(limit.unit);
                 self.counters
-                    .insert(key, counter.plus(limit.window, now, tokens));
+                    .insert(key, counter.plus(limit.window, now, amount));
             }
         }
         replay.count(&pending.consumer, &pending.model, &pending.recorded, fate);
+    }
+
+    /// What a forwarded request is charged: the tokens the log says were charged (else its
+    /// usage), and its usage at NEW's price for the provider that served. Without usage the
+    /// filter charges at least the reservation, and so does replay.
+    fn charge(&self, pending: &Pending, reserve: Reserve, replay: &mut Replay) -> Reserve {
+        let price = self
+            .policy
+            .price(&pending.model, pending.provider.as_deref().unwrap_or(""));
+        match (pending.usage, pending.tokens) {
+            (Some(usage), tokens) => Reserve {
+                tokens: tokens.unwrap_or(usage.input.saturating_add(usage.output)),
+                microusd: price.map_or(reserve.microusd, |price| cost(&usage, &price)),
+            },
+            (None, Some(tokens)) => Reserve {
+                tokens: tokens.max(reserve.tokens),
+                microusd: reserve.microusd,
+            },
+            (None, None) => {
+                replay.usage_unknown = replay.usage_unknown.saturating_add(1);
+                reserve
+            }
+        }
     }
 }
 
@@ -267,25 +323,33 @@ fn replay_one(
         *slot = slot.saturating_add(1);
     }
     let fate = judge(new, old, record);
-    let budgeted = new
-        .consumer(consumer)
-        .is_some_and(|entry| entry.budget.is_some());
+    let budgeted = consumer_for(new, consumer).filter(|entry| entry.budget.is_some());
     match (fate, budgeted) {
-        (Fate::Forwarded, true) => {
+        (Fate::Forwarded, Some(evaluated)) => {
             let start = record.start.or(budgets.latest).unwrap_or(0);
-            let tokens = if record.forwarded() {
-                record.charged_or_used_tokens()
-            } else {
-                None
-            };
+            let forwarded = record.forwarded();
+            let usage = record
+                .input_tokens
+                .zip(record.output_tokens)
+                .filter(|_| forwarded)
+                .map(|(input, output)| Usage {
+                    input,
+                    output,
+                    cached: record.cached_tokens.unwrap_or(0),
+                    reasoning: record.reasoning_tokens.unwrap_or(0),
+                });
             budgets.push(
                 Pending {
                     start,
                     seq: 0,
                     consumer: consumer.to_owned(),
+                    evaluated: evaluated.name.clone(),
                     model: model.to_owned(),
                     recorded,
-                    tokens,
+                    tokens: record.charged_or_used_tokens().filter(|_| forwarded),
+                    usage,
+                    provider: record.provider.clone(),
+                    body_bytes: record.bytes_received.unwrap_or(0),
                 },
                 replay,
             );
@@ -441,6 +505,7 @@ pub fn render_json(replay: &Replay, stats: &Stats) -> Value {
         "cannot_replay": cannot,
         "old_mismatch": replay.old_mismatch,
         "budgets": {
+            "simulated": replay.budgeted,
             "late_records": replay.late,
             "usage_unknown": replay.usage_unknown,
         },
@@ -522,13 +587,18 @@ pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> Stri
             lines.push(format!("  {requests:>8}  consumer {consumer}: {what}"));
         }
     }
-    lines.push(String::new());
-    lines.push(format!(
-        "budgets: NEW's windows simulated from empty over this log only, at the tokens each \
-         request was charged; {} records now allowed past a budget had no usage (counted as 0); \
-         {} records came more than {REORDER_SECONDS} s out of order",
-        replay.usage_unknown, replay.late
-    ));
+    if replay.budgeted > 0 {
+        lines.push(String::new());
+        lines.push(format!(
+            "budgets: NEW's windows simulated from empty over this log only for {}, each \
+             checked with its reservation and charged what it used at NEW's prices; {} now \
+             allowed past a budget had no usage (charged their reservation); {} came more than \
+             {REORDER_SECONDS} s out of order",
+            plural(replay.budgeted, "request"),
+            replay.usage_unknown,
+            replay.late
+        ));
+    }
     if replay.old_mismatch > 0 {
         lines.push(format!(
             "warning: {} records are not decided as OLD decides them: was the log written \

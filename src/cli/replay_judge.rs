@@ -130,7 +130,7 @@ fn judge_steps(policy: &Policy, logged: &Policy, record: &Record) -> Result<(), 
 
 /// The consumer a request evaluated as `name` is evaluated as under `policy`: itself, or,
 /// where the identity can fall back, `default`.
-fn consumer_for<'p>(policy: &'p Policy, name: &str) -> Option<&'p Consumer> {
+pub(super) fn consumer_for<'p>(policy: &'p Policy, name: &str) -> Option<&'p Consumer> {
     policy.consumer(name).or_else(|| {
         let falls_back = !matches!(
             policy.identity,

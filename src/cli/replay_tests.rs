@@ -15,7 +15,7 @@ const OLD: &str = r#"{
 
 fn line(second: u32, consumer: &str, model: &str, tokens: u64) -> String {
     format!(
-        r#"{{"start_time":"2026-12-07T10:{:02}:{:02}Z","posturio_decision":"allow","posturio_consumer":"{consumer}","posturio_model":"{model}","posturio_api":"openai","posturio_tokens":"{tokens}"}}"#,
+        r#"{{"start_time":"2026-12-07T10:{:02}:{:02}Z","posturio_decision":"allow","posturio_consumer":"{consumer}","posturio_model":"{model}","posturio_api":"openai","posturio_tokens":"{tokens}","bytes_received":40}}"#,
         second / 60,
         second % 60
     )
@@ -55,7 +55,8 @@ fn a_budget_is_simulated_in_start_time_order_across_files() {
     let new = Policy::from_json(
         OLD.replace(
             r#""metered": { "models": ["*"] }"#,
-            r#""metered": { "models": ["*"], "budget": { "tokens_per_minute": 100 } }"#,
+            r#""metered": { "models": ["*"],
+                 "budget": { "tokens_per_minute": 100, "default_output_tokens": 10 } }"#,
         )
         .as_bytes(),
     )
@@ -74,7 +75,8 @@ fn a_budget_is_simulated_in_start_time_order_across_files() {
             .copied()
             .unwrap_or(0)
     };
-    // 40 + 40 + 40 = 120 reaches the limit: the fourth and fifth of the minute are refused.
+    // Each reserves 10 input (40 bytes) + 10 output tokens and uses 40: 80 + 20 fits in 100,
+    // then 120 is over: the fourth and fifth of the minute are refused.
     assert_eq!(row("metered", "gpt-4o", Change::Unchanged, "forwarded"), 4);
     assert_eq!(
         row("metered", "gpt-4o", Change::NowRefused, "budget_exceeded"),
@@ -153,4 +155,50 @@ fn fail_on_change_exits_1_and_a_bad_policy_exits_2_naming_the_path() {
         "{}",
         output.stderr
     );
+}
+
+#[test]
+fn a_dollar_budget_is_charged_at_the_new_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let usage = |second: u32| {
+        format!(
+            r#"{{"start_time":"2026-12-07T10:00:{second:02}Z","posturio_decision":"allow","posturio_consumer":"metered","posturio_model":"gpt-4o","posturio_provider":"openai","posturio_api":"openai","posturio_input_tokens":"1000","posturio_output_tokens":"100","posturio_tokens":"1100","bytes_received":40}}"#
+        )
+    };
+    let log = write(
+        dir.path(),
+        "access.log",
+        &(0..6).map(usage).collect::<Vec<_>>(),
+    );
+    let old = Policy::from_json(OLD.as_bytes()).unwrap();
+    // $10 and $30 per million: 1000 input and 100 output tokens cost $0.013; the reservation
+    // (10 input, 10 output) $0.0004. Four fit in $0.05 (the fourth: 0.039 + 0.0004).
+    let new = Policy::from_json(
+        OLD.replace(
+            r#""gpt-4o": { "provider": "openai" }"#,
+            r#""gpt-4o": { "provider": "openai", "price": { "input": "10.00", "output": "30.00" } }"#,
+        )
+        .replace(
+            r#""metered": { "models": ["*"] }"#,
+            r#""metered": { "models": ["gpt-4o"],
+                 "budget": { "usd_per_day": "0.05", "default_output_tokens": 10 } }"#,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (replay, _) = replay_logs(&old, &new, &[log]).unwrap();
+    let row = |change: Change, reason: &str| {
+        replay
+            .rows
+            .get(&(
+                "metered".to_owned(),
+                "gpt-4o".to_owned(),
+                change,
+                reason.to_owned(),
+            ))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(row(Change::Unchanged, "forwarded"), 4);
+    assert_eq!(row(Change::NowRefused, "budget_exceeded"), 2);
 }
