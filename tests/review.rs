@@ -393,7 +393,7 @@ const ENVOY_POLICY: &str = r#"{
     "openai": { "cluster": "openai", "api": "openai" }
   },
   "models": {
-    "gpt-4.1": { "provider": "openai" },
+    "gpt-4.1": { "provider": "openai", "price": { "input": "2.00", "output": "8.00" } },
     "gpt-4o": { "provider": "openai" }
   },
   "consumers": {
@@ -480,6 +480,12 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
         json!({"openai": 5}),
         "forwarded requests only"
     );
+    // 12 input tokens at $2 and 7 output at $8 per million: 80 micro-dollars a request.
+    assert_eq!(
+        totals["spend"],
+        json!({"microusd": 5 * 80, "usd": "0.0004", "known": 5, "unknown": 0})
+    );
+    assert_eq!(totals["charged"]["tokens"], 5 * (12 + 7), "what budgets were charged");
     let rows = report["groups"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
@@ -526,8 +532,8 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
         dir.path(),
         "bad.json",
         &ENVOY_POLICY.replace(
-            r#""gpt-4.1": { "provider": "openai" }"#,
-            r#""gpt-4.1": { "provider": "nowhere" }"#,
+            r#""provider": "openai", "price""#,
+            r#""provider": "nowhere", "price""#,
         ),
     );
     let (code, _, stderr) = posturio(&["replay", &old, &bad, &log_file]);
