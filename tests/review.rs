@@ -485,7 +485,11 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
         totals["spend"],
         json!({"microusd": 5 * 80, "usd": "0.0004", "known": 5, "unknown": 0})
     );
-    assert_eq!(totals["charged"]["tokens"], 5 * (12 + 7), "what budgets were charged");
+    assert_eq!(
+        totals["charged"]["tokens"],
+        5 * (12 + 7),
+        "what budgets were charged"
+    );
     let rows = report["groups"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(

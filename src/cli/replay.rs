@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::access_log::{self, Record, Stats};
 use super::replay_judge::{consumer_for, judge, recorded_fate, unreplayable, Fate, Recorded};
-use super::report::{input_json, plural, NONE, OTHER_MODELS};
+use super::report::{input_json, plural, shown, NONE, OTHER_MODELS};
 use super::{config_errors, read, CliError, Output};
 use crate::pipeline::reservation_estimate;
 use crate::policy::budget::{self, Counter, Reserve, Unit, Window};
@@ -561,7 +561,10 @@ pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> Stri
         lines.push(heading.to_owned());
         for ((consumer, model, _, reason), requests) in rows {
             lines.push(format!(
-                "  {requests:>8}  consumer {consumer}, model {model}: {reason}"
+                "  {requests:>8}  consumer {}, model {}: {}",
+                shown(consumer),
+                shown(model),
+                shown(reason)
             ));
         }
     }
@@ -573,7 +576,7 @@ pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> Stri
                 .to_owned(),
         );
         for (code, requests) in &replay.not_replayed {
-            lines.push(format!("  {requests:>8}  {code}"));
+            lines.push(format!("  {requests:>8}  {}", shown(code)));
         }
     }
     if !replay.cannot_replay.is_empty() {
@@ -584,7 +587,10 @@ pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> Stri
                 .to_owned(),
         );
         for ((consumer, what), requests) in &replay.cannot_replay {
-            lines.push(format!("  {requests:>8}  consumer {consumer}: {what}"));
+            lines.push(format!(
+                "  {requests:>8}  consumer {}: {what}",
+                shown(consumer)
+            ));
         }
     }
     if replay.budgeted > 0 {

@@ -203,6 +203,16 @@ impl Tally {
     }
 }
 
+/// Text from the log as a terminal line may show it: a control character (an escape
+/// sequence, a line break) is written escaped, so a forged log line cannot forge output.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(text.escape_debug().to_string())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Micro-dollars as dollars: at least cents, up to the micro-dollar, never rounded.
 pub fn dollars(microusd: u64) -> String {
     let whole = microusd.checked_div(1_000_000).unwrap_or(0);
@@ -344,7 +354,7 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
     entries.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
     entries
         .iter()
-        .map(|(key, count)| format!("{key} {count}"))
+        .map(|(key, count)| format!("{} {count}", shown(key)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -441,8 +451,8 @@ fn overview(rows: &[(&(String, String), &Tally)]) -> Vec<String> {
     for ((consumer, model), tally) in rows {
         lines.push(table_line(
             [
-                consumer,
-                model,
+                &shown(consumer),
+                &shown(model),
                 &tally.requests.to_string(),
                 &tally.refused.to_string(),
                 &tally.audited.to_string(),
@@ -480,7 +490,11 @@ pub fn render_text(report: &Report, stats: &Stats) -> String {
     lines.extend(overview(&rows));
     for ((consumer, model), tally) in rows {
         lines.push(String::new());
-        lines.push(format!("consumer {consumer}, model {model}"));
+        lines.push(format!(
+            "consumer {}, model {}",
+            shown(consumer),
+            shown(model)
+        ));
         lines.extend(details(tally, "  "));
     }
     lines.join("\n")

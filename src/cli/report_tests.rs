@@ -89,3 +89,14 @@ fn endless_model_names_fold_into_one_row() {
     let other = &report.groups[&("a".to_owned(), OTHER_MODELS.to_owned())];
     assert_eq!(other.requests, 5);
 }
+
+#[test]
+fn control_characters_from_the_log_are_shown_escaped() {
+    assert_eq!(shown("gpt-4o"), "gpt-4o");
+    assert_eq!(shown("x\u{1b}[2Jy\nz"), "x\\u{1b}[2Jy\\nz");
+    let mut report = Report::default();
+    report.add(&record(r#"{"posturio_decision":"deny","posturio_code":"model_not_found","posturio_consumer":"a","posturio_model":"m\u001b[2J\n[warn] forged"}"#));
+    let text = render_text(&report, &Stats::default());
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("m\\u{1b}[2J\\n[warn] forged"), "{text}");
+}
