@@ -295,6 +295,18 @@ fn report_counts_thousands_of_generated_lines_across_rotated_and_gzip_files() {
         .windows(2)
         .all(|pair| impact(&pair[0]) >= impact(&pair[1])));
 
+    // Standard input, gzip-compressed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posturio"))
+        .args(["report", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let oldest = std::fs::read(&files[2]).unwrap();
+    child.stdin.take().unwrap().write_all(&oldest).unwrap();
+    let piped: Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(piped["input"]["records"], 1500, "{piped}");
+
     // One file, as text.
     let (code, text, _) = posturio(&["report", &files[0]]);
     assert_eq!(code, 0);
