@@ -45,8 +45,10 @@ fn policy() -> String {
         json!({ "cluster": "anthropic-backup", "api": "anthropic" });
     policy["providers"]["gemini-native"] = json!({ "cluster": "gemini-native", "api": "gemini" });
     policy["providers"]["gemini-backup"] = json!({ "cluster": "gemini-backup", "api": "gemini" });
+    // Priced: the example's `search-team` has a dollar budget and reaches them by its globs.
     policy["models"][CLAUDE] = json!({
         "cluster": "claude-pool",
+        "price": { "input": "3.00", "output": "15.00" },
         "targets": [
             { "provider": "anthropic", "upstream_model": CLAUDE_PRIMARY },
             { "provider": "anthropic-backup", "upstream_model": CLAUDE_BACKUP },
@@ -54,6 +56,7 @@ fn policy() -> String {
     });
     policy["models"][GEMINI] = json!({
         "cluster": "gemini-pool",
+        "price": { "input": "0.30", "output": "2.50" },
         "targets": [
             { "provider": "gemini-native", "upstream_model": GEMINI_PRIMARY },
             { "provider": "gemini-backup", "upstream_model": GEMINI_BACKUP },
