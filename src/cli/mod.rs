@@ -1,9 +1,13 @@
 //! The `posturio` command: checks and evaluates a policy with the same code the filter runs.
 
+pub mod access_log;
 mod diff;
 mod eval;
 mod key;
 mod render;
+pub mod replay;
+mod replay_judge;
+pub mod report;
 pub mod schema;
 
 use std::fmt;
@@ -56,6 +60,21 @@ usage:
   posturio key hash
       Read one key from standard input (one trailing newline removed, nothing else) and print
       its hash, sha256: and 64 lowercase hex digits, as consumers.NAME.api_keys lists it.
+  posturio report [--json] ACCESS_LOG...
+      Summarise Envoy's JSON access log (the shipped configs' format; '-' for standard input,
+      gzip and rotated files too), per consumer and model, most refused and costly first:
+      requests, forwarded, refusals and audits by code, rule hits by rule and action, guard
+      outcomes, tokens, spend in dollars (and requests whose cost is unknown), what budgets
+      were charged, the providers that served; totals and the time span. Lines that are not
+      Posturio's are skipped and counted. --json prints the same as one JSON object.
+  posturio replay [--json] [--fail-on-change] OLD NEW ACCESS_LOG...
+      For the traffic in the log (written under OLD), what NEW would change: requests now
+      refused or now allowed, by consumer, model and reason, judged from the recorded facts
+      with NEW's own tables (catalogue, consumers' models and modes, rule actions, guards,
+      budgets simulated in time order). What cannot be replayed without the prompt (a rule or
+      guard NEW adds, a changed pattern, requested output, identity changes) is counted and
+      listed. Exit 0; with --fail-on-change 1 when anything changes; 2 when OLD or NEW is
+      invalid (with the JSON path of each mistake).
   posturio schema
       Print the JSON Schema (draft 2020-12) of the policy, for editors and CI. It checks keys,
       types and enum values; only check resolves names and expands globs.
@@ -85,6 +104,8 @@ pub fn run(args: &[String]) -> Result<Output, CliError> {
         Some((command, rest)) if command == "schema" => schema::schema(rest),
         Some((command, rest)) if command == "render" => render::render(rest),
         Some((command, rest)) if command == "key" => key::key(rest),
+        Some((command, rest)) if command == "report" => report::report(rest),
+        Some((command, rest)) if command == "replay" => replay::replay(rest),
         Some((command, _)) if command == "help" || command == "--help" || command == "-h" => {
             Ok(Output {
                 code: 0,

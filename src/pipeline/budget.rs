@@ -47,7 +47,7 @@ pub(super) enum Checked {
 /// the output the consumer's `max_output_tokens` (the most any of its requests may ask for),
 /// else the budget's `default_output_tokens`; priced at the highest price among the model
 /// and its targets.
-pub(super) fn estimate(
+pub(crate) fn estimate(
     policy: &Policy,
     consumer: &str,
     model: Option<&str>,

@@ -79,7 +79,7 @@ pub(super) fn judge(
             continue;
         }
         // Audit anywhere (rule or consumer) turns the action into a record.
-        let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
+        let enforced = rule.enforced(consumer_mode);
         let mut action = rule.action;
         match (action, enforced, hit.at.span) {
             (RuleAction::Block, true, _) => {

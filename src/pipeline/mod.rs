@@ -37,6 +37,9 @@ pub mod state;
 
 pub use answer::{Answer, Refusal};
 pub use attempt::Attempt;
+/// What a budgeted request reserves, as `posturio replay` simulates budgets over a log.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use budget::estimate as reservation_estimate;
 pub use configure::{configure, configure_role, Configured};
 pub use driver::Request;
 #[cfg(not(target_arch = "wasm32"))]

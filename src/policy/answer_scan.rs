@@ -37,7 +37,7 @@ impl<'p> AnswerRules<'p> {
             .iter()
             .filter_map(|index| {
                 let rule = policy.rules.get(*index)?;
-                let enforced = rule.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce;
+                let enforced = rule.enforced(consumer_mode);
                 Some((*index, enforced))
             })
             .collect();

@@ -301,3 +301,29 @@ impl Policy {
         self.rules.get(index).map_or("?", |rule| rule.id.as_str())
     }
 }
+
+/// Lookups `posturio replay` makes to judge recorded facts with the policy's own tables; the
+/// filter reads the same tables inline, so the Wasm module leaves these out.
+#[cfg(not(target_arch = "wasm32"))]
+impl Policy {
+    /// A consumer by name.
+    pub(crate) fn consumer(&self, name: &str) -> Option<&Consumer> {
+        self.consumers.get(name)
+    }
+
+    /// Whether rule `index` applies to the consumer (`None`: no consumer, every rule).
+    pub(crate) fn rule_applies(&self, consumer: Option<&Consumer>, index: usize) -> bool {
+        applies_to(consumer, index)
+    }
+
+    /// Whether a catalogue model can be asked through the API family named `family`; `None`
+    /// for a model outside the catalogue.
+    pub(crate) fn model_accepts(&self, model: &str, family: &str) -> Option<bool> {
+        let model = self.models.get(model)?;
+        Some(
+            self.model_families(model)
+                .iter()
+                .any(|accepted| accepted.as_str() == family),
+        )
+    }
+}

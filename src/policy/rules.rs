@@ -67,6 +67,12 @@ impl Rule {
             })
     }
 
+    /// Whether a match of the rule is enforced for a consumer in `consumer_mode`: audit
+    /// anywhere (rule or consumer) turns its action into a record.
+    pub(crate) fn enforced(&self, consumer_mode: Mode) -> bool {
+        self.mode != Some(Mode::Audit) && consumer_mode == Mode::Enforce
+    }
+
     /// Whether the rule reads this kind of answer text.
     pub(crate) fn reads_answer_field(&self, field: Field) -> bool {
         self.fields

@@ -1,0 +1,620 @@
+//! `posturio replay OLD NEW LOG...`: what NEW would change for the recorded traffic. Each
+//! record's decision facts (consumer, model, API, the rules and guards that fired, the tokens
+//! charged) are judged again with NEW's own tables — its catalogue, each consumer's models,
+//! mode, rule list, guards and budget — never by running a rule: prompts are never logged.
+//! What depends on the prompt or on what the client presented is counted apart and said
+//! plainly (`limits.rs` of this command lists it per consumer). OLD is the baseline those
+//! limits are found against, and a check that the log was written under it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+use serde_json::{json, Value};
+
+use super::access_log::{self, Record, Stats};
+use super::replay_judge::{consumer_for, judge, recorded_fate, unreplayable, Fate, Recorded};
+use super::report::{input_json, plural, shown, NONE, OTHER_MODELS};
+use super::{config_errors, read, CliError, Output};
+use crate::pipeline::reservation_estimate;
+use crate::policy::budget::{self, Counter, Reserve, Unit, Window};
+use crate::policy::config::Mode;
+use crate::policy::price::cost;
+use crate::policy::usage::Usage;
+use crate::policy::{rfc3339, Policy};
+
+/// Rows kept apart at most (models come from clients): beyond, a consumer's models fold.
+const MAX_ROWS: usize = 100_000;
+
+/// How far out of start-time order a record may come and still be simulated in order: Envoy
+/// writes a line when the request ends, so a long stream is logged after shorter requests
+/// that started later. Budget events wait this long (in log time) before they are counted.
+pub const REORDER_SECONDS: i64 = 900;
+
+/// What replay found for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Change {
+    NowRefused,
+    NowAllowed,
+    Unchanged,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::NowRefused => "now_refused",
+            Change::NowAllowed => "now_allowed",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Everything the replay counts; memory bounded by consumers, models and reasons.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// (consumer, model, change, reason) → requests.
+    pub rows: BTreeMap<(String, String, Change, String), u64>,
+    /// (consumer, what cannot be replayed) → requests it concerns.
+    pub cannot_replay: BTreeMap<(String, String), u64>,
+    /// Records refused before their consumer or model was known, for the request itself
+    /// (malformed, unreadable, identity): kept as recorded, by code.
+    pub not_replayed: BTreeMap<String, u64>,
+    /// Records OLD does not decide as the log says: the log was written under another policy
+    /// (or a budget, a guard's answer or an identity the log cannot show).
+    pub old_mismatch: u64,
+    /// Records that went through NEW's budget simulation.
+    pub budgeted: u64,
+    /// Budget events that arrived later than `REORDER_SECONDS` out of order.
+    pub late: u64,
+    /// Records now allowed past a budget whose usage the log lacks (they were refused, so
+    /// nothing was charged): charged their reservation.
+    pub usage_unknown: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+}
+
+/// A record waiting for its turn in the budget simulation, ordered by start time, then by
+/// the order it was read in.
+#[derive(Debug)]
+struct Pending {
+    start: i64,
+    seq: u64,
+    /// The consumer as logged (the row), and the one NEW evaluates it as (the budget).
+    consumer: String,
+    evaluated: String,
+    model: String,
+    recorded: Fate,
+    /// What the request used, as the log says (`None`: never forwarded, or unknown).
+    tokens: Option<u64>,
+    usage: Option<Usage>,
+    provider: Option<String>,
+    body_bytes: u64,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.start, self.seq) == (other.start, other.seq)
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.start, self.seq).cmp(&(other.start, other.seq))
+    }
+}
+
+/// The budget windows of NEW, simulated over the log in start-time order, from empty: each
+/// request checked with its reservation as the filter computes it, then charged at once what
+/// it used (tokens as charged, dollars at NEW's prices).
+struct Budgets<'p> {
+    policy: &'p Policy,
+    counters: HashMap<(String, Window, Unit), Counter>,
+    queue: BinaryHeap<Reverse<Pending>>,
+    latest: Option<i64>,
+    released: Option<i64>,
+    seq: u64,
+}
+
+impl<'p> Budgets<'p> {
+    fn new(policy: &'p Policy) -> Self {
+        Budgets {
+            policy,
+            counters: HashMap::new(),
+            queue: BinaryHeap::new(),
+            latest: None,
+            released: None,
+            seq: 0,
+        }
+    }
+
+    /// Queues a record NEW forwards past every other step, for a consumer with a budget.
+    fn push(&mut self, pending: Pending, replay: &mut Replay) {
+        if self
+            .released
+            .is_some_and(|released| pending.start < released)
+        {
+            replay.late = replay.late.saturating_add(1);
+        }
+        self.latest = Some(self.latest.map_or(pending.start, |l| l.max(pending.start)));
+        self.seq = self.seq.saturating_add(1);
+        self.queue.push(Reverse(Pending {
+            seq: self.seq,
+            ..pending
+        }));
+        let horizon = self.latest.unwrap_or(0).saturating_sub(REORDER_SECONDS);
+        while self
+            .queue
+            .peek()
+            .is_some_and(|Reverse(next)| next.start < horizon)
+        {
+            self.release_one(replay);
+        }
+    }
+
+    fn finish(&mut self, replay: &mut Replay) {
+        while !self.queue.is_empty() {
+            self.release_one(replay);
+        }
+    }
+
+    /// Counts the earliest queued record against its consumer's windows, with the filter's
+    /// own estimate (`reservation_estimate`), check (`budget::exceeded`) and counters.
+    fn release_one(&mut self, replay: &mut Replay) {
+        let Some(Reverse(pending)) = self.queue.pop() else {
+            return;
+        };
+        replay.budgeted = replay.budgeted.saturating_add(1);
+        self.released = Some(pending.start);
+        let now = u64::try_from(pending.start).unwrap_or(0);
+        let name = pending.evaluated.as_str();
+        let (Some(budget), Some(mode)) = (
+            self.policy.budget_for(name),
+            self.policy.consumer_mode(name),
+        ) else {
+            replay.count(
+                &pending.consumer,
+                &pending.model,
+                &pending.recorded,
+                Fate::Forwarded,
+            );
+            return;
+        };
+        let body_bytes = usize::try_from(pending.body_bytes).unwrap_or(usize::MAX);
+        let reserve = reservation_estimate(self.policy, name, Some(&pending.model), body_bytes);
+        let counters = &self.counters;
+        let exceeded = budget::exceeded(budget, now, reserve, |limit| {
+            counters
+                .get(&(name.to_owned(), limit.window, limit.unit))
+                .copied()
+                .unwrap_or_default()
+        });
+        let fate = match (exceeded, mode) {
+            (Some(_), Mode::Enforce) => Fate::Refused("budget_exceeded".to_owned()),
+            _ => Fate::Forwarded,
+        };
+        if fate == Fate::Forwarded {
+            let charge = self.charge(&pending, reserve, replay);
+            for limit in &budget.limits {
+                let key = (name.to_owned(), limit.window, limit.unit);
+                let counter = self.counters.get(&key).copied().unwrap_or_default();
+                let amount = charge.of(limit.unit);
+                self.counters
+                    .insert(key, counter.plus(limit.window, now, amount));
+            }
+        }
+        replay.count(&pending.consumer, &pending.model, &pending.recorded, fate);
+    }
+
+    /// What a forwarded request is charged: the tokens the log says were charged (else its
+    /// usage), and its usage at NEW's price for the provider that served. Without usage the
+    /// filter charges at least the reservation, and so does replay.
+    fn charge(&self, pending: &Pending, reserve: Reserve, replay: &mut Replay) -> Reserve {
+        let price = self
+            .policy
+            .price(&pending.model, pending.provider.as_deref().unwrap_or(""));
+        match (pending.usage, pending.tokens) {
+            (Some(usage), tokens) => Reserve {
+                tokens: tokens.unwrap_or(usage.input.saturating_add(usage.output)),
+                microusd: price.map_or(reserve.microusd, |price| cost(&usage, &price)),
+            },
+            (None, Some(tokens)) => Reserve {
+                tokens: tokens.max(reserve.tokens),
+                microusd: reserve.microusd,
+            },
+            (None, None) => {
+                replay.usage_unknown = replay.usage_unknown.saturating_add(1);
+                reserve
+            }
+        }
+    }
+}
+
+impl Replay {
+    /// Counts one record's recorded and replayed fate under its row.
+    fn count(&mut self, consumer: &str, model: &str, recorded: &Fate, now: Fate) {
+        let (change, reason) = match (recorded, now) {
+            (Fate::Forwarded, Fate::Refused(reason)) => (Change::NowRefused, reason),
+            (Fate::Refused(reason), Fate::Forwarded) => (Change::NowAllowed, reason.clone()),
+            (Fate::Forwarded, Fate::Forwarded) => (Change::Unchanged, "forwarded".to_owned()),
+            (Fate::Refused(_), Fate::Refused(reason)) => (Change::Unchanged, reason),
+        };
+        let mut key = (consumer.to_owned(), model.to_owned(), change, reason);
+        if self.rows.len() >= MAX_ROWS && !self.rows.contains_key(&key) {
+            key.1 = OTHER_MODELS.to_owned();
+        }
+        let slot = self.rows.entry(key).or_insert(0);
+        *slot = slot.saturating_add(1);
+    }
+
+    pub fn total(&self, change: Change) -> u64 {
+        self.rows
+            .iter()
+            .filter(|((_, _, row_change, _), _)| *row_change == change)
+            .fold(0u64, |sum, (_, count)| sum.saturating_add(*count))
+    }
+
+    pub fn not_replayed_total(&self) -> u64 {
+        self.not_replayed
+            .values()
+            .fold(0u64, |sum, count| sum.saturating_add(*count))
+    }
+}
+
+/// Replays the records of the logs, in start-time order across files.
+pub fn replay_logs(
+    old: &Policy,
+    new: &Policy,
+    logs: &[String],
+) -> Result<(Replay, Stats), CliError> {
+    let mut replay = Replay::default();
+    let mut budgets = Budgets::new(new);
+    // What each consumer's records cannot show under NEW: the same for all its records.
+    let mut limits: HashMap<String, Vec<String>> = HashMap::new();
+    let ordered = oldest_first(logs)?;
+    let stats = access_log::read_all(&ordered, |record| {
+        replay_one(old, new, &record, &mut replay, &mut budgets, &mut limits);
+    })?;
+    budgets.finish(&mut replay);
+    Ok((replay, stats))
+}
+
+fn replay_one(
+    old: &Policy,
+    new: &Policy,
+    record: &Record,
+    replay: &mut Replay,
+    budgets: &mut Budgets<'_>,
+    limits: &mut HashMap<String, Vec<String>>,
+) {
+    if let Some(start) = record.start {
+        replay.first = Some(replay.first.map_or(start, |first| first.min(start)));
+        replay.last = Some(replay.last.map_or(start, |last| last.max(start)));
+    }
+    let recorded = match recorded_fate(record) {
+        Recorded::Judged(fate) => fate,
+        Recorded::Kept(code) => {
+            let slot = replay.not_replayed.entry(code).or_insert(0);
+            *slot = slot.saturating_add(1);
+            return;
+        }
+    };
+    let consumer = record.consumer.as_deref().unwrap_or(NONE);
+    let model = record.model.as_deref().unwrap_or(NONE);
+    if recorded != Fate::Refused("budget_exceeded".to_owned())
+        && judge(old, old, record) != recorded
+    {
+        replay.old_mismatch = replay.old_mismatch.saturating_add(1);
+    }
+    let notes = limits
+        .entry(consumer.to_owned())
+        .or_insert_with(|| unreplayable(old, new, consumer));
+    for note in notes.iter() {
+        let slot = replay
+            .cannot_replay
+            .entry((consumer.to_owned(), note.clone()))
+            .or_insert(0);
+        *slot = slot.saturating_add(1);
+    }
+    let fate = judge(new, old, record);
+    let budgeted = consumer_for(new, consumer).filter(|entry| entry.budget.is_some());
+    match (fate, budgeted) {
+        (Fate::Forwarded, Some(evaluated)) => {
+            let start = record.start.or(budgets.latest).unwrap_or(0);
+            let forwarded = record.forwarded();
+            let usage = record
+                .input_tokens
+                .zip(record.output_tokens)
+                .filter(|_| forwarded)
+                .map(|(input, output)| Usage {
+                    input,
+                    output,
+                    cached: record.cached_tokens.unwrap_or(0),
+                    reasoning: record.reasoning_tokens.unwrap_or(0),
+                });
+            budgets.push(
+                Pending {
+                    start,
+                    seq: 0,
+                    consumer: consumer.to_owned(),
+                    evaluated: evaluated.name.clone(),
+                    model: model.to_owned(),
+                    recorded,
+                    tokens: record.charged_or_used_tokens().filter(|_| forwarded),
+                    usage,
+                    provider: record.provider.clone(),
+                    body_bytes: record.bytes_received.unwrap_or(0),
+                },
+                replay,
+            );
+        }
+        (fate, _) => replay.count(consumer, model, &recorded, fate),
+    }
+}
+
+/// The logs sorted by the start time of their first record (rotated files given newest
+/// first, as a shell glob lists them, are read oldest first); standard input stays first.
+fn oldest_first(logs: &[String]) -> Result<Vec<String>, CliError> {
+    let mut keyed = Vec::with_capacity(logs.len());
+    for (index, name) in logs.iter().enumerate() {
+        let first = if name == "-" {
+            Some(i64::MIN)
+        } else {
+            let mut source = access_log::open(name)?;
+            let mut line = Vec::new();
+            let mut stats = Stats::default();
+            let mut first = None;
+            while let Some(record) = source.next_record(&mut line, &mut stats)? {
+                if record.start.is_some() {
+                    first = record.start;
+                    break;
+                }
+            }
+            first
+        };
+        keyed.push((first.unwrap_or(i64::MAX), index, name.clone()));
+    }
+    keyed.sort();
+    Ok(keyed.into_iter().map(|(_, _, name)| name).collect())
+}
+
+struct ReplayArgs {
+    json: bool,
+    fail_on_change: bool,
+    old: String,
+    new: String,
+    logs: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<ReplayArgs, CliError> {
+    let mut json = false;
+    let mut fail_on_change = false;
+    let mut positional = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--fail-on-change" => fail_on_change = true,
+            "-" => positional.push(arg.clone()),
+            flag if flag.starts_with('-') => {
+                return Err(CliError::Usage(format!(
+                    "replay: unknown option \"{flag}\""
+                )))
+            }
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let mut positional = positional.into_iter();
+    let (Some(old), Some(new)) = (positional.next(), positional.next()) else {
+        return Err(CliError::Usage(
+            "replay takes OLD and NEW policy files, then one or more ACCESS_LOG files".to_owned(),
+        ));
+    };
+    let logs: Vec<String> = positional.collect();
+    if logs.is_empty() {
+        return Err(CliError::Usage(
+            "replay takes one or more ACCESS_LOG files after OLD and NEW ('-' for standard input)"
+                .to_owned(),
+        ));
+    }
+    Ok(ReplayArgs {
+        json,
+        fail_on_change,
+        old,
+        new,
+        logs,
+    })
+}
+
+pub fn replay(args: &[String]) -> Result<Output, CliError> {
+    let args = parse_args(args)?;
+    let mut policies = Vec::with_capacity(2);
+    let mut errors = Vec::new();
+    for path in [&args.old, &args.new] {
+        match Policy::from_json(&read(path)?) {
+            Ok(policy) => policies.push(policy),
+            Err(found) => errors.push(config_errors(path, &found)),
+        }
+    }
+    let (Some(old), Some(new), true) = (policies.first(), policies.get(1), errors.is_empty())
+    else {
+        return Ok(Output {
+            code: 2,
+            stdout: String::new(),
+            stderr: errors.join("\n"),
+        });
+    };
+    let (replay, stats) = replay_logs(old, new, &args.logs)?;
+    let changed = replay.total(Change::NowRefused) > 0 || replay.total(Change::NowAllowed) > 0;
+    let stdout = if args.json {
+        render_json(&replay, &stats).to_string()
+    } else {
+        render_text(&replay, &stats, &args.old, &args.new)
+    };
+    Ok(Output {
+        code: i32::from(args.fail_on_change && changed),
+        stdout,
+        stderr: String::new(),
+    })
+}
+
+fn time(seconds: Option<i64>) -> Value {
+    seconds.map_or(Value::Null, |seconds| json!(rfc3339::format(seconds)))
+}
+
+pub fn render_json(replay: &Replay, stats: &Stats) -> Value {
+    let rows = |wanted: Change| -> Vec<Value> {
+        let mut rows: Vec<_> = replay
+            .rows
+            .iter()
+            .filter(|((_, _, change, _), _)| *change == wanted)
+            .collect();
+        rows.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
+        rows.into_iter()
+            .map(|((consumer, model, _, reason), requests)| {
+                json!({"consumer": consumer, "model": model, "reason": reason, "requests": requests})
+            })
+            .collect()
+    };
+    let cannot: Vec<Value> = replay
+        .cannot_replay
+        .iter()
+        .map(|((consumer, what), requests)| {
+            json!({"consumer": consumer, "what": what, "requests": requests})
+        })
+        .collect();
+    json!({
+        "schema": "posturio.replay.v1",
+        "input": input_json(stats),
+        "span": {"first": time(replay.first), "last": time(replay.last)},
+        "totals": {
+            "now_refused": replay.total(Change::NowRefused),
+            "now_allowed": replay.total(Change::NowAllowed),
+            "unchanged": replay.total(Change::Unchanged),
+            "not_replayed": replay.not_replayed_total(),
+        },
+        "now_refused": rows(Change::NowRefused),
+        "now_allowed": rows(Change::NowAllowed),
+        "unchanged": rows(Change::Unchanged),
+        "not_replayed": replay.not_replayed,
+        "cannot_replay": cannot,
+        "old_mismatch": replay.old_mismatch,
+        "budgets": {
+            "simulated": replay.budgeted,
+            "late_records": replay.late,
+            "usage_unknown": replay.usage_unknown,
+        },
+    })
+}
+
+pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> String {
+    let mut lines = vec![
+        format!(
+            "replay of {} ({} in {}, {} skipped) under {new}, against what was decided under \
+             {old}",
+            plural(stats.records, "record"),
+            plural(stats.lines, "line"),
+            plural(stats.files, "file"),
+            stats.skipped
+        ),
+        match (replay.first, replay.last) {
+            (Some(first), Some(last)) => format!(
+                "span: {} to {} (UTC)",
+                rfc3339::format(first),
+                rfc3339::format(last)
+            ),
+            _ => "span: no start times".to_owned(),
+        },
+        format!(
+            "now refused {}, now allowed {}, unchanged {}, not replayed {}",
+            replay.total(Change::NowRefused),
+            replay.total(Change::NowAllowed),
+            replay.total(Change::Unchanged),
+            replay.not_replayed_total()
+        ),
+    ];
+    for (change, heading) in [
+        (
+            Change::NowRefused,
+            "now refused (forwarded before; reason NEW gives)",
+        ),
+        (
+            Change::NowAllowed,
+            "now allowed (refused before; the code it was refused with)",
+        ),
+    ] {
+        let mut rows: Vec<_> = replay
+            .rows
+            .iter()
+            .filter(|((_, _, row_change, _), _)| *row_change == change)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
+        lines.push(String::new());
+        lines.push(heading.to_owned());
+        for ((consumer, model, _, reason), requests) in rows {
+            lines.push(format!(
+                "  {requests:>8}  consumer {}, model {}: {}",
+                shown(consumer),
+                shown(model),
+                shown(reason)
+            ));
+        }
+    }
+    if !replay.not_replayed.is_empty() {
+        lines.push(String::new());
+        lines.push(
+            "not replayed (refused for the request itself or its identity, before its consumer \
+             and model were judged; kept as recorded):"
+                .to_owned(),
+        );
+        for (code, requests) in &replay.not_replayed {
+            lines.push(format!("  {requests:>8}  {}", shown(code)));
+        }
+    }
+    if !replay.cannot_replay.is_empty() {
+        lines.push(String::new());
+        lines.push(
+            "cannot be replayed from the log (prompts and what clients presented are not \
+             logged); the counts are the requests concerned, judged on what the log has:"
+                .to_owned(),
+        );
+        for ((consumer, what), requests) in &replay.cannot_replay {
+            lines.push(format!(
+                "  {requests:>8}  consumer {}: {what}",
+                shown(consumer)
+            ));
+        }
+    }
+    if replay.budgeted > 0 {
+        lines.push(String::new());
+        lines.push(format!(
+            "budgets: NEW's windows simulated from empty over this log only for {}, each \
+             checked with its reservation and charged what it used at NEW's prices; {} now \
+             allowed past a budget had no usage (charged their reservation); {} came more than \
+             {REORDER_SECONDS} s out of order",
+            plural(replay.budgeted, "request"),
+            replay.usage_unknown,
+            replay.late
+        ));
+    }
+    if replay.old_mismatch > 0 {
+        lines.push(format!(
+            "warning: {} records are not decided as OLD decides them: was the log written \
+             under OLD?",
+            replay.old_mismatch
+        ));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod tests;
