@@ -4,13 +4,16 @@
 Seeds come from the repository (the example and benchmark policies, tests/fixtures) and from a
 few generated requests: chat bodies like the benchmark's, every endpoint, identities, secrets
 and personal data in prompts, duplicate keys, escapes and deep nesting; and from provider
-responses (JSON and SSE, every usage format) for the usage reader. run.sh calls this before
+responses (JSON and SSE, every usage format) for the usage reader, and Bedrock event streams. run.sh calls this before
 each run; libFuzzer adds what it finds to the same directories.
 """
 
+import base64
 import hashlib
 import json
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent
@@ -236,6 +239,54 @@ def usage_seeds() -> list[bytes]:
     return seeds
 
 
+# The eventstream target's input: a mode byte (even: raw body, odd: a script of messages), a
+# byte counting cuts, two bytes per cut, then the body or the script
+# (fuzz_targets/eventstream.rs).
+def aws_message(event_type: str, payload: bytes, message_type: str = "event") -> bytes:
+    headers = [(":event-type", event_type), (":content-type", "application/json"),
+               (":message-type", message_type)]
+    block = b"".join(bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value))
+                     + value.encode() for name, value in headers)
+    prelude = struct.pack(">II", 16 + len(block) + len(payload), len(block))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + block + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def eventstream_seeds() -> list[bytes]:
+    def chunk(event: dict) -> bytes:
+        encoded = base64.b64encode(json.dumps(event).encode()).decode()
+        return aws_message("chunk", json.dumps({"bytes": encoded, "p": "abc"}).encode())
+
+    converse = b"".join([
+        aws_message("messageStart", b'{"role":"assistant","p":"ab"}'),
+        aws_message("contentBlockDelta", b'{"contentBlockIndex":0,"delta":{"text":"Hi"}}'),
+        aws_message("messageStop", b'{"stopReason":"end_turn"}'),
+        aws_message("metadata", b'{"usage":{"inputTokens":12,"outputTokens":7,"totalTokens":19,'
+                                b'"cacheReadInputTokens":3},"metrics":{"latencyMs":1}}'),
+    ])
+    invoke = b"".join([
+        chunk({"type": "message_start", "message": {"usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        chunk({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        chunk({"type": "message_delta", "usage": {"output_tokens": 7}}),
+        chunk({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+            "inputTokenCount": 12, "outputTokenCount": 7, "cacheReadInputTokenCount": 2}}),
+    ])
+    exception = aws_message("metadata", b'{"message":"slow down"}', "exception")
+    usage = b'{"usage":{"inputTokens":5,"outputTokens":2}}'
+    anthropic = json.dumps({"type": "message_delta", "usage": {"input_tokens": 3, "output_tokens": 4}}).encode()
+    script = (bytes([0, len(usage)]) + usage + bytes([5, len(anthropic)]) + anthropic
+              + bytes([2, 3]) + b"abc" + bytes([3, 2]) + b"{}")
+    return [
+        bytes([0, 0]) + converse,
+        bytes([0, 2]) + (5).to_bytes(2, "little") + (130).to_bytes(2, "little") + converse,
+        bytes([0, 1]) + (40).to_bytes(2, "little") + invoke,
+        bytes([0, 0]) + exception + converse,
+        bytes([0, 0]) + converse[:-1],
+        bytes([1, 0]) + script,
+        bytes([1, 1]) + (17).to_bytes(2, "little") + bytes([0x38, len(usage)]) + usage,
+    ]
+
+
 def redact_seeds() -> list[bytes]:
     seeds = json_seeds()
     seeds += [
@@ -320,6 +371,8 @@ def main() -> None:
         write("request", data)
     for data in usage_seeds():
         write("usage", data)
+    for data in eventstream_seeds():
+        write("eventstream", data)
     for data in redact_seeds():
         write("redact", data)
     for data in fold_seeds():

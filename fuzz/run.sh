@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 secs=${FUZZ_SECS:-60}
-targets=${FUZZ_TARGETS:-config request strict_json usage redact pool fold answer_stream}
+targets=${FUZZ_TARGETS:-config request strict_json usage eventstream redact pool fold answer_stream}
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo 'fuzz: cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly' >&2

@@ -35,6 +35,18 @@ tokens the way Bedrock does: `converse` in its body (`cacheReadInputTokens`, in 
 too) with only the input and output count headers; `invoke` (an Anthropic message; without the header
 `invoke` gets the mock's 404) in its body and in the `x-amzn-bedrock-cache-read-input-token-count`
 header.
+`converse-stream` and `invoke-with-response-stream` answer in the AWS event stream framing
+(`application/vnd.amazon.eventstream`, both CRC-32s correct, each message with `:event-type`,
+`:content-type` and `:message-type` headers, payloads padded with Bedrock's `p` field):
+converse-stream sends `messageStart`, one `contentBlockDelta` per piece, `contentBlockStop`,
+`messageStop` and `metadata` (its `usage`, with `cacheReadInputTokens` under
+`x-mock-bedrock-cache`); invoke-with-response-stream sends the Anthropic stream's events, each
+base64 in a `chunk` event's `bytes`, the last with `amazon-bedrock-invocationMetrics`. A
+request header `x-mock-bedrock-stream` scripts a fault: `bad-crc` corrupts the message CRC of
+the last message (the one with the usage), `cut` ends the stream cleanly before it.
+A request header `x-mock-responses-end: incomplete|failed` ends a Responses stream with
+`response.incomplete` (its usage given, `incomplete_details` set) or `response.failed` (an
+error, `usage: null`) instead of `response.completed`.
 A request header `x-mock-header-delay-ms: N` makes the mock wait N ms before its status line,
 as a provider does while it generates a whole answer (for clients that leave before it).
 A request header `x-mock-usage-style` changes how a chat stream reports its usage: `azure`
@@ -83,6 +95,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RECORDS: list[dict] = []
@@ -246,11 +259,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def send_stream(self, events: list[bytes]) -> None:
+    def send_stream(self, events: list[bytes], content_type: str = "text/event-stream") -> None:
         # Chunked, so the connection survives the stream; each event is flushed on its own
         # so clients see it as a separate read, as with a real provider.
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-type", content_type)
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
@@ -405,7 +418,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, embeddings(model, req))
         elif path.endswith("/responses"):
             if stream:
-                self.send_stream(responses_stream(model, pieces))
+                end = self.headers.get("x-mock-responses-end", "").strip()
+                self.send_stream(responses_stream(model, pieces, end))
             else:
                 self.send_json(200, response_object(model, text, "completed"))
         elif path.endswith("/messages/count_tokens"):
@@ -428,6 +442,20 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_stream([sse(chunk) for chunk in chunks])
             else:
                 self.send_json_array(chunks)
+        elif path.endswith("/converse-stream") or path.endswith("/invoke-with-response-stream"):
+            cached = int(self.headers.get("x-mock-bedrock-cache", "").strip() or 0)
+            if path.endswith("/converse-stream"):
+                messages = converse_stream(pieces, cached)
+            else:
+                messages = invoke_stream(model, pieces, cached)
+            fault = self.headers.get("x-mock-bedrock-stream", "").strip()
+            if fault == "cut":
+                messages = messages[:-1]
+            elif fault == "bad-crc":
+                last = bytearray(messages[-1])
+                last[-1] ^= 0xFF
+                messages[-1] = bytes(last)
+            self.send_stream(messages, "application/vnd.amazon.eventstream")
         elif path.endswith("/converse") or (
                 path.endswith("/invoke") and self.headers.get("x-mock-bedrock-cache")):
             cached = int(self.headers.get("x-mock-bedrock-cache", "").strip() or 0)
@@ -559,7 +587,7 @@ def response_object(model: str, text: str, status: str, resp_id=None, msg_id=Non
     }
 
 
-def responses_stream(model: str, pieces: list[str]) -> list[bytes]:
+def responses_stream(model: str, pieces: list[str], end: str = "") -> list[bytes]:
     # Beyond created/delta/completed, the item and part events are sent too: the SDK's
     # responses.stream() helper builds its snapshot from them and fails without them.
     resp_id, msg_id, text = ident("resp_"), ident("msg_"), "".join(pieces)
@@ -580,6 +608,14 @@ def responses_stream(model: str, pieces: list[str]) -> list[bytes]:
         ("response.output_item.done", {"output_index": 0, "item": done["output"][0]}),
         ("response.completed", {"response": done}),
     ]
+    if end == "incomplete":
+        cut = dict(done, status="incomplete",
+                   incomplete_details={"reason": "max_output_tokens"})
+        events[-1] = ("response.incomplete", {"response": cut})
+    elif end == "failed":
+        failed = dict(done, status="failed", output=[], usage=None,
+                      error={"code": "server_error", "message": "The model failed."})
+        events[-1] = ("response.failed", {"response": failed})
     return [sse(dict(data, type=name, sequence_number=n), name)
             for n, (name, data) in enumerate(events)]
 
@@ -606,9 +642,17 @@ def anthropic_message(model: str, text: str, tool_args=None) -> dict:
 
 
 def anthropic_stream(model: str, pieces: list[str], tool_args=None) -> list[bytes]:
+    return [sse(dict(data, type=name), name)
+            for name, data in anthropic_events(model, pieces, tool_args)]
+
+
+def anthropic_events(model: str, pieces: list[str], tool_args=None,
+                     cached: int = 0) -> list[tuple[str, dict]]:
     start = dict(anthropic_message(model, ""), content=[], stop_reason=None,
                  usage={"input_tokens": PROMPT_TOKENS, "output_tokens": 1})
-    events = [
+    if cached:
+        start["usage"]["cache_read_input_tokens"] = cached
+    return [
         ("message_start", {"message": start}),
         ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         ("ping", {}),
@@ -626,7 +670,6 @@ def anthropic_stream(model: str, pieces: list[str], tool_args=None) -> list[byte
                            "usage": {"output_tokens": COMPLETION_TOKENS}}),
         ("message_stop", {}),
     ]
-    return [sse(dict(data, type=name), name) for name, data in events]
 
 
 def gemini_model(path: str) -> str:
@@ -665,6 +708,56 @@ def bedrock_converse(text: str) -> dict:
                   "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS},
         "metrics": {"latencyMs": 1},
     }
+
+
+# --- AWS event streams (Bedrock) -------------------------------------------------------------
+
+
+def aws_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
+    """One message of the AWS event stream encoding: prelude (total length, headers length,
+    CRC-32 of both), string headers (type 7), payload, CRC-32 of everything before it."""
+    block = b"".join(bytes([len(name)]) + name.encode() + b"\x07"
+                     + struct.pack(">H", len(value)) + value.encode()
+                     for name, value in headers)
+    prelude = struct.pack(">II", 16 + len(block) + len(payload), len(block))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + block + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def aws_event(event_type: str, payload: dict) -> bytes:
+    # Bedrock pads each payload with "p" so that lengths do not give away the text.
+    padded = dict(payload, p="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"[
+        :1 + len(json.dumps(payload)) % 40])
+    headers = [(":event-type", event_type), (":content-type", "application/json"),
+               (":message-type", "event")]
+    return aws_message(headers, json.dumps(padded, separators=(",", ":")).encode())
+
+
+def converse_stream(pieces: list[str], cached: int = 0) -> list[bytes]:
+    usage = {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS,
+             "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS + cached}
+    if cached:
+        usage["cacheReadInputTokens"] = cached
+        usage["cacheWriteInputTokens"] = 0
+    return [
+        aws_event("messageStart", {"role": "assistant"}),
+        *[aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+          for piece in pieces],
+        aws_event("contentBlockStop", {"contentBlockIndex": 0}),
+        aws_event("messageStop", {"stopReason": "end_turn"}),
+        aws_event("metadata", {"usage": usage, "metrics": {"latencyMs": 1}}),
+    ]
+
+
+def invoke_stream(model: str, pieces: list[str], cached: int = 0) -> list[bytes]:
+    events = [dict(data, type=name) for name, data in anthropic_events(model, pieces, None, cached)]
+    # Bedrock adds its own count of the invocation to the model's last event.
+    events[-1]["amazon-bedrock-invocationMetrics"] = {
+        "inputTokenCount": PROMPT_TOKENS, "outputTokenCount": COMPLETION_TOKENS,
+        "invocationLatency": 2, "firstByteLatency": 1,
+        "cacheReadInputTokenCount": cached, "cacheWriteInputTokenCount": 0}
+    return [aws_event("chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()})
+            for event in events]
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! A response body through `UsageReader`, fed in chunks cut where the input says: the usage it
 //! reads must not depend on the cuts. For one JSON document in OpenAI's format, it must also
-//! agree with serde_json on the document's `usage`. In SSE framing the same cuts go through
+//! agree with serde_json on the document's `usage`, its reasoning part included. In SSE framing the same cuts go through
 //! `UsageChunkRemover`: what the client receives must not depend on them either, and only
 //! whole events may go missing.
 //!
@@ -56,6 +56,17 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
     if !matches!(usage.get("prompt_tokens_details"), None | Some(Value::Null)) {
         return None;
     }
+    // Reasoning is part of the output; a reasoning count that cannot be read counts as none,
+    // and never the rest of the usage.
+    let reasoning = match usage.get("completion_tokens_details") {
+        Some(Value::Object(details)) => match details.get("reasoning_tokens") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(count)) if count.as_f64().is_some_and(|c| c < 0.0) => 0,
+            Some(Value::Number(count)) => count.as_u64()?,
+            Some(_) => 0,
+        },
+        _ => 0,
+    };
     // A total above input plus output is charged, the excess as input.
     let total = match usage.get("total_tokens") {
         None | Some(Value::Null) => 0,
@@ -66,7 +77,7 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         input,
         output,
         cached: 0,
-        reasoning: 0,
+        reasoning: reasoning.min(output),
     }))
 }
 

@@ -141,7 +141,13 @@ impl Upstream {
             }
             let identity = header("content-encoding")
                 .is_none_or(|encoding| encoding.eq_ignore_ascii_case(b"identity"));
-            let framing = header("content-type").and_then(Framing::from_content_type);
+            // Only Bedrock answers in the AWS event stream; another provider's body in it is
+            // not read.
+            let framing = header("content-type")
+                .and_then(Framing::from_content_type)
+                .filter(|framing| {
+                    *framing != Framing::EventStream || format == UsageFormat::BedrockConverse
+                });
             // The body is read even when the headers give usage: the larger reading is
             // charged.
             if let (true, Some(framing)) = (identity, framing) {

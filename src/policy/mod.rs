@@ -14,6 +14,7 @@ mod compile_models;
 pub mod compiled;
 pub mod config;
 pub mod detect;
+pub mod eventstream;
 pub mod extract;
 pub mod fold;
 pub mod glob;

@@ -3,11 +3,17 @@
 //! A [`UsageReader`] sees the body as it passes. It runs a small JSON scanner (strings,
 //! escapes, depth, and the keys of the few objects that can lead to usage) over the body, or
 //! over each server-sent event's `data:` payload, and copies out only the usage object itself.
-//! A copied object is parsed once it closes. Results never depend on how the body was split.
+//! A copied object is parsed once it closes. Bedrock's binary event streams are unframed
+//! first (`eventstream.rs`, `usage_eventstream.rs`). Results never depend on how the body was
+//! split.
 
 use serde_json::{Map, Value};
 
 use super::sse::{Lines, Piece};
+use eventstream::BedrockEvents;
+
+#[path = "usage_eventstream.rs"]
+mod eventstream;
 
 /// How a response reports its usage: decided by the endpoint the request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +45,16 @@ pub enum Framing {
     Json,
     /// Server-sent events whose `data:` payloads are JSON documents.
     Sse,
+    /// The AWS event stream (`application/vnd.amazon.eventstream`) of Bedrock's
+    /// `converse-stream` and `invoke-with-response-stream`.
+    EventStream,
 }
 
 impl Framing {
     /// From the response's content-type header value: `text/event-stream` -> Sse,
-    /// `application/json` (and `+json` types; parameters such as charset ignored,
-    /// case-insensitive) -> Json, anything else -> None.
+    /// `application/vnd.amazon.eventstream` -> EventStream, `application/json` (and `+json`
+    /// types; parameters such as charset ignored, case-insensitive) -> Json, anything else ->
+    /// None.
     pub fn from_content_type(value: &[u8]) -> Option<Framing> {
         let essence = value
             .split(|&byte| byte == b';')
@@ -53,6 +63,9 @@ impl Framing {
             .trim_ascii();
         if essence.eq_ignore_ascii_case(b"text/event-stream") {
             return Some(Framing::Sse);
+        }
+        if essence.eq_ignore_ascii_case(b"application/vnd.amazon.eventstream") {
+            return Some(Framing::EventStream);
         }
         let mut parts = essence.splitn(2, |&byte| byte == b'/');
         let kind = parts.next().unwrap_or_default();
@@ -157,12 +170,17 @@ const TRACKED_DEPTH: usize = 3;
 /// Reads usage from a response body fed chunk by chunk; keeps a bounded amount of state.
 ///
 /// Memory: at most `CAPTURE_LIMIT` (4 KiB) of heap, allocated at the first usage object,
-/// plus the reader itself (under 256 bytes), whatever the size or shape of the body. Parsing
-/// a completed copy briefly allocates in proportion to that copy.
+/// plus the reader itself (under 288 bytes), whatever the size or shape of the body; for an
+/// event stream, the bounds of `eventstream.rs` as well (4 KiB of a message's headers and
+/// 64 KiB of a usage event's payload) and a second `CAPTURE_LIMIT` for the model's own events.
+/// Parsing a completed copy (or decoding a chunk's base64) briefly allocates in proportion to
+/// that copy.
 pub struct UsageReader {
     framing: Framing,
     lines: DataLines,
     scanner: UsageExtractor,
+    /// For an event stream: its reader, whose `metadata` events go to `scanner`.
+    events: Option<Box<BedrockEvents>>,
 }
 
 impl UsageReader {
@@ -171,6 +189,7 @@ impl UsageReader {
             framing,
             lines: DataLines::new(),
             scanner: UsageExtractor::new(format),
+            events: (framing == Framing::EventStream).then(|| Box::new(BedrockEvents::new())),
         }
     }
 
@@ -180,12 +199,20 @@ impl UsageReader {
         match self.framing {
             Framing::Json => self.scanner.feed(chunk),
             Framing::Sse => self.lines.feed(chunk, &mut self.scanner),
+            Framing::EventStream => {
+                if let Some(events) = self.events.as_mut() {
+                    events.feed(chunk, &mut self.scanner);
+                }
+            }
         }
     }
 
     /// The input tokens reported so far, when the usage is not complete (a stream that ended
     /// before its last usage): what is known of the charge, at least.
     pub fn partial_input(&self) -> Option<u64> {
+        if let Some(events) = &self.events {
+            return events.partial_input(&self.scanner);
+        }
         let format = self.scanner.format;
         self.scanner
             .found
@@ -195,6 +222,9 @@ impl UsageReader {
     /// The usage known so far: `None` if no usage object has been seen (or every one seen
     /// was null/unreadable).
     pub fn usage(&self) -> Option<Usage> {
+        if let Some(events) = &self.events {
+            return events.usage(&self.scanner);
+        }
         let format = self.scanner.format;
         self.scanner
             .found
@@ -215,6 +245,8 @@ struct Counts {
     output: Option<u64>,
     /// Gemini's reasoning tokens, which it counts apart from the candidates.
     thoughts: Option<u64>,
+    /// The part of `output` that was reasoning (OpenAI), where reported.
+    reasoning: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
     /// The total the provider reports, where it reports one: what is charged is at least it,
@@ -237,6 +269,7 @@ impl Counts {
                 input: count(object, &["prompt_tokens"])?,
                 output: count(object, &["completion_tokens"])?,
                 thoughts: None,
+                reasoning: lenient(object, &["completion_tokens_details", "reasoning_tokens"]),
                 cache_read: count(object, &["prompt_tokens_details", "cached_tokens"])?,
                 cache_write: None,
                 total: count(object, &["total_tokens"])?,
@@ -245,6 +278,7 @@ impl Counts {
                 input: count(object, &["input_tokens"])?,
                 output: count(object, &["output_tokens"])?,
                 thoughts: None,
+                reasoning: lenient(object, &["output_tokens_details", "reasoning_tokens"]),
                 cache_read: count(object, &["input_tokens_details", "cached_tokens"])?,
                 cache_write: None,
                 total: count(object, &["total_tokens"])?,
@@ -255,6 +289,7 @@ impl Counts {
                 input: count(object, &["input_tokens"])?,
                 output: count(object, &["output_tokens"])?,
                 thoughts: None,
+                reasoning: None,
                 cache_read: count(object, &["cache_read_input_tokens"])?,
                 cache_write: count(object, &["cache_creation_input_tokens"])?,
                 total: None,
@@ -275,6 +310,7 @@ impl Counts {
                     input,
                     output,
                     thoughts,
+                    reasoning: None,
                     cache_read: count(object, &["cachedContentTokenCount"])?,
                     cache_write: None,
                     total: match (total, tool_use) {
@@ -289,6 +325,7 @@ impl Counts {
                 input: larger(object, "inputTokens", "input_tokens")?,
                 output: larger(object, "outputTokens", "output_tokens")?,
                 thoughts: None,
+                reasoning: None,
                 cache_read: larger(object, "cacheReadInputTokens", "cache_read_input_tokens")?,
                 cache_write: larger(
                     object,
@@ -307,6 +344,7 @@ impl Counts {
             input: later.input.or(self.input),
             output: later.output.or(self.output),
             thoughts: later.thoughts.or(self.thoughts),
+            reasoning: later.reasoning.or(self.reasoning),
             cache_read: later.cache_read.or(self.cache_read),
             cache_write: later.cache_write.or(self.cache_write),
             total: later.total.or(self.total),
@@ -347,14 +385,27 @@ impl Counts {
             .unwrap_or(0)
             .saturating_sub(input.saturating_add(output));
         let input = input.saturating_add(unnamed);
+        // Gemini's thoughts are reasoning it counts apart; OpenAI's reasoning is inside its
+        // output count.
+        let reasoning = match format {
+            UsageFormat::Gemini => self.thoughts,
+            _ => self.reasoning,
+        };
         Usage {
             input,
             output,
-            // Cached tokens are part of the input, whatever a provider claims.
+            // Cached tokens are part of the input, and reasoning part of the output, whatever
+            // a provider claims.
             cached: cache_read.min(input),
-            reasoning: 0,
+            reasoning: reasoning.unwrap_or(0).min(output),
         }
     }
+}
+
+/// A count that refines the others (reasoning within output): one that cannot be read counts
+/// as not reported, rather than leaving the whole usage unknown.
+fn lenient(object: &Map<String, Value>, path: &[&str]) -> Option<u64> {
+    count(object, path).ok().flatten()
 }
 
 /// The larger of the counts under two names, `None` when neither is given.

@@ -234,11 +234,16 @@ fn read(format: UsageFormat, framing: Framing, chunks: &[&[u8]]) -> Option<Usage
 }
 
 fn usage(input: u64, output: u64, cached: u64) -> Option<Usage> {
+    reasoned(input, output, cached, 0)
+}
+
+/// A usage whose output holds `reasoning` reasoning tokens.
+fn reasoned(input: u64, output: u64, cached: u64, reasoning: u64) -> Option<Usage> {
     Some(Usage {
         input,
         output,
         cached,
-        reasoning: 0,
+        reasoning,
     })
 }
 
@@ -286,7 +291,7 @@ fn openai_chat_stream_with_include_usage() {
         UsageFormat::OpenAiChat,
         Framing::Sse,
         OPENAI_CHAT_STREAM,
-        usage(9, 12, 0),
+        reasoned(9, 12, 0, 4),
     );
 }
 
@@ -312,7 +317,7 @@ fn openai_responses() {
         UsageFormat::OpenAiResponses,
         Framing::Json,
         OPENAI_RESPONSES,
-        usage(328, 52, 128),
+        reasoned(328, 52, 128, 16),
     );
 }
 
@@ -337,6 +342,41 @@ fn openai_responses_incomplete_and_failed_events() {
             usage(37, 11, 32),
         );
     }
+}
+
+#[test]
+fn a_failed_response_without_usage_stays_unknown() {
+    let body = concat!(
+        "event: response.created\n",
+        r#"data: {"type":"response.created","response":{"id":"r","status":"in_progress","usage":null}}"#,
+        "\n\n",
+        "event: response.failed\n",
+        r#"data: {"type":"response.failed","response":{"id":"r","status":"failed","error":{"code":"server_error","message":"x"},"usage":null}}"#,
+        "\n\n",
+    );
+    check(UsageFormat::OpenAiResponses, Framing::Sse, body, None);
+}
+
+/// Reasoning counts, one case a line: the format, the body and the usage expected.
+macro_rules! reasoning {
+    ($($name:ident: $format:ident, $body:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check(UsageFormat::$format, Framing::Json, $body, $expected);
+        }
+    )*};
+}
+
+reasoning! {
+    reasoning_openai_chat: OpenAiChat, r#"{"usage":{"prompt_tokens":5,"completion_tokens":30,"completion_tokens_details":{"reasoning_tokens":20}}}"# => reasoned(5, 30, 0, 20);
+    reasoning_openai_responses: OpenAiResponses, r#"{"usage":{"input_tokens":5,"output_tokens":30,"output_tokens_details":{"reasoning_tokens":20}}}"# => reasoned(5, 30, 0, 20);
+    reasoning_gemini_thoughts: Gemini, r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":10,"thoughtsTokenCount":20}}"# => reasoned(5, 30, 0, 20);
+    reasoning_never_above_output: OpenAiChat, r#"{"usage":{"prompt_tokens":5,"completion_tokens":3,"completion_tokens_details":{"reasoning_tokens":20}}}"# => reasoned(5, 3, 0, 3);
+    reasoning_null_is_none: OpenAiChat, r#"{"usage":{"prompt_tokens":5,"completion_tokens":3,"completion_tokens_details":{"reasoning_tokens":null}}}"# => reasoned(5, 3, 0, 0);
+    reasoning_unreadable_leaves_the_rest: OpenAiChat, r#"{"usage":{"prompt_tokens":5,"completion_tokens":3,"completion_tokens_details":{"reasoning_tokens":-1}}}"# => reasoned(5, 3, 0, 0);
+    reasoning_details_not_an_object: OpenAiResponses, r#"{"usage":{"input_tokens":5,"output_tokens":3,"output_tokens_details":"x"}}"# => reasoned(5, 3, 0, 0);
+    reasoning_of_anthropic_is_not_read: Anthropic, r#"{"usage":{"input_tokens":5,"output_tokens":3,"reasoning_tokens":2}}"# => reasoned(5, 3, 0, 0);
+    reasoning_of_bedrock_is_not_read: BedrockConverse, r#"{"usage":{"inputTokens":5,"outputTokens":3,"completion_tokens_details":{"reasoning_tokens":2}}}"# => reasoned(5, 3, 0, 0);
 }
 
 #[test]
@@ -380,7 +420,7 @@ fn gemini() {
         UsageFormat::Gemini,
         Framing::Json,
         GEMINI,
-        usage(2051, 59, 2048),
+        reasoned(2051, 59, 2048, 50),
     );
 }
 
@@ -400,7 +440,7 @@ fn gemini_sse() {
         UsageFormat::Gemini,
         Framing::Sse,
         GEMINI_SSE,
-        usage(8, 33, 0),
+        reasoned(8, 33, 0, 27),
     );
 }
 
@@ -523,7 +563,7 @@ fn sums_saturate_and_cached_stays_within_input() {
         UsageFormat::Gemini,
         Framing::Json,
         r#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":18446744073709551615,"thoughtsTokenCount":9,"cachedContentTokenCount":10}}"#,
-        usage(3, u64::MAX, 3),
+        reasoned(3, u64::MAX, 3, 9),
     );
 }
 
@@ -798,7 +838,7 @@ fn memory_stays_bounded() {
     reader.feed(br#""}}"#);
     assert_eq!(reader.usage(), None);
     assert!(reader.scanner.capture.capacity() <= CAPTURE_LIMIT);
-    assert!(std::mem::size_of::<UsageReader>() < 256);
+    assert!(std::mem::size_of::<UsageReader>() < 288);
 
     // Deep nesting, and an SSE line that never ends.
     let mut reader = UsageReader::new(UsageFormat::OpenAiChat, Framing::Sse);
@@ -931,7 +971,16 @@ fn framing_from_content_type() {
         (b"json", None),
         (b"text/plain", None),
         (b"text/event-streams", None),
-        (b"application/vnd.amazon.eventstream", None),
+        (
+            b"application/vnd.amazon.eventstream",
+            Some(Framing::EventStream),
+        ),
+        (
+            b"Application/VND.Amazon.EventStream ; x=1",
+            Some(Framing::EventStream),
+        ),
+        (b"application/vnd.amazon.eventstreams", None),
+        (b"application/vnd.amazon.event-stream", None),
         (b"", None),
         (b"\xff\xfe", None),
     ] {
@@ -970,7 +1019,7 @@ merged! {
     merged_responses_output_missing: OpenAiResponses, [r#"{"input_tokens":3}"#] => None;
     merged_anthropic_start_and_delta: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_read_input_tokens":5}"#, r#"{"output_tokens":30}"#] => usage(25, 30, 5);
     merged_anthropic_input_only: Anthropic, [r#"{"input_tokens":20}"#] => None;
-    merged_gemini_prompt_then_candidates: Gemini, [r#"{"promptTokenCount":8}"#, r#"{"candidatesTokenCount":5,"thoughtsTokenCount":2}"#] => usage(8, 7, 0);
+    merged_gemini_prompt_then_candidates: Gemini, [r#"{"promptTokenCount":8}"#, r#"{"candidatesTokenCount":5,"thoughtsTokenCount":2}"#] => reasoned(8, 7, 0, 2);
     merged_gemini_candidates_only: Gemini, [r#"{"candidatesTokenCount":5}"#] => None;
     merged_bedrock_split: BedrockConverse, [r#"{"inputTokens":9}"#, r#"{"outputTokens":2}"#] => usage(9, 2, 0);
     merged_bedrock_output_missing: BedrockConverse, [r#"{"inputTokens":9}"#] => None;
@@ -1018,7 +1067,7 @@ counts! {
 merged! {
     billed_gemini_tool_use: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"toolUsePromptTokenCount":90000,"totalTokenCount":90062}"#] => usage(90012, 50, 0);
     billed_gemini_tool_use_without_total: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"toolUsePromptTokenCount":90000}"#] => usage(90012, 50, 0);
-    billed_gemini_tool_use_and_thoughts: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"thoughtsTokenCount":8,"toolUsePromptTokenCount":30,"totalTokenCount":100}"#] => usage(42, 58, 0);
+    billed_gemini_tool_use_and_thoughts: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"thoughtsTokenCount":8,"toolUsePromptTokenCount":30,"totalTokenCount":100}"#] => reasoned(42, 58, 0, 8);
     billed_gemini_total_above_counts: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"totalTokenCount":500}"#] => usage(450, 50, 0);
     billed_gemini_total_below_counts_ignored: Gemini, [r#"{"promptTokenCount":12,"candidatesTokenCount":50,"totalTokenCount":3}"#] => usage(12, 50, 0);
     billed_gemini_stream_tool_use_in_last_chunk: Gemini, [r#"{"promptTokenCount":12}"#, r#"{"promptTokenCount":12,"candidatesTokenCount":5,"toolUsePromptTokenCount":40,"totalTokenCount":57}"#] => usage(52, 5, 0);

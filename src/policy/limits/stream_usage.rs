@@ -115,7 +115,7 @@ pub fn unread_usage(
     flags: Flags,
     stream_usage_asked: bool,
 ) -> Option<String> {
-    let (path, query) = split_query(path);
+    let (_, query) = split_query(path);
     match classified.endpoint {
         Endpoint::Responses if flags.background => Some(
             "a background response (\"background\": true) answers before it is generated, and \
@@ -135,11 +135,6 @@ pub fn unread_usage(
             )
         }
         Endpoint::GeminiGenerate if !classified.counts_tokens => gemini_format(query),
-        Endpoint::BedrockConverse | Endpoint::BedrockInvoke if path.ends_with("-stream") => Some(
-            "a Bedrock stream reports its usage inside a binary event stream the gateway does \
-             not read; use the endpoint that does not stream"
-                .to_owned(),
-        ),
         _ => None,
     }
 }

@@ -586,11 +586,12 @@ cases! {
     budget_azure_stream_gets_usage: "budgeted", AZURE_CHAT, r#"{"stream":true}"# => Body(r#"{"stream":true,"stream_options":{"include_usage":true}}"#);
     budget_completions_stream_asked: "budgeted", COMPLETIONS, r#"{"model":"gpt-4o","prompt":"x","stream":true,"stream_options":{"include_usage":true}}"# => Same;
     budget_converse: "budgeted", CONVERSE, r#"{"messages":[]}"# => Same;
-    budget_converse_stream: "budgeted", CONVERSE_STREAM, r#"{"messages":[]}"# => Refused(403, "usage_unreadable");
+    // Bedrock's event streams are read for their usage (`eventstream.rs`).
+    budget_converse_stream: "budgeted", CONVERSE_STREAM, r#"{"messages":[]}"# => Same;
     budget_invoke: "budgeted", INVOKE, r#"{"prompt":"x"}"# => Same;
-    budget_invoke_stream: "budgeted", INVOKE_STREAM, r#"{"prompt":"x"}"# => Refused(403, "usage_unreadable");
+    budget_invoke_stream: "budgeted", INVOKE_STREAM, r#"{"prompt":"x"}"# => Same;
     budget_and_cap_background: "budget-capped", RESPONSES, r#"{"model":"gpt-4o","background":true,"max_output_tokens":5}"# => Refused(403, "usage_unreadable");
-    budget_audit_records: "budget-trial", CONVERSE_STREAM, r#"{"messages":[]}"# => Audited("usage_unreadable");
+    budget_audit_records: "budget-trial", RESPONSES, r#"{"model":"gpt-4o","input":"x","background":true}"# => Audited("usage_unreadable");
     no_budget_background_forwarded: "default", RESPONSES, r#"{"model":"gpt-4o","background":true}"# => Same;
     cap_only_background_bounded: "capped", RESPONSES, r#"{"model":"gpt-4o","background":true,"max_output_tokens":5}"# => Same;
     cap_only_converse_stream_bounded: "capped", CONVERSE_STREAM, r#"{"inferenceConfig":{"maxTokens":5}}"# => Same;
