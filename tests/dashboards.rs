@@ -479,9 +479,15 @@ fn the_rate_limit_example_agrees_with_its_service_config() {
     let routes = &envoy[envoy.find("route_config:").unwrap()..envoy.find("http_filters:").unwrap()];
     assert!(!routes.contains("rate_limits"), "rate limits on the route");
     let filter = &envoy[envoy.find("envoy.filters.http.ratelimit").unwrap()..];
+    assert!(
+        !filter.contains("wasm.posturio.tokens:PLAIN"),
+        "the fleet is charged the reported tokens: a cut stream would be free"
+    );
     for needle in [
         "apply_on_stream_done: true",
-        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.tokens:PLAIN)%\" }",
+        // What Posturio charged, not the reported tokens: a cut stream is charged too.
+        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.charged_tokens:PLAIN)%\" }",
+        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.charged_microusd:PLAIN)%\" }",
         "hits_addend: { number: 0 }",
         "key: wasm.posturio.consumer",
         "key: wasm.posturio.model",
@@ -501,10 +507,14 @@ fn the_rate_limit_example_agrees_with_its_service_config() {
     for captures in generic.captures_iter(filter) {
         sent.insert((captures[1].to_owned(), captures[2].to_owned()));
     }
-    let expected: BTreeSet<(String, String)> = [("posturio", "requests"), ("posturio", "tokens")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("posturio", "requests"),
+        ("posturio", "tokens"),
+        ("posturio", "spend"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     assert_eq!(sent, expected);
     for (key, value) in &sent {
         assert!(
