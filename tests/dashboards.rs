@@ -38,7 +38,7 @@ const LABELS: [&str; 11] = [
     "guard",
     "outcome",
 ];
-const FILTER_STATE_KEYS: [&str; 16] = [
+const FILTER_STATE_KEYS: [&str; 20] = [
     "decision",
     "code",
     "consumer",
@@ -55,6 +55,10 @@ const FILTER_STATE_KEYS: [&str; 16] = [
     "output_tokens",
     "cached_tokens",
     "tokens",
+    "reasoning_tokens",
+    "cost_microusd",
+    "charged_tokens",
+    "charged_microusd",
 ];
 
 fn repo(path: &str) -> PathBuf {
@@ -293,7 +297,7 @@ fn documented_metrics() -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[test]
 fn documented_metrics_are_covered_by_the_stats_tags() {
     let metrics = documented_metrics();
-    assert_eq!(metrics.len(), 13, "{metrics:#?}");
+    assert_eq!(metrics.len(), 15, "{metrics:#?}");
     let tags = shipped_tags();
     let base = Regex::new(r"^posturio_[a-z_]+$").unwrap();
     for (name, (_, labels)) in &metrics {
