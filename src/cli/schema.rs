@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{CliError, Output};
 use crate::policy::config::{ApiList, Config};
+use crate::policy::price::Usd;
 use crate::policy::ApiFamily;
 
 /// The schema's `$id`.
@@ -57,6 +58,22 @@ impl JsonSchema for ApiList {
                     "uniqueItems": true
                 }
             ]
+        })
+    }
+}
+
+/// `Usd` has its own deserializer (a decimal string, never a number), so its schema is
+/// written out here to match it.
+impl JsonSchema for Usd {
+    fn schema_name() -> Cow<'static, str> {
+        "Usd".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{1,9}(\\.[0-9]{1,6})?$",
+            "description": "US dollars as a decimal string, such as \"2.50\"."
         })
     }
 }

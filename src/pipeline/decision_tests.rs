@@ -374,7 +374,7 @@ fn passthrough_reports_no_usage() {
 
 #[test]
 fn budgets_caps_and_modes_are_compiled_per_consumer() {
-    use crate::policy::budget::{Limit, Window};
+    use crate::policy::budget::{Limit, Unit, Window};
     use crate::policy::compiled::OutputCap;
     use crate::policy::config::CapAction;
     let text = POLICY
@@ -397,11 +397,13 @@ fn budgets_caps_and_modes_are_compiled_per_consumer() {
         Some(vec![
             Limit {
                 window: Window::Minute,
-                tokens: 1000
+                unit: Unit::Tokens,
+                amount: 1000
             },
             Limit {
                 window: Window::Day,
-                tokens: 900000
+                unit: Unit::Tokens,
+                amount: 900000
             },
         ])
     );
@@ -411,7 +413,8 @@ fn budgets_caps_and_modes_are_compiled_per_consumer() {
             .map(|budget| budget.limits.clone()),
         Some(vec![Limit {
             window: Window::Hour,
-            tokens: 5
+            unit: Unit::Tokens,
+            amount: 5
         }])
     );
     assert_eq!(policy.budget_for("default"), None);

@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use super::answer::{self, answer_recorded_elsewhere, Refusal};
 use super::answer_inspection::{self, Answers};
-use super::budget::{self, Checked};
+use super::budget::{self, Checked, Reservation};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
 use super::forward::{self, Route};
@@ -96,6 +96,9 @@ pub struct Request<H: Host> {
     replaced: bool,
     /// Set once a request is forwarded whose consumer has rules that read answers.
     answers: Option<Answers>,
+    /// What a budgeted request holds against its consumer's budget until it is forwarded
+    /// (then its response holds it) or refused (then it is given back).
+    reservation: Option<Reservation>,
 }
 
 /// How a request was decided: what `posturio eval` reports. Its parts are moved here from
@@ -127,6 +130,7 @@ impl<H: Host> Request<H> {
             pooled: None,
             replaced: false,
             answers: None,
+            reservation: None,
         }
     }
 
@@ -244,8 +248,9 @@ impl<H: Host> Request<H> {
         if let (cx, Some(upstream)) = self.response_step() {
             if reached_no_provider {
                 // The upstream filter refused the request: nothing reached a provider, so
-                // nothing is owed.
-                upstream.settled = true;
+                // nothing is owed and the reservation is given back.
+                upstream.expects_usage = false;
+                settle(upstream, &cx);
             } else if upstream.headers(&cx, from_upstream && replacement.is_none(), end_of_stream) {
                 settle(upstream, &cx);
             }
@@ -318,12 +323,19 @@ impl<H: Host> Request<H> {
         if let Some(verdict) = self.answers.as_mut().and_then(Answers::cut_short) {
             self.record_answer(verdict.as_str());
         }
-        self.recorder.flush();
         let started_at = self.started_at;
-        let (cx, upstream) = self.response_step();
-        if let Some(upstream) = upstream {
-            settle(upstream, &cx);
+        // Reserved, then never forwarded (the client left while its guards were asked).
+        if let (Some(reservation), Some(policy)) = (self.reservation.take(), self.policy.as_deref())
+        {
+            budget::release(&self.host, policy, &reservation);
         }
+        let (cx, upstream) = self.response_step();
+        let settlement = upstream.and_then(|upstream| {
+            settle(upstream, &cx);
+            upstream.settlement
+        });
+        self.recorder.settled(settlement.as_ref());
+        let (cx, _) = self.response_step();
         let duration = millis_between(started_at, cx.host.now_nanos().ok());
         if let (Some(labels), Some(duration), Ok(mut metrics)) =
             (cx.labels, duration, cx.metrics.try_borrow_mut())
@@ -429,10 +441,29 @@ impl<H: Host> Request<H> {
         };
         // Checked once the request is otherwise allowed, so that a refusal is recorded with
         // the model and provider the client asked for.
-        let budget_audit = match budget::check(&self.host, policy, pending) {
-            Checked::Within => None,
-            Checked::Audited(reply) => Some(reply),
-            Checked::Refused(reply) => return self.refuse(Refusal::new(reply, facts)),
+        // The estimate is reserved from here until the answer settles it; a request refused
+        // or never forwarded gives it back (`refuse`, `on_log`).
+        let budget_audit = match pending.consumer.as_deref() {
+            Some(consumer) if policy.budget_for(consumer).is_some() => {
+                let model = facts.model.as_deref();
+                let estimate = budget::estimate(policy, consumer, model, body_size);
+                match budget::reserve(&self.host, policy, pending, estimate) {
+                    Checked::Unbudgeted => None,
+                    Checked::Reserved(reservation) => {
+                        self.reservation = Some(reservation);
+                        None
+                    }
+                    Checked::Audited(reply, reservation) => {
+                        self.reservation = reservation;
+                        Some(reply)
+                    }
+                    Checked::Refused(reply, estimate) => {
+                        self.recorder.reserved = Some(estimate);
+                        return self.refuse(Refusal::new(reply, facts));
+                    }
+                }
+            }
+            _ => None,
         };
         let mut audited = forward.audited.take().or(budget_audit);
         // Planned before any guard is asked, so that a request refused for its answer's
@@ -526,6 +557,8 @@ impl<H: Host> Request<H> {
             reply: audited.as_ref(),
             forwarded: true,
         };
+        // The line of a request that expects usage waits for its settlement.
+        self.recorder.until_settled = forward.usage.is_some();
         if let Some(plan) = &forward.plan {
             self.recorder.defer_line = true;
             self.pooled = Some(Pooled {
@@ -543,12 +576,14 @@ impl<H: Host> Request<H> {
         if let Err(error) = forward::forward(&self.host, &forward, &route) {
             return self.refuse(Refusal::host_failed(&error, shape, facts));
         }
-        self.upstream = Some(Upstream::new(
+        let mut upstream = Upstream::new(
             forward.usage,
             self.host.now_nanos().ok(),
             facts.stream_usage_added,
             body_size,
-        ));
+        );
+        upstream.reservation = self.reservation.take();
+        self.upstream = Some(upstream);
         self.answers = answers;
         self.outcome = Some(Outcome {
             facts,
@@ -601,6 +636,10 @@ impl<H: Host> Request<H> {
     /// The one place a refusal goes: recorded, then answered; the request is done.
     fn refuse(&mut self, refusal: Refusal) -> Flow {
         self.stage = Stage::Done;
+        if let (Some(reservation), Some(policy)) = (self.reservation.take(), self.policy.as_deref())
+        {
+            budget::release(&self.host, policy, &reservation);
+        }
         let flow = answer::answer(
             &self.host,
             &mut self.recorder,

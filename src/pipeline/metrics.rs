@@ -15,6 +15,11 @@ pub const INPUT_TOKENS: &str = "posturio_input_tokens_total";
 pub const OUTPUT_TOKENS: &str = "posturio_output_tokens_total";
 pub const CACHED_INPUT_TOKENS: &str = "posturio_cached_input_tokens_total";
 pub const USAGE_UNKNOWN: &str = "posturio_usage_unknown_total";
+/// The cost of each settled request whose usage is known and whose model (or serving target)
+/// has a price, in micro-dollars.
+pub const COST_MICROUSD: &str = "posturio_cost_microusd_total";
+/// One per settled request whose usage is known but whose model has no price.
+pub const COST_UNKNOWN: &str = "posturio_cost_unknown_total";
 pub const UPSTREAM_RESPONSES: &str = "posturio_upstream_responses_total";
 pub const UPSTREAM_FIRST_BYTE: &str = "posturio_upstream_first_byte_ms";
 pub const REQUEST_DURATION: &str = "posturio_request_duration_ms";

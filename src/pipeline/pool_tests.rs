@@ -375,7 +375,7 @@ const POOL_POLICY: &str = r#"{
     },
     "solo": { "provider": "openai" }
   },
-  "consumers": { "team": { "models": ["*"], "budget": { "tokens_per_day": 1000 } } },
+  "consumers": { "team": { "models": ["*"], "budget": { "tokens_per_day": 1000, "default_output_tokens": 1 } } },
   "identity": { "header": "x-posturio-consumer" }
 }"#;
 

@@ -9,8 +9,10 @@ use serde_json::json;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
+use super::settle::Settlement;
 use super::state::Facts;
 use crate::policy::answer::{Effect, Findings};
+use crate::policy::budget::Reserve;
 use crate::policy::shorten::{loggable, shorten};
 use crate::policy::{Policy, Reply};
 
@@ -54,6 +56,11 @@ pub(super) struct Recorder {
     /// Set for a request forwarded to a pool cluster: its log line waits for the serving
     /// provider (`served`), or the end of the stream (`flush`).
     pub defer_line: bool,
+    /// Set for a forwarded request that expects usage: its log line waits for the settlement
+    /// (`settled`), which it carries.
+    pub until_settled: bool,
+    /// What a budgeted request reserved, or would have (a budget refusal's line shows it).
+    pub reserved: Option<Reserve>,
     pending_line: Option<(log::Level, serde_json::Value)>,
 }
 
@@ -96,14 +103,18 @@ impl Recorder {
             log::Level::Info
         };
         if log::log_enabled!(level) {
-            let line = decision_line(
+            let mut line = decision_line(
                 decision,
                 facts,
                 reply,
                 self.request_id.as_deref(),
                 self.body_bytes,
             );
-            if self.defer_line && forwarded {
+            if let (Some(reserved), Some(object)) = (self.reserved, line.as_object_mut()) {
+                object.insert("reserved_tokens".to_owned(), json!(reserved.tokens));
+                object.insert("reserved_microusd".to_owned(), json!(reserved.microusd));
+            }
+            if (self.defer_line || self.until_settled) && forwarded {
                 self.pending_line = Some((level, line));
             } else {
                 log::log!(level, "{line}");
@@ -191,14 +202,48 @@ impl Recorder {
                 log::warn!("{error}; the access log will miss {key}");
             }
         }
-        if let Some((level, mut line)) = self.pending_line.take() {
+        if let Some((_, line)) = self.pending_line.as_mut() {
             if let Some(object) = line.as_object_mut() {
                 object.insert("provider".to_owned(), json!(served.provider));
                 object.insert("upstream_model".to_owned(), json!(served.upstream_model));
                 object.insert("attempts".to_owned(), json!(served.attempts));
             }
-            log::log!(level, "{line}");
         }
+        if !self.until_settled {
+            self.flush();
+        }
+    }
+
+    /// The answer is settled (`None`: nothing was owed): the waiting decision line gets what
+    /// was used, its cost and what was charged, and is logged.
+    pub fn settled(&mut self, settlement: Option<&Settlement>) {
+        if let (Some((_, line)), Some(settlement)) = (self.pending_line.as_mut(), settlement) {
+            if let Some(object) = line.as_object_mut() {
+                let tokens = settlement.usage.map(|usage| {
+                    json!({
+                        "input": usage.input,
+                        "output": usage.output,
+                        "cached": usage.cached,
+                        "reasoning": usage.reasoning,
+                    })
+                });
+                object.insert("tokens".to_owned(), json!(tokens));
+                object.insert("cost_microusd".to_owned(), json!(settlement.cost_microusd));
+                object.insert(
+                    "charged_tokens".to_owned(),
+                    json!(settlement.charged_tokens),
+                );
+                object.insert(
+                    "charged_microusd".to_owned(),
+                    json!(settlement.charged_microusd),
+                );
+                if let Some(reserved) = settlement.reserved {
+                    object.insert("reserved_tokens".to_owned(), json!(reserved.tokens));
+                    object.insert("reserved_microusd".to_owned(), json!(reserved.microusd));
+                }
+            }
+        }
+        self.flush();
     }
 
     /// A forwarded request the upstream filter refused: the decision becomes that refusal in
@@ -219,7 +264,9 @@ impl Recorder {
     /// A forwarded request's answer replaced by the gateway's (see `served.rs`): counted, its
     /// code in the access log, and one log line.
     pub fn replaced<H: Host>(&mut self, host: &H, metrics: &RefCell<MetricIds>, reply: &Reply) {
-        self.flush();
+        if !self.until_settled {
+            self.flush();
+        }
         if let (Some(labels), Ok(mut metrics)) = (self.labels.as_ref(), metrics.try_borrow_mut()) {
             metrics.count(
                 host,

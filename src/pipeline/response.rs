@@ -4,9 +4,11 @@
 
 use std::cell::RefCell;
 
+use super::budget::Reservation;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::record::Labels;
+use super::settle::Settlement;
 use crate::policy::usage::{
     usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
 };
@@ -39,6 +41,10 @@ pub(super) struct Upstream {
     /// what a budget is charged when the answer never reports its usage.
     pub(super) request_bytes: u64,
     pub(super) relayed_bytes: u64,
+    /// What the request holds against its consumer's budget until it settles.
+    pub(super) reservation: Option<Reservation>,
+    /// What the answer was charged, once settled.
+    pub(super) settlement: Option<Settlement>,
 }
 
 impl Upstream {
@@ -60,6 +66,8 @@ impl Upstream {
             settled: false,
             request_bytes: u64::try_from(request_bytes).unwrap_or(u64::MAX),
             relayed_bytes: 0,
+            reservation: None,
+            settlement: None,
         }
     }
 }
@@ -100,7 +108,9 @@ impl Upstream {
                     address.is_some_and(|value| !value.is_empty())
                 });
             if !reached {
-                upstream.settled = true;
+                // Nothing is owed; settled now, which gives any reservation back.
+                upstream.expects_usage = false;
+                return true;
             }
             return false;
         }

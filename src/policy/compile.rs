@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::budget::{Budget, Limit, Window};
+use super::budget::{Budget, Limit, Unit, Window, DEFAULT_OUTPUT_TOKENS};
 use super::classify::is_canonical_path;
 use super::compile_guards::consumer_guards;
 use super::compile_identity::compile_identity;
 use super::compile_models::{compile_model, is_cluster_name};
-use super::compiled::{Consumer, Identity, OutputCap, OwnSettings, Passthrough, Policy, Provider};
+use super::compiled::{
+    Consumer, Identity, Model, OutputCap, OwnSettings, Passthrough, Policy, Provider,
+};
 use super::config::{
     parse, BudgetConfig, Config, ConfigError, ConsumerConfig, Errors, Mode, OpaqueContent,
     ProviderConfig, MAX_BODY_LIMIT,
@@ -94,6 +96,7 @@ pub fn compile(config: Config) -> Result<Policy, Vec<ConfigError>> {
         (&rules, &guards),
         (config.mode, opaque_content),
     );
+    check_budget_prices(&mut errors, &consumers, &models);
 
     let mut passthrough = Vec::with_capacity(config.passthrough.len());
     for (index, entry) in config.passthrough.into_iter().enumerate() {
@@ -317,37 +320,114 @@ fn compile_output_cap(
     }
 }
 
-/// The budget's limits, shortest window first; `None` when it has a mistake.
+/// The budget's limits, tokens then dollars, shortest window first; `None` when it has a
+/// mistake.
 fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Option<Budget> {
-    let windows = [
+    let token_limits = [
         (Window::Minute, budget.tokens_per_minute),
         (Window::Hour, budget.tokens_per_hour),
         (Window::Day, budget.tokens_per_day),
-    ];
-    let mut limits = Vec::with_capacity(windows.len());
+        (Window::Month, budget.tokens_per_month),
+    ]
+    .map(|(window, amount)| (window, Unit::Tokens, amount));
+    let usd_limits = [
+        (Window::Day, budget.usd_per_day),
+        (Window::Month, budget.usd_per_month),
+    ]
+    .map(|(window, amount)| (window, Unit::MicroUsd, amount.map(|usd| usd.0)));
+    let mut limits = Vec::with_capacity(6);
     let mut valid = true;
-    for (window, tokens) in windows {
-        let key = window.config_key();
-        match tokens {
-            None => {}
-            Some(0) => {
-                errors.add(
-                    format!("{path}.{key}"),
-                    "must be at least 1; to stop a consumer, withdraw its models instead",
-                );
-                valid = false;
-            }
-            Some(tokens) => limits.push(Limit { window, tokens }),
+    for (window, unit, amount) in token_limits.into_iter().chain(usd_limits) {
+        let Some(amount) = amount else {
+            continue;
+        };
+        let limit = Limit {
+            window,
+            unit,
+            amount,
+        };
+        if amount == 0 {
+            errors.add(
+                format!("{path}.{}", limit.config_key()),
+                "must be more than 0; to stop a consumer, withdraw its models instead",
+            );
+            valid = false;
         }
+        limits.push(limit);
     }
     if valid && limits.is_empty() {
         errors.add(
             path,
-            "give at least one of tokens_per_minute, tokens_per_hour, tokens_per_day",
+            "give at least one of tokens_per_minute, tokens_per_hour, tokens_per_day, \
+             tokens_per_month, usd_per_day, usd_per_month",
         );
         valid = false;
     }
-    valid.then_some(Budget { limits })
+    if budget.default_output_tokens == Some(0) {
+        errors.add(
+            format!("{path}.default_output_tokens"),
+            "must be at least 1: a request may produce output",
+        );
+        valid = false;
+    }
+    valid.then_some(Budget {
+        limits,
+        default_output_tokens: budget
+            .default_output_tokens
+            .unwrap_or(DEFAULT_OUTPUT_TOKENS),
+    })
+}
+
+/// A dollar budget must never meet a request whose cost it cannot know: every model a
+/// consumer with one may use, and every target serving it, has a price.
+fn check_budget_prices(
+    errors: &mut Errors,
+    consumers: &HashMap<String, Consumer>,
+    models: &HashMap<String, Model>,
+) {
+    let mut names: Vec<&String> = consumers.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(consumer) = consumers.get(name) else {
+            continue;
+        };
+        let Some(budget) = &consumer.budget else {
+            continue;
+        };
+        let Some(limit) = budget
+            .limits
+            .iter()
+            .find(|limit| limit.unit == Unit::MicroUsd)
+        else {
+            continue;
+        };
+        let mut unpriced: Vec<&str> = consumer
+            .approved
+            .iter()
+            .filter(|model| {
+                models.get(*model).is_some_and(|model| match &model.pool {
+                    Some(pool) => pool.targets.iter().any(|target| target.price.is_none()),
+                    None => model.price.is_none(),
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        unpriced.sort_unstable();
+        if let Some(first) = unpriced.first() {
+            errors.add(
+                format!("consumers.{name}.budget.{}", limit.config_key()),
+                format!(
+                    "model \"{first}\"{} has no price, so the cost of its requests cannot be \
+                     known; give it (and each of its targets) a \"price\", or leave it out of \
+                     this consumer's models",
+                    match unpriced.len() {
+                        1 => String::new(),
+                        more => format!(" (and {} more)", more.saturating_sub(1)),
+                    }
+                ),
+            );
+        }
+    }
 }
 
 /// Header names the filter reads or sets: lowercase token characters, not a pseudo-header,

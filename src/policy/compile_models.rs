@@ -8,7 +8,19 @@ use std::collections::HashMap;
 
 use super::classify::ApiFamily;
 use super::compiled::{Model, Pool, Provider, Target};
-use super::config::{Errors, ModelConfig, TargetConfig, MAX_TARGETS};
+use super::config::{Errors, ModelConfig, PriceConfig, TargetConfig, MAX_TARGETS};
+use super::price::Price;
+
+/// A price as configured, in micro-dollars per million tokens: cached input at the input
+/// rate and reasoning at the output rate unless priced apart.
+pub(super) fn compile_price(price: &PriceConfig) -> Price {
+    Price {
+        input: price.input.0,
+        output: price.output.0,
+        cached_input: price.cached_input.unwrap_or(price.input).0,
+        reasoning: price.reasoning.unwrap_or(price.output).0,
+    }
+}
 
 /// The model at `path`, when it resolves; each mistake is added to `errors`.
 pub(super) fn compile_model(
@@ -27,6 +39,7 @@ pub(super) fn compile_model(
                 provider,
                 upstream_model: model.upstream_model.clone(),
                 pool: None,
+                price: model.price.as_ref().map(compile_price),
             }),
             None => {
                 errors.add(
@@ -52,7 +65,16 @@ pub(super) fn compile_model(
             }
             check_cluster_is_no_providers(errors, path, cluster, providers);
             let pool = (path, name, cluster.as_str());
-            compile_pool(errors, pool, targets, providers, provider_index)
+            let mut compiled = compile_pool(errors, pool, targets, providers, provider_index)?;
+            // A target's own price, else the model's, for the answers that target serves.
+            let price = model.price.as_ref().map(compile_price);
+            compiled.price = price;
+            if let Some(pool) = compiled.pool.as_mut() {
+                for (target, config) in pool.targets.iter_mut().zip(targets) {
+                    target.price = config.price.as_ref().map(compile_price).or(price);
+                }
+            }
+            Some(compiled)
         }
         (None, Some(_), None) => {
             errors.add(
@@ -218,6 +240,7 @@ fn compile_pool(
         compiled.push(Target {
             provider,
             upstream_model: target.upstream_model.clone(),
+            price: None,
         });
     }
     // A request can only fail over to a provider that speaks its API: the model accepts the
@@ -261,6 +284,7 @@ fn compile_pool(
     Some(Model {
         provider: first.provider,
         upstream_model: first.upstream_model.clone(),
+        price: None,
         pool: Some(Pool {
             cluster: cluster.to_owned(),
             targets: compiled,

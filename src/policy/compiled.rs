@@ -9,6 +9,7 @@ use super::classify::ApiFamily;
 use super::config::{CapAction, Mode, OpaqueContent};
 use super::guards::Guard;
 use super::inspect::Scanner;
+use super::price::Price;
 use super::principals::Principals;
 use super::rules::Rule;
 
@@ -120,6 +121,8 @@ pub(crate) struct Model {
     pub upstream_model: Option<String>,
     /// Set for a model served through a pool cluster (`targets` + `cluster`).
     pub pool: Option<Pool>,
+    /// The model's price; `None` when the policy gives none (its cost is then unknown).
+    pub price: Option<Price>,
 }
 
 /// A model's targets behind one Envoy pool cluster. The policy says what each target needs;
@@ -137,6 +140,8 @@ pub(crate) struct Pool {
 pub(crate) struct Target {
     pub provider: usize,
     pub upstream_model: Option<String>,
+    /// The target's own price, else the model's.
+    pub price: Option<Price>,
 }
 
 impl Policy {
@@ -216,6 +221,40 @@ impl Policy {
     /// The token budget of a consumer (by the name `Pending` evaluates it as).
     pub fn budget_for(&self, consumer: &str) -> Option<&Budget> {
         self.consumers.get(consumer)?.budget.as_ref()
+    }
+
+    /// The price of an answer for `model` served by `provider`: the target's own for a pool
+    /// (else the model's); `None` when the model has no price, so its cost is unknown.
+    pub fn price(&self, model: &str, provider: &str) -> Option<Price> {
+        let model = self.models.get(model)?;
+        let Some(pool) = &model.pool else {
+            return model.price;
+        };
+        pool.targets
+            .iter()
+            .find(|target| {
+                self.providers
+                    .get(target.provider)
+                    .is_some_and(|known| known.name == provider)
+            })
+            .map_or(model.price, |target| target.price)
+    }
+
+    /// The highest rate of each kind among the model and the targets that may serve it: what
+    /// a reservation is priced at before anyone knows which target answers. `None` when any
+    /// of them has no price.
+    pub fn highest_price(&self, model: &str) -> Option<Price> {
+        let model = self.models.get(model)?;
+        let Some(pool) = &model.pool else {
+            return model.price;
+        };
+        pool.targets
+            .iter()
+            .try_fold(model.price, |highest, target| {
+                let price = target.price?;
+                Some(Some(highest.map_or(price, |so_far| so_far.highest(price))))
+            })
+            .flatten()
     }
 
     /// A consumer's cap on the output tokens of one request, if it has one.

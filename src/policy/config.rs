@@ -10,6 +10,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::classify::ApiFamily;
+use super::price::Usd;
 
 pub const DEFAULT_ROUTE_HEADER: &str = "x-posturio-cluster";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
@@ -197,6 +198,29 @@ pub struct ModelConfig {
     /// The Envoy pool cluster holding every target's endpoints; the route header is set to it.
     #[serde(default)]
     pub cluster: Option<String>,
+    /// What the model costs, in USD per million tokens; without it its cost is unknown.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
+}
+
+/// USD per million tokens of each kind, as decimal strings such as `"2.50"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"input\": \"2.50\", \"output\": \"10.00\"}"
+)]
+pub struct PriceConfig {
+    /// Input (prompt) tokens.
+    pub input: Usd,
+    /// Output (completion) tokens, reasoning included unless `reasoning` prices it apart.
+    pub output: Usd,
+    /// Input tokens read from the provider's prompt cache; defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<Usd>,
+    /// Reasoning tokens, only when the provider prices them apart; defaults to `output`.
+    #[serde(default)]
+    pub reasoning: Option<Usd>,
 }
 
 /// The most targets one model may have.
@@ -213,6 +237,10 @@ pub struct TargetConfig {
     /// The name this provider knows the model by; defaults to the catalogue name.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// What the model costs from this provider; overrides the model's price for the answers
+    /// this target serves.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +272,8 @@ pub struct ConsumerConfig {
     /// it to the cap, `refuse` answers 403. Default `clamp`.
     #[serde(default)]
     pub max_output_tokens_action: Option<CapAction>,
-    /// Tokens (input plus output) this consumer may use per minute, hour or day.
+    /// Tokens (input plus output) per minute, hour, day or month, and dollars per day or
+    /// month, this consumer may use.
     #[serde(default)]
     pub budget: Option<BudgetConfig>,
     /// The SHA-256 of each API key that names this consumer (`posturio key hash`), with an
@@ -356,13 +385,13 @@ impl CapAction {
     }
 }
 
-/// A consumer's token budget: at least one window.
+/// A consumer's budget: at least one limit, in tokens or dollars.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minProperties" = 1)))]
 #[serde(
     deny_unknown_fields,
-    expecting = "an object of tokens per window, such as {\"tokens_per_minute\": 100000}"
+    expecting = "an object of limits per window, such as {\"tokens_per_minute\": 100000} or {\"usd_per_month\": \"500.00\"}"
 )]
 pub struct BudgetConfig {
     /// Tokens per minute (UTC, aligned to :00).
@@ -377,6 +406,22 @@ pub struct BudgetConfig {
     #[serde(default)]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
     pub tokens_per_day: Option<u64>,
+    /// Tokens per calendar month (UTC, from the first day at 00:00).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub tokens_per_month: Option<u64>,
+    /// Dollars per day (UTC), as a decimal string such as `"20.00"`; every model the consumer
+    /// may use needs a price.
+    #[serde(default)]
+    pub usd_per_day: Option<Usd>,
+    /// Dollars per calendar month (UTC), as a decimal string such as `"500.00"`.
+    #[serde(default)]
+    pub usd_per_month: Option<Usd>,
+    /// The output tokens reserved for a request that neither asks for an output limit nor
+    /// has one from the consumer's `max_output_tokens`. Default 4096.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
+    pub default_output_tokens: Option<u64>,
 }
 
 /// How responses are made to report their token usage.

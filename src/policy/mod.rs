@@ -24,6 +24,7 @@ pub mod limits;
 pub mod model_list;
 mod parts;
 pub mod plan;
+pub mod price;
 pub mod principals;
 pub mod redact;
 pub mod reply;

@@ -18,9 +18,10 @@ use self::guards::guards;
 use self::identity::{credentials, identity_name, identity_sign};
 use self::rules::rules;
 use super::{config_errors, read, CliError, Output};
-use crate::policy::budget::Window;
+use crate::policy::budget::{Limit, Unit, Window};
 use crate::policy::compiled::{Consumer, Model, DEFAULT_CONSUMER};
 use crate::policy::config::{CapAction, Mode, OpaqueContent};
+use crate::policy::price::Usd;
 use crate::policy::Policy;
 
 pub const LEGEND: &str = "\
@@ -155,7 +156,7 @@ struct Effective<'a> {
     rules: BTreeSet<&'a str>,
     guards: BTreeSet<&'a str>,
     /// Tokens per window, by the window's key (`tokens_per_minute`, ...), shortest first.
-    budget: [(&'static str, Option<u64>); 3],
+    budget: [(&'static str, Option<u64>); 6],
     output_cap: Option<(u64, CapAction)>,
 }
 
@@ -167,13 +168,21 @@ fn effective<'a>(policy: &'a Policy, consumer: &'a Consumer) -> Effective<'a> {
         .filter(|(_, applies)| **applies)
         .map(|(rule, _)| rule.id.as_str())
         .collect();
-    let tokens = |window: Window| {
+    let limit = |unit: Unit, window: Window| {
         let limits = consumer
             .budget
             .as_ref()
             .map_or(&[][..], |budget| &budget.limits);
-        let limit = limits.iter().find(|limit| limit.window == window);
-        (window.config_key(), limit.map(|limit| limit.tokens))
+        let found = limits
+            .iter()
+            .find(|limit| limit.window == window && limit.unit == unit);
+        let key = Limit {
+            window,
+            unit,
+            amount: 0,
+        }
+        .config_key();
+        (key, found.map(|limit| limit.amount))
     };
     Effective {
         approved: consumer.approved.iter().map(String::as_str).collect(),
@@ -187,9 +196,12 @@ fn effective<'a>(policy: &'a Policy, consumer: &'a Consumer) -> Effective<'a> {
             .map(|guard| guard.id.as_str())
             .collect(),
         budget: [
-            tokens(Window::Minute),
-            tokens(Window::Hour),
-            tokens(Window::Day),
+            limit(Unit::Tokens, Window::Minute),
+            limit(Unit::Tokens, Window::Hour),
+            limit(Unit::Tokens, Window::Day),
+            limit(Unit::Tokens, Window::Month),
+            limit(Unit::MicroUsd, Window::Day),
+            limit(Unit::MicroUsd, Window::Month),
         ],
         output_cap: consumer.output_cap.map(|cap| (cap.limit, cap.action)),
     }
@@ -337,9 +349,26 @@ fn limit_change(changes: &mut Changes, subject: &str, old: Option<u64>, new: Opt
     changes.add(sign, format!("{subject} {} -> {}", show(old), show(new)));
 }
 
+/// A dollar limit's change, shown in dollars.
+fn usd_change(changes: &mut Changes, subject: &str, old: Option<u64>, new: Option<u64>) {
+    let mut shown = Changes::default();
+    limit_change(&mut shown, subject, old, new);
+    let show = |limit: Option<u64>| limit.map_or_else(|| "none".to_owned(), |n| Usd(n).exact());
+    for change in shown.0 {
+        changes.add(
+            change.sign,
+            format!("{subject} {} -> {}", show(old), show(new)),
+        );
+    }
+}
+
 fn limits(changes: &mut Changes, subject: &str, before: &Effective, after: &Effective) {
     for ((key, old), (_, new)) in before.budget.iter().zip(&after.budget) {
-        limit_change(changes, &format!("{subject}: budget {key}"), *old, *new);
+        if key.starts_with("usd_") {
+            usd_change(changes, &format!("{subject}: budget {key}"), *old, *new);
+        } else {
+            limit_change(changes, &format!("{subject}: budget {key}"), *old, *new);
+        }
     }
     let cap = format!("{subject}: max_output_tokens");
     match (before.output_cap, after.output_cap) {
