@@ -444,6 +444,37 @@ fn the_dashboard_queries_documented_metrics_with_tagged_labels() {
 }
 
 #[test]
+fn spend_panels_show_dollars() {
+    let dashboard: Value = serde_json::from_str(&read("envoy/grafana-dashboard.json")).unwrap();
+    let mut spend_panels = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        if !exprs
+            .iter()
+            .any(|e| e.contains("posturio_cost_microusd_total"))
+        {
+            continue;
+        }
+        spend_panels += 1;
+        // Posturio counts micro-dollars (Envoy's counters are integers): shown in dollars.
+        assert_eq!(
+            panel["fieldConfig"]["defaults"]["unit"], "currencyUSD",
+            "{title}"
+        );
+        for expr in exprs {
+            assert!(expr.contains("/ 1e6"), "{title}: not in dollars: {expr}");
+        }
+    }
+    assert_eq!(spend_panels, 4, "total, by consumer, by model, rate");
+}
+
+#[test]
 fn access_logs_carry_every_posturio_field() {
     let doc = read("docs/metrics.md");
     for path in [
