@@ -386,7 +386,8 @@ const BUDGET_POLICY: &str = r#"{
   "max_body_bytes": 100,
   "providers": { "openai": { "cluster": "openai", "api": "openai" } },
   "models": { "gpt-4o": { "provider": "openai" } },
-  "consumers": { "default": { "models": ["*"], "budget": { "tokens_per_day": 1000 } } }
+  "consumers": { "default": { "models": ["*"],
+                               "budget": { "tokens_per_day": 1000, "default_output_tokens": 100 } } }
 }"#;
 
 /// `eval --response`: the answer goes through the same pipeline, which reads its usage and

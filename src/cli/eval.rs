@@ -375,8 +375,9 @@ fn usage_json(host: &FakeHost) -> Value {
 fn budget_charged(host: &FakeHost) -> Value {
     host.shared
         .borrow()
-        .values()
-        .map(|(value, _)| Counter::decode(Some(value)).used)
+        .iter()
+        .filter(|(key, _)| !key.starts_with("posturio.budget.usd."))
+        .map(|(_, (value, _))| Counter::decode(Some(value)).used)
         .max()
         .map_or(Value::Null, Value::from)
 }

@@ -347,9 +347,13 @@ fn compile_budget(errors: &mut Errors, path: &str, budget: &BudgetConfig) -> Opt
             amount,
         };
         if amount == 0 {
+            let least = match unit {
+                Unit::Tokens => "must be at least 1",
+                Unit::MicroUsd => "must be more than \"0\"",
+            };
             errors.add(
                 format!("{path}.{}", limit.config_key()),
-                "must be more than 0; to stop a consumer, withdraw its models instead",
+                format!("{least}; to stop a consumer, withdraw its models instead"),
             );
             valid = false;
         }
