@@ -576,12 +576,14 @@ fn a_stream_cut_before_its_usage_is_charged_fleet_wide_what_posturio_charged() {
         .unwrap_or_else(|| panic!("no posturio_charged_tokens for a cut stream: {access}"));
     assert!(charged_tokens > 0, "{access}");
     let charged_microusd = number("posturio_charged_microusd");
-    if mock_cost("gpt-4o-mini").is_some() {
-        assert!(
-            charged_microusd.is_some_and(|microusd| microusd > 0),
-            "a priced model's cut stream was charged no spend: {access}"
-        );
-    }
+    assert!(
+        mock_cost("gpt-4o-mini").is_some(),
+        "the example policy prices gpt-4o-mini: the spend limit is tested with it"
+    );
+    assert!(
+        charged_microusd.is_some_and(|microusd| microusd > 0),
+        "a priced model's cut stream was charged no spend: {access}"
+    );
 
     // The fleet is charged exactly that, as for a complete answer.
     assert_eq!(
