@@ -330,6 +330,22 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         );
     }
 
+    // The spend panels show money, not just zeros: the rounds' priced answers cost something.
+    let range_secs = (unix_now() - start).ceil() as u64;
+    for query in queries
+        .iter()
+        .filter(|q| q.instant && q.expr.contains("cost_microusd"))
+    {
+        let data = stack.prometheus.query(&substitute(&query.expr, range_secs));
+        let dollars: f64 = data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|series| series["value"][1].as_str()?.parse::<f64>().ok())
+            .sum();
+        assert!(dollars > 0.0, "{}: no spend: {data}", query.place);
+    }
+
     // The variables offer the consumers and models the traffic used.
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
         if variable["type"] != "query" {
