@@ -64,12 +64,19 @@ fn chat(envoy: &Envoy, consumer: &str) -> http::Response {
     )
 }
 
-/// The shipped policy, with a consumer `budgeted` that may use `resilient` for 50 tokens a
-/// day (the mock reports 19 per answer).
+/// What a request with `chat_body(false)` reserves: its body at four bytes a token, and the
+/// one output token the `budgeted` consumer's requests reserve.
+fn reservation() -> u64 {
+    chat_body(false).len().div_ceil(4) as u64 + 1
+}
+
+/// The shipped policy, with a consumer `budgeted` that may use `resilient` for just enough
+/// tokens a day that a third answer fits beside two (the mock reports 19 per answer) when each
+/// is charged once, and no more.
 fn policy() -> String {
     let mut policy: Value = serde_json::from_str(&common::example_policy()).unwrap();
-    policy["consumers"]["budgeted"] =
-        json!({ "models": [MODEL], "budget": { "tokens_per_day": 50 } });
+    policy["consumers"]["budgeted"] = json!({ "models": [MODEL], "budget": {
+        "tokens_per_day": 2 * 19 + reservation(), "default_output_tokens": 1 } });
     policy.to_string()
 }
 
@@ -435,8 +442,8 @@ fn usage_and_budget_are_charged_once_per_answer() {
     let envoy = start(&mock);
     mock.behave("openai", json!({ "status": 429 }));
 
-    // 19 tokens per answer against 50 a day: three answers fit if each is charged once
-    // (57 spent after the third); charged per attempt, the third would already be refused.
+    // 19 tokens per answer: the third answer's reservation fits beside two answers charged
+    // once each, not beside two charged per attempt (76 spent); the fourth does not fit.
     for n in 1..=3 {
         let answer = chat(&envoy, "budgeted");
         assert_eq!(answer.status, 200, "request {n}: {answer:?}");
@@ -553,7 +560,8 @@ fn openai_cluster_is_a_pool(config: String) -> String {
 fn a_pool_reached_without_a_plan_is_refused_and_charged_nothing() {
     let mock = MockProvider::start();
     let mut policy: Value = serde_json::from_str(&policy()).unwrap();
-    // 50 tokens a day: the two answers below (19 each) fit only if the refusals cost nothing.
+    // The two answers below (19 each) fit the budget only if the refusals cost nothing and
+    // gave their reservations back.
     policy["consumers"]["budgeted"]["models"] = json!(["gpt-4o-mini", MODEL]);
     let envoy = Envoy::start_with(
         EnvoyOptions::new(&policy.to_string())
@@ -595,7 +603,7 @@ fn a_pool_reached_without_a_plan_is_refused_and_charged_nothing() {
     assert_eq!(unknown, 0.0, "a refusal owes no usage");
 
     // The pooled model still has its plan (its route header names the pool): two answers of
-    // 19 tokens fit the 50 only if the four refusals were charged nothing.
+    // 19 tokens fit only if the four refusals were charged nothing.
     for n in 1..=2 {
         let answer = chat(&envoy, "budgeted");
         assert_eq!(answer.status, 200, "answer {n}: {answer:?}");

@@ -42,10 +42,13 @@ const POLICY: &str = r#"{
     "capped": { "models": ["*"], "max_output_tokens": 100 },
     "strict": { "models": ["*"], "max_output_tokens": 100, "max_output_tokens_action": "refuse" },
     "metered": { "models": ["*"], "budget": { "tokens_per_day": 1000000 } },
-    "tight": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
-    "tight-claude": { "models": ["*"], "budget": { "tokens_per_day": 40 } },
-    "cached-converse": { "models": ["*"], "budget": { "tokens_per_day": 1000 } },
-    "cached-invoke": { "models": ["*"], "budget": { "tokens_per_day": 1000 } }
+    "tight": { "models": ["*"], "budget": { "tokens_per_day": 40, "default_output_tokens": 1 } },
+    "tight-claude": { "models": ["*"],
+                      "budget": { "tokens_per_day": 40, "default_output_tokens": 1 } },
+    "cached-converse": { "models": ["*"],
+                         "budget": { "tokens_per_day": 1000, "default_output_tokens": 100 } },
+    "cached-invoke": { "models": ["*"],
+                       "budget": { "tokens_per_day": 1000, "default_output_tokens": 100 } }
   }
 }"#;
 

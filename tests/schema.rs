@@ -172,7 +172,11 @@ fn the_schema_is_identified_and_closed() {
 /// resolved, globs expanded, regexes compiled), a rule a schema cannot state (JSON Schema
 /// counts `1e6` as an integer; the loader wants an integer literal), or the duplicate keys that
 /// JSON parsers drop before a schema sees them.
-const SEMANTIC_ONLY: [&str; 44] = [
+const SEMANTIC_ONLY: [&str; 46] = [
+    // Needs the catalogue: whether each model the consumer may use has a price.
+    "usd_budget_unpriced_model",
+    // "0.000" is a well-formed amount; that a limit must be more than it is the loader's.
+    "usd_budget_zero",
     "base_path_dot_dot",
     "base_path_trailing_slash",
     "bedrock_pool_opaque_arn",

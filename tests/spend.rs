@@ -6,6 +6,7 @@
 
 // Test helpers index JSON and fail loudly; the panic-free rules are for the filter's code.
 #![allow(
+    clippy::string_slice,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

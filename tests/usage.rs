@@ -41,10 +41,12 @@ const POLICY: &str = r#"{
     "team-a": { "models": ["*"] },
     "capped": { "models": ["*"], "max_output_tokens": 50 },
     "strict": { "models": ["*"], "max_output_tokens": 50, "max_output_tokens_action": "refuse" },
-    "metered": { "models": ["*"], "budget": { "tokens_per_minute": 60 } },
-    "leaver": { "models": ["*"], "budget": { "tokens_per_day": 1000 } },
+    "metered": { "models": ["*"],
+                 "budget": { "tokens_per_minute": 60, "default_output_tokens": 10 } },
+    "leaver": { "models": ["*"],
+                "budget": { "tokens_per_day": 1225, "default_output_tokens": 1 } },
     "capped-leaver": { "models": ["*"], "max_output_tokens": 50,
-                       "budget": { "tokens_per_day": 60 } }
+                       "budget": { "tokens_per_day": 80 } }
   },
   "rules": [ { "id": "no-secrets", "detect": "secrets", "action": "block" } ]
 }"#;
@@ -391,8 +393,9 @@ fn a_budget_is_shared_by_every_worker_and_answers_429_with_retry_after() {
         .map(|c| c.expect("both workers took a connection"))
         .collect();
 
-    // 60 tokens a minute, 19 a request: requests 1-4 pass (57 used before the 4th), the 5th
-    // is refused, whichever worker serves it.
+    // 60 tokens a minute, 19 a request, 26 reserved (16 of input, 10 of output): requests 1
+    // and 2 pass, on each worker; the 3rd's reservation would cross the limit (38 used), and
+    // it is refused whichever worker serves it.
     let body = chat("gpt-4.1").to_string();
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -400,7 +403,7 @@ fn a_budget_is_shared_by_every_worker_and_answers_429_with_retry_after() {
         body.len()
     );
     let mut statuses = Vec::new();
-    for round in 0..5 {
+    for round in 0..3 {
         let connection = &mut connections[round % 2];
         connection.send(request.as_bytes());
         let response = connection.read_response();
@@ -414,15 +417,18 @@ fn a_budget_is_shared_by_every_worker_and_answers_429_with_retry_after() {
             assert_eq!(error["type"], "rate_limit_error", "{error}");
             let message = error["message"].as_str().unwrap();
             assert!(
-                message.contains("76 of its 60 tokens per minute"),
+                message.contains(
+                    "has used 38 of its 60 tokens per minute; this request may use up to 26 \
+                     tokens"
+                ),
                 "{message}"
             );
         }
     }
-    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+    assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(
         gateway.mock.requests().len(),
-        4,
+        2,
         "the refused request never left"
     );
     // The refusal is counted with the model and provider asked for, not as `none`.
@@ -645,7 +651,8 @@ fn wait_for_unknown(gateway: &Gateway, consumer: &str, count: f64) {
 #[test]
 fn a_client_that_leaves_before_the_answer_is_still_charged() {
     let gateway = Gateway::start(1);
-    // About 1,200 tokens of input by the four-bytes estimate, over a budget of 1,000 a day.
+    // 1,216 tokens of input by the four-bytes estimate: with the one output token reserved,
+    // it fits a budget of 1,225 a day; once charged, a small request's 17 no longer do.
     let mut big = chat("gpt-4.1");
     big["messages"][0]["content"] = json!("lorem ipsum ".repeat(400));
     leave_before_the_answer(&gateway.envoy, "leaver", &big);
@@ -662,21 +669,22 @@ fn a_client_that_leaves_before_the_answer_is_still_charged() {
         "{response:?}"
     );
 
-    // A small prompt that left before its answer is charged the cap as its output: about 20
-    // tokens of input and 50 of output, over a budget of 60.
+    // A small prompt that left before its answer is charged the cap as its output: 16 tokens
+    // of input and 50 of output, which leave no room for another such reservation in 80.
     leave_before_the_answer(&gateway.envoy, "capped-leaver", &chat("gpt-4.1"));
     wait_for_unknown(&gateway, "capped-leaver", 1.0);
     let response = gateway.post("capped-leaver", "/v1/chat/completions", &chat("gpt-4.1"));
     assert_eq!(response.status, 429, "{response:?}");
 
-    // An error the provider answers itself is not billed, so not charged.
+    // An error the provider answers itself is not billed, so not charged: each gives its
+    // reservation (26 tokens) back, or the third would not fit the 60 a minute.
     let headers = [
         JSON,
         ("x-posturio-consumer", "metered"),
         ("x-mock-status", "500"),
     ];
     for _ in 0..3 {
-        let body = big.to_string();
+        let body = chat("gpt-4.1").to_string();
         let response = http::post(
             gateway.envoy.port(),
             "/v1/chat/completions",

@@ -306,6 +306,16 @@ pub fn eval(args: &[String]) -> Result<Output, CliError> {
     if let (true, Some(object)) = (response.is_some() && forwarded, verdict.as_object_mut()) {
         object.insert("usage".to_owned(), usage_json(&host));
         object.insert("budget_charged".to_owned(), budget_charged(&host));
+        // The answer's cost and what was charged in dollars, as the access log has them.
+        for (field, key) in [
+            ("cost_microusd", "posturio.cost_microusd"),
+            ("charged_microusd", "posturio.charged_microusd"),
+        ] {
+            let value = host
+                .property_value(key)
+                .and_then(|value| value.parse::<u64>().ok());
+            object.insert(field.to_owned(), json!(value));
+        }
         if let Some(answer) = answer_json(&host) {
             object.insert("answer".to_owned(), answer);
         }

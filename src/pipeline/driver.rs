@@ -667,3 +667,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod pool_tests;
+
+#[cfg(test)]
+#[path = "spend_tests.rs"]
+mod spend_tests;

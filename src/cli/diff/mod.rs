@@ -21,7 +21,7 @@ use super::{config_errors, read, CliError, Output};
 use crate::policy::budget::{Limit, Unit, Window};
 use crate::policy::compiled::{Consumer, Model, DEFAULT_CONSUMER};
 use crate::policy::config::{CapAction, Mode, OpaqueContent};
-use crate::policy::price::Usd;
+use crate::policy::price::{Price, Usd};
 use crate::policy::Policy;
 
 pub const LEGEND: &str = "\
@@ -349,6 +349,22 @@ fn limit_change(changes: &mut Changes, subject: &str, old: Option<u64>, new: Opt
     changes.add(sign, format!("{subject} {} -> {}", show(old), show(new)));
 }
 
+/// A price as USD per million tokens of each kind, or `none`.
+fn price_text(price: Option<Price>) -> String {
+    price.map_or_else(
+        || "none".to_owned(),
+        |price| {
+            format!(
+                "input {} output {} cached_input {} reasoning {} per million tokens",
+                Usd(price.input).exact(),
+                Usd(price.output).exact(),
+                Usd(price.cached_input).exact(),
+                Usd(price.reasoning).exact()
+            )
+        },
+    )
+}
+
 /// A dollar limit's change, shown in dollars.
 fn usd_change(changes: &mut Changes, subject: &str, old: Option<u64>, new: Option<u64>) {
     let mut shown = Changes::default();
@@ -539,6 +555,18 @@ fn catalogue(changes: &mut Changes, old: &Policy, new: &Policy) {
                 format!("model {name}: {old_serving} -> {serving}"),
             ),
             _ => {}
+        }
+        // A price decides what dollar budgets are charged: shown whenever it changes.
+        let (old_price, price) = (old.highest_price(name), new.highest_price(name));
+        if old_price != price {
+            changes.add(
+                Sign::Neutral,
+                format!(
+                    "model {name}: price {} -> {}",
+                    price_text(old_price),
+                    price_text(price)
+                ),
+            );
         }
     }
     for name in old_models.keys() {
