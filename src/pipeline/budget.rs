@@ -5,8 +5,7 @@
 //! (`settle.rs`), and a request that never goes gives its reservation back.
 
 use super::host::Host;
-use super::settle::Settlement;
-use super::state::Pending;
+use super::state::{Pending, Reservation, Settlement};
 use crate::policy::budget::{self, Counter, Limit, Reserve, Unit, CAS_RETRIES};
 use crate::policy::price::cost;
 use crate::policy::usage::Usage;
@@ -29,16 +28,6 @@ pub(super) fn create_counters<H: Host>(host: &H, policy: &Policy) {
             }
         }
     }
-}
-
-/// What a forwarded request holds against its consumer's budget until it settles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub consumer: String,
-    /// When it was reserved, in seconds since the epoch: a window that began since no longer
-    /// holds it.
-    pub at: u64,
-    pub amount: Reserve,
 }
 
 /// What the budget check found.
@@ -127,13 +116,23 @@ pub(super) fn reserve<H: Host>(
     if !crossed {
         return Checked::Reserved(reservation);
     }
-    // Read again for the reply: every crossed limit, and the longest wait among them.
-    let over = budget::exceeded(limits, now, estimate, |limit| read(host, consumer, limit));
     if !audit {
         for limit in added {
             adjust(host, consumer, limit, (now, estimate.of(limit.unit)), 0);
         }
     }
+    // Read again for the reply: every crossed limit, and the longest wait among them, with
+    // what others used (audit mode added this request's own reservation: it is left out).
+    let over = budget::exceeded(limits, now, estimate, |limit| {
+        let counter = read(host, consumer, limit);
+        match audit {
+            true => Counter {
+                used: counter.used.saturating_sub(estimate.of(limit.unit)),
+                ..counter
+            },
+            false => counter,
+        }
+    });
     let Some(over) = over else {
         // Freed between the two reads: the request is still refused, as its reservation was
         // not taken; the caller may retry at once.

@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use super::answer::{self, answer_recorded_elsewhere, Refusal};
 use super::answer_inspection::{self, Answers};
-use super::budget::{self, Checked, Reservation};
+use super::budget::{self, Checked};
 use super::classification::{classify_request, facts_before_body, reply_shape, IdentityInputs};
 use super::decision::decide_body;
 use super::forward::{self, Route};
@@ -31,7 +31,7 @@ use super::refusals::too_large;
 use super::response::{millis_between, Context, Upstream};
 use super::served::{Answered, Pooled, VIA_UPSTREAM};
 use super::settle::settle;
-use super::state::{Decision, Facts, Pending};
+use super::state::{Decision, Facts, Pending, Reservation};
 use super::Flow;
 use crate::policy::api_keys::credential_headers_sent;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;

@@ -9,8 +9,7 @@ use serde_json::json;
 
 use super::host::Host;
 use super::metrics::{self, MetricIds};
-use super::settle::Settlement;
-use super::state::Facts;
+use super::state::{Facts, Settlement};
 use crate::policy::answer::{Effect, Findings};
 use crate::policy::budget::Reserve;
 use crate::policy::shorten::{loggable, shorten};

@@ -4,11 +4,10 @@
 
 use std::cell::RefCell;
 
-use super::budget::Reservation;
 use super::host::Host;
 use super::metrics::{self, MetricIds};
 use super::record::Labels;
-use super::settle::Settlement;
+use super::state::{Reservation, Settlement};
 use crate::policy::usage::{
     usage_from_bedrock_headers, BedrockHeaders, Framing, Usage, UsageFormat, UsageReader,
 };

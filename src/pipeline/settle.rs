@@ -11,24 +11,10 @@ use super::budget;
 use super::host::Host;
 use super::metrics;
 use super::response::{Context, Upstream};
+use super::state::Settlement;
 use crate::policy::budget::{estimate_usage, Reserve};
 use crate::policy::price::{cost, Price};
-use crate::policy::usage::{Usage, UsageReader};
-
-/// What a settled request was charged, for the access log and the decision line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Settlement {
-    /// The usage the provider reported; `None` when it is unknown.
-    pub usage: Option<Usage>,
-    /// The reported usage's cost; `None` when the usage is unknown or the model has no price.
-    pub cost_microusd: Option<u64>,
-    /// What budgets (and the fleet limit) were charged.
-    pub charged_tokens: u64,
-    /// The same in micro-dollars; `None` when the model has no price.
-    pub charged_microusd: Option<u64>,
-    /// What the request had reserved, for a budgeted consumer.
-    pub reserved: Option<Reserve>,
-}
+use crate::policy::usage::UsageReader;
 
 /// Counts the response's usage once; later calls do nothing.
 pub(super) fn settle<H: Host>(upstream: &mut Upstream, cx: &Context<H>) {

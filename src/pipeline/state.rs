@@ -1,13 +1,14 @@
 //! What the steps learn of a request and hand on: the `Pending` request once its headers are
-//! read, the `Facts` every record shows, and the `Decision` with its `Forward` (or the local
-//! answer).
+//! read, the `Facts` every record shows, the `Decision` with its `Forward` (or the local
+//! answer), and what a budgeted request reserves and its answer settles.
 
+use crate::policy::budget::Reserve;
 use crate::policy::classify::Classified;
 use crate::policy::guards::GuardRequest;
 use crate::policy::inspect::Fired;
 use crate::policy::model_list::ModelListRequest;
 use crate::policy::plan::Plan;
-use crate::policy::usage::UsageFormat;
+use crate::policy::usage::{Usage, UsageFormat};
 use crate::policy::{ApiFamily, Reply};
 
 /// What a request is, once its headers are read. Kept until the body arrives.
@@ -98,4 +99,29 @@ pub struct Facts {
     pub stream_usage_added: bool,
     /// Each guard asked, with its outcome (`allow`, `flagged`, `error`, `timeout`).
     pub guards: Vec<(String, &'static str)>,
+}
+
+/// What a forwarded request holds against its consumer's budget until it settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub consumer: String,
+    /// When it was reserved, in seconds since the epoch: a window that began since no longer
+    /// holds it.
+    pub at: u64,
+    pub amount: Reserve,
+}
+
+/// What a settled request was charged, for the access log and the decision line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// The usage the provider reported; `None` when it is unknown.
+    pub usage: Option<Usage>,
+    /// The reported usage's cost; `None` when the usage is unknown or the model has no price.
+    pub cost_microusd: Option<u64>,
+    /// What budgets (and the fleet limit) were charged.
+    pub charged_tokens: u64,
+    /// The same in micro-dollars; `None` when the model has no price.
+    pub charged_microusd: Option<u64>,
+    /// What the request had reserved, for a budgeted consumer.
+    pub reserved: Option<Reserve>,
 }
