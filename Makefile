@@ -18,8 +18,11 @@ OCI_DIR := target/oci/posturio
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Debian packages the OCI test needs: skopeo pushes and pulls, docker-registry is the registry.
 TEST_APT_PACKAGES := skopeo docker-registry
+# Prometheus for tests/prometheus.rs: Debian's package, unpacked here (not installed), as .venv is.
+PROMETHEUS_DIR := .prometheus
+PROMETHEUS := $(PROMETHEUS_DIR)/usr/bin/prometheus
 
-.PHONY: help venv wasm-target build cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv prometheus wasm-target build cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -31,6 +34,23 @@ venv: $(VENV)/.stamp ## Create .venv with Envoy and the OpenAI/Anthropic SDKs
 $(VENV)/.stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+prometheus: $(PROMETHEUS) ## Unpack Debian's prometheus package into .prometheus/ (for the dashboard test)
+
+# `apt-get download` needs no root. When it finds no candidate (the package lists of a fresh
+# machine are empty), the lists are fetched first, which does need root (sudo otherwise).
+# `dpkg -x` unpacks without installing: nothing runs, nothing is registered with dpkg.
+$(PROMETHEUS):
+	rm -rf $(PROMETHEUS_DIR)
+	mkdir -p $(PROMETHEUS_DIR)/deb
+	cd $(PROMETHEUS_DIR)/deb && { apt-get download prometheus || { \
+	  echo 'prometheus: not in the package lists; updating them first' >&2; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && apt-get download prometheus; }; }
+	dpkg -x $(PROMETHEUS_DIR)/deb/prometheus_*.deb $(PROMETHEUS_DIR)
+	rm -rf $(PROMETHEUS_DIR)/deb
+	$@ --version
 	touch $@
 
 wasm-target: ## Install the Rust wasm32-wasip1 target (no-op when present)
@@ -77,9 +97,9 @@ test-deps: ## Install skopeo and docker-registry with apt when missing (for test
 	    || { $$apt update && $$apt install -y --no-install-recommends $(TEST_APT_PACKAGES); }; \
 	fi
 
-test: lint venv build oci test-deps ## Lint, build, then run every test (unit, Envoy integration, OCI image)
+test: lint venv prometheus build oci test-deps ## Lint, build, then run every test (unit, Envoy integration, dashboard in Prometheus, OCI image)
 	POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
-	  cargo test --all-targets
+	  POSTURIO_PROMETHEUS='$(CURDIR)/$(PROMETHEUS)' cargo test --all-targets
 
 run: venv build cli ## Envoy with Posturio on 127.0.0.1:10000, mock providers behind it; envoy/policy.json applied live on save
 	$(VENV)/bin/python envoy/run.py --envoy $(VENV)/bin/envoy --python $(VENV)/bin/python --posturio $(POSTURIO)
@@ -99,6 +119,6 @@ soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's 
 fuzz: ## Run each fuzz target for FUZZ_SECS seconds (60); crashers go to fuzz/regressions/
 	FUZZ_SECS=$(FUZZ_SECS) fuzz/run.sh
 
-clean: ## Remove build output and .venv
+clean: ## Remove build output, .venv and .prometheus
 	cargo clean
-	rm -rf $(VENV) tests/__pycache__
+	rm -rf $(VENV) $(PROMETHEUS_DIR) tests/__pycache__

@@ -38,7 +38,7 @@ const LABELS: [&str; 11] = [
     "guard",
     "outcome",
 ];
-const FILTER_STATE_KEYS: [&str; 16] = [
+const FILTER_STATE_KEYS: [&str; 20] = [
     "decision",
     "code",
     "consumer",
@@ -55,6 +55,10 @@ const FILTER_STATE_KEYS: [&str; 16] = [
     "output_tokens",
     "cached_tokens",
     "tokens",
+    "reasoning_tokens",
+    "cost_microusd",
+    "charged_tokens",
+    "charged_microusd",
 ];
 
 fn repo(path: &str) -> PathBuf {
@@ -440,6 +444,37 @@ fn the_dashboard_queries_documented_metrics_with_tagged_labels() {
 }
 
 #[test]
+fn spend_panels_show_dollars() {
+    let dashboard: Value = serde_json::from_str(&read("envoy/grafana-dashboard.json")).unwrap();
+    let mut spend_panels = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        if !exprs
+            .iter()
+            .any(|e| e.contains("posturio_cost_microusd_total"))
+        {
+            continue;
+        }
+        spend_panels += 1;
+        // Posturio counts micro-dollars (Envoy's counters are integers): shown in dollars.
+        assert_eq!(
+            panel["fieldConfig"]["defaults"]["unit"], "currencyUSD",
+            "{title}"
+        );
+        for expr in exprs {
+            assert!(expr.contains("/ 1e6"), "{title}: not in dollars: {expr}");
+        }
+    }
+    assert_eq!(spend_panels, 4, "total, by consumer, by model, rate");
+}
+
+#[test]
 fn access_logs_carry_every_posturio_field() {
     let doc = read("docs/metrics.md");
     for path in [
@@ -479,9 +514,15 @@ fn the_rate_limit_example_agrees_with_its_service_config() {
     let routes = &envoy[envoy.find("route_config:").unwrap()..envoy.find("http_filters:").unwrap()];
     assert!(!routes.contains("rate_limits"), "rate limits on the route");
     let filter = &envoy[envoy.find("envoy.filters.http.ratelimit").unwrap()..];
+    assert!(
+        !filter.contains("wasm.posturio.tokens:PLAIN"),
+        "the fleet is charged the reported tokens: a cut stream would be free"
+    );
     for needle in [
         "apply_on_stream_done: true",
-        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.tokens:PLAIN)%\" }",
+        // What Posturio charged, not the reported tokens: a cut stream is charged too.
+        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.charged_tokens:PLAIN)%\" }",
+        "hits_addend: { format: \"%FILTER_STATE(wasm.posturio.charged_microusd:PLAIN)%\" }",
         "hits_addend: { number: 0 }",
         "key: wasm.posturio.consumer",
         "key: wasm.posturio.model",
@@ -501,10 +542,14 @@ fn the_rate_limit_example_agrees_with_its_service_config() {
     for captures in generic.captures_iter(filter) {
         sent.insert((captures[1].to_owned(), captures[2].to_owned()));
     }
-    let expected: BTreeSet<(String, String)> = [("posturio", "requests"), ("posturio", "tokens")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("posturio", "requests"),
+        ("posturio", "tokens"),
+        ("posturio", "spend"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     assert_eq!(sent, expected);
     for (key, value) in &sent {
         assert!(

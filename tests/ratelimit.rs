@@ -4,14 +4,17 @@
 //! call, answers OVER_LIMIT for the consumer `search-team`, and on OK asks Envoy to add
 //! `x-fake-rls-call: N` to the forwarded request, so the provider's copy names the check that
 //! let it through. The mock answers every call with 12 input and 7 output tokens, so the
-//! tokens charged after each response are exactly 19.
+//! tokens charged after each response are exactly 19, and the spend charged is the cost of
+//! those tokens at the price the config's policy gives the model, computed here from the
+//! price strings.
 
 // Test helpers index JSON and fail loudly; the panic-free rules are for the filter's code.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
 )]
 
 mod common;
@@ -30,6 +33,8 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 const OVER: &str = "search-team";
 /// The mock's 12 input + 7 output tokens.
 const TOKENS: u64 = 19;
+const MOCK_INPUT_TOKENS: u128 = 12;
+const MOCK_OUTPUT_TOKENS: u128 = 7;
 /// The message of the config's `local_reply_config` for a refused request.
 const LIMIT_MESSAGE: &str = "the gateway's rate limit for this consumer was reached; retry later";
 
@@ -125,10 +130,15 @@ struct Gateway {
 
 impl Gateway {
     /// The shipped configuration with its own policy, two workers (each with its own
-    /// connection to the service).
+    /// connection to the service), `OVER` over its limits.
     fn start() -> Gateway {
+        Gateway::start_over(&[OVER])
+    }
+
+    /// The same, with the service answering OVER_LIMIT to descriptors with any of `over`.
+    fn start_over(over: &[&str]) -> Gateway {
         let mock = MockProvider::start();
-        let rls = FakeRls::start(&[OVER]);
+        let rls = FakeRls::start(over);
         let policy = common::embedded_policy(&common::read_repo_file(CONFIG));
         let envoy = Envoy::start_with(
             EnvoyOptions::new(&policy)
@@ -187,8 +197,8 @@ fn entry(key: &str, value: &str) -> Value {
     json!({"key": key, "value": value})
 }
 
-/// The call before a request: one request for the consumer, and a 0-hit check of its tokens
-/// for the model.
+/// The call before a request: one request for the consumer, and 0-hit checks of its tokens
+/// for the model and of its spend.
 fn check(call: u64, consumer: &str, model: &str, code: &str) -> Value {
     json!({
         "call": call,
@@ -199,25 +209,72 @@ fn check(call: u64, consumer: &str, model: &str, code: &str) -> Value {
             {"entries": [entry("posturio", "tokens"), entry("consumer", consumer),
                          entry("model", model)],
              "hits_addend": 0},
+            {"entries": [entry("posturio", "spend"), entry("consumer", consumer)],
+             "hits_addend": 0},
         ],
         "hits_addend": 0,
         "code": code,
     })
 }
 
-/// The call after a response: the consumer's tokens for the model, charged `tokens`.
+/// The call after one of the mock's answers: the consumer's tokens for the model, charged
+/// `tokens`, and its spend, charged the cost of the mock's usage at the model's price.
 fn charge(call: u64, consumer: &str, model: &str, tokens: u64) -> Value {
+    charge_exactly(call, consumer, model, tokens, mock_cost(model))
+}
+
+/// The call after a response: `tokens` for the consumer and model, and `microusd` for the
+/// consumer (no spend descriptor when the model has no price).
+fn charge_exactly(
+    call: u64,
+    consumer: &str,
+    model: &str,
+    tokens: u64,
+    microusd: Option<u64>,
+) -> Value {
+    let mut descriptors = vec![json!(
+        {"entries": [entry("posturio", "tokens"), entry("consumer", consumer),
+                     entry("model", model)],
+         "hits_addend": tokens}
+    )];
+    if let Some(microusd) = microusd {
+        descriptors.push(json!(
+            {"entries": [entry("posturio", "spend"), entry("consumer", consumer)],
+             "hits_addend": microusd}
+        ));
+    }
     json!({
         "call": call,
         "domain": "posturio",
-        "descriptors": [
-            {"entries": [entry("posturio", "tokens"), entry("consumer", consumer),
-                         entry("model", model)],
-             "hits_addend": tokens},
-        ],
+        "descriptors": descriptors,
         "hits_addend": 0,
         "code": "OK",
     })
+}
+
+/// A price string of the policy ("2.50", USD per million tokens) in micro-USD per million.
+fn micro(price: &Value) -> u128 {
+    let text = price
+        .as_str()
+        .unwrap_or_else(|| panic!("a price is a string: {price}"));
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert!(fraction.len() <= 6, "{text}");
+    let padded = format!("{fraction:0<6}");
+    whole.parse::<u128>().unwrap() * 1_000_000 + padded.parse::<u128>().unwrap()
+}
+
+/// The cost in micro-USD of the mock's usage (12 input, 7 output, nothing cached) for
+/// `model` at the price the config's policy gives it, rounded up; None without a price.
+fn mock_cost(model: &str) -> Option<u64> {
+    let policy: Value =
+        serde_json::from_str(&common::embedded_policy(&common::read_repo_file(CONFIG))).unwrap();
+    let price = &policy["models"][model]["price"];
+    if price.is_null() {
+        return None;
+    }
+    let per_million =
+        MOCK_INPUT_TOKENS * micro(&price["input"]) + MOCK_OUTPUT_TOKENS * micro(&price["output"]);
+    Some(u64::try_from(per_million.div_ceil(1_000_000)).unwrap())
 }
 
 fn chat(model: &str, stream: bool) -> Value {
@@ -476,5 +533,99 @@ fn refused_requests_never_reach_the_provider_and_denied_ones_never_reach_the_ser
             "{name}: {samples:#?}"
         );
     }
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_stream_cut_before_its_usage_is_charged_fleet_wide_what_posturio_charged() {
+    let gateway = Gateway::start();
+    // The provider sends one event, then resets: the usage never comes.
+    gateway
+        .mock
+        .behave("openai", json!({"reset": "after_first_event"}));
+    let body = chat("gpt-4o-mini", true).to_string();
+    let headers = [JSON, ("x-posturio-consumer", "default")];
+    let port = gateway.envoy.port();
+    let request = http::build_request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        body.as_bytes(),
+    );
+    // The answer is cut: what the client read does not matter here.
+    let _ = http::try_send_raw(port, &request);
+    let calls = gateway.rls.exactly(2);
+
+    // Posturio did not learn the usage, and charged its reservation or estimate instead.
+    let access = gateway.envoy.access_log();
+    let lines: Vec<Value> = access
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{access}");
+    let line = &lines[0];
+    assert_eq!(line["posturio_tokens"], Value::Null, "{access}");
+    let number = |field: &str| -> Option<u64> {
+        line[field].as_str().map(|text| {
+            text.parse()
+                .unwrap_or_else(|e| panic!("{field}: {e}: {access}"))
+        })
+    };
+    let charged_tokens = number("posturio_charged_tokens")
+        .unwrap_or_else(|| panic!("no posturio_charged_tokens for a cut stream: {access}"));
+    assert!(charged_tokens > 0, "{access}");
+    let charged_microusd = number("posturio_charged_microusd");
+    assert!(
+        mock_cost("gpt-4o-mini").is_some(),
+        "the example policy prices gpt-4o-mini: the spend limit is tested with it"
+    );
+    assert!(
+        charged_microusd.is_some_and(|microusd| microusd > 0),
+        "a priced model's cut stream was charged no spend: {access}"
+    );
+
+    // The fleet is charged exactly that, as for a complete answer.
+    assert_eq!(
+        calls,
+        vec![
+            check(1, "default", "gpt-4o-mini", "OK"),
+            charge_exactly(
+                2,
+                "default",
+                "gpt-4o-mini",
+                charged_tokens,
+                charged_microusd
+            ),
+        ]
+    );
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_consumer_over_its_fleet_spend_limit_is_refused_before_the_provider() {
+    // The service finds only the spend descriptor over its limit (its entry `spend`).
+    let gateway = Gateway::start_over(&["spend"]);
+    let response = gateway.post(
+        "default",
+        "/v1/chat/completions",
+        &chat("gpt-4o-mini", false),
+    );
+    assert_eq!(response.status, 429, "{response:?}");
+    assert_eq!(response.header("x-posturio-code"), Some("rate_limited"));
+    assert_eq!(
+        response.json(),
+        json!({"error": {"message": LIMIT_MESSAGE, "type": "rate_limit_error",
+                         "code": "rate_limited"}})
+    );
+    assert_eq!(
+        gateway.rls.exactly(1),
+        vec![check(1, "default", "gpt-4o-mini", "OVER_LIMIT")]
+    );
+    assert_eq!(
+        gateway.mock.requests(),
+        vec![],
+        "a refused request reached the provider"
+    );
     gateway.envoy.assert_no_wasm_failure();
 }

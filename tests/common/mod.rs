@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests: a real Envoy running the Posturio module
-//! (`envoy`), the mock LLM provider (`mock`), a byte-exact HTTP/1.1 client (`http`) and the
-//! official SDK client scripts of `tests/sdk/` (`sdk`).
+//! (`envoy`), the mock LLM provider (`mock`), a byte-exact HTTP/1.1 client (`http`), the
+//! official SDK client scripts of `tests/sdk/` (`sdk`), and a real Prometheus scraping Envoy
+//! (`prometheus`).
 //!
 //! Each test binary declares `mod common;` and uses only part of this module.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +21,7 @@ pub mod http;
 pub mod mock;
 pub mod platform;
 pub mod platform_cases;
+pub mod prometheus;
 pub mod rollout;
 pub mod sdk;
 
