@@ -78,6 +78,7 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         output,
         cached: 0,
         reasoning: reasoning.min(output),
+        cache_write: 0,
     }))
 }
 

@@ -337,6 +337,7 @@ fn replay_one(
                     output,
                     cached: record.cached_tokens.unwrap_or(0),
                     reasoning: record.reasoning_tokens.unwrap_or(0),
+                    cache_write: 0,
                 });
             budgets.push(
                 Pending {

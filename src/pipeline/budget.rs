@@ -63,6 +63,7 @@ pub(crate) fn estimate(
             .unwrap_or(limits.default_output_tokens),
         cached: 0,
         reasoning: 0,
+        cache_write: 0,
     };
     let price = model.and_then(|model| policy.highest_price(model));
     Reserve {

@@ -521,7 +521,7 @@ fn exchange(host: &mut FakeHost, consumer: &str, path: &str, body: &str) -> Flow
 }
 
 const CHAT_STREAM: [&str; 3] = [
-    "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"cho",
+    "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":null}\n\ndata: {\"cho",
     "ices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":12,\"prompt_tokens_details\":{\"cached_tokens\":8}}}\n",
     "\ndata: [DONE]\n\n",
 ];
@@ -592,7 +592,7 @@ fn streamed_usage_is_counted_put_in_filter_state_and_charged() {
     let delivered = String::from_utf8(host.delivered.borrow().concat()).unwrap();
     assert_eq!(
         delivered,
-        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n"
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":null}\n\ndata: [DONE]\n\n"
     );
     assert!(host
         .response_headers

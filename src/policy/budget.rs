@@ -414,6 +414,7 @@ pub fn estimate_usage(
         output,
         cached: 0,
         reasoning: 0,
+        cache_write: 0,
     }
 }
 

@@ -11,14 +11,15 @@ use super::compiled::{Model, Pool, Provider, Target};
 use super::config::{Errors, ModelConfig, PriceConfig, TargetConfig, MAX_TARGETS};
 use super::price::Price;
 
-/// A price as configured, in micro-dollars per million tokens: cached input at the input
-/// rate and reasoning at the output rate unless priced apart.
+/// A price as configured, in micro-dollars per million tokens: cached input and cache writes
+/// at the input rate and reasoning at the output rate unless priced apart.
 pub(super) fn compile_price(price: &PriceConfig) -> Price {
     Price {
         input: price.input.0,
         output: price.output.0,
         cached_input: price.cached_input.unwrap_or(price.input).0,
         reasoning: price.reasoning.unwrap_or(price.output).0,
+        cache_write: price.cache_write.unwrap_or(price.input).0,
     }
 }
 

@@ -221,6 +221,11 @@ pub struct PriceConfig {
     /// Reasoning tokens, only when the provider prices them apart; defaults to `output`.
     #[serde(default)]
     pub reasoning: Option<Usd>,
+    /// Input tokens written to the provider's prompt cache (Anthropic, Bedrock), which those
+    /// providers bill above `input`; defaults to `input`. One rate for every write: give the
+    /// 1-hour write rate where clients may ask for 1-hour cache entries.
+    #[serde(default)]
+    pub cache_write: Option<Usd>,
 }
 
 /// The most targets one model may have.

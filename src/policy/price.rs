@@ -131,6 +131,8 @@ pub struct Price {
     pub cached_input: u64,
     /// The reasoning part of the output, when a provider prices it apart; defaults to `output`.
     pub reasoning: u64,
+    /// Input tokens written to the provider's prompt cache; defaults to `input`.
+    pub cache_write: u64,
 }
 
 impl Price {
@@ -142,6 +144,7 @@ impl Price {
             output: self.output.max(other.output),
             cached_input: self.cached_input.max(other.cached_input),
             reasoning: self.reasoning.max(other.reasoning),
+            cache_write: self.cache_write.max(other.cache_write),
         }
     }
 }
@@ -150,10 +153,15 @@ impl Price {
 /// divided by a million tokens and rounded up once (never per part), saturating.
 pub fn cost(usage: &Usage, price: &Price) -> u64 {
     let cached = usage.cached.min(usage.input);
+    let written = usage.cache_write.min(usage.input.saturating_sub(cached));
     let reasoning = usage.reasoning.min(usage.output);
     let parts = [
-        (usage.input.saturating_sub(cached), price.input),
+        (
+            usage.input.saturating_sub(cached).saturating_sub(written),
+            price.input,
+        ),
         (cached, price.cached_input),
+        (written, price.cache_write),
         (usage.output.saturating_sub(reasoning), price.output),
         (reasoning, price.reasoning),
     ];

@@ -73,6 +73,7 @@ fn dollars_show_with_cents() {
 
 fn price(input: u64, output: u64, cached_input: u64, reasoning: u64) -> Price {
     Price {
+        cache_write: input,
         input,
         output,
         cached_input,
@@ -86,6 +87,7 @@ fn usage(input: u64, output: u64, cached: u64, reasoning: u64) -> Usage {
         output,
         cached,
         reasoning,
+        cache_write: 0,
     }
 }
 
@@ -145,4 +147,25 @@ fn highest_price_of_targets() {
     let one = price(1, 5, 1, 5);
     let other = price(3, 2, 0, 9);
     assert_eq!(one.highest(other), price(3, 5, 1, 9));
+}
+
+#[test]
+fn cache_writes_are_priced_at_their_own_rate() {
+    // Anthropic's 1-hour cache write of 100,000 tokens at $6/M, 10 more input at $3/M, 100
+    // output at $15/M: 600,000 + 30 + 1,500 micro-dollars.
+    let price = Price {
+        cache_write: 6_000_000,
+        ..price(3_000_000, 15_000_000, 300_000, 15_000_000)
+    };
+    let written = Usage {
+        cache_write: 100_000,
+        ..usage(100_010, 100, 0, 0)
+    };
+    assert_eq!(cost(&written, &price), 601_530);
+    // Writes never exceed the input left beside the cached part.
+    let beyond = Usage {
+        cache_write: 1_000,
+        ..usage(10, 0, 4, 0)
+    };
+    assert_eq!(cost(&beyond, &price), 38);
 }

@@ -86,14 +86,23 @@ impl Framing {
 /// Token counts, normalised across providers: `input` counts every prompt token, cached ones
 /// included; `cached` is the part of `input` read from a prompt cache; `output` counts every
 /// generated token, reasoning included; `reasoning` is the part of `output` the provider
-/// reports as reasoning (0 where it reports none), priced apart only when a price says so.
+/// reports as reasoning (0 where it reports none), priced apart only when a price says so;
+/// `cache_write` is the part of `input` written to a prompt cache (Anthropic, Bedrock), which
+/// those providers bill above the input rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
     pub cached: u64,
     pub reasoning: u64,
+    pub cache_write: u64,
 }
+
+/// The largest count a usage may report: a million million tokens, far above any answer
+/// (a day of a large fleet's traffic is below it). A usage reporting more is unreadable (its
+/// usage unknown, charged as unknown usage is), so that no sum, metric or log field built
+/// from counts can overflow or lose precision (sums of a few counts stay below 2^53).
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
 
 /// The Bedrock usage response headers, as sent (`None` where absent).
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,14 +128,16 @@ pub fn usage_from_bedrock_headers(headers: BedrockHeaders<'_>) -> Option<Usage> 
         Some(value) => decimal(value),
     };
     let cache_read = optional(headers.cache_read)?;
+    let cache_write = optional(headers.cache_write)?;
     let input = decimal(headers.input?)?
         .saturating_add(cache_read)
-        .saturating_add(optional(headers.cache_write)?);
+        .saturating_add(cache_write);
     Some(Usage {
         input,
         output: decimal(headers.output?)?,
         cached: cache_read.min(input),
         reasoning: 0,
+        cache_write: cache_write.min(input.saturating_sub(cache_read)),
     })
 }
 
@@ -136,22 +147,29 @@ impl Usage {
     pub fn larger(self, other: Usage) -> Usage {
         let input = self.input.max(other.input);
         let output = self.output.max(other.output);
+        let cached = self.cached.max(other.cached).min(input);
         Usage {
             input,
             output,
-            cached: self.cached.max(other.cached).min(input),
+            cached,
             reasoning: self.reasoning.max(other.reasoning).min(output),
+            cache_write: self
+                .cache_write
+                .max(other.cache_write)
+                .min(input.saturating_sub(cached)),
         }
     }
 }
 
-/// A header's decimal count: ASCII digits only (surrounding whitespace allowed).
+/// A header's decimal count: ASCII digits only (surrounding whitespace allowed), at most
+/// `MAX_COUNT`.
 fn decimal(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let count: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    (count <= MAX_COUNT).then_some(count)
 }
 
 /// The longest usage object copied out of a body. A longer one is dropped (its usage counts as
@@ -163,14 +181,15 @@ const CAPTURE_LIMIT: usize = 4096;
 /// its quotes, so every spelling of every target fits.
 const KEY_LIMIT: usize = 80;
 
-/// Levels whose kind and key are tracked: a top-level array, a document, and `response` or
-/// `message` inside it. Deeper levels only count depth.
-const TRACKED_DEPTH: usize = 3;
+/// Levels whose kind and key are tracked: a top-level array, a document, and two levels inside
+/// it (`response` or `message`; `candidates` or `choices` and their elements, where the end of
+/// the answer is marked). Deeper levels only count depth.
+const TRACKED_DEPTH: usize = 4;
 
 /// Reads usage from a response body fed chunk by chunk; keeps a bounded amount of state.
 ///
 /// Memory: at most `CAPTURE_LIMIT` (4 KiB) of heap, allocated at the first usage object,
-/// plus the reader itself (under 288 bytes), whatever the size or shape of the body; for an
+/// plus the reader itself (under 320 bytes), whatever the size or shape of the body; for an
 /// event stream, the bounds of `eventstream.rs` as well (4 KiB of a message's headers and
 /// 64 KiB of a usage event's payload) and a second `CAPTURE_LIMIT` for the model's own events.
 /// Parsing a completed copy (or decoding a chunk's base64) briefly allocates in proportion to
@@ -188,7 +207,7 @@ impl UsageReader {
         UsageReader {
             framing,
             lines: DataLines::new(),
-            scanner: UsageExtractor::new(format),
+            scanner: UsageExtractor::new(format, framing == Framing::Json),
             events: (framing == Framing::EventStream).then(|| Box::new(BedrockEvents::new())),
         }
     }
@@ -213,29 +232,26 @@ impl UsageReader {
         if let Some(events) = &self.events {
             return events.partial_input(&self.scanner);
         }
-        let format = self.scanner.format;
-        self.scanner
-            .found
-            .and_then(|counts| counts.input.map(|_| counts.normalise(format).input))
+        self.scanner.known_input()
     }
 
-    /// The usage known so far: `None` if no usage object has been seen (or every one seen
-    /// was null/unreadable).
+    /// The usage, once the answer has given all of it: `None` if no complete usage has been
+    /// read, if a usage object could not be read (a count that is not a whole number of
+    /// tokens or above `MAX_COUNT`, an object too long to copy), or if the answer has not
+    /// reached its end (see `UsageExtractor::usage`).
     pub fn usage(&self) -> Option<Usage> {
         if let Some(events) = &self.events {
             return events.usage(&self.scanner);
         }
-        let format = self.scanner.format;
-        self.scanner
-            .found
-            .filter(|counts| counts.complete(format))
-            .map(|counts| counts.normalise(format))
+        self.scanner.usage()
     }
 }
 
 /// The counts the usage objects gave so far, under the provider's own meaning; `None` where
 /// not given. A response may spread its usage over several objects (input in one, output in a
-/// later one): each count is taken from the last object that gives it.
+/// later one), or give it more than once (a stream's growing counts, a restated object, a
+/// duplicate key): each count is the largest any object gave, so the charge is never below
+/// what any reading said.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     /// The provider's input count: every prompt token for OpenAI and Gemini, only the
@@ -291,7 +307,7 @@ impl Counts {
                 thoughts: None,
                 reasoning: None,
                 cache_read: count(object, &["cache_read_input_tokens"])?,
-                cache_write: count(object, &["cache_creation_input_tokens"])?,
+                cache_write: anthropic_cache_write(object)?,
                 total: None,
             },
             // Gemini leaves out zero counts (proto3 JSON), and early stream chunks carry only
@@ -338,40 +354,49 @@ impl Counts {
         Ok(counts)
     }
 
-    /// Later objects restate or complete earlier ones: the counts present override.
+    /// Later objects restate or complete earlier ones: the largest of each count given.
     fn merged(self, later: Counts) -> Counts {
+        let max = |a: Option<u64>, b: Option<u64>| a.max(b);
         Counts {
-            input: later.input.or(self.input),
-            output: later.output.or(self.output),
-            thoughts: later.thoughts.or(self.thoughts),
-            reasoning: later.reasoning.or(self.reasoning),
-            cache_read: later.cache_read.or(self.cache_read),
-            cache_write: later.cache_write.or(self.cache_write),
-            total: later.total.or(self.total),
+            input: max(later.input, self.input),
+            output: max(later.output, self.output),
+            thoughts: max(later.thoughts, self.thoughts),
+            reasoning: max(later.reasoning, self.reasoning),
+            cache_read: max(later.cache_read, self.cache_read),
+            cache_write: max(later.cache_write, self.cache_write),
+            total: max(later.total, self.total),
         }
     }
 
-    /// Whether the response gave the counts its format always gives: the input count (but
-    /// Anthropic's, which its final object may leave out), and the output count where the
-    /// provider never leaves it out (Responses, Anthropic, Bedrock; OpenAI embeddings have
-    /// none, Gemini omits a zero).
+    /// Whether the response gave the counts its format always gives: the input count, and
+    /// the output count where the provider never leaves it out (Responses, Anthropic,
+    /// Bedrock; OpenAI embeddings have none, Gemini omits a zero). A Gemini usage with only
+    /// `totalTokenCount` is not complete: which part was output is unknown, so it is charged
+    /// as unknown usage, with the total as the input it is known to have had at least.
     fn complete(&self, format: UsageFormat) -> bool {
         match format {
             UsageFormat::OpenAiChat | UsageFormat::Gemini => self.input.is_some(),
-            UsageFormat::OpenAiResponses | UsageFormat::BedrockConverse => {
-                self.input.is_some() && self.output.is_some()
-            }
-            UsageFormat::Anthropic => self.output.is_some(),
+            UsageFormat::OpenAiResponses
+            | UsageFormat::BedrockConverse
+            | UsageFormat::Anthropic => self.input.is_some() && self.output.is_some(),
         }
+    }
+
+    /// The input tokens these counts show at least, when any count shows some.
+    fn known_input(self, format: UsageFormat) -> Option<u64> {
+        self.input
+            .or(self.total)
+            .map(|_| self.normalise(format).input)
     }
 
     fn normalise(self, format: UsageFormat) -> Usage {
         let input = self.input.unwrap_or(0);
         let cache_read = self.cache_read.unwrap_or(0);
+        let cache_write = self.cache_write.unwrap_or(0);
         let input = match format {
-            UsageFormat::Anthropic | UsageFormat::BedrockConverse => input
-                .saturating_add(cache_read)
-                .saturating_add(self.cache_write.unwrap_or(0)),
+            UsageFormat::Anthropic | UsageFormat::BedrockConverse => {
+                input.saturating_add(cache_read).saturating_add(cache_write)
+            }
             UsageFormat::OpenAiChat | UsageFormat::OpenAiResponses | UsageFormat::Gemini => input,
         };
         let output = self
@@ -391,13 +416,15 @@ impl Counts {
             UsageFormat::Gemini => self.thoughts,
             _ => self.reasoning,
         };
+        let cached = cache_read.min(input);
         Usage {
             input,
             output,
             // Cached tokens are part of the input, and reasoning part of the output, whatever
             // a provider claims.
-            cached: cache_read.min(input),
+            cached,
             reasoning: reasoning.unwrap_or(0).min(output),
+            cache_write: cache_write.min(input.saturating_sub(cached)),
         }
     }
 }
@@ -406,6 +433,20 @@ impl Counts {
 /// as not reported, rather than leaving the whole usage unknown.
 fn lenient(object: &Map<String, Value>, path: &[&str]) -> Option<u64> {
     count(object, path).ok().flatten()
+}
+
+/// Anthropic's cache writes: `cache_creation_input_tokens`, or the sum of its breakdown by
+/// time to live (`cache_creation.ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`)
+/// where that is larger.
+fn anthropic_cache_write(object: &Map<String, Value>) -> Result<Option<u64>, Unreadable> {
+    let total = count(object, &["cache_creation_input_tokens"])?;
+    let short = count(object, &["cache_creation", "ephemeral_5m_input_tokens"])?;
+    let long = count(object, &["cache_creation", "ephemeral_1h_input_tokens"])?;
+    let parts = match (short, long) {
+        (None, None) => None,
+        (short, long) => Some(short.unwrap_or(0).saturating_add(long.unwrap_or(0))),
+    };
+    Ok(total.max(parts))
 }
 
 /// The larger of the counts under two names, `None` when neither is given.
@@ -435,15 +476,16 @@ fn count(object: &Map<String, Value>, path: &[&str]) -> Result<Option<u64>, Unre
 }
 
 /// A whole number of tokens: a JSON integer, or a number with no fraction (`11.0`, `1e3`), as
-/// some servers write their counts. Negative or fractional counts are not counts.
+/// some servers write their counts. Negative or fractional counts, and counts above
+/// `MAX_COUNT`, are not counts.
 fn whole(value: &Value) -> Option<u64> {
     if let Some(count) = value.as_u64() {
-        return Some(count);
+        return (count <= MAX_COUNT).then_some(count);
     }
     let float = value.as_f64()?;
-    // 2^64: every f64 below it that has no fraction fits a u64.
-    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
-    ((0.0..LIMIT).contains(&float) && float.fract() == 0.0).then_some(float as u64)
+    // MAX_COUNT, exactly: every f64 up to it with no fraction fits a u64.
+    const LIMIT: f64 = 1_000_000_000_000.0;
+    ((0.0..=LIMIT).contains(&float) && float.fract() == 0.0).then_some(float as u64)
 }
 
 /// Where a container sits, as far as finding usage goes.
@@ -464,6 +506,9 @@ enum NextValue {
     Other,
     Prefix,
     Usage,
+    /// A string here marks the end of the answer (`finishReason`, `finish_reason`,
+    /// `blockReason`, a Responses `status`).
+    EndMarker,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -507,10 +552,24 @@ struct UsageExtractor {
     /// Depth at which the object being copied opened (the depth of its key's object).
     capture_depth: u32,
     found: Option<Counts>,
+    /// A usage object could not be read: the answer's usage is unknown, whatever else it says.
+    unreadable: bool,
+    /// The body is one JSON value (not a stream of events): closing it ends the answer.
+    ends_with_body: bool,
+    /// The depth of the current document's object (1, or 2 in a top-level array).
+    document_depth: u32,
+    /// The key being read is the value after an end marker's key.
+    reading_marker: bool,
+    /// The answer's end was seen (an end marker, or the body's value closed).
+    answer_ended: bool,
+    /// Usage was read in the current document before any end marker.
+    usage_awaits_end: bool,
+    /// Usage was read in a document that marked the end of the answer, or after it.
+    usage_final: bool,
 }
 
 impl UsageExtractor {
-    fn new(format: UsageFormat) -> Self {
+    fn new(format: UsageFormat, ends_with_body: bool) -> Self {
         UsageExtractor {
             format,
             depth: 0,
@@ -528,6 +587,90 @@ impl UsageExtractor {
             capture_prefixed: false,
             capture_depth: 0,
             found: None,
+            unreadable: false,
+            ends_with_body,
+            document_depth: 1,
+            reading_marker: false,
+            answer_ended: false,
+            usage_awaits_end: false,
+            usage_final: false,
+        }
+    }
+
+    /// The usage read, when it is complete and final. Gemini, OpenAI and Responses streams
+    /// repeat or grow their usage chunk by chunk: a stream cut before its end would otherwise
+    /// show the prompt alone as the whole usage. Their usage counts only once read in the
+    /// chunk that marks the answer's end (a candidate's `finishReason`,
+    /// `promptFeedback.blockReason`, a choice's `finish_reason`, a response `status` of
+    /// `completed`, `incomplete`, `failed` or `cancelled`) or after it, or in a JSON body that
+    /// closed. Anthropic and Bedrock give their final counts in events of their own.
+    fn usage(&self) -> Option<Usage> {
+        if self.unreadable {
+            return None;
+        }
+        let needs_end = match self.format {
+            UsageFormat::OpenAiChat | UsageFormat::OpenAiResponses | UsageFormat::Gemini => true,
+            UsageFormat::Anthropic | UsageFormat::BedrockConverse => false,
+        };
+        if needs_end && !self.usage_final {
+            return None;
+        }
+        self.found
+            .filter(|counts| counts.complete(self.format))
+            .map(|counts| counts.normalise(self.format))
+    }
+
+    /// The input tokens the usage read so far shows at least.
+    fn known_input(&self) -> Option<u64> {
+        self.found
+            .and_then(|counts| counts.known_input(self.format))
+    }
+
+    /// Whether a key at depth `depth`, in a container of kind `container`, may mark the end
+    /// of the answer: only where the provider writes it, never inside content a model wrote.
+    fn end_marker(&self, container: Container, depth: u32, key: &[u8]) -> bool {
+        let inside = depth.saturating_sub(self.document_depth);
+        match self.format {
+            UsageFormat::Gemini => {
+                (inside == 2 && key == b"finishReason") || (inside == 1 && key == b"blockReason")
+            }
+            UsageFormat::OpenAiChat => inside == 2 && key == b"finish_reason",
+            UsageFormat::OpenAiResponses => container == Container::Prefix && key == b"status",
+            UsageFormat::Anthropic | UsageFormat::BedrockConverse => false,
+        }
+    }
+
+    /// Whether keys at `depth` are read for end markers.
+    fn reads_markers_at(&self, depth: u32) -> bool {
+        let inside = depth.saturating_sub(self.document_depth);
+        match self.format {
+            UsageFormat::Gemini => inside == 1 || inside == 2,
+            UsageFormat::OpenAiChat => inside == 2,
+            UsageFormat::OpenAiResponses
+            | UsageFormat::Anthropic
+            | UsageFormat::BedrockConverse => false,
+        }
+    }
+
+    /// The value after an end marker's key: any string ends the answer but a Responses
+    /// status still in progress.
+    fn marker_value(&mut self, value: &[u8]) {
+        let ends = match self.format {
+            UsageFormat::OpenAiResponses => matches!(
+                value,
+                b"completed" | b"incomplete" | b"failed" | b"cancelled"
+            ),
+            _ => !value.is_empty(),
+        };
+        if ends {
+            self.answer_ends();
+        }
+    }
+
+    fn answer_ends(&mut self) {
+        self.answer_ended = true;
+        if self.usage_awaits_end {
+            self.usage_final = true;
         }
     }
 
@@ -548,6 +691,8 @@ impl UsageExtractor {
         self.in_string = false;
         self.escaped = false;
         self.reading_key = false;
+        self.reading_marker = false;
+        self.usage_awaits_end = false;
         self.capturing = false;
         self.capture.clear();
     }
@@ -626,6 +771,7 @@ impl UsageExtractor {
             b'"' => {
                 self.in_string = true;
                 let (_, prefix_key) = self.targets();
+                let markers_here = self.reads_markers_at(self.depth);
                 if let Some(level) = self.level() {
                     if level.is_object && level.expect_key {
                         level.expect_key = false;
@@ -633,13 +779,17 @@ impl UsageExtractor {
                         let targets_here = match level.container {
                             Container::Document => true,
                             Container::Prefix => prefix_key.is_some(),
-                            Container::Other | Container::List => false,
+                            Container::Other | Container::List => markers_here,
                         };
                         if targets_here {
-                            self.start_key();
+                            self.start_key(false);
                         }
                     } else {
+                        let marker = level.next == NextValue::EndMarker;
                         level.next = NextValue::Other;
+                        if marker {
+                            self.start_key(true);
+                        }
                     }
                 }
             }
@@ -688,6 +838,9 @@ impl UsageExtractor {
             }
         };
         self.depth = self.depth.saturating_add(1);
+        if container == Container::Document {
+            self.document_depth = self.depth;
+        }
         if let Some(level) = self.level() {
             *level = Level {
                 container,
@@ -699,6 +852,7 @@ impl UsageExtractor {
     }
 
     fn close(&mut self) {
+        let closing = self.level().map(|level| level.container);
         let Some(depth) = self.depth.checked_sub(1) else {
             return;
         };
@@ -706,18 +860,43 @@ impl UsageExtractor {
         if self.capturing && depth == self.capture_depth {
             self.end_capture();
         }
+        if depth == 0 && self.ends_with_body {
+            // The whole JSON body arrived: whatever usage it gave is all it gives.
+            self.answer_ends();
+            self.usage_final |= self.found.is_some();
+        }
+        if closing == Some(Container::Document) {
+            self.usage_awaits_end = false;
+        }
     }
 
-    fn start_key(&mut self) {
+    fn start_key(&mut self, marker_value: bool) {
+        self.reading_marker = marker_value;
         self.reading_key = true;
         self.key_too_long = false;
         self.key_has_escape = false;
-        self.key_len = 0;
-        self.keep(b"\"");
+        // The opening quote, already copied into any usage object being captured.
+        if let Some(first) = self.key.first_mut() {
+            *first = b'"';
+        }
+        self.key_len = 1;
     }
 
     fn end_key(&mut self) {
         self.reading_key = false;
+        if std::mem::take(&mut self.reading_marker) {
+            if self.key_too_long {
+                // Longer than any status: a reason all the same, but no Responses status.
+                self.marker_value(b"?");
+                return;
+            }
+            let raw = self.key.get(..self.key_len).unwrap_or_default();
+            let decoded: Option<String> = serde_json::from_slice(raw).ok();
+            if let Some(value) = decoded {
+                self.marker_value(value.as_bytes());
+            }
+            return;
+        }
         let slot = if self.key_too_long {
             NextValue::Other
         } else {
@@ -737,6 +916,9 @@ impl UsageExtractor {
                 Some(Container::Document) if key == usage_key => NextValue::Usage,
                 Some(Container::Document) if Some(key) == prefix_key => NextValue::Prefix,
                 Some(Container::Prefix) if key == b"usage" => NextValue::Usage,
+                Some(container) if self.end_marker(container, self.depth, key) => {
+                    NextValue::EndMarker
+                }
                 _ => NextValue::Other,
             }
         };
@@ -760,9 +942,16 @@ impl UsageExtractor {
 
     fn end_capture(&mut self) {
         self.capturing = false;
-        if !self.capture_too_long {
-            if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&self.capture) {
-                if let Ok(mut counts) = Counts::read(self.format, &object) {
+        let object = match serde_json::from_slice::<Value>(&self.capture) {
+            _ if self.capture_too_long => None,
+            Ok(Value::Object(object)) => Some(object),
+            // Not JSON (a stray brace in a broken body): no usage was given here.
+            _ => None,
+        };
+        self.unreadable |= self.capture_too_long;
+        if let Some(object) = object {
+            match Counts::read(self.format, &object) {
+                Ok(mut counts) => {
                     // Anthropic's `message_start` reports an output count of 1 or so before
                     // anything is generated: only a later `message_delta` gives the real one,
                     // so a stream that ends without it has no output count.
@@ -773,7 +962,13 @@ impl UsageExtractor {
                         Some(earlier) => earlier.merged(counts),
                         None => counts,
                     });
+                    if self.answer_ended {
+                        self.usage_final = true;
+                    } else {
+                        self.usage_awaits_end = true;
+                    }
                 }
+                Err(Unreadable) => self.unreadable = true,
             }
         }
         self.capture.clear();

@@ -8,12 +8,14 @@
 //! Without those metrics, an Anthropic model's own events give its usage.
 //!
 //! A stream that fails a check or ends inside a message has unknown usage, whatever it
-//! reported before: the reader cannot tell what else it would have said.
+//! reported before: the reader cannot tell what else it would have said. Where several sources
+//! give usage (the metrics, the model's events, `metadata` events), each count is the largest
+//! any gave: a source a provider adds cannot lower the charge.
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{Counts, Usage, UsageExtractor, UsageFormat};
+use super::{Counts, Unreadable, Usage, UsageExtractor, UsageFormat};
 use crate::policy::eventstream::{Event, EventStream};
 
 const METADATA: &[u8] = b"metadata";
@@ -25,16 +27,20 @@ pub(super) struct BedrockEvents {
     stream: EventStream,
     /// The model's own events, decoded from `chunk` events, read as Anthropic's.
     model_events: UsageExtractor,
-    /// `amazon-bedrock-invocationMetrics`, once a chunk gave them.
+    /// `amazon-bedrock-invocationMetrics`, once a chunk gave them (the largest of each count
+    /// where several did).
     metrics: Option<Counts>,
+    /// Invocation metrics with a count that could not be read: the usage is unknown.
+    metrics_unreadable: bool,
 }
 
 impl BedrockEvents {
     pub(super) fn new() -> Self {
         BedrockEvents {
             stream: EventStream::new(&[METADATA, CHUNK]),
-            model_events: UsageExtractor::new(UsageFormat::Anthropic),
+            model_events: UsageExtractor::new(UsageFormat::Anthropic, false),
             metrics: None,
+            metrics_unreadable: false,
         }
     }
 
@@ -42,13 +48,18 @@ impl BedrockEvents {
     pub(super) fn feed(&mut self, chunk: &[u8], converse: &mut UsageExtractor) {
         let model_events = &mut self.model_events;
         let metrics = &mut self.metrics;
+        let metrics_unreadable = &mut self.metrics_unreadable;
         self.stream.feed(chunk, &mut |event: Event<'_>| {
             if event.event_type == METADATA {
                 converse.feed(event.payload);
                 converse.end_document();
             } else if let Some(decoded) = chunk_bytes(event.payload) {
-                if let Some(found) = invocation_metrics(&decoded) {
-                    *metrics = Some(found);
+                match invocation_metrics(&decoded) {
+                    Ok(Some(found)) => {
+                        *metrics = Some(metrics.map_or(found, |earlier| earlier.merged(found)));
+                    }
+                    Ok(None) => {}
+                    Err(Unreadable) => *metrics_unreadable = true,
                 }
                 model_events.feed(&decoded);
                 model_events.end_document();
@@ -61,47 +72,42 @@ impl BedrockEvents {
         !self.stream.failed() && self.stream.between_messages()
     }
 
-    /// The usage: Bedrock's invocation metrics, else the model's own events, else the
-    /// `metadata` event read by `converse`.
+    /// The usage: the largest of each count that Bedrock's invocation metrics, the model's
+    /// own events and the `metadata` events (read by `converse`) gave, each source counted
+    /// once complete. Unknown when any source could not be read.
     pub(super) fn usage(&self, converse: &UsageExtractor) -> Option<Usage> {
-        if !self.intact() {
+        if !self.intact()
+            || self.metrics_unreadable
+            || self.model_events.unreadable
+            || converse.unreadable
+        {
             return None;
         }
-        let complete = |counts: Counts, format| counts.complete(format).then_some(counts);
         let metrics = self
             .metrics
-            .and_then(|counts| complete(counts, UsageFormat::BedrockConverse))
+            .filter(|counts| counts.complete(UsageFormat::BedrockConverse))
             .map(|counts| counts.normalise(UsageFormat::BedrockConverse));
-        let model = self
-            .model_events
-            .found
-            .and_then(|counts| complete(counts, UsageFormat::Anthropic))
-            .map(|counts| counts.normalise(UsageFormat::Anthropic));
-        let metadata = converse
-            .found
-            .and_then(|counts| complete(counts, UsageFormat::BedrockConverse))
-            .map(|counts| counts.normalise(UsageFormat::BedrockConverse));
-        metrics.or(model).or(metadata)
+        [metrics, self.model_events.usage(), converse.usage()]
+            .into_iter()
+            .flatten()
+            .reduce(Usage::larger)
     }
 
-    /// The input tokens reported so far, while the usage is not complete.
+    /// The input tokens reported so far, while the usage is not complete: the largest any
+    /// source gave, in the messages that passed their checks (a later failure does not undo
+    /// what the provider said before it).
     pub(super) fn partial_input(&self, converse: &UsageExtractor) -> Option<u64> {
-        if self.stream.failed() {
-            return None;
-        }
-        let input = |counts: Counts, format| counts.input.map(|_| counts.normalise(format).input);
-        self.metrics
-            .and_then(|counts| input(counts, UsageFormat::BedrockConverse))
-            .or_else(|| {
-                self.model_events
-                    .found
-                    .and_then(|counts| input(counts, UsageFormat::Anthropic))
-            })
-            .or_else(|| {
-                converse
-                    .found
-                    .and_then(|counts| input(counts, UsageFormat::BedrockConverse))
-            })
+        let metrics = self
+            .metrics
+            .and_then(|counts| counts.known_input(UsageFormat::BedrockConverse));
+        [
+            metrics,
+            self.model_events.known_input(),
+            converse.known_input(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
     }
 }
 
@@ -118,26 +124,29 @@ fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// `amazon-bedrock-invocationMetrics` of a model event, as Bedrock Converse counts (the
-/// input count without the cache reads and writes, as in Bedrock's usage headers).
-fn invocation_metrics(event: &[u8]) -> Option<Counts> {
+/// input count without the cache reads and writes, as in Bedrock's usage headers); an error
+/// when a count there cannot be read.
+fn invocation_metrics(event: &[u8]) -> Result<Option<Counts>, Unreadable> {
     // Most events are text deltas: only one that names the metrics is parsed.
     if !contains(event, METRICS_KEY.as_bytes()) {
-        return None;
+        return Ok(None);
     }
     let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(event) else {
-        return None;
+        return Ok(None);
     };
-    let Some(Value::Object(metrics)) = event.get(METRICS_KEY) else {
-        return None;
+    let metrics = match event.get(METRICS_KEY) {
+        Some(Value::Object(metrics)) => metrics,
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) => return Err(Unreadable),
     };
     let count = |name: &str| super::count(metrics, &[name]);
-    Some(Counts {
-        input: count("inputTokenCount").ok()?,
-        output: count("outputTokenCount").ok()?,
-        cache_read: count("cacheReadInputTokenCount").ok()?,
-        cache_write: count("cacheWriteInputTokenCount").ok()?,
+    Ok(Some(Counts {
+        input: count("inputTokenCount")?,
+        output: count("outputTokenCount")?,
+        cache_read: count("cacheReadInputTokenCount")?,
+        cache_write: count("cacheWriteInputTokenCount")?,
         ..Counts::default()
-    })
+    }))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -91,6 +91,7 @@ fn usage(input: u64, output: u64, cached: u64) -> Option<Usage> {
         output,
         cached,
         reasoning: 0,
+        cache_write: 0,
     })
 }
 
@@ -105,14 +106,21 @@ fn converse_stream_usage_is_in_its_metadata_event() {
         &converse_stream(
             r#"{"inputTokens":12,"outputTokens":7,"totalTokens":29,"cacheReadInputTokens":8,"cacheWriteInputTokens":2}"#,
         ),
-        usage(22, 7, 8),
+        Some(Usage {
+            cache_write: 2,
+            ..usage(22, 7, 8).unwrap()
+        }),
     );
 }
 
 #[test]
 fn invoke_stream_usage_comes_from_the_invocation_metrics() {
-    // The metrics count 2 cache writes the model's events leave out: they win.
-    check(&invoke_stream(METRICS_STOP), usage(17, 7, 3));
+    // The metrics count 2 cache writes the model's events leave out: the larger counts win.
+    let expected = Some(Usage {
+        cache_write: 2,
+        ..usage(17, 7, 3).unwrap()
+    });
+    check(&invoke_stream(METRICS_STOP), expected);
 }
 
 #[test]
@@ -214,13 +222,37 @@ fn a_chunk_that_is_not_base64_json_gives_nothing() {
 }
 
 #[test]
-fn unreadable_metrics_fall_back_to_the_models_usage() {
+fn unreadable_metrics_make_the_usage_unknown() {
     check(
         &invoke_stream(
             r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":"12","outputTokenCount":7}}"#,
         ),
+        None,
+    );
+}
+
+#[test]
+fn lower_metrics_cannot_lower_the_models_usage() {
+    // The model's events say 15 in (3 cached) and 7 out; metrics of 10 and 5 change nothing.
+    check(
+        &invoke_stream(
+            r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":10,"outputTokenCount":5}}"#,
+        ),
         usage(15, 7, 3),
     );
+}
+
+#[test]
+fn a_later_lower_metadata_event_cannot_lower_the_usage() {
+    let body = [
+        converse_stream(r#"{"inputTokens":5000,"outputTokens":2000}"#),
+        event(
+            "metadata",
+            r#"{"usage":{"inputTokens":1,"outputTokens":1}}"#,
+        ),
+    ]
+    .concat();
+    check(&body, usage(5000, 2000, 0));
 }
 
 #[test]
@@ -229,8 +261,10 @@ fn the_input_is_known_before_the_stream_ends() {
     reader.feed(&chunk(MESSAGE_START));
     assert_eq!(reader.usage(), None);
     assert_eq!(reader.partial_input(), Some(15));
+    // A message that fails its checks does not undo what the provider said before it.
     reader.feed(&[0xff; 12]);
-    assert_eq!(reader.partial_input(), None);
+    assert_eq!(reader.usage(), None);
+    assert_eq!(reader.partial_input(), Some(15));
 }
 
 #[test]

@@ -237,6 +237,17 @@ fn usage(input: u64, output: u64, cached: u64) -> Option<Usage> {
     reasoned(input, output, cached, 0)
 }
 
+/// An OpenAI stream's event that ends the answer: usage after it is final.
+const FINISHED: &str = "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n";
+
+/// A usage whose input holds `cache_write` tokens written to the prompt cache.
+fn written(input: u64, output: u64, cached: u64, cache_write: u64) -> Option<Usage> {
+    Some(Usage {
+        cache_write,
+        ..reasoned(input, output, cached, 0)?
+    })
+}
+
 /// A usage whose output holds `reasoning` reasoning tokens.
 fn reasoned(input: u64, output: u64, cached: u64, reasoning: u64) -> Option<Usage> {
     Some(Usage {
@@ -244,6 +255,7 @@ fn reasoned(input: u64, output: u64, cached: u64, reasoning: u64) -> Option<Usag
         output,
         cached,
         reasoning,
+        cache_write: 0,
     })
 }
 
@@ -385,7 +397,7 @@ fn anthropic() {
         UsageFormat::Anthropic,
         Framing::Json,
         ANTHROPIC,
-        usage(2160, 6, 2048),
+        written(2160, 6, 2048, 100),
     );
 }
 
@@ -395,7 +407,7 @@ fn anthropic_stream_combines_start_and_delta() {
         UsageFormat::Anthropic,
         Framing::Sse,
         ANTHROPIC_STREAM,
-        usage(1525, 15, 1500),
+        written(1525, 15, 1500, 0),
     );
 }
 
@@ -405,12 +417,12 @@ fn anthropic_stream_delta_restating_input_overrides() {
         r#""usage":{"output_tokens":15}"#,
         r#""usage":{"input_tokens":30,"cache_creation_input_tokens":7,"cache_read_input_tokens":null,"output_tokens":15,"server_tool_use":{"web_search_requests":0}}"#,
     );
-    // cache_read stays 1500 (null is absent); input and cache_creation are overridden.
+    // cache_read stays 1500 (null is absent); input and cache_creation are the larger.
     check(
         UsageFormat::Anthropic,
         Framing::Sse,
         &body,
-        usage(30 + 7 + 1500, 15, 1500),
+        written(30 + 7 + 1500, 15, 1500, 7),
     );
 }
 
@@ -450,7 +462,7 @@ fn bedrock_converse() {
         UsageFormat::BedrockConverse,
         Framing::Json,
         BEDROCK_CONVERSE,
-        usage(596, 7, 512),
+        written(596, 7, 512, 64),
     );
 }
 
@@ -491,14 +503,18 @@ fn null_usage_only() {
 #[test]
 fn later_null_or_unreadable_usage_keeps_earlier() {
     let body = concat!(
+        "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n",
         "data: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
         "data: {\"usage\":null}\n\n",
-        "data: {\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":4}}\n\n",
         "data: {\"usage\":{\"completion_tokens\":4}}\n\n",
         "data: {\"usage\":\"many\"}\n\n",
         "data: {\"usage\":[1,2]}\n\n",
     );
     check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(3, 4, 0));
+    // A usage object with a count that cannot be read makes the usage unknown, whatever
+    // came before: the provider said something the gateway cannot charge.
+    let unreadable = format!("{body}data: {{\"usage\":{{\"prompt_tokens\":-1}}}}\n\n");
+    check(UsageFormat::OpenAiChat, Framing::Sse, &unreadable, None);
 }
 
 #[test]
@@ -508,6 +524,8 @@ fn unreadable_counts_are_ignored() {
         r#"{"prompt_tokens":1.5,"completion_tokens":1}"#,
         r#"{"prompt_tokens":"1","completion_tokens":1}"#,
         r#"{"prompt_tokens":18446744073709551616,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":1000000000001,"completion_tokens":1}"#,
         r#"{"prompt_tokens":1,"completion_tokens":true}"#,
         r#"{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":-3}}"#,
         r#"{"prompt_tokens":1,"prompt_tokens_details":7}"#,
@@ -520,8 +538,8 @@ fn unreadable_counts_are_ignored() {
     check(
         UsageFormat::OpenAiChat,
         Framing::Json,
-        r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":0,"prompt_tokens_details":null}}"#,
-        usage(u64::MAX, 0, 0),
+        r#"{"usage":{"prompt_tokens":1000000000000,"completion_tokens":0,"prompt_tokens_details":null}}"#,
+        usage(MAX_COUNT, 0, 0),
     );
     for usage_object in [
         r#"{"input_tokens":1}"#,
@@ -556,14 +574,14 @@ fn sums_saturate_and_cached_stays_within_input() {
     check(
         UsageFormat::BedrockConverse,
         Framing::Json,
-        r#"{"usage":{"inputTokens":18446744073709551615,"outputTokens":1,"cacheReadInputTokens":5,"cacheWriteInputTokens":5}}"#,
-        usage(u64::MAX, 1, 5),
+        r#"{"usage":{"inputTokens":1000000000000,"outputTokens":1,"cacheReadInputTokens":1000000000000,"cacheWriteInputTokens":5}}"#,
+        written(2_000_000_000_005, 1, 1_000_000_000_000, 5),
     );
     check(
         UsageFormat::Gemini,
         Framing::Json,
-        r#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":18446744073709551615,"thoughtsTokenCount":9,"cachedContentTokenCount":10}}"#,
-        reasoned(3, u64::MAX, 3, 9),
+        r#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1000000000000,"thoughtsTokenCount":9,"cachedContentTokenCount":10}}"#,
+        reasoned(3, 1_000_000_000_009, 3, 9),
     );
 }
 
@@ -720,7 +738,7 @@ fn last_usage_wins() {
 fn sse_line_endings() {
     let event = "data: {\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}";
     for end in ["\n", "\r\n", "\r"] {
-        let body = format!("event: x{end}{event}{end}{end}data: [DONE]{end}{end}");
+        let body = format!("{FINISHED}event: x{end}{event}{end}{end}data: [DONE]{end}{end}");
         check(UsageFormat::OpenAiChat, Framing::Sse, &body, usage(2, 3, 0));
     }
     // CR CR is a blank line: the event ends before its usage.
@@ -735,6 +753,7 @@ fn sse_line_endings() {
 #[test]
 fn sse_multi_line_data() {
     let body = concat!(
+        "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n",
         ": keep-alive comment\n",
         "id: 7\n",
         "retry: 1000\n",
@@ -748,8 +767,9 @@ fn sse_multi_line_data() {
     check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(2, 3, 0));
     // The line feed that joins data lines lands inside a string: not valid JSON, but only
     // the usage object has to be.
-    let body = "data: {\"a\":\"x\ndata: y\",\"usage\":{\"prompt_tokens\":2}}\n\n";
-    check(UsageFormat::OpenAiChat, Framing::Sse, body, usage(2, 0, 0));
+    let body =
+        format!("{FINISHED}data: {{\"a\":\"x\ndata: y\",\"usage\":{{\"prompt_tokens\":2}}}}\n\n");
+    check(UsageFormat::OpenAiChat, Framing::Sse, &body, usage(2, 0, 0));
 }
 
 #[test]
@@ -768,7 +788,7 @@ fn sse_field_names_are_exact() {
     check(
         UsageFormat::OpenAiChat,
         Framing::Sse,
-        "\u{feff}data:{\"usage\":{\"prompt_tokens\":2}}\n\n",
+        "\u{feff}data:{\"choices\":[{\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":2}}\n\n",
         usage(2, 0, 0),
     );
 }
@@ -777,6 +797,7 @@ fn sse_field_names_are_exact() {
 fn sse_truncated_event_is_forgotten_at_its_end() {
     // An event cut mid-document must not leave the scanner inside it for the next one.
     let body = concat!(
+        "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n",
         "data: {\"choices\":[{\"text\":\"unterminated\n\n",
         "data: {\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\n",
         "data: {\"usage\":{\"prompt_tokens\":9,\n\n",
@@ -796,7 +817,7 @@ fn done_is_ignored() {
     check(
         UsageFormat::OpenAiChat,
         Framing::Sse,
-        "data: {\"usage\":{\"prompt_tokens\":2}}\n\ndata: [DONE]\n\n",
+        &format!("{FINISHED}data: {{\"usage\":{{\"prompt_tokens\":2}}}}\n\ndata: [DONE]\n\n"),
         usage(2, 0, 0),
     );
 }
@@ -807,11 +828,11 @@ fn over_long_capture_is_dropped() {
     let body =
         format!(r#"{{"usage":{{"prompt_tokens":2,"completion_tokens":1,"note":"{padding}"}}}}"#);
     check(UsageFormat::OpenAiChat, Framing::Json, &body, None);
-    // An earlier good one stands.
+    // An earlier good one does not stand: what the long one said is unknown.
     let body = format!(
-        "data: {{\"usage\":{{\"prompt_tokens\":2}}}}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3,\"n\":\"{padding}\"}}}}\n\n"
+        "{FINISHED}data: {{\"usage\":{{\"prompt_tokens\":2}}}}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3,\"n\":\"{padding}\"}}}}\n\n"
     );
-    check(UsageFormat::OpenAiChat, Framing::Sse, &body, usage(2, 0, 0));
+    check(UsageFormat::OpenAiChat, Framing::Sse, &body, None);
     // Exactly at the limit is read.
     let note = "y".repeat(CAPTURE_LIMIT - r#"{"prompt_tokens":2,"n":""}"#.len());
     let body = format!(r#"{{"usage":{{"prompt_tokens":2,"n":"{note}"}}}}"#);
@@ -838,7 +859,7 @@ fn memory_stays_bounded() {
     reader.feed(br#""}}"#);
     assert_eq!(reader.usage(), None);
     assert!(reader.scanner.capture.capacity() <= CAPTURE_LIMIT);
-    assert!(std::mem::size_of::<UsageReader>() < 288);
+    assert!(std::mem::size_of::<UsageReader>() < 320);
 
     // Deep nesting, and an SSE line that never ends.
     let mut reader = UsageReader::new(UsageFormat::OpenAiChat, Framing::Sse);
@@ -907,11 +928,12 @@ macro_rules! bedrock_headers {
 
 bedrock_headers! {
     bedrock_headers_counts: Some("120"), Some("45"), None, None => usage(120, 45, 0);
-    bedrock_headers_spaces_and_max: Some(" 0 "), Some("18446744073709551615"), None, None => usage(0, u64::MAX, 0);
+    bedrock_headers_spaces_and_max: Some(" 0 "), Some("1000000000000"), None, None => usage(0, MAX_COUNT, 0);
+    bedrock_headers_above_max_are_unreadable: Some("1"), Some("1000000000001"), None, None => None;
     bedrock_headers_cache_read_is_input: Some("3"), Some("5"), Some("90000"), None => usage(90003, 5, 90000);
-    bedrock_headers_cache_write_is_input: Some("3"), Some("5"), None, Some("700") => usage(703, 5, 0);
-    bedrock_headers_both_caches: Some("3"), Some("5"), Some("10"), Some("20") => usage(33, 5, 10);
-    bedrock_headers_cache_saturates: Some("1"), Some("5"), Some("18446744073709551615"), Some("1") => usage(u64::MAX, 5, u64::MAX);
+    bedrock_headers_cache_write_is_input: Some("3"), Some("5"), None, Some("700") => written(703, 5, 0, 700);
+    bedrock_headers_both_caches: Some("3"), Some("5"), Some("10"), Some("20") => written(33, 5, 10, 20);
+    bedrock_headers_cache_absurd: Some("1"), Some("5"), Some("18446744073709551615"), Some("1") => None;
     bedrock_headers_no_input: None, Some("1"), None, None => None;
     bedrock_headers_no_output: Some("1"), None, None, None => None;
     bedrock_headers_none: None, None, None, None => None;
@@ -998,9 +1020,19 @@ macro_rules! merged {
                 UsageFormat::Gemini => ("usageMetadata", Framing::Sse),
                 _ => ("usage", Framing::Sse),
             };
-            let body: String = [$($object),*]
-                .iter()
-                .map(|object: &&str| format!("data: {{\"{key}\":{object}}}\n\n"))
+            // The answer's end, marked first, so that every object after it counts.
+            let end = match UsageFormat::$format {
+                UsageFormat::Gemini => r#"data: {"candidates":[{"finishReason":"STOP"}]}"#,
+                UsageFormat::OpenAiChat => r#"data: {"choices":[{"finish_reason":"stop"}]}"#,
+                UsageFormat::OpenAiResponses => r#"data: {"response":{"status":"completed"}}"#,
+                _ => "",
+            };
+            let body: String = std::iter::once(format!("{end}\n\n"))
+                .chain(
+                    [$($object),*]
+                        .iter()
+                        .map(|object: &&str| format!("data: {{\"{key}\":{object}}}\n\n")),
+                )
                 .collect();
             check(UsageFormat::$format, framing, &body, $expected);
         }
@@ -1014,7 +1046,8 @@ merged! {
     merged_openai_running_totals: OpenAiChat, [r#"{"prompt_tokens":11,"completion_tokens":1}"#, r#"{"prompt_tokens":11,"completion_tokens":2}"#, r#"{"prompt_tokens":11,"completion_tokens":9}"#] => usage(11, 9, 0);
     merged_openai_output_only: OpenAiChat, [r#"{"completion_tokens":7}"#] => None;
     merged_openai_null_between: OpenAiChat, [r#"{"prompt_tokens":11}"#, "null", r#"{"completion_tokens":7,"prompt_tokens":null}"#] => usage(11, 7, 0);
-    merged_openai_unreadable_object_skipped: OpenAiChat, [r#"{"prompt_tokens":11}"#, r#"{"completion_tokens":-7}"#, r#"{"completion_tokens":5}"#] => usage(11, 5, 0);
+    // An object with a count that cannot be read leaves the usage unknown, never lower.
+    merged_openai_unreadable_object_makes_usage_unknown: OpenAiChat, [r#"{"prompt_tokens":11}"#, r#"{"completion_tokens":-7}"#, r#"{"completion_tokens":5}"#] => None;
     merged_responses_split: OpenAiResponses, [r#"{"input_tokens":3}"#, r#"{"output_tokens":4}"#] => usage(3, 4, 0);
     merged_responses_output_missing: OpenAiResponses, [r#"{"input_tokens":3}"#] => None;
     merged_anthropic_start_and_delta: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_read_input_tokens":5}"#, r#"{"output_tokens":30}"#] => usage(25, 30, 5);
@@ -1051,7 +1084,8 @@ counts! {
     count_exponent_upper_signed: "1.1E+1" => Some(11);
     count_zero_float: "0.0" => Some(0);
     count_negative_zero_float: "-0.0" => Some(0);
-    count_large_float: "9007199254740992.0" => Some(9_007_199_254_740_992);
+    count_largest_float: "1000000000000.0" => Some(MAX_COUNT);
+    count_large_float_is_absurd: "9007199254740992.0" => None;
     count_fraction: "11.5" => None;
     count_tiny_fraction: "0.1" => None;
     count_negative_float: "-1.0" => None;
@@ -1076,11 +1110,11 @@ merged! {
     billed_openai_total_equal: OpenAiChat, [r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}"#] => usage(10, 5, 0);
     billed_openai_embeddings_total: OpenAiChat, [r#"{"prompt_tokens":10,"total_tokens":10}"#] => usage(10, 0, 0);
     billed_responses_total_above_counts: OpenAiResponses, [r#"{"input_tokens":3,"output_tokens":4,"total_tokens":20}"#] => usage(16, 4, 0);
-    billed_bedrock_total_with_cache: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"cacheReadInputTokens":4,"cacheWriteInputTokens":6,"totalTokens":21}"#] => usage(19, 2, 4);
+    billed_bedrock_total_with_cache: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"cacheReadInputTokens":4,"cacheWriteInputTokens":6,"totalTokens":21}"#] => written(19, 2, 4, 6);
     billed_bedrock_total_above_counts: BedrockConverse, [r#"{"inputTokens":9,"outputTokens":2,"totalTokens":30}"#] => usage(28, 2, 0);
-    billed_bedrock_invoke_anthropic_names: BedrockConverse, [r#"{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":90000,"cache_creation_input_tokens":10}"#] => usage(90013, 5, 90000);
+    billed_bedrock_invoke_anthropic_names: BedrockConverse, [r#"{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":90000,"cache_creation_input_tokens":10}"#] => written(90013, 5, 90000, 10);
     billed_bedrock_both_names_larger: BedrockConverse, [r#"{"inputTokens":3,"input_tokens":30,"outputTokens":50,"output_tokens":5}"#] => usage(30, 50, 0);
-    billed_anthropic_cache_creation: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_creation_input_tokens":700}"#, r#"{"output_tokens":30}"#] => usage(720, 30, 0);
+    billed_anthropic_cache_creation: Anthropic, [r#"{"input_tokens":20,"output_tokens":1,"cache_creation_input_tokens":700}"#, r#"{"output_tokens":30}"#] => written(720, 30, 0, 700);
 }
 
 /// Anthropic's `message_start` output count is a placeholder: a stream that ends before its
@@ -1103,4 +1137,168 @@ fn anthropic_stream_cut_after_message_start() {
     let mut reader = UsageReader::new(UsageFormat::Anthropic, Framing::Json);
     reader.feed(br#"{"type":"message","usage":{"input_tokens":20,"output_tokens":1}}"#);
     assert_eq!(reader.usage(), usage(20, 1, 0));
+}
+
+/// A stream whose usage repeats or grows chunk by chunk counts only once the chunk that ends
+/// the answer (or a later one) gave it: a stream cut before its end has unknown usage, not the
+/// prompt alone.
+macro_rules! cut {
+    ($($name:ident: $format:ident, $framing:ident, $body:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check(UsageFormat::$format, Framing::$framing, $body, $expected);
+        }
+    )*};
+}
+
+cut! {
+    cut_gemini_sse_before_its_last_chunk: Gemini, Sse, concat!(
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}],\"usageMetadata\":{\"promptTokenCount\":7,\"totalTokenCount\":7}}\n\n",
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]}}],\"usageMetadata\":{\"promptTokenCount\":7,\"totalTokenCount\":7}}\n\n",
+    ) => None;
+    cut_gemini_sse_whole: Gemini, Sse, concat!(
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}],\"usageMetadata\":{\"promptTokenCount\":7,\"totalTokenCount\":7}}\n\n",
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":7,\"candidatesTokenCount\":8000,\"totalTokenCount\":8007}}\n\n",
+    ) => usage(7, 8000, 0);
+    cut_gemini_sse_reason_after_usage_in_its_chunk: Gemini, Sse,
+        "data: {\"usageMetadata\":{\"promptTokenCount\":7,\"candidatesTokenCount\":3},\"candidates\":[{\"finishReason\":\"MAX_TOKENS\",\"index\":0}]}\n\n"
+        => usage(7, 3, 0);
+    cut_gemini_sse_reason_in_a_later_chunk_without_usage: Gemini, Sse, concat!(
+        "data: {\"usageMetadata\":{\"promptTokenCount\":7}}\n\n",
+        "data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n",
+    ) => None;
+    cut_gemini_blocked_prompt: Gemini, Sse,
+        "data: {\"promptFeedback\":{\"blockReason\":\"SAFETY\"},\"usageMetadata\":{\"promptTokenCount\":7,\"totalTokenCount\":7}}\n\n"
+        => usage(7, 0, 0);
+    cut_gemini_null_reason_is_no_end: Gemini, Sse,
+        "data: {\"candidates\":[{\"finishReason\":null}],\"usageMetadata\":{\"promptTokenCount\":7}}\n\n"
+        => None;
+    // A model's own function arguments cannot end the answer: they sit deeper.
+    cut_gemini_reason_inside_content_is_no_end: Gemini, Sse,
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"args\":{\"finishReason\":\"STOP\"}}}]}}],\"usageMetadata\":{\"promptTokenCount\":7}}\n\n"
+        => None;
+    cut_gemini_reason_in_text_is_no_end: Gemini, Sse,
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\\\"finishReason\\\":\\\"STOP\\\"\"}]}}],\"usageMetadata\":{\"promptTokenCount\":7}}\n\n"
+        => None;
+    cut_gemini_array_before_its_last_element: Gemini, Json,
+        "[{\"usageMetadata\":{\"promptTokenCount\":50000}}\n,{\"candidates\":[{\"content\":{}}],\"usageMetadata\":{\"promptTokenCount\":50000}}"
+        => None;
+    cut_gemini_array_closed_without_a_reason: Gemini, Json,
+        "[{\"usageMetadata\":{\"promptTokenCount\":50}}]"
+        => usage(50, 0, 0);
+    cut_gemini_document_not_closed: Gemini, Json,
+        "{\"usageMetadata\":{\"promptTokenCount\":50,\"candidatesTokenCount\":2}, \"modelVersion\":"
+        => None;
+    cut_openai_per_chunk_usage_before_the_finish: OpenAiChat, Sse, concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"b\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n",
+    ) => None;
+    cut_openai_per_chunk_usage_whole: OpenAiChat, Sse, concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n",
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n",
+    ) => usage(9, 2, 0);
+    cut_responses_usage_in_progress: OpenAiResponses, Sse,
+        "data: {\"type\":\"response.in_progress\",\"response\":{\"status\":\"in_progress\",\"usage\":{\"input_tokens\":9,\"output_tokens\":0}}}\n\n"
+        => None;
+    cut_responses_usage_completed: OpenAiResponses, Sse, concat!(
+        "data: {\"type\":\"response.in_progress\",\"response\":{\"status\":\"in_progress\",\"usage\":{\"input_tokens\":9,\"output_tokens\":0}}}\n\n",
+        "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":4},\"status\":\"completed\"}}\n\n",
+    ) => usage(9, 4, 0);
+    // An item's status inside the response is not the response's.
+    cut_responses_item_status_is_no_end: OpenAiResponses, Sse,
+        "data: {\"type\":\"response.output_item.done\",\"response\":{\"output\":[{\"status\":\"completed\"}],\"usage\":{\"input_tokens\":9,\"output_tokens\":0}}}\n\n"
+        => None;
+}
+
+/// Usage given more than once: each count is the largest any reading gave, never the last.
+macro_rules! repeated {
+    ($($name:ident: $format:ident, $framing:ident, $body:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check(UsageFormat::$format, Framing::$framing, $body, $expected);
+        }
+    )*};
+}
+
+repeated! {
+    repeated_duplicate_key: OpenAiChat, Json,
+        r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":100},"usage":{"prompt_tokens":1,"completion_tokens":1}}"#
+        => usage(1000, 100, 0);
+    repeated_second_document: OpenAiChat, Json,
+        r#"{"usage":{"prompt_tokens":1000,"completion_tokens":100}}{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#
+        => usage(1000, 100, 0);
+    repeated_stream_usage_chunks: OpenAiChat, Sse, concat!(
+        "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":100}}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":1}}\n\n",
+    ) => usage(1000, 100, 0);
+    repeated_responses_top_level_after_completed: OpenAiResponses, Sse, concat!(
+        "data: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"usage\":{\"input_tokens\":1000,\"output_tokens\":500}}}\n\n",
+        "data: {\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}\n\n",
+    ) => usage(1000, 500, 0);
+    // message_start's output is a placeholder; the delta's input restates, never lowers.
+    repeated_anthropic_delta_restating_zero_input: Anthropic, Sse, concat!(
+        "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5000,\"output_tokens\":1}}}\n\n",
+        "data: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":0,\"output_tokens\":100}}\n\n",
+    ) => usage(5000, 100, 0);
+}
+
+/// Anthropic's usage needs its input count: one missing or unreadable leaves it unknown, never
+/// charged as 0 input.
+macro_rules! anthropic_input {
+    ($($name:ident: $framing:ident, $body:expr => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check(UsageFormat::Anthropic, Framing::$framing, $body, $expected);
+        }
+    )*};
+}
+
+anthropic_input! {
+    anthropic_input_missing_in_a_json_answer: Json, r#"{"usage":{"output_tokens":100}}"# => None;
+    anthropic_input_missing_from_message_start: Sse, concat!(
+        "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"output_tokens\":1}}}\n\n",
+        "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":100}}\n\n",
+    ) => None;
+    anthropic_no_message_start: Sse,
+        "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":100}}\n\n" => None;
+    anthropic_input_unreadable: Sse, concat!(
+        "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":\"5000\",\"output_tokens\":1}}}\n\n",
+        "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":100}}\n\n",
+    ) => None;
+}
+
+/// Cache writes by time to live: the breakdown counts where it is larger than the total.
+#[test]
+fn anthropic_cache_writes_by_time_to_live() {
+    check(
+        UsageFormat::Anthropic,
+        Framing::Json,
+        r#"{"usage":{"input_tokens":10,"cache_creation_input_tokens":100000,"cache_creation":{"ephemeral_1h_input_tokens":100000},"output_tokens":100}}"#,
+        written(100_010, 100, 0, 100_000),
+    );
+    check(
+        UsageFormat::Anthropic,
+        Framing::Json,
+        r#"{"usage":{"input_tokens":10,"cache_creation":{"ephemeral_5m_input_tokens":30,"ephemeral_1h_input_tokens":40},"output_tokens":1}}"#,
+        written(80, 1, 0, 70),
+    );
+}
+
+/// A Gemini total alone is not usage, but it is the input the answer had at least.
+#[test]
+fn gemini_total_alone_is_known_input() {
+    let mut reader = UsageReader::new(UsageFormat::Gemini, Framing::Json);
+    reader.feed(br#"{"usageMetadata":{"totalTokenCount":100000}}"#);
+    assert_eq!(reader.usage(), None);
+    assert_eq!(reader.partial_input(), Some(100_000));
+}
+
+/// A stream cut before its end still shows the input it reported.
+#[test]
+fn cut_gemini_stream_keeps_its_input() {
+    let mut reader = UsageReader::new(UsageFormat::Gemini, Framing::Sse);
+    reader.feed(b"data: {\"usageMetadata\":{\"promptTokenCount\":7}}\n\n");
+    assert_eq!(reader.usage(), None);
+    assert_eq!(reader.partial_input(), Some(7));
 }

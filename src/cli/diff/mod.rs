@@ -355,11 +355,13 @@ fn price_text(price: Option<Price>) -> String {
         || "none".to_owned(),
         |price| {
             format!(
-                "input {} output {} cached_input {} reasoning {} per million tokens",
+                "input {} output {} cached_input {} reasoning {} cache_write {} per million \
+                 tokens",
                 Usd(price.input).exact(),
                 Usd(price.output).exact(),
                 Usd(price.cached_input).exact(),
-                Usd(price.reasoning).exact()
+                Usd(price.reasoning).exact(),
+                Usd(price.cache_write).exact()
             )
         },
     )
