@@ -40,17 +40,20 @@ const AFFORDABLE: u64 = 3;
 fn policy(monthly_limit: &str) -> String {
     r#"{
   "identity": { "header": "x-posturio-consumer" },
-  "providers": { "openai": { "cluster": "openai", "api": "openai" } },
+  "providers": { "openai": { "cluster": "openai", "api": "openai" },
+                 "gemini": { "cluster": "gemini", "api": "gemini" } },
   "models": {
     "gpt-4.1": { "provider": "openai",
                  "price": { "input": "1.234567", "output": "3.333333" } },
+    "gemini-2.5-flash": { "provider": "gemini",
+                          "price": { "input": "1.234567", "output": "3.333333" } },
     "unpriced": { "provider": "openai", "upstream_model": "gpt-4.1" }
   },
   "consumers": {
     "payer": { "models": ["*"] },
     "monthly": { "models": ["gpt-4.1"],
                  "budget": { "usd_per_month": "LIMIT", "default_output_tokens": 10 } },
-    "streamer": { "models": ["gpt-4.1"],
+    "streamer": { "models": ["gpt-4.1", "gemini-2.5-flash"],
                   "budget": { "usd_per_day": "100.00", "tokens_per_day": 1000000,
                               "default_output_tokens": 2000 } }
   }
@@ -256,11 +259,11 @@ fn the_request_whose_reservation_would_cross_a_dollar_budget_is_refused_before_i
 
 /// Sends a streamed request and leaves once the first event has arrived, while the mock is
 /// still waiting to send the rest (and its usage).
-fn leave_after_first_event(gateway: &Gateway, body: &Value, request_id: &str) {
+fn leave_after_first_event(gateway: &Gateway, path: &str, body: &Value, request_id: &str) {
     use std::io::{Read, Write};
     let body = body.to_string();
     let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          x-posturio-consumer: streamer\r\nx-request-id: {request_id}\r\n\
          x-mock-event-delay-ms: 400\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -288,7 +291,7 @@ fn a_stream_cut_before_its_usage_is_charged_at_least_its_reservation() {
     let input = (body.to_string().len() as u64).div_ceil(4);
     let reserved_tokens = input + 2_000;
     let reserved_microusd = cost(input, 2_000);
-    leave_after_first_event(&gateway, &body, "cut-stream");
+    leave_after_first_event(&gateway, "/v1/chat/completions", &body, "cut-stream");
     let entry = gateway.logged("cut-stream");
     // The usage never came: unknown, so no cost is logged; the budgets were charged the
     // reservation, more than the bytes that passed would give.
@@ -311,6 +314,39 @@ fn a_stream_cut_before_its_usage_is_charged_at_least_its_reservation() {
     assert!(
         charged_microusd >= reserved_microusd,
         "{charged_microusd} {reserved_microusd}"
+    );
+    assert!(gateway.counter("posturio_usage_unknown_total", "streamer", 1.0) >= 1.0);
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+/// Gemini repeats its usage in every chunk of a stream, the prompt's count from the first:
+/// a client that leaves before the chunk that ends the answer must not be settled as if the
+/// first chunk's usage were all of it.
+#[test]
+fn a_gemini_stream_cut_before_its_last_chunk_is_charged_at_least_its_reservation() {
+    let gateway = Gateway::start("100.00");
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "count to a thousand"}]}]});
+    let input = (body.to_string().len() as u64).div_ceil(4);
+    let reserved_tokens = input + 2_000;
+    let reserved_microusd = cost(input, 2_000);
+    leave_after_first_event(
+        &gateway,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &body,
+        "cut-gemini",
+    );
+    let entry = gateway.logged("cut-gemini");
+    assert_eq!(entry["posturio_api"], "gemini", "{entry:#}");
+    assert_eq!(entry["posturio_tokens"], Value::Null, "{entry:#}");
+    assert_eq!(entry["posturio_cost_microusd"], Value::Null, "{entry:#}");
+    let charged = |field: &str| -> u64 { entry[field].as_str().unwrap().parse().unwrap() };
+    assert!(
+        charged("posturio_charged_tokens") >= reserved_tokens,
+        "{entry:#}"
+    );
+    assert!(
+        charged("posturio_charged_microusd") >= reserved_microusd,
+        "{entry:#}"
     );
     assert!(gateway.counter("posturio_usage_unknown_total", "streamer", 1.0) >= 1.0);
     gateway.envoy.assert_no_wasm_failure();
