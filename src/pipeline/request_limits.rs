@@ -51,6 +51,17 @@ pub(super) fn limit_changes(
                 audited.get_or_insert(reply);
             }
         }
+        // A dollar budget counts the standard price: a tier billed above it is refused.
+        if policy
+            .budget_for(&consumer.name)
+            .is_some_and(|budget| budget.has_usd())
+        {
+            if let Err(reply) = limits::premium_service_tier(body, &consumer.name, shape) {
+                if let Some(reply) = audit_or_refuse(consumer.mode, reply)? {
+                    audited.get_or_insert(reply);
+                }
+            }
+        }
     }
     let Some((consumer, cap)) =
         consumer.and_then(|consumer| Some((consumer, consumer.output_cap?)))

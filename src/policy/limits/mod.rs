@@ -17,10 +17,12 @@ use super::usage::UsageFormat;
 mod choices;
 mod keys;
 mod output_cap;
+mod service_tier;
 pub mod stream_usage;
 
 pub use super::body::watch::{has_stream_flag, reports_stream_usage};
 pub use output_cap::{has_cap_fields, output_cap, CapOutcome, CapRequest, Enforcement};
+pub use service_tier::premium_service_tier;
 pub use stream_usage::include_usage;
 
 /// The format the response's usage comes in; `None` when the response reports none.
