@@ -129,6 +129,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(usage) = read.0 {
         assert!(usage.cached <= usage.input && usage.reasoning <= usage.output);
+        assert!(usage.cache_write <= usage.input - usage.cached);
     }
     if let Some((expected, broken)) = oracle {
         if !broken {

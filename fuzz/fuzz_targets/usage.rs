@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use posturio::policy::usage::{Framing, Usage, UsageFormat, UsageReader};
+use posturio::policy::usage::{Framing, Usage, UsageFormat, UsageReader, MAX_COUNT};
 use posturio::policy::usage_chunk::UsageChunkRemover;
 use serde_json::Value;
 
@@ -40,6 +40,12 @@ fn read<'a>(
 
 /// What the reader must find in a single OpenAI JSON document, where serde_json can say.
 fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
+    // serde_json keeps the last of repeated keys; the reader charges the largest usage any
+    // copy gave. Only a body with a single `usage` key, unescaped, is judged here.
+    let spelled = body.windows(7).filter(|window| window == b"\"usage\"").count();
+    if spelled > 1 || body.contains(&b'\\') {
+        return None;
+    }
     let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(body) else {
         return None;
     };
@@ -72,6 +78,11 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         None | Some(Value::Null) => 0,
         Some(count) => count.as_u64()?,
     };
+    // Counts above MAX_COUNT leave the usage unknown; a reasoning count there is not read.
+    if [input, output, total].into_iter().any(|count| count > MAX_COUNT) {
+        return Some(None);
+    }
+    let reasoning = if reasoning > MAX_COUNT { 0 } else { reasoning };
     let input = input.max(total.saturating_sub(output));
     Some(Some(Usage {
         input,
