@@ -328,3 +328,27 @@ fn an_unpriced_model_s_cost_is_unknown_never_zero() {
         1
     );
 }
+
+#[test]
+fn a_dollar_budget_refuses_a_service_tier_billed_above_its_price() {
+    let body = r#"{"model":"gpt-4.1","service_tier":"priority","messages":[{"role":"user","content":"hi"}]}"#;
+    for (consumer, refused) in [("team", true), ("free", false)] {
+        let mut host = host("200");
+        with_consumer(&mut host, consumer, body);
+        let mut filter = Request::new(&host, policy(), Rc::default());
+        filter.on_request_headers(false);
+        let flow = filter.on_request_body(body.len(), true);
+        if refused {
+            assert_eq!(flow, Flow::Pause, "{consumer}");
+            let reply = host.replies.borrow().last().cloned().unwrap();
+            assert_eq!(reply.status(), 400);
+            let text = String::from_utf8(reply.body()).unwrap();
+            assert!(text.contains("invalid_request"), "{text}");
+            assert!(text.contains("service_tier"), "{text}");
+            // Nothing was reserved.
+            assert_eq!(tokens_today(&host), 0);
+        } else {
+            assert_eq!(flow, Flow::Continue, "{consumer}");
+        }
+    }
+}
