@@ -10,6 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use posturio::policy::body::strict_json::validate;
 use posturio::policy::usage::{Framing, Usage, UsageFormat, UsageReader, MAX_COUNT};
 use posturio::policy::usage_chunk::UsageChunkRemover;
 use serde_json::Value;
@@ -54,6 +55,11 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         return Some(None);
     };
     let usage = usage.as_object()?;
+    // A key repeated (or differing only in case) inside the usage object leaves the usage
+    // unknown, where serde_json keeps the last copy: no verdict on such a body.
+    if repeated_inside(body) {
+        return None;
+    }
     let input = usage.get("prompt_tokens")?.as_u64()?;
     let output = match usage.get("completion_tokens") {
         None | Some(Value::Null) => 0,
@@ -91,6 +97,12 @@ fn openai_oracle(body: &[u8]) -> Option<Option<Usage>> {
         reasoning: reasoning.min(output),
         cache_write: 0,
     }))
+}
+
+/// Whether the body repeats a key anywhere (serde_json keeps only the last copy, so the
+/// oracle cannot judge it).
+fn repeated_inside(body: &[u8]) -> bool {
+    validate(body).is_err()
 }
 
 /// What the client receives when the body is cut into `chunks`.

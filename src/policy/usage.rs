@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use super::body::strict_json;
 use super::sse::{Lines, Piece};
 use eventstream::BedrockEvents;
 
@@ -948,7 +949,11 @@ impl UsageExtractor {
             // Not JSON (a stray brace in a broken body): no usage was given here.
             _ => None,
         };
-        self.unreadable |= self.capture_too_long;
+        // A count given twice in one object (parsers differ on which copy wins) is a count
+        // the gateway cannot read.
+        let repeated = object.is_some() && strict_json::validate(&self.capture).is_err();
+        self.unreadable |= self.capture_too_long || repeated;
+        let object = object.filter(|_| !repeated);
         if let Some(object) = object {
             match Counts::read(self.format, &object) {
                 Ok(mut counts) => {

@@ -1224,6 +1224,9 @@ repeated! {
     repeated_duplicate_key: OpenAiChat, Json,
         r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":100},"usage":{"prompt_tokens":1,"completion_tokens":1}}"#
         => usage(1000, 100, 0);
+    repeated_count_in_one_object_is_unreadable: OpenAiChat, Json,
+        r#"{"usage":{"prompt_tokens":1000,"completion_tokens":100,"completion_tokens":1}}"#
+        => None;
     repeated_second_document: OpenAiChat, Json,
         r#"{"usage":{"prompt_tokens":1000,"completion_tokens":100}}{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#
         => usage(1000, 100, 0);
