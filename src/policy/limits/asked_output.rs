@@ -144,3 +144,7 @@ fn negative(text: &[u8]) -> bool {
             && digits.iter().any(|digit| *digit != b'0')
     })
 }
+
+#[cfg(test)]
+#[path = "asked_output_tests.rs"]
+mod tests;
