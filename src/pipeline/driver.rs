@@ -673,3 +673,7 @@ mod pool_tests;
 #[cfg(test)]
 #[path = "spend_tests.rs"]
 mod spend_tests;
+
+#[cfg(test)]
+#[path = "asked_output_tests.rs"]
+mod asked_output_tests;
