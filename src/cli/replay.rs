@@ -18,6 +18,7 @@ use super::{config_errors, read, CliError, Output};
 use crate::pipeline::reservation_estimate;
 use crate::policy::budget::{self, Counter, Reserve, Unit, Window};
 use crate::policy::config::Mode;
+use crate::policy::limits::AskedOutput;
 use crate::policy::price::cost;
 use crate::policy::usage::Usage;
 use crate::policy::{rfc3339, Policy};
@@ -187,7 +188,15 @@ impl<'p> Budgets<'p> {
             return;
         };
         let body_bytes = usize::try_from(pending.body_bytes).unwrap_or(usize::MAX);
-        let reserve = reservation_estimate(self.policy, name, Some(&pending.model), body_bytes);
+        // The log records no output-token value a request asked for: the consumer's cap, else
+        // the budget's default, is reserved, as for a request that gives none.
+        let reserve = reservation_estimate(
+            self.policy,
+            name,
+            Some(&pending.model),
+            body_bytes,
+            AskedOutput::NOT_READ,
+        );
         let counters = &self.counters;
         let exceeded = budget::exceeded(budget, now, reserve, |limit| {
             counters
