@@ -421,3 +421,42 @@ fn a_request_refused_at_approval_is_not_said_to_pass_checks_that_never_ran() {
     assert_eq!(replay.later_checks_total(), 0);
     assert_eq!(replay.total(Change::NowAllowed), 1);
 }
+
+#[test]
+fn a_cut_stream_is_charged_the_dollars_the_filter_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cost_030 = r#""posturio_decision":"allow","posturio_input_tokens":"1000","posturio_output_tokens":"0","posturio_charged_tokens":"1000""#;
+    let log = write(
+        dir.path(),
+        "access.log",
+        &[
+            metered(
+                0,
+                0,
+                r#""posturio_decision":"allow","posturio_charged_tokens":"50000","posturio_charged_microusd":"500000""#,
+            ),
+            metered(0, 1, cost_030),
+            metered(0, 2, cost_030),
+            metered(0, 3, cost_030),
+        ],
+    );
+    let old = Policy::from_json(OLD.as_bytes()).unwrap();
+    // $300 per million tokens: 1000 tokens cost $0.30, a reservation (20 tokens) $0.006.
+    let new = Policy::from_json(
+        OLD.replace(
+            r#""gpt-4o": { "provider": "openai" }"#,
+            r#""gpt-4o": { "provider": "openai", "price": { "input": "300", "output": "300" } }"#,
+        )
+        .replace(
+            r#""metered": { "models": ["*"] }"#,
+            r#""metered": { "models": ["gpt-4o"],
+                 "budget": { "usd_per_day": "1.00", "default_output_tokens": 10 } }"#,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (replay, _) = replay_logs(&old, &new, &[log]).unwrap();
+    // $0.50 logged for the cut stream, then $0.30 twice: $1.10 before the fourth.
+    assert_eq!(count(&replay, Change::NowRefused, "budget_exceeded"), 1);
+    assert_eq!(count(&replay, Change::Unchanged, "forwarded"), 3);
+}
