@@ -2,6 +2,7 @@
 //! across rotated files given newest first; exit status for CI.
 
 use super::*;
+use serde_json::Value;
 
 const OLD: &str = r#"{
   "identity": { "header": "x-posturio-consumer" },
