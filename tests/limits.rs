@@ -783,7 +783,8 @@ fn a_stream_left_before_its_usage_is_charged_an_estimate() {
         "/v1/chat/completions",
         &chat(json!({"stream": true})),
     );
-    let claude = json!({"model": "claude-sonnet-4", "max_tokens": 50, "stream": true,
+    // The budget reserves the output the request asks for: one token, so that it fits.
+    let claude = json!({"model": "claude-sonnet-4", "max_tokens": 1, "stream": true,
                         "messages": [{"role": "user", "content": "hi"}]});
     leave_after_first_event(&gateway, "tight-claude", "/v1/messages", &claude);
 

@@ -273,7 +273,8 @@ fn report_counts_thousands_of_generated_lines_across_rotated_and_gzip_files() {
     assert_eq!(report["schema"], "posturio.report.v1");
     assert_eq!(
         report["input"],
-        json!({"files": 3, "lines": LINES as u64 + junk, "records": LINES, "skipped_lines": junk})
+        json!({"files": 3, "lines": LINES as u64 + junk, "records": LINES, "skipped_lines": junk,
+               "unreadable_files": []})
     );
     assert_eq!(report["span"]["first"], "2026-12-06T00:00:00Z");
     assert_eq!(report["span"]["last"], "2026-12-06T01:06:39Z");
@@ -340,7 +341,8 @@ fn replay_of_generated_lines_says_what_a_new_policy_changes() {
     for i in 0..LINES {
         let g = generated(i);
         let row = match g.kind {
-            Kind::NotApproved => ("now_allowed", "model_not_approved"),
+            // Refused at approval, so the rules `default` has under NEW never ran for it.
+            Kind::NotApproved => ("later_checks_not_run", "model_not_approved"),
             // Still refused: the reason shown is NEW's, approval coming before inspection.
             Kind::Blocked if g.consumer == "team-b" && g.model == "gpt-4o" => {
                 ("unchanged", "model_not_approved")
@@ -363,7 +365,12 @@ fn replay_of_generated_lines_says_what_a_new_policy_changes() {
     args.extend(files.iter().map(String::as_str));
     let replay = posturio_json(&args);
     let mut actual: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for change in ["now_refused", "now_allowed", "unchanged"] {
+    for change in [
+        "now_refused",
+        "now_allowed",
+        "unchanged",
+        "later_checks_not_run",
+    ] {
         for row in replay[change].as_array().unwrap() {
             let key = (
                 format!(
@@ -510,7 +517,8 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
     );
     assert_eq!(rows[1]["refusals"], json!({"model_not_approved": 2}));
 
-    // NEW: team-a may use gpt-4o, and the jailbreak trial ends.
+    // NEW: team-a may use gpt-4o, and the jailbreak trial ends. The gpt-4o requests were
+    // refused at approval, so the rules NEW applies to them never ran: not replayable.
     let old = write(dir.path(), "old.json", ENVOY_POLICY);
     let new = write(
         dir.path(),
@@ -525,7 +533,8 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
     let replay = posturio_json(&["replay", "--json", &old, &new, &log_file]);
     assert_eq!(
         replay["totals"],
-        json!({"now_refused": 2, "now_allowed": 2, "unchanged": 4, "not_replayed": 0}),
+        json!({"now_refused": 2, "now_allowed": 0, "unchanged": 4, "not_replayed": 0,
+               "later_checks_not_run": 2}),
         "{replay}"
     );
     assert_eq!(
@@ -533,14 +542,14 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
         json!([{"consumer": "team-a", "model": "gpt-4.1", "reason": "prompt_blocked", "requests": 2}])
     );
     assert_eq!(
-        replay["now_allowed"],
+        replay["later_checks_not_run"],
         json!([{"consumer": "team-a", "model": "gpt-4o", "reason": "model_not_approved", "requests": 2}])
     );
     assert_eq!(replay["old_mismatch"], 0);
     let (code, text, _) = posturio(&["replay", "--fail-on-change", &old, &new, &log_file]);
     assert_eq!(code, 1);
     assert!(
-        text.contains("now refused 2, now allowed 2, unchanged 4"),
+        text.contains("now refused 2, now allowed 0, unchanged 4, not replayed 0, cannot replay 2"),
         "{text}"
     );
     // A policy with a mistake: exit 2, its JSON path named.
@@ -555,4 +564,102 @@ fn report_and_replay_read_the_log_a_real_envoy_wrote() {
     let (code, _, stderr) = posturio(&["replay", &old, &bad, &log_file]);
     assert_eq!(code, 2);
     assert!(stderr.contains("models.gpt-4.1.provider"), "{stderr}");
+}
+
+/// Waits until the access log holds `lines` Posturio lines (Envoy writes each when its
+/// request ends).
+fn access_log_of(envoy: &Envoy, lines: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = envoy.access_log();
+        let written = log
+            .lines()
+            .filter(|line| line.contains("posturio_decision"))
+            .count();
+        if written >= lines || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_real_log_replayed_under_its_own_policy_changes_nothing() {
+    // A budget, a blocking answer rule and provider errors: what the filter charges (answers
+    // withheld, not errors) is what replay must charge for the verdicts to come out the same.
+    let policy = ENVOY_POLICY
+        .replace(
+            r#""team-a": { "models": ["gpt-4.1"] }"#,
+            r#""team-a": { "models": ["gpt-4.1"],
+                 "budget": { "tokens_per_day": 100, "default_output_tokens": 10 } }"#,
+        )
+        .replace(
+            r#""rules": ["#,
+            r#""rules": [
+    { "id": "ans-email", "detect": "email", "action": "block", "direction": "response" },"#,
+        );
+    let mock = MockProvider::start();
+    let envoy = Envoy::start_with(EnvoyOptions::new(&policy).mock(&mock));
+    let mut statuses = Vec::new();
+    let mut send = |model: &str, text: &str, extra: &[(&str, &str)]| {
+        let mut headers = vec![("x-posturio-consumer", "team-a")];
+        headers.extend_from_slice(extra);
+        let response = http::post_json(
+            envoy.port(),
+            "/v1/chat/completions",
+            &headers,
+            &chat(model, text),
+        );
+        statuses.push(response.status);
+    };
+    let email = "eyJwaWVjZXMiOlsid3JpdGUgdG8gYS5iQGV4YW1wbGUuY29tIl19";
+    for _ in 0..2 {
+        send("gpt-4.1", "hello", &[("x-mock-status", "500")]);
+    }
+    for _ in 0..2 {
+        send("gpt-4.1", "hello", &[("x-mock-answer", email)]);
+    }
+    send("gpt-4o", "hello", &[]);
+    send("gpt-4.1", "my key is AKIAIOSFODNN7EXAMPLE", &[]);
+    for _ in 0..4 {
+        send("gpt-4.1", "hello", &[]);
+    }
+    assert!(statuses.contains(&500), "{statuses:?}");
+    assert!(statuses.contains(&429), "the budget ran out: {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 403).count(),
+        4,
+        "two answers withheld, one model refused, one prompt refused: {statuses:?}"
+    );
+    let log = access_log_of(&envoy, statuses.len());
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = write(dir.path(), "access.log", &log);
+    let policy_file = write(dir.path(), "policy.json", &policy);
+
+    let replay = posturio_json(&["replay", "--json", &policy_file, &policy_file, &log_file]);
+    assert_eq!(replay["totals"]["now_refused"], 0, "{replay}");
+    assert_eq!(replay["totals"]["now_allowed"], 0, "{replay}");
+    assert_eq!(replay["totals"]["later_checks_not_run"], 0, "{replay}");
+    assert_eq!(replay["old_mismatch"], 0, "{replay}");
+    assert_eq!(
+        replay["totals"]["unchanged"],
+        json!(statuses.len()),
+        "{replay}"
+    );
+    let (code, text, _) = posturio(&[
+        "replay",
+        "--fail-on-change",
+        &policy_file,
+        &policy_file,
+        &log_file,
+    ]);
+    assert_eq!(code, 0, "{text}");
+
+    // The report counts withheld answers as refused, and says what was charged.
+    let report = posturio_json(&["report", "--json", &log_file]);
+    assert_eq!(report["totals"]["replaced"], 2, "{report}");
+    assert_eq!(
+        report["totals"]["refusals"]["response_blocked"], 2,
+        "{report}"
+    );
 }

@@ -1,8 +1,9 @@
 //! Spend in real Envoy: each answer's cost from the provider's usage at the policy's prices,
 //! in the access log and in `posturio_cost_microusd_total`, computed here independently; a
 //! model without a price counted as unknown, never as free; a dollar budget that refuses the
-//! request whose reservation would cross it before it reaches the provider; and a stream cut
-//! before its usage charged at least what it reserved.
+//! request whose reservation would cross it before it reaches the provider, the output the
+//! request itself asks for reserved; and a stream cut before its usage charged at least what
+//! it reserved.
 
 // Test helpers index JSON and fail loudly; the panic-free rules are for the filter's code.
 #![allow(
@@ -254,6 +255,54 @@ fn the_request_whose_reservation_would_cross_a_dollar_budget_is_refused_before_i
     let entry = gateway.logged("crossing");
     assert_eq!(entry["posturio_decision"], "deny");
     assert_eq!(entry["posturio_code"], "budget_exceeded");
+    gateway.envoy.assert_no_wasm_failure();
+}
+
+#[test]
+fn a_request_whose_own_output_limit_crosses_a_dollar_budget_is_refused_before_it_goes() {
+    // A dollar a month, and no cap: the request's own `max_tokens` is what is reserved. A
+    // million output tokens cost $3.33, more than the whole limit; fifty fit.
+    let gateway = Gateway::start("1.00");
+    let mut body = chat("gpt-4.1");
+    body["max_tokens"] = json!(1_000_000);
+    let reserved = cost((body.to_string().len() as u64).div_ceil(4), 1_000_000);
+    assert!(reserved > 1_000_000, "{reserved}");
+    let response = gateway.post("monthly", &body, "asks-too-much");
+    assert_eq!(response.status, 429, "{response:?}");
+    assert_eq!(response.header("x-posturio-code"), Some("budget_exceeded"));
+    assert!(response.header("retry-after").is_some(), "{response:?}");
+    let message = response.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.starts_with(
+            "consumer \"monthly\": this request may cost up to $3.34, more than \
+             its whole limit of $1.00 per month (UTC); lower the request's output limit"
+        ),
+        "{message}"
+    );
+    assert!(
+        gateway.mock.requests().is_empty(),
+        "reached the provider: {:?}",
+        gateway.mock.requests()
+    );
+    let entry = gateway.logged("asks-too-much");
+    assert_eq!(entry["posturio_code"], "budget_exceeded", "{entry:#}");
+
+    body["max_tokens"] = json!(50);
+    let response = gateway.post("monthly", &body, "asks-little");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(gateway.mock.requests().len(), 1);
+    let sent: Value = serde_json::from_slice(&gateway.mock.requests()[0].body).unwrap();
+    assert_eq!(sent["max_tokens"], 50, "forwarded as asked");
+
+    // A value the reservation cannot read is refused, not guessed at.
+    body["max_tokens"] = json!("1000000");
+    let response = gateway.post("monthly", &body, "asks-in-text");
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(response.header("x-posturio-code"), Some("invalid_request"));
+    assert_eq!(gateway.mock.requests().len(), 1, "nothing more arrived");
     gateway.envoy.assert_no_wasm_failure();
 }
 

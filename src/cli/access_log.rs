@@ -45,6 +45,9 @@ pub struct Record {
     pub model: Option<String>,
     pub provider: Option<String>,
     pub api: Option<String>,
+    /// The request's method and path as Envoy logged them (a passthrough has no model).
+    pub method: Option<String>,
+    pub path: Option<String>,
     pub bytes_received: Option<u64>,
     pub rules: Vec<Entry>,
     pub response_rules: Vec<Entry>,
@@ -77,7 +80,7 @@ impl Record {
 }
 
 /// What reading saw besides the records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub files: u64,
     pub lines: u64,
@@ -85,6 +88,9 @@ pub struct Stats {
     pub records: u64,
     /// Lines that were not (blank lines are not counted at all).
     pub skipped: u64,
+    /// Files that could not be read to their end (a truncated gzip, a read error): each
+    /// `name: error`; the records read before the error are counted.
+    pub unreadable: Vec<String>,
 }
 
 /// One log source, open.
@@ -186,7 +192,13 @@ impl Source {
                         continue;
                     }
                     stats.lines = stats.lines.saturating_add(1);
-                    match parse_line(line) {
+                    // `copytruncate` rotation leaves Envoy writing at its old offset: the file
+                    // then starts with a run of NULs on the line of the next record.
+                    let text = line
+                        .iter()
+                        .position(|&byte| byte != 0)
+                        .unwrap_or(line.len());
+                    match parse_line(line.get(text..).unwrap_or_default()) {
                         Some(record) => {
                             stats.records = stats.records.saturating_add(1);
                             return Ok(Some(record));
@@ -199,15 +211,38 @@ impl Source {
     }
 }
 
-/// Reads every record of every file, in the order given, handing each to `each`.
+/// What to tell the user, on standard error, about files read only in part; the exit status
+/// is then 2 so that a script does not take a partial figure for the whole.
+pub fn unreadable_note(stats: &Stats) -> Option<String> {
+    (!stats.unreadable.is_empty()).then(|| {
+        let mut lines = vec![format!(
+            "posturio: {} could not be read to the end; the figures cover what was read before              the error, and every other file:",
+            if stats.unreadable.len() == 1 { "1 file" } else { "some files" }
+        )];
+        lines.extend(stats.unreadable.iter().map(|error| format!("  {error}")));
+        lines.join("\n")
+    })
+}
+
+/// Reads every record of every file, in the order given, handing each to `each`. A file
+/// that fails part way (a `.gz` still being written by logrotate) is named in
+/// `Stats::unreadable` and the others are still read; a file that cannot be opened is an error.
 pub fn read_all(names: &[String], mut each: impl FnMut(Record)) -> Result<Stats, CliError> {
     let mut stats = Stats::default();
     let mut line = Vec::new();
     for name in names {
         let mut source = open(name)?;
         stats.files = stats.files.saturating_add(1);
-        while let Some(record) = source.next_record(&mut line, &mut stats)? {
-            each(record);
+        loop {
+            match source.next_record(&mut line, &mut stats) {
+                Ok(Some(record)) => each(record),
+                Ok(None) => break,
+                Err(CliError::Read(error)) => {
+                    stats.unreadable.push(error);
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(stats)
@@ -240,6 +275,8 @@ pub fn parse_line(line: &[u8]) -> Option<Record> {
         model: text("posturio_model"),
         provider: text("posturio_provider"),
         api: text("posturio_api"),
+        method: text("method"),
+        path: text("path"),
         bytes_received: number("bytes_received"),
         rules: entries(&object, "posturio_rules"),
         response_rules: entries(&object, "posturio_response_rules"),

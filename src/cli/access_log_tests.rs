@@ -106,7 +106,8 @@ fn gzip_plain_junk_and_overlong_lines_are_read_and_counted() {
             files: 2,
             lines: 12,
             records: 8,
-            skipped: 4
+            skipped: 4,
+            unreadable: Vec::new(),
         }
     );
 }
@@ -120,4 +121,36 @@ fn a_missing_file_is_an_error_naming_it() {
             .starts_with("/nonexistent/access.log: cannot read"),
         "{error}"
     );
+}
+
+#[test]
+fn a_copytruncated_file_keeps_its_first_record_and_a_truncated_gzip_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = br#"{"posturio_decision":"allow","posturio_consumer":"a"}"#;
+    // After `copytruncate`, Envoy writes at its old offset: NULs, then the next record.
+    let mut holed = vec![0u8; 4096];
+    holed.extend_from_slice(line);
+    holed.push(b'\n');
+    let mut lines = Vec::new();
+    for _ in 0..2000 {
+        lines.extend_from_slice(line);
+        lines.push(b'\n');
+    }
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&lines).unwrap();
+    let whole = gzip.finish().unwrap();
+    let truncated = whole.get(..whole.len() / 2).unwrap();
+    let files = [
+        write(dir.path(), "access.log", &holed),
+        write(dir.path(), "access.log.1.gz", truncated),
+        write(dir.path(), "access.log.2", line),
+    ];
+    let mut seen = 0;
+    let stats = read_all(&files, |_| seen += 1).unwrap();
+    assert_eq!(stats.skipped, 0);
+    assert_eq!(stats.files, 3);
+    assert_eq!(stats.unreadable.len(), 1, "{:?}", stats.unreadable);
+    assert!(stats.unreadable[0].contains("access.log.1.gz"));
+    assert!((2..2002).contains(&seen), "{seen}");
+    assert!(unreadable_note(&stats).unwrap().contains("access.log.1.gz"));
 }

@@ -7,6 +7,7 @@ mod key;
 mod render;
 pub mod replay;
 mod replay_judge;
+mod replay_render;
 pub mod report;
 pub mod schema;
 

@@ -9,26 +9,34 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use serde_json::{json, Value};
-
 use super::access_log::{self, Record, Stats};
-use super::replay_judge::{consumer_for, judge, recorded_fate, unreplayable, Fate, Recorded};
-use super::report::{input_json, plural, shown, NONE, OTHER_MODELS};
+use super::replay_judge::{
+    consumer_for, judge, later_checks, recorded_fate, unreplayable, Fate, Recorded, EARLY_CODES,
+};
+pub use super::replay_render::{render_json, render_text};
+use super::report::{MAX_MODELS_PER_CONSUMER, NONE, OTHER_MODELS, REPLACED_CODES};
 use super::{config_errors, read, CliError, Output};
 use crate::pipeline::reservation_estimate;
 use crate::policy::budget::{self, Counter, Reserve, Unit, Window};
 use crate::policy::config::Mode;
+use crate::policy::limits::AskedOutput;
 use crate::policy::price::cost;
 use crate::policy::usage::Usage;
-use crate::policy::{rfc3339, Policy};
+use crate::policy::Policy;
 
 /// Rows kept apart at most (models come from clients): beyond, a consumer's models fold.
 const MAX_ROWS: usize = 100_000;
 
-/// How far out of start-time order a record may come and still be simulated in order: Envoy
-/// writes a line when the request ends, so a long stream is logged after shorter requests
-/// that started later. Budget events wait this long (in log time) before they are counted.
+/// How far out of start-time order a record may come and still be simulated in its budget
+/// window: Envoy writes a line when the request ends, so a long stream is logged after
+/// shorter requests that started later. Windows that ended this long before the latest
+/// start time seen are dropped; a record that starts before that is not simulated (counted
+/// as `late`).
 pub const REORDER_SECONDS: i64 = 900;
+
+/// Records held back at most to be simulated in start-time order: past it, the earliest is
+/// simulated at once (a dense log then runs in nearly start order, in bounded memory).
+pub const MAX_PENDING: usize = 16_384;
 
 /// What replay found for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,8 +61,13 @@ impl Change {
 pub struct Replay {
     /// (consumer, model, change, reason) → requests.
     pub rows: BTreeMap<(String, String, Change, String), u64>,
+    /// Model rows per consumer, for `MAX_MODELS_PER_CONSUMER`.
+    models: HashMap<String, usize>,
     /// (consumer, what cannot be replayed) → requests it concerns.
     pub cannot_replay: BTreeMap<(String, String), u64>,
+    /// (consumer, model, code) → requests refused at an early step (approval) that NEW would
+    /// let past it, into rules, guards or caps that never ran for them: not judged.
+    pub later_checks_not_run: BTreeMap<(String, String, String), u64>,
     /// Records refused before their consumer or model was known, for the request itself
     /// (malformed, unreadable, identity): kept as recorded, by code.
     pub not_replayed: BTreeMap<String, u64>,
@@ -63,13 +76,27 @@ pub struct Replay {
     pub old_mismatch: u64,
     /// Records that went through NEW's budget simulation.
     pub budgeted: u64,
-    /// Budget events that arrived later than `REORDER_SECONDS` out of order.
+    /// Budgeted records that started more than `REORDER_SECONDS` before the latest start
+    /// time simulated: their window was gone; judged without their budget.
     pub late: u64,
-    /// Records now allowed past a budget whose usage the log lacks (they were refused, so
-    /// nothing was charged): charged their reservation.
+    /// Records refused before (so nothing was charged) that NEW lets past a budget: charged
+    /// their reservation, as the filter charges a request whose usage is unknown.
     pub usage_unknown: u64,
     pub first: Option<i64>,
     pub last: Option<i64>,
+}
+
+/// What the log says a forwarded request was charged (or used).
+#[derive(Debug, Clone, Copy, Default)]
+struct Logged {
+    /// The usage the provider reported.
+    usage: Option<Usage>,
+    /// What the filter charged (`posturio_charged_*`), for a usage it did not know.
+    charged_tokens: Option<u64>,
+    charged_microusd: Option<u64>,
+    /// Forwarded under OLD: a record without usage or charge owed nothing (a provider error,
+    /// no provider reached, a passthrough).
+    forwarded: bool,
 }
 
 /// A record waiting for its turn in the budget simulation, ordered by start time, then by
@@ -83,9 +110,9 @@ struct Pending {
     evaluated: String,
     model: String,
     recorded: Fate,
-    /// What the request used, as the log says (`None`: never forwarded, or unknown).
-    tokens: Option<u64>,
-    usage: Option<Usage>,
+    /// Forwarded under NEW, then the answer withheld with this code (still charged).
+    replaced: Option<String>,
+    logged: Logged,
     provider: Option<String>,
     body_bytes: u64,
 }
@@ -110,14 +137,19 @@ impl Ord for Pending {
     }
 }
 
+/// A budget window's counter: consumer, window, unit and the start of the window.
+type WindowKey = (String, Window, Unit, u64);
+
 /// The budget windows of NEW, simulated over the log in start-time order, from empty: each
-/// request checked with its reservation as the filter computes it, then charged at once what
-/// it used (tokens as charged, dollars at NEW's prices).
+/// request checked with its reservation as the filter computes it, then charged at once
+/// what the filter charged (see `charge`). Each window is its own counter, so a record
+/// released out of order counts in its own window and never resets a later one.
 struct Budgets<'p> {
     policy: &'p Policy,
-    counters: HashMap<(String, Window, Unit), Counter>,
+    windows: HashMap<WindowKey, u64>,
     queue: BinaryHeap<Reverse<Pending>>,
     latest: Option<i64>,
+    /// The latest start time released: windows that ended `REORDER_SECONDS` before it go.
     released: Option<i64>,
     seq: u64,
 }
@@ -126,7 +158,7 @@ impl<'p> Budgets<'p> {
     fn new(policy: &'p Policy) -> Self {
         Budgets {
             policy,
-            counters: HashMap::new(),
+            windows: HashMap::new(),
             queue: BinaryHeap::new(),
             latest: None,
             released: None,
@@ -134,14 +166,14 @@ impl<'p> Budgets<'p> {
         }
     }
 
+    /// The earliest start time a window may still be charged for.
+    fn horizon(&self) -> Option<i64> {
+        self.released
+            .map(|released| released.saturating_sub(REORDER_SECONDS))
+    }
+
     /// Queues a record NEW forwards past every other step, for a consumer with a budget.
     fn push(&mut self, pending: Pending, replay: &mut Replay) {
-        if self
-            .released
-            .is_some_and(|released| pending.start < released)
-        {
-            replay.late = replay.late.saturating_add(1);
-        }
         self.latest = Some(self.latest.map_or(pending.start, |l| l.max(pending.start)));
         self.seq = self.seq.saturating_add(1);
         self.queue.push(Reverse(Pending {
@@ -152,7 +184,7 @@ impl<'p> Budgets<'p> {
         while self
             .queue
             .peek()
-            .is_some_and(|Reverse(next)| next.start < horizon)
+            .is_some_and(|Reverse(next)| next.start < horizon || self.queue.len() > MAX_PENDING)
         {
             self.release_one(replay);
         }
@@ -164,14 +196,49 @@ impl<'p> Budgets<'p> {
         }
     }
 
+    /// Drops the windows no record inside the reorder bound can fall in.
+    fn evict(&mut self) {
+        let Some(horizon) = self.horizon() else {
+            return;
+        };
+        let horizon = u64::try_from(horizon).unwrap_or(0);
+        self.windows
+            .retain(|(_, window, _, start), _| *start >= window.start(horizon));
+    }
+
     /// Counts the earliest queued record against its consumer's windows, with the filter's
-    /// own estimate (`reservation_estimate`), check (`budget::exceeded`) and counters.
+    /// own estimate (`reservation_estimate`) and check (`budget::exceeded`).
     fn release_one(&mut self, replay: &mut Replay) {
         let Some(Reverse(pending)) = self.queue.pop() else {
             return;
         };
+        let after_forward = pending
+            .replaced
+            .clone()
+            .map_or(Fate::Forwarded, Fate::Refused);
+        if self
+            .horizon()
+            .is_some_and(|horizon| pending.start < horizon)
+        {
+            replay.late = replay.late.saturating_add(1);
+            replay.count(
+                &pending.consumer,
+                &pending.model,
+                &pending.recorded,
+                after_forward,
+            );
+            return;
+        }
         replay.budgeted = replay.budgeted.saturating_add(1);
-        self.released = Some(pending.start);
+        let moved_on = self
+            .released
+            .is_none_or(|released| pending.start > released);
+        if moved_on {
+            self.released = Some(pending.start);
+            if self.seq % 1024 == 0 || self.windows.len() > MAX_PENDING {
+                self.evict();
+            }
+        }
         let now = u64::try_from(pending.start).unwrap_or(0);
         let name = pending.evaluated.as_str();
         let (Some(budget), Some(mode)) = (
@@ -182,57 +249,80 @@ impl<'p> Budgets<'p> {
                 &pending.consumer,
                 &pending.model,
                 &pending.recorded,
-                Fate::Forwarded,
+                after_forward,
             );
             return;
         };
         let body_bytes = usize::try_from(pending.body_bytes).unwrap_or(usize::MAX);
-        let reserve = reservation_estimate(self.policy, name, Some(&pending.model), body_bytes);
-        let counters = &self.counters;
+        // The log records no output-token value a request asked for: the consumer's cap, else
+        // the budget's default, is reserved, as for a request that gives none.
+        let reserve = reservation_estimate(
+            self.policy,
+            name,
+            Some(&pending.model),
+            body_bytes,
+            AskedOutput::NOT_READ,
+        );
+        let windows = &self.windows;
         let exceeded = budget::exceeded(budget, now, reserve, |limit| {
-            counters
-                .get(&(name.to_owned(), limit.window, limit.unit))
-                .copied()
-                .unwrap_or_default()
+            let window_start = limit.window.start(now);
+            Counter {
+                window_start,
+                used: windows
+                    .get(&(name.to_owned(), limit.window, limit.unit, window_start))
+                    .copied()
+                    .unwrap_or(0),
+            }
         });
         let fate = match (exceeded, mode) {
             (Some(_), Mode::Enforce) => Fate::Refused("budget_exceeded".to_owned()),
-            _ => Fate::Forwarded,
+            _ => after_forward,
         };
-        if fate == Fate::Forwarded {
+        if fate != Fate::Refused("budget_exceeded".to_owned()) {
             let charge = self.charge(&pending, reserve, replay);
             for limit in &budget.limits {
-                let key = (name.to_owned(), limit.window, limit.unit);
-                let counter = self.counters.get(&key).copied().unwrap_or_default();
-                let amount = charge.of(limit.unit);
-                self.counters
-                    .insert(key, counter.plus(limit.window, now, amount));
+                let key = (
+                    name.to_owned(),
+                    limit.window,
+                    limit.unit,
+                    limit.window.start(now),
+                );
+                let used = self.windows.entry(key).or_insert(0);
+                *used = used.saturating_add(charge.of(limit.unit));
             }
         }
         replay.count(&pending.consumer, &pending.model, &pending.recorded, fate);
     }
 
-    /// What a forwarded request is charged: the tokens the log says were charged (else its
-    /// usage), and its usage at NEW's price for the provider that served. Without usage the
-    /// filter charges at least the reservation, and so does replay.
+    /// What the filter charges a forwarded request (settle.rs): with usage known, the
+    /// usage (tokens as reported, dollars at NEW's price for the provider that served);
+    /// with usage unknown, what the log says was charged, or NEW's reservation when larger;
+    /// nothing for what owed nothing (a provider error, no provider reached, a passthrough
+    /// without usage). A request refused before has no usage: charged its reservation.
     fn charge(&self, pending: &Pending, reserve: Reserve, replay: &mut Replay) -> Reserve {
-        let price = self
-            .policy
-            .price(&pending.model, pending.provider.as_deref().unwrap_or(""));
-        match (pending.usage, pending.tokens) {
-            (Some(usage), tokens) => Reserve {
-                tokens: tokens.unwrap_or(usage.input.saturating_add(usage.output)),
-                microusd: price.map_or(reserve.microusd, |price| cost(&usage, &price)),
-            },
-            (None, Some(tokens)) => Reserve {
-                tokens: tokens.max(reserve.tokens),
-                microusd: reserve.microusd,
-            },
-            (None, None) => {
-                replay.usage_unknown = replay.usage_unknown.saturating_add(1);
-                reserve
-            }
+        let logged = pending.logged;
+        if let Some(usage) = logged.usage {
+            let price = self
+                .policy
+                .price(&pending.model, pending.provider.as_deref().unwrap_or(""));
+            return Reserve {
+                tokens: usage.input.saturating_add(usage.output),
+                microusd: price.map_or(logged.charged_microusd.unwrap_or(0), |price| {
+                    cost(&usage, &price)
+                }),
+            };
         }
+        if logged.charged_tokens.is_some() || logged.charged_microusd.is_some() {
+            return Reserve {
+                tokens: logged.charged_tokens.unwrap_or(0).max(reserve.tokens),
+                microusd: logged.charged_microusd.unwrap_or(0).max(reserve.microusd),
+            };
+        }
+        if logged.forwarded {
+            return Reserve::default();
+        }
+        replay.usage_unknown = replay.usage_unknown.saturating_add(1);
+        reserve
     }
 }
 
@@ -246,8 +336,13 @@ impl Replay {
             (Fate::Refused(_), Fate::Refused(reason)) => (Change::Unchanged, reason),
         };
         let mut key = (consumer.to_owned(), model.to_owned(), change, reason);
-        if self.rows.len() >= MAX_ROWS && !self.rows.contains_key(&key) {
-            key.1 = OTHER_MODELS.to_owned();
+        if !self.rows.contains_key(&key) {
+            let models = self.models.entry(consumer.to_owned()).or_insert(0);
+            if *models >= MAX_MODELS_PER_CONSUMER || self.rows.len() >= MAX_ROWS {
+                key.1 = OTHER_MODELS.to_owned();
+            } else {
+                *models = models.saturating_add(1);
+            }
         }
         let slot = self.rows.entry(key).or_insert(0);
         *slot = slot.saturating_add(1);
@@ -258,6 +353,13 @@ impl Replay {
             .iter()
             .filter(|((_, _, row_change, _), _)| *row_change == change)
             .fold(0u64, |sum, (_, count)| sum.saturating_add(*count))
+    }
+
+    /// Requests refused at approval that NEW lets into checks that never ran for them.
+    pub fn later_checks_total(&self) -> u64 {
+        self.later_checks_not_run
+            .values()
+            .fold(0u64, |sum, count| sum.saturating_add(*count))
     }
 
     pub fn not_replayed_total(&self) -> u64 {
@@ -323,11 +425,33 @@ fn replay_one(
         *slot = slot.saturating_add(1);
     }
     let fate = judge(new, old, record);
+    if let (Fate::Refused(code), Fate::Forwarded) = (&recorded, &fate) {
+        // Refused at approval: its rules, guards and caps never ran, so the log has no
+        // facts for them. Now allowed only when NEW has none for this consumer.
+        if EARLY_CODES.contains(&code.as_str()) && later_checks(new, consumer) {
+            let slot = replay
+                .later_checks_not_run
+                .entry((consumer.to_owned(), model.to_owned(), code.clone()))
+                .or_insert(0);
+            *slot = slot.saturating_add(1);
+            return;
+        }
+    }
+    // An answer withheld after forwarding was still forwarded: budgets see it.
+    let (fate, replaced) = match fate {
+        Fate::Refused(code) if REPLACED_CODES.contains(&code.as_str()) => {
+            (Fate::Forwarded, Some(code))
+        }
+        fate => (fate, None),
+    };
     let budgeted = consumer_for(new, consumer).filter(|entry| entry.budget.is_some());
     match (fate, budgeted) {
         (Fate::Forwarded, Some(evaluated)) => {
             let start = record.start.or(budgets.latest).unwrap_or(0);
-            let forwarded = record.forwarded();
+            let forwarded = match &recorded {
+                Fate::Forwarded => true,
+                Fate::Refused(code) => REPLACED_CODES.contains(&code.as_str()),
+            };
             let usage = record
                 .input_tokens
                 .zip(record.output_tokens)
@@ -339,6 +463,16 @@ fn replay_one(
                     reasoning: record.reasoning_tokens.unwrap_or(0),
                     cache_write: 0,
                 });
+            let logged = Logged {
+                usage,
+                // Logs written before charged figures: the token total, if any.
+                charged_tokens: record
+                    .charged_tokens
+                    .or(record.tokens)
+                    .filter(|_| forwarded),
+                charged_microusd: record.charged_microusd.filter(|_| forwarded),
+                forwarded,
+            };
             budgets.push(
                 Pending {
                     start,
@@ -347,15 +481,18 @@ fn replay_one(
                     evaluated: evaluated.name.clone(),
                     model: model.to_owned(),
                     recorded,
-                    tokens: record.charged_or_used_tokens().filter(|_| forwarded),
-                    usage,
+                    replaced,
+                    logged,
                     provider: record.provider.clone(),
                     body_bytes: record.bytes_received.unwrap_or(0),
                 },
                 replay,
             );
         }
-        (fate, _) => replay.count(consumer, model, &recorded, fate),
+        (fate, _) => {
+            let fate = replaced.map_or(fate, Fate::Refused);
+            replay.count(consumer, model, &recorded, fate);
+        }
     }
 }
 
@@ -452,168 +589,22 @@ pub fn replay(args: &[String]) -> Result<Output, CliError> {
     };
     let (replay, stats) = replay_logs(old, new, &args.logs)?;
     let changed = replay.total(Change::NowRefused) > 0 || replay.total(Change::NowAllowed) > 0;
+    let unreadable = access_log::unreadable_note(&stats);
     let stdout = if args.json {
         render_json(&replay, &stats).to_string()
     } else {
         render_text(&replay, &stats, &args.old, &args.new)
     };
-    Ok(Output {
-        code: i32::from(args.fail_on_change && changed),
-        stdout,
-        stderr: String::new(),
-    })
-}
-
-fn time(seconds: Option<i64>) -> Value {
-    seconds.map_or(Value::Null, |seconds| json!(rfc3339::format(seconds)))
-}
-
-pub fn render_json(replay: &Replay, stats: &Stats) -> Value {
-    let rows = |wanted: Change| -> Vec<Value> {
-        let mut rows: Vec<_> = replay
-            .rows
-            .iter()
-            .filter(|((_, _, change, _), _)| *change == wanted)
-            .collect();
-        rows.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
-        rows.into_iter()
-            .map(|((consumer, model, _, reason), requests)| {
-                json!({"consumer": consumer, "model": model, "reason": reason, "requests": requests})
-            })
-            .collect()
+    let code = if unreadable.is_some() {
+        2
+    } else {
+        i32::from(args.fail_on_change && changed)
     };
-    let cannot: Vec<Value> = replay
-        .cannot_replay
-        .iter()
-        .map(|((consumer, what), requests)| {
-            json!({"consumer": consumer, "what": what, "requests": requests})
-        })
-        .collect();
-    json!({
-        "schema": "posturio.replay.v1",
-        "input": input_json(stats),
-        "span": {"first": time(replay.first), "last": time(replay.last)},
-        "totals": {
-            "now_refused": replay.total(Change::NowRefused),
-            "now_allowed": replay.total(Change::NowAllowed),
-            "unchanged": replay.total(Change::Unchanged),
-            "not_replayed": replay.not_replayed_total(),
-        },
-        "now_refused": rows(Change::NowRefused),
-        "now_allowed": rows(Change::NowAllowed),
-        "unchanged": rows(Change::Unchanged),
-        "not_replayed": replay.not_replayed,
-        "cannot_replay": cannot,
-        "old_mismatch": replay.old_mismatch,
-        "budgets": {
-            "simulated": replay.budgeted,
-            "late_records": replay.late,
-            "usage_unknown": replay.usage_unknown,
-        },
+    Ok(Output {
+        code,
+        stdout,
+        stderr: unreadable.unwrap_or_default(),
     })
-}
-
-pub fn render_text(replay: &Replay, stats: &Stats, old: &str, new: &str) -> String {
-    let mut lines = vec![
-        format!(
-            "replay of {} ({} in {}, {} skipped) under {new}, against what was decided under \
-             {old}",
-            plural(stats.records, "record"),
-            plural(stats.lines, "line"),
-            plural(stats.files, "file"),
-            stats.skipped
-        ),
-        match (replay.first, replay.last) {
-            (Some(first), Some(last)) => format!(
-                "span: {} to {} (UTC)",
-                rfc3339::format(first),
-                rfc3339::format(last)
-            ),
-            _ => "span: no start times".to_owned(),
-        },
-        format!(
-            "now refused {}, now allowed {}, unchanged {}, not replayed {}",
-            replay.total(Change::NowRefused),
-            replay.total(Change::NowAllowed),
-            replay.total(Change::Unchanged),
-            replay.not_replayed_total()
-        ),
-    ];
-    for (change, heading) in [
-        (
-            Change::NowRefused,
-            "now refused (forwarded before; reason NEW gives)",
-        ),
-        (
-            Change::NowAllowed,
-            "now allowed (refused before; the code it was refused with)",
-        ),
-    ] {
-        let mut rows: Vec<_> = replay
-            .rows
-            .iter()
-            .filter(|((_, _, row_change, _), _)| *row_change == change)
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        rows.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
-        lines.push(String::new());
-        lines.push(heading.to_owned());
-        for ((consumer, model, _, reason), requests) in rows {
-            lines.push(format!(
-                "  {requests:>8}  consumer {}, model {}: {}",
-                shown(consumer),
-                shown(model),
-                shown(reason)
-            ));
-        }
-    }
-    if !replay.not_replayed.is_empty() {
-        lines.push(String::new());
-        lines.push(
-            "not replayed (refused for the request itself or its identity, before its consumer \
-             and model were judged; kept as recorded):"
-                .to_owned(),
-        );
-        for (code, requests) in &replay.not_replayed {
-            lines.push(format!("  {requests:>8}  {}", shown(code)));
-        }
-    }
-    if !replay.cannot_replay.is_empty() {
-        lines.push(String::new());
-        lines.push(
-            "cannot be replayed from the log (prompts and what clients presented are not \
-             logged); the counts are the requests concerned, judged on what the log has:"
-                .to_owned(),
-        );
-        for ((consumer, what), requests) in &replay.cannot_replay {
-            lines.push(format!(
-                "  {requests:>8}  consumer {}: {what}",
-                shown(consumer)
-            ));
-        }
-    }
-    if replay.budgeted > 0 {
-        lines.push(String::new());
-        lines.push(format!(
-            "budgets: NEW's windows simulated from empty over this log only for {}, each \
-             checked with its reservation and charged what it used at NEW's prices; {} now \
-             allowed past a budget had no usage (charged their reservation); {} came more than \
-             {REORDER_SECONDS} s out of order",
-            plural(replay.budgeted, "request"),
-            replay.usage_unknown,
-            replay.late
-        ));
-    }
-    if replay.old_mismatch > 0 {
-        lines.push(format!(
-            "warning: {} records are not decided as OLD decides them: was the log written \
-             under OLD?",
-            replay.old_mismatch
-        ));
-    }
-    lines.join("\n")
 }
 
 #[cfg(test)]

@@ -5,14 +5,16 @@
 //! show — a rule or guard NEW adds, a changed pattern, the output a request asked for, what
 //! the client presented as its identity — is listed by `unreplayable`.
 
+use crate::pipeline::classification::passthrough_for;
 use crate::policy::compiled::Consumer;
 use crate::policy::config::{
     CapAction, GuardAction, GuardOnError, Mode, OpaqueContent, RuleAction,
 };
 use crate::policy::guards::Guard;
-use crate::policy::Policy;
+use crate::policy::{ApiFamily, Policy};
 
 use super::access_log::{Decision, Record};
+use super::report::REPLACED_CODES;
 
 /// Whether a request reaches a provider, and if not, the code it is refused with.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,15 +53,29 @@ const KEPT_CODES: &[&str] = &[
     "usage_unreadable",
 ];
 
-/// Codes of a request the policy forwarded that failed after (no provider answered, or the
-/// answer could not be read): forwarded, as far as the policy goes.
-const AFTER_FORWARD_CODES: &[&str] = &["upstream_unavailable", "response_unreadable"];
+/// Codes of a request the policy forwarded that failed after, no provider answering:
+/// forwarded, as far as the policy goes.
+const AFTER_FORWARD_CODES: &[&str] = &["upstream_unavailable"];
+
+/// Codes of the steps before inspection: a request refused with one never met the rules,
+/// guards and caps after, so the log has no facts for them.
+pub const EARLY_CODES: &[&str] = &[
+    "unknown_consumer",
+    "consumer_not_allowed",
+    "model_not_found",
+    "model_not_approved",
+    "provider_api_mismatch",
+];
 
 /// The recorded fate, or why the record is kept as it is.
 pub fn recorded_fate(record: &Record) -> Recorded {
     let code = record.code.as_deref().unwrap_or("");
     match record.decision {
         None => Recorded::Kept("not_decided_by_posturio".to_owned()),
+        // Forwarded, then the answer withheld: the client got this refusal.
+        Some(_) if REPLACED_CODES.contains(&code) => {
+            Recorded::Judged(Fate::Refused(code.to_owned()))
+        }
         Some(Decision::Allow | Decision::Audit) => Recorded::Judged(Fate::Forwarded),
         Some(Decision::Deny) if AFTER_FORWARD_CODES.contains(&code) => {
             Recorded::Judged(Fate::Forwarded)
@@ -107,6 +123,11 @@ fn judge_steps(policy: &Policy, logged: &Policy, record: &Record) -> Result<(), 
     let code = record.code.as_deref().unwrap_or("");
     if let Some(model) = record.model.as_deref() {
         approve(policy, consumer, model, record.api.as_deref())?;
+    } else if let (Some(path), Some(_)) = (record.path.as_deref(), record.provider.as_deref()) {
+        // Forwarded without a model: a passthrough, found with the policy's own lookup.
+        let method = record.method.as_deref().unwrap_or("GET");
+        passthrough_for(policy, method, path, ApiFamily::OpenAi)
+            .map_err(|_| "unsupported_endpoint".to_owned())?;
     }
     inspect(policy, logged, consumer, record)?;
     if code == "opaque_content" {
@@ -236,7 +257,11 @@ fn guards(policy: &Policy, consumer: &Consumer, record: &Record) -> Result<(), S
 }
 
 /// The answer rules that fired: one that blocks withholds the answer (`response_blocked`).
+/// An answer that could not be read is taken to be unreadable again.
 fn answer(policy: &Policy, consumer: &Consumer, record: &Record) -> Result<(), String> {
+    if record.code.as_deref() == Some("response_unreadable") {
+        return Err("response_unreadable".to_owned());
+    }
     let answer_rules = policy.answer_rules(Some(consumer));
     for hit in &record.response_rules {
         let found = answer_rules
@@ -251,10 +276,58 @@ fn answer(policy: &Policy, consumer: &Consumer, record: &Record) -> Result<(), S
     Ok(())
 }
 
+/// Whether NEW checks anything after approval for the consumer a record was logged as
+/// (request rules, guards, a refusing output cap): facts a request refused at approval
+/// never recorded.
+pub fn later_checks(policy: &Policy, name: &str) -> bool {
+    consumer_for(policy, name).is_some_and(|consumer| {
+        policy.inspects_requests(Some(consumer))
+            || !consumer.guards.is_empty()
+            || !policy.answer_rules(Some(consumer)).is_empty()
+            || consumer
+                .output_cap
+                .is_some_and(|cap| cap.action == CapAction::Refuse)
+    })
+}
+
 /// What a consumer's records cannot show under `new`, against `old`: each line one thing
 /// NEW looks at that the log does not keep.
 pub fn unreplayable(old: &Policy, new: &Policy, name: &str) -> Vec<String> {
     let mut notes = Vec::new();
+    let falls_back = |policy: &Policy| {
+        !matches!(
+            policy.identity,
+            crate::policy::compiled::Identity::Verified(_)
+        )
+    };
+    if name == crate::policy::compiled::DEFAULT_CONSUMER && falls_back(new) {
+        let mut added: Vec<&String> = new
+            .consumers
+            .keys()
+            .filter(|added| !old.consumers.contains_key(*added))
+            .collect();
+        added.sort();
+        for added in added {
+            notes.push(format!(
+                "consumer \"{added}\" is new: a request logged as default may have named it \
+                 (an unknown name is logged as default), and NEW would judge it as \"{added}\""
+            ));
+        }
+    }
+    let entries = |policy: &Policy| -> Vec<(String, String)> {
+        policy
+            .passthrough
+            .iter()
+            .map(|entry| (entry.method.clone(), entry.path_prefix.clone()))
+            .collect()
+    };
+    if entries(old) != entries(new) {
+        notes.push(
+            "the passthrough entries changed: records are judged with NEW's entries by their \
+             logged path; one logged without its path is judged as forwarded"
+                .to_owned(),
+        );
+    }
     if old.identity != new.identity {
         notes.push(
             "the identity sources changed: the log has the consumer each request was \

@@ -237,3 +237,50 @@ fn what_needs_the_prompt_is_listed() {
     );
     assert!(unreplayable(&old, &old, "team").is_empty());
 }
+
+#[test]
+fn a_passthrough_is_judged_with_the_policys_own_lookup() {
+    let with = policy(&POLICY.replace(
+        r#""rules": [
+    {"#,
+        r#""passthrough": [ { "method": "GET", "path_prefix": "/v1/files", "provider": "openai" } ],
+  "rules": [
+    {"#,
+    ));
+    let without = policy(POLICY);
+    let line = r#"{"posturio_decision":"allow","posturio_consumer":"team","posturio_provider":"openai","method":"GET","path":"/v1/files/file-1"}"#;
+    assert_eq!(fate(&with, line), Fate::Forwarded);
+    assert_eq!(fate(&without, line), refused("unsupported_endpoint"));
+    assert!(unreplayable(&with, &without, "team")
+        .iter()
+        .any(|note| note.contains("passthrough entries changed")));
+}
+
+#[test]
+fn a_new_consumer_clients_may_already_name_is_said_of_default() {
+    let old = policy(POLICY);
+    let new = policy(&POLICY.replace(
+        r#""default": {"#,
+        r#""nobody": { "models": ["claude"] }, "default": {"#,
+    ));
+    let notes = unreplayable(&old, &new, "default");
+    assert!(
+        notes
+            .iter()
+            .any(|note| note.contains("consumer \"nobody\" is new")),
+        "{notes:?}"
+    );
+    assert!(unreplayable(&old, &new, "team").is_empty());
+}
+
+#[test]
+fn an_answer_withheld_is_recorded_as_refused_and_judged_so_again() {
+    let policy = policy(POLICY);
+    let line = r#"{"posturio_decision":"allow","posturio_code":"response_unreadable","posturio_consumer":"team","posturio_model":"gpt-4o"}"#;
+    let record = parse_line(line.as_bytes()).unwrap();
+    assert_eq!(
+        recorded_fate(&record),
+        Recorded::Judged(refused("response_unreadable"))
+    );
+    assert_eq!(fate(&policy, line), refused("response_unreadable"));
+}

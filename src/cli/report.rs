@@ -16,7 +16,12 @@ use crate::policy::rfc3339;
 /// client sending endless made-up model names cannot make the report grow without bound.
 pub const MAX_GROUPS: usize = 100_000;
 
-/// The row name of models folded together once `MAX_GROUPS` is reached.
+/// Model rows one consumer keeps apart at most: model names come from clients (a made-up
+/// name costs a client one free 403), so one consumer's junk must not fold another's models.
+pub const MAX_MODELS_PER_CONSUMER: usize = 1_000;
+
+/// The row name of models folded together once `MAX_MODELS_PER_CONSUMER` (or `MAX_GROUPS`)
+/// is reached.
 pub const OTHER_MODELS: &str = "(other models)";
 
 /// The row name of a value the log does not have.
@@ -28,8 +33,14 @@ pub struct Tally {
     pub requests: u64,
     /// Decided `allow` or `audit`: the policy let them go to a provider.
     pub forwarded: u64,
-    /// Decided `deny`.
+    /// Decided `deny`, or forwarded and then answered with a refusal in place of the
+    /// provider's answer (`replaced`).
     pub refused: u64,
+    /// Forwarded, then the answer withheld: `response_blocked`, `response_unreadable` (logged
+    /// `allow` with that code; the client got an error, the provider was paid).
+    pub replaced: u64,
+    /// A sum reached `u64::MAX` and stopped there: its figure is a floor, not the total.
+    pub saturated: bool,
     pub audited: u64,
     /// No Posturio decision (refused before the filter, say).
     pub undecided: u64,
@@ -69,9 +80,22 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
     }
 }
 
-fn add(sum: &mut u64, value: Option<u64>) {
-    *sum = sum.saturating_add(value.unwrap_or(0));
+/// Adds to a sum; `saturated` records a sum that hit `u64::MAX` (a hostile usage figure, say).
+fn add(sum: &mut u64, value: Option<u64>, saturated: &mut bool) {
+    let Some(value) = value else {
+        return;
+    };
+    match sum.checked_add(value) {
+        Some(total) => *sum = total,
+        None => {
+            *sum = u64::MAX;
+            *saturated = true;
+        }
+    }
 }
+
+/// The codes of a forwarded request whose answer the filter replaced with a refusal.
+pub const REPLACED_CODES: &[&str] = &["response_blocked", "response_unreadable"];
 
 fn merge(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     for (key, count) in from {
@@ -94,7 +118,13 @@ impl Tally {
                 self.audited = self.audited.saturating_add(1);
                 bump(&mut self.audits, code);
             }
-            Some(Decision::Allow) => {}
+            Some(Decision::Allow) => {
+                if REPLACED_CODES.contains(&code) {
+                    self.refused = self.refused.saturating_add(1);
+                    self.replaced = self.replaced.saturating_add(1);
+                    bump(&mut self.refusals, code);
+                }
+            }
         }
         if record.forwarded() {
             self.forwarded = self.forwarded.saturating_add(1);
@@ -113,16 +143,25 @@ impl Tally {
         if record.input_tokens.is_some() || record.output_tokens.is_some() {
             self.usage_known = self.usage_known.saturating_add(1);
         }
-        add(&mut self.input_tokens, record.input_tokens);
-        add(&mut self.output_tokens, record.output_tokens);
-        add(&mut self.cached_tokens, record.cached_tokens);
-        add(&mut self.reasoning_tokens, record.reasoning_tokens);
-        if let Some(cost) = record.cost_microusd {
+        let saturated = &mut self.saturated;
+        add(&mut self.input_tokens, record.input_tokens, saturated);
+        add(&mut self.output_tokens, record.output_tokens, saturated);
+        add(&mut self.cached_tokens, record.cached_tokens, saturated);
+        add(
+            &mut self.reasoning_tokens,
+            record.reasoning_tokens,
+            saturated,
+        );
+        if record.cost_microusd.is_some() {
             self.cost_known = self.cost_known.saturating_add(1);
-            self.cost_microusd = self.cost_microusd.saturating_add(cost);
         }
-        add(&mut self.charged_tokens, record.charged_tokens);
-        add(&mut self.charged_microusd, record.charged_microusd);
+        add(&mut self.cost_microusd, record.cost_microusd, saturated);
+        add(&mut self.charged_tokens, record.charged_tokens, saturated);
+        add(
+            &mut self.charged_microusd,
+            record.charged_microusd,
+            saturated,
+        );
         // A refused request's log names the provider its model would have gone to.
         if let (Some(provider), true) = (&record.provider, record.forwarded()) {
             bump(&mut self.providers, provider);
@@ -130,8 +169,10 @@ impl Tally {
     }
 
     pub fn merge(&mut self, other: &Tally) {
-        let sum = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        let mut saturated = self.saturated || other.saturated;
+        let mut sum = |a: &mut u64, b: u64| add(a, Some(b), &mut saturated);
         sum(&mut self.requests, other.requests);
+        sum(&mut self.replaced, other.replaced);
         sum(&mut self.forwarded, other.forwarded);
         sum(&mut self.refused, other.refused);
         sum(&mut self.audited, other.audited);
@@ -152,6 +193,7 @@ impl Tally {
         merge(&mut self.response_rules, &other.response_rules);
         merge(&mut self.guards, &other.guards);
         merge(&mut self.providers, &other.providers);
+        self.saturated = saturated;
     }
 
     fn tokens(&self) -> u64 {
@@ -174,6 +216,8 @@ impl Tally {
             "requests": self.requests,
             "forwarded": self.forwarded,
             "refused": self.refused,
+            "replaced": self.replaced,
+            "saturated": self.saturated,
             "audited": self.audited,
             "undecided": self.undecided,
             "refusals": self.refusals,
@@ -231,6 +275,8 @@ pub fn dollars(microusd: u64) -> String {
 #[derive(Debug, Default)]
 pub struct Report {
     pub groups: HashMap<(String, String), Tally>,
+    /// Model rows per consumer, for `MAX_MODELS_PER_CONSUMER`.
+    pub models: HashMap<String, usize>,
     pub first: Option<i64>,
     pub last: Option<i64>,
 }
@@ -244,10 +290,16 @@ impl Report {
         let consumer = record.consumer.as_deref().unwrap_or(NONE);
         let model = record.model.as_deref().unwrap_or(NONE);
         let key = (consumer.to_owned(), model.to_owned());
-        let key = if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&key) {
-            (consumer.to_owned(), OTHER_MODELS.to_owned())
-        } else {
+        let key = if self.groups.contains_key(&key) {
             key
+        } else {
+            let models = self.models.entry(consumer.to_owned()).or_insert(0);
+            if *models >= MAX_MODELS_PER_CONSUMER || self.groups.len() >= MAX_GROUPS {
+                (consumer.to_owned(), OTHER_MODELS.to_owned())
+            } else {
+                *models = models.saturating_add(1);
+                key
+            }
         };
         self.groups.entry(key).or_default().add(record);
     }
@@ -307,10 +359,11 @@ pub fn report(args: &[String]) -> Result<Output, CliError> {
     } else {
         render_text(&report, &stats)
     };
+    let unreadable = access_log::unreadable_note(&stats);
     Ok(Output {
-        code: 0,
+        code: if unreadable.is_some() { 2 } else { 0 },
         stdout,
-        stderr: String::new(),
+        stderr: unreadable.unwrap_or_default(),
     })
 }
 
@@ -346,6 +399,7 @@ pub fn input_json(stats: &Stats) -> Value {
         "lines": stats.lines,
         "records": stats.records,
         "skipped_lines": stats.skipped,
+        "unreadable_files": stats.unreadable,
     })
 }
 
@@ -362,10 +416,18 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
 /// The lines of one tally below its heading, indented.
 fn details(tally: &Tally, indent: &str) -> Vec<String> {
     let mut lines = vec![format!(
-        "{indent}requests {}: forwarded {}, refused {}, audited {}{}",
+        "{indent}requests {}: forwarded {}, refused {}{}, audited {}{}",
         tally.requests,
         tally.forwarded,
         tally.refused,
+        if tally.replaced > 0 {
+            format!(
+                " ({} of them forwarded, then the answer replaced by a refusal)",
+                tally.replaced
+            )
+        } else {
+            String::new()
+        },
         tally.audited,
         if tally.undecided > 0 {
             format!(", not decided by Posturio {}", tally.undecided)
@@ -389,7 +451,7 @@ fn details(tally: &Tally, indent: &str) -> Vec<String> {
     ));
     if tally.charged_tokens > 0 || tally.charged_microusd > 0 {
         lines.push(format!(
-            "{indent}charged to budgets: {} tokens, {}",
+            "{indent}charged (as budgets would be): {} tokens, {}",
             tally.charged_tokens,
             dollars(tally.charged_microusd)
         ));
@@ -481,9 +543,24 @@ pub fn render_text(report: &Report, stats: &Stats) -> String {
         )),
         _ => lines.push("span: no start times".to_owned()),
     }
+    let totals = report.totals();
+    if report.groups.keys().any(|(_, model)| model == OTHER_MODELS) {
+        lines.push(format!(
+            "models past the first {MAX_MODELS_PER_CONSUMER} of a consumer are folded into its \
+             row \"{OTHER_MODELS}\"; model names are shown as logged (a lookalike name is the \
+             client's text: its code says whether the catalogue knew it)"
+        ));
+    }
+    if totals.saturated {
+        lines.push(
+            "warning: a sum reached 18446744073709551615 and stopped: the figures marked are \
+             floors (a usage or cost figure in the log is absurd)"
+                .to_owned(),
+        );
+    }
     lines.push(String::new());
     lines.push("totals".to_owned());
-    lines.extend(details(&report.totals(), "  "));
+    lines.extend(details(&totals, "  "));
     let rows = report.rows();
     lines.push(String::new());
     lines.push("by consumer and model, most refused and audited first, then by spend".to_owned());

@@ -78,16 +78,45 @@ fn rows_come_most_refused_first_and_totals_sum_them() {
 }
 
 #[test]
-fn endless_model_names_fold_into_one_row() {
+fn endless_model_names_fold_into_one_row_of_their_own_consumer() {
     let mut report = Report::default();
-    for index in 0..MAX_GROUPS + 5 {
+    for index in 0..MAX_MODELS_PER_CONSUMER + 5 {
         report.add(&record(&format!(
             r#"{{"posturio_decision":"deny","posturio_code":"model_not_found","posturio_consumer":"a","posturio_model":"m{index}"}}"#
         )));
     }
-    assert_eq!(report.groups.len(), MAX_GROUPS + 1);
+    // Another consumer's real model, first seen after the flood, keeps its name.
+    report.add(&record(
+        r#"{"posturio_decision":"allow","posturio_consumer":"b","posturio_model":"gpt-4o","posturio_cost_microusd":"7"}"#,
+    ));
+    assert_eq!(report.groups.len(), MAX_MODELS_PER_CONSUMER + 2);
     let other = &report.groups[&("a".to_owned(), OTHER_MODELS.to_owned())];
     assert_eq!(other.requests, 5);
+    assert_eq!(
+        report.groups[&("b".to_owned(), "gpt-4o".to_owned())].cost_microusd,
+        7
+    );
+    assert!(render_text(&report, &Stats::default()).contains("are folded into its row"));
+}
+
+#[test]
+fn an_answer_withheld_after_forwarding_is_refused_and_sums_say_when_they_saturate() {
+    let mut report = Report::default();
+    for _ in 0..2 {
+        report.add(&record(
+            r#"{"posturio_decision":"allow","posturio_code":"response_blocked","posturio_consumer":"a","posturio_model":"m","posturio_cost_microusd":"18446744073709551615"}"#,
+        ));
+    }
+    let totals = report.totals();
+    assert_eq!(
+        (totals.forwarded, totals.refused, totals.replaced),
+        (2, 2, 2)
+    );
+    assert_eq!(totals.refusals["response_blocked"], 2);
+    assert!(totals.saturated);
+    let text = render_text(&report, &Stats::default());
+    assert!(text.contains("warning: a sum reached"), "{text}");
+    assert!(text.contains("then the answer replaced"), "{text}");
 }
 
 #[test]

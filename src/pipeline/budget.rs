@@ -7,6 +7,7 @@
 use super::host::Host;
 use super::state::{Pending, Reservation, Settlement};
 use crate::policy::budget::{self, Counter, Limit, Reserve, Unit, CAS_RETRIES};
+use crate::policy::limits::AskedOutput;
 use crate::policy::price::cost;
 use crate::policy::usage::Usage;
 use crate::policy::{Code, Mode, Policy, Reply};
@@ -44,23 +45,21 @@ pub(super) enum Checked {
 }
 
 /// What a request is expected to use: its body at `BYTES_PER_TOKEN` for the input, and for
-/// the output the consumer's `max_output_tokens` (the most any of its requests may ask for),
-/// else the budget's `default_output_tokens`; priced at the highest price among the model
-/// and its targets.
+/// the output what it asks for (`reserved_output`); priced at the highest price among the
+/// model and its targets.
 pub(crate) fn estimate(
     policy: &Policy,
     consumer: &str,
     model: Option<&str>,
     body_bytes: usize,
+    asked: AskedOutput,
 ) -> Reserve {
     let Some(limits) = policy.budget_for(consumer) else {
         return Reserve::default();
     };
     let usage = Usage {
         input: budget::tokens_in(u64::try_from(body_bytes).unwrap_or(u64::MAX)),
-        output: policy
-            .output_cap_for(consumer)
-            .unwrap_or(limits.default_output_tokens),
+        output: reserved_output(policy, consumer, asked, limits.default_output_tokens),
         cached: 0,
         reasoning: 0,
         cache_write: 0,
@@ -69,6 +68,21 @@ pub(crate) fn estimate(
     Reserve {
         tokens: usage.input.saturating_add(usage.output),
         microusd: price.map_or(0, |price| cost(&usage, &price)),
+    }
+}
+
+/// The output tokens reserved for a request: what it asks for (the largest value times its
+/// outputs), held to the consumer's `max_output_tokens` where the cap is enforced (the
+/// request is clamped or refused to it); else the cap; else `default_output_tokens` for each
+/// output. In audit mode the cap changes no body, so what is asked is reserved whole.
+fn reserved_output(policy: &Policy, consumer: &str, asked: AskedOutput, default: u64) -> u64 {
+    let cap = policy.output_cap_for(consumer);
+    let enforced = policy.consumer_mode(consumer) == Some(Mode::Enforce);
+    match (asked.total(), cap) {
+        (Some(total), Some(cap)) if enforced => total.min(cap),
+        (Some(total), _) => total,
+        (None, Some(cap)) => cap,
+        (None, None) => default.saturating_mul(asked.outputs),
     }
 }
 

@@ -141,7 +141,7 @@ pub(super) fn unsupported_endpoint(method: &str, target: &str, shape: ApiFamily)
 /// A path that may name a listing of models (or of deployments) is never forwarded, whatever
 /// entry matches it: model lists are the gateway's to answer, and the provider's would list
 /// every model it serves, under its own names.
-pub(super) fn passthrough_for(
+pub(crate) fn passthrough_for(
     policy: &Policy,
     method: &str,
     target: &str,

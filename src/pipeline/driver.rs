@@ -36,6 +36,7 @@ use super::Flow;
 use crate::policy::api_keys::credential_headers_sent;
 use crate::policy::config::DEFAULT_ROUTE_HEADER;
 use crate::policy::guards::Subject;
+use crate::policy::limits::AskedOutput;
 use crate::policy::request::{only, values};
 use crate::policy::usage::UsageFormat;
 use crate::policy::{ApiFamily, Code, Policy, Reply};
@@ -446,7 +447,8 @@ impl<H: Host> Request<H> {
         let budget_audit = match pending.consumer.as_deref() {
             Some(consumer) if policy.budget_for(consumer).is_some() => {
                 let model = facts.model.as_deref();
-                let estimate = budget::estimate(policy, consumer, model, body_size);
+                let asked = facts.asked_output.unwrap_or(AskedOutput::NOT_READ);
+                let estimate = budget::estimate(policy, consumer, model, body_size, asked);
                 match budget::reserve(&self.host, policy, pending, estimate) {
                     Checked::Unbudgeted => None,
                     Checked::Reserved(reservation) => {
@@ -671,3 +673,7 @@ mod pool_tests;
 #[cfg(test)]
 #[path = "spend_tests.rs"]
 mod spend_tests;
+
+#[cfg(test)]
+#[path = "asked_output_tests.rs"]
+mod asked_output_tests;

@@ -37,11 +37,12 @@ pub(super) fn decide_endpoint(
         .and_then(|consumer| policy.consumers.get(consumer));
 
     // One pass: scan only when some rule applies to this consumer; locate the limits'
-    // fields only when a limit applies.
+    // fields only when a limit applies (a cap, or a budget, which reserves what is asked).
     let inspected = policy.inspects_requests(consumer);
     let watch = Watch {
         stream: limits::has_stream_flag(endpoint),
-        output_tokens: consumer.is_some_and(|consumer| consumer.output_cap.is_some())
+        output_tokens: consumer
+            .is_some_and(|consumer| consumer.output_cap.is_some() || consumer.budget.is_some())
             && limits::has_cap_fields(classified),
     };
     // The guards' text is kept from the same walk, only when a guard applies.

@@ -1,5 +1,6 @@
 //! The limits step: what the request limits change or refuse — usage asked of a stream, a
-//! budget's need to read the answer's usage, and the consumer's output-token cap.
+//! budget's need to read the answer's usage and the output it asks for, and the consumer's
+//! output-token cap.
 
 use super::refusals::audit_or_refuse;
 use super::state::{Facts, Pending};
@@ -34,6 +35,15 @@ pub(super) fn limit_changes(
     // not be read would never be charged.
     if let Some(consumer) = consumer.filter(|consumer| policy.budget_for(&consumer.name).is_some())
     {
+        // Read before the cap changes anything: the cap's effect is applied to what was asked
+        // when the reservation is made (`budget::estimate`).
+        facts.asked_output = Some(limits::asked_output(
+            classified,
+            body,
+            &walked.located,
+            &consumer.name,
+            shape,
+        )?);
         let unread =
             stream_usage::unread_usage(classified, &pending.path, flags, facts.stream_usage_added)
                 .or_else(|| pending.unread_headers.clone());

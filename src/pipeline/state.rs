@@ -6,6 +6,7 @@ use crate::policy::budget::Reserve;
 use crate::policy::classify::Classified;
 use crate::policy::guards::GuardRequest;
 use crate::policy::inspect::Fired;
+use crate::policy::limits::AskedOutput;
 use crate::policy::model_list::ModelListRequest;
 use crate::policy::plan::Plan;
 use crate::policy::usage::{Usage, UsageFormat};
@@ -97,6 +98,8 @@ pub struct Facts {
     pub output_cap_added: bool,
     /// `stream_options.include_usage: true` was set so the stream reports its usage.
     pub stream_usage_added: bool,
+    /// The output the request asks for, read for a budgeted consumer's reservation.
+    pub asked_output: Option<AskedOutput>,
     /// Each guard asked, with its outcome (`allow`, `flagged`, `error`, `timeout`).
     pub guards: Vec<(String, &'static str)>,
 }

@@ -89,7 +89,7 @@ impl Choices {
 
 /// The choice-count fields of each API: `n` and `best_of` (OpenAI completions generate
 /// `best_of` and return `n`), Gemini's `candidateCount` in either spelling.
-const CHOICE_FIELDS: [(Watched, &str); 4] = [
+pub(super) const CHOICE_FIELDS: [(Watched, &str); 4] = [
     (Watched::Choices, "n"),
     (Watched::BestOf, "best_of"),
     (Watched::GeminiCandidateCount, "candidateCount"),

@@ -1,5 +1,6 @@
 //! Request limits that edit the body: a consumer's cap on output tokens (`output_cap`), and
-//! usage reporting for OpenAI-style streams (`stream_usage`). Pure functions of the walked
+//! usage reporting for OpenAI-style streams (`stream_usage`); and the output a request asks
+//! for, which a budget reserves (`asked_output`). Pure functions of the walked
 //! body; `decide_body` merges the changes they ask for with the model rewrite and the
 //! redactions, into one copy of the body (`into_edits`).
 //!
@@ -14,6 +15,7 @@ use super::classify::{Classified, Endpoint};
 use super::redact::Edit;
 use super::usage::UsageFormat;
 
+mod asked_output;
 mod choices;
 mod keys;
 mod output_cap;
@@ -21,6 +23,7 @@ mod service_tier;
 pub mod stream_usage;
 
 pub use super::body::watch::{has_stream_flag, reports_stream_usage};
+pub use asked_output::{asked_output, AskedOutput};
 pub use output_cap::{has_cap_fields, output_cap, CapOutcome, CapRequest, Enforcement};
 pub use service_tier::premium_service_tier;
 pub use stream_usage::include_usage;

@@ -14,9 +14,9 @@ use crate::policy::shorten::shorten;
 
 /// One spelling of a watched field: the value, and the key clients send it under.
 #[derive(Debug, Clone, Copy)]
-struct Spelling {
-    what: Watched,
-    name: &'static str,
+pub(super) struct Spelling {
+    pub what: Watched,
+    pub name: &'static str,
 }
 
 const fn spelling(what: Watched, name: &'static str) -> Spelling {
@@ -25,7 +25,7 @@ const fn spelling(what: Watched, name: &'static str) -> Spelling {
 
 /// Where an endpoint's output-token fields are.
 #[derive(Debug, Clone, Copy)]
-enum OutputFields {
+pub(super) enum OutputFields {
     /// Nothing is generated (embeddings, token counts): no cap.
     None,
     /// The body is the model's own format: a cap cannot be enforced.
@@ -35,12 +35,12 @@ enum OutputFields {
 
 /// An endpoint's output-token fields.
 #[derive(Debug, Clone, Copy)]
-struct CapFields {
+pub(super) struct CapFields {
     /// Empty: the fields are top-level. Otherwise the spellings of the key of the object that
     /// holds them (giving two is refused).
-    container: &'static [Spelling],
+    pub container: &'static [Spelling],
     /// The first is the one added when none is given.
-    fields: &'static [Spelling],
+    pub fields: &'static [Spelling],
     /// The fields are spellings of one field (giving two is refused), each matching the
     /// container spelling at the same index; otherwise distinct fields, each checked.
     spellings: bool,
@@ -63,7 +63,7 @@ const GEMINI: &[Spelling] = &[
 const INFERENCE_CONFIG: &[Spelling] = &[spelling(Watched::InferenceConfig, "inferenceConfig")];
 const BEDROCK: &[Spelling] = &[spelling(Watched::InferenceMaxTokens, "maxTokens")];
 
-fn target(classified: &Classified) -> OutputFields {
+pub(super) fn target(classified: &Classified) -> OutputFields {
     use Endpoint::*;
     let top = |fields| {
         OutputFields::Fields(CapFields {
