@@ -302,6 +302,9 @@ impl<H: Host> Request<H> {
     /// been edited chunk by chunk; what the editor still holds is lost, never sent unread.
     /// A stream ended so is recorded `cut_short`.
     pub fn on_response_trailers(&mut self) -> Flow {
+        if let (_, Some(upstream)) = self.response_step() {
+            upstream.ended_by_trailers = true;
+        }
         if self.replaced {
             return Flow::Continue;
         }
@@ -332,6 +335,8 @@ impl<H: Host> Request<H> {
         }
         let (cx, upstream) = self.response_step();
         let settlement = upstream.and_then(|upstream| {
+            // Not settled before the log: the body never ended, unless trailers ended it.
+            upstream.cut = !upstream.ended_by_trailers;
             settle(upstream, &cx);
             upstream.settlement
         });

@@ -994,3 +994,62 @@ fn an_error_the_provider_answers_is_not_charged() {
         );
     }
 }
+
+/// Plays `chunks` as the answer to `body`, then the client leaves (`on_log`) with the body
+/// ended only if `ended`.
+fn exchange_cut(host: &mut FakeHost, consumer: &str, body: &str, ended: bool) {
+    let request = FakeHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-posturio-consumer", consumer)],
+        body,
+    );
+    host.headers = request.headers;
+    host.body = request.body;
+    let mut filter = filter(host, policy_with(BUDGET_POLICY));
+    filter.on_request_headers(false);
+    assert_eq!(
+        filter.on_request_body(host.body.len(), true),
+        Flow::Continue
+    );
+    filter.on_response_headers(false);
+    let chunks = host.upstream_chunks.borrow().clone();
+    for (index, chunk) in chunks.iter().enumerate() {
+        filter.on_response_body(chunk.len(), ended && index + 1 == chunks.len());
+    }
+    filter.on_log();
+}
+
+#[test]
+fn a_stream_cut_after_one_of_its_outputs_ended_is_charged_as_unknown_usage() {
+    // A server that reports usage on every chunk (vLLM's `continuous_usage_stats`), two
+    // outputs asked for: the first ends, the second is still being generated when the client
+    // leaves. The chunk's counts are not the answer's.
+    let chunks = [concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\"},\"finish_reason\":\"stop\"},",
+        "{\"index\":1,\"delta\":{\"content\":\"B\"},\"finish_reason\":null}],",
+        "\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,\"total_tokens\":12}}\n\n"
+    )];
+    let body =
+        r#"{"model":"gpt-4.1","stream":true,"n":2,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut cut = upstream("200", "text/event-stream", &chunks);
+    exchange_cut(&mut cut, "capped", body, false);
+    assert_eq!(
+        cut.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
+        1
+    );
+    assert_eq!(
+        cut.counter(&format!("posturio_input_tokens_total{BY_CAPPED}")),
+        0
+    );
+    assert!(cut.budget_used("capped", budget::Window::Day) > 12);
+
+    // The same chunk in a body the provider ended is the answer's usage.
+    let mut ended = upstream("200", "text/event-stream", &chunks);
+    exchange_cut(&mut ended, "capped", body, true);
+    assert_eq!(
+        ended.counter(&format!("posturio_usage_unknown_total{BY_CAPPED}")),
+        0
+    );
+    assert_eq!(ended.budget_used("capped", budget::Window::Day), 12);
+}

@@ -36,6 +36,11 @@ pub(super) struct Upstream {
     pub(super) answered: bool,
     /// Usage has been counted (or found missing); later callbacks do nothing.
     pub(super) settled: bool,
+    /// The answer's body did not end (the client left, the upstream reset): settled with only
+    /// the counts a provider gives in a final event of their own.
+    pub(super) cut: bool,
+    /// Trailers ended the body: the answer is whole although no body callback said so.
+    pub(super) ended_by_trailers: bool,
     /// The size of the body forwarded, and the bytes of a successful answer relayed so far:
     /// what a budget is charged when the answer never reports its usage.
     pub(super) request_bytes: u64,
@@ -63,6 +68,8 @@ impl Upstream {
             expects_usage: format.is_some(),
             answered: false,
             settled: false,
+            cut: false,
+            ended_by_trailers: false,
             request_bytes: u64::try_from(request_bytes).unwrap_or(u64::MAX),
             relayed_bytes: 0,
             reservation: None,

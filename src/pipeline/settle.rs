@@ -30,7 +30,16 @@ pub(super) fn settle<H: Host>(upstream: &mut Upstream, cx: &Context<H>) {
         }
         return;
     }
-    let body_usage = upstream.reader.as_ref().and_then(UsageReader::usage);
+    // A cut answer's usage counts only where the provider gives its final counts in an event
+    // of their own: a chunk's growing counts, even one that ends an output, say nothing of the
+    // outputs still being generated.
+    let body_usage = upstream
+        .reader
+        .as_ref()
+        .and_then(|reader| match upstream.cut {
+            true => reader.usage_when_cut(),
+            false => reader.usage(),
+        });
     let usage = match (upstream.header_usage, body_usage) {
         (Some(headers), Some(body)) => Some(headers.larger(body)),
         (headers, body) => headers.or(body),

@@ -246,6 +246,19 @@ impl UsageReader {
         }
         self.scanner.usage()
     }
+
+    /// The usage of an answer whose body never ended (the client left, the upstream reset):
+    /// only Anthropic's and Bedrock's, whose final counts come in events of their own
+    /// (`message_delta`, `metadata`, the invocation metrics). OpenAI, Responses and Gemini
+    /// repeat or grow their counts chunk by chunk, and a chunk that ends one output (of
+    /// several asked for with `n` or `candidateCount`) says nothing of the others: their cut
+    /// answers have unknown usage, charged as such.
+    pub fn usage_when_cut(&self) -> Option<Usage> {
+        match self.scanner.format {
+            UsageFormat::Anthropic | UsageFormat::BedrockConverse => self.usage(),
+            UsageFormat::OpenAiChat | UsageFormat::OpenAiResponses | UsageFormat::Gemini => None,
+        }
+    }
 }
 
 /// The counts the usage objects gave so far, under the provider's own meaning; `None` where
