@@ -85,10 +85,9 @@ impl Gateway {
     fn decisions(&self) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(200));
         self.envoy
-            .log()
-            .lines()
-            .filter_map(|line| line.split_once("wasm log posturio posturio: "))
-            .filter_map(|(_, json)| serde_json::from_str::<Value>(json).ok())
+            .module_messages()
+            .iter()
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
             .filter(|value| value.get("decision").is_some())
             .collect()
     }
@@ -362,7 +361,7 @@ fn audit_rule_forwards_unchanged_and_logs_the_rule() {
                 common::envoy::log_tail(&gw.envoy.log())
             )
         });
-    let (_, json_text) = line.split_once("wasm log posturio posturio: ").unwrap();
+    let json_text = common::build::module_message(&line).unwrap();
     let decision: Value = serde_json::from_str(json_text).unwrap();
     assert_eq!(
         decision["rules"],
@@ -504,7 +503,10 @@ fn debug_header_only_when_asked_for() {
 #[test]
 fn decision_log_never_holds_prompt_text() {
     let gw = Gateway::start_with(POLICY, |options| {
-        options.arg("--component-log-level").arg("wasm:debug")
+        let component = common::build::Build::current().log_component();
+        options
+            .arg("--component-log-level")
+            .arg(&format!("{component}:debug"))
     });
     let requests: Vec<(Option<&str>, Vec<u8>)> = vec![
         (None, chat("hello")),

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::build::{assert_wasm_build, for_build, native_module_path, Build};
 use super::mock::MockProvider;
 use super::{http, repo_path, tail};
 
@@ -62,6 +63,14 @@ pub const WASM_FAILURE_MARKERS: &[&str] = &[
     "Unable to create Wasm",
 ];
 
+/// Log lines that mean the native module failed: it did not load, or one of its hooks caught
+/// a panic (which it logs at error level, with Rust's `panicked at` message).
+pub const NATIVE_FAILURE_MARKERS: &[&str] = &[
+    "Failed to load dynamic module",
+    "Unable to load dynamic module",
+    "panicked at",
+];
+
 /// Ports of the provider clusters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderPorts {
@@ -103,7 +112,9 @@ pub struct EnvoyOptions {
     pub concurrency: u32,
     /// Where the provider clusters point.
     pub providers: ProviderPorts,
-    /// The module to load; default `<repo>/target/wasm32-wasip1/release/posturio.wasm`.
+    /// The module to load, of the build under test (`POSTURIO_BUILD`); default
+    /// `<repo>/target/wasm32-wasip1/release/posturio.wasm` or the native module
+    /// (`common::build::native_module_path`).
     pub module: Option<PathBuf>,
     /// Envoy's `--log-level` (default "info").
     pub log_level: String,
@@ -262,8 +273,10 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
-/// The built module. Panics if it is missing or is not a Wasm module with code in it.
+/// The built Wasm module. Panics if it is missing or is not a Wasm module with code in it,
+/// or if the build under test is not Wasm (a test that reads the Wasm module tests that build).
 pub fn module_path() -> PathBuf {
+    assert_wasm_build("the Wasm module (target/wasm32-wasip1/release/posturio.wasm)");
     let path = repo_path(MODULE);
     let meta = std::fs::metadata(&path).unwrap_or_else(|_| {
         panic!(
@@ -422,7 +435,7 @@ pub fn replace_module_path(yaml: &str, module: &Path) -> String {
         !hits.is_empty(),
         "expected a `filename: ...posturio.wasm` line, found none; update tests/common/envoy.rs"
     );
-    let value = serde_json::Value::String(module.display().to_string()).to_string();
+    let value = yaml_path(module);
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     for hit in hits {
         let line = lines[hit];
@@ -434,6 +447,11 @@ pub fn replace_module_path(yaml: &str, module: &Path) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `path` as a YAML scalar: quoted, so any path reads back as itself.
+pub fn yaml_path(path: &Path) -> String {
+    serde_json::Value::String(path.display().to_string()).to_string()
 }
 
 /// Everything `render_config` substitutes into the template.
@@ -510,9 +528,11 @@ impl Envoy {
     fn start_once(options: &EnvoyOptions) -> Result<Envoy, StartError> {
         // Fails early, before any port is reserved, when Envoy is not installed.
         envoy_binary();
-        let module = match &options.module {
-            Some(path) => path.clone(),
-            None => module_path(),
+        let build = Build::current();
+        let module = match (&options.module, build) {
+            (Some(path), _) => path.clone(),
+            (None, Build::Wasm) => module_path(),
+            (None, Build::Native) => native_module_path(),
         };
         let mut template = super::read_repo_file(options.template);
         if let Some(port) = options.ratelimit {
@@ -547,6 +567,8 @@ impl Envoy {
         if let Some(edit) = options.edit_config {
             config = edit(config);
         }
+        // After the test's own edit, which was written against the shipped (Wasm) template.
+        let config = for_build(&config, build, &yaml_path(&params.module));
 
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, &config).unwrap();
@@ -570,6 +592,7 @@ impl Envoy {
     /// file it wrote and further Envoy arguments. For configurations that do not come from a
     /// shipped template, such as the ones tests/platforms/generate.py builds.
     pub fn start_generated(build: BuildConfig) -> Envoy {
+        assert_wasm_build("a configuration generated from deploy/ for Istio or Envoy Gateway");
         let listener = reserve_port();
         let admin = reserve_port();
         let dir = tempfile::Builder::new()
@@ -781,14 +804,19 @@ impl Envoy {
             .collect()
     }
 
-    /// Lines of the Envoy log that show a failed Wasm VM (see `WASM_FAILURE_MARKERS`),
-    /// each with the line that follows it (a panic message spans two lines).
-    pub fn wasm_failures(&self) -> Vec<String> {
-        let log = self.log();
+    /// Lines of the Envoy log (and its stderr, where Rust's panic hook writes) that show a
+    /// failed module (see `WASM_FAILURE_MARKERS` and `NATIVE_FAILURE_MARKERS`), each with
+    /// the line that follows it (a panic message spans two lines).
+    pub fn module_failures(&self) -> Vec<String> {
+        let log = self.full_log();
         let lines: Vec<&str> = log.lines().collect();
+        let markers = match Build::current() {
+            Build::Wasm => WASM_FAILURE_MARKERS,
+            Build::Native => NATIVE_FAILURE_MARKERS,
+        };
         let mut found = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            if WASM_FAILURE_MARKERS.iter().any(|m| line.contains(m)) {
+            if markers.iter().any(|m| line.contains(m)) {
                 let next = lines.get(i + 1).copied().unwrap_or("");
                 found.push(format!("{line}\n{next}"));
             }
@@ -802,16 +830,34 @@ impl Envoy {
         found
     }
 
-    /// Panics if the Wasm VM failed (trapped, panicked, did not load) at any point: the
-    /// module must never crash, whatever the request. Waits for the log to be flushed.
-    pub fn assert_no_wasm_failure(&self) {
+    /// Panics if the module failed at any point: the Wasm VM trapped, panicked or did not
+    /// load, or the native module did not load or caught a panic. The module must never
+    /// crash, whatever the request. Waits for the log to be flushed.
+    pub fn assert_no_module_failure(&self) {
         std::thread::sleep(Duration::from_millis(4 * FLUSH_INTERVAL_MS));
-        let failures = self.wasm_failures();
+        let failures = self.module_failures();
         assert!(
             failures.is_empty(),
-            "the Wasm VM failed:\n{}",
+            "the {} module failed:\n{}",
+            Build::current().name(),
             failures.join("\n")
         );
+    }
+
+    /// `assert_no_module_failure`, by the name the suites written before the native build
+    /// use; it checks whichever build is under test.
+    pub fn assert_no_wasm_failure(&self) {
+        self.assert_no_module_failure();
+    }
+
+    /// The messages the module logged so far (its decision records among them), under
+    /// either build: each line's text after the module's prefix.
+    pub fn module_messages(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(super::build::module_message)
+            .map(str::to_string)
+            .collect()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Shared harness for the integration tests: a real Envoy running the Posturio module
-//! (`envoy`), the mock LLM provider (`mock`), a byte-exact HTTP/1.1 client (`http`), the
+//! (`envoy`) of the build under test, Wasm or native (`build`, `POSTURIO_BUILD`), the mock LLM provider (`mock`), a byte-exact HTTP/1.1 client (`http`), the
 //! official SDK client scripts of `tests/sdk/` (`sdk`), and a real Prometheus scraping Envoy
 //! (`prometheus`).
 //!
@@ -16,6 +16,7 @@
     clippy::string_slice
 )]
 
+pub mod build;
 pub mod envoy;
 pub mod http;
 pub mod mock;

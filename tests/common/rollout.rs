@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::envoy::{render_ports, replace_module_path, replace_once, replace_policy, ConfigParams};
+use super::build::{for_build, Build};
+use super::envoy::{
+    render_ports, replace_module_path, replace_once, replace_policy, yaml_path, ConfigParams,
+};
 use super::http::{self, Connection, Response};
 
 pub const CHAT: &str = "/v1/chat/completions";
@@ -48,6 +51,7 @@ pub fn render_ecds(
         &replace_module_path(&filter, &params.module),
         &params.policy,
     );
+    let filter = for_build(&filter, Build::current(), &yaml_path(&params.module));
     let name = Path::new(ecds)
         .file_name()
         .expect("the ECDS file has no name");
