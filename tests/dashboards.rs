@@ -25,6 +25,9 @@ use regex::Regex;
 use serde_json::Value;
 
 const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The native build's filter (envoy/envoy-native.yaml), which reports the same metrics.
+const NATIVE_FILTER: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 const LABELS: [&str; 11] = [
     "consumer",
     "model",
@@ -69,14 +72,15 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// `envoy/*.yaml` that load the Posturio filter (inline or through ECDS), by file name.
+/// `envoy/*.yaml` that load the Posturio filter (inline or through ECDS, Wasm or native), by
+/// file name.
 fn configs_loading_posturio() -> BTreeMap<String, String> {
     let mut configs = BTreeMap::new();
     for entry in std::fs::read_dir(repo("envoy")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            if text.contains(WASM_FILTER) {
+            if text.contains(WASM_FILTER) || text.contains(NATIVE_FILTER) {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 configs.insert(name, text);
             }
@@ -166,6 +170,7 @@ fn every_config_that_loads_posturio_has_the_same_stats_tags() {
         "envoy.yaml",
         "envoy-jwt.yaml",
         "envoy-ecds.yaml",
+        "envoy-native.yaml",
         "envoy-providers.yaml",
         "envoy-ratelimit.yaml",
     ] {

@@ -1,11 +1,12 @@
-//! The shipped Envoy configurations are valid for Envoy 1.40, and the policy inlined in the
+//! The shipped Envoy configurations (Wasm and native) are valid for Envoy 1.40, and the policy inlined in the
 //! example configuration is the same as `envoy/policy.json`.
 
 mod common;
 
 use std::process::Command;
 
-use common::envoy::{envoy_binary, module_path, replace_module_path};
+use common::build::{native_module_path, NATIVE_MODULE};
+use common::envoy::{envoy_binary, module_path, replace_module_path, yaml_path};
 use common::mock::python;
 
 /// Throwaway CAs (one per trust domain), server and client certificates in `dir`
@@ -42,9 +43,19 @@ fn shipped_envoy_configs_validate() {
     for yaml in yamls {
         let text = std::fs::read_to_string(&yaml).unwrap();
         let config = dir.path().join(yaml.file_name().unwrap());
-        // The shipped path is relative to the repository root: make it absolute.
+        // The shipped paths are relative to the repository root: make them absolute.
         let text = if text.contains("posturio.wasm") {
             replace_module_path(&text, &module)
+        } else {
+            text
+        };
+        // Envoy loads the native module to validate a configuration with it (`make native`).
+        let text = if text.contains(NATIVE_MODULE) {
+            let native = yaml_path(&native_module_path());
+            text.replace(
+                &format!("filename: {NATIVE_MODULE} "),
+                &format!("filename: {native} "),
+            )
         } else {
             text
         };

@@ -95,6 +95,7 @@ fn every_embedded_policy_is_in_step_with_its_source() {
 fn the_make_run_policy_reaches_every_example_envoy_config() {
     for file in [
         "envoy/envoy.yaml",
+        "envoy/envoy-native.yaml",
         "envoy/envoy-providers.yaml",
         "envoy/envoy-ratelimit.yaml",
         "envoy/ecds/posturio.yaml",
