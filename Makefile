@@ -11,7 +11,7 @@ VENV := .venv
 WASM_TARGET := wasm32-wasip1
 POSTURIO := target/release/posturio
 # Every file with an embedded policy copy (`# posturio render: SOURCE` markers).
-RENDERED := $(wildcard envoy/*.yaml envoy/ecds/*.yaml deploy/*/*.yaml)
+RENDERED := $(wildcard envoy/*.yaml envoy/ecds/*.yaml deploy/*/*.yaml deploy/*/native/*.yaml)
 FUZZ_SECS ?= 60
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio

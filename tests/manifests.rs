@@ -58,6 +58,18 @@ fn manifests() -> Vec<(PathBuf, Value)> {
         .collect()
 }
 
+/// Where the manifests of the native build (an Envoy dynamic module) are; the others load the
+/// Wasm module.
+const NATIVE_DIR: &str = "deploy/envoy-gateway/native";
+
+/// The documents outside `NATIVE_DIR`: the Wasm build's.
+fn wasm_build(all: Vec<(PathBuf, Value)>) -> Vec<(PathBuf, Value)> {
+    let native = common::repo_path(NATIVE_DIR);
+    all.into_iter()
+        .filter(|(f, _)| !f.starts_with(&native))
+        .collect()
+}
+
 fn of_kind(all: &[(PathBuf, Value)], kind: &str) -> Vec<Value> {
     all.iter()
         .filter(|(_, d)| d["kind"] == kind)
@@ -161,7 +173,7 @@ fn istio_envoyfilter_sets_stop_iteration_and_cluster_header() {
 
 #[test]
 fn envoy_gateway_extension_fails_closed_and_its_policy_is_valid() {
-    let all = manifests();
+    let all = wasm_build(manifests());
     let policies = of_kind(&all, "EnvoyExtensionPolicy");
     assert_eq!(policies.len(), 1);
     let wasm = &policies[0]["spec"]["wasm"][0];
@@ -223,6 +235,57 @@ fn every_manifest_validates_against_the_crds_of_the_versions_the_docs_name() {
         let (ok, report) = validate_crds(platform, &files);
         assert!(ok, "deploy/{platform} against its CRDs:\n{report}");
     }
+    // Dynamic modules exist since Envoy Gateway v1.8.0: checked against v1.9.0 only.
+    let (ok, report) = validate_crds("envoy-gateway-native", &yaml_files(NATIVE_DIR));
+    assert!(ok, "{NATIVE_DIR} against its CRDs:\n{report}");
+}
+
+/// The native build on Envoy Gateway: the EnvoyExtensionPolicy names a module the EnvoyProxy
+/// registers by an absolute path, with a valid policy, and the patch that gives its metrics the
+/// Wasm build's prefix names the filter Envoy Gateway generates for that policy.
+#[test]
+fn envoy_gateway_native_module_is_registered_configured_and_named() {
+    let docs = file_documents(&format!("{NATIVE_DIR}/posturio.yaml"));
+    let of = |kind: &str| -> Value {
+        let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "{NATIVE_DIR}: one {kind}");
+        found[0].clone()
+    };
+    let (proxy, policy, patch) = (
+        of("EnvoyProxy"),
+        of("EnvoyExtensionPolicy"),
+        of("EnvoyPatchPolicy"),
+    );
+    let module = &policy["spec"]["dynamicModule"][0];
+    assert_eq!(module["filterName"], "posturio");
+    let registered = &proxy["spec"]["dynamicModules"][0];
+    assert_eq!(registered["name"], module["name"]);
+    assert_eq!(registered["source"]["type"], "Local");
+    let path = registered["source"]["local"]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with('/') && path.ends_with("/libposturio.so"),
+        "{path}"
+    );
+    check_policy(&module["config"].to_string());
+    // The same policy as the Wasm build's EnvoyExtensionPolicy.
+    let wasm = file_documents("deploy/envoy-gateway/extension.yaml");
+    assert_eq!(module["config"], wasm[0]["spec"]["wasm"][0]["config"]);
+    // envoyproxy/gateway internal/xds/translator/dynamicmodule.go: dynamicModuleFilterName.
+    let filter = format!(
+        "envoy.filters.http.dynamic_modules/envoyextensionpolicy/{}/{}/dynamic-module/0",
+        policy["metadata"]["namespace"].as_str().unwrap(),
+        policy["metadata"]["name"].as_str().unwrap()
+    );
+    let operation = &patch["spec"]["jsonPatches"][0]["operation"];
+    assert!(
+        operation["jsonPath"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("'{filter}'")),
+        "{operation}"
+    );
+    assert_eq!(operation["path"], "metrics_namespace");
+    assert_eq!(operation["value"], "wasmcustom");
 }
 
 /// The CRD check refuses what the API server would refuse (one case a line: name, platform,
@@ -234,6 +297,7 @@ fn the_crd_check_refuses_what_the_api_server_refuses() {
         ("unknown_field", "envoy-gateway", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a}\nspec: {rules: [{filters: [{type: URLRewrite, urlRewrite: {hostnme: a.example}}]}]}\n", "'hostnme' was unexpected"),
         ("missing_required", "envoy-gateway", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyPatchPolicy\nmetadata: {name: a}\nspec: {targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: a}}\n", "'type' is a required property"),
         ("bad_enum", "istio", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: a}\nspec: {url: oci://a/b, failStrategy: FAIL_CLOSED}\n", "FAIL_CLOSED"),
+        ("eep_dynamic_modules_plural", "envoy-gateway-native", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: a}], dynamicModules: [{name: a}]}\n", "'dynamicModules' was unexpected"),
         ("unknown_istio_field", "istio", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a.example], exportTO: ['.']}\n", "'exportTO' was unexpected"),
     ];
     for (name, platform, manifest, expected) in cases {
@@ -305,8 +369,8 @@ fn platform_stats_tags_are_the_shipped_ones() {
 
     let all = manifests();
     let proxies = of_kind(&all, "EnvoyProxy");
-    // envoyproxy.yaml, and fallback/envoyproxy.yaml that replaces it.
-    assert_eq!(proxies.len(), 2);
+    // envoyproxy.yaml, and fallback/envoyproxy.yaml and native/posturio.yaml that replace it.
+    assert_eq!(proxies.len(), 3);
     for proxy in &proxies {
         let patched: Vec<Value> = proxy["spec"]["bootstrap"]["jsonPatches"]
             .as_array()
@@ -321,10 +385,13 @@ fn platform_stats_tags_are_the_shipped_ones() {
             "deploy/envoy-gateway: {proxy}"
         );
     }
-    assert_eq!(
-        proxies[0]["spec"]["bootstrap"], proxies[1]["spec"]["bootstrap"],
-        "fallback/envoyproxy.yaml replaces envoyproxy.yaml: same bootstrap"
-    );
+    for proxy in &proxies[1..] {
+        assert_eq!(
+            proxies[0]["spec"]["bootstrap"], proxy["spec"]["bootstrap"],
+            "fallback/envoyproxy.yaml and native/posturio.yaml replace envoyproxy.yaml: same \
+             bootstrap"
+        );
+    }
 
     let map = of_kind(&all, "ConfigMap")
         .into_iter()

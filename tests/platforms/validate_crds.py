@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates Kubernetes manifests against the CRD schemas of the releases our docs name.
 
-    validate_crds.py istio|envoy-gateway FILE.yaml [FILE.yaml ...]
+    validate_crds.py istio|envoy-gateway|envoy-gateway-native FILE.yaml [FILE.yaml ...]
 
 Every document must be of a kind and apiVersion that each release set below serves, and match
 that version's `openAPIV3Schema` (tests/platforms/crds/, see SOURCES.md there) as the API server
@@ -27,6 +27,10 @@ RELEASES = {
     "envoy-gateway": [["gateway-api-v1.4.0", "envoy-gateway-v1.6.0"],
                       ["gateway-api-v1.6.1", "envoy-gateway-v1.9.0"]],
     "istio": [["istio-1.28.0"], ["istio-1.30.0"]],
+    # deploy/envoy-gateway/native/: dynamic modules, which Envoy Gateway serves since v1.8.0
+    # (same fields in v1.8.0 and v1.9.0); checked against v1.9.0, the release vendored here.
+    # Its manifests are of Envoy Gateway's own kinds only.
+    "envoy-gateway-native": [["envoy-gateway-v1.9.0"]],
 }
 
 # Built-in kinds: no CRD; checked for shape only.
