@@ -1,6 +1,7 @@
-//! The shipped native configuration `envoy/envoy-native.yaml` is `envoy/envoy.yaml` with the
-//! Posturio filters translated by the harness's `to_native` (tests/common/build.rs), so the two
-//! never drift; the translation itself keeps the policy and the rest of the file unchanged.
+//! The shipped native configurations (`envoy/envoy-native.yaml`, and for `make run BUILD=native`
+//! `envoy/envoy-ecds-native.yaml` with `envoy/ecds/posturio-native.yaml`) are their Wasm
+//! counterparts with the Posturio filters translated by the harness's `to_native`
+//! (tests/common/build.rs), so they never drift; the translation keeps the policy unchanged.
 // Integration test: failing loudly (unwrap/panic) is how it reports a broken setup.
 #![allow(
     clippy::unwrap_used,
@@ -29,26 +30,51 @@ fn without_comments(yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// Each shipped native configuration, the Wasm one it translates, and the one change beyond the
+/// translation (the native ECDS bootstrap watches the native filter file).
+const PAIRS: &[(&str, &str, Option<(&str, &str)>)] = &[
+    (NATIVE_CONFIG, WASM_CONFIG, None),
+    (
+        "envoy/ecds/posturio-native.yaml",
+        "envoy/ecds/posturio.yaml",
+        None,
+    ),
+    (
+        "envoy/envoy-ecds-native.yaml",
+        "envoy/envoy-ecds.yaml",
+        Some((
+            "path: envoy/ecds/posturio.yaml\n",
+            "path: envoy/ecds/posturio-native.yaml\n",
+        )),
+    ),
+];
+
 #[test]
-fn the_native_configuration_is_the_translation_of_the_wasm_one() {
-    let expected = to_native(&common::read_repo_file(WASM_CONFIG), NATIVE_MODULE);
-    let shipped = common::read_repo_file(NATIVE_CONFIG);
-    let (expected, shipped) = (without_comments(&expected), without_comments(&shipped));
-    if expected != shipped {
-        let first = expected
-            .iter()
-            .zip(&shipped)
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.len().min(shipped.len()));
-        panic!(
-            "{NATIVE_CONFIG} differs from the native translation of {WASM_CONFIG} at its \
-             {}th line of configuration:\n  expected: {:?}\n  shipped:  {:?}\nChange both \
-             files together; the translation of {WASM_CONFIG} (comments aside) is:\n{}",
-            first + 1,
-            expected.get(first),
-            shipped.get(first),
-            expected.join("\n")
-        );
+fn each_native_configuration_is_the_translation_of_its_wasm_one() {
+    for (native, wasm, change) in PAIRS {
+        let mut expected = to_native(&common::read_repo_file(wasm), NATIVE_MODULE);
+        if let Some((from, to)) = change {
+            assert_eq!(expected.matches(from).count(), 1, "{wasm}: {from:?}");
+            expected = expected.replace(from, to);
+        }
+        let shipped = common::read_repo_file(native);
+        let (expected, shipped) = (without_comments(&expected), without_comments(&shipped));
+        if expected != shipped {
+            let first = expected
+                .iter()
+                .zip(&shipped)
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.len().min(shipped.len()));
+            panic!(
+                "{native} differs from the native translation of {wasm} at its {}th line of \
+                 configuration:\n  expected: {:?}\n  shipped:  {:?}\nChange both files \
+                 together; the translation of {wasm} (comments aside) is:\n{}",
+                first + 1,
+                expected.get(first),
+                shipped.get(first),
+                expected.join("\n")
+            );
+        }
     }
 }
 

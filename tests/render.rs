@@ -99,6 +99,7 @@ fn the_make_run_policy_reaches_every_example_envoy_config() {
         "envoy/envoy-providers.yaml",
         "envoy/envoy-ratelimit.yaml",
         "envoy/ecds/posturio.yaml",
+        "envoy/ecds/posturio-native.yaml",
     ] {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
         let source = if file.starts_with("envoy/ecds/") {
