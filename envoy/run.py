@@ -2,12 +2,13 @@
 """`make run`: Envoy with Posturio in front of the mock providers, serving envoy/policy.json live.
 
     run.py --envoy .venv/bin/envoy --python .venv/bin/python --posturio target/release/posturio \
-        [--port 10000] [--admin-port 9901] [--openai-port 18081] [--anthropic-port 18082] \
-        [--gemini-port 18083] [--azure-port 18084]
+        [--build wasm|native] [--port 10000] [--admin-port 9901] [--openai-port 18081] \
+        [--anthropic-port 18082] [--gemini-port 18083] [--azure-port 18084]
 
-From the repository root. Starts tests/mock_provider.py, then Envoy with envoy/envoy-ecds.yaml,
-whose Posturio filter comes by ECDS from a file that `posturio render` writes from
-envoy/policy.json (target/run/posturio.yaml; nothing tracked is written). Every time
+From the repository root. Starts tests/mock_provider.py, then Envoy with envoy/envoy-ecds.yaml
+(`--build native`: envoy/envoy-ecds-native.yaml, the native module of `make native`), whose
+Posturio filter comes by ECDS from a file that `posturio render` writes from envoy/policy.json
+(target/run/posturio.yaml; nothing tracked is written). Every time
 envoy/policy.json is saved it is rendered again: a valid policy replaces the file (by a rename,
 which Envoy watches) and Envoy applies it in place, without a restart; an invalid one is
 reported here with the JSON path of each mistake, and the previous policy keeps serving.
@@ -25,15 +26,22 @@ import time
 import urllib.request
 
 POLICY = "envoy/policy.json"
-BOOTSTRAP = "envoy/envoy-ecds.yaml"
-FILTER_FILE = "envoy/ecds/posturio.yaml"
+# Per build: the ECDS bootstrap and the filter file it watches (the native pair is the Wasm pair
+# with the dynamic-module filter, tests/envoy_native.rs), and the module Envoy loads.
+BUILDS = {
+    "wasm": ("envoy/envoy-ecds.yaml", "envoy/ecds/posturio.yaml",
+             "target/wasm32-wasip1/release/posturio.wasm", "make build"),
+    "native": ("envoy/envoy-ecds-native.yaml", "envoy/ecds/posturio-native.yaml",
+               "target/native/libposturio.so", "make native"),
+}
 RUN_DIR = "target/run"
 LIVE_FILTER = f"{RUN_DIR}/posturio.yaml"
 # Envoy's access log (its standard output) is shown here and also kept in this file, so that
 # `posturio report target/run/access.log` can read what was served.
 ACCESS_LOG = f"{RUN_DIR}/access.log"
 STATS = "extension_config_discovery.http_filter.posturio."
-# The ports of envoy/envoy-ecds.yaml, each with how many times it appears there.
+# The ports of envoy/envoy-ecds.yaml (and envoy-ecds-native.yaml), each with how many times it
+# appears there.
 # openai and azure appear twice: as their own clusters and as the endpoints of the fallback
 # pool `resilient-pool`.
 PORTS = {"port": (10000, 1), "admin_port": (9901, 1), "openai_port": (18081, 2),
@@ -45,7 +53,7 @@ BANNER = """
   Mock providers: openai 127.0.0.1:{openai_port}, anthropic :{anthropic_port}, gemini :{gemini_port},
     azure :{azure_port}
     (what a provider received last: curl -s localhost:{openai_port}/__mock/last)
-  Posturio in Envoy: http://127.0.0.1:{port} (admin: http://127.0.0.1:{admin_port}). Try:
+  Posturio ({build} build) in Envoy: http://127.0.0.1:{port} (admin: http://127.0.0.1:{admin_port}). Try:
 
     curl -s localhost:{port}/v1/chat/completions -H 'content-type: application/json' \\
       -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hi"}}]}}'
@@ -80,9 +88,9 @@ def say(message: str) -> None:
     print(f"==> posturio: {message}", flush=True)
 
 
-def render(posturio: str) -> tuple[bool, str]:
+def render(posturio: str, filter_file: str) -> tuple[bool, str]:
     """Renders the live filter file from the policy; (applied, what posturio said)."""
-    done = subprocess.run([posturio, "render", FILTER_FILE, "--out", LIVE_FILTER],
+    done = subprocess.run([posturio, "render", filter_file, "--out", LIVE_FILTER],
                           capture_output=True, text=True, check=False)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
@@ -141,6 +149,8 @@ def main() -> int:
     parser.add_argument("--envoy", required=True)
     parser.add_argument("--python", required=True)
     parser.add_argument("--posturio", required=True)
+    parser.add_argument("--build", choices=sorted(BUILDS), default="wasm",
+                        help="the Wasm module (default) or the native dynamic module")
     for name, (default, _) in PORTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=default)
     args = parser.parse_args()
@@ -148,23 +158,28 @@ def main() -> int:
     global ADMIN
     ADMIN = f"http://127.0.0.1:{args.admin_port}"
 
+    bootstrap_file, filter_file, module, how = BUILDS[args.build]
+    if not os.path.exists(module):
+        say(f"{module} is missing: run `{how}` first (`make run BUILD={args.build}` does)")
+        return 1
     os.makedirs(RUN_DIR, exist_ok=True)
-    ok, said = render(args.posturio)
+    ok, said = render(args.posturio, filter_file)
     if not ok:
         print(said, file=sys.stderr)
         say(f"{POLICY} is not a valid policy; fix it and run again")
         return 1
-    with open(BOOTSTRAP, encoding="utf-8") as source:
+    with open(bootstrap_file, encoding="utf-8") as source:
         bootstrap = source.read()
-    watched = f"path: {FILTER_FILE}\n"
+    watched = f"path: {filter_file}\n"
     if bootstrap.count(watched) != 1:
-        say(f"{BOOTSTRAP} no longer names {FILTER_FILE} once; update envoy/run.py")
+        say(f"{bootstrap_file} no longer names {filter_file} once; update envoy/run.py")
         return 1
     bootstrap = bootstrap.replace(watched, f"path: {LIVE_FILTER}\n")
     for name, (default, count) in PORTS.items():
         found = bootstrap.count(f"port_value: {default} ")
         if found != count:
-            say(f"{BOOTSTRAP} has port {default} {found} times, not {count}; update envoy/run.py")
+            say(f"{bootstrap_file} has port {default} {found} times, not {count}; "
+                "update envoy/run.py")
             return 1
         bootstrap = bootstrap.replace(f"port_value: {default} ", f"port_value: {ports[name]} ")
     with open(f"{RUN_DIR}/envoy.yaml", "w", encoding="utf-8") as out:
@@ -201,7 +216,7 @@ def main() -> int:
         if not wait_ready(envoy):
             say("Envoy did not become ready (are its ports free?); its log is above")
             return 1
-        print(BANNER.format(policy=POLICY, **ports), flush=True)
+        print(BANNER.format(policy=POLICY, build=args.build, **ports), flush=True)
         stamp = policy_stamp()
         while envoy.poll() is None:
             time.sleep(POLL_SECONDS)
@@ -210,7 +225,7 @@ def main() -> int:
                 continue
             stamp = now
             before = stats()
-            ok, said = render(args.posturio)
+            ok, said = render(args.posturio, filter_file)
             if not ok:
                 print(said, flush=True)
                 say(f"{POLICY} rejected; the previous policy keeps serving")

@@ -36,6 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::build::{native_module_path, Build};
 use common::envoy::{envoy_binary, module_path, reserve_port};
 use common::mock::python;
 
@@ -192,9 +193,15 @@ impl MakeRun {
         )
         .unwrap();
         copy_dir(&repo.join("tests/fixtures/docs"), root.path());
-        let module_dir = root.path().join("target/wasm32-wasip1/release");
-        std::fs::create_dir_all(&module_dir).unwrap();
-        std::os::unix::fs::symlink(module_path(), module_dir.join("posturio.wasm")).unwrap();
+        // The module of the build under test, where run.py's configuration loads it from.
+        let build = Build::current();
+        let (module, at) = match build {
+            Build::Wasm => (module_path(), "target/wasm32-wasip1/release/posturio.wasm"),
+            Build::Native => (native_module_path(), common::build::NATIVE_MODULE),
+        };
+        let at = root.path().join(at);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(module, at).unwrap();
         std::fs::create_dir_all(root.path().join("bin")).unwrap();
         std::os::unix::fs::symlink(
             env!("CARGO_BIN_EXE_posturio"),
@@ -216,7 +223,9 @@ impl MakeRun {
             .arg("--python")
             .arg(python())
             .arg("--posturio")
-            .arg(env!("CARGO_BIN_EXE_posturio"));
+            .arg(env!("CARGO_BIN_EXE_posturio"))
+            .arg("--build")
+            .arg(build.name());
         for ((option, _), (_, port)) in SHOWN_PORTS.iter().zip(&ports) {
             command.arg(option).arg(port.to_string());
         }
