@@ -385,13 +385,20 @@ fn platform_stats_tags_are_the_shipped_ones() {
             "deploy/envoy-gateway: {proxy}"
         );
     }
-    for proxy in &proxies[1..] {
-        assert_eq!(
-            proxies[0]["spec"]["bootstrap"], proxy["spec"]["bootstrap"],
-            "fallback/envoyproxy.yaml and native/posturio.yaml replace envoyproxy.yaml: same \
-             bootstrap"
-        );
-    }
+    assert_eq!(
+        proxies[0]["spec"]["bootstrap"], proxies[1]["spec"]["bootstrap"],
+        "fallback/envoyproxy.yaml replaces envoyproxy.yaml: same bootstrap"
+    );
+    // native/posturio.yaml replaces it too: the same patches after the native build's runtime
+    // flag.
+    let mut native = proxies[2]["spec"]["bootstrap"].clone();
+    let first = native["jsonPatches"].as_array_mut().unwrap().remove(0);
+    assert_eq!(
+        first["path"],
+        "/layered_runtime/layers/0/static_layer/\
+         envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix"
+    );
+    assert_eq!(proxies[0]["spec"]["bootstrap"], native);
 
     let map = of_kind(&all, "ConfigMap")
         .into_iter()

@@ -38,6 +38,23 @@ const NATIVE_FILTER_NAME: &str = "envoy.filters.http.dynamic_modules";
 /// The stats prefix of the Wasm build's custom metrics. The native filter is given the same
 /// one (`metrics_namespace`), so the shipped `stats_tags`, dashboards and tests serve both.
 const METRICS_NAMESPACE: &str = "wasmcustom";
+/// The runtime flag under which Envoy 1.40 lists a dynamic module's metrics in
+/// `/stats/prometheus` by their own names (`posturio_requests_total{...}`, as the Wasm build's
+/// `wasmcustom` ones are), not as `envoy_wasmcustom_posturio_...`.
+pub const STRIP_PREFIX_FLAG: &str =
+    "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix";
+/// The bootstrap's runtime layer that turns `STRIP_PREFIX_FLAG` on, appended to a bootstrap
+/// that has none.
+const RUNTIME_LAYER: &str = "
+# Envoy lists the native module's metrics in /stats/prometheus under their own names
+# (posturio_requests_total{...}), as it does the Wasm build's, only with this runtime flag;
+# without it they are envoy_wasmcustom_posturio_...
+layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
+";
 
 /// What the Wasm build's log lines from the module start with (Envoy's `wasm log <root_id>
 /// <vm_id>: ` and the module's own `posturio: `).
@@ -144,9 +161,10 @@ fn indent_of(line: &str) -> usize {
 /// `configuration` (the policy, with its comments and `posturio render` marker) becomes the
 /// native filter's `filter_config`, unchanged; everything else in the file stays as it is.
 /// An ECDS filter file (a `TypedExtensionConfig`) and a bootstrap's `type_urls` are translated
-/// the same way. Panics if `yaml` has no Posturio Wasm filter, or a Wasm filter that is not
-/// Posturio's, or a shape this translation does not know (so a template change cannot silently
-/// leave the Wasm filter in a native run).
+/// the same way, and a bootstrap (a file with `static_resources:`) gets the runtime layer that
+/// `STRIP_PREFIX_FLAG` needs. A configuration already translated is left as it is. Panics if the
+/// result still has a Wasm filter, or has no native one, or `yaml` has a Wasm filter that is not
+/// Posturio's (so a template change cannot silently leave the Wasm filter in a native run).
 pub fn to_native(yaml: &str, module: &str) -> String {
     let lines: Vec<&str> = yaml.lines().collect();
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
@@ -167,21 +185,39 @@ pub fn to_native(yaml: &str, module: &str) -> String {
     }
     let renamed: Vec<String> = out.iter().map(|line| rename_filter(line)).collect();
     translated += renamed.iter().zip(&out).filter(|(a, b)| a != b).count();
-    assert!(
-        translated > 0,
-        "no Posturio Wasm filter (`\"@type\": {WASM_TYPE_URL}`) to translate to the native \
-         build; update tests/common/build.rs"
-    );
     let mut text = renamed.join("\n");
     if yaml.ends_with('\n') {
         text.push('\n');
+    }
+    if translated > 0 && text.contains("\nstatic_resources:") {
+        text = with_runtime_flag(text);
     }
     assert!(
         !text.contains(WASM_TYPE_URL) && !text.contains(WASM_FILTER_NAME),
         "a Wasm filter is left after the translation to the native build; update \
          tests/common/build.rs:\n{text}"
     );
+    assert!(
+        text.contains(NATIVE_TYPE_URL),
+        "no Posturio filter (`\"@type\": {WASM_TYPE_URL}`) to translate to the native build; \
+         update tests/common/build.rs"
+    );
     text
+}
+
+/// `bootstrap` with `STRIP_PREFIX_FLAG` on: the runtime layer appended, or checked where the
+/// bootstrap has a runtime of its own.
+fn with_runtime_flag(mut bootstrap: String) -> String {
+    if bootstrap.contains("\nlayered_runtime:") {
+        assert!(
+            bootstrap.contains(&format!("{STRIP_PREFIX_FLAG}: true")),
+            "this bootstrap has a layered_runtime without `{STRIP_PREFIX_FLAG}: true`, which the \
+             native build's metric names need; add it there"
+        );
+        return bootstrap;
+    }
+    bootstrap.push_str(RUNTIME_LAYER);
+    bootstrap
 }
 
 /// The filter's list-item name and a bootstrap's ECDS `type_urls` entry.
