@@ -13,6 +13,17 @@ POSTURIO := target/release/posturio
 # Every file with an embedded policy copy (`# posturio render: SOURCE` markers).
 RENDERED := $(wildcard envoy/*.yaml envoy/ecds/*.yaml deploy/*/*.yaml deploy/*/native/*.yaml)
 FUZZ_SECS ?= 60
+# Which build `make run` serves: wasm (the module in Envoy's V8) or native (the dynamic module).
+BUILD ?= wasm
+ifeq ($(filter $(BUILD),wasm native),)
+$(error BUILD=$(BUILD) is not a build: use BUILD=wasm (the default) or BUILD=native)
+endif
+# The Envoy suites that also run against the native build (POSTURIO_BUILD=native), after the
+# whole suite has run against the Wasm build: in `make test`, or alone in `make test-native`
+# (with tests/native.rs, which always tests the native module, so `make test` runs it once).
+# The suites left out test what only the Wasm build has (OCI image, Istio, Envoy Gateway's
+# generated configuration, the V8 VM) or cost more time than CI has for a second pass.
+NATIVE_SUITES := gateway inspection usage identity hostile
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -22,7 +33,7 @@ TEST_APT_PACKAGES := skopeo docker-registry
 PROMETHEUS_DIR := .prometheus
 PROMETHEUS := $(PROMETHEUS_DIR)/usr/bin/prometheus
 
-.PHONY: help venv prometheus wasm-target build native native-probe cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv prometheus wasm-target build native native-probe cli install render lint modules fmt test test-native run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -82,7 +93,7 @@ install: ## Install the posturio command in ~/.cargo/bin, which rustup puts on P
 
 lint: wasm-target ## rustfmt, clippy (host and Wasm), no import cycle in src/policy/, no proxy_wasm in the core
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
 	@# The policy and the pipeline must stay host-testable and adapter-neutral: no proxy_wasm.
 	@if grep -rn 'proxy_wasm' src/policy/ src/pipeline/; then \
@@ -105,12 +116,19 @@ test-deps: ## Install skopeo and docker-registry with apt when missing (for test
 	    || { $$apt update && $$apt install -y --no-install-recommends $(TEST_APT_PACKAGES); }; \
 	fi
 
-test: lint venv prometheus build oci test-deps ## Lint, build, then run every test (unit, Envoy integration, dashboard in Prometheus, OCI image)
-	POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
-	  POSTURIO_PROMETHEUS='$(CURDIR)/$(PROMETHEUS)' cargo test --all-targets
+TEST_ENV := POSTURIO_ENVOY='$(CURDIR)/$(VENV)/bin/envoy' POSTURIO_PYTHON='$(CURDIR)/$(VENV)/bin/python' \
+  POSTURIO_PROMETHEUS='$(CURDIR)/$(PROMETHEUS)'
 
-run: venv build cli ## Envoy with Posturio on 127.0.0.1:10000, mock providers behind it; envoy/policy.json applied live on save
-	$(VENV)/bin/python envoy/run.py --envoy $(VENV)/bin/envoy --python $(VENV)/bin/python --posturio $(POSTURIO)
+test: lint venv prometheus build native native-probe oci test-deps ## Lint, build both, run every test against the Wasm build, then NATIVE_SUITES against the native one
+	$(TEST_ENV) cargo test --workspace --all-targets
+	$(TEST_ENV) POSTURIO_BUILD=native cargo test $(addprefix --test ,$(NATIVE_SUITES))
+
+test-native: venv native native-probe ## Only the Envoy suites of NATIVE_SUITES, against the native build
+	$(TEST_ENV) POSTURIO_BUILD=native cargo test --test native $(addprefix --test ,$(NATIVE_SUITES))
+
+run: venv cli $(if $(filter native,$(BUILD)),native,build) ## Envoy with Posturio (BUILD=wasm|native) on 127.0.0.1:10000, mock providers behind it; envoy/policy.json applied live on save
+	$(VENV)/bin/python envoy/run.py --envoy $(VENV)/bin/envoy --python $(VENV)/bin/python --posturio $(POSTURIO) \
+	  --build $(BUILD)
 
 render: cli ## Rewrite every policy copy in envoy/ and deploy/ from the policy file it names
 	$(POSTURIO) render $(RENDERED)

@@ -771,8 +771,17 @@ impl Envoy {
         response.text()
     }
 
-    /// The value of the counter (or gauge) `name`, if Envoy has it.
+    /// The value of the counter (or gauge) `name`, if Envoy has it. A Posturio metric is named
+    /// as the Wasm build names it (`wasmcustom.posturio_requests_total.consumer=a;.model=b;`);
+    /// under the native build, whose flat names differ, it is read from `/stats/prometheus` by
+    /// its name and labels, which the two builds share.
     pub fn counter(&self, name: &str) -> Option<u64> {
+        if Build::current() == Build::Native {
+            if let Some((metric, labels)) = posturio_metric(name) {
+                let samples = self.posturio_samples();
+                return samples.get(&(metric, labels)).map(|value| *value as u64);
+            }
+        }
         let stats = self.stats(&format!("^{}$", regex_escape(name)));
         stats.lines().find_map(|line| {
             let (n, v) = line.split_once(": ")?;
@@ -905,6 +914,24 @@ fn ready_request(admin_port: u16) -> Vec<u8> {
 
 fn is_bind_failure(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("cannot bind")
+}
+
+/// A Posturio metric's name and labels from its Wasm-build stat name
+/// (`wasmcustom.<metric>.<label>=<value>;...`), or `None` for any other stat.
+fn posturio_metric(name: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let rest = name.strip_prefix("wasmcustom.posturio_")?;
+    let (metric, mut segments) = match rest.split_once('.') {
+        Some((metric, segments)) => (metric, segments),
+        None => (rest, ""),
+    };
+    let mut labels = BTreeMap::new();
+    while !segments.is_empty() {
+        let (pair, after) = segments.split_once(';')?;
+        let (key, value) = pair.split_once('=')?;
+        labels.insert(key.to_string(), value.to_string());
+        segments = after.strip_prefix('.').unwrap_or(after);
+    }
+    Some((format!("posturio_{metric}"), labels))
 }
 
 fn regex_escape(text: &str) -> String {
