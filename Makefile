@@ -23,7 +23,8 @@ endif
 # (with tests/native.rs, which always tests the native module, so `make test` runs it once).
 # The suites left out test what only the Wasm build has (OCI image, Istio, Envoy Gateway's
 # generated configuration, the V8 VM) or cost more time than CI has for a second pass.
-NATIVE_SUITES := gateway inspection usage identity hostile
+NATIVE_SUITES := gateway inspection usage identity hostile answers api_keys bedrock_streams ecds \
+  evasion families fallback_families harness_smoke limits model_lists ratelimit sdk spend
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)

@@ -67,7 +67,16 @@ fn envoy_and_mock_start_and_answer() {
     );
     assert!((200..600).contains(&response.status), "{response:?}");
     assert_eq!(envoy.counter("http.llm.downstream_rq_total"), Some(1));
-    assert!(envoy.stats("^wasm\\.").contains("wasm."), "no wasm stats");
+    // The module of the build under test is loaded and running.
+    match common::build::Build::current() {
+        common::build::Build::Wasm => {
+            assert!(envoy.stats("^wasm\\.").contains("wasm."), "no wasm stats")
+        }
+        common::build::Build::Native => assert!(
+            envoy.log().contains("Dynamic module ABI version"),
+            "the native module was not loaded"
+        ),
+    }
     assert!(envoy
         .wait_for_access_log("/v1/chat/completions", std::time::Duration::from_secs(5))
         .is_some());
