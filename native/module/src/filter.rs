@@ -4,7 +4,8 @@
 //! holds and keeps body chunks (`StopIterationAndBuffer`).
 
 use envoy_abi::{
-    BodyStatus, CalloutAnswer, Direction, EnvoyFilter, HeadersStatus, HttpFilter, TrailersStatus,
+    Action, BodyStatus, CalloutAnswer, Direction, EnvoyFilter, HeadersStatus, HttpFilter,
+    TrailersStatus,
 };
 use posturio::pipeline::{Attempt, Flow, Request};
 
@@ -164,5 +165,9 @@ impl HttpFilter for PosturioFilter {
         self.stream.hold_call_answer(Some(answer.clone()));
         request.on_guard_answer(token, num_headers, body_size);
         self.stream.hold_call_answer(None);
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        self.stream.take_actions()
     }
 }

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envoy_abi::{Attribute, Body, CalloutAnswer, Direction, EnvoyFilter, MetadataSource};
+use envoy_abi::{Action, Attribute, Body, CalloutAnswer, Direction, EnvoyFilter, MetadataSource};
 use posturio::pipeline::{Answer, Host, HostError, MetricKind};
 
 use crate::metrics;
@@ -45,9 +45,17 @@ pub struct StreamState {
     body_callback: Cell<Option<Direction>>,
     /// The guard answer being delivered.
     call_answer: RefCell<Option<CalloutAnswer>>,
+    /// Calls made once the callback has returned (a local reply, resuming the request), as
+    /// proxy-wasm defers them; see `envoy_abi::Action`.
+    actions: RefCell<Vec<Action>>,
 }
 
 impl StreamState {
+    /// The calls queued during the callback that just returned.
+    pub fn take_actions(&self) -> Vec<Action> {
+        std::mem::take(&mut *self.actions.borrow_mut())
+    }
+
     /// Marks the body callback of `direction` as running (its chunk is then part of the
     /// body), or none.
     pub fn in_body_callback(&self, direction: Option<Direction>) {
@@ -239,17 +247,18 @@ impl Host for NativeHost {
     }
 
     fn send_reply(&self, answer: &Answer) -> Result<(), HostError> {
-        let headers: Vec<(&str, &[u8])> = answer
+        self.envoy("send_response")?;
+        let headers = answer
             .headers()
             .iter()
-            .map(|(name, value)| (*name, value.as_bytes()))
+            .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
             .collect();
-        self.envoy("send_response")?.send_response(
-            u32::from(answer.status()),
-            &headers,
-            answer.body(),
-            REPLY_DETAILS,
-        );
+        self.stream.actions.borrow_mut().push(Action::SendResponse {
+            status: u32::from(answer.status()),
+            headers,
+            body: answer.body().to_vec(),
+            details: REPLY_DETAILS.to_owned(),
+        });
         Ok(())
     }
 
@@ -421,7 +430,11 @@ impl Host for NativeHost {
     }
 
     fn resume_request(&self) -> Result<(), HostError> {
-        self.envoy("continue_decoding")?.continue_decoding();
+        self.envoy("continue_decoding")?;
+        self.stream
+            .actions
+            .borrow_mut()
+            .push(Action::ContinueDecoding);
         Ok(())
     }
 }
