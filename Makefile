@@ -22,9 +22,11 @@ endif
 # whole suite has run against the Wasm build: in `make test`, or alone in `make test-native`
 # (with tests/native.rs, which always tests the native module, so `make test` runs it once).
 # The suites left out test what only the Wasm build has (OCI image, Istio, Envoy Gateway's
-# generated configuration, the V8 VM) or cost more time than CI has for a second pass.
-NATIVE_SUITES := gateway inspection usage identity hostile answers api_keys bedrock_streams ecds \
-  evasion families fallback_families harness_smoke limits model_lists ratelimit sdk spend
+# generated configuration, the V8 VM, a listener delivered by LDS with the Wasm filter in it),
+# or a feature the native build refuses: tests/identity.rs reads a JWT claim at a nested
+# metadata path, which the dynamic module ABI cannot reach (docs/native.md).
+NATIVE_SUITES := gateway inspection usage hostile answers api_keys bedrock_streams ecds evasion \
+  families fallback_families harness_smoke limits model_lists ratelimit sdk spend
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
