@@ -30,9 +30,12 @@ fn without_comments(yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// A text replaced by another: (from, to).
+type Replacement = (&'static str, &'static str);
+
 /// Each shipped native configuration, the Wasm one it translates, and the one change beyond the
 /// translation (the native ECDS bootstrap watches the native filter file).
-const PAIRS: &[(&str, &str, Option<(&str, &str)>)] = &[
+const PAIRS: &[(&str, &str, Option<Replacement>)] = &[
     (NATIVE_CONFIG, WASM_CONFIG, None),
     (
         "envoy/ecds/posturio-native.yaml",
