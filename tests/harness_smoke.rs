@@ -5,6 +5,7 @@ mod common;
 
 use common::envoy::{render_config, ConfigParams, ProviderPorts};
 use common::{http, Envoy, EnvoyOptions, MockProvider};
+use std::time::Duration;
 
 #[test]
 fn rendered_config_substitutes_every_token() {
@@ -73,7 +74,9 @@ fn envoy_and_mock_start_and_answer() {
             assert!(envoy.stats("^wasm\\.").contains("wasm."), "no wasm stats")
         }
         common::build::Build::Native => assert!(
-            envoy.log().contains("Dynamic module ABI version"),
+            envoy
+                .wait_for_log("Dynamic module ABI version", Duration::from_secs(5))
+                .is_some(),
             "the native module was not loaded"
         ),
     }
