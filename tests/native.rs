@@ -559,3 +559,24 @@ fn a_panic_fails_closed_and_envoy_keeps_serving() {
     assert_eq!(mock.requests().len(), 1);
     assert!(envoy.is_running(), "Envoy is still up");
 }
+
+#[test]
+fn a_refusal_carries_the_debug_header_when_the_policy_asks() {
+    let policy = common::example_policy().replacen('{', "{\n  \"debug_headers\": true,", 1);
+    let mock = MockProvider::start();
+    let envoy = Envoy::start_with(options(&policy, &mock, native_module()));
+    let response = http::post(envoy.port(), CHAT, &[JSON], &chat("gpt-4o", "hi"));
+    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-decision"),
+        Some("deny"),
+        "{response:?}"
+    );
+    let response = http::post(envoy.port(), CHAT, &[JSON], &chat("gpt-4o-mini", "hi"));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-decision"),
+        Some("allow"),
+        "{response:?}"
+    );
+}

@@ -34,6 +34,9 @@ static ABI_VERSION: &[u8] = b"v0.2.0\0";
 /// The reply a stream gets when the module panicked on it.
 const PANIC_BODY: &[u8] = br#"{"error":{"type":"internal_error","code":"internal_error","message":"the gateway failed while handling this request; it was not forwarded"}}"#;
 
+/// The hook after which no reply is possible.
+const STREAM_COMPLETE: &str = "on_stream_complete";
+
 /// The module's filter and the hooks' bookkeeping for it. Reached through a shared
 /// reference: Envoy may re-enter a hook while another runs (see the module header), and
 /// `busy` keeps the filter itself to one caller at a time.
@@ -185,7 +188,8 @@ unsafe fn slot<'a, C: HttpFilterConfig>(
 }
 
 /// Runs the module's code for one hook inside `catch_unwind`, with `busy` set. After a
-/// panic: the filter is failed, the panic logged, the stream answered 500; `None`.
+/// panic: the filter is failed, the panic logged, the stream answered 500 unless it is
+/// complete (`hook` is then `on_stream_complete`: nobody is left to answer); `None`.
 fn guarded<C: HttpFilterConfig, R>(
     hook: &str,
     slot: &Slot<C::Filter>,
@@ -205,20 +209,28 @@ fn guarded<C: HttpFilterConfig, R>(
         Err(payload) => {
             slot.failed.set(true);
             slot.deferred.borrow_mut().clear();
+            let complete = hook == STREAM_COMPLETE;
             log(
                 Level::Error,
                 &format!(
-                    "{}panic in {hook}: {}; the request is answered 500 and not forwarded",
+                    "{}panic in {hook}: {}; {}",
                     C::LOG_PREFIX,
-                    panic_message(payload.as_ref())
+                    panic_message(payload.as_ref()),
+                    if complete {
+                        "the stream was already complete"
+                    } else {
+                        "the request is answered 500 and not forwarded"
+                    }
                 ),
             );
-            envoy.send_response(
-                500,
-                &[("content-type", b"application/json")],
-                PANIC_BODY,
-                "posturio_panic",
-            );
+            if !complete {
+                envoy.send_response(
+                    500,
+                    &[("content-type", b"application/json")],
+                    PANIC_BODY,
+                    "posturio_panic",
+                );
+            }
             None
         }
     }
@@ -449,14 +461,9 @@ pub unsafe fn stream_complete<C: HttpFilterConfig>(
 ) {
     // SAFETY: forwarded from Envoy's call.
     unsafe {
-        on_stream::<C, _>(
-            "on_stream_complete",
-            envoy_filter,
-            filter,
-            (),
-            (),
-            |f, envoy| f.on_stream_complete(envoy),
-        )
+        on_stream::<C, _>(STREAM_COMPLETE, envoy_filter, filter, (), (), |f, envoy| {
+            f.on_stream_complete(envoy)
+        })
     }
 }
 

@@ -168,6 +168,14 @@ impl HttpFilter for PosturioFilter {
     }
 
     fn take_actions(&mut self) -> Vec<Action> {
+        // Envoy does not run this filter's response callbacks for a reply it sent itself,
+        // where proxy-wasm does: the pipeline's response-headers step (the debug header) is
+        // run here, on the queued reply, before it goes.
+        if let Role::Request(request) = &mut self.role {
+            if self.stream.reply_queued() {
+                request.on_response_headers(false);
+            }
+        }
         self.stream.take_actions()
     }
 }
