@@ -50,31 +50,40 @@ impl Series {
         u32::try_from(index).ok()
     }
 
-    /// Envoy's metric id and label values of series `id`, if it is of kind `kind`.
-    fn resolve(&self, id: u32, kind: MetricKind) -> Option<(usize, Vec<String>)> {
+    /// Calls `record` with Envoy's metric id and the label values of series `id`, if it is
+    /// of kind `kind`; false otherwise, or when `record` fails.
+    fn with_series(
+        &self,
+        id: u32,
+        kind: MetricKind,
+        record: impl FnOnce(usize, &[&str]) -> bool,
+    ) -> bool {
         let series = self.series.borrow();
-        let (row, values) = series.get(usize::try_from(id).ok()?)?;
-        let (template_kind, _, _) = TEMPLATES.get(*row)?;
+        let Some((row, values)) = usize::try_from(id).ok().and_then(|id| series.get(id)) else {
+            return false;
+        };
+        let Some((template_kind, _, _)) = TEMPLATES.get(*row) else {
+            return false;
+        };
+        let Some(envoy_id) = self.defined.get(*row).copied().flatten() else {
+            return false;
+        };
         if *template_kind != kind {
-            return None;
+            return false;
         }
-        let envoy_id = (*self.defined.get(*row)?)?;
-        Some((envoy_id, values.clone()))
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        record(envoy_id, &values)
     }
 
     pub fn increment(&self, envoy: &EnvoyFilter, id: u32, by: u64) -> bool {
-        let Some((envoy_id, values)) = self.resolve(id, MetricKind::Counter) else {
-            return false;
-        };
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        envoy.increment_counter(envoy_id, &values, by)
+        self.with_series(id, MetricKind::Counter, |envoy_id, values| {
+            envoy.increment_counter(envoy_id, values, by)
+        })
     }
 
     pub fn record(&self, envoy: &EnvoyFilter, id: u32, value: u64) -> bool {
-        let Some((envoy_id, values)) = self.resolve(id, MetricKind::Histogram) else {
-            return false;
-        };
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        envoy.record_histogram(envoy_id, &values, value)
+        self.with_series(id, MetricKind::Histogram, |envoy_id, values| {
+            envoy.record_histogram(envoy_id, values, value)
+        })
     }
 }
