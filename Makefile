@@ -25,8 +25,8 @@ endif
 # generated configuration, the V8 VM, a listener delivered by LDS with the Wasm filter in it),
 # or a feature the native build refuses: tests/identity.rs reads a JWT claim at a nested
 # metadata path, which the dynamic module ABI cannot reach (docs/native.md).
-NATIVE_SUITES := gateway inspection usage hostile answers api_keys bedrock_streams ecds evasion \
-  families fallback_families harness_smoke limits model_lists ratelimit sdk spend
+NATIVE_SUITES := gateway inspection usage hostile answers api_keys bedrock_streams ecds evasion fallback \
+  fallback_families families guards harness_smoke limits model_lists ratelimit sdk spend
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)

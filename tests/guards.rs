@@ -232,10 +232,12 @@ fn an_allowed_request_is_forwarded_after_the_guard_answers() {
         sent,
         json!({"input": "be brief\nhello there", "model": "omni-moderation-latest"})
     );
-    let samples = gw.envoy.stats("posturio_guard");
-    assert!(
-        samples.contains("posturio_guard_calls_total.guard=moderation;.outcome=allow;: 1"),
-        "{samples}"
+    assert_eq!(
+        gw.envoy
+            .counter("wasmcustom.posturio_guard_calls_total.guard=moderation;.outcome=allow;"),
+        Some(1),
+        "{}",
+        gw.envoy.stats("posturio_guard")
     );
     assert!(gw
         .envoy
@@ -309,15 +311,16 @@ fn a_slow_guard_times_out_and_on_error_decides() {
     let response = gw.chat("lenient", "SLOW-2000");
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(gw.provider_bodies().len(), 1);
-    let stats = gw.envoy.stats("posturio_guard_calls");
-    assert!(
-        stats.contains(".guard=hook;.outcome=timeout;: 1"),
-        "{stats}"
-    );
-    assert!(
-        stats.contains(".guard=hook-lenient;.outcome=timeout;: 1"),
-        "{stats}"
-    );
+    for guard in ["hook", "hook-lenient"] {
+        assert_eq!(
+            gw.envoy.counter(&format!(
+                "wasmcustom.posturio_guard_calls_total.guard={guard};.outcome=timeout;"
+            )),
+            Some(1),
+            "{}",
+            gw.envoy.stats("posturio_guard_calls")
+        );
+    }
     gw.envoy.assert_no_wasm_failure();
 }
 
