@@ -530,11 +530,14 @@ fn a_pool_attempt_is_rewritten_by_the_upstream_role() {
     assert_eq!(line["posturio_attempts"], "1", "{line}");
     // The upstream filter's metric under the same name as the Wasm build's, not under the
     // pool cluster's stats prefix.
-    let attempts = envoy.posturio_samples().into_iter().find(|((name, labels), _)| {
-        name == "posturio_attempts_total"
-            && labels.get("provider").map(String::as_str) == Some("openai")
-            && labels.get("class").map(String::as_str) == Some("2xx")
-    });
+    let attempts = envoy
+        .posturio_samples()
+        .into_iter()
+        .find(|((name, labels), _)| {
+            name == "posturio_attempts_total"
+                && labels.get("provider").map(String::as_str) == Some("openai")
+                && labels.get("class").map(String::as_str) == Some("2xx")
+        });
     assert_eq!(
         attempts.map(|(_, value)| value),
         Some(1.0),
