@@ -22,7 +22,7 @@ TEST_APT_PACKAGES := skopeo docker-registry
 PROMETHEUS_DIR := .prometheus
 PROMETHEUS := $(PROMETHEUS_DIR)/usr/bin/prometheus
 
-.PHONY: help venv prometheus wasm-target build cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv prometheus wasm-target build native native-probe cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -58,6 +58,14 @@ wasm-target: ## Install the Rust wasm32-wasip1 target (no-op when present)
 
 build: wasm-target ## Build the filter: target/wasm32-wasip1/release/posturio.wasm
 	cargo build --lib --target $(WASM_TARGET) --release
+
+native: ## Build the native module (an Envoy 1.40 dynamic module): target/native/libposturio.so
+	cargo build -p posturio-native --profile native
+	cp target/native/libposturio_native.so target/native/libposturio.so
+
+native-probe: ## The native module with its panic probe, for tests/native.rs: target/debug/libposturio_probe.so
+	cargo build -p posturio-native --features panic-probe
+	cp target/debug/libposturio_native.so target/debug/libposturio_probe.so
 
 oci: build ## OCI image of the module for Istio and Envoy Gateway: target/oci/posturio
 	$(PYTHON) packaging/oci_layout.py --wasm $(WASM) --out $(OCI_DIR) --version $(VERSION)
