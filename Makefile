@@ -22,7 +22,7 @@ TEST_APT_PACKAGES := skopeo docker-registry
 PROMETHEUS_DIR := .prometheus
 PROMETHEUS := $(PROMETHEUS_DIR)/usr/bin/prometheus
 
-.PHONY: help venv prometheus wasm-target build native native-probe cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
+.PHONY: help venv prometheus wasm-target build native native-probe native-floor cli install render lint modules fmt test run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -115,11 +115,21 @@ run: venv build cli ## Envoy with Posturio on 127.0.0.1:10000, mock providers be
 render: cli ## Rewrite every policy copy in envoy/ and deploy/ from the policy file it names
 	$(POSTURIO) render $(RENDERED)
 
-bench: venv build ## Benchmarks: the policy natively, Envoy with Posturio vs bare Envoy (speed, memory per worker), the module in V8
+native-floor: ## The native floor module for the benchmark: target/native/libposturio_floor.so
+	cargo build --profile native -p posturio-native-floor
+	@echo 'native-floor: built target/native/libposturio_floor.so'
+
+# BENCH_QUICK=1: every script once, briefly, to check the machinery (figures mean nothing);
+# the policy's native timing is left out (its checks run under `cargo test`).
+BENCH_QUICK ?=
+bench: venv build native native-floor ## Benchmarks: both builds and both floors vs bare Envoy (speed, memory per worker), the policy natively, the module in V8; BENCH_QUICK=1 for a short check
+ifeq ($(filter-out 0,$(BENCH_QUICK)),)
 	cargo bench --bench policy
-	$(VENV)/bin/python benches/load.py
+endif
 	$(VENV)/bin/python benches/memory.py
 	$(VENV)/bin/python benches/vm.py
+	@# Last, so that its table (the targets at its end) is what the run leaves on screen.
+	$(VENV)/bin/python benches/load.py
 
 soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's RSS bounded
 	$(VENV)/bin/python benches/soak.py
