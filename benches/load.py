@@ -281,6 +281,7 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, modules: dict[str
 
     results: dict[str, Result] = {}
     scripts: dict[str, Path] = {}
+    failed: set[str] = set()
     for case in cases:
         prose = lab.FOLD_PROSE if case.text == "fold" else lab.PROSE
         body = lab.chat_body(case.size, case.model, prose)
@@ -294,9 +295,10 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, modules: dict[str
             sides.append(setup_key(build, case.policy))
         sides = [side for side in sides if side in envoys]
         for side in list(sides):
-            failed = check_side(bench, case, side, body, envoys[side])
-            if failed:
-                problems.append(failed)
+            wrong = check_side(bench, case, side, body, envoys[side])
+            if wrong:
+                problems.append(wrong)
+                failed.add(side)
                 sides.remove(side)
         if len(sides) > 1:
             results[case.name] = Result(case, sides, {side: [] for side in sides})
@@ -374,7 +376,8 @@ def run(args, cases: list[Case], bench: lab.Lab, threads: int, modules: dict[str
         load_report.Measured(
             args=args, cases=cases, labels={case.name: case.label for case in CASES},
             results=results, at_start=at_start, memory=memory,
-            sizes=sizes, skipped=skipped, threads=threads, envoy_cpus=bench.envoy_cpus,
+            sizes=sizes, skipped=skipped, failed=failed, threads=threads,
+            envoy_cpus=bench.envoy_cpus,
             elapsed=elapsed, other_cores=other_cores, load_end=os.getloadavg()[0],
         )
     )
@@ -405,7 +408,7 @@ def check_side(bench: lab.Lab, case: Case, side: str, body: bytes, envoy: lab.Pr
         return ""
     return (
         f"{case.name}: {side} answered {status}, expected {expected}; left out of the case:\n"
-        f"{reply[:500]!r}\n{envoy.log_tail()}"
+        f"{reply[:500]!r}\n{envoy.log_tail(10)}"
     )
 
 

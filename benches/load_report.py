@@ -51,6 +51,8 @@ class Measured:
     # Bytes of each module loaded: "wasm", "native", "wasm-floor", "native-floor", "baseline".
     sizes: dict
     skipped: dict
+    # Setups left out of a case because their check request was answered wrongly.
+    failed: set
     threads: int
     envoy_cpus: list
     elapsed: float
@@ -75,6 +77,11 @@ def fmt_ms(us: float) -> str:
 def fmt_added(us: float, unit: str = "ms") -> str:
     sign = "+" if us >= 0 else "−"
     return f"{sign}{abs(us) / 1000:.2f} ms" if unit == "ms" else f"{sign}{abs(us):,.0f} µs"
+
+
+def fmt_mib(kib: float) -> str:
+    sign = "+" if kib >= 0 else "−"
+    return f"{sign}{abs(kib) / 1024:.1f} MiB"
 
 
 def median(values: list[float]) -> float:
@@ -247,8 +254,8 @@ def memory_table(m: Measured) -> list[str]:
     bare_hwm = m.memory["bare"]["VmHWM"]
     for name, values in m.memory.items():
         start = m.at_start[name]["VmRSS"]
-        shown = "—" if name == "bare" else f"{(values['VmHWM'] - bare_hwm) / 1024:+.1f} MiB"
-        shown_start = "—" if name == "bare" else f"{(start - bare_start) / 1024:+.1f} MiB"
+        shown = "—" if name == "bare" else fmt_mib(values["VmHWM"] - bare_hwm)
+        shown_start = "—" if name == "bare" else fmt_mib(start - bare_start)
         policy = name.split("-", 1)[1] if "-" in name else ""
         what = label(name) + (f" ({POLICY_LABELS[policy]})" if policy in POLICY_LABELS else "")
         lines.append(
@@ -289,7 +296,7 @@ def targets(m: Measured) -> list[str]:
         what = f"Posturio native ≥ {goal:.2f}× bare Envoy, {case_label(m, name)}"
         result = result_of(name)
         if result is None or "native-" + result.case.policy not in result.runs:
-            lines.append(f"| {what} | not run | |")
+            lines.append(f"| {what} | {not_measured(m, 'native-' + name.split('-')[0])} | |")
             continue
         values = ratios(result, "native-" + result.case.policy)
         shown = spread(values, lambda v: f"{v:.2f}×")
@@ -302,7 +309,10 @@ def targets(m: Measured) -> list[str]:
         floor = floor_runs(m, "wasm", result.case.size) if result else None
         side = f"wasm-{result.case.policy}" if result else ""
         if result is None or floor is None or side not in result.runs:
-            lines.append(f"| {what} | not run (needs the routing case of that size) | |")
+            why = not_measured(m, "wasm-" + name.split("-")[0])
+            if why == "not run":
+                why = "not run (needs the routing case of that size)"
+            lines.append(f"| {what} | {why} | |")
             continue
         values = added_cpu(result.runs[side], floor)
         shown = spread(values, lambda v: fmt_added(v, "us"))
@@ -331,6 +341,14 @@ def targets(m: Measured) -> list[str]:
     return lines
 
 
+def not_measured(m: Measured, key: str) -> str:
+    if key in m.failed:
+        return f"not measured: {key} answered its check request wrongly"
+    if key in m.skipped:
+        return f"not measured: {key} did not start"
+    return "not run"
+
+
 def case_label(m: Measured, name: str) -> str:
     return m.labels.get(name, name)
 
@@ -339,6 +357,8 @@ def rss_row(m: Measured, key: str, goal_mib: int, who: str) -> str:
     what = f"{who} RSS above bare Envoy ≤ {goal_mib} MiB, {m.args.concurrency} worker(s)"
     if key not in m.at_start:
         return f"| {what} | not run | |"
-    above = (m.at_start[key]["VmRSS"] - m.at_start["bare"]["VmRSS"]) / 1024
-    ok = above <= goal_mib
-    return f"| {what} | {above:+.1f} MiB idle | {'met' if ok else '**missed**'} |"
+    if key in m.failed:
+        return f"| {what} | {not_measured(m, key)} | |"
+    above = m.at_start[key]["VmRSS"] - m.at_start["bare"]["VmRSS"]
+    ok = above <= goal_mib * 1024
+    return f"| {what} | {fmt_mib(above)} idle | {'met' if ok else '**missed**'} |"
