@@ -126,10 +126,14 @@ bench: venv build native native-floor ## Benchmarks: both builds and both floors
 ifeq ($(filter-out 0,$(BENCH_QUICK)),)
 	cargo bench --bench policy
 endif
-	$(VENV)/bin/python benches/memory.py
-	$(VENV)/bin/python benches/vm.py
-	@# Last, so that its table (the targets at its end) is what the run leaves on screen.
-	$(VENV)/bin/python benches/load.py
+	@# Each script runs even when one before it found a problem (its report says which);
+	@# the load benchmark last, so that its table (the targets at its end) stays on screen.
+	@status=0; \
+	for script in memory vm load; do \
+	  echo "$(VENV)/bin/python benches/$$script.py"; \
+	  $(VENV)/bin/python benches/$$script.py || status=1; \
+	done; \
+	exit $$status
 
 soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's RSS bounded
 	$(VENV)/bin/python benches/soak.py
