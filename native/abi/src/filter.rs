@@ -409,6 +409,12 @@ impl EnvoyFilter {
         }
     }
 
+    /// Makes Envoy pick the request's route again (after a header it routes on changed).
+    pub fn clear_route_cache(&self) {
+        // SAFETY: `raw` is this stream's filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.raw) }
+    }
+
     /// Resumes a request the filter held.
     pub fn continue_decoding(&self) {
         // SAFETY: `raw` is this stream's filter pointer.

@@ -7,8 +7,17 @@
 //! failed, after which each hook lets the stream (now carrying that answer) pass untouched. A
 //! panic where no answer is possible (configuration, destruction, completion) is logged; a
 //! configuration that panics is rejected.
+//!
+//! Envoy runs a local reply's response hooks (and may deliver a callout that fails at once)
+//! inside the call that caused it. So the module never makes such calls from its hooks: it
+//! queues them (`HttpFilter::take_actions`), and they run here once its hook has returned, as
+//! proxy-wasm defers a local reply to the end of the callback. A hook Envoy re-enters while
+//! the module's code runs is not handed to it: a callout's answer waits its turn, anything
+//! else passes.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -16,7 +25,7 @@ use crate::ffi;
 use crate::filter::{EnvoyFilter, EnvoyFilterConfig};
 use crate::log::{log, Level};
 use crate::{
-    BodyStatus, CalloutAnswer, HeadersStatus, HttpFilter, HttpFilterConfig, TrailersStatus,
+    Action, BodyStatus, CalloutAnswer, HeadersStatus, HttpFilter, HttpFilterConfig, TrailersStatus,
 };
 
 /// What the module returns from `on_program_init`: the ABI version it was written against.
@@ -25,10 +34,17 @@ static ABI_VERSION: &[u8] = b"v0.2.0\0";
 /// The reply a stream gets when the module panicked on it.
 const PANIC_BODY: &[u8] = br#"{"error":{"type":"internal_error","code":"internal_error","message":"the gateway failed while handling this request; it was not forwarded"}}"#;
 
-/// The module's filter and whether a panic ended its part in the stream.
+/// The module's filter and the hooks' bookkeeping for it. Reached through a shared
+/// reference: Envoy may re-enter a hook while another runs (see the module header), and
+/// `busy` keeps the filter itself to one caller at a time.
 struct Slot<F> {
-    filter: F,
-    failed: bool,
+    filter: UnsafeCell<F>,
+    /// A panic ended the filter's part in the stream.
+    failed: Cell<bool>,
+    /// The module's code is running.
+    busy: Cell<bool>,
+    /// Callout answers that arrived while the module's code ran.
+    deferred: RefCell<VecDeque<(u64, CalloutAnswer)>>,
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -110,8 +126,10 @@ pub unsafe fn filter_new<C: HttpFilterConfig>(
     let envoy = unsafe { EnvoyFilter::from_raw(envoy_filter) };
     match catch_unwind(AssertUnwindSafe(|| config.new_filter(&envoy))) {
         Ok(Some(filter)) => Box::into_raw(Box::new(Slot {
-            filter,
-            failed: false,
+            filter: UnsafeCell::new(filter),
+            failed: Cell::new(false),
+            busy: Cell::new(false),
+            deferred: RefCell::new(VecDeque::new()),
         }))
         .cast_const()
         .cast(),
@@ -150,35 +168,43 @@ pub unsafe fn filter_destroy<C: HttpFilterConfig>(filter: ffi::FilterModulePtr) 
     }
 }
 
-/// Runs one stream hook: the filter's code inside `catch_unwind`; after a panic, the 500
-/// answer (when `answer` is set) and `failed`, which later hooks honour with `passed`.
+/// The stream's slot, unless a panic ended the filter's part.
 ///
 /// # Safety
-/// `filter` must be a live pointer from `filter_new::<C>` (or null); `envoy_filter` the
-/// stream's Envoy pointer.
-unsafe fn on_stream<C: HttpFilterConfig, R>(
-    hook: &str,
-    envoy_filter: ffi::FilterEnvoyPtr,
+/// `filter` must be a live pointer from `filter_new::<C>` (or null).
+unsafe fn slot<'a, C: HttpFilterConfig>(
     filter: ffi::FilterModulePtr,
-    passed: R,
-    answered: R,
-    run: impl FnOnce(&mut C::Filter, &EnvoyFilter) -> R,
-) -> R {
+) -> Option<&'a Slot<C::Filter>> {
     if filter.is_null() {
-        return passed;
+        return None;
     }
-    // SAFETY: `filter` came from `filter_new::<C>`; Envoy calls one hook of a stream at a
-    // time, on its worker thread, so this is the only reference.
-    let slot = unsafe { &mut *filter.cast_mut().cast::<Slot<C::Filter>>() };
-    if slot.failed {
-        return passed;
-    }
-    // SAFETY: `envoy_filter` is the stream pointer Envoy passed to this hook.
-    let envoy = unsafe { EnvoyFilter::from_raw(envoy_filter) };
-    match catch_unwind(AssertUnwindSafe(|| run(&mut slot.filter, &envoy))) {
-        Ok(result) => result,
+    // SAFETY: `filter` came from `filter_new::<C>` and lives until `filter_destroy`, which
+    // Envoy calls after every other hook of the stream.
+    let slot = unsafe { &*filter.cast::<Slot<C::Filter>>() };
+    (!slot.failed.get()).then_some(slot)
+}
+
+/// Runs the module's code for one hook inside `catch_unwind`, with `busy` set. After a
+/// panic: the filter is failed, the panic logged, the stream answered 500; `None`.
+fn guarded<C: HttpFilterConfig, R>(
+    hook: &str,
+    slot: &Slot<C::Filter>,
+    envoy: &EnvoyFilter,
+    run: impl FnOnce(&mut C::Filter, &EnvoyFilter) -> R,
+) -> Option<R> {
+    slot.busy.set(true);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `busy` was clear (every caller checks), so no other reference to the
+        // filter exists; this one ends with the closure.
+        let filter = unsafe { &mut *slot.filter.get() };
+        run(filter, envoy)
+    }));
+    slot.busy.set(false);
+    match result {
+        Ok(result) => Some(result),
         Err(payload) => {
-            slot.failed = true;
+            slot.failed.set(true);
+            slot.deferred.borrow_mut().clear();
             log(
                 Level::Error,
                 &format!(
@@ -193,8 +219,84 @@ unsafe fn on_stream<C: HttpFilterConfig, R>(
                 PANIC_BODY,
                 "posturio_panic",
             );
-            answered
+            None
         }
+    }
+}
+
+/// Once the module's hook has returned: the calls it queued, then any callout answer that
+/// arrived meanwhile (and what that queued), until none is left.
+fn settle<C: HttpFilterConfig>(slot: &Slot<C::Filter>, envoy: &EnvoyFilter) {
+    loop {
+        let Some(actions) = guarded::<C, _>("take_actions", slot, envoy, |f, _| f.take_actions())
+        else {
+            return;
+        };
+        for action in actions {
+            match action {
+                Action::SendResponse {
+                    status,
+                    headers,
+                    body,
+                    details,
+                } => {
+                    let headers: Vec<(&str, &[u8])> = headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_slice()))
+                        .collect();
+                    envoy.send_response(status, &headers, &body, &details);
+                }
+                Action::ContinueDecoding => envoy.continue_decoding(),
+            }
+        }
+        let next = slot.deferred.borrow_mut().pop_front();
+        let Some((callout_id, answer)) = next else {
+            return;
+        };
+        if slot.failed.get() {
+            return;
+        }
+        guarded::<C, _>("on_http_callout_done", slot, envoy, |f, envoy| {
+            f.on_callout_done(envoy, callout_id, &answer)
+        });
+    }
+}
+
+/// Runs one stream hook: `passed` when the filter is failed or busy, `answered` after a
+/// panic, else the module's answer (with its queued calls made).
+///
+/// # Safety
+/// `filter` must be a live pointer from `filter_new::<C>` (or null); `envoy_filter` the
+/// stream's Envoy pointer.
+unsafe fn on_stream<C: HttpFilterConfig, R>(
+    hook: &str,
+    envoy_filter: ffi::FilterEnvoyPtr,
+    filter: ffi::FilterModulePtr,
+    passed: R,
+    answered: R,
+    run: impl FnOnce(&mut C::Filter, &EnvoyFilter) -> R,
+) -> R {
+    // SAFETY: the caller's contract.
+    let Some(slot) = (unsafe { slot::<C>(filter) }) else {
+        return passed;
+    };
+    if slot.busy.get() {
+        // Envoy re-entered the stream from a call the module made: a reply it queued is
+        // being sent, and passes untouched.
+        return passed;
+    }
+    // SAFETY: `envoy_filter` is the stream pointer Envoy passed to this hook.
+    let envoy = unsafe { EnvoyFilter::from_raw(envoy_filter) };
+    match guarded::<C, _>(hook, slot, &envoy, run) {
+        Some(result) => {
+            settle::<C>(slot, &envoy);
+            if slot.failed.get() {
+                answered
+            } else {
+                result
+            }
+        }
+        None => answered,
     }
 }
 
@@ -339,32 +441,22 @@ pub unsafe fn response_trailers<C: HttpFilterConfig>(
 }
 
 /// # Safety
-/// As `on_stream`. No answer is possible once the stream is complete: a panic is logged.
+/// As `on_stream`. The stream is over: a panic here is logged (the 500 sent then reaches
+/// nobody).
 pub unsafe fn stream_complete<C: HttpFilterConfig>(
     envoy_filter: ffi::FilterEnvoyPtr,
     filter: ffi::FilterModulePtr,
 ) {
-    if filter.is_null() {
-        return;
-    }
-    // SAFETY: as in `on_stream`: one hook at a time on the stream's worker.
-    let slot = unsafe { &mut *filter.cast_mut().cast::<Slot<C::Filter>>() };
-    if slot.failed {
-        return;
-    }
-    // SAFETY: `envoy_filter` is the stream pointer Envoy passed to this hook.
-    let envoy = unsafe { EnvoyFilter::from_raw(envoy_filter) };
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| slot.filter.on_stream_complete(&envoy)))
-    {
-        slot.failed = true;
-        log(
-            Level::Error,
-            &format!(
-                "{}panic in on_stream_complete: {}",
-                C::LOG_PREFIX,
-                panic_message(payload.as_ref())
-            ),
-        );
+    // SAFETY: forwarded from Envoy's call.
+    unsafe {
+        on_stream::<C, _>(
+            "on_stream_complete",
+            envoy_filter,
+            filter,
+            (),
+            (),
+            |f, envoy| f.on_stream_complete(envoy),
+        )
     }
 }
 

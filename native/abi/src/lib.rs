@@ -66,6 +66,21 @@ pub struct CalloutAnswer {
     pub body: Vec<u8>,
 }
 
+/// A call the module queues during a hook; made once the hook has returned (see `hooks`).
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Answers the stream locally.
+    SendResponse {
+        status: u32,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+        /// Envoy's response code details.
+        details: String,
+    },
+    /// Lets a request the filter held go on.
+    ContinueDecoding,
+}
+
 /// One filter configuration: made on Envoy's main thread, shared by every worker.
 pub trait HttpFilterConfig: Sized + Send + Sync + 'static {
     type Filter: HttpFilter;
@@ -101,6 +116,12 @@ pub trait HttpFilter: 'static {
     fn on_stream_complete(&mut self, _envoy: &EnvoyFilter) {}
     /// An HTTP callout this stream started has its answer (or failed).
     fn on_callout_done(&mut self, _envoy: &EnvoyFilter, _callout_id: u64, _answer: &CalloutAnswer) {
+    }
+    /// The calls queued during the hook that just returned, in order. The module makes no
+    /// call from a hook that makes Envoy re-enter the stream (a local reply, resuming it):
+    /// it queues them here.
+    fn take_actions(&mut self) -> Vec<Action> {
+        Vec::new()
     }
 }
 
