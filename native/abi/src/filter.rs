@@ -427,13 +427,6 @@ impl EnvoyFilter {
         unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.raw) }
     }
 
-    /// Makes Envoy choose the route again, as it chose it before the filter changed a header
-    /// the route reads (`cluster_header`); a no-op outside the request path.
-    pub fn clear_route_cache(&self) {
-        // SAFETY: `raw` is this stream's filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.raw) }
-    }
-
     /// Adds to a counter defined in the configuration, with its label values.
     pub fn increment_counter(&self, id: usize, labels: &[&str], by: u64) -> bool {
         let values: Vec<ModuleBuffer> =
