@@ -439,10 +439,10 @@ def _drop_wasm_filter(yaml: str) -> str:
 
 
 def _native_filter(yaml: str, module: Path, policy: str) -> str:
-    """The template with the native build in the Wasm filter's place: the dynamic module
-    filter, the policy as its `filter_config`, the rest of the chain unchanged. The module is
-    loaded from its path; its metrics keep the Wasm build's `wasmcustom` namespace, so both
-    builds' stats have the same names."""
+    """The template with the native build in the Wasm filter's place, as in the shipped
+    native configuration (envoy/envoy-native.yaml): the dynamic module filter, loaded from its
+    path, its metrics under the Wasm build's `wasmcustom` namespace and names, the policy as its
+    `filter_config`; the rest of the chain unchanged."""
     lines = yaml.splitlines()
     start, end = _wasm_filter(lines)
     pad = " " * _indent(lines[start])
@@ -460,7 +460,21 @@ def _native_filter(yaml: str, module: Path, policy: str) -> str:
         f"{pad}      value: |",
     ]
     entry += [f"{pad}        {line}" if line.strip() else "" for line in policy.strip().splitlines()]
-    return "\n".join(lines[:start] + entry + lines[end:]) + "\n"
+    text = "\n".join(lines[:start] + entry + lines[end:]) + "\n"
+    if "\nlayered_runtime:" in text:
+        raise SystemExit(f"{TEMPLATE}: has a layered_runtime; the native translation adds its own")
+    return text + NATIVE_RUNTIME
+
+
+# The runtime layer the shipped native configuration (envoy/envoy-native.yaml) has: with it,
+# Envoy lists the module's metrics under the Wasm build's names.
+NATIVE_RUNTIME = """
+layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
+"""
 
 
 def envoy_config(
