@@ -421,7 +421,9 @@ def check_envoy(name: str, envoy: lab.Process) -> list[str]:
     if stderr and stderr.exists():
         logs += stderr.read_text(errors="replace").splitlines()
     for line in logs:
-        if any(mark in line for mark in ("Function: proxy_on_", "panicked at", "Wasm VM failed")):
+        # The Wasm VM's failure, or a panic (the native build catches and logs each one).
+        marks = ("Function: proxy_on_", "panicked at", "Wasm VM failed", "panic in on_")
+        if any(mark in line for mark in marks):
             return [f"{name} Envoy: the filter failed: {line}"]
     return []
 

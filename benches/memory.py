@@ -193,7 +193,10 @@ def check_envoy(what: str, envoy: lab.Process) -> list[str]:
     if envoy.popen.poll() is not None:
         return [f"{what} exited during the run:\n{envoy.log_tail()}"]
     log = envoy.log_tail(10**9)
-    for marker in ("Function: proxy_on_", "panicked at", "Wasm VM failed", "Uncaught RuntimeError"):
+    # The Wasm VM's failure, or a panic (the native build catches and logs each one).
+    markers = ("Function: proxy_on_", "panicked at", "Wasm VM failed", "Uncaught RuntimeError",
+               "panic in on_")
+    for marker in markers:
         if marker in log:
             return [f"{what}: the filter failed: a log line contains {marker!r}"]
     return []
