@@ -230,14 +230,18 @@ def policy_text(policy: str) -> str:
     raise ValueError(policy)
 
 
-# Setups the run cannot do without: when one of them does not start, the run is not valid.
-# Any other setup (a detector policy an older baseline refuses, say) is skipped with the
-# reason.
 def essential(key: str) -> bool:
-    return key.endswith("-route") and not key.startswith("baseline") or key.endswith("-floor")
+    """Whether the run is invalid without this setup: the floors and each build's routing
+    Envoy. Any other setup that does not start (a policy an older baseline refuses, say) is
+    left out with the reason."""
+    floor = key.endswith("-floor")
+    routing = key.endswith("-route") and not key.startswith("baseline-")
+    return floor or routing
 
 
 def run(args, cases: list[Case], bench: lab.Lab, threads: int, modules: dict[str, Path]) -> int:
+    """Starts every setup the cases need, checks each with one request, drives them round
+    after round, and publishes the report; the exit status (1 when the run is not valid)."""
     nginx = bench.start_nginx()
     problems: list[str] = []
     skipped: dict[str, str] = {}
