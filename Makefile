@@ -61,11 +61,14 @@ build: wasm-target ## Build the filter: target/wasm32-wasip1/release/posturio.wa
 
 native: ## Build the native module (an Envoy 1.40 dynamic module): target/native/libposturio.so
 	cargo build -p posturio-native --profile native
-	cp target/native/libposturio_native.so target/native/libposturio.so
+	@# Replaced by a rename, never rewritten in place: a running Envoy maps the old file.
+	cp target/native/libposturio_native.so target/native/libposturio.so.tmp
+	mv -f target/native/libposturio.so.tmp target/native/libposturio.so
 
 native-probe: ## The native module with its panic probe, for tests/native.rs: target/debug/libposturio_probe.so
 	cargo build -p posturio-native --features panic-probe
-	cp target/debug/libposturio_native.so target/debug/libposturio_probe.so
+	cp target/debug/libposturio_native.so target/debug/libposturio_probe.so.tmp
+	mv -f target/debug/libposturio_probe.so.tmp target/debug/libposturio_probe.so
 
 oci: build ## OCI image of the module for Istio and Envoy Gateway: target/oci/posturio
 	$(PYTHON) packaging/oci_layout.py --wasm $(WASM) --out $(OCI_DIR) --version $(VERSION)

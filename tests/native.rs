@@ -528,6 +528,22 @@ fn a_pool_attempt_is_rewritten_by_the_upstream_role() {
     let line = access_log_line(&envoy, "native-pool");
     assert_eq!(line["posturio_provider"], "openai", "{line}");
     assert_eq!(line["posturio_attempts"], "1", "{line}");
+    // The upstream filter's metric under the same name as the Wasm build's, not under the
+    // pool cluster's stats prefix.
+    let attempts = envoy
+        .posturio_samples()
+        .into_iter()
+        .find(|((name, labels), _)| {
+            name == "posturio_attempts_total"
+                && labels.get("provider").map(String::as_str) == Some("openai")
+                && labels.get("class").map(String::as_str) == Some("2xx")
+        });
+    assert_eq!(
+        attempts.map(|(_, value)| value),
+        Some(1.0),
+        "{}",
+        envoy.admin_get("/stats/prometheus").text()
+    );
 }
 
 #[test]
@@ -558,4 +574,25 @@ fn a_panic_fails_closed_and_envoy_keeps_serving() {
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(mock.requests().len(), 1);
     assert!(envoy.is_running(), "Envoy is still up");
+}
+
+#[test]
+fn a_refusal_carries_the_debug_header_when_the_policy_asks() {
+    let policy = common::example_policy().replacen('{', "{\n  \"debug_headers\": true,", 1);
+    let mock = MockProvider::start();
+    let envoy = Envoy::start_with(options(&policy, &mock, native_module()));
+    let response = http::post(envoy.port(), CHAT, &[JSON], &chat("gpt-4o", "hi"));
+    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-decision"),
+        Some("deny"),
+        "{response:?}"
+    );
+    let response = http::post(envoy.port(), CHAT, &[JSON], &chat("gpt-4o-mini", "hi"));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("x-posturio-decision"),
+        Some("allow"),
+        "{response:?}"
+    );
 }

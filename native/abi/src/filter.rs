@@ -3,6 +3,7 @@
 //! out before the method returns, so no borrowed Envoy memory outlives the call.
 
 use std::ptr;
+use std::sync::{Mutex, PoisonError};
 
 use crate::ffi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
 
@@ -517,6 +518,11 @@ impl EnvoyFilterConfig {
         EnvoyFilterConfig { raw }
     }
 
+    /// Names this configuration for `with_config_metrics` once it is accepted.
+    pub fn id(&self) -> usize {
+        self.raw as usize
+    }
+
     /// Defines a metric with its label names; the id is what the stream handle's
     /// `increment_counter` / `record_histogram` take. `None` when Envoy refuses it.
     pub fn define_metric(&self, kind: MetricType, name: &str, labels: &[&str]) -> Option<usize> {
@@ -548,4 +554,77 @@ impl EnvoyFilterConfig {
         };
         (result == ffi::METRICS_SUCCESS).then_some(id)
     }
+}
+
+/// The configurations Envoy has accepted and not yet destroyed, by `EnvoyFilterConfig::id`:
+/// their metrics can be updated from any stream (see `with_config_metrics`).
+static LIVE_CONFIGS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+pub(crate) fn config_accepted(raw: ffi::FilterConfigEnvoyPtr) {
+    LIVE_CONFIGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(raw as usize);
+}
+
+pub(crate) fn config_destroyed(raw: ffi::FilterConfigEnvoyPtr) {
+    LIVE_CONFIGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|id| *id != raw as usize);
+}
+
+/// The metrics of a live configuration, usable from any stream: a filter whose own
+/// configuration's metrics land in another stats scope (an upstream filter's are under its
+/// cluster's) records them in this one's.
+pub struct ConfigMetrics {
+    raw: ffi::FilterConfigEnvoyPtr,
+}
+
+impl ConfigMetrics {
+    /// Adds to a counter this configuration defined.
+    pub fn increment_counter(&self, id: usize, labels: &[&str], by: u64) -> bool {
+        let values: Vec<ModuleBuffer> =
+            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
+        // SAFETY: `raw` is a live configuration (`with_config_metrics` holds the lock that
+        // its destruction takes); `values` is live for the call.
+        let result = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.raw,
+                id,
+                values.as_ptr(),
+                values.len(),
+                by,
+            )
+        };
+        result == ffi::METRICS_SUCCESS
+    }
+
+    /// Records a value in a histogram this configuration defined.
+    pub fn record_histogram(&self, id: usize, labels: &[&str], value: u64) -> bool {
+        let values: Vec<ModuleBuffer> =
+            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
+        // SAFETY: as in `increment_counter`.
+        let result = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                self.raw,
+                id,
+                values.as_ptr(),
+                values.len(),
+                value,
+            )
+        };
+        result == ffi::METRICS_SUCCESS
+    }
+}
+
+/// Runs `f` with the metrics of configuration `id`, if Envoy has not destroyed it; the
+/// configuration cannot be destroyed while `f` runs.
+pub fn with_config_metrics<R>(id: usize, f: impl FnOnce(&ConfigMetrics) -> R) -> Option<R> {
+    let live = LIVE_CONFIGS.lock().unwrap_or_else(PoisonError::into_inner);
+    let raw = live.iter().find(|live| **live == id)?;
+    let metrics = ConfigMetrics {
+        raw: *raw as ffi::FilterConfigEnvoyPtr,
+    };
+    Some(f(&metrics))
 }

@@ -34,6 +34,15 @@ static ABI_VERSION: &[u8] = b"v0.2.0\0";
 /// The reply a stream gets when the module panicked on it.
 const PANIC_BODY: &[u8] = br#"{"error":{"type":"internal_error","code":"internal_error","message":"the gateway failed while handling this request; it was not forwarded"}}"#;
 
+/// The module's configuration and Envoy's, for unregistering it on destruction.
+struct ConfigSlot<C> {
+    envoy: ffi::FilterConfigEnvoyPtr,
+    config: C,
+}
+
+/// The hook after which no reply is possible.
+const STREAM_COMPLETE: &str = "on_stream_complete";
+
 /// The module's filter and the hooks' bookkeeping for it. Reached through a shared
 /// reference: Envoy may re-enter a hook while another runs (see the module header), and
 /// `busy` keeps the filter itself to one caller at a time.
@@ -73,7 +82,15 @@ pub unsafe fn config_new<C: HttpFilterConfig>(
     // SAFETY: `envoy_config` is the pointer Envoy passed to this hook.
     let handle = unsafe { EnvoyFilterConfig::from_raw(envoy_config) };
     match catch_unwind(AssertUnwindSafe(|| C::new(&handle, name, config))) {
-        Ok(Some(config)) => Box::into_raw(Box::new(config)).cast_const().cast(),
+        Ok(Some(config)) => {
+            crate::filter::config_accepted(envoy_config);
+            Box::into_raw(Box::new(ConfigSlot {
+                envoy: envoy_config,
+                config,
+            }))
+            .cast_const()
+            .cast()
+        }
         Ok(None) => std::ptr::null(),
         Err(payload) => {
             log(
@@ -97,8 +114,10 @@ pub unsafe fn config_destroy<C: HttpFilterConfig>(config: ffi::FilterConfigModul
     }
     // SAFETY: `config` came from `Box::into_raw` in `config_new::<C>` and Envoy destroys it
     // once.
-    let config = unsafe { Box::from_raw(config.cast_mut().cast::<C>()) };
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(config))) {
+    let slot = unsafe { Box::from_raw(config.cast_mut().cast::<ConfigSlot<C>>()) };
+    // First, so that no stream uses its metrics once Envoy goes on to free it.
+    crate::filter::config_destroyed(slot.envoy);
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(slot))) {
         log(
             Level::Error,
             &format!(
@@ -121,7 +140,7 @@ pub unsafe fn filter_new<C: HttpFilterConfig>(
     }
     // SAFETY: `config` came from `config_new::<C>` and outlives every stream Envoy creates
     // from it; `C: Sync` makes the shared reference safe across workers.
-    let config = unsafe { &*config.cast::<C>() };
+    let config = unsafe { &(*config.cast::<ConfigSlot<C>>()).config };
     // SAFETY: `envoy_filter` is the stream pointer Envoy passed to this hook.
     let envoy = unsafe { EnvoyFilter::from_raw(envoy_filter) };
     match catch_unwind(AssertUnwindSafe(|| config.new_filter(&envoy))) {
@@ -185,7 +204,8 @@ unsafe fn slot<'a, C: HttpFilterConfig>(
 }
 
 /// Runs the module's code for one hook inside `catch_unwind`, with `busy` set. After a
-/// panic: the filter is failed, the panic logged, the stream answered 500; `None`.
+/// panic: the filter is failed, the panic logged, the stream answered 500 unless it is
+/// complete (`hook` is then `on_stream_complete`: nobody is left to answer); `None`.
 fn guarded<C: HttpFilterConfig, R>(
     hook: &str,
     slot: &Slot<C::Filter>,
@@ -205,20 +225,28 @@ fn guarded<C: HttpFilterConfig, R>(
         Err(payload) => {
             slot.failed.set(true);
             slot.deferred.borrow_mut().clear();
+            let complete = hook == STREAM_COMPLETE;
             log(
                 Level::Error,
                 &format!(
-                    "{}panic in {hook}: {}; the request is answered 500 and not forwarded",
+                    "{}panic in {hook}: {}; {}",
                     C::LOG_PREFIX,
-                    panic_message(payload.as_ref())
+                    panic_message(payload.as_ref()),
+                    if complete {
+                        "the stream was already complete"
+                    } else {
+                        "the request is answered 500 and not forwarded"
+                    }
                 ),
             );
-            envoy.send_response(
-                500,
-                &[("content-type", b"application/json")],
-                PANIC_BODY,
-                "posturio_panic",
-            );
+            if !complete {
+                envoy.send_response(
+                    500,
+                    &[("content-type", b"application/json")],
+                    PANIC_BODY,
+                    "posturio_panic",
+                );
+            }
             None
         }
     }
@@ -449,14 +477,9 @@ pub unsafe fn stream_complete<C: HttpFilterConfig>(
 ) {
     // SAFETY: forwarded from Envoy's call.
     unsafe {
-        on_stream::<C, _>(
-            "on_stream_complete",
-            envoy_filter,
-            filter,
-            (),
-            (),
-            |f, envoy| f.on_stream_complete(envoy),
-        )
+        on_stream::<C, _>(STREAM_COMPLETE, envoy_filter, filter, (), (), |f, envoy| {
+            f.on_stream_complete(envoy)
+        })
     }
 }
 

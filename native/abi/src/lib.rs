@@ -17,7 +17,8 @@ pub mod hooks;
 pub mod log;
 
 pub use filter::{
-    Attribute, Body, Direction, EnvoyFilter, EnvoyFilterConfig, MetadataSource, MetricType,
+    with_config_metrics, Attribute, Body, ConfigMetrics, Direction, EnvoyFilter, EnvoyFilterConfig,
+    MetadataSource, MetricType,
 };
 pub use log::{log, log_enabled, Level};
 

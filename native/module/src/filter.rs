@@ -17,6 +17,8 @@ pub struct PosturioFilter {
     role: Role,
     /// Shared with the pipeline's host.
     stream: Rc<StreamState>,
+    /// The attempt's end was handed over (`on_done`).
+    attempt_done: bool,
     /// Set by the panic probe's header (test builds only).
     #[cfg(feature = "panic-probe")]
     probe: bool,
@@ -42,6 +44,7 @@ impl PosturioFilter {
         PosturioFilter {
             role,
             stream,
+            attempt_done: false,
             #[cfg(feature = "panic-probe")]
             probe: false,
         }
@@ -80,6 +83,20 @@ fn trailers(flow: Flow) -> TrailersStatus {
     match flow {
         Flow::Continue => TrailersStatus::Continue,
         Flow::Pause => TrailersStatus::StopIteration,
+    }
+}
+
+/// Envoy does not complete an upstream filter's stream when its attempt is reset: the
+/// attempt ends when its filter is destroyed, as proxy-wasm's `on_done` does. Its end only
+/// counts the attempt, in the request filter configuration's metrics (see `series.rs`),
+/// which needs nothing of the stream Envoy is destroying.
+impl Drop for PosturioFilter {
+    fn drop(&mut self) {
+        if let Role::Attempt(attempt) = &mut self.role {
+            if !self.attempt_done {
+                attempt.on_done();
+            }
+        }
     }
 }
 
@@ -144,7 +161,10 @@ impl HttpFilter for PosturioFilter {
     fn on_stream_complete(&mut self, _envoy: &EnvoyFilter) {
         match &mut self.role {
             Role::Request(request) => request.on_log(),
-            Role::Attempt(attempt) => attempt.on_done(),
+            Role::Attempt(attempt) => {
+                self.attempt_done = true;
+                attempt.on_done();
+            }
         }
     }
 
@@ -168,6 +188,14 @@ impl HttpFilter for PosturioFilter {
     }
 
     fn take_actions(&mut self) -> Vec<Action> {
+        // Envoy does not run this filter's response callbacks for a reply it sent itself,
+        // where proxy-wasm does: the pipeline's response-headers step (the debug header) is
+        // run here, on the queued reply, before it goes.
+        if let Role::Request(request) = &mut self.role {
+            if self.stream.reply_queued() {
+                request.on_response_headers(false);
+            }
+        }
         self.stream.take_actions()
     }
 }

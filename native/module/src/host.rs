@@ -56,6 +56,30 @@ impl StreamState {
         std::mem::take(&mut *self.actions.borrow_mut())
     }
 
+    /// Whether a local reply is queued (not yet sent).
+    pub fn reply_queued(&self) -> bool {
+        self.actions
+            .borrow()
+            .iter()
+            .any(|action| matches!(action, Action::SendResponse { .. }))
+    }
+
+    /// Sets (`Some`) or removes a header of the queued local reply; false when none is queued.
+    fn edit_queued_reply(&self, name: &str, value: Option<&str>) -> bool {
+        let mut actions = self.actions.borrow_mut();
+        let Some(headers) = actions.iter_mut().rev().find_map(|action| match action {
+            Action::SendResponse { headers, .. } => Some(headers),
+            Action::ContinueDecoding => None,
+        }) else {
+            return false;
+        };
+        headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
+        if let Some(value) = value {
+            headers.push((name.to_owned(), value.as_bytes().to_vec()));
+        }
+        true
+    }
+
     /// Marks the body callback of `direction` as running (its chunk is then part of the
     /// body), or none.
     pub fn in_body_callback(&self, direction: Option<Direction>) {
@@ -305,6 +329,9 @@ impl Host for NativeHost {
 
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         const CALL: &str = "set_header(response)";
+        if self.stream.edit_queued_reply(name, Some(value)) {
+            return Ok(());
+        }
         if self
             .envoy(CALL)?
             .set_header(Direction::Response, name, Some(value.as_bytes()))
@@ -334,6 +361,9 @@ impl Host for NativeHost {
 
     fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
         const CALL: &str = "set_header(response)";
+        if self.stream.edit_queued_reply(name, None) {
+            return Ok(());
+        }
         if self
             .envoy(CALL)?
             .set_header(Direction::Response, name, None)
@@ -370,9 +400,18 @@ impl Host for NativeHost {
             .ok_or_else(|| failed(CALL, "the name is not base(.label=value;)*"))?;
         let template = metrics::template(kind, base, &labels)
             .ok_or_else(|| failed(CALL, "no such metric was defined with the configuration"))?;
-        self.series
+        let id = self
+            .series
             .define(template, labels.iter().map(|(_, value)| *value))
-            .ok_or_else(|| failed(CALL, "too many series"))
+            .ok_or_else(|| failed(CALL, "too many series"))?;
+        if kind == MetricKind::Counter {
+            // Envoy makes a labelled series on its first increment; proxy-wasm's definition
+            // makes it at once, so a counter shows 0 until counted. Adding 0 does the same.
+            if let Some(envoy) = self.envoy.as_ref() {
+                self.series.increment(envoy, id, 0);
+            }
+        }
+        Ok(id)
     }
 
     fn increment_metric(&self, id: u32, by: u64) -> Result<(), HostError> {

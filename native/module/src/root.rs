@@ -18,7 +18,7 @@ use crate::filter::PosturioFilter;
 use crate::host::{NativeHost, StreamState};
 use crate::logger;
 use crate::metrics::TEMPLATES;
-use crate::series::Series;
+use crate::series::{self, Series};
 
 /// What the configuration makes each stream's filter.
 enum Role {
@@ -31,6 +31,8 @@ enum Role {
 pub struct PosturioConfig {
     /// Tells this configuration's per-worker state from another's.
     id: u64,
+    /// Envoy's id for it.
+    envoy_id: usize,
     role: Role,
     /// Envoy's id for each row of `TEMPLATES`.
     metrics: Arc<[Option<usize>]>,
@@ -82,8 +84,12 @@ impl HttpFilterConfig for PosturioConfig {
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         LIVE.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+        if matches!(role, Role::Request(_)) {
+            series::request_config_accepted(envoy.id(), Arc::clone(&defined));
+        }
         Some(PosturioConfig {
             id,
+            envoy_id: envoy.id(),
             role,
             metrics: defined,
         })
@@ -123,7 +129,10 @@ impl PosturioConfig {
                     Rc::clone(&worker.series),
                 ));
             }
-            let series = Rc::new(Series::new(Arc::clone(&self.metrics)));
+            let series = Rc::new(match self.role {
+                Role::Request(_) => Series::new(Arc::clone(&self.metrics)),
+                Role::Upstream => Series::in_request_config(),
+            });
             let policy = match &self.role {
                 Role::Request(json) => {
                     let host = NativeHost::detached(Rc::clone(&series));
@@ -151,6 +160,7 @@ impl PosturioConfig {
 
 impl Drop for PosturioConfig {
     fn drop(&mut self) {
+        series::request_config_gone(self.envoy_id);
         LIVE.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|id| *id != self.id);

@@ -1,29 +1,74 @@
 //! One worker's metric series for one configuration: each distinct set of label values of a
 //! metric the configuration defined, numbered for the pipeline's metric ids.
+//!
+//! The request filter records in its own configuration's metrics. The upstream filter of a
+//! pool cluster records in a request filter configuration's: Envoy puts an upstream filter's
+//! metrics under its cluster's stats prefix (`cluster.<name>.wasmcustom.posturio_...`), where
+//! the Wasm build's share one namespace whatever the filter.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use envoy_abi::EnvoyFilter;
 use posturio::pipeline::MetricKind;
 
 use crate::metrics::TEMPLATES;
 
+/// The request filter configurations alive now: Envoy's id for each and the metric ids it
+/// defined. The upstream filter records in the latest.
+static REQUEST_CONFIGS: Mutex<Vec<(usize, Defined)>> = Mutex::new(Vec::new());
+
+/// Envoy's id for each row of `TEMPLATES`, `None` where Envoy refused the definition.
+pub type Defined = Arc<[Option<usize>]>;
+
+/// A request filter configuration was accepted: its metrics serve upstream filters too.
+pub fn request_config_accepted(envoy_id: usize, defined: Arc<[Option<usize>]>) {
+    REQUEST_CONFIGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((envoy_id, defined));
+}
+
+/// A request filter configuration is gone.
+pub fn request_config_gone(envoy_id: usize) {
+    REQUEST_CONFIGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(id, _)| *id != envoy_id);
+}
+
+/// Where a series is recorded.
+enum Sink {
+    /// Through the stream, with this configuration's metric ids.
+    Stream(Arc<[Option<usize>]>),
+    /// In the latest request filter configuration's metrics.
+    RequestConfig,
+}
+
 /// Series are bounded by the policy (every label value comes from it or from a fixed set);
 /// this cap only keeps a mistake from growing without end.
 const MAX_SERIES: usize = 100_000;
 
 pub struct Series {
-    /// Envoy's id for each row of `TEMPLATES`, `None` where Envoy refused the definition.
-    defined: Arc<[Option<usize>]>,
+    sink: Sink,
     /// Each series: its template row and label values; its index is the pipeline's id.
     series: RefCell<Vec<(usize, Vec<String>)>>,
 }
 
 impl Series {
+    /// Series recorded through the stream, with Envoy's id for each row of `TEMPLATES`
+    /// (`None` where Envoy refused the definition).
     pub fn new(defined: Arc<[Option<usize>]>) -> Self {
         Series {
-            defined,
+            sink: Sink::Stream(defined),
+            series: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Series recorded in the request filter's metrics (the upstream filter's).
+    pub fn in_request_config() -> Self {
+        Series {
+            sink: Sink::RequestConfig,
             series: RefCell::new(Vec::new()),
         }
     }
@@ -50,31 +95,52 @@ impl Series {
         u32::try_from(index).ok()
     }
 
-    /// Envoy's metric id and label values of series `id`, if it is of kind `kind`.
-    fn resolve(&self, id: u32, kind: MetricKind) -> Option<(usize, Vec<String>)> {
+    /// The template row and label values of series `id`, if it is of kind `kind`.
+    fn with_series<R>(
+        &self,
+        id: u32,
+        kind: MetricKind,
+        use_series: impl FnOnce(usize, &[&str]) -> Option<R>,
+    ) -> Option<R> {
         let series = self.series.borrow();
         let (row, values) = series.get(usize::try_from(id).ok()?)?;
         let (template_kind, _, _) = TEMPLATES.get(*row)?;
         if *template_kind != kind {
             return None;
         }
-        let envoy_id = (*self.defined.get(*row)?)?;
-        Some((envoy_id, values.clone()))
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        use_series(*row, &values)
+    }
+
+    fn update(&self, envoy: &EnvoyFilter, id: u32, kind: MetricKind, value: u64) -> bool {
+        self.with_series(id, kind, |row, values| match &self.sink {
+            Sink::Stream(defined) => {
+                let envoy_id = defined.get(row).copied().flatten()?;
+                Some(match kind {
+                    MetricKind::Counter => envoy.increment_counter(envoy_id, values, value),
+                    MetricKind::Histogram => envoy.record_histogram(envoy_id, values, value),
+                })
+            }
+            Sink::RequestConfig => {
+                let configs = REQUEST_CONFIGS
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let (config, defined) = configs.last()?;
+                let envoy_id = defined.get(row).copied().flatten()?;
+                envoy_abi::with_config_metrics(*config, |metrics| match kind {
+                    MetricKind::Counter => metrics.increment_counter(envoy_id, values, value),
+                    MetricKind::Histogram => metrics.record_histogram(envoy_id, values, value),
+                })
+            }
+        })
+        .unwrap_or(false)
     }
 
     pub fn increment(&self, envoy: &EnvoyFilter, id: u32, by: u64) -> bool {
-        let Some((envoy_id, values)) = self.resolve(id, MetricKind::Counter) else {
-            return false;
-        };
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        envoy.increment_counter(envoy_id, &values, by)
+        self.update(envoy, id, MetricKind::Counter, by)
     }
 
     pub fn record(&self, envoy: &EnvoyFilter, id: u32, value: u64) -> bool {
-        let Some((envoy_id, values)) = self.resolve(id, MetricKind::Histogram) else {
-            return false;
-        };
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        envoy.record_histogram(envoy_id, &values, value)
+        self.update(envoy, id, MetricKind::Histogram, value)
     }
 }
