@@ -36,7 +36,7 @@ TEST_APT_PACKAGES := skopeo docker-registry
 PROMETHEUS_DIR := .prometheus
 PROMETHEUS := $(PROMETHEUS_DIR)/usr/bin/prometheus
 
-.PHONY: help venv prometheus wasm-target build native native-probe cli install render lint modules fmt test test-native run clean bench soak fuzz oci release test-deps
+.PHONY: help venv prometheus wasm-target build native native-probe native-floor cli install render lint modules fmt test test-native run clean bench soak fuzz oci release test-deps
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -139,11 +139,25 @@ run: venv cli $(if $(filter native,$(BUILD)),native,build) ## Envoy with Posturi
 render: cli ## Rewrite every policy copy in envoy/ and deploy/ from the policy file it names
 	$(POSTURIO) render $(RENDERED)
 
-bench: venv build ## Benchmarks: the policy natively, Envoy with Posturio vs bare Envoy (speed, memory per worker), the module in V8
+native-floor: ## The native floor module for the benchmark: target/native/libposturio_floor.so
+	cargo build --profile native -p posturio-native-floor
+	@echo 'native-floor: built target/native/libposturio_floor.so'
+
+# BENCH_QUICK=1: every script once, briefly, to check the machinery (figures mean nothing);
+# the policy's native timing is left out (its checks run under `cargo test`).
+BENCH_QUICK ?=
+bench: venv build native native-floor ## Benchmarks: both builds and both floors vs bare Envoy (speed, memory per worker), the policy natively, the module in V8; BENCH_QUICK=1 for a short check
+ifeq ($(filter-out 0,$(BENCH_QUICK)),)
 	cargo bench --bench policy
-	$(VENV)/bin/python benches/load.py
-	$(VENV)/bin/python benches/memory.py
-	$(VENV)/bin/python benches/vm.py
+endif
+	@# Each script runs even when one before it found a problem (its report says which);
+	@# the load benchmark last, so that its table (the targets at its end) stays on screen.
+	@status=0; \
+	for script in memory vm load; do \
+	  echo "$(VENV)/bin/python benches/$$script.py"; \
+	  $(VENV)/bin/python benches/$$script.py || status=1; \
+	done; \
+	exit $$status
 
 soak: venv build ## Mixed traffic through Posturio for SOAK_SECS (600), Envoy's RSS bounded
 	$(VENV)/bin/python benches/soak.py

@@ -26,6 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "envoy" / "envoy.yaml"
 MODULE = REPO / "target" / "wasm32-wasip1" / "release" / "posturio.wasm"
+# The native build (`make native`) and the native floor module (`make native-floor`).
+NATIVE_MODULE = REPO / "target" / "native" / "libposturio.so"
+NATIVE_FLOOR = REPO / "target" / "native" / "libposturio_floor.so"
 EXAMPLE_POLICY = REPO / "envoy" / "policy.json"
 DETECTORS_POLICY = REPO / "benches" / "policy-detectors.json"
 
@@ -238,6 +241,36 @@ def module_path() -> Path:
     return MODULE
 
 
+def native_module_path() -> Path:
+    """The native build: `POSTURIO_NATIVE_MODULE` when set (as for the tests), else the one
+    `make native` made."""
+    path = Path(os.environ.get("POSTURIO_NATIVE_MODULE") or NATIVE_MODULE)
+    if not path.is_file():
+        sys.exit(f"the native module {path} is missing: run `make native`")
+    return path
+
+
+def native_floor_path() -> Path:
+    if not NATIVE_FLOOR.is_file():
+        sys.exit(f"the native floor module {NATIVE_FLOOR} is missing: run `make native-floor`")
+    return NATIVE_FLOOR
+
+
+def quick() -> bool:
+    """`BENCH_QUICK=1`: a short run that only shows the machinery works (every setup starts,
+    answers and is measured once); its figures mean nothing."""
+    return os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
+
+
+def builds(spec: str) -> list[str]:
+    """The builds named in `spec` (comma-separated: wasm, native), in a fixed order."""
+    names = {name.strip() for name in spec.split(",") if name.strip()}
+    unknown = names - {"wasm", "native"}
+    if unknown or not names:
+        sys.exit(f"builds: expected wasm, native or both, got {spec!r}")
+    return [name for name in ("wasm", "native") if name in names]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -270,6 +303,59 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores{memory}, Linux {platform.release()}"
+
+
+class OtherWork:
+    """How busy the machine was with work other than this process and its children, between
+    `__init__` and `cores()`: the machine's busy CPU time (/proc/stat) less the CPU time of
+    this process, its live descendants (Envoy, nginx and its workers) and its reaped children
+    (each wrk run). Read it where nothing of ours is starting or stopping."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy = self._machine_busy()
+        self.ours = self._our_cpu()
+
+    @staticmethod
+    def _machine_busy() -> float:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        ticks = [int(value) for value in fields]
+        # user nice system idle iowait irq softirq steal (guest time is already in user).
+        busy = sum(ticks[:8]) - ticks[3] - ticks[4]
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _our_cpu() -> float:
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        ours = {os.getpid()}
+        grew = True
+        while grew:
+            found = {pid for pid, parent in parents.items() if parent in ours} - ours
+            ours |= found
+            grew = bool(found)
+        live = sum(cpu.get(pid, 0.0) for pid in ours if pid != os.getpid())
+        me = os.times()
+        # User and system time of this process and of every child it has waited for.
+        return live + me.user + me.system + me.children_user + me.children_system
+
+    def cores(self) -> float:
+        """Cores' worth of other work on average since this was made."""
+        seconds = time.monotonic() - self.started
+        if seconds <= 0:
+            return 0.0
+        others = (self._machine_busy() - self.busy) - (self._our_cpu() - self.ours)
+        return max(0.0, others / seconds)
 
 
 # --- Envoy configuration -----------------------------------------------------------------
@@ -332,8 +418,8 @@ def _drop_pools(yaml: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _drop_wasm_filter(yaml: str) -> str:
-    lines = yaml.splitlines()
+def _wasm_filter(lines: list[str]) -> tuple[int, int]:
+    """Where the Wasm filter's entry in the listener's filter chain starts and ends."""
     starts = [i for i, line in enumerate(lines) if line.strip() == "- name: envoy.filters.http.wasm"]
     if len(starts) != 1:
         raise SystemExit(f"{TEMPLATE}: expected one wasm filter entry")
@@ -343,16 +429,69 @@ def _drop_wasm_filter(yaml: str) -> str:
         _indent(lines[end]) == _indent(lines[start]) and lines[end].lstrip().startswith("- ")
     ):
         end += 1
+    return start, end
+
+
+def _drop_wasm_filter(yaml: str) -> str:
+    lines = yaml.splitlines()
+    start, end = _wasm_filter(lines)
     return "\n".join(lines[:start] + lines[end:]) + "\n"
 
 
+def _native_filter(yaml: str, module: Path, policy: str) -> str:
+    """The template with the native build in the Wasm filter's place, as in the shipped
+    native configuration (envoy/envoy-native.yaml): the dynamic module filter, loaded from its
+    path, its metrics under the Wasm build's `wasmcustom` namespace and names, the policy as its
+    `filter_config`; the rest of the chain unchanged."""
+    lines = yaml.splitlines()
+    start, end = _wasm_filter(lines)
+    pad = " " * _indent(lines[start])
+    entry = [
+        f"{pad}- name: envoy.filters.http.dynamic_modules",
+        f"{pad}  typed_config:",
+        f'{pad}    "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter',
+        f"{pad}    dynamic_module_config:",
+        f"{pad}      name: posturio",
+        f"{pad}      module: {{ local: {{ filename: {json.dumps(str(module))} }} }}",
+        f"{pad}      metrics_namespace: wasmcustom",
+        f"{pad}    filter_name: posturio",
+        f"{pad}    filter_config:",
+        f'{pad}      "@type": type.googleapis.com/google.protobuf.StringValue',
+        f"{pad}      value: |",
+    ]
+    entry += [f"{pad}        {line}" if line.strip() else "" for line in policy.strip().splitlines()]
+    text = "\n".join(lines[:start] + entry + lines[end:]) + "\n"
+    if "\nlayered_runtime:" in text:
+        raise SystemExit(f"{TEMPLATE}: has a layered_runtime; the native translation adds its own")
+    return text + NATIVE_RUNTIME
+
+
+# The runtime layer the shipped native configuration (envoy/envoy-native.yaml) has: with it,
+# Envoy lists the module's metrics under the Wasm build's names.
+NATIVE_RUNTIME = """
+layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
+"""
+
+
 def envoy_config(
-    *, listener: int, admin: int, upstream: int, policy: str | None, module: Path | None
+    *,
+    listener: int,
+    admin: int,
+    upstream: int,
+    policy: str | None,
+    module: Path | None,
+    build: str = "wasm",
 ) -> str:
     """The shipped envoy.yaml on the given ports, every cluster pointing at `upstream`.
 
-    With a policy: Posturio runs it and routes by the cluster header, as shipped. Without one
-    (bare Envoy): the same listener, without the Wasm filter, routing to the `openai` cluster.
+    With a policy: Posturio runs it and routes by the cluster header, as shipped; `build`
+    says whether `module` is the Wasm module or the native one (a dynamic module in the Wasm
+    filter's place). Without one (bare Envoy): the same listener, without the filter, routing
+    to the `openai` cluster.
     """
     text = _drop_pools(TEMPLATE.read_text())
     text = _replace_once(text, f"port_value: {TEMPLATE_LISTENER_PORT}", f"port_value: {listener}")
@@ -363,6 +502,8 @@ def envoy_config(
         text = _drop_wasm_filter(text)
         return _replace_once(text, "cluster_header: x-posturio-cluster", "cluster: openai")
     assert module is not None
+    if build == "native":
+        return _native_filter(text, module, policy)
     text = re.sub(
         r"(?m)^(\s*)filename: \S*posturio\.wasm\s*$",
         lambda m: f"{m.group(1)}filename: {json.dumps(str(module))}",
@@ -503,10 +644,12 @@ http {{
         concurrency: int,
         log_level: str,
         module: Path | None = None,
+        build: str = "wasm",
     ) -> Process:
         """Starts Envoy; raises StartFailed (with its log) if it is not ready within 60 s.
 
-        Without a policy it is bare Envoy; with one, it runs `module` (default: the built one).
+        Without a policy it is bare Envoy; with one, it runs `module` (default: the built Wasm
+        module), a Wasm module or a native one as `build` says.
         """
         listener, admin = free_port(), free_port()
         root = self.dir / name
@@ -517,6 +660,7 @@ http {{
             upstream=upstream,
             policy=policy,
             module=(module or module_path()) if policy is not None else None,
+            build=build,
         )
         (root / "envoy.yaml").write_text(config)
         log = root / "envoy.log"

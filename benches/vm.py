@@ -17,7 +17,8 @@ rounds. A run fails (exit status 1) if the module logs an error, answers a reque
 does not set the route header, or traps. The table is written to benches/results/vm.md.
 
 Installs node (Debian's nodejs package) with apt-get when it is missing. Options can also be
-set in the environment: VM_ROUNDS, VM_SCALE, VM_CASES, VM_NODE.
+set in the environment: VM_ROUNDS, VM_SCALE, VM_CASES, VM_NODE; BENCH_QUICK=1 changes the
+defaults to one round of a twentieth of the iterations.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def parse_args() -> argparse.Namespace:
         epilog="Environment: VM_ROUNDS, VM_SCALE, VM_CASES and VM_NODE set the defaults of "
         "--rounds, --scale, --cases and --node.",
     )
-    parser.add_argument("--rounds", type=int, default=env_int("VM_ROUNDS", 3),
+    # BENCH_QUICK=1 (make bench's short mode): one round of a twentieth of the iterations.
+    quick = lab.quick()
+    parser.add_argument("--rounds", type=int, default=env_int("VM_ROUNDS", 1 if quick else 3),
                         help="rounds per case, each in a fresh node; the table shows the median "
                         "(default 3)")
-    parser.add_argument("--scale", type=float, default=env_float("VM_SCALE", 1.0),
+    parser.add_argument("--scale", type=float, default=env_float("VM_SCALE", 0.05 if quick else 1.0),
                         help="multiplies the timed iterations per round: "
                         + ", ".join(f"{n:,} for {size_label(size)}" for size, n in ITERATIONS.items())
                         + " at 1 (default 1)")
