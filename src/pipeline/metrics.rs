@@ -112,20 +112,37 @@ pub fn full_name(out: &mut String, base: &str, labels: &[(&str, &str)]) {
     }
 }
 
-/// FNV-1a: metric names are short, trusted (from the configuration) and looked up several
-/// times per request, where the default SipHash costs more than the rest of the lookup.
+/// FxHash, eight bytes a step: metric names are trusted (from the configuration), about a
+/// hundred bytes long and looked up several times per request, where SipHash, or FNV-1a's byte a
+/// step, costs more than the rest of the lookup (in V8, FNV-1a was a tenth of a routed
+/// request's time in the module).
+#[derive(Default)]
 pub struct NameHasher(u64);
 
-impl Default for NameHasher {
-    fn default() -> Self {
-        NameHasher(0xcbf2_9ce4_8422_2325)
+impl NameHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
     }
 }
 
 impl Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in words.by_ref() {
+            if let Ok(word) = <[u8; 8]>::try_from(word) {
+                self.add(u64::from_le_bytes(word));
+            }
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut tail = [0u8; 8];
+            if let Some(start) = tail.get_mut(..rest.len()) {
+                start.copy_from_slice(rest);
+            }
+            // The length tells "ab" from "ab\0" in the last, zero-padded word.
+            self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 59));
         }
     }
 
@@ -164,6 +181,23 @@ mod tests {
         );
         full_name(&mut name, RULE_HITS, &[("rule", "a;b")]);
         assert_eq!(name, "posturio_rule_hits_total.rule=a_b;");
+    }
+
+    #[test]
+    fn names_that_differ_anywhere_hash_apart() {
+        let hash = |name: &[u8]| {
+            let mut hasher = NameHasher::default();
+            hasher.write(name);
+            hasher.finish()
+        };
+        let name = "posturio_requests_total.consumer=team-a;.model=gpt-4.1;";
+        let mut seen = std::collections::HashSet::new();
+        for end in 0..=name.len() {
+            let prefix = name.as_bytes().get(..end).unwrap_or_default();
+            assert!(seen.insert(hash(prefix)), "prefix of {end} bytes");
+        }
+        assert_ne!(hash(b"ab"), hash(b"ab\0"));
+        assert_ne!(hash(b"team-a;.x"), hash(b"team-b;.x"));
     }
 
     #[test]
