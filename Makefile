@@ -129,7 +129,7 @@ test: lint venv prometheus build native native-probe oci test-deps ## Lint, buil
 	$(TEST_ENV) cargo test --workspace --all-targets
 	$(TEST_ENV) POSTURIO_BUILD=native cargo test $(addprefix --test ,$(NATIVE_SUITES))
 
-test-native: venv native native-probe ## Only the Envoy suites of NATIVE_SUITES, against the native build
+test-native: venv prometheus native native-probe ## Only the Envoy suites of NATIVE_SUITES, against the native build
 	$(TEST_ENV) POSTURIO_BUILD=native cargo test --test native $(addprefix --test ,$(NATIVE_SUITES))
 
 run: venv cli $(if $(filter native,$(BUILD)),native,build) ## Envoy with Posturio (BUILD=wasm|native) on 127.0.0.1:10000, mock providers behind it; envoy/policy.json applied live on save
