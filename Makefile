@@ -25,7 +25,7 @@ endif
 # generated configuration, the V8 VM, a listener delivered by LDS with the Wasm filter in it),
 # or a feature the native build refuses: tests/identity.rs reads a JWT claim at a nested
 # metadata path, which the dynamic module ABI cannot reach (docs/native.md).
-NATIVE_SUITES := gateway inspection usage hostile answers api_keys bedrock_streams ecds evasion fallback prometheus \
+NATIVE_SUITES := gateway inspection usage hostile answers api_keys bedrock_streams docs ecds evasion fallback prometheus \
   fallback_families families guards harness_smoke limits model_lists ratelimit sdk spend
 WASM := target/$(WASM_TARGET)/release/posturio.wasm
 OCI_DIR := target/oci/posturio

@@ -398,11 +398,11 @@ impl Host for NativeHost {
         const CALL: &str = "define_metric";
         let (base, labels) = metrics::split(name)
             .ok_or_else(|| failed(CALL, "the name is not base(.label=value;)*"))?;
-        let template = metrics::template(kind, base, &labels)
+        let (template, values) = metrics::template(kind, base, &labels)
             .ok_or_else(|| failed(CALL, "no such metric was defined with the configuration"))?;
         let id = self
             .series
-            .define(template, labels.iter().map(|(_, value)| *value))
+            .define(template, values.into_iter())
             .ok_or_else(|| failed(CALL, "too many series"))?;
         if kind == MetricKind::Counter {
             // Envoy makes a labelled series on its first increment; proxy-wasm's definition

@@ -11,9 +11,10 @@
 use posturio::pipeline::metrics as names;
 use posturio::pipeline::MetricKind;
 
-/// Every metric the pipeline records, with its label names in the order it writes them. A
-/// metric recorded under other labels is not recorded (and logged): a new metric in the
-/// pipeline needs its row here.
+/// Every metric the pipeline records, with its label names in the order `/stats/prometheus`
+/// lists them for the Wasm build (the order of the shipped `stats_tags`), so that both builds
+/// print the same lines. A metric recorded under other labels is not recorded (and logged): a
+/// new metric in the pipeline needs its row here.
 pub const TEMPLATES: &[(MetricKind, &str, &[&str])] = &[
     (
         MetricKind::Counter,
@@ -23,7 +24,7 @@ pub const TEMPLATES: &[(MetricKind, &str, &[&str])] = &[
     (
         MetricKind::Counter,
         names::RULE_HITS,
-        &["rule", "action", "consumer", "direction"],
+        &["consumer", "rule", "action", "direction"],
     ),
     (MetricKind::Counter, names::INPUT_TOKENS, SETTLED),
     (MetricKind::Counter, names::OUTPUT_TOKENS, SETTLED),
@@ -80,17 +81,31 @@ pub fn split(full: &str) -> Option<(&str, Vec<(&str, &str)>)> {
     rest.is_empty().then_some((base, labels))
 }
 
-/// The row of `TEMPLATES` for a metric of this kind, base and label names.
-pub fn template(kind: MetricKind, base: &str, labels: &[(&str, &str)]) -> Option<usize> {
-    TEMPLATES.iter().position(|(k, name, label_names)| {
-        *k == kind
-            && *name == base
-            && label_names.len() == labels.len()
-            && label_names
+/// The row of `TEMPLATES` for a metric of this kind, base and label names (in any order),
+/// and its label values in the row's order.
+pub fn template<'a>(
+    kind: MetricKind,
+    base: &str,
+    labels: &[(&str, &'a str)],
+) -> Option<(usize, Vec<&'a str>)> {
+    TEMPLATES
+        .iter()
+        .enumerate()
+        .find_map(|(row, (k, name, label_names))| {
+            if *k != kind || *name != base || label_names.len() != labels.len() {
+                return None;
+            }
+            let values = label_names
                 .iter()
-                .zip(labels)
-                .all(|(expected, (label, _))| expected == label)
-    })
+                .map(|expected| {
+                    labels
+                        .iter()
+                        .find(|(label, _)| label == expected)
+                        .map(|(_, value)| *value)
+                })
+                .collect::<Option<Vec<&str>>>()?;
+            Some((row, values))
+        })
 }
 
 #[cfg(test)]
@@ -109,6 +124,20 @@ mod tests {
         assert_eq!(split("posturio_x"), Some(("posturio_x", vec![])));
         assert_eq!(split("posturio_x.consumer=a"), None, "a value ends at `;`");
         assert_eq!(split("posturio_x.consumer;"), None, "a label has a value");
+    }
+
+    #[test]
+    fn label_values_follow_the_order_prometheus_lists_them_in() {
+        let labels = [
+            ("rule", "r"),
+            ("action", "block"),
+            ("consumer", "c"),
+            ("direction", "request"),
+        ];
+        let (_, values) = template(MetricKind::Counter, names::RULE_HITS, &labels).unwrap();
+        assert_eq!(values, ["c", "r", "block", "request"]);
+        let repeated = [("rule", "r"), ("rule", "r"), ("consumer", "c"), ("direction", "d")];
+        assert!(template(MetricKind::Counter, names::RULE_HITS, &repeated).is_none());
     }
 
     #[test]
