@@ -319,6 +319,57 @@ fn a_new_policy_is_applied_in_place_without_restarting_envoy() {
     gateway.envoy.assert_no_wasm_failure();
 }
 
+/// How long Envoy takes, at most here, to free the stats scope of a configuration no stream
+/// uses any more.
+const SCOPE_RELEASE: Duration = Duration::from_secs(2);
+
+/// `posturio_requests_total` of the default consumer's requests for `gpt-4o-mini`, which
+/// every policy of this file allows.
+const ALLOWED_MINI: &str = "wasmcustom.posturio_requests_total.consumer=default;\
+    .model=gpt-4o-mini;.provider=openai;.decision=allow;.code=none;";
+
+/// Posturio's counters live on across a policy update: the new policy neither starts them
+/// from zero nor loses a request that started under the old one. (The native build defines
+/// its metrics with each filter configuration, and Envoy frees a series once no configuration
+/// holds it.)
+#[test]
+fn counters_go_on_across_a_policy_update_and_count_the_request_in_flight() {
+    let mock = MockProvider::start();
+    let gateway = EcdsEnvoy::start(&common::example_policy(), &mock);
+    for _ in 0..3 {
+        let response = chat(gateway.port, "gpt-4o-mini");
+        assert!(forwarded(&response, "gpt-4o-mini"), "{response:?}");
+    }
+    assert_eq!(gateway.counter(ALLOWED_MINI), 3);
+    let request = chat_request(gateway.port, "gpt-4o-mini", false);
+    let (head, rest) = request.split_at(request.len() - 10);
+    let mut in_flight = Connection::open(gateway.port);
+    in_flight.send(head);
+
+    gateway.deliver(&policy_approving_gated());
+    gateway.wait_until_gated(true);
+    gateway.wait_counter_above(APPLIED, 1);
+    assert_eq!(
+        gateway.counter(ALLOWED_MINI),
+        3,
+        "the policy update changed the counter"
+    );
+    in_flight.send(rest);
+    let response = in_flight.read_response();
+    assert!(forwarded(&response, "gpt-4o-mini"), "{response:?}");
+    // Envoy lets go of a replaced configuration's stats scope on its main thread once the
+    // workers have: give it time to, so that a series only that scope held would be gone.
+    std::thread::sleep(SCOPE_RELEASE);
+    let response = chat(gateway.port, "gpt-4o-mini");
+    assert!(forwarded(&response, "gpt-4o-mini"), "{response:?}");
+    assert_eq!(
+        gateway.counter(ALLOWED_MINI),
+        5,
+        "the request in flight and the one after the update are counted"
+    );
+    gateway.envoy.assert_no_wasm_failure();
+}
+
 #[test]
 fn an_invalid_policy_is_rejected_and_the_previous_one_keeps_serving() {
     let mock = MockProvider::start();

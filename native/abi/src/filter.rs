@@ -523,6 +523,12 @@ impl EnvoyFilterConfig {
         self.raw as usize
     }
 
+    /// Adds to a counter this configuration defined, while Envoy creates the configuration.
+    pub fn increment_counter(&self, id: usize, labels: &[&str], by: u64) -> bool {
+        // `raw` is the configuration Envoy lent this hook, live for as long as `self` is.
+        ConfigMetrics { raw: self.raw }.increment_counter(id, labels, by)
+    }
+
     /// Defines a metric with its label names; the id is what the stream handle's
     /// `increment_counter` / `record_histogram` take. `None` when Envoy refuses it.
     pub fn define_metric(&self, kind: MetricType, name: &str, labels: &[&str]) -> Option<usize> {

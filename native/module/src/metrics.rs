@@ -136,7 +136,12 @@ mod tests {
         ];
         let (_, values) = template(MetricKind::Counter, names::RULE_HITS, &labels).unwrap();
         assert_eq!(values, ["c", "r", "block", "request"]);
-        let repeated = [("rule", "r"), ("rule", "r"), ("consumer", "c"), ("direction", "d")];
+        let repeated = [
+            ("rule", "r"),
+            ("rule", "r"),
+            ("consumer", "c"),
+            ("direction", "d"),
+        ];
         assert!(template(MetricKind::Counter, names::RULE_HITS, &repeated).is_none());
     }
 

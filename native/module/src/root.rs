@@ -85,6 +85,7 @@ impl HttpFilterConfig for PosturioConfig {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         LIVE.lock().unwrap_or_else(PoisonError::into_inner).push(id);
         if matches!(role, Role::Request(_)) {
+            series::carry_over(envoy, &defined);
             series::request_config_accepted(envoy.id(), Arc::clone(&defined));
         }
         Some(PosturioConfig {

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use envoy_abi::EnvoyFilter;
+use envoy_abi::{EnvoyFilter, EnvoyFilterConfig};
 use posturio::pipeline::MetricKind;
 
 use crate::metrics::TEMPLATES;
@@ -35,6 +35,28 @@ pub fn request_config_gone(envoy_id: usize) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .retain(|(id, _)| *id != envoy_id);
+}
+
+/// Every counter series any worker has recorded, under any configuration: its `TEMPLATES`
+/// row and label values. Envoy keeps a dynamic module's metrics in its filter configuration's
+/// stats scope, and frees a series once no scope holds it; a policy update replaces the
+/// configuration, so the new one takes up each series at once (`carry_over`) and the counters
+/// go on from their values, as the Wasm build's (kept by its VM) do.
+static KNOWN_COUNTERS: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
+
+/// A new request filter configuration takes up every counter series recorded so far, adding
+/// 0, before the configuration it replaces (and the streams still using that one) let go.
+/// Histograms start afresh: Envoy has no way to add nothing to one.
+pub fn carry_over(envoy: &EnvoyFilterConfig, defined: &[Option<usize>]) {
+    let known = KNOWN_COUNTERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for (row, values) in known.iter() {
+        if let Some(id) = defined.get(*row).copied().flatten() {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            envoy.increment_counter(id, &values, 0);
+        }
+    }
 }
 
 /// Where a series is recorded.
@@ -87,6 +109,18 @@ impl Series {
         {
             Some(index) => index,
             None if series.len() < MAX_SERIES => {
+                if matches!(TEMPLATES.get(template), Some((MetricKind::Counter, _, _))) {
+                    let mut known = KNOWN_COUNTERS
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if known.len() < MAX_SERIES
+                        && !known
+                            .iter()
+                            .any(|(row, known)| *row == template && *known == values)
+                    {
+                        known.push((template, values.clone()));
+                    }
+                }
                 series.push((template, values));
                 series.len().checked_sub(1)?
             }
