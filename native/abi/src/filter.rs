@@ -52,6 +52,25 @@ fn module_buffer(bytes: &[u8]) -> ModuleBuffer {
     }
 }
 
+/// Most label values a metric of ours has; more go through a heap buffer.
+const LABELS_ON_STACK: usize = 8;
+
+/// Runs `call` with `labels` as the ABI's buffers (pointer and count), built on the stack:
+/// a labelled increment happens several times per request, and a heap buffer per increment
+/// was pure overhead.
+fn with_label_buffers<R>(labels: &[&str], call: impl FnOnce(*const ModuleBuffer, usize) -> R) -> R {
+    let mut on_stack = [module_buffer(&[]); LABELS_ON_STACK];
+    if labels.len() > LABELS_ON_STACK {
+        let on_heap: Vec<ModuleBuffer> =
+            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
+        return call(on_heap.as_ptr(), on_heap.len());
+    }
+    for (slot, value) in on_stack.iter_mut().zip(labels) {
+        *slot = module_buffer(value.as_bytes());
+    }
+    call(on_stack.as_ptr(), labels.len())
+}
+
 /// Copies bytes Envoy lent; a null pointer is empty.
 ///
 /// # Safety
@@ -430,35 +449,27 @@ impl EnvoyFilter {
 
     /// Adds to a counter defined in the configuration, with its label values.
     pub fn increment_counter(&self, id: usize, labels: &[&str], by: u64) -> bool {
-        let values: Vec<ModuleBuffer> =
-            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
-        // SAFETY: `values` and what it points at are live for the call.
-        let result = unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.raw,
-                id,
-                values.as_ptr(),
-                values.len(),
-                by,
-            )
-        };
+        let result = with_label_buffers(labels, |values, count| {
+            // SAFETY: the label buffers and what they point at are live for the call.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                    self.raw, id, values, count, by,
+                )
+            }
+        });
         result == ffi::METRICS_SUCCESS
     }
 
     /// Records a value in a histogram defined in the configuration.
     pub fn record_histogram(&self, id: usize, labels: &[&str], value: u64) -> bool {
-        let values: Vec<ModuleBuffer> =
-            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
-        // SAFETY: `values` and what it points at are live for the call.
-        let result = unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.raw,
-                id,
-                values.as_ptr(),
-                values.len(),
-                value,
-            )
-        };
+        let result = with_label_buffers(labels, |values, count| {
+            // SAFETY: the label buffers and what they point at are live for the call.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                    self.raw, id, values, count, value,
+                )
+            }
+        });
         result == ffi::METRICS_SUCCESS
     }
 }
@@ -590,36 +601,28 @@ pub struct ConfigMetrics {
 impl ConfigMetrics {
     /// Adds to a counter this configuration defined.
     pub fn increment_counter(&self, id: usize, labels: &[&str], by: u64) -> bool {
-        let values: Vec<ModuleBuffer> =
-            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
-        // SAFETY: `raw` is a live configuration (`with_config_metrics` holds the lock that
-        // its destruction takes); `values` is live for the call.
-        let result = unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.raw,
-                id,
-                values.as_ptr(),
-                values.len(),
-                by,
-            )
-        };
+        let result = with_label_buffers(labels, |values, count| {
+            // SAFETY: `raw` is a live configuration (`with_config_metrics` holds the lock that
+            // its destruction takes); the label buffers are live for the call.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    self.raw, id, values, count, by,
+                )
+            }
+        });
         result == ffi::METRICS_SUCCESS
     }
 
     /// Records a value in a histogram this configuration defined.
     pub fn record_histogram(&self, id: usize, labels: &[&str], value: u64) -> bool {
-        let values: Vec<ModuleBuffer> =
-            labels.iter().map(|v| module_buffer(v.as_bytes())).collect();
-        // SAFETY: as in `increment_counter`.
-        let result = unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
-                self.raw,
-                id,
-                values.as_ptr(),
-                values.len(),
-                value,
-            )
-        };
+        let result = with_label_buffers(labels, |values, count| {
+            // SAFETY: as in `increment_counter`.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                    self.raw, id, values, count, value,
+                )
+            }
+        });
         result == ffi::METRICS_SUCCESS
     }
 }

@@ -71,6 +71,9 @@ enum Sink {
 /// this cap only keeps a mistake from growing without end.
 const MAX_SERIES: usize = 100_000;
 
+/// Most label values passed without a heap buffer.
+const LABELS_ON_STACK: usize = 8;
+
 pub struct Series {
     sink: Sink,
     /// Each series: its template row and label values; its index is the pipeline's id.
@@ -142,8 +145,16 @@ impl Series {
         if *template_kind != kind {
             return None;
         }
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        use_series(*row, &values)
+        // On the stack: this runs at every increment (the widest template has 5 labels).
+        let mut on_stack = [""; LABELS_ON_STACK];
+        if values.len() > LABELS_ON_STACK {
+            let on_heap: Vec<&str> = values.iter().map(String::as_str).collect();
+            return use_series(*row, &on_heap);
+        }
+        for (slot, value) in on_stack.iter_mut().zip(values) {
+            *slot = value.as_str();
+        }
+        use_series(*row, on_stack.get(..values.len())?)
     }
 
     fn update(&self, envoy: &EnvoyFilter, id: u32, kind: MetricKind, value: u64) -> bool {
