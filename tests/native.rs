@@ -33,14 +33,6 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The guard cluster's port in `envoy/envoy.yaml`.
 const TEMPLATE_GUARD_PORT: u16 = 18090;
 
-/// The runtime layer a native configuration adds (see `to_native`).
-const RUNTIME: &str = "layered_runtime:
-  layers:
-  - name: static
-    static_layer:
-      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true
-";
-
 thread_local! {
     /// The module `to_native` loads, for `edit_config` (a plain function) on this thread.
     static MODULE: RefCell<PathBuf> = RefCell::new(PathBuf::new());
@@ -72,69 +64,14 @@ fn probe_module() -> PathBuf {
     path
 }
 
-/// The rendered configuration with each Wasm filter replaced by the dynamic module filter:
-/// the Wasm `configuration` becomes `filter_config`, the rest of the chain is unchanged.
+/// The rendered configuration with each Wasm filter replaced by the dynamic module filter
+/// loading this thread's `MODULE` (the harness's translation, `common::build::to_native`), and
+/// the guard cluster pointed at this test's mock guard.
 fn to_native(config: String) -> String {
-    let module = MODULE.with(|module| module.borrow().clone());
-    let lines: Vec<&str> = config.lines().collect();
-    let indent = |line: &str| line.len() - line.trim_start().len();
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    let mut replaced = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if line.trim() != "- name: envoy.filters.http.wasm" {
-            out.push(line.to_string());
-            i += 1;
-            continue;
-        }
-        let base = indent(line);
-        let mut end = i + 1;
-        while end < lines.len()
-            && (lines[end].trim().is_empty()
-                || lines[end].trim_start().starts_with('#')
-                || indent(lines[end]) > base)
-        {
-            end += 1;
-        }
-        let block = &lines[i + 1..end];
-        let at = block
-            .iter()
-            .position(|l| l.trim() == "configuration:")
-            .expect("a Wasm filter with a configuration");
-        let configuration_indent = indent(block[at]);
-        let pad = " ".repeat(base);
-        out.push(format!("{pad}- name: envoy.filters.http.dynamic_modules"));
-        out.push(format!("{pad}  typed_config:"));
-        out.push(format!(
-            "{pad}    \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
-        ));
-        out.push(format!("{pad}    dynamic_module_config:"));
-        out.push(format!("{pad}      name: posturio"));
-        out.push(format!(
-            "{pad}      module: {{ local: {{ filename: {} }} }}",
-            serde_json::Value::String(module.display().to_string())
-        ));
-        out.push(format!("{pad}      metrics_namespace: wasmcustom"));
-        out.push(format!("{pad}    filter_name: posturio"));
-        out.push(format!("{pad}    filter_config:"));
-        for l in &block[at + 1..] {
-            if !l.trim().is_empty() && indent(l) <= configuration_indent {
-                break;
-            }
-            out.push(l.to_string());
-        }
-        replaced += 1;
-        i = end;
-    }
-    assert!(replaced > 0, "no Wasm filter in the configuration");
+    let module = MODULE.with(|module| module.borrow().display().to_string());
+    let module = serde_json::Value::String(module).to_string();
+    let mut text = common::build::to_native(&config, &module);
     let guard = GUARD_PORT.with(Cell::get);
-    let mut text = out.join("\n");
-    text.push('\n');
-    // Envoy lists a dynamic module's metrics under their namespace alone in
-    // /stats/prometheus (`posturio_requests_total{...}`, as the Wasm build's) only with
-    // this runtime feature; without it they are `envoy_wasmcustom_posturio_...`.
-    text.push_str(RUNTIME);
     if guard != 0 {
         text = text.replace(
             &format!("port_value: {TEMPLATE_GUARD_PORT} "),
