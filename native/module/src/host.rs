@@ -107,23 +107,9 @@ impl StreamState {
     }
 }
 
-/// Runs `use_key` with the filter state key of `name` (`wasm.<name>`), built in a buffer each
-/// worker reuses: a request stores about a dozen values, and a fresh string per key was an
-/// allocation apiece.
-fn with_filter_state_key<R>(name: &str, use_key: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static KEY: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    KEY.with(|key| match key.try_borrow_mut() {
-        Ok(mut key) => {
-            key.clear();
-            key.push_str(FILTER_STATE_PREFIX);
-            key.push_str(name);
-            use_key(&key)
-        }
-        // Not reached (Envoy does not call back into the module here); kept correct anyway.
-        Err(_) => use_key(&format!("{FILTER_STATE_PREFIX}{name}")),
-    })
+/// The filter state key of `name`: `wasm.<name>`, as proxy-wasm stores a property.
+fn filter_state_key(name: &str) -> String {
+    format!("{FILTER_STATE_PREFIX}{name}")
 }
 
 fn failed(call: &'static str, status: &str) -> HostError {
@@ -314,7 +300,7 @@ impl Host for NativeHost {
         match path {
             [name] => {
                 let envoy = self.envoy("get_filter_state")?;
-                Ok(with_filter_state_key(name, |key| envoy.filter_state(key)))
+                Ok(envoy.filter_state(&filter_state_key(name)))
             }
             ["metadata", "filter_metadata", namespace, keys @ ..] => self.metadata(namespace, keys),
             ["response", "code_details"] => attribute(Attribute::ResponseCodeDetails),
@@ -338,7 +324,7 @@ impl Host for NativeHost {
             return Err(failed(CALL, "only a single-segment name is stored"));
         };
         let envoy = self.envoy(CALL)?;
-        if with_filter_state_key(name, |key| envoy.set_filter_state(key, value)) {
+        if envoy.set_filter_state(&filter_state_key(name), value) {
             Ok(())
         } else {
             Err(failed(CALL, "Envoy refused the value"))
