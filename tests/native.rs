@@ -205,8 +205,9 @@ fn a_chat_request_is_routed_and_its_model_rewritten() {
     assert_eq!(line["posturio_upstream_model"], "gpt-4o-mini", "{line}");
     assert_eq!(line["posturio_provider"], "openai", "{line}");
     assert_eq!(line["posturio_consumer"], "default", "{line}");
+    // Envoy flushes its log on an interval: wait for the line rather than read once.
     assert!(
-        envoy.log().contains("posturio: "),
+        envoy.wait_for_log("posturio: ", WAIT).is_some(),
         "the pipeline's lines are in Envoy's log with their prefix"
     );
 }
